@@ -190,6 +190,9 @@ public sealed partial class SocketConnection : ConnectionContext,
     }
 
     /// <inheritdoc/>
+    public bool CanTakeOver => Volatile.Read(ref _state) == StateNotStarted && Volatile.Read(ref _socketClosed) == 0;
+
+    /// <inheritdoc/>
     public bool TryTakeOver(out Socket socket)
     {
         lock (_startLock)
