@@ -1,0 +1,341 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.AspNetCore.Connections;
+using Proxy.Core.Addresses;
+using Proxy.Core.Metrics;
+using Proxy.Core.Tcp;
+using Proxy.Core.Tests.TestSupport;
+using Proxy.Core.Transport;
+using Proxy.Core.Upstream;
+
+namespace Proxy.Core.Tests.Tcp;
+
+/// <summary>
+/// The opaque TCP stage end to end: a client socket -> Kestrel with OUR transport -> TcpProxy ->
+/// a plain upstream socket, all on 127.0.0.1 with port 0.
+/// </summary>
+public sealed class TcpProxyTests
+{
+    private sealed class ProxyUnderTest : IAsyncDisposable
+    {
+        private ProxyUnderTest(KestrelTestServer server, UpstreamConnector connector, ProxyMetrics metrics, MetricsRecorder recorder)
+        {
+            Server = server;
+            Connector = connector;
+            Metrics = metrics;
+            Recorder = recorder;
+        }
+
+        public KestrelTestServer Server { get; }
+
+        public UpstreamConnector Connector { get; }
+
+        public ProxyMetrics Metrics { get; }
+
+        public MetricsRecorder Recorder { get; }
+
+        public IPEndPoint EndPoint => Server.EndPoint;
+
+        public static async Task<ProxyUnderTest> StartAsync(
+            IPEndPoint target,
+            UpstreamConnectorOptions? connectorOptions = null,
+            TcpProxyContext? context = null,
+            ConnectionLimiter? limiter = null)
+        {
+            var metrics = new ProxyMetrics();
+            var recorder = new MetricsRecorder(metrics);
+            var connector = new UpstreamConnector(connectorOptions);
+            var proxy = new TcpProxy(connector, metrics);
+            context ??= new TcpProxyContext("test-listener", "test-service");
+            var destination = new UpstreamAddress(target);
+
+            async Task HandleAsync(ConnectionContext connection)
+            {
+                if (limiter is not null && !limiter.TryAcquire())
+                {
+                    limiter.Reject(connection, metrics, context.ListenerName);
+                    return;
+                }
+
+                try
+                {
+                    await proxy.HandleAsync(connection, destination, context, CancellationToken.None);
+                }
+                finally
+                {
+                    limiter?.Release();
+                }
+            }
+
+            var server = await KestrelTestServer.StartAsync(HandleAsync);
+            return new ProxyUnderTest(server, connector, metrics, recorder);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Server.DisposeAsync();
+            Connector.Dispose();
+            Recorder.Dispose();
+            Metrics.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task HandleAsync_100MegabytesEachWayConcurrently_ArriveByteExact()
+    {
+        const long Size = 100L * 1024 * 1024;
+        using var upstreamListener = TestListener.Start();
+        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint);
+
+        using var client = await TestSockets.ConnectAsync(proxy.EndPoint);
+        using var upstream = await upstreamListener.AcceptAsync();
+
+        var clientSends = Task.Run(async () =>
+        {
+            var hash = await client.SendPatternAsync(Size, seed: 1);
+            client.Shutdown(SocketShutdown.Send);
+            return hash;
+        });
+        var upstreamSends = Task.Run(async () =>
+        {
+            var hash = await upstream.SendPatternAsync(Size, seed: 2);
+            upstream.Shutdown(SocketShutdown.Send);
+            return hash;
+        });
+        var upstreamReceives = Task.Run(upstream.ReceiveAndHashAsync);
+        var clientReceives = Task.Run(client.ReceiveAndHashAsync);
+
+        await Task.WhenAll(clientSends, upstreamSends, upstreamReceives, clientReceives).WaitAsync(TestTimeouts.Bulk);
+
+        var (upCount, upHash) = await upstreamReceives;
+        var (downCount, downHash) = await clientReceives;
+        Assert.Equal(Size, upCount);
+        Assert.Equal(Size, downCount);
+        Assert.Equal(await clientSends, upHash);
+        Assert.Equal(await upstreamSends, downHash);
+        Assert.Equal(Size, proxy.Recorder.Sum("proxy_tcp_bytes_to_upstream", "service", "test-service"));
+        Assert.Equal(Size, proxy.Recorder.Sum("proxy_tcp_bytes_to_downstream", "listener", "test-listener"));
+    }
+
+    [Fact]
+    public async Task HandleAsync_ClientHalfCloses_UpstreamReadsToEofThenAnswerArrivesThenEof()
+    {
+        using var upstreamListener = TestListener.Start();
+        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint);
+        using var client = await TestSockets.ConnectAsync(proxy.EndPoint);
+        using var upstream = await upstreamListener.AcceptAsync();
+
+        await client.SendAllAsync(Encoding.ASCII.GetBytes("whole request"));
+        client.Shutdown(SocketShutdown.Send);
+
+        // The upstream only answers once it has seen EOF: proves the FIN went through alone.
+        Assert.Equal("whole request", Encoding.ASCII.GetString(await upstream.ReadToEndAsync()));
+        await upstream.SendAllAsync(Encoding.ASCII.GetBytes("answer after eof"));
+        upstream.Shutdown(SocketShutdown.Send);
+
+        Assert.Equal("answer after eof", Encoding.ASCII.GetString(await client.ReadToEndAsync()));
+        Assert.Equal(13, proxy.Recorder.Sum("proxy_tcp_bytes_to_upstream"));
+        Assert.Equal(16, proxy.Recorder.Sum("proxy_tcp_bytes_to_downstream"));
+    }
+
+    [Fact]
+    public async Task HandleAsync_ServerSpeaksFirst_ClientReceivesBannerWithoutSending()
+    {
+        using var upstreamListener = TestListener.Start();
+        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint);
+        using var client = await TestSockets.ConnectAsync(proxy.EndPoint);
+        using var upstream = await upstreamListener.AcceptAsync();
+
+        await upstream.SendAllAsync(Encoding.ASCII.GetBytes("220 banner\r\n"));
+
+        Assert.Equal("220 banner\r\n", Encoding.ASCII.GetString(await client.ReadExactlyAsync(12)));
+    }
+
+    [Fact]
+    public async Task HandleAsync_ClientResets_UpstreamSeesReset()
+    {
+        using var upstreamListener = TestListener.Start();
+        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint);
+        var client = await TestSockets.ConnectAsync(proxy.EndPoint);
+        using var upstream = await upstreamListener.AcceptAsync();
+        await client.SendAllAsync(Encoding.ASCII.GetBytes("x"));
+        Assert.Equal("x", Encoding.ASCII.GetString(await upstream.ReadExactlyAsync(1)));
+
+        client.Reset();
+
+        Assert.Equal(SocketError.ConnectionReset, await upstream.ReadUntilEndAsync());
+    }
+
+    [Fact]
+    public async Task HandleAsync_UpstreamResets_ClientSeesReset()
+    {
+        using var upstreamListener = TestListener.Start();
+        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint);
+        using var client = await TestSockets.ConnectAsync(proxy.EndPoint);
+        var upstream = await upstreamListener.AcceptAsync();
+        await upstream.SendAllAsync(Encoding.ASCII.GetBytes("y"));
+        Assert.Equal("y", Encoding.ASCII.GetString(await client.ReadExactlyAsync(1)));
+
+        upstream.Reset();
+
+        Assert.Equal(SocketError.ConnectionReset, await client.ReadUntilEndAsync());
+    }
+
+    [Fact]
+    public async Task HandleAsync_UpstreamRefused_ClientSeesResetPromptlyAndFailureCounted()
+    {
+        await using var proxy = await ProxyUnderTest.StartAsync(TestSockets.UnusedEndPoint());
+        using var client = await TestSockets.ConnectAsync(proxy.EndPoint);
+        var stopwatch = Stopwatch.StartNew();
+
+        Assert.Equal(SocketError.ConnectionReset, await client.ReadUntilEndAsync());
+
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(3), $"reset took {stopwatch.Elapsed}");
+        Assert.Equal(1, proxy.Recorder.Sum("proxy_tcp_connect_failures", "cause", "refused"));
+        Assert.Equal(0, proxy.Recorder.Sum("proxy_tcp_connect_failures", "cause", "timeout"));
+    }
+
+    [Fact]
+    public async Task HandleAsync_UpstreamNeverAnswers_ClientSeesResetAfterConnectTimeout()
+    {
+        using var full = await FullBacklogListener.StartAsync();
+        var timeout = TimeSpan.FromMilliseconds(400);
+        await using var proxy = await ProxyUnderTest.StartAsync(full.EndPoint, new UpstreamConnectorOptions { ConnectTimeout = timeout });
+        using var client = await TestSockets.ConnectAsync(proxy.EndPoint);
+        var stopwatch = Stopwatch.StartNew();
+
+        Assert.Equal(SocketError.ConnectionReset, await client.ReadUntilEndAsync());
+
+        Assert.True(stopwatch.Elapsed >= timeout - TimeSpan.FromMilliseconds(50), $"reset came after only {stopwatch.Elapsed}");
+        Assert.Equal(1, proxy.Recorder.Sum("proxy_tcp_connect_failures", "cause", "timeout"));
+    }
+
+    [Fact]
+    public async Task HandleAsync_OverConnectionLimit_ResetsAndCountsRejection()
+    {
+        using var upstreamListener = TestListener.Start();
+        var limiter = new ConnectionLimiter(1);
+        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint, limiter: limiter);
+
+        // The first connection holds the only slot while it is proxied.
+        var first = await TestSockets.ConnectAsync(proxy.EndPoint);
+        var firstUpstream = await upstreamListener.AcceptAsync();
+        await first.SendAllAsync(Encoding.ASCII.GetBytes("1"));
+        Assert.Equal("1", Encoding.ASCII.GetString(await firstUpstream.ReadExactlyAsync(1)));
+
+        using var second = await TestSockets.ConnectAsync(proxy.EndPoint);
+        Assert.Equal(SocketError.ConnectionReset, await second.ReadUntilEndAsync());
+        Assert.Equal(1, proxy.Recorder.Sum("proxy_tcp_connections_rejected", "limit", "max_connections"));
+
+        // Closing the first frees the slot for the next client.
+        first.Shutdown(SocketShutdown.Send);
+        Assert.Empty(await firstUpstream.ReadToEndAsync());
+        firstUpstream.Shutdown(SocketShutdown.Send);
+        Assert.Empty(await first.ReadToEndAsync());
+        first.Dispose();
+        firstUpstream.Dispose();
+
+        var freed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _ = Task.Run(async () =>
+        {
+            // The slot is released when the stage returns, just after the FINs: poll the counter briefly.
+            while (limiter.Current != 0)
+            {
+                await Task.Yield();
+            }
+
+            freed.TrySetResult();
+        });
+        await freed.Task.WaitAsync(TestTimeouts.Short);
+
+        using var third = await TestSockets.ConnectAsync(proxy.EndPoint);
+        using var thirdUpstream = await upstreamListener.AcceptAsync();
+        await third.SendAllAsync(Encoding.ASCII.GetBytes("3"));
+        Assert.Equal("3", Encoding.ASCII.GetString(await thirdUpstream.ReadExactlyAsync(1)));
+    }
+
+    [Fact]
+    public async Task HandleAsync_SpliceSupported_HandsBothUntouchedSocketsToRawForwarder()
+    {
+        using var upstreamListener = TestListener.Start();
+        var raw = new CopyingRawForwarder();
+        var context = new TcpProxyContext("test-listener", "test-service") { RawForwarder = raw, SpliceMode = SpliceMode.Auto };
+        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint, context: context);
+        using var client = await TestSockets.ConnectAsync(proxy.EndPoint);
+        using var upstream = await upstreamListener.AcceptAsync();
+
+        await client.SendAllAsync(Encoding.ASCII.GetBytes("spliced?"));
+        client.Shutdown(SocketShutdown.Send);
+        Assert.Equal("spliced?", Encoding.ASCII.GetString(await upstream.ReadToEndAsync()));
+        await upstream.SendAllAsync(Encoding.ASCII.GetBytes("yes"));
+        upstream.Shutdown(SocketShutdown.Send);
+
+        Assert.Equal("yes", Encoding.ASCII.GetString(await client.ReadToEndAsync()));
+        Assert.Equal(1, raw.Calls);
+        Assert.Equal(8, proxy.Recorder.Sum("proxy_tcp_bytes_to_upstream"));
+    }
+
+    [Fact]
+    public async Task HandleAsync_SpliceModeNever_ForwardsThroughPipes()
+    {
+        using var upstreamListener = TestListener.Start();
+        var raw = new CopyingRawForwarder();
+        var context = new TcpProxyContext("test-listener", "test-service") { RawForwarder = raw, SpliceMode = SpliceMode.Never };
+        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint, context: context);
+        using var client = await TestSockets.ConnectAsync(proxy.EndPoint);
+        using var upstream = await upstreamListener.AcceptAsync();
+
+        await client.SendAllAsync(Encoding.ASCII.GetBytes("pipes"));
+        client.Shutdown(SocketShutdown.Send);
+
+        Assert.Equal("pipes", Encoding.ASCII.GetString(await upstream.ReadToEndAsync()));
+        Assert.Equal(0, raw.Calls);
+    }
+
+    /// <summary>A real (if plain) raw-socket forwarder: copies with Receive/Send and propagates FIN.</summary>
+    private sealed class CopyingRawForwarder : IRawSocketForwarder
+    {
+        private int _calls;
+
+        public int Calls => Volatile.Read(ref _calls);
+
+        public bool IsSupported => true;
+
+        public async ValueTask<TcpForwardResult> ForwardAsync(Socket downstream, Socket upstream, TcpForwardOptions options, IForwardObserver? observer, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _calls);
+            try
+            {
+                var up = PumpAsync(downstream, upstream, n => observer?.OnBytesToUpstream(n));
+                var down = PumpAsync(upstream, downstream, n => observer?.OnBytesToDownstream(n));
+                return new TcpForwardResult(TcpForwardOutcome.Completed, await up, await down);
+            }
+            finally
+            {
+                downstream.Dispose();
+                upstream.Dispose();
+            }
+        }
+
+        private static async Task<long> PumpAsync(Socket from, Socket to, Action<int> count)
+        {
+            var buffer = new byte[8192];
+            long total = 0;
+            while (true)
+            {
+                var n = await from.ReceiveAsync(buffer.AsMemory());
+                if (n == 0)
+                {
+                    to.Shutdown(SocketShutdown.Send);
+                    return total;
+                }
+
+                await to.SendAllAsync(buffer.AsMemory(0, n));
+                count(n);
+                total += n;
+            }
+        }
+    }
+}
