@@ -38,6 +38,9 @@ public sealed class TcpProxyTests
 
         public IPEndPoint EndPoint => Server.EndPoint;
 
+        /// <summary>Released once per connection whose handler has returned (rejected ones included).</summary>
+        public SemaphoreSlim Handled { get; } = new(0);
+
         public static async Task<ProxyUnderTest> StartAsync(
             IPEndPoint target,
             UpstreamConnectorOptions? connectorOptions = null,
@@ -51,26 +54,35 @@ public sealed class TcpProxyTests
             context ??= new TcpProxyContext("test-listener", "test-service");
             var destination = new UpstreamAddress(target);
 
+            ProxyUnderTest? self = null;
             async Task HandleAsync(ConnectionContext connection)
             {
-                if (limiter is not null && !limiter.TryAcquire())
-                {
-                    limiter.Reject(connection, metrics, context.ListenerName);
-                    return;
-                }
-
                 try
                 {
-                    await proxy.HandleAsync(connection, destination, context, CancellationToken.None);
+                    if (limiter is not null && !limiter.TryAcquire())
+                    {
+                        limiter.Reject(connection, metrics, context.ListenerName);
+                        return;
+                    }
+
+                    try
+                    {
+                        await proxy.HandleAsync(connection, destination, context, CancellationToken.None);
+                    }
+                    finally
+                    {
+                        limiter?.Release();
+                    }
                 }
                 finally
                 {
-                    limiter?.Release();
+                    self!.Handled.Release();
                 }
             }
 
             var server = await KestrelTestServer.StartAsync(HandleAsync);
-            return new ProxyUnderTest(server, connector, metrics, recorder);
+            self = new ProxyUnderTest(server, connector, metrics, recorder);
+            return self;
         }
 
         public async ValueTask DisposeAsync()
@@ -79,6 +91,7 @@ public sealed class TcpProxyTests
             Connector.Dispose();
             Recorder.Dispose();
             Metrics.Dispose();
+            Handled.Dispose();
         }
     }
 
@@ -187,10 +200,9 @@ public sealed class TcpProxyTests
     public async Task HandleAsync_UpstreamRefused_ClientSeesResetPromptlyAndFailureCounted()
     {
         await using var proxy = await ProxyUnderTest.StartAsync(TestSockets.UnusedEndPoint());
-        using var client = await TestSockets.ConnectAsync(proxy.EndPoint);
         var stopwatch = Stopwatch.StartNew();
 
-        Assert.Equal(SocketError.ConnectionReset, await client.ReadUntilEndAsync());
+        Assert.Equal(SocketError.ConnectionReset, await TestSockets.ConnectAndReadUntilEndAsync(proxy.EndPoint));
 
         Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(3), $"reset took {stopwatch.Elapsed}");
         Assert.Equal(1, proxy.Recorder.Sum("proxy_tcp_connect_failures", "cause", "refused"));
@@ -225,8 +237,7 @@ public sealed class TcpProxyTests
         await first.SendAllAsync(Encoding.ASCII.GetBytes("1"));
         Assert.Equal("1", Encoding.ASCII.GetString(await firstUpstream.ReadExactlyAsync(1)));
 
-        using var second = await TestSockets.ConnectAsync(proxy.EndPoint);
-        Assert.Equal(SocketError.ConnectionReset, await second.ReadUntilEndAsync());
+        Assert.Equal(SocketError.ConnectionReset, await TestSockets.ConnectAndReadUntilEndAsync(proxy.EndPoint));
         Assert.Equal(1, proxy.Recorder.Sum("proxy_tcp_connections_rejected", "limit", "max_connections"));
 
         // Closing the first frees the slot for the next client.
@@ -237,18 +248,10 @@ public sealed class TcpProxyTests
         first.Dispose();
         firstUpstream.Dispose();
 
-        var freed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _ = Task.Run(async () =>
-        {
-            // The slot is released when the stage returns, just after the FINs: poll the counter briefly.
-            while (limiter.Current != 0)
-            {
-                await Task.Yield();
-            }
-
-            freed.TrySetResult();
-        });
-        await freed.Task.WaitAsync(TestTimeouts.Short);
+        // Both handlers (the rejected one and the first) have returned: the slot is free again.
+        Assert.True(await proxy.Handled.WaitAsync(TestTimeouts.Short));
+        Assert.True(await proxy.Handled.WaitAsync(TestTimeouts.Short));
+        Assert.Equal(0, limiter.Current);
 
         using var third = await TestSockets.ConnectAsync(proxy.EndPoint);
         using var thirdUpstream = await upstreamListener.AcceptAsync();

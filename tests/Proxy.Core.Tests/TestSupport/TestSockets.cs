@@ -110,6 +110,29 @@ internal static class TestSockets
         }
     }
 
+    /// <summary>
+    /// Connects and reads until the connection ends (see <see cref="ReadUntilEndAsync"/>). A reset that
+    /// arrives before the client's connect call has even returned counts as a reset, not a test error:
+    /// on loopback the proxy can accept and reset faster than the client's epoll wakes up.
+    /// </summary>
+    public static async Task<SocketError> ConnectAndReadUntilEndAsync(IPEndPoint endPoint)
+    {
+        Socket socket;
+        try
+        {
+            socket = await ConnectAsync(endPoint);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            return SocketError.ConnectionReset;
+        }
+
+        using (socket)
+        {
+            return await socket.ReadUntilEndAsync();
+        }
+    }
+
     /// <summary>Closes with SO_LINGER 0: the peer sees RST.</summary>
     public static void Reset(this Socket socket)
     {
