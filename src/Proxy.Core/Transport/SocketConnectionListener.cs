@@ -8,6 +8,8 @@ namespace Proxy.Core.Transport;
 /// <summary>A bound listening socket that yields <see cref="SocketConnection"/>s (not yet started).</summary>
 public sealed partial class SocketConnectionListener : IConnectionListener
 {
+    private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(50);
+
     private readonly Socket _listenSocket;
     private readonly SocketConnectionSettings _settings;
 
@@ -39,10 +41,18 @@ public sealed partial class SocketConnectionListener : IConnectionListener
             {
                 return null;
             }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted)
+            {
+                // The client gave up before we accepted it: nothing to do.
+                Log.AcceptReset(_settings.Logger, EndPoint, ex.SocketErrorCode);
+                continue;
+            }
             catch (SocketException ex)
             {
-                // A connection reset before we accepted it, or a transient resource error: keep listening.
-                Log.AcceptFailed(_settings.Logger, EndPoint, ex.SocketErrorCode);
+                // Out of file descriptors or memory: stopping the listener for good would be worse, and
+                // retrying at once would spin. Back off briefly; connections already open may free resources.
+                Log.AcceptFailed(_settings.Logger, EndPoint, ex.SocketErrorCode, ex.Message);
+                await Task.Delay(AcceptRetryDelay, cancellationToken);
                 continue;
             }
 
@@ -73,7 +83,10 @@ public sealed partial class SocketConnectionListener : IConnectionListener
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1010, Level = LogLevel.Debug, Message = "Accept on {EndPoint} failed ({Error}); still listening")]
-        public static partial void AcceptFailed(ILogger logger, EndPoint endPoint, SocketError error);
+        [LoggerMessage(EventId = 1010, Level = LogLevel.Debug, Message = "A connection to {EndPoint} was reset before it was accepted ({Error})")]
+        public static partial void AcceptReset(ILogger logger, EndPoint endPoint, SocketError error);
+
+        [LoggerMessage(EventId = 1011, Level = LogLevel.Warning, Message = "Accept on {EndPoint} failed ({Error}: {Detail}); retrying in 50 ms")]
+        public static partial void AcceptFailed(ILogger logger, EndPoint endPoint, SocketError error, string detail);
     }
 }

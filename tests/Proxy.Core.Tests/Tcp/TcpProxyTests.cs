@@ -45,10 +45,17 @@ public sealed class TcpProxyTests
             IPEndPoint target,
             UpstreamConnectorOptions? connectorOptions = null,
             TcpProxyContext? context = null,
-            ConnectionLimiter? limiter = null)
+            ConnectionLimiter? limiter = null,
+            SocketTransportOptions? transportOptions = null)
         {
             var metrics = new ProxyMetrics();
             var recorder = new MetricsRecorder(metrics);
+            connectorOptions ??= new UpstreamConnectorOptions();
+            if (transportOptions is not null)
+            {
+                connectorOptions = connectorOptions with { Transport = transportOptions };
+            }
+
             var connector = new UpstreamConnector(connectorOptions);
             var proxy = new TcpProxy(connector, metrics);
             context ??= new TcpProxyContext("test-listener", "test-service");
@@ -80,7 +87,7 @@ public sealed class TcpProxyTests
                 }
             }
 
-            var server = await KestrelTestServer.StartAsync(HandleAsync);
+            var server = await KestrelTestServer.StartAsync(HandleAsync, transportOptions);
             self = new ProxyUnderTest(server, connector, metrics, recorder);
             return self;
         }
@@ -95,25 +102,41 @@ public sealed class TcpProxyTests
         }
     }
 
-    [Fact]
-    public async Task HandleAsync_100MegabytesEachWayConcurrently_ArriveByteExact()
+    /// <summary>Scheduling variants: inline (the default), I/O queues, plain thread pool.</summary>
+    public static TheoryData<string, long> BulkVariants() => new()
     {
-        const long Size = 100L * 1024 * 1024;
+        { "inline", 100L * 1024 * 1024 },
+        { "ioqueues", 16L * 1024 * 1024 },
+        { "threadpool", 16L * 1024 * 1024 },
+    };
+
+    private static SocketTransportOptions TransportVariant(string variant) => variant switch
+    {
+        "inline" => new SocketTransportOptions(),
+        "ioqueues" => new SocketTransportOptions { InlineScheduling = false, IoQueueCount = 2 },
+        "threadpool" => new SocketTransportOptions { InlineScheduling = false, IoQueueCount = 0, WaitForDataBeforeAllocatingBuffer = false },
+        _ => throw new ArgumentOutOfRangeException(nameof(variant)),
+    };
+
+    [Theory]
+    [MemberData(nameof(BulkVariants))]
+    public async Task HandleAsync_BulkEachWayConcurrently_ArrivesByteExact(string variant, long size)
+    {
         using var upstreamListener = TestListener.Start();
-        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint);
+        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint, transportOptions: TransportVariant(variant));
 
         using var client = await TestSockets.ConnectAsync(proxy.EndPoint);
         using var upstream = await upstreamListener.AcceptAsync();
 
         var clientSends = Task.Run(async () =>
         {
-            var hash = await client.SendPatternAsync(Size, seed: 1);
+            var hash = await client.SendPatternAsync(size, seed: 1);
             client.Shutdown(SocketShutdown.Send);
             return hash;
         });
         var upstreamSends = Task.Run(async () =>
         {
-            var hash = await upstream.SendPatternAsync(Size, seed: 2);
+            var hash = await upstream.SendPatternAsync(size, seed: 2);
             upstream.Shutdown(SocketShutdown.Send);
             return hash;
         });
@@ -124,19 +147,22 @@ public sealed class TcpProxyTests
 
         var (upCount, upHash) = await upstreamReceives;
         var (downCount, downHash) = await clientReceives;
-        Assert.Equal(Size, upCount);
-        Assert.Equal(Size, downCount);
+        Assert.Equal(size, upCount);
+        Assert.Equal(size, downCount);
         Assert.Equal(await clientSends, upHash);
         Assert.Equal(await upstreamSends, downHash);
-        Assert.Equal(Size, proxy.Recorder.Sum("proxy_tcp_bytes_to_upstream", "service", "test-service"));
-        Assert.Equal(Size, proxy.Recorder.Sum("proxy_tcp_bytes_to_downstream", "listener", "test-listener"));
+        Assert.Equal(size, proxy.Recorder.Sum("proxy_tcp_bytes_to_upstream", "service", "test-service"));
+        Assert.Equal(size, proxy.Recorder.Sum("proxy_tcp_bytes_to_downstream", "listener", "test-listener"));
     }
 
-    [Fact]
-    public async Task HandleAsync_ClientHalfCloses_UpstreamReadsToEofThenAnswerArrivesThenEof()
+    [Theory]
+    [InlineData("inline")]
+    [InlineData("ioqueues")]
+    [InlineData("threadpool")]
+    public async Task HandleAsync_ClientHalfCloses_UpstreamReadsToEofThenAnswerArrivesThenEof(string variant)
     {
         using var upstreamListener = TestListener.Start();
-        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint);
+        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint, transportOptions: TransportVariant(variant));
         using var client = await TestSockets.ConnectAsync(proxy.EndPoint);
         using var upstream = await upstreamListener.AcceptAsync();
 
@@ -181,11 +207,13 @@ public sealed class TcpProxyTests
         Assert.Equal(SocketError.ConnectionReset, await upstream.ReadUntilEndAsync());
     }
 
-    [Fact]
-    public async Task HandleAsync_UpstreamResets_ClientSeesReset()
+    [Theory]
+    [InlineData("inline")]
+    [InlineData("ioqueues")]
+    public async Task HandleAsync_UpstreamResets_ClientSeesReset(string variant)
     {
         using var upstreamListener = TestListener.Start();
-        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint);
+        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint, transportOptions: TransportVariant(variant));
         using var client = await TestSockets.ConnectAsync(proxy.EndPoint);
         var upstream = await upstreamListener.AcceptAsync();
         await upstream.SendAllAsync(Encoding.ASCII.GetBytes("y"));
