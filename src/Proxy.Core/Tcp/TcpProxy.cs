@@ -69,7 +69,7 @@ public sealed partial class TcpProxy
             var failureTags = tags;
             failureTags.Add("cause", failure.CauseTag);
             _metrics.ConnectFailures.Add(1, in failureTags);
-            Log.ConnectFailed(_logger, context.ListenerName, context.ServiceName, failure.Destination, failure.CauseTag, failure.Detail);
+            Log.ConnectFailed(_logger, context.ListenerName, failure.Destination, context.ServiceName, failure.Reason);
             downstream.Abort(new ConnectionAbortedException(failure.ToString()));
             return;
         }
@@ -133,8 +133,8 @@ public sealed partial class TcpProxy
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1201, Level = LogLevel.Warning, Message = "{Listener}: connect to {Destination} for service {Service} failed: {Cause} ({Detail}); resetting the client connection")]
-        public static partial void ConnectFailed(ILogger logger, string listener, string service, UpstreamAddress destination, string cause, string detail);
+        [LoggerMessage(EventId = 1201, Level = LogLevel.Warning, Message = "{Listener}: connect to {Destination} for service {Service} failed: {Reason}; the client connection was reset")]
+        public static partial void ConnectFailed(ILogger logger, string listener, UpstreamAddress destination, string service, string reason);
 
         [LoggerMessage(EventId = 1202, Level = LogLevel.Debug, Message = "{Listener}: connection to {Destination} for service {Service} ended: {Outcome}, {BytesToUpstream} bytes up, {BytesToDownstream} bytes down")]
         public static partial void Forwarded(ILogger logger, string listener, string service, UpstreamAddress destination, TcpForwardOutcome outcome, long bytesToUpstream, long bytesToDownstream);

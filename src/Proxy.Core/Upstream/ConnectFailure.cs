@@ -24,8 +24,11 @@ public readonly record struct ConnectFailure(UpstreamAddress Destination, Connec
     /// <summary>The metrics tag value for <see cref="Cause"/> (<c>ProxyMetrics.ConnectFailures</c>, tag "cause").</summary>
     public string CauseTag => CauseToTag(Cause);
 
+    /// <summary>What went wrong in words: "connection refused", "timed out", or for errors the system's message.</summary>
+    public string Reason => Cause == ConnectFailureCause.Error ? $"error ({Detail})" : Describe(Cause);
+
     /// <summary>E.g. "connect to 10.0.0.7:8080 failed: connection refused".</summary>
-    public override string ToString() => $"connect to {Destination} failed: {Describe(Cause)}" + (Cause == ConnectFailureCause.Error ? $" ({Detail})" : string.Empty);
+    public override string ToString() => $"connect to {Destination} failed: {Reason}";
 
     public static string CauseToTag(ConnectFailureCause cause) => cause switch
     {
@@ -38,7 +41,7 @@ public readonly record struct ConnectFailure(UpstreamAddress Destination, Connec
     private static string Describe(ConnectFailureCause cause) => cause switch
     {
         ConnectFailureCause.Refused => "connection refused",
-        ConnectFailureCause.Timeout => "timed out",
+        ConnectFailureCause.Timeout => "no answer within the connect timeout",
         ConnectFailureCause.Unreachable => "destination unreachable",
         _ => "error",
     };

@@ -20,8 +20,9 @@ public sealed class TcpProxyTests
 {
     private sealed class ProxyUnderTest : IAsyncDisposable
     {
-        private ProxyUnderTest(KestrelTestServer server, UpstreamConnector connector, ProxyMetrics metrics, MetricsRecorder recorder)
+        private ProxyUnderTest(KestrelTestServer server, UpstreamConnector connector, ProxyMetrics metrics, MetricsRecorder recorder, RecordingLogger<TcpProxy> logger)
         {
+            Logger = logger;
             Server = server;
             Connector = connector;
             Metrics = metrics;
@@ -35,6 +36,8 @@ public sealed class TcpProxyTests
         public ProxyMetrics Metrics { get; }
 
         public MetricsRecorder Recorder { get; }
+
+        public RecordingLogger<TcpProxy> Logger { get; }
 
         public IPEndPoint EndPoint => Server.EndPoint;
 
@@ -57,7 +60,8 @@ public sealed class TcpProxyTests
             }
 
             var connector = new UpstreamConnector(connectorOptions);
-            var proxy = new TcpProxy(connector, metrics);
+            var logger = new RecordingLogger<TcpProxy>();
+            var proxy = new TcpProxy(connector, metrics, logger);
             context ??= new TcpProxyContext("test-listener", "test-service");
             var destination = new UpstreamAddress(target);
 
@@ -88,7 +92,7 @@ public sealed class TcpProxyTests
             }
 
             var server = await KestrelTestServer.StartAsync(HandleAsync, transportOptions);
-            self = new ProxyUnderTest(server, connector, metrics, recorder);
+            self = new ProxyUnderTest(server, connector, metrics, recorder, logger);
             return self;
         }
 
@@ -227,7 +231,8 @@ public sealed class TcpProxyTests
     [Fact]
     public async Task HandleAsync_UpstreamRefused_ClientSeesResetPromptlyAndFailureCounted()
     {
-        await using var proxy = await ProxyUnderTest.StartAsync(TestSockets.UnusedEndPoint());
+        var target = TestSockets.UnusedEndPoint();
+        await using var proxy = await ProxyUnderTest.StartAsync(target);
         var stopwatch = Stopwatch.StartNew();
 
         Assert.Equal(SocketError.ConnectionReset, await TestSockets.ConnectAndReadUntilEndAsync(proxy.EndPoint));
@@ -235,6 +240,10 @@ public sealed class TcpProxyTests
         Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(3), $"reset took {stopwatch.Elapsed}");
         Assert.Equal(1, proxy.Recorder.Sum("proxy_tcp_connect_failures", "cause", "refused"));
         Assert.Equal(0, proxy.Recorder.Sum("proxy_tcp_connect_failures", "cause", "timeout"));
+        var entry = Assert.Single(proxy.Logger.Entries, e => e.Id.Id == 1201);
+        Assert.Equal(
+            $"test-listener: connect to {target} for service test-service failed: connection refused; the client connection was reset",
+            entry.Message);
     }
 
     [Fact]
