@@ -356,13 +356,34 @@ public sealed partial class SocketConnection : ConnectionContext,
                 }
 
                 var buffer = result.Buffer;
-                if (!buffer.IsEmpty)
+                var sent = true;
+
+                // Inlined rather than a helper: an async helper returning ValueTask would allocate its state
+                // machine box every time a send completes asynchronously; this loop's box is allocated once.
+                try
                 {
-                    if (!await SendAsync(sender, buffer))
+                    var remaining = buffer;
+                    while (!remaining.IsEmpty)
                     {
-                        output.AdvanceTo(buffer.End);
-                        break;
+                        var chunk = FirstSegments(remaining);
+                        await sender.SendAsync(_socket, chunk);
+                        remaining = remaining.Slice(chunk.Length);
                     }
+                }
+                catch (SocketException ex) when (!_aborted && IsResetError(ex.SocketErrorCode))
+                {
+                    _sendReset = new ConnectionResetException(ex.Message, ex);
+                    sent = false;
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                {
+                    sent = false;
+                }
+
+                if (!sent)
+                {
+                    output.AdvanceTo(buffer.End);
+                    break;
                 }
 
                 output.AdvanceTo(buffer.End);
@@ -399,42 +420,27 @@ public sealed partial class SocketConnection : ConnectionContext,
         }
     }
 
-    /// <returns>false if the socket can no longer send.</returns>
-    private async ValueTask<bool> SendAsync(SocketAwaitableEventArgs sender, ReadOnlySequence<byte> buffer)
+    /// <summary>The longest prefix of <paramref name="buffer"/> with at most <see cref="SocketAwaitableEventArgs.MaxSendSegments"/> segments.</summary>
+    private static ReadOnlySequence<byte> FirstSegments(in ReadOnlySequence<byte> buffer)
     {
-        try
+        if (buffer.IsSingleSegment)
         {
-            while (!buffer.IsEmpty)
+            return buffer;
+        }
+
+        var segments = 0;
+        long length = 0;
+        foreach (var memory in buffer)
+        {
+            if (++segments > SocketAwaitableEventArgs.MaxSendSegments)
             {
-                var chunk = buffer;
-                var segments = 0;
-                long length = 0;
-                foreach (var memory in buffer)
-                {
-                    if (++segments > SocketAwaitableEventArgs.MaxSendSegments)
-                    {
-                        chunk = buffer.Slice(0, length);
-                        break;
-                    }
-
-                    length += memory.Length;
-                }
-
-                await sender.SendAsync(_socket, chunk);
-                buffer = buffer.Slice(chunk.Length);
+                return buffer.Slice(0, length);
             }
 
-            return true;
+            length += memory.Length;
         }
-        catch (SocketException ex) when (!_aborted && IsResetError(ex.SocketErrorCode))
-        {
-            _sendReset = new ConnectionResetException(ex.Message, ex);
-            return false;
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            return false;
-        }
+
+        return buffer;
     }
 
     private void DirectionDone()

@@ -17,6 +17,13 @@ public static class SocketEngineSetup
     /// <summary>The variable .NET's socket engine reads once at start-up.</summary>
     public const string InlineCompletionsVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
 
+    /// <summary>Inline socket completions exactly when the transport schedules inline (<see cref="SocketTransportOptions.InlineScheduling"/>).</summary>
+    public static void Configure(SocketTransportOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Configure(options.InlineScheduling);
+    }
+
     /// <summary>Sets <see cref="InlineCompletionsVariable"/> to 1 (inline) or 0 (thread pool).</summary>
     public static void Configure(bool inlineCompletions) =>
         Environment.SetEnvironmentVariable(InlineCompletionsVariable, inlineCompletions ? "1" : "0");
