@@ -32,7 +32,8 @@ namespace Proxy.Core.Transport;
 /// <item><see cref="DisposeAsync"/> (Kestrel calls it after the connection middleware returns) closes
 /// gracefully if nothing else did: it completes the application's ends of both pipes, waits until pending
 /// output is sent (a peer that never reads keeps it waiting until someone calls <c>Abort</c>), then closes.</item>
-/// <item><see cref="ConnectionClosed"/> fires (on the thread pool) once the socket is closed or reset.</item>
+/// <item><see cref="ConnectionClosed"/> fires (on the thread pool) once the socket is closed or reset. After a
+/// takeover it never fires: the socket's new owner decides when it closes.</item>
 /// </list>
 /// <para>If sending fails because the peer reset the connection, the application's next
 /// <c>Output.FlushAsync</c> reports <c>IsCompleted</c>, and <c>Input</c> ends with <see cref="ConnectionResetException"/>.</para>
@@ -124,7 +125,10 @@ public sealed partial class SocketConnection : ConnectionContext,
         set => _items = value;
     }
 
-    /// <summary>The application's pipes. The first access starts the receive and send loops.</summary>
+    /// <summary>
+    /// The application's pipes. The first access (get or set) starts the receive and send loops; setting
+    /// replaces what the application sees (e.g. a TLS layer) while the loops keep feeding the original pipes.
+    /// </summary>
     /// <exception cref="InvalidOperationException">The socket was taken over.</exception>
     public override IDuplexPipe Transport
     {

@@ -147,6 +147,23 @@ public sealed class SocketConnectionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Abort_AfterStart_FiresConnectionClosedAndCompletesInputWithAbortReason()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+        var closed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        server.ConnectionClosed.Register(() => closed.TrySetResult());
+        var input = server.Transport.Input;
+
+        server.Abort(new ConnectionAbortedException("test abort"));
+
+        await closed.Task.WaitAsync(TestTimeouts.Short);
+        var ex = await Assert.ThrowsAsync<ConnectionAbortedException>(async () => await input.ReadAsync().AsTask().WaitAsync(TestTimeouts.Short));
+        Assert.Equal("test abort", ex.Message);
+    }
+
+    [Fact]
     public async Task Output_CompletedWithException_PeerSeesReset()
     {
         var (client, server) = await ConnectAsync();
