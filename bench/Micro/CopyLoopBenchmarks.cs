@@ -230,10 +230,10 @@ public class CopyLoopBenchmarks
 
             try
             {
-                _ = SpliceNative.Fcntl(fds[1], SpliceNative.F_SETPIPE_SZ, 256 * 1024);
+                _ = SpliceNative.Fcntl(fds[1], SpliceNative.F_SETPIPE_SZ, 1024 * 1024);
                 while (true)
                 {
-                    nint n = SpliceNative.Splice(sourceFd, 0, fds[1], 0, 256 * 1024, SpliceNative.SPLICE_F_MOVE);
+                    nint n = SpliceNative.Splice(sourceFd, 0, fds[1], 0, 1024 * 1024, SpliceNative.SPLICE_F_MOVE);
                     if (n <= 0)
                     {
                         break;

@@ -44,8 +44,7 @@ public sealed class SpliceForwarder : IRawSocketForwarder, IDisposable
     {
         _options = options ?? new SpliceForwarderOptions();
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.ReactorCount, 1, nameof(options));
-        ArgumentOutOfRangeException.ThrowIfNegative(_options.PipeCapacity, nameof(options));
-        ArgumentOutOfRangeException.ThrowIfNegative(_options.MaxPooledPipesPerReactor, nameof(options));
+                ArgumentOutOfRangeException.ThrowIfNegative(_options.MaxPooledPipesPerReactor, nameof(options));
         _logger = (ILogger?)logger ?? NullLogger.Instance;
     }
 
@@ -86,7 +85,7 @@ public sealed class SpliceForwarder : IRawSocketForwarder, IDisposable
         }
 
         SpliceReactor reactor = NextReactor();
-        var session = new SpliceSession(downstream, upstream, options, observer);
+        var session = new SpliceSession(downstream, upstream, options, observer, _options.MaxPipeCapacity);
         int errno = SpliceNative.SetNonBlocking(session.DownstreamFd);
         if (errno == 0)
         {
@@ -164,7 +163,7 @@ public sealed class SpliceForwarder : IRawSocketForwarder, IDisposable
                 var reactors = new SpliceReactor[_options.ReactorCount];
                 for (int i = 0; i < reactors.Length; i++)
                 {
-                    reactors[i] = new SpliceReactor(i, _options.PipeCapacity, _options.MaxPooledPipesPerReactor, _logger);
+                    reactors[i] = new SpliceReactor(i, _options.MaxPooledPipesPerReactor, _logger);
                 }
 
                 Volatile.Write(ref _reactors, reactors);

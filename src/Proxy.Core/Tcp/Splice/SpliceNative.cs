@@ -88,6 +88,18 @@ internal static unsafe partial class SpliceNative
     [LibraryImport(Libc, EntryPoint = "socketpair", SetLastError = true)]
     public static partial int SocketPair(int domain, int type, int protocol, int* fds);
 
+    public const nuint FIONREAD = 0x541B;
+
+    [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(int fd, nuint request, int* value);
+
+    /// <summary>Bytes waiting in a socket's receive queue (FIONREAD); 0 on error.</summary>
+    public static int BytesAvailable(int fd)
+    {
+        int value = 0;
+        return Ioctl(fd, FIONREAD, &value) == 0 ? value : 0;
+    }
+
     [LibraryImport(Libc, EntryPoint = "epoll_create1", SetLastError = true)]
     public static partial int EpollCreate1(int flags);
 

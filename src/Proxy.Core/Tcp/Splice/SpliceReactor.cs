@@ -28,7 +28,6 @@ internal sealed unsafe partial class SpliceReactor : IDisposable
     private readonly FileDescriptorHandle _epoll;
     private readonly FileDescriptorHandle _wake;
     private readonly ConcurrentQueue<Command> _commands = new();
-    private readonly int _pipeCapacity;
     private readonly int _maxPooledPipes;
     private readonly Stack<SplicePipe> _pipePool = new();
     private readonly ILogger _logger;
@@ -45,9 +44,8 @@ internal sealed unsafe partial class SpliceReactor : IDisposable
     private int _wakePending;
     private volatile bool _stopping;
 
-    public SpliceReactor(int index, int pipeCapacity, int maxPooledPipes, ILogger logger)
+    public SpliceReactor(int index, int maxPooledPipes, ILogger logger)
     {
-        _pipeCapacity = pipeCapacity;
         _maxPooledPipes = maxPooledPipes;
         _logger = logger;
         int epfd = SpliceNative.EpollCreate1(SpliceNative.EPOLL_CLOEXEC);
@@ -395,7 +393,7 @@ internal sealed unsafe partial class SpliceReactor : IDisposable
             return pipe;
         }
 
-        return SplicePipe.TryCreate(_pipeCapacity, out errno);
+        return SplicePipe.TryCreate(0, out errno);
     }
 
     private void ReturnPipes(SpliceSession session)

@@ -22,8 +22,11 @@ internal sealed class SpliceSession
     private bool _upstreamRefAdded;
     private volatile bool _abortRequested;
 
-    public SpliceSession(Socket downstream, Socket upstream, TcpForwardOptions options, IForwardObserver? observer)
+    private readonly int _maxPipeCapacity;
+
+    public SpliceSession(Socket downstream, Socket upstream, TcpForwardOptions options, IForwardObserver? observer, int maxPipeCapacity)
     {
+        _maxPipeCapacity = maxPipeCapacity;
         _downstream = downstream;
         _upstream = upstream;
         _observer = observer;
@@ -183,6 +186,12 @@ internal sealed class SpliceSession
                 {
                     d.PipeBytes += (int)n;
                     step = Step.Progress;
+                    if (n == room && pipe.Capacity < _maxPipeCapacity)
+                    {
+                        // A bulk flow filled the pipe: give it the larger pipe (fewer wake-ups and syscalls per byte).
+                        // Short request/response sessions never get here and keep the cheap default pipe.
+                        _ = pipe.TryGrow(_maxPipeCapacity);
+                    }
                 }
                 else if (n == 0)
                 {
@@ -194,10 +203,19 @@ internal sealed class SpliceSession
                     int errno = Marshal.GetLastPInvokeError();
                     if (errno == SpliceNative.EAGAIN)
                     {
-                        // EAGAIN means "socket empty" or "pipe has no free slot" (slots, not bytes, run out when
-                        // segments are small); retry the read once the pipe has drained a little.
-                        sourceReadable = false;
-                        d.RetryReadAfterDrain = d.PipeBytes > 0;
+                        // EAGAIN means "socket empty" or "pipe has no free slot" (a pipe has capacity/4096 slots and
+                        // each small segment takes one, so it can be full well below its byte capacity). Ask the
+                        // socket only while the pipe could still grow; otherwise retry once the pipe drained a little.
+                        if (d.PipeBytes > 0 && pipe.CanGrow && pipe.Capacity < _maxPipeCapacity
+                            && SpliceNative.BytesAvailable(sourceFd) > 0 && pipe.TryGrow(_maxPipeCapacity))
+                        {
+                            step = Step.Progress;
+                        }
+                        else
+                        {
+                            sourceReadable = false;
+                            d.RetryReadAfterDrain = d.PipeBytes > 0;
+                        }
                     }
                     else if (errno == SpliceNative.EINTR)
                     {
