@@ -43,6 +43,7 @@ internal sealed unsafe partial class SpliceReactor : IDisposable
     private long _nextSweepMs = long.MaxValue;
     private int _wakePending;
     private volatile bool _stopping;
+    private volatile bool _stopped;
 
     public SpliceReactor(int index, int maxPooledPipes, ILogger logger)
     {
@@ -90,6 +91,11 @@ internal sealed unsafe partial class SpliceReactor : IDisposable
     {
         session.Reactor = this;
         Enqueue(new Command(session, CommandKind.Add));
+        if (_stopped)
+        {
+            // Lost the race with Dispose: the thread is gone, so abort what it will never see.
+            DrainAfterStop();
+        }
     }
 
     public void RequestAbort(SpliceSession session) => Enqueue(new Command(session, CommandKind.Abort));
@@ -117,11 +123,33 @@ internal sealed unsafe partial class SpliceReactor : IDisposable
 
     private void Wake()
     {
+        if (_stopped)
+        {
+            return;
+        }
+
         // Only the first enqueue after the reactor drained the queue pays for the eventfd write.
         if (Interlocked.Exchange(ref _wakePending, 1) == 0)
         {
-            ulong one = 1;
-            _ = SpliceNative.Write(_wake.Fd, &one, sizeof(ulong));
+            // The ref count keeps the descriptor number from being closed (and reused) under the write.
+            bool added = false;
+            try
+            {
+                _wake.DangerousAddRef(ref added);
+                ulong one = 1;
+                _ = SpliceNative.Write(_wake.Fd, &one, sizeof(ulong));
+            }
+            catch (ObjectDisposedException)
+            {
+                // The reactor has stopped; Add() aborts the session itself.
+            }
+            finally
+            {
+                if (added)
+                {
+                    _wake.DangerousRelease();
+                }
+            }
         }
     }
 
@@ -234,7 +262,20 @@ internal sealed unsafe partial class SpliceReactor : IDisposable
             return;
         }
 
-        switch (session.Pump(TurnsPerPump))
+        PumpResult result;
+        try
+        {
+            result = session.Pump(TurnsPerPump);
+        }
+        catch (Exception e)
+        {
+            // Only an observer can throw here; losing the reactor thread would hang every session on it.
+            Log.SessionFailed(_logger, e);
+            Finish(session, TcpForwardOutcome.Aborted);
+            return;
+        }
+
+        switch (result)
         {
             case PumpResult.Idle:
                 return;
@@ -466,7 +507,20 @@ internal sealed unsafe partial class SpliceReactor : IDisposable
             }
         }
 
-        _stopping = true;
+        while (_pipePool.TryPop(out SplicePipe? pipe))
+        {
+            pipe.Dispose();
+        }
+
+        _stopped = true;
+        DrainAfterStop();
+        _wake.Dispose();
+        _epoll.Dispose();
+    }
+
+    private void DrainAfterStop()
+    {
+        // Register() takes its abort path once _stopping is set: no pipe, no epoll, only this session's sockets.
         while (_commands.TryDequeue(out Command command))
         {
             if (command.Kind == CommandKind.Add)
@@ -474,14 +528,6 @@ internal sealed unsafe partial class SpliceReactor : IDisposable
                 Register(command.Session);
             }
         }
-
-        while (_pipePool.TryPop(out SplicePipe? pipe))
-        {
-            pipe.Dispose();
-        }
-
-        _wake.Dispose();
-        _epoll.Dispose();
     }
 
     private enum CommandKind : byte
@@ -499,6 +545,9 @@ internal sealed unsafe partial class SpliceReactor : IDisposable
 
         [LoggerMessage(EventId = 2102, Level = LogLevel.Error, Message = "Splice forwarding could not create a pipe (errno {Errno}); the connection was reset.")]
         public static partial void PipeCreateFailed(ILogger logger, int errno);
+
+        [LoggerMessage(EventId = 2104, Level = LogLevel.Error, Message = "A splice session failed unexpectedly and was aborted.")]
+        public static partial void SessionFailed(ILogger logger, Exception exception);
 
         [LoggerMessage(EventId = 2103, Level = LogLevel.Error, Message = "Splice forwarding could not register sockets with epoll (errno {Errno}); the connection was reset.")]
         public static partial void EpollAddFailed(ILogger logger, int errno);
