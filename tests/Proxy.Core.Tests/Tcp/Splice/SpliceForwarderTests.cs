@@ -208,4 +208,48 @@ public sealed class SpliceForwarderTests : IDisposable
         using LoopbackConnections later = await LoopbackConnections.CreateAsync();
         await Assert.ThrowsAsync<ObjectDisposedException>(async () => await forwarder.ForwardAsync(later.ProxyDownstream, later.ProxyUpstream, Defaults, null, CancellationToken.None)).WaitAsync(Timeout);
     }
+    [Fact]
+    public async Task ForwardAsync_SequentialSessionsReusingPooledPipes_EachByteExact()
+    {
+        for (int i = 0; i < 5; i++)
+        {
+            using LoopbackConnections c = await LoopbackConnections.CreateAsync();
+            Task<TcpForwardResult> forward = _forwarder.ForwardAsync(c.ProxyDownstream, c.ProxyUpstream, Defaults, null, CancellationToken.None).AsTask();
+            long size = (i + 1) * 1024 * 1024; // large enough to grow the pipes that the next session inherits
+            Task<byte[]> sent = LoopbackConnections.SendPatternAsync(c.Client, size, seed: i, shutdownAfter: true);
+            (long length, byte[] hash) = await LoopbackConnections.ReceiveToEndAsync(c.Server);
+            c.Server.Shutdown(SocketShutdown.Send);
+
+            Assert.Equal(size, length);
+            Assert.Equal(await sent.WaitAsync(Timeout), hash);
+            Assert.Empty(await LoopbackConnections.ReceiveAllAsync(c.Client));
+            Assert.Equal(new TcpForwardResult(TcpForwardOutcome.Completed, size, 0), await forward.WaitAsync(Timeout));
+        }
+    }
+
+    [Fact]
+    public async Task ForwardAsync_ObserverThrows_SessionAbortedAndOtherSessionsUnaffected()
+    {
+        using LoopbackConnections bad = await LoopbackConnections.CreateAsync();
+        using LoopbackConnections good = await LoopbackConnections.CreateAsync();
+        Task<TcpForwardResult> failing = _forwarder.ForwardAsync(bad.ProxyDownstream, bad.ProxyUpstream, Defaults, new ThrowingObserver(), CancellationToken.None).AsTask();
+        Task<TcpForwardResult> healthy = _forwarder.ForwardAsync(good.ProxyDownstream, good.ProxyUpstream, Defaults, null, CancellationToken.None).AsTask();
+
+        await bad.Client.SendAsync(new byte[] { 1 }, SocketFlags.None).WaitAsync(Timeout);
+        Assert.Equal(TcpForwardOutcome.Aborted, (await failing.WaitAsync(Timeout)).Outcome);
+        Assert.Equal(SocketError.ConnectionReset, await LoopbackConnections.ReceiveUntilErrorAsync(bad.Client));
+
+        await good.Client.SendAsync(new byte[] { 2 }, SocketFlags.None).WaitAsync(Timeout);
+        Assert.Equal(new byte[] { 2 }, await LoopbackConnections.ReceiveExactlyAsync(good.Server, 1));
+        good.Client.Shutdown(SocketShutdown.Send);
+        good.Server.Shutdown(SocketShutdown.Send);
+        Assert.Equal(new TcpForwardResult(TcpForwardOutcome.Completed, 1, 0), await healthy.WaitAsync(Timeout));
+    }
+
+    private sealed class ThrowingObserver : IForwardObserver
+    {
+        public void OnBytesToUpstream(int count) => throw new InvalidOperationException("observer failure");
+
+        public void OnBytesToDownstream(int count) => throw new InvalidOperationException("observer failure");
+    }
 }
