@@ -44,12 +44,6 @@ public static class IptablesCommand
         {
             var output = parseResult.InvocationConfiguration.Output;
             var error = parseResult.InvocationConfiguration.Error;
-            if (parseResult.UnmatchedTokens.Count > 0)
-            {
-                await error.WriteLineAsync($"sidecar iptables: unknown argument(s): {string.Join(' ', parseResult.UnmatchedTokens)}. See 'sidecar iptables --help'.");
-                return UsageError;
-            }
-
             var arguments = new IptablesArguments
             {
                 InboundPort = parseResult.GetValue(inboundPort),
@@ -70,7 +64,12 @@ public static class IptablesCommand
             };
 
             var options = IptablesOptionsParser.Parse(arguments, out var errors);
-            if (options is null)
+            if (parseResult.UnmatchedTokens.Count > 0)
+            {
+                await error.WriteLineAsync($"sidecar iptables: unknown argument(s): {string.Join(' ', parseResult.UnmatchedTokens)}. See 'sidecar iptables --help'.");
+            }
+
+            if (options is null || parseResult.UnmatchedTokens.Count > 0)
             {
                 foreach (var message in errors)
                 {

@@ -204,12 +204,8 @@ public static class IptablesOptionsParser
         network = default;
         var slash = text.IndexOf('/', StringComparison.Ordinal);
         var addressText = slash < 0 ? text : text[..slash];
-        if (!IPAddress.TryParse(addressText, out var address) || address.ScopeId != 0 || addressText.Contains('%', StringComparison.Ordinal))
-        {
-            return false;
-        }
-
-        if (address.IsIPv4MappedToIPv6)
+        // No zone ids (fe80::1%eth0) and no IPv4-mapped IPv6: iptables matches neither.
+        if (addressText.Contains('%', StringComparison.Ordinal) || !IPAddress.TryParse(addressText, out var address) || address.IsIPv4MappedToIPv6)
         {
             return false;
         }
