@@ -1,4 +1,3 @@
-using System.Net;
 using Proxy.Core.Addresses;
 
 namespace Proxy.Core.Capture;
@@ -14,7 +13,7 @@ public static class RedirectLoopGuard
     /// True when <paramref name="destination"/> is the listener itself. Pass the accepted socket's local
     /// endpoint as <paramref name="listener"/>. IPv4-mapped IPv6 addresses compare equal to their IPv4 form.
     /// If <paramref name="listener"/> is a wildcard (0.0.0.0 or ::), a destination on the same port that is
-    /// a loopback or unspecified address also counts as self.
+    /// a loopback or unspecified address also counts as self. Allocates nothing (called per connection).
     /// </summary>
     public static bool IsSelf(OriginalDestination destination, ListenAddress listener)
     {
@@ -25,21 +24,32 @@ public static class RedirectLoopGuard
             return false;
         }
 
-        var dstAddress = Normalize(dst.Address);
-        var localAddress = Normalize(local.Address);
-        if (dstAddress.Equals(localAddress))
+        // Compare raw bytes on the stack: IPAddress.MapToIPv4 would allocate.
+        Span<byte> dstBuffer = stackalloc byte[16];
+        Span<byte> localBuffer = stackalloc byte[16];
+        var dstBytes = Normalize(dst.Address.TryWriteBytes(dstBuffer, out var dstLength) ? dstBuffer[..dstLength] : []);
+        var localBytes = Normalize(local.Address.TryWriteBytes(localBuffer, out var localLength) ? localBuffer[..localLength] : []);
+        if (dstBytes.SequenceEqual(localBytes))
         {
             return true;
         }
 
-        if (localAddress.Equals(IPAddress.Any) || localAddress.Equals(IPAddress.IPv6Any))
+        if (localBytes.IndexOfAnyExcept((byte)0) < 0)
         {
-            return IPAddress.IsLoopback(dstAddress) || dstAddress.Equals(IPAddress.Any) || dstAddress.Equals(IPAddress.IPv6Any);
+            return IsLoopback(dstBytes) || dstBytes.IndexOfAnyExcept((byte)0) < 0;
         }
 
         return false;
     }
 
-    private static IPAddress Normalize(IPAddress address) =>
-        address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+    /// <summary>::ffff:a.b.c.d becomes a.b.c.d; anything else is unchanged.</summary>
+    private static ReadOnlySpan<byte> Normalize(ReadOnlySpan<byte> address) =>
+        address.Length == 16 && address[..10].IndexOfAnyExcept((byte)0) < 0 && address[10] == 0xff && address[11] == 0xff
+            ? address[12..]
+            : address;
+
+    private static bool IsLoopback(ReadOnlySpan<byte> address) =>
+        address.Length == 4
+            ? address[0] == 127
+            : address.Length == 16 && address[..15].IndexOfAnyExcept((byte)0) < 0 && address[15] == 1;
 }
