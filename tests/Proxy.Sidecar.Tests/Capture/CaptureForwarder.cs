@@ -15,6 +15,7 @@ namespace Proxy.Sidecar.Tests.Capture;
 ///   reaches its local application (connecting to the pod IP would be captured again: PROXY_OUTPUT sends the
 ///   proxy's own traffic to a local non-loopback address to the inbound listener).</item>
 /// </list>
+/// <c>--mark N</c> sets SO_MARK on upstream sockets (exemption by mark; needs CAP_NET_ADMIN, so root).
 /// Prints one line per connection on stdout: "outbound|inbound CLIENT -> ORIGINAL_DESTINATION" or
 /// "outbound|inbound refused CLIENT: REASON". Runs until its standard input closes.
 /// </summary>
@@ -28,6 +29,7 @@ internal static class CaptureForwarder
     {
         IPEndPoint? outbound = null;
         IPEndPoint? inbound = null;
+        int? mark = null;
         for (var i = 0; i + 1 < args.Length; i += 2)
         {
             switch (args[i])
@@ -39,6 +41,9 @@ internal static class CaptureForwarder
                     inbound = IPEndPoint.Parse(args[i + 1]);
                     break;
                 case "--admin-listen":
+                    break;
+                case "--mark":
+                    mark = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
                     break;
                 default:
                     Console.Error.WriteLine($"capture-forwarder: unknown flag {args[i]}");
@@ -54,8 +59,8 @@ internal static class CaptureForwarder
 
         using var outboundListener = Listen(outbound);
         using var inboundListener = Listen(inbound);
-        _ = AcceptLoopAsync(outboundListener, inbound: false);
-        _ = AcceptLoopAsync(inboundListener, inbound: true);
+        _ = AcceptLoopAsync(outboundListener, inbound: false, mark);
+        _ = AcceptLoopAsync(inboundListener, inbound: true, mark);
         WriteLine($"ready outbound={outboundListener.LocalEndPoint} inbound={inboundListener.LocalEndPoint}");
 
         // The test ends us by closing stdin (or killing us).
@@ -77,7 +82,7 @@ internal static class CaptureForwarder
         return socket;
     }
 
-    private static async Task AcceptLoopAsync(Socket listener, bool inbound)
+    private static async Task AcceptLoopAsync(Socket listener, bool inbound, int? mark)
     {
         while (true)
         {
@@ -91,11 +96,11 @@ internal static class CaptureForwarder
                 return;
             }
 
-            _ = HandleAsync(client, inbound);
+            _ = HandleAsync(client, inbound, mark);
         }
     }
 
-    private static async Task HandleAsync(Socket client, bool inbound)
+    private static async Task HandleAsync(Socket client, bool inbound, int? mark)
     {
         var kind = inbound ? "inbound" : "outbound";
         using (client)
@@ -119,6 +124,12 @@ internal static class CaptureForwarder
             WriteLine($"{kind} {peer} -> {destination}");
 
             using var upstream = new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            if (mark is { } value)
+            {
+                // SO_MARK (SOL_SOCKET 1, option 36); needs CAP_NET_ADMIN.
+                upstream.SetRawSocketOption(1, 36, BitConverter.GetBytes(value));
+            }
+
             try
             {
                 using var connectTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));

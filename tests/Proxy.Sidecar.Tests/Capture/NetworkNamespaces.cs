@@ -189,12 +189,26 @@ public sealed partial class NetworkNamespace
     /// <summary>Runs a program inside this namespace; returns its exit code and output.</summary>
     public (int ExitCode, string Output, string Error) TryExec(params string[] command) => Host.RunRaw("ip", ["netns", "exec", Name, .. command]);
 
-    /// <summary>Starts a long-running program in this namespace, optionally as another uid/gid (setpriv).</summary>
-    public BackgroundProcess Start(int? uid, params string[] command)
+    /// <summary>Starts a long-running program in this namespace, optionally as another uid and/or gid (setpriv).</summary>
+    public BackgroundProcess Start(int? uid, int? gid, params string[] command)
     {
-        string[] prefix = uid is { } id
-            ? ["netns", "exec", Name, "setpriv", $"--reuid={id}", $"--regid={id}", "--clear-groups"]
-            : ["netns", "exec", Name];
+        var prefix = new List<string> { "netns", "exec", Name };
+        if (uid is not null || gid is not null)
+        {
+            prefix.Add("setpriv");
+            if (uid is { } u)
+            {
+                prefix.Add($"--reuid={u}");
+            }
+
+            if (gid is { } g)
+            {
+                prefix.Add($"--regid={g}");
+            }
+
+            prefix.Add("--clear-groups");
+        }
+
         return BackgroundProcess.Start("ip", [.. prefix, .. command]);
     }
 

@@ -52,6 +52,40 @@ public sealed class RealCaptureTests
         ApplyRules(pair, "--mode", mode);
         using var target = await StartRedirectTargetAsync(pair);
 
+        await AssertOutboundCapturedAsync(pair, target, family, TargetPrintsResolutions);
+    }
+
+    [Theory]
+    [InlineData("nft")]
+    [InlineData("legacy")]
+    public async Task Outbound_ProxyExemptByGidOnly_NoLoop(string mode)
+    {
+        using var pair = NamespacePair.Create();
+        ApplyRules(pair, "--mode", mode, "--proxy-uid", "", "--proxy-gid", "1337");
+        // Same uid as the client (root): only the gid tells the proxy's sockets apart.
+        using var target = await StartRedirectTargetAsync(pair, uid: null, gid: 1337, ForwarderCommand());
+
+        await AssertOutboundCapturedAsync(pair, target, "v4", printsResolutions: true);
+    }
+
+    [Theory]
+    [InlineData("nft")]
+    [InlineData("legacy")]
+    public async Task Outbound_ProxyExemptByMarkOnly_NoLoop(string mode)
+    {
+        using var pair = NamespacePair.Create();
+        ApplyRules(pair, "--mode", mode, "--proxy-uid", "", "--proxy-mark", "0x539");
+        // Root like the client (SO_MARK needs CAP_NET_ADMIN): only the mark tells the proxy's sockets apart.
+        using var target = await StartRedirectTargetAsync(pair, uid: null, gid: null, ForwarderCommand("--mark", "1337"));
+
+        await AssertOutboundCapturedAsync(pair, target, "v6", printsResolutions: true);
+    }
+
+    private static string[] ForwarderCommand(params string[] extra) =>
+        [TestAssembly, CaptureForwarder.CommandName, "--outbound-listen", "[::]:15001", "--inbound-listen", "[::]:15006", .. extra];
+
+    private static async Task AssertOutboundCapturedAsync(NamespacePair pair, BackgroundProcess target, string family, bool printsResolutions)
+    {
         var serverAddress = family == "v4" ? NamespacePair.PeerV4 : NamespacePair.PeerV6;
         using var listener = pair.Peer.Listen(new IPEndPoint(serverAddress, 0));
         var serverEndPoint = (IPEndPoint)listener.LocalEndPoint!;
@@ -68,10 +102,10 @@ public sealed class RealCaptureTests
         Assert.NotEqual(clientEndPoint.Port, from.Port); // the server's peer is the target's upstream socket, not the client
         Assert.Equal("hello through the proxy", echo);
 
-        if (TargetPrintsResolutions)
+        if (printsResolutions)
         {
             // The target saw the right original destination, and exactly one outbound connection: its own
-            // upstream connection (uid 1337) was not captured again.
+            // upstream connection was not captured again.
             await target.WaitForLineAsync(l => l == $"outbound {clientEndPoint} -> {serverEndPoint}", Timeout);
             Assert.Single(target.Lines, l => l.StartsWith("outbound ", StringComparison.Ordinal) && l.Contains(" -> ", StringComparison.Ordinal));
         }
@@ -201,16 +235,19 @@ public sealed class RealCaptureTests
         return sb.ToString();
     }
 
-    private static async Task<BackgroundProcess> StartRedirectTargetAsync(NamespacePair pair)
+    private static Task<BackgroundProcess> StartRedirectTargetAsync(NamespacePair pair) =>
+        StartRedirectTargetAsync(pair, uid: 1337, gid: 1337, RedirectTarget);
+
+    private static async Task<BackgroundProcess> StartRedirectTargetAsync(NamespacePair pair, int? uid, int? gid, string[] command)
     {
-        var target = pair.App.Start(uid: 1337, [DotnetHost.Path, .. RedirectTarget]);
+        var target = pair.App.Start(uid, gid, [DotnetHost.Path, .. command]);
         try
         {
             // Ready when both listeners accept. These probes go straight to the listeners (loopback is not
             // captured), so the target must refuse them with the loop guard.
             await WaitForListenerAsync(pair.App, new IPEndPoint(IPAddress.Loopback, 15001), target);
             await WaitForListenerAsync(pair.App, new IPEndPoint(IPAddress.IPv6Loopback, 15006), target);
-            if (TargetPrintsResolutions)
+            if (command.Contains(CaptureForwarder.CommandName))
             {
                 await target.WaitForLineAsync(l => l.StartsWith("outbound refused 127.0.0.1:", StringComparison.Ordinal) && l.Contains("sent straight to the listener 127.0.0.1:15001", StringComparison.Ordinal), Timeout);
                 await target.WaitForLineAsync(l => l.StartsWith("inbound refused [::1]:", StringComparison.Ordinal) && l.Contains("sent straight to the listener [::1]:15006", StringComparison.Ordinal), Timeout);
