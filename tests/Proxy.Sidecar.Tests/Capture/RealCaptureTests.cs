@@ -151,6 +151,42 @@ public sealed class RealCaptureTests
     [Theory]
     [InlineData("nft")]
     [InlineData("legacy")]
+    public async Task ExcludedPorts_InboundAndOutbound_ReachTheirServersDirectly(string mode)
+    {
+        using var pair = NamespacePair.Create();
+        using var appListener = pair.App.Listen(new IPEndPoint(IPAddress.IPv6Any, 0), dualMode: true);
+        using var peerListener = pair.Peer.Listen(new IPEndPoint(NamespacePair.PeerV6, 0));
+        var appPort = ((IPEndPoint)appListener.LocalEndPoint!).Port;
+        var peerEndPoint = (IPEndPoint)peerListener.LocalEndPoint!;
+        ApplyRules(pair, "--mode", mode, "--exclude-inbound-ports", $"{appPort}", "--exclude-outbound-ports", $"{peerEndPoint.Port}");
+        using var target = await StartRedirectTargetAsync(pair);
+        var app = ServeOnceAsync(appListener);
+        var peer = ServeOnceAsync(peerListener);
+
+        // Inbound to an excluded port: the app sees the peer's own socket.
+        using (var client = pair.Peer.CreateSocket(AddressFamily.InterNetwork))
+        {
+            var (header, _) = await ExchangeAsync(client, new IPEndPoint(NamespacePair.AppV4, appPort), "x");
+            Assert.Equal((IPEndPoint)client.LocalEndPoint!, ParseHeader(header).From);
+        }
+
+        // Outbound to an excluded port: the peer sees the app's own socket.
+        using (var client = pair.App.CreateSocket(AddressFamily.InterNetworkV6))
+        {
+            var (header, _) = await ExchangeAsync(client, peerEndPoint, "y");
+            Assert.Equal((IPEndPoint)client.LocalEndPoint!, ParseHeader(header).From);
+        }
+
+        await Task.WhenAll(app, peer).WaitAsync(Timeout);
+        if (TargetPrintsResolutions)
+        {
+            Assert.DoesNotContain(target.Lines, l => l.Contains(" -> ", StringComparison.Ordinal));
+        }
+    }
+
+    [Theory]
+    [InlineData("nft")]
+    [InlineData("legacy")]
     public void Apply_TwiceThenRemove_IsIdempotentAndRemovesOnlyOurRules(string mode)
     {
         using var pair = NamespacePair.Create();
