@@ -139,7 +139,12 @@ public sealed partial class NetworkNamespace
     /// that created it, for its whole life; so a dedicated thread enters the namespace (setns), creates the
     /// socket and ends. The socket is then used from any thread.
     /// </summary>
-    public Socket CreateSocket(AddressFamily family)
+    /// <remarks>
+    /// With <paramref name="ownerUid"/>, the thread also sets its filesystem uid (setfsuid, per thread) before
+    /// creating the socket, so the kernel records that uid as the socket's owner, the one iptables'
+    /// <c>-m owner --uid-owner</c> matches: a socket "of the proxy" without starting another process.
+    /// </remarks>
+    public Socket CreateSocket(AddressFamily family, int? ownerUid = null)
     {
         Socket? socket = null;
         Exception? failure = null;
@@ -151,6 +156,15 @@ public sealed partial class NetworkNamespace
                 if (SetNs(handle.DangerousGetHandle().ToInt32(), CloneNewNet) != 0)
                 {
                     throw new InvalidOperationException($"setns into {Name} failed: errno {Marshal.GetLastPInvokeError()}");
+                }
+
+                if (ownerUid is { } uid)
+                {
+                    _ = SetFsUid(uid);
+                    if (SetFsUid(uid) != uid)
+                    {
+                        throw new InvalidOperationException($"setfsuid({uid}) did not take effect");
+                    }
                 }
 
                 socket = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
@@ -214,6 +228,10 @@ public sealed partial class NetworkNamespace
 
     [LibraryImport("libc", EntryPoint = "setns", SetLastError = true)]
     private static partial int SetNs(int fd, int nsType);
+
+    // Returns the previous fsuid; calling it twice with the same value confirms the change.
+    [LibraryImport("libc", EntryPoint = "setfsuid")]
+    private static partial int SetFsUid(int fsuid);
 }
 
 /// <summary>A process whose stdout lines are collected and can be awaited.</summary>

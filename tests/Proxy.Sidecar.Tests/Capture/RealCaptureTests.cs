@@ -185,6 +185,55 @@ public sealed class RealCaptureTests
     }
 
     [Theory]
+    [InlineData("nft", "v4")]
+    [InlineData("legacy", "v6")]
+    public async Task Hairpin_ProxyDialsOwnPodAddress_IsRedirectedToInbound(string mode, string family)
+    {
+        // The proxy (uid 1337) resolving a service to its own pod: its connection to the pod address leaves
+        // via lo and must enter through the inbound listener (Istio's rule), not reach the app directly.
+        using var pair = NamespacePair.Create();
+        ApplyRules(pair, "--mode", mode);
+        using var target = await StartRedirectTargetAsync(pair);
+        var appAddress = family == "v4" ? NamespacePair.AppV4 : NamespacePair.AppV6;
+        var loopback = family == "v4" ? IPAddress.Loopback : IPAddress.IPv6Loopback;
+        using var listener = pair.App.Listen(new IPEndPoint(IPAddress.IPv6Any, 0), dualMode: true);
+        var appEndPoint = new IPEndPoint(appAddress, ((IPEndPoint)listener.LocalEndPoint!).Port);
+        var app = ServeOnceAsync(listener);
+
+        using var proxySocket = pair.App.CreateSocket(appAddress.AddressFamily, ownerUid: 1337);
+        var (header, echo) = await ExchangeAsync(proxySocket, appEndPoint, "hairpin");
+        await app.WaitAsync(Timeout);
+
+        Assert.Equal(loopback, ParseHeader(header).From.Address);
+        Assert.Equal("hairpin", echo);
+        if (TargetPrintsResolutions)
+        {
+            await target.WaitForLineAsync(l => l == $"inbound {proxySocket.LocalEndPoint} -> {appEndPoint}", Timeout);
+        }
+    }
+
+    [Theory]
+    [InlineData("nft")]
+    [InlineData("legacy")]
+    public async Task ExcludedCidr_Ipv4Peer_NotCapturedWhileIpv6StillIs(string mode)
+    {
+        using var pair = NamespacePair.Create();
+        ApplyRules(pair, "--mode", mode, "--exclude-outbound-cidrs", "192.0.2.0/28");
+        using var target = await StartRedirectTargetAsync(pair);
+        using var v4Listener = pair.Peer.Listen(new IPEndPoint(NamespacePair.PeerV4, 0));
+        var v4Server = ServeOnceAsync(v4Listener);
+
+        using (var client = pair.App.CreateSocket(AddressFamily.InterNetwork))
+        {
+            var (header, _) = await ExchangeAsync(client, (IPEndPoint)v4Listener.LocalEndPoint!, "direct");
+            Assert.Equal((IPEndPoint)client.LocalEndPoint!, ParseHeader(header).From);
+        }
+
+        await v4Server.WaitAsync(Timeout);
+        await AssertOutboundCapturedAsync(pair, target, "v6", TargetPrintsResolutions);
+    }
+
+    [Theory]
     [InlineData("nft")]
     [InlineData("legacy")]
     public void Apply_TwiceThenRemove_IsIdempotentAndRemovesOnlyOurRules(string mode)
