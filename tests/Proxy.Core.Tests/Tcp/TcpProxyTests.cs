@@ -49,7 +49,8 @@ public sealed class TcpProxyTests
             UpstreamConnectorOptions? connectorOptions = null,
             TcpProxyContext? context = null,
             ConnectionLimiter? limiter = null,
-            SocketTransportOptions? transportOptions = null)
+            SocketTransportOptions? transportOptions = null,
+            bool startDownstreamFirst = false)
         {
             var metrics = new ProxyMetrics();
             var recorder = new MetricsRecorder(metrics);
@@ -74,6 +75,12 @@ public sealed class TcpProxyTests
                     {
                         limiter.Reject(connection, metrics, context.ListenerName);
                         return;
+                    }
+
+                    if (startDownstreamFirst)
+                    {
+                        // Like a protocol detector that peeked: the transport has started reading.
+                        Assert.NotNull(connection.Transport);
                     }
 
                     try
@@ -332,6 +339,24 @@ public sealed class TcpProxyTests
 
         Assert.Equal("pipes", Encoding.ASCII.GetString(await upstream.ReadToEndAsync()));
         Assert.Equal(0, raw.Calls);
+    }
+
+    [Fact]
+    public async Task HandleAsync_SpliceAlwaysButDownstreamAlreadyRead_FallsBackToPipesAndWarns()
+    {
+        using var upstreamListener = TestListener.Start();
+        var raw = new CopyingRawForwarder();
+        var context = new TcpProxyContext("test-listener", "test-service") { RawForwarder = raw, SpliceMode = SpliceMode.Always };
+        await using var proxy = await ProxyUnderTest.StartAsync(upstreamListener.EndPoint, context: context, startDownstreamFirst: true);
+        using var client = await TestSockets.ConnectAsync(proxy.EndPoint);
+        using var upstream = await upstreamListener.AcceptAsync();
+
+        await client.SendAllAsync(Encoding.ASCII.GetBytes("peeked"));
+        client.Shutdown(SocketShutdown.Send);
+
+        Assert.Equal("peeked", Encoding.ASCII.GetString(await upstream.ReadToEndAsync()));
+        Assert.Equal(0, raw.Calls);
+        Assert.Contains(proxy.Logger.Entries, e => e.Id.Id == 1203);
     }
 
     /// <summary>A real (if plain) raw-socket forwarder: copies with Receive/Send and propagates FIN.</summary>
