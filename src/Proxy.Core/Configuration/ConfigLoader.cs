@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using Proxy.Core.Tcp;
 
 namespace Proxy.Core.Configuration;
 

@@ -1,17 +1,10 @@
 using System.Net;
+using Proxy.Core.Tcp;
 
 namespace Proxy.Core.Configuration;
 
 // The effective configuration: immutable records, validated as a whole by ConfigLoader before any
 // listener binds. A reload (a later issue) builds a new ProxyConfig and swaps it atomically.
-
-/// <summary>What to do with the bytes spliced between sockets: splice(2) when it can, never, or always (fail if unsupported).</summary>
-public enum SpliceMode
-{
-    Auto,
-    On,
-    Off,
-}
 
 public sealed record ProxyConfig
 {

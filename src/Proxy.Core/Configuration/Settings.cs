@@ -1,4 +1,5 @@
 using System.Globalization;
+using Proxy.Core.Tcp;
 
 namespace Proxy.Core.Configuration;
 
@@ -84,8 +85,8 @@ public sealed class Setting
             static c => Int(c.Tcp.MaxConnections),
             static (d, t) => ValueParsers.ParseInt(t, 0, int.MaxValue, out d.MaxConnections)),
         new("splice", "tcp.splice",
-            "Forward opaque TCP with splice(2) on Linux: auto (when supported), on (required), off (copy through buffers).",
-            static c => c.Tcp.Splice.ToString().ToLowerInvariant(),
+            "Forward opaque TCP with splice(2) on Linux: auto (when supported), on (as auto, but warn when it cannot), off (copy through buffers).",
+            static c => FormatSplice(c.Tcp.Splice),
             static (d, t) => ParseSplice(t, out d.Splice)),
         new("log-level", "logLevel",
             "Minimum log level: trace, debug, information, warning, error, critical, none.",
@@ -113,12 +114,19 @@ public sealed class Setting
         (mode, var error) = text switch
         {
             "auto" => (SpliceMode.Auto, null),
-            "on" => (SpliceMode.On, null),
-            "off" => (SpliceMode.Off, (string?)null),
+            "on" => (SpliceMode.Always, null),
+            "off" => (SpliceMode.Never, (string?)null),
             _ => (SpliceMode.Auto, $"\"{text}\" is not one of auto, on, off"),
         };
         return error;
     }
+
+    private static string FormatSplice(SpliceMode mode) => mode switch
+    {
+        SpliceMode.Always => "on",
+        SpliceMode.Never => "off",
+        _ => "auto",
+    };
 
     private static readonly string[] LogLevels = ["trace", "debug", "information", "warning", "error", "critical", "none"];
 

@@ -1,5 +1,6 @@
 using System.Net;
 using Proxy.Core.Configuration;
+using Proxy.Core.Tcp;
 
 namespace Proxy.Core.Tests.Configuration;
 
@@ -45,7 +46,7 @@ public class ConfigLoaderTests
         Assert.Equal(200, c.Transport.Backlog);
         Assert.False(c.Transport.NoDelay);
         Assert.Equal(TimeSpan.FromMilliseconds(250), c.Tcp.ConnectTimeout);
-        Assert.Equal(SpliceMode.Off, c.Tcp.Splice);
+        Assert.Equal(SpliceMode.Never, c.Tcp.Splice);
         var service = Assert.Single(c.Services);
         Assert.Equal([IPEndPoint.Parse("127.0.0.1:5432"), IPEndPoint.Parse("[::1]:5433")], service.Endpoints);
         Assert.Equal("db", Assert.Single(c.Listeners).Service);
