@@ -46,7 +46,7 @@ public sealed class Http1RequestHead : IDisposable
     /// </summary>
     public bool KeepAlive { get; private set; }
 
-    /// <summary><c>Expect: 100-continue</c> was sent.</summary>
+    /// <summary><c>Expect: 100-continue</c> was sent in an HTTP/1.1 request (ignored in HTTP/1.0, RFC 9110 §10.1.1).</summary>
     public bool ExpectContinue { get; private set; }
 
     /// <summary>

@@ -81,7 +81,8 @@ public sealed class Http1RequestHeadParser
         var lf = span[lineStart..].IndexOf(Http1Syntax.LF);
         if (lf < 0)
         {
-            if (span.Length - lineStart > options.MaxStartLineBytes + 1)
+            // Leading empty lines count towards the start line, so a whole head never exceeds MaxHeadBytes.
+            if (span.Length > options.MaxStartLineBytes + 1)
             {
                 Http1ParseErrors.Throw(Http1ParseError.RequestLineTooLong);
             }
@@ -95,7 +96,7 @@ public sealed class Http1RequestHeadParser
         }
 
         var lineLength = lf - 1;
-        if (lineLength > options.MaxStartLineBytes)
+        if (lineStart + lineLength > options.MaxStartLineBytes)
         {
             Http1ParseErrors.Throw(Http1ParseError.RequestLineTooLong);
         }
@@ -257,6 +258,6 @@ public sealed class Http1RequestHeadParser
 
         var isUpgrade = version == Http1Version.Http11 && facts.ConnectionUpgrade && facts.UpgradeIndex >= 0;
         head.Headers.MarkConnectionNominated();
-        head.SetFacts(bodyKind, facts.ContentLength, keepAlive, facts.ExpectContinue, isUpgrade, facts.HostIndex, facts.UpgradeIndex, headLength);
+        head.SetFacts(bodyKind, facts.ContentLength, keepAlive, facts.ExpectContinue && version == Http1Version.Http11, isUpgrade, facts.HostIndex, facts.UpgradeIndex, headLength);
     }
 }

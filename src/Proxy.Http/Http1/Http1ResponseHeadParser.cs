@@ -66,7 +66,8 @@ public sealed class Http1ResponseHeadParser
         var lf = span[lineStart..].IndexOf(Http1Syntax.LF);
         if (lf < 0)
         {
-            if (span.Length - lineStart > options.MaxStartLineBytes + 1)
+            // Leading empty lines count towards the start line, so a whole head never exceeds MaxHeadBytes.
+            if (span.Length > options.MaxStartLineBytes + 1)
             {
                 Http1ParseErrors.Throw(Http1ParseError.RequestLineTooLong);
             }
@@ -80,7 +81,7 @@ public sealed class Http1ResponseHeadParser
         }
 
         var lineLength = lf - 1;
-        if (lineLength > options.MaxStartLineBytes)
+        if (lineStart + lineLength > options.MaxStartLineBytes)
         {
             Http1ParseErrors.Throw(Http1ParseError.RequestLineTooLong);
         }

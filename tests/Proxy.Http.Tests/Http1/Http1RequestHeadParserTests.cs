@@ -247,6 +247,36 @@ public sealed class Http1RequestHeadParserTests
     }
 
     [Fact]
+    public void TryParse_ExpectContinueInHttp10_Ignored()
+    {
+        using var head = ParseOne("POST / HTTP/1.0\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n");
+        Assert.False(head.ExpectContinue);
+    }
+
+    [Fact]
+    public void TryParse_LeadingEmptyLinesCountTowardsTheRequestLineLimit()
+    {
+        var options = Http1ParserOptions.Default with { MaxStartLineBytes = 64 };
+        using var ok = ParseOne(string.Concat(Enumerable.Repeat("\r\n", 10)) + "GET / HTTP/1.1\r\nHost: h\r\n\r\n", options);
+        Assert.Equal(Http1ParseError.RequestLineTooLong, ParseError(string.Concat(Enumerable.Repeat("\r\n", 40)) + "GET / HTTP/1.1\r\nHost: h\r\n\r\n", options).Error);
+        Assert.Equal(Http1ParseError.RequestLineTooLong, ParseError(string.Concat(Enumerable.Repeat("\r\n", 20)) + "GET /" + new string('a', 40) + " HTTP/1.1\r\nHost: h\r\n\r\n", options).Error);
+    }
+
+    [Fact]
+    public void TryParse_LargestLegalHeadSplitAcrossSegments_Parsed()
+    {
+        var options = Http1ParserOptions.Default with { MaxStartLineBytes = 64, MaxHeaderBytes = 128 };
+        var line = "GET /" + new string('a', 64 - 14) + " HTTP/1.1";
+        Assert.Equal(64, line.Length);
+        var headers = "Host: h\r\nX: " + new string('v', 128 - 9 - 5 - 2) + "\r\n\r\n";
+        var bytes = TestSequences.Ascii(line + "\r\n" + headers);
+        using var head = new Http1RequestHead();
+        var sequence = TestSequences.SegmentPerByte(bytes);
+        Assert.True(new Http1RequestHeadParser(options).TryParse(sequence, head, out var consumed));
+        Assert.Equal(sequence.End, consumed);
+    }
+
+    [Fact]
     public void TryParse_WebSocketUpgrade_FlaggedWithProtocol()
     {
         using var head = ParseOne(ValidRequests[7]);
