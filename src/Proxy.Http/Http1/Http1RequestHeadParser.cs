@@ -87,6 +87,7 @@ public sealed class Http1RequestHeadParser
                 Http1ParseErrors.Throw(Http1ParseError.RequestLineTooLong);
             }
 
+            CheckPartialRequestLine(span[lineStart..], options);
             return -1;
         }
 
@@ -113,6 +114,71 @@ public sealed class Http1RequestHeadParser
 
         Complete(head, ref facts, end, options);
         return end;
+    }
+
+    /// <summary>
+    /// Refuses an incomplete request line that can already be seen to be wrong (bad method, target or
+    /// version), with the same error the complete line would get. Lines holding a CR wait for their LF.
+    /// </summary>
+    private static void CheckPartialRequestLine(ReadOnlySpan<byte> partial, Http1ParserOptions options)
+    {
+        if (partial.Contains(Http1Syntax.CR))
+        {
+            return;
+        }
+
+        var sp1 = partial.IndexOf(Http1Syntax.SP);
+        if (sp1 < 0)
+        {
+            return;
+        }
+
+        var method = partial[..sp1];
+        if (sp1 == 0 || method.IndexOfAnyExcept(Http1Syntax.TokenChars) >= 0)
+        {
+            Http1ParseErrors.Throw(Http1ParseError.InvalidMethod);
+        }
+
+        if (Http1Methods.Recognize(method) == Http1Method.Other && !options.AllowUnregisteredMethods && !Http1Methods.IsRegisteredOther(method))
+        {
+            Http1ParseErrors.Throw(Http1ParseError.UnknownMethod);
+        }
+
+        var afterMethod = partial[(sp1 + 1)..];
+        var sp2 = afterMethod.IndexOf(Http1Syntax.SP);
+        if (sp2 < 0)
+        {
+            return;
+        }
+
+        var target = afterMethod[..sp2];
+        if (target.IsEmpty || target.IndexOfAnyExceptInRange((byte)0x21, (byte)0x7E) >= 0)
+        {
+            Http1ParseErrors.Throw(Http1ParseError.InvalidTarget);
+        }
+
+        var version = afterMethod[(sp2 + 1)..];
+        if (version.Length >= 8)
+        {
+            // The complete line's version is these 8 bytes (then CR) or longer, which is invalid.
+            Http1Syntax.ParseVersion(version[..8]);
+            if (version.Length > 8)
+            {
+                Http1ParseErrors.Throw(Http1ParseError.InvalidVersion);
+            }
+
+            return;
+        }
+
+        ReadOnlySpan<byte> shape = "HTTP/0.0"u8;
+        for (var i = 0; i < version.Length; i++)
+        {
+            var ok = i is 5 or 7 ? char.IsAsciiDigit((char)version[i]) : version[i] == shape[i];
+            if (!ok)
+            {
+                Http1ParseErrors.Throw(Http1ParseError.InvalidVersion);
+            }
+        }
     }
 
     private static void ParseRequestLine(ReadOnlySpan<byte> span, int start, int length, Http1RequestHead head, Http1ParserOptions options)

@@ -388,6 +388,19 @@ public sealed class Http1RequestHeadParserTests
         Assert.Equal(error, e.Error);
     }
 
+    [Theory]
+    [InlineData("GET / HTTP/5.6", Http1ParseError.UnsupportedVersion)]
+    [InlineData("GET / HTTP/1.1x", Http1ParseError.InvalidVersion)]
+    [InlineData("GET / ICE/", Http1ParseError.InvalidVersion)]
+    [InlineData("GET /a\u00e9 ", Http1ParseError.InvalidTarget)]
+    [InlineData("FROB ", Http1ParseError.UnknownMethod)]
+    [InlineData("G@T ", Http1ParseError.InvalidMethod)]
+    public void TryParse_IncompleteRequestLine_RefusedAsSoonAsItCannotBecomeValid(string text, Http1ParseError error)
+    {
+        Assert.Equal(error, ParseError(text).Error);
+        Assert.Equal(error, ParseError(text + "\r\nHost: h\r\n\r\n").Error);
+    }
+
     [Fact]
     public void TryParse_UnsupportedVersion_Answered505()
     {

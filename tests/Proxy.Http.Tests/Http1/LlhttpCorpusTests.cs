@@ -83,7 +83,6 @@ public sealed class LlhttpCorpusTests
     /// </summary>
     private static readonly Dictionary<string, string> RejectedLaterOnPurpose = new(StringComparer.Ordinal)
     {
-        ["request/invalid.md:493"] = "'GET / HTTP/5.6' without CRLF: the version is checked when the request line is complete (then 505)",
     };
 
     public static TheoryData<string> StrictCases()
