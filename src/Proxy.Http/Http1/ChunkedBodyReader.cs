@@ -282,7 +282,7 @@ public sealed class ChunkedBodyReader
         else
         {
             var length = (int)Math.Min(rest.Length, max + 1);
-            _scratch ??= new byte[max + 1];
+            EnsureScratch(length);
             rest.Slice(0, length).CopyTo(_scratch);
             memory = _scratch.AsMemory(0, length);
         }
@@ -310,6 +310,16 @@ public sealed class ChunkedBodyReader
         return true;
     }
 
+    [System.Diagnostics.CodeAnalysis.MemberNotNull(nameof(_scratch))]
+    private void EnsureScratch(int length)
+    {
+        // Per-connection scratch for the rare split line or trailer section; grows to what is needed, then reused.
+        if (_scratch is null || _scratch.Length < length)
+        {
+            _scratch = new byte[Math.Max(256, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)length))];
+        }
+    }
+
     private ReadOnlySpan<byte> GetSpan(in ReadOnlySequence<byte> sequence)
     {
         if (sequence.IsSingleSegment)
@@ -319,11 +329,7 @@ public sealed class ChunkedBodyReader
 
         // Size line split across segments (rare): copy into a scratch bounded by MaxChunkLineBytes.
         var length = (int)sequence.Length;
-        if (_scratch is null || _scratch.Length < length)
-        {
-            _scratch = new byte[Math.Max(length, _options.MaxTrailerBytes + 1)];
-        }
-
+        EnsureScratch(length);
         sequence.CopyTo(_scratch);
         return _scratch.AsSpan(0, length);
     }

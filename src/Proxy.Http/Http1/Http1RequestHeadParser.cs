@@ -59,7 +59,8 @@ public sealed class Http1RequestHeadParser
         // One byte beyond the largest legal head is enough to decide: either the head ends or a limit trips.
         var cap = _options.MaxHeadBytes + 1;
         var length = (int)Math.Min(buffer.Length, cap);
-        var scratch = head.RentScratch(cap);
+        // Rent only what this attempt needs (a typical head is < 1 KiB); RentScratch grows it if a later attempt needs more.
+        var scratch = head.RentScratch(length);
         buffer.Slice(0, length).CopyTo(scratch);
         var headLength = Parse(scratch.AsMemory(0, length), head);
         if (headLength < 0)

@@ -45,7 +45,8 @@ public sealed class Http1ResponseHeadParser
     {
         var cap = _options.MaxHeadBytes + 1;
         var length = (int)Math.Min(buffer.Length, cap);
-        var scratch = head.RentScratch(cap);
+        // Rent only what this attempt needs (a typical head is < 1 KiB); RentScratch grows it if a later attempt needs more.
+        var scratch = head.RentScratch(length);
         buffer.Slice(0, length).CopyTo(scratch);
         var headLength = Parse(scratch.AsMemory(0, length), requestMethod, head);
         if (headLength < 0)
