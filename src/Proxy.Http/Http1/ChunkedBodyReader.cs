@@ -292,7 +292,7 @@ public sealed class ChunkedBodyReader
         int end;
         try
         {
-            end = Http1HeaderSection.Parse(memory.Span, 0, _trailers, _trailerOptions, isRequest: false, ref facts);
+            end = Http1HeaderSection.Parse(memory.Span, 0, _trailers, _trailerOptions, isRequest: false, checkPartial: rest.IsSingleSegment || memory.Length == rest.Length, ref facts);
         }
         catch (Http1ParseException e) when (e.Error is Http1ParseError.HeaderTooLarge or Http1ParseError.TooManyHeaders)
         {

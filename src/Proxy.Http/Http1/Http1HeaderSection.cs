@@ -32,7 +32,7 @@ internal static class Http1HeaderSection
     /// offset just after the final CRLF, or -1 when the span ends first. Every complete line is validated,
     /// so a bad line is refused as soon as it arrives even if the head is not yet complete.
     /// </summary>
-    public static int Parse(ReadOnlySpan<byte> span, int start, Http1HeaderList headers, Http1ParserOptions options, bool isRequest, ref Http1HeaderFacts facts)
+    public static int Parse(ReadOnlySpan<byte> span, int start, Http1HeaderList headers, Http1ParserOptions options, bool isRequest, bool checkPartial, ref Http1HeaderFacts facts)
     {
         var pos = start;
         while (true)
@@ -46,7 +46,11 @@ internal static class Http1HeaderSection
                     Http1ParseErrors.Throw(Http1ParseError.HeaderTooLarge);
                 }
 
-                CheckPartialLine(rest);
+                if (checkPartial)
+                {
+                    CheckPartialLine(rest);
+                }
+
                 return -1;
             }
 

@@ -37,7 +37,8 @@ public sealed class Http1RequestHeadParser
     public bool TryParse(in ReadOnlySequence<byte> buffer, Http1RequestHead head, out SequencePosition consumed)
     {
         var first = buffer.First;
-        var length = Parse(first, head);
+        // Partial-input checks only when this span is all we have, so the verdict never depends on segmentation.
+        var length = Parse(first, head, buffer.IsSingleSegment);
         if (length >= 0)
         {
             consumed = buffer.GetPosition(length);
@@ -62,7 +63,7 @@ public sealed class Http1RequestHeadParser
         // Rent only what this attempt needs (a typical head is < 1 KiB); RentScratch grows it if a later attempt needs more.
         var scratch = head.RentScratch(length);
         buffer.Slice(0, length).CopyTo(scratch);
-        var headLength = Parse(scratch.AsMemory(0, length), head);
+        var headLength = Parse(scratch.AsMemory(0, length), head, checkPartial: true);
         if (headLength < 0)
         {
             consumed = buffer.Start;
@@ -74,7 +75,7 @@ public sealed class Http1RequestHeadParser
     }
 
     /// <summary>Parses the head in one contiguous block; returns its length or -1 when incomplete.</summary>
-    private int Parse(ReadOnlyMemory<byte> memory, Http1RequestHead head)
+    private int Parse(ReadOnlyMemory<byte> memory, Http1RequestHead head, bool checkPartial)
     {
         var span = memory.Span;
         var options = _options;
@@ -88,7 +89,11 @@ public sealed class Http1RequestHeadParser
                 Http1ParseErrors.Throw(Http1ParseError.RequestLineTooLong);
             }
 
-            CheckPartialRequestLine(span[lineStart..], options);
+            if (checkPartial)
+            {
+                CheckPartialRequestLine(span[lineStart..], options);
+            }
+
             return -1;
         }
 
@@ -107,7 +112,7 @@ public sealed class Http1RequestHeadParser
         ParseRequestLine(span, lineStart, lineLength, head, options);
 
         var facts = Http1HeaderFacts.Create();
-        var end = Http1HeaderSection.Parse(span, lineStart + lf + 1, head.Headers, options, isRequest: true, ref facts);
+        var end = Http1HeaderSection.Parse(span, lineStart + lf + 1, head.Headers, options, isRequest: true, checkPartial, ref facts);
         if (end < 0)
         {
             return -1;

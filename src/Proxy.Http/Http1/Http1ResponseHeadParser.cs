@@ -24,7 +24,8 @@ public sealed class Http1ResponseHeadParser
     /// <summary>Parses one response head to a request made with <paramref name="requestMethod"/>.</summary>
     public bool TryParse(in ReadOnlySequence<byte> buffer, Http1Method requestMethod, Http1ResponseHead head, out SequencePosition consumed)
     {
-        var length = Parse(buffer.First, requestMethod, head);
+        // Partial-input checks only when this span is all we have, so the verdict never depends on segmentation.
+        var length = Parse(buffer.First, requestMethod, head, buffer.IsSingleSegment);
         if (length >= 0)
         {
             consumed = buffer.GetPosition(length);
@@ -48,7 +49,7 @@ public sealed class Http1ResponseHeadParser
         // Rent only what this attempt needs (a typical head is < 1 KiB); RentScratch grows it if a later attempt needs more.
         var scratch = head.RentScratch(length);
         buffer.Slice(0, length).CopyTo(scratch);
-        var headLength = Parse(scratch.AsMemory(0, length), requestMethod, head);
+        var headLength = Parse(scratch.AsMemory(0, length), requestMethod, head, checkPartial: true);
         if (headLength < 0)
         {
             consumed = buffer.Start;
@@ -59,7 +60,7 @@ public sealed class Http1ResponseHeadParser
         return true;
     }
 
-    private int Parse(ReadOnlyMemory<byte> memory, Http1Method requestMethod, Http1ResponseHead head)
+    private int Parse(ReadOnlyMemory<byte> memory, Http1Method requestMethod, Http1ResponseHead head, bool checkPartial)
     {
         var span = memory.Span;
         var options = _options;
@@ -91,7 +92,7 @@ public sealed class Http1ResponseHeadParser
         ParseStatusLine(span, lineStart, lineLength, head);
 
         var facts = Http1HeaderFacts.Create();
-        var end = Http1HeaderSection.Parse(span, lineStart + lf + 1, head.Headers, options, isRequest: false, ref facts);
+        var end = Http1HeaderSection.Parse(span, lineStart + lf + 1, head.Headers, options, isRequest: false, checkPartial, ref facts);
         if (end < 0)
         {
             return -1;
