@@ -1,0 +1,96 @@
+using System.Buffers;
+
+namespace Proxy.Http.Http1;
+
+/// <summary>
+/// A parsed response head. One instance per upstream connection, refilled by
+/// <see cref="Http1ResponseHeadParser.TryParse"/>; spans are valid until the caller advances past the head.
+/// </summary>
+public sealed class Http1ResponseHead : IDisposable
+{
+    private byte[]? _scratch;
+    private int _reasonStart;
+    private int _reasonLength;
+    private int _upgradeIndex = -1;
+
+    /// <summary>Header fields in wire order.</summary>
+    public Http1HeaderList Headers { get; } = new();
+
+    /// <summary>HTTP/1.0 or HTTP/1.1.</summary>
+    public Http1Version Version { get; private set; }
+
+    /// <summary>Status code, 100..999.</summary>
+    public int StatusCode { get; private set; }
+
+    /// <summary>Reason phrase as sent (may be empty).</summary>
+    public ReadOnlySpan<byte> ReasonPhrase => Headers.Source.Span.Slice(_reasonStart, _reasonLength);
+
+    /// <summary>How the response body is framed, given the request method and the status.</summary>
+    public Http1BodyKind BodyKind { get; private set; }
+
+    /// <summary>Declared Content-Length, or -1 when absent (also set when the body is None, e.g. HEAD or 304).</summary>
+    public long ContentLength { get; private set; }
+
+    /// <summary>The upstream connection may carry another request afterwards.</summary>
+    public bool KeepAlive { get; private set; }
+
+    /// <summary>A 1xx other than 101: another (final) response head follows on the same connection.</summary>
+    public bool IsInterim => StatusCode is >= 100 and < 200 && StatusCode != 101;
+
+    /// <summary>
+    /// After this head both directions become an opaque byte tunnel: 101 Switching Protocols, or a 2xx
+    /// answer to CONNECT.
+    /// </summary>
+    public bool SwitchesToTunnel { get; private set; }
+
+    /// <summary>Value of the Upgrade field, empty when absent.</summary>
+    public ReadOnlySpan<byte> Upgrade => _upgradeIndex < 0 ? default : Headers.GetValue(_upgradeIndex);
+
+    /// <summary>Total bytes of the head including the final CRLF.</summary>
+    public int HeadLength { get; private set; }
+
+    /// <summary>Returns the pooled copy buffer, if any.</summary>
+    public void Dispose()
+    {
+        var scratch = _scratch;
+        _scratch = null;
+        Headers.Reset(default);
+        if (scratch is not null)
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+        }
+    }
+
+    internal byte[] RentScratch(int minimumLength)
+    {
+        if (_scratch is null || _scratch.Length < minimumLength)
+        {
+            if (_scratch is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_scratch);
+            }
+
+            _scratch = ArrayPool<byte>.Shared.Rent(minimumLength);
+        }
+
+        return _scratch;
+    }
+
+    internal void SetStatusLine(Http1Version version, int statusCode, int reasonStart, int reasonLength)
+    {
+        Version = version;
+        StatusCode = statusCode;
+        _reasonStart = reasonStart;
+        _reasonLength = reasonLength;
+    }
+
+    internal void SetFacts(Http1BodyKind bodyKind, long contentLength, bool keepAlive, bool switchesToTunnel, int upgradeIndex, int headLength)
+    {
+        BodyKind = bodyKind;
+        ContentLength = contentLength;
+        KeepAlive = keepAlive;
+        SwitchesToTunnel = switchesToTunnel;
+        _upgradeIndex = upgradeIndex;
+        HeadLength = headLength;
+    }
+}
