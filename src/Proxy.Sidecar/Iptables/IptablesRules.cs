@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Proxy.Core.Capture;
 
 namespace Proxy.Sidecar.Iptables;
 
@@ -21,7 +22,7 @@ public enum IpFamily
 /// <code>
 /// PREROUTING -p tcp -> PROXY_INBOUND: proxy ports and excluded ports RETURN, the rest -> PROXY_IN_REDIRECT (REDIRECT :15006)
 /// OUTPUT -p tcp     -> PROXY_OUTPUT:
-///   1. from the inbound passthrough source 127.0.0.6 / ::6 via lo: RETURN
+///   1. from the inbound passthrough source 127.0.0.6 / ::6 via lo: RETURN (see InboundPassthrough)
 ///   2. per proxy owner (uid, gid, mark):
 ///        proxy -> a local non-loopback address via lo (app calling its own pod IP through the proxy): PROXY_IN_REDIRECT
 ///        not the proxy, via lo: RETURN (the app talking to itself is not captured)
@@ -65,7 +66,7 @@ public static class IptablesRules
         }
 
         var loopback = family == IpFamily.V4 ? "127.0.0.1/32" : "::1/128";
-        var passthroughSource = family == IpFamily.V4 ? "127.0.0.6/32" : "::6/128";
+        var passthroughSource = family == IpFamily.V4 ? $"{InboundPassthrough.SourceV4}/32" : $"{InboundPassthrough.SourceV6}/128";
 
         Rule(sb, InboundRedirectChain, $"-p tcp -j REDIRECT --to-ports {Num(options.InboundPort)}");
         Rule(sb, RedirectChain, $"-p tcp -j REDIRECT --to-ports {Num(options.OutboundPort)}");

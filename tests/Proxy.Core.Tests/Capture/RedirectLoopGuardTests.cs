@@ -19,6 +19,8 @@ public sealed class RedirectLoopGuardTests
     [InlineData("127.0.0.1", 15001, "0.0.0.0", 15001)]
     [InlineData("::1", 15001, "::", 15001)]
     [InlineData("127.0.0.1", 15001, "::", 15001)]
+    [InlineData("127.0.0.53", 15001, "0.0.0.0", 15001)]
+    [InlineData("0.0.0.0", 15001, "::", 15001)]
     public void IsSelf_DestinationIsTheListener_ReturnsTrue(string dst, int dstPort, string listen, int listenPort)
     {
         Assert.True(RedirectLoopGuard.IsSelf(Dst(dst, dstPort), Listen(listen, listenPort)));
@@ -31,6 +33,8 @@ public sealed class RedirectLoopGuardTests
     [InlineData("2001:db8::2", 15001, "::1", 15001)]
     [InlineData("192.0.2.2", 15001, "0.0.0.0", 15001)]
     [InlineData("2001:db8::2", 15001, "::", 15001)]
+    [InlineData("::ffff:192.0.2.2", 15001, "::", 15001)]
+    [InlineData("::2", 15001, "::1", 15001)]
     public void IsSelf_DestinationElsewhere_ReturnsFalse(string dst, int dstPort, string listen, int listenPort)
     {
         Assert.False(RedirectLoopGuard.IsSelf(Dst(dst, dstPort), Listen(listen, listenPort)));

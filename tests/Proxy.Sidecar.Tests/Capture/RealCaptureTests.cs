@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Proxy.Core.Capture;
 using Proxy.Sidecar.Iptables;
 
 namespace Proxy.Sidecar.Tests.Capture;
@@ -210,6 +211,35 @@ public sealed class RealCaptureTests
         {
             await target.WaitForLineAsync(l => l == $"inbound {proxySocket.LocalEndPoint} -> {appEndPoint}", Timeout);
         }
+    }
+
+    [Theory]
+    [InlineData("nft", "v4")]
+    [InlineData("legacy", "v6")]
+    public async Task PassthroughSource_ProxyDialsOwnPodAddressFromIt_ReachesAppDirectly(string mode, string family)
+    {
+        // How the inbound listener may deliver to the pod's own address without looping: bind the
+        // passthrough source. (::6 has to be put on lo first; 127.0.0.6 is local already.)
+        using var pair = NamespacePair.Create();
+        ApplyRules(pair, "--mode", mode);
+        var appAddress = family == "v4" ? NamespacePair.AppV4 : NamespacePair.AppV6;
+        var source = InboundPassthrough.SourceFor(appAddress.AddressFamily);
+        if (family == "v6")
+        {
+            pair.App.Exec("ip", "-6", "addr", "add", "::6/128", "dev", "lo");
+        }
+
+        using var listener = pair.App.Listen(new IPEndPoint(IPAddress.IPv6Any, 0), dualMode: true);
+        var appEndPoint = new IPEndPoint(appAddress, ((IPEndPoint)listener.LocalEndPoint!).Port);
+        var app = ServeOnceAsync(listener);
+
+        using var proxySocket = pair.App.CreateSocket(appAddress.AddressFamily, ownerUid: 1337);
+        proxySocket.Bind(new IPEndPoint(source, 0));
+        var (header, echo) = await ExchangeAsync(proxySocket, appEndPoint, "passthrough");
+        await app.WaitAsync(Timeout);
+
+        Assert.Equal(new IPEndPoint(source, ((IPEndPoint)proxySocket.LocalEndPoint!).Port), ParseHeader(header).From);
+        Assert.Equal("passthrough", echo);
     }
 
     [Theory]
