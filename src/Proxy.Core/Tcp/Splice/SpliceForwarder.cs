@@ -32,10 +32,11 @@ namespace Proxy.Core.Tcp.Splice;
 /// do not fight (.NET has no operation queued, so it never reads or writes), but .NET's epoll thread still wakes
 /// for that socket's edges: measured about +0.06 s of proxy CPU per GiB on loopback. A connector that feeds this
 /// forwarder can avoid it by connecting synchronously (non-blocking connect plus a readiness wait of its own).</para>
-/// <para>Measured on this project's 2-core machine, 1 GiB client -> proxy -> server over loopback, proxy process
-/// CPU (user+sys): 64 KiB Socket Receive/SendAsync copy 0.8-1.2 s/GiB; this forwarder 0.42-0.52 s/GiB; blocking
-/// splice with a thread per direction 0.21-0.47 s/GiB (within noise of the reactor for bulk, but two threads per
-/// connection). Small 100-byte ping-pong costs the same as the copy loop. See bench/Micro/CopyLoopBenchmarks.cs.</para>
+/// <para>Measured on this project's 2-core machine (loaded by other jobs, so ranges are wide), iperf3 -n 2G through
+/// a proxy process on loopback, CPU per 2 GiB: 64 KiB Socket Receive/SendAsync copy: proxy 2.0-3.1 s, proxy+iperf3
+/// total 2.8-4.0 s; this forwarder (64 KiB pipes): proxy 1.2-1.7 s, total 2.5-2.9 s; blocking splice with a thread
+/// per direction: proxy ~1.0 s, total 2.6-3.1 s (same total as the reactor, but two threads per connection).
+/// Small 100-byte ping-pong costs about what the copy loop costs. See bench/Micro/CopyLoopBenchmarks.cs.</para>
 /// </summary>
 public sealed class SpliceForwarder : IRawSocketForwarder, IDisposable
 {

@@ -209,12 +209,13 @@ public sealed class SpliceForwarderTests : IDisposable
         await Assert.ThrowsAsync<ObjectDisposedException>(async () => await forwarder.ForwardAsync(later.ProxyDownstream, later.ProxyUpstream, Defaults, null, CancellationToken.None)).WaitAsync(Timeout);
     }
     [Fact]
-    public async Task ForwardAsync_SequentialSessionsReusingPooledPipes_EachByteExact()
+    public async Task ForwardAsync_SequentialSessionsReusingGrownPooledPipes_EachByteExact()
     {
+        using var forwarder = new SpliceForwarder(new SpliceForwarderOptions { MaxPipeCapacity = 1024 * 1024 });
         for (int i = 0; i < 5; i++)
         {
             using LoopbackConnections c = await LoopbackConnections.CreateAsync();
-            Task<TcpForwardResult> forward = _forwarder.ForwardAsync(c.ProxyDownstream, c.ProxyUpstream, Defaults, null, CancellationToken.None).AsTask();
+            Task<TcpForwardResult> forward = forwarder.ForwardAsync(c.ProxyDownstream, c.ProxyUpstream, Defaults, null, CancellationToken.None).AsTask();
             long size = (i + 1) * 1024 * 1024; // large enough to grow the pipes that the next session inherits
             Task<byte[]> sent = LoopbackConnections.SendPatternAsync(c.Client, size, seed: i, shutdownAfter: true);
             (long length, byte[] hash) = await LoopbackConnections.ReceiveToEndAsync(c.Server);
