@@ -15,11 +15,13 @@ namespace Proxy.Bench.Micro;
 /// <item><c>Direct</c>: no proxy (the client and server cost, subtract it from the others);</item>
 /// <item><c>SocketCopy64K</c>: a 64 KiB Socket Receive/SendAsync loop per direction (the portable raw path);</item>
 /// <item><c>SpliceReactor</c>: <see cref="SpliceForwarder"/> (splice(2) through pipes, one epoll reactor thread);</item>
-/// <item><c>SpliceThreadPerDirection</c>: blocking splice(2), one dedicated thread per direction (the experiment
-/// the reactor was measured against; not shipped).</item>
+/// <item><c>SpliceThreadPerDirection</c>: blocking splice(2) through a 1 MiB pipe, one dedicated thread per
+/// direction (the experiment the reactor was measured against; not shipped).</item>
 /// </list>
 /// Each run also prints the process CPU time (user+sys, <see cref="Process.TotalProcessorTime"/>) per GiB moved,
-/// client and server included; the proxy's share is the difference to <c>Direct</c>.
+/// client and server included; the proxy's share is the difference to <c>Direct</c>. In one process that share
+/// is blurred: on loopback the kernel charges much of a send's TCP work to whichever side runs the softirq, so
+/// compare proxy and peers in separate processes (iperf3 through the sidecar) before drawing conclusions.
 /// </summary>
 [MemoryDiagnoser]
 [SimpleJob(RunStrategy.Monitoring, launchCount: 1, warmupCount: 1, iterationCount: 5)]

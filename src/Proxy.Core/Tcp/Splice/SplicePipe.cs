@@ -13,6 +13,7 @@ internal sealed class SplicePipe : IDisposable
 
     private SplicePipe(FileDescriptorHandle readEnd, FileDescriptorHandle writeEnd, int capacity)
     {
+        InitialCapacity = capacity;
         _readEnd = readEnd;
         _writeEnd = writeEnd;
         ReadFd = readEnd.Fd;
@@ -26,6 +27,9 @@ internal sealed class SplicePipe : IDisposable
 
     /// <summary>Capacity in bytes as reported by the kernel (F_GETPIPE_SZ).</summary>
     public int Capacity { get; private set; }
+
+    /// <summary>Capacity the pipe was created with.</summary>
+    public int InitialCapacity { get; }
 
     /// <summary>False once the kernel refused to grow this pipe; it is not asked again.</summary>
     public bool CanGrow { get; private set; } = true;
@@ -81,6 +85,27 @@ internal sealed class SplicePipe : IDisposable
         int capacity = SpliceNative.Fcntl(fds[1], SpliceNative.F_GETPIPE_SZ, 0);
         errno = 0;
         return new SplicePipe(readEnd, writeEnd, capacity > 0 ? capacity : 65536);
+    }
+
+    /// <summary>
+    /// Shrinks an empty pipe back to its initial capacity before it is reused, so pooled pipes do not keep counting
+    /// against an unprivileged user's pipe page limit (past it, the kernel creates new pipes with only two pages).
+    /// </summary>
+    public bool TryShrinkToInitial()
+    {
+        if (Capacity <= InitialCapacity)
+        {
+            return true;
+        }
+
+        if (SpliceNative.Fcntl(WriteFd, SpliceNative.F_SETPIPE_SZ, InitialCapacity) < 0)
+        {
+            return false;
+        }
+
+        Capacity = InitialCapacity;
+        CanGrow = true;
+        return true;
     }
 
     public void Dispose()

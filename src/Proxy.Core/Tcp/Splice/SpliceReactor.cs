@@ -453,7 +453,7 @@ internal sealed unsafe partial class SpliceReactor : IDisposable
         }
 
         // Only a pipe known to be empty can serve another session; one that still holds bytes is closed.
-        if (empty && _pipePool.Count < _maxPooledPipes && !_stopping)
+        if (empty && _pipePool.Count < _maxPooledPipes && !_stopping && pipe.TryShrinkToInitial())
         {
             _pipePool.Push(pipe);
         }

@@ -64,7 +64,7 @@ public sealed class SpliceForwarderLoadTests(ITestOutputHelper output)
     public async Task ForwardAsync_200ConcurrentSessionsOnTwoReactors_AllEchoesExact()
     {
         const int sessions = 200;
-        using var forwarder = new SpliceForwarder(new SpliceForwarderOptions { ReactorCount = 2, MaxPipeCapacity = 0 });
+        using var forwarder = new SpliceForwarder(new SpliceForwarderOptions { ReactorCount = 2 });
         var connections = new LoopbackConnections[sessions];
         for (int i = 0; i < sessions; i++)
         {

@@ -142,23 +142,23 @@ public sealed class SpliceForwarderTests : IDisposable
     public async Task ForwardAsync_NoTrafficForIdleTimeout_BothSidesResetAndOutcomeIsIdleTimeout()
     {
         using LoopbackConnections c = await LoopbackConnections.CreateAsync();
-        var idle = TimeSpan.FromSeconds(1);
+        var idle = TimeSpan.FromSeconds(2);
         var options = new TcpForwardOptions { IdleTimeout = idle };
         Task<TcpForwardResult> forward = _forwarder.ForwardAsync(c.ProxyDownstream, c.ProxyUpstream, options, null, CancellationToken.None).AsTask();
 
-        // Traffic every 200 ms keeps the session alive well past one timeout.
+        // Traffic every 100 ms keeps the session alive past one timeout (a 20x margin against a loaded machine).
         Stopwatch sinceLastByte = Stopwatch.StartNew();
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < 25; i++)
         {
             await c.Client.SendAsync(new[] { (byte)i }, SocketFlags.None).WaitAsync(Timeout);
             Assert.Equal(new[] { (byte)i }, await LoopbackConnections.ReceiveExactlyAsync(c.Server, 1));
             sinceLastByte.Restart();
-            await Task.Delay(200);
+            await Task.Delay(100);
         }
 
         Assert.False(forward.IsCompleted);
         TcpForwardResult result = await forward.WaitAsync(Timeout);
-        Assert.Equal(new TcpForwardResult(TcpForwardOutcome.IdleTimeout, 8, 0), result);
+        Assert.Equal(new TcpForwardResult(TcpForwardOutcome.IdleTimeout, 25, 0), result);
         Assert.True(sinceLastByte.Elapsed >= idle - TimeSpan.FromMilliseconds(50), $"ended {sinceLastByte.Elapsed} after the last byte");
         Assert.Equal(SocketError.ConnectionReset, await LoopbackConnections.ReceiveUntilErrorAsync(c.Client));
         Assert.Equal(SocketError.ConnectionReset, await LoopbackConnections.ReceiveUntilErrorAsync(c.Server));
@@ -209,12 +209,13 @@ public sealed class SpliceForwarderTests : IDisposable
         await Assert.ThrowsAsync<ObjectDisposedException>(async () => await forwarder.ForwardAsync(later.ProxyDownstream, later.ProxyUpstream, Defaults, null, CancellationToken.None)).WaitAsync(Timeout);
     }
     [Fact]
-    public async Task ForwardAsync_SequentialSessionsReusingPooledPipes_EachByteExact()
+    public async Task ForwardAsync_SequentialSessionsReusingGrownPooledPipes_EachByteExact()
     {
+        using var forwarder = new SpliceForwarder(new SpliceForwarderOptions { MaxPipeCapacity = 1024 * 1024 });
         for (int i = 0; i < 5; i++)
         {
             using LoopbackConnections c = await LoopbackConnections.CreateAsync();
-            Task<TcpForwardResult> forward = _forwarder.ForwardAsync(c.ProxyDownstream, c.ProxyUpstream, Defaults, null, CancellationToken.None).AsTask();
+            Task<TcpForwardResult> forward = forwarder.ForwardAsync(c.ProxyDownstream, c.ProxyUpstream, Defaults, null, CancellationToken.None).AsTask();
             long size = (i + 1) * 1024 * 1024; // large enough to grow the pipes that the next session inherits
             Task<byte[]> sent = LoopbackConnections.SendPatternAsync(c.Client, size, seed: i, shutdownAfter: true);
             (long length, byte[] hash) = await LoopbackConnections.ReceiveToEndAsync(c.Server);
@@ -244,6 +245,30 @@ public sealed class SpliceForwarderTests : IDisposable
         good.Client.Shutdown(SocketShutdown.Send);
         good.Server.Shutdown(SocketShutdown.Send);
         Assert.Equal(new TcpForwardResult(TcpForwardOutcome.Completed, 1, 0), await healthy.WaitAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task ForwardAsync_ClientResetsDuringBulkTransferToStalledServer_ServerSeesReset()
+    {
+        using LoopbackConnections c = await LoopbackConnections.CreateAsync();
+        var observer = new CountingObserver();
+        Task<TcpForwardResult> forward = _forwarder.ForwardAsync(c.ProxyDownstream, c.ProxyUpstream, Defaults, observer, CancellationToken.None).AsTask();
+
+        // The server does not read, so the proxy ends up holding bytes in its pipe when the reset comes.
+        byte[] chunk = new byte[64 * 1024];
+        Task<int> pending = Task.FromResult(0);
+        for (int i = 0; i < 1024 && pending.IsCompleted; i++)
+        {
+            pending = c.Client.SendAsync(chunk, SocketFlags.None);
+            await Task.WhenAny(pending, Task.Delay(200));
+        }
+
+        Assert.False(pending.IsCompleted, "the writer never blocked");
+        Assert.True(observer.ToUpstream > 0);
+        LoopbackConnections.Reset(c.Client);
+
+        Assert.Equal(TcpForwardOutcome.DownstreamReset, (await forward.WaitAsync(Timeout)).Outcome);
+        Assert.Equal(SocketError.ConnectionReset, await LoopbackConnections.ReceiveUntilErrorAsync(c.Server));
     }
 
     private sealed class ThrowingObserver : IForwardObserver

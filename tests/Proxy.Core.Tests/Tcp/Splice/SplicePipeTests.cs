@@ -38,4 +38,16 @@ public sealed class SplicePipeTests
         Assert.Equal(64 * 1024, pipe.Capacity);
         Assert.False(pipe.TryGrow(max));
     }
+    [Fact]
+    public void TryShrinkToInitial_AfterGrowth_RestoresCapacityAndAllowsGrowingAgain()
+    {
+        int max = int.Parse(File.ReadAllText("/proc/sys/fs/pipe-max-size").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        using SplicePipe pipe = SplicePipe.TryCreate(0, out _)!;
+        Assert.True(pipe.TryGrow(max));
+
+        Assert.True(pipe.TryShrinkToInitial());
+        Assert.Equal(pipe.InitialCapacity, pipe.Capacity);
+        Assert.True(pipe.CanGrow);
+        Assert.True(pipe.TryGrow(max));
+    }
 }
