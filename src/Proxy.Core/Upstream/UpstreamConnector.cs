@@ -26,6 +26,16 @@ public sealed record UpstreamConnectorOptions
     /// <summary>Buffers, scheduling and pipe limits of upstream connections (the same knobs as for accepted ones).</summary>
     public SocketTransportOptions Transport { get; init; } = new();
 
+    /// <summary>
+    /// Source address bound before connecting to an IPv4 destination (port chosen by the kernel); null lets
+    /// the kernel choose. The inbound listener binds 127.0.0.6 so capture rules let its traffic to the
+    /// local app through (see Proxy.Core.Capture.InboundPassthrough).
+    /// </summary>
+    public IPAddress? SourceAddressV4 { get; init; }
+
+    /// <summary>As <see cref="SourceAddressV4"/>, for IPv6 destinations (the inbound listener binds ::6).</summary>
+    public IPAddress? SourceAddressV6 { get; init; }
+
     /// <summary>Client-side middleware applied in order to each new connection (TLS and pooling hook in here later).</summary>
     public IReadOnlyList<ClientConnectionMiddleware> Middleware { get; init; } = [];
 }
@@ -98,6 +108,12 @@ public sealed partial class UpstreamConnector : IUpstreamConnector, IConnectionF
         try
         {
             socket.NoDelay = _options.NoDelay;
+            var source = endPoint.AddressFamily == AddressFamily.InterNetworkV6 ? _options.SourceAddressV6 : _options.SourceAddressV4;
+            if (source is not null)
+            {
+                socket.Bind(new IPEndPoint(source, 0));
+            }
+
             var token = cancellationToken;
             if (_options.ConnectTimeout != Timeout.InfiniteTimeSpan)
             {

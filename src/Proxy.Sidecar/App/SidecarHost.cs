@@ -34,6 +34,7 @@ internal sealed class SidecarHost : IAsyncDisposable
     private KestrelServer? _server;
     private SocketTransportFactory? _transport;
     private UpstreamConnector? _connector;
+    private UpstreamConnector? _inboundConnector;
     private SpliceForwarder? _splice;
 
     public SidecarHost(ProxyConfig config, ILoggerFactory loggerFactory, IOriginalDestinationResolver? resolver = null)
@@ -67,11 +68,17 @@ internal sealed class SidecarHost : IAsyncDisposable
             NoDelay = _config.Transport.NoDelay,
             InlineScheduling = _config.Transport.InlineScheduling,
         };
-        _connector = new UpstreamConnector(
-            new UpstreamConnectorOptions { ConnectTimeout = _config.Tcp.ConnectTimeout, NoDelay = _config.Transport.NoDelay, Transport = transport },
+        var connectorOptions = new UpstreamConnectorOptions { ConnectTimeout = _config.Tcp.ConnectTimeout, NoDelay = _config.Transport.NoDelay, Transport = transport };
+        _connector = new UpstreamConnector(connectorOptions, _loggerFactory);
+
+        // Inbound connections go to the local app from 127.0.0.6 / ::6, which the capture rules let
+        // through; dialled from any other source, the pod's own address would be captured again (a loop).
+        _inboundConnector = new UpstreamConnector(
+            connectorOptions with { SourceAddressV4 = InboundPassthrough.SourceV4, SourceAddressV6 = InboundPassthrough.SourceV6 },
             _loggerFactory);
         _splice = _config.Tcp.Splice == SpliceMode.Never ? null : new SpliceForwarder(logger: _loggerFactory.CreateLogger<SpliceForwarder>());
         var tcp = new TcpProxy(_connector, Metrics, _loggerFactory.CreateLogger<TcpProxy>());
+        var inboundTcp = new TcpProxy(_inboundConnector, Metrics, _loggerFactory.CreateLogger<TcpProxy>());
         var tcpContext = new TcpProxyContext("", "")
         {
             ForwardOptions = new TcpForwardOptions { IdleTimeout = _config.Tcp.IdleTimeout },
@@ -83,7 +90,7 @@ internal sealed class SidecarHost : IAsyncDisposable
 
         void AddTcp(string name, IPEndPoint address, ListenerKind kind, Service? service)
         {
-            var handler = new ListenerHandler(name, kind, service, services, _resolver, tcp, tcpContext with { ListenerName = name },
+            var handler = new ListenerHandler(name, kind, service, services, _resolver, kind == ListenerKind.Inbound ? inboundTcp : tcp, tcpContext with { ListenerName = name },
                 _config.Tcp.MaxConnections, Metrics, logger);
             _kestrelOptions.Listen(address, options =>
             {
@@ -141,6 +148,7 @@ internal sealed class SidecarHost : IAsyncDisposable
 
         _splice?.Dispose();
         _connector?.Dispose();
+        _inboundConnector?.Dispose();
         _transport?.Dispose();
 
         Exporter.Dispose();

@@ -80,6 +80,11 @@ public sealed class IptablesConfigurator
                 return RuntimeFailure;
             }
 
+            if (family == IpFamily.V6 && !await ConfigurePassthroughSourceAsync(options.Remove, cancellationToken))
+            {
+                return RuntimeFailure;
+            }
+
             await _output.WriteLineAsync(options.Remove
                 ? $"{Label(family)}: removed our chains and jumps from table nat ({Path.GetFileName(backend.Restore(family))})."
                 : $"{Label(family)}: applied capture rules to table nat ({Path.GetFileName(backend.Restore(family))}).");
@@ -88,6 +93,32 @@ public sealed class IptablesConfigurator
 
         return 0;
     }
+
+    /// <summary>
+    /// The inbound listener dials the local app from ::6 (<see cref="Proxy.Core.Capture.InboundPassthrough"/>),
+    /// which the rules exempt from capture. Unlike 127.0.0.6, ::6 is not local until it is added to lo
+    /// (as Istio's init container does); removal takes it away again.
+    /// </summary>
+    private async Task<bool> ConfigurePassthroughSourceAsync(bool remove, CancellationToken cancellationToken)
+    {
+        var ip = _runner.Locate("ip");
+        if (ip is null)
+        {
+            await _error.WriteLineAsync($"The ip command (iproute2) is not installed; it is needed to {(remove ? "remove" : "add")} {PassthroughV6} on lo for the inbound listener's IPv6 passthrough.");
+            return false;
+        }
+
+        var result = await _runner.RunAsync(ip, ["-6", "addr", remove ? "del" : "replace", PassthroughV6, "dev", "lo"], null, cancellationToken);
+        if (result.ExitCode != 0 && !(remove && result.StandardError.Contains("Cannot assign", StringComparison.Ordinal)))
+        {
+            await _error.WriteLineAsync($"ip -6 addr {(remove ? "del" : "replace")} {PassthroughV6} dev lo failed (exit {result.ExitCode}): {FirstLine(result.StandardError)}");
+            return false;
+        }
+
+        return true;
+    }
+
+    private const string PassthroughV6 = "::6/128";
 
     /// <summary>
     /// Prints the exact restore input per family. Nothing is read (no root needed), so the jumps from the
@@ -107,6 +138,11 @@ public sealed class IptablesConfigurator
             else
             {
                 _output.Write(IptablesRules.BuildApply(options, family, NatTableState.Empty));
+            }
+
+            if (family == IpFamily.V6)
+            {
+                _output.Write($"# IPv6: then: ip -6 addr {(options.Remove ? "del" : "replace")} {PassthroughV6} dev lo   (the inbound passthrough source)\n");
             }
         }
     }

@@ -25,12 +25,12 @@ public sealed class RealCaptureTests
 
     private static string TestAssembly => Path.Combine(AppContext.BaseDirectory, typeof(TestProgram).Assembly.GetName().Name + ".dll");
 
-    // The sidecar command line that installs the rules. Swap for [SidecarDll, "iptables"] once Program.cs hosts IptablesCommand.
-    private static string[] SidecarIptables => [TestAssembly, "iptables"];
+    // The sidecar command line that installs the rules: the real `sidecar iptables`.
+    private static string[] SidecarIptables => [SidecarDll, "iptables"];
 
-    // The redirect target, run as uid 1337 in the app namespace. When `sidecar run` exists, this one line becomes:
-    // [SidecarDll, "run", "--outbound-listen", "[::]:15001", "--inbound-listen", "[::]:15006", "--admin-listen", "off"];
-    private static string[] RedirectTarget => [TestAssembly, CaptureForwarder.CommandName, "--outbound-listen", "[::]:15001", "--inbound-listen", "[::]:15006", "--admin-listen", "off"];
+    // The redirect target, run as uid 1337 in the app namespace: the real sidecar. (The test forwarder,
+    // CaptureForwarder, remains for the exemption-by-gid and by-mark rule tests.)
+    private static string[] RedirectTarget => [SidecarDll, "run", "--outbound-listen", "[::]:15001", "--inbound-listen", "[::]:15006", "--admin-listen", "off"];
 
     private static string SidecarDll => Path.Combine(AppContext.BaseDirectory, "sidecar.dll");
 
@@ -126,13 +126,14 @@ public sealed class RealCaptureTests
         var appPort = ((IPEndPoint)listener.LocalEndPoint!).Port;
         var app = ServeAsync(listener, connections: 3);
 
-        // 1. From the peer to the app's address: captured by PREROUTING, delivered by the target on loopback.
+        // 1. From the peer to the app's address: captured by PREROUTING, delivered by the sidecar to the
+        //    original destination from the passthrough source (127.0.0.6 / ::6), which the rules let through.
         using (var client = pair.Peer.CreateSocket(appAddress.AddressFamily))
         {
             var (header, echo) = await ExchangeAsync(client, new IPEndPoint(appAddress, appPort), "inbound bytes");
             var (from, to) = ParseHeader(header);
-            Assert.Equal(loopback, from.Address);
-            Assert.Equal(new IPEndPoint(loopback, appPort), to);
+            Assert.Equal(InboundPassthrough.SourceFor(appAddress.AddressFamily), from.Address);
+            Assert.Equal(new IPEndPoint(appAddress, appPort), to);
             Assert.Equal("inbound bytes", echo);
             if (TargetPrintsResolutions)
             {
@@ -196,7 +197,6 @@ public sealed class RealCaptureTests
         ApplyRules(pair, "--mode", mode);
         using var target = await StartRedirectTargetAsync(pair);
         var appAddress = family == "v4" ? NamespacePair.AppV4 : NamespacePair.AppV6;
-        var loopback = family == "v4" ? IPAddress.Loopback : IPAddress.IPv6Loopback;
         using var listener = pair.App.Listen(new IPEndPoint(IPAddress.IPv6Any, 0), dualMode: true);
         var appEndPoint = new IPEndPoint(appAddress, ((IPEndPoint)listener.LocalEndPoint!).Port);
         var app = ServeOnceAsync(listener);
@@ -205,7 +205,7 @@ public sealed class RealCaptureTests
         var (header, echo) = await ExchangeAsync(proxySocket, appEndPoint, "hairpin");
         await app.WaitAsync(Timeout);
 
-        Assert.Equal(loopback, ParseHeader(header).From.Address);
+        Assert.Equal(InboundPassthrough.SourceFor(appAddress.AddressFamily), ParseHeader(header).From.Address);
         Assert.Equal("hairpin", echo);
         if (TargetPrintsResolutions)
         {
@@ -226,7 +226,7 @@ public sealed class RealCaptureTests
         var source = InboundPassthrough.SourceFor(appAddress.AddressFamily);
         if (family == "v6")
         {
-            pair.App.Exec("ip", "-6", "addr", "add", "::6/128", "dev", "lo");
+            pair.App.Exec("ip", "-6", "addr", "replace", "::6/128", "dev", "lo");
         }
 
         using var listener = pair.App.Listen(new IPEndPoint(IPAddress.IPv6Any, 0), dualMode: true);

@@ -26,6 +26,7 @@ internal sealed class FakeCommandRunner : ICommandRunner
             }
         }
 
+        runner.Installed.Add("ip");
         return runner;
     }
 

@@ -66,6 +66,7 @@ public sealed class IptablesCommandTests
             -A PREROUTING -p tcp -j PROXY_INBOUND
             -A OUTPUT -p tcp -j PROXY_OUTPUT
             COMMIT
+            # IPv6: then: ip -6 addr replace ::6/128 dev lo   (the inbound passthrough source)
 
             """,
             output);

@@ -32,6 +32,7 @@ public sealed class IptablesConfiguratorTests
                 "iptables-nft-restore --noflush --wait=10",
                 "ip6tables-nft-save -t nat",
                 "ip6tables-nft-restore --noflush --wait=10",
+                "ip -6 addr replace ::6/128 dev lo",
             ],
             runner.CommandLines);
         Assert.Equal(IptablesRules.BuildApply(new IptablesOptions(), IpFamily.V4, NatTableState.Empty), runner.Calls[1].Input);
@@ -130,7 +131,40 @@ public sealed class IptablesConfiguratorTests
         Assert.Empty(runner.Calls);
         Assert.Equal(
             "# IPv4: input for iptables-restore --noflush\n" + IptablesRules.BuildApply(new IptablesOptions(), IpFamily.V4, NatTableState.Empty) +
-            "# IPv6: input for ip6tables-restore --noflush\n" + IptablesRules.BuildApply(new IptablesOptions(), IpFamily.V6, NatTableState.Empty),
+            "# IPv6: input for ip6tables-restore --noflush\n" + IptablesRules.BuildApply(new IptablesOptions(), IpFamily.V6, NatTableState.Empty) +
+            "# IPv6: then: ip -6 addr replace ::6/128 dev lo   (the inbound passthrough source)\n",
             output);
+    }
+
+    [Fact]
+    public async Task RunAsync_Ipv6Apply_IpMissing_FailsNamingIt()
+    {
+        var runner = FakeCommandRunner.WithBothBackends();
+        runner.Installed.Remove("ip");
+        runner.Respond = (program, _, _) => new CommandResult(0, program.EndsWith("-save", StringComparison.Ordinal) ? EmptyNat : "", "");
+
+        var (exitCode, _, error) = await RunAsync(runner, new IptablesOptions { Mode = IptablesMode.Nft });
+
+        Assert.Equal(1, exitCode);
+        Assert.StartsWith("The ip command (iproute2) is not installed", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task RunAsync_Remove_TakesThePassthroughAddressOffLo_AbsentIsFine()
+    {
+        var runner = FakeCommandRunner.WithBothBackends();
+        const string applied = "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:PROXY_INBOUND - [0:0]\n-A PREROUTING -p tcp -j PROXY_INBOUND\nCOMMIT\n";
+        runner.Respond = (program, _, _) => program switch
+        {
+            "ip" => new CommandResult(2, "", "RTNETLINK answers: Cannot assign requested address"),
+            _ when program.EndsWith("-save", StringComparison.Ordinal) => new CommandResult(0, applied, ""),
+            _ => new CommandResult(0, "", ""),
+        };
+
+        var (exitCode, _, error) = await RunAsync(runner, new IptablesOptions { Mode = IptablesMode.Nft, Remove = true });
+
+        Assert.Equal(0, exitCode);
+        Assert.Equal("", error);
+        Assert.Contains("ip -6 addr del ::6/128 dev lo", runner.CommandLines);
     }
 }
