@@ -1,0 +1,78 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using Proxy.Bench.E2e.Infrastructure;
+
+namespace Proxy.Bench.E2e.Peers;
+
+/// <summary>
+/// HAProxy in the foreground (<c>-db</c>), one thread, one process (so /proc/PID/stat covers all of it).
+/// Opaque TCP: <c>mode tcp</c> with <c>option splice-auto</c>. Readiness: a <c>monitor-uri</c> frontend, bound
+/// together with the proxy frontend.
+/// </summary>
+internal sealed class HaproxyPeer : ProcessPeer
+{
+    private readonly string _executable;
+    private readonly string _version;
+
+    public HaproxyPeer(string executable, string version, string workDirectory)
+        : base(workDirectory)
+    {
+        _executable = executable;
+        _version = version;
+    }
+
+    public override string Name => "haproxy";
+
+    public override string Description => $"{_version}, mode tcp, option splice-auto, nbthread 1";
+
+    /// <summary>The configuration text for <paramref name="config"/> (kept testable and printable).</summary>
+    public static string BuildConfig(PeerConfig config, IPEndPoint listen, IPEndPoint ready)
+    {
+        if (config.Protocol != ProxyProtocol.Tcp)
+        {
+            throw new NotSupportedException($"the HAProxy peer has no {config.Protocol} configuration yet");
+        }
+
+        var text = new StringBuilder();
+        text.AppendLine("global");
+        text.AppendLine("    nbthread 1");
+        text.AppendLine("    maxconn 10000");
+        text.AppendLine("defaults");
+        text.AppendLine("    mode tcp");
+        text.AppendLine("    timeout connect 5s");
+        text.AppendLine("    timeout client 60s");
+        text.AppendLine("    timeout server 60s");
+        text.AppendLine("frontend ready");
+        text.AppendLine("    mode http");
+        text.AppendLine("    timeout http-request 5s");
+        text.AppendLine(CultureInfo.InvariantCulture, $"    bind {ready}");
+        text.AppendLine("    monitor-uri /ready");
+        text.AppendLine("frontend bench");
+        text.AppendLine(CultureInfo.InvariantCulture, $"    bind {listen}");
+        text.AppendLine("    option splice-auto");
+        text.AppendLine("    default_backend upstream");
+        text.AppendLine("backend upstream");
+        text.AppendLine("    option splice-auto");
+        text.AppendLine(CultureInfo.InvariantCulture, $"    server target {config.Upstream}");
+        return text.ToString();
+    }
+
+    /// <summary>"HAProxy 2.6.12" from <c>haproxy -v</c>.</summary>
+    public static async Task<string> ReadVersionAsync(string executable, CancellationToken cancellationToken)
+    {
+        var result = await ProcessRunner.RunAsync(executable, ["-v"], TimeSpan.FromSeconds(10), cancellationToken);
+        var line = result.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault() ?? "HAProxy";
+
+        // "HAProxy version 2.6.12-1+deb12u1 2023/12/16 - https://haproxy.org/"
+        var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return parts.Length >= 3 ? $"HAProxy {parts[2]}" : line;
+    }
+
+    protected override ChildProcess StartProcess(PeerConfig config, IPEndPoint listen, IPEndPoint ready)
+    {
+        var path = Path.Combine(WorkDirectory, "haproxy.cfg");
+        File.WriteAllText(path, BuildConfig(config, listen, ready));
+        return ChildProcess.Start(Name, _executable, ["-db", "-f", path]);
+    }
+}
