@@ -37,7 +37,7 @@ internal sealed class HaproxyPeer : ProcessPeer
         var text = new StringBuilder();
         text.AppendLine("global");
         text.AppendLine("    nbthread 1");
-        text.AppendLine("    maxconn 10000");
+        text.AppendLine("    maxconn 2000");
         text.AppendLine("defaults");
         text.AppendLine("    mode tcp");
         text.AppendLine("    timeout connect 5s");

@@ -9,8 +9,11 @@ internal enum SidecarFlavor
     Aot,
 }
 
-/// <summary>A published sidecar: where its executable is, how big the output is, how long publishing took.</summary>
-internal sealed record SidecarBuild(SidecarFlavor Flavor, string ExecutablePath, long ExecutableBytes, TimeSpan PublishTime);
+/// <summary>
+/// A published sidecar: its executable, the size of everything it needs from the publish folder (symbols excluded;
+/// the JIT build also needs the shared .NET runtime, not counted), and how long publishing took.
+/// </summary>
+internal sealed record SidecarBuild(SidecarFlavor Flavor, string ExecutablePath, long PublishedBytes, TimeSpan PublishTime);
 
 /// <summary>Publishes src/Proxy.Sidecar with <c>dotnet publish</c>, JIT (framework-dependent) or NativeAOT.</summary>
 internal static class SidecarPublisher
@@ -38,8 +41,16 @@ internal static class SidecarPublisher
             throw new E2eException($"dotnet publish ({flavor}) produced no {executable}");
         }
 
-        var size = new FileInfo(executable).Length;
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"published sidecar ({flavor}) in {result.Elapsed.TotalSeconds:F0} s, executable {size / 1048576.0:F1} MiB"));
+        long size = 0;
+        foreach (var file in new DirectoryInfo(outputDirectory).EnumerateFiles("*", SearchOption.AllDirectories))
+        {
+            if (file.Extension is not (".pdb" or ".dbg"))
+            {
+                size += file.Length;
+            }
+        }
+
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"published sidecar ({flavor}) in {result.Elapsed.TotalSeconds:F0} s, {size / 1048576.0:F1} MiB without symbols"));
         return new SidecarBuild(flavor, executable, size, result.Elapsed);
     }
 }

@@ -94,11 +94,11 @@ internal sealed class L4Report
         if (_builds.Count > 0)
         {
             md.AppendLine();
-            md.AppendLine("| sidecar build | publish time | executable size |");
+            md.AppendLine("| sidecar build | publish time | published size (no symbols; JIT excludes the shared runtime) |");
             md.AppendLine("| --- | --- | --- |");
             foreach (var build in _builds)
             {
-                md.AppendLine(inv, $"| {build.Flavor} | {build.PublishTime.TotalSeconds:F0} s | {build.ExecutableBytes / 1048576.0:F1} MiB |");
+                md.AppendLine(inv, $"| {build.Flavor} | {build.PublishTime.TotalSeconds:F0} s | {build.PublishedBytes / 1048576.0:F1} MiB |");
             }
         }
 
@@ -150,9 +150,10 @@ internal sealed class L4Report
                 var gbps = Summary.Of(mine.Select(s => s.Gbps));
                 var cpu = Summary.Of(mine.Where(s => s.CpuSecondsPerGb.HasValue).Select(s => s.CpuSecondsPerGb!.Value));
                 var rss = Summary.Of(mine.Where(s => s.PeakRssBytes.HasValue).Select(s => s.PeakRssBytes!.Value / 1048576.0));
-                var gbpsRatio = PairedRatio(samples, peer.Name, s => s.Gbps);
-                var cpuRatio = PairedRatio(samples, peer.Name, s => s.CpuSecondsPerGb);
-                md.AppendLine(inv, $"| {peer.Name} | {gbps.Format("F2")} | {gbpsRatio.Format("F2")} | {cpu.Format("F3")} | {cpuRatio.Format("F2")} | {rss.Format("F1")} | {mine.Count} |");
+                var isBaseline = peer.Name == Baseline;
+                var gbpsRatio = isBaseline ? "baseline" : PairedRatio(samples, peer.Name, s => s.Gbps).Format("F2");
+                var cpuRatio = isBaseline ? "baseline" : PairedRatio(samples, peer.Name, s => s.CpuSecondsPerGb).Format("F2");
+                md.AppendLine(inv, $"| {peer.Name} | {gbps.Format("F2")} | {gbpsRatio} | {cpu.Format("F3")} | {cpuRatio} | {rss.Format("F1")} | {mine.Count} |");
             }
         }
     }
