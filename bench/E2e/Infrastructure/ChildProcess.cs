@@ -134,7 +134,7 @@ internal sealed class ChildProcess : IAsyncDisposable
         {
             lock (_gate)
             {
-                return string.Join('\n', _tail);
+                return _tail.Count == 0 ? "(no output)" : string.Join('\n', _tail);
             }
         }
     }
