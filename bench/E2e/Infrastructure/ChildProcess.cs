@@ -147,6 +147,24 @@ internal sealed class ChildProcess : IAsyncDisposable
         await _process.WaitForExitAsync(cancellationToken);
     }
 
+    /// <summary>
+    /// "NAME exited (code N); last output: ..." once the process has exited, after its output is drained
+    /// (the exit can be seen before the last lines are read).
+    /// </summary>
+    public async Task<string> DescribeExitAsync()
+    {
+        try
+        {
+            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(2));
+        }
+        catch (TimeoutException)
+        {
+            // Describe what we have.
+        }
+
+        return $"{Name} exited (code {(HasExited ? ExitCode.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?")}); last output:\n{RecentOutput}";
+    }
+
     public void Kill()
     {
         if (HasExited)

@@ -23,7 +23,7 @@ internal static class Probes
             cancellationToken.ThrowIfCancellationRequested();
             if (process.HasExited)
             {
-                throw new E2eException($"{process.Name} exited (code {process.ExitCode}) before {path} answered 200; last output:\n{process.RecentOutput}");
+                throw new E2eException($"no 200 from {path}: {await process.DescribeExitAsync()}");
             }
 
             if (Stopwatch.GetElapsedTime(startTimestamp) > timeout)
@@ -85,7 +85,7 @@ internal static class Probes
             cancellationToken.ThrowIfCancellationRequested();
             if (process.HasExited)
             {
-                throw new E2eException($"{process.Name} exited (code {process.ExitCode}) before it proxied a byte; last output:\n{process.RecentOutput}");
+                throw new E2eException($"no proxied byte: {await process.DescribeExitAsync()}");
             }
 
             if (Stopwatch.GetElapsedTime(startTimestamp) > timeout)

@@ -18,9 +18,9 @@ internal readonly record struct Summary(double Median, double Min, double Max, i
         return new Summary(median, sorted[0], sorted[^1], sorted.Length);
     }
 
-    /// <summary>"median (min–max)" with the given number format, e.g. "F2".</summary>
+    /// <summary>"median (min–max)" with the given number format, e.g. "F2"; just the median when all values are equal.</summary>
     public string Format(string format) =>
-        Count == 1
+        Count == 1 || Min == Max
             ? Median.ToString(format, CultureInfo.InvariantCulture)
             : string.Create(CultureInfo.InvariantCulture, $"{Median.ToString(format, CultureInfo.InvariantCulture)} ({Min.ToString(format, CultureInfo.InvariantCulture)}–{Max.ToString(format, CultureInfo.InvariantCulture)})");
 }

@@ -208,7 +208,7 @@ internal sealed class L4Scenario : IScenario
 
                         if (peer.Process is { HasExited: true } dead)
                         {
-                            report.AddFailure(peer.Name, $"exited (code {dead.ExitCode}) during the throughput runs; last output:\n{dead.RecentOutput}");
+                            report.AddFailure(peer.Name, $"during the throughput runs: {await dead.DescribeExitAsync()}");
                             running.Remove(peer);
                             continue;
                         }
