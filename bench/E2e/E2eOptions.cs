@@ -24,6 +24,11 @@ internal sealed class E2eOptions
                                    uses the JIT build when it is selected, else the AOT build
           --sidecar-arg ARG        extra argument for every sidecar peer (repeatable), e.g.
                                    --sidecar-arg=--inline-scheduling --sidecar-arg=true
+          --haproxy-splice MODE    auto (option splice-auto, default), always (splice-request and
+                                   splice-response) or off
+
+        Measurement
+          --syscalls               also count each proxy's system calls per run (perf stat; all and splice)
 
         Housekeeping
           --output DIR             where the markdown table goes (default bench/results)
@@ -53,6 +58,10 @@ internal sealed class E2eOptions
     public IReadOnlyList<string> SidecarArguments { get; private set; } = [];
 
     public string? OutputDirectory { get; private set; }
+
+    public string HaproxySplice { get; private set; } = "auto";
+
+    public bool CountSyscalls { get; private set; }
 
     public bool AllowInstall { get; private set; } = true;
 
@@ -162,6 +171,17 @@ internal sealed class E2eOptions
                     break;
                 case "--sidecar-arg":
                     sidecarArguments.Add(Value());
+                    break;
+                case "--haproxy-splice":
+                    options.HaproxySplice = Value();
+                    if (options.HaproxySplice is not ("auto" or "always" or "off"))
+                    {
+                        errors.Add($"--haproxy-splice: '{options.HaproxySplice}' is not auto, always or off");
+                    }
+
+                    break;
+                case "--syscalls":
+                    options.CountSyscalls = true;
                     break;
                 case "--output":
                     options.OutputDirectory = Value();

@@ -6,8 +6,15 @@ using Proxy.Bench.E2e.Peers;
 namespace Proxy.Bench.E2e.Scenarios;
 
 /// <summary>One iperf3 run through one peer. CPU and RSS are null for "direct" (no proxy process).</summary>
-internal sealed record ThroughputSample(string Peer, string Variant, int Round, double Gbps, long Bytes, double? CpuSeconds, long? PeakRssBytes)
+internal sealed record ThroughputSample(
+    string Peer, string Variant, int Round, double Gbps, long Bytes, double? CpuSeconds, long? PeakRssBytes, SyscallCounts? Syscalls = null)
 {
+    /// <summary>System calls of the proxy per 10^6 bytes moved (with --syscalls).</summary>
+    public double? SyscallsPerMb => Syscalls is { } s ? s.Total / (Bytes / 1e6) : null;
+
+    /// <summary>Share of the proxy's system calls that were splice(2), in percent (with --syscalls).</summary>
+    public double? SplicePercent => Syscalls is { Total: > 0 } s ? 100.0 * s.Splice / s.Total : null;
+
     /// <summary>Proxy CPU seconds per 10^9 bytes moved.</summary>
     public double? CpuSecondsPerGb => CpuSeconds is { } cpu ? cpu / (Bytes / 1e9) : null;
 }
@@ -137,8 +144,11 @@ internal sealed class L4Report
             };
             md.AppendLine(inv, $"## Throughput, {title}");
             md.AppendLine();
-            md.AppendLine("| peer | Gbit/s | vs HAProxy | proxy CPU s/GB | vs HAProxy | peak RSS MiB | runs |");
-            md.AppendLine("| --- | --- | --- | --- | --- | --- | --- |");
+            var withSyscalls = samples.Any(s => s.Syscalls.HasValue);
+            md.AppendLine(withSyscalls
+                ? "| peer | Gbit/s | vs HAProxy | proxy CPU s/GB | vs HAProxy | peak RSS MiB | syscalls/MB | splice % of syscalls | runs |"
+                : "| peer | Gbit/s | vs HAProxy | proxy CPU s/GB | vs HAProxy | peak RSS MiB | runs |");
+            md.AppendLine(withSyscalls ? "| --- | --- | --- | --- | --- | --- | --- | --- | --- |" : "| --- | --- | --- | --- | --- | --- | --- |");
             foreach (var peer in _peers)
             {
                 var mine = samples.Where(s => s.Peer == peer.Name).ToList();
@@ -153,7 +163,15 @@ internal sealed class L4Report
                 var isBaseline = peer.Name == Baseline;
                 var gbpsRatio = isBaseline ? "baseline" : PairedRatio(samples, peer.Name, s => s.Gbps).Format("F2");
                 var cpuRatio = isBaseline ? "baseline" : PairedRatio(samples, peer.Name, s => s.CpuSecondsPerGb).Format("F2");
-                md.AppendLine(inv, $"| {peer.Name} | {gbps.Format("F2")} | {gbpsRatio} | {cpu.Format("F3")} | {cpuRatio} | {rss.Format("F1")} | {mine.Count} |");
+                var syscallColumns = string.Empty;
+                if (withSyscalls)
+                {
+                    var perMb = Summary.Of(mine.Where(s => s.SyscallsPerMb.HasValue).Select(s => s.SyscallsPerMb!.Value));
+                    var splice = Summary.Of(mine.Where(s => s.SplicePercent.HasValue).Select(s => s.SplicePercent!.Value));
+                    syscallColumns = $" {perMb.Format("F1")} | {splice.Format("F0")} |";
+                }
+
+                md.AppendLine(inv, $"| {peer.Name} | {gbps.Format("F2")} | {gbpsRatio} | {cpu.Format("F3")} | {cpuRatio} | {rss.Format("F1")} |{syscallColumns} {mine.Count} |");
             }
         }
     }

@@ -27,6 +27,11 @@ internal sealed class L4Scenario : IScenario
     public IEnumerable<ToolRequirement> RequiredTools(E2eOptions options)
     {
         yield return new ToolRequirement("iperf3", "iperf3");
+        if (options.CountSyscalls)
+        {
+            yield return SyscallCounter.Requirement;
+        }
+
         if (options.Peers.Contains("haproxy"))
         {
             yield return new ToolRequirement("haproxy", "haproxy");
@@ -73,7 +78,7 @@ internal sealed class L4Scenario : IScenario
         {
             var haproxy = ToolInstaller.Require("haproxy");
             var version = await HaproxyPeer.ReadVersionAsync(haproxy, cancellationToken);
-            peers.Add(new HaproxyPeer(haproxy, version, context.CreateWorkDirectory("haproxy")));
+            peers.Add(new HaproxyPeer(haproxy, version, options.HaproxySplice, context.CreateWorkDirectory("haproxy")));
         }
 
         var extra = options.SidecarArguments;
@@ -213,7 +218,7 @@ internal sealed class L4Scenario : IScenario
                             continue;
                         }
 
-                        await RunOneAsync(client, peer, variant, round, options, report, cancellationToken);
+                        await RunOneAsync(client, peer, variant, round, context, report, cancellationToken);
                     }
                 }
             }
@@ -225,19 +230,26 @@ internal sealed class L4Scenario : IScenario
     }
 
     private static async Task RunOneAsync(
-        Iperf3Client client, IPeer peer, string variant, int round, E2eOptions options, L4Report report, CancellationToken cancellationToken)
+        Iperf3Client client, IPeer peer, string variant, int round, E2eContext context, L4Report report, CancellationToken cancellationToken)
     {
+        var options = context.Options;
         var request = new Iperf3Request(
             peer.ListenEndPoint,
             options.Duration,
             Reverse: variant == "reverse",
             ParallelStreams: variant == "parallel" ? options.ParallelStreams : 1);
         var pid = peer.Process?.Id;
+        SyscallCounter? syscalls = null;
         try
         {
             double cpuBefore = 0;
             if (pid is { } p)
             {
+                if (options.CountSyscalls)
+                {
+                    syscalls = await SyscallCounter.StartAsync(p, context.Temp.Combine("perf-stat.csv"), cancellationToken);
+                }
+
                 ProcFs.ResetPeakRss(p);
                 cpuBefore = ProcFs.ReadCpuSeconds(p);
             }
@@ -245,22 +257,34 @@ internal sealed class L4Scenario : IScenario
             var result = await client.RunAsync(request, cancellationToken);
             double? cpu = null;
             long? peakRss = null;
+            SyscallCounts? counts = null;
             if (pid is { } q)
             {
                 cpu = ProcFs.ReadCpuSeconds(q) - cpuBefore;
                 peakRss = ProcFs.ReadPeakRssBytes(q);
+                if (syscalls is not null)
+                {
+                    counts = await syscalls.StopAsync(cancellationToken);
+                }
             }
 
-            var sample = new ThroughputSample(peer.Name, variant, round, result.BitsPerSecond / 1e9, result.Bytes, cpu, peakRss);
+            var sample = new ThroughputSample(peer.Name, variant, round, result.BitsPerSecond / 1e9, result.Bytes, cpu, peakRss, counts);
             report.AddThroughput(sample);
             Console.WriteLine(string.Create(
                 CultureInfo.InvariantCulture,
-                $"  [{round + 1}/{options.Repeat}] {variant,-8} {peer.Name,-20} {sample.Gbps,7:F2} Gbit/s  {(sample.CpuSecondsPerGb is { } c ? c.ToString("F3", CultureInfo.InvariantCulture) + " CPU s/GB" : string.Empty),-16} {(peakRss is { } r ? (r / 1048576.0).ToString("F1", CultureInfo.InvariantCulture) + " MiB peak" : string.Empty)}"));
+                $"  [{round + 1}/{options.Repeat}] {variant,-8} {peer.Name,-20} {sample.Gbps,7:F2} Gbit/s  {(sample.CpuSecondsPerGb is { } c ? c.ToString("F3", CultureInfo.InvariantCulture) + " CPU s/GB" : string.Empty),-16} {(peakRss is { } r ? (r / 1048576.0).ToString("F1", CultureInfo.InvariantCulture) + " MiB peak" : string.Empty)}{(sample.SyscallsPerMb is { } sc ? $"  {sc:F1} syscalls/MB, {sample.SplicePercent:F0}% splice" : string.Empty)}"));
         }
         catch (Exception ex) when (ex is E2eException or IOException)
         {
             report.AddFailure(peer.Name, $"{variant} round {round + 1}: {ex.Message}");
             Console.WriteLine($"  [{round + 1}/{options.Repeat}] {variant,-8} {peer.Name,-20} failed: {ex.Message}");
+        }
+        finally
+        {
+            if (syscalls is not null)
+            {
+                await syscalls.DisposeAsync();
+            }
         }
     }
 

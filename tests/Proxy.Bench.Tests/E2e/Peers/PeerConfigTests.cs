@@ -26,7 +26,22 @@ public sealed class PeerConfigTests
     }
 
     [Fact]
-    public async Task HaproxyBuildConfig_Tcp_PassesHaproxyCheckWhenInstalled()
+    public void HaproxyBuildConfig_SpliceModes_WriteTheMatchingOptions()
+    {
+        var always = HaproxyPeer.BuildConfig(new PeerConfig(ProxyProtocol.Tcp, Upstream), Listen, Ready, "always");
+        var off = HaproxyPeer.BuildConfig(new PeerConfig(ProxyProtocol.Tcp, Upstream), Listen, Ready, "off");
+
+        Assert.Contains("option splice-request", always, StringComparison.Ordinal);
+        Assert.Contains("option splice-response", always, StringComparison.Ordinal);
+        Assert.DoesNotContain("splice-auto", always, StringComparison.Ordinal);
+        Assert.DoesNotContain("splice", off, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("auto")]
+    [InlineData("always")]
+    [InlineData("off")]
+    public async Task HaproxyBuildConfig_Tcp_PassesHaproxyCheckWhenInstalled(string splice)
     {
         // `haproxy -c` validates without binding; only where the e2e run has installed HAProxy.
         if (ToolInstaller.Find("haproxy") is not { } haproxy)
@@ -35,7 +50,7 @@ public sealed class PeerConfigTests
         }
 
         var path = Path.Combine(Path.GetTempPath(), $"bench-test-{Guid.NewGuid():N}.cfg");
-        await File.WriteAllTextAsync(path, HaproxyPeer.BuildConfig(new PeerConfig(ProxyProtocol.Tcp, Upstream), Listen, Ready));
+        await File.WriteAllTextAsync(path, HaproxyPeer.BuildConfig(new PeerConfig(ProxyProtocol.Tcp, Upstream), Listen, Ready, splice));
         try
         {
             var result = await ProcessRunner.RunAsync(haproxy, ["-c", "-f", path], TimeSpan.FromSeconds(10), CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(15));

@@ -1,4 +1,5 @@
 using Proxy.Bench.E2e;
+using Proxy.Bench.E2e.Infrastructure;
 using Proxy.Bench.E2e.Peers;
 using Proxy.Bench.E2e.Scenarios;
 
@@ -13,7 +14,7 @@ public sealed class L4ReportTests
         var report = new L4Report(options);
         var build = new SidecarBuild(SidecarFlavor.Aot, "/x/sidecar", 3 << 20, TimeSpan.FromSeconds(40));
         report.AddPeer(new DirectPeer());
-        report.AddPeer(new HaproxyPeer("/usr/sbin/haproxy", "HAProxy 2.6.12", "/tmp"));
+        report.AddPeer(new HaproxyPeer("/usr/sbin/haproxy", "HAProxy 2.6.12", "auto", "/tmp"));
         report.AddPeer(new SidecarPeer("sidecar-aot", build, [], "/tmp"));
         report.AddBuild(build);
 
@@ -35,5 +36,19 @@ public sealed class L4ReportTests
         Assert.Contains("| sidecar-aot | 6.0 | 7.0 | 5.0 | 1 |", markdown, StringComparison.Ordinal);
         Assert.Contains("| Aot | 40 s | 3.0 MiB |", markdown, StringComparison.Ordinal);
         Assert.Contains("- **sidecar-jit**: not built: boom", markdown, StringComparison.Ordinal);
+        Assert.DoesNotContain("syscalls/MB", markdown, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Render_WithSyscallCounts_AddsPerMegabyteAndSpliceShareColumns()
+    {
+        var options = E2eOptions.Parse(["--variants", "reverse", "--repeat", "1", "--syscalls"]);
+        var report = new L4Report(options);
+        report.AddPeer(new HaproxyPeer("/usr/sbin/haproxy", "HAProxy 2.6.12", "always", "/tmp"));
+        report.AddThroughput(new ThroughputSample("haproxy", "reverse", 0, 5.0, 2_000_000_000, 0.5, 14 << 20, new SyscallCounts(40_000, 30_000)));
+
+        var markdown = report.Render();
+
+        Assert.Contains("| haproxy | 5.00 | baseline | 0.250 | baseline | 14.0 | 20.0 | 75 | 1 |", markdown, StringComparison.Ordinal);
     }
 }
