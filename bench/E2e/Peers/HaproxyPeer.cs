@@ -7,8 +7,8 @@ namespace Proxy.Bench.E2e.Peers;
 
 /// <summary>
 /// HAProxy in the foreground (<c>-db</c>), one thread, one process (so /proc/PID/stat covers all of it).
-/// Opaque TCP: <c>mode tcp</c> with <c>option splice-auto</c>. Readiness: a <c>monitor-uri</c> frontend, bound
-/// together with the proxy frontend.
+/// Opaque TCP: <c>mode tcp</c> with <c>option splice-auto</c> (or forced/no splice). HTTP/1.1 and h2c: <c>mode http</c>
+/// with <c>http-reuse always</c>. Readiness: a <c>monitor-uri</c> frontend, bound together with the proxy frontend.
 /// </summary>
 internal sealed class HaproxyPeer : ProcessPeer
 {
@@ -27,37 +27,58 @@ internal sealed class HaproxyPeer : ProcessPeer
 
     public override string Name => "haproxy";
 
-    public override string Description => $"{_version}, mode tcp, {string.Join(" + ", SpliceOptions(_splice).DefaultIfEmpty("no splice"))}, nbthread 1";
+    public override string Description => $"{_version}, mode tcp, {string.Join(" + ", SpliceOptions(_splice).DefaultIfEmpty("no splice"))}, nbthread 1 (HTTP scenarios: mode http, http-reuse always)";
 
     /// <summary>The configuration text for <paramref name="config"/> (kept testable and printable).</summary>
     public static string BuildConfig(PeerConfig config, IPEndPoint listen, IPEndPoint ready, string splice = "auto")
     {
-        if (config.Protocol != ProxyProtocol.Tcp)
-        {
-            throw new NotSupportedException($"the HAProxy peer has no {config.Protocol} configuration yet");
-        }
-
         var text = new StringBuilder();
         text.AppendLine("global");
         text.AppendLine("    nbthread 1");
         text.AppendLine("    maxconn 2000");
         text.AppendLine("defaults");
-        text.AppendLine("    mode tcp");
+        text.AppendLine(config.Protocol == ProxyProtocol.Tcp ? "    mode tcp" : "    mode http");
         text.AppendLine("    timeout connect 5s");
         text.AppendLine("    timeout client 60s");
         text.AppendLine("    timeout server 60s");
+        text.AppendLine("    timeout http-request 5s");
         text.AppendLine("frontend ready");
         text.AppendLine("    mode http");
-        text.AppendLine("    timeout http-request 5s");
         text.AppendLine(CultureInfo.InvariantCulture, $"    bind {ready}");
         text.AppendLine("    monitor-uri /ready");
         text.AppendLine("frontend bench");
-        text.AppendLine(CultureInfo.InvariantCulture, $"    bind {listen}");
-        AppendSplice(text, splice);
-        text.AppendLine("    default_backend upstream");
-        text.AppendLine("backend upstream");
-        AppendSplice(text, splice);
-        text.AppendLine(CultureInfo.InvariantCulture, $"    server target {config.Upstream}");
+        switch (config.Protocol)
+        {
+            case ProxyProtocol.Tcp:
+                text.AppendLine(CultureInfo.InvariantCulture, $"    bind {listen}");
+                AppendSplice(text, splice);
+                text.AppendLine("    default_backend upstream");
+                text.AppendLine("backend upstream");
+                AppendSplice(text, splice);
+                text.AppendLine(CultureInfo.InvariantCulture, $"    server target {config.Upstream}");
+                break;
+
+            // HTTP templates for the coming HTTP/1.1 (wrk) and HTTP/2 (h2load) scenarios: keep-alive both sides,
+            // upstream connections shared between clients (the settings PERFORMANCE.md was measured with).
+            case ProxyProtocol.Http1:
+                text.AppendLine(CultureInfo.InvariantCulture, $"    bind {listen}");
+                text.AppendLine("    option http-keep-alive");
+                text.AppendLine("    default_backend upstream");
+                text.AppendLine("backend upstream");
+                text.AppendLine("    http-reuse always");
+                text.AppendLine(CultureInfo.InvariantCulture, $"    server target {config.Upstream}");
+                break;
+            case ProxyProtocol.Http2:
+                text.AppendLine(CultureInfo.InvariantCulture, $"    bind {listen} proto h2");
+                text.AppendLine("    default_backend upstream");
+                text.AppendLine("backend upstream");
+                text.AppendLine("    http-reuse always");
+                text.AppendLine(CultureInfo.InvariantCulture, $"    server target {config.Upstream} proto h2");
+                break;
+            default:
+                throw new NotSupportedException($"no HAProxy configuration for {config.Protocol}");
+        }
+
         return text.ToString();
     }
 

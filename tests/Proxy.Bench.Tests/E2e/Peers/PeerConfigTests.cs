@@ -76,9 +76,64 @@ public sealed class PeerConfigTests
     }
 
     [Fact]
-    public void BuildConfig_Http_IsNotSupportedYet()
+    public void BuildConfig_UnsupportedProtocol_Throws()
     {
-        Assert.Throws<NotSupportedException>(() => HaproxyPeer.BuildConfig(new PeerConfig(ProxyProtocol.Http1, Upstream), Listen, Ready));
         Assert.Throws<NotSupportedException>(() => SidecarPeer.BuildConfig(new PeerConfig(ProxyProtocol.Http2, Upstream), Listen));
+        Assert.Throws<NotSupportedException>(() => NginxPeer.BuildConfig(new PeerConfig(ProxyProtocol.Tcp, Upstream), Listen, Ready, "/tmp"));
+    }
+
+    [Theory]
+    [InlineData("http1")]
+    [InlineData("h2c")]
+    public async Task HaproxyBuildConfig_Http_PassesHaproxyCheckWhenInstalled(string name)
+    {
+        var protocol = name == "h2c" ? ProxyProtocol.Http2 : ProxyProtocol.Http1;
+        var text = HaproxyPeer.BuildConfig(new PeerConfig(protocol, Upstream), Listen, Ready);
+        Assert.Contains("mode http", text, StringComparison.Ordinal);
+        Assert.Contains("http-reuse always", text, StringComparison.Ordinal);
+        if (ToolInstaller.Find("haproxy") is not { } haproxy)
+        {
+            return;
+        }
+
+        var path = Path.Combine(Path.GetTempPath(), $"bench-test-{Guid.NewGuid():N}.cfg");
+        await File.WriteAllTextAsync(path, text);
+        try
+        {
+            var result = await ProcessRunner.RunAsync(haproxy, ["-c", "-f", path], TimeSpan.FromSeconds(10), CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(15));
+            Assert.True(result.ExitCode == 0, result.RecentOutput);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Theory]
+    [InlineData("http1")]
+    [InlineData("h2c")]
+    public async Task NginxBuildConfig_Http_PassesNginxTestWhenInstalled(string name)
+    {
+        var protocol = name == "h2c" ? ProxyProtocol.Http2 : ProxyProtocol.Http1;
+        var work = Directory.CreateTempSubdirectory("bench-test-nginx-").FullName;
+        try
+        {
+            var text = NginxPeer.BuildConfig(new PeerConfig(protocol, Upstream), Listen, Ready, work);
+            Assert.Contains("proxy_pass http://target;", text, StringComparison.Ordinal);
+            Assert.Contains("listen 127.0.0.1:40002" + (protocol == ProxyProtocol.Http2 ? " http2;" : ";"), text, StringComparison.Ordinal);
+            if (ToolInstaller.Find("nginx") is not { } nginx)
+            {
+                return;
+            }
+
+            var path = Path.Combine(work, "nginx.conf");
+            await File.WriteAllTextAsync(path, text);
+            var result = await ProcessRunner.RunAsync(nginx, ["-t", "-p", work, "-c", path, "-e", "stderr"], TimeSpan.FromSeconds(10), CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(15));
+            Assert.True(result.ExitCode == 0, result.RecentOutput);
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
     }
 }
