@@ -74,10 +74,12 @@ internal static class E2eCommand
         Directory.CreateDirectory(output);
         var stamp = DateTimeOffset.UtcNow.ToString("yyyyMMdd-HHmm", CultureInfo.InvariantCulture);
         var file = Path.Combine(output, $"{scenario.Name}-{stamp}.md");
-        await File.WriteAllTextAsync(file, report, cancellationToken);
+        var csv = Path.ChangeExtension(file, ".csv");
+        await File.WriteAllTextAsync(file, report.Markdown, cancellationToken);
+        await File.WriteAllTextAsync(csv, report.Csv, cancellationToken);
         Console.WriteLine();
-        Console.WriteLine(report);
-        Console.WriteLine($"written: {file}");
+        Console.WriteLine(report.Markdown);
+        Console.WriteLine($"written: {file} (samples: {Path.GetFileName(csv)})");
         return 0;
     }
 

@@ -59,6 +59,9 @@ internal interface IScenario
     /// <summary>Tools this scenario needs with the current options, installed before it runs.</summary>
     IEnumerable<ToolRequirement> RequiredTools(E2eOptions options);
 
-    /// <summary>Runs the scenario and returns its markdown report.</summary>
-    Task<string> RunAsync(E2eContext context, CancellationToken cancellationToken);
+    /// <summary>Runs the scenario and returns its report.</summary>
+    Task<ScenarioResult> RunAsync(E2eContext context, CancellationToken cancellationToken);
 }
+
+/// <summary>A scenario's report: markdown tables for people, and every sample as CSV.</summary>
+internal sealed record ScenarioResult(string Markdown, string Csv);

@@ -14,7 +14,10 @@ internal static partial class ProcFs
     private static readonly double TicksPerSecond = ReadTicksPerSecond();
 
     /// <summary>CPU seconds used so far by the process and its reaped children.</summary>
-    public static double ReadCpuSeconds(int pid)
+    public static double ReadCpuSeconds(int pid) => ReadCpuTimes(pid).Total;
+
+    /// <summary>User and system CPU seconds used so far by the process and its reaped children.</summary>
+    public static CpuTimes ReadCpuTimes(int pid)
     {
         var stat = File.ReadAllText($"/proc/{pid}/stat");
 
@@ -28,13 +31,11 @@ internal static partial class ProcFs
         }
 
         // rest[0] is field 3 (state): utime, stime, cutime, cstime are fields 14..17, i.e. rest[11..14].
-        long ticks = 0;
-        for (var i = 11; i <= 14; i++)
-        {
-            ticks += long.Parse(rest[fields[i]], NumberStyles.Integer, CultureInfo.InvariantCulture);
-        }
+        var user = Field(rest, fields[11]) + Field(rest, fields[13]);
+        var system = Field(rest, fields[12]) + Field(rest, fields[14]);
+        return new CpuTimes(user / TicksPerSecond, system / TicksPerSecond);
 
-        return ticks / TicksPerSecond;
+        static long Field(ReadOnlySpan<char> text, Range range) => long.Parse(text[range], NumberStyles.Integer, CultureInfo.InvariantCulture);
     }
 
     /// <summary>Resets the peak RSS (VmHWM) of the process to its current RSS.</summary>
@@ -69,4 +70,14 @@ internal static partial class ProcFs
 
     [LibraryImport("libc", EntryPoint = "sysconf")]
     private static partial long SysConf(int name);
+}
+
+/// <summary>CPU seconds in user and kernel mode.</summary>
+internal readonly record struct CpuTimes(double User, double System)
+{
+    public double Total => User + System;
+
+    public static CpuTimes operator -(CpuTimes after, CpuTimes before) => new(after.User - before.User, after.System - before.System);
+
+    public static CpuTimes Subtract(CpuTimes after, CpuTimes before) => after - before;
 }

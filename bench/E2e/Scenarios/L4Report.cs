@@ -7,8 +7,19 @@ namespace Proxy.Bench.E2e.Scenarios;
 
 /// <summary>One iperf3 run through one peer. CPU and RSS are null for "direct" (no proxy process).</summary>
 internal sealed record ThroughputSample(
-    string Peer, string Variant, int Round, double Gbps, long Bytes, double? CpuSeconds, long? PeakRssBytes, SyscallCounts? Syscalls = null)
+    string Peer,
+    string Variant,
+    int Round,
+    double Gbps,
+    long Bytes,
+    double? CpuSeconds,
+    long? PeakRssBytes,
+    SyscallCounts? Syscalls = null,
+    double? UserCpuSeconds = null)
 {
+    /// <summary>Share of the proxy's CPU time spent in user mode, in percent.</summary>
+    public double? UserPercent => CpuSeconds is > 0 && UserCpuSeconds is { } user ? 100.0 * user / CpuSeconds.Value : null;
+
     /// <summary>System calls of the proxy per 10^6 bytes moved (with --syscalls).</summary>
     public double? SyscallsPerMb => Syscalls is { } s ? s.Total / (Bytes / 1e6) : null;
 
@@ -146,9 +157,9 @@ internal sealed class L4Report
             md.AppendLine();
             var withSyscalls = samples.Any(s => s.Syscalls.HasValue);
             md.AppendLine(withSyscalls
-                ? "| peer | Gbit/s | vs HAProxy | proxy CPU s/GB | vs HAProxy | peak RSS MiB | syscalls/MB | splice % of syscalls | runs |"
-                : "| peer | Gbit/s | vs HAProxy | proxy CPU s/GB | vs HAProxy | peak RSS MiB | runs |");
-            md.AppendLine(withSyscalls ? "| --- | --- | --- | --- | --- | --- | --- | --- | --- |" : "| --- | --- | --- | --- | --- | --- | --- |");
+                ? "| peer | Gbit/s | vs HAProxy | proxy CPU s/GB | vs HAProxy | user % of CPU | peak RSS MiB | syscalls/MB | splice % of syscalls | runs |"
+                : "| peer | Gbit/s | vs HAProxy | proxy CPU s/GB | vs HAProxy | user % of CPU | peak RSS MiB | runs |");
+            md.AppendLine(withSyscalls ? "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |" : "| --- | --- | --- | --- | --- | --- | --- | --- |");
             foreach (var peer in _peers)
             {
                 var mine = samples.Where(s => s.Peer == peer.Name).ToList();
@@ -160,6 +171,7 @@ internal sealed class L4Report
                 var gbps = Summary.Of(mine.Select(s => s.Gbps));
                 var cpu = Summary.Of(mine.Where(s => s.CpuSecondsPerGb.HasValue).Select(s => s.CpuSecondsPerGb!.Value));
                 var rss = Summary.Of(mine.Where(s => s.PeakRssBytes.HasValue).Select(s => s.PeakRssBytes!.Value / 1048576.0));
+                var user = Summary.Of(mine.Where(s => s.UserPercent.HasValue).Select(s => s.UserPercent!.Value));
                 var isBaseline = peer.Name == Baseline;
                 var gbpsRatio = isBaseline ? "baseline" : PairedRatio(samples, peer.Name, s => s.Gbps).Format("F2");
                 var cpuRatio = isBaseline ? "baseline" : PairedRatio(samples, peer.Name, s => s.CpuSecondsPerGb).Format("F2");
@@ -171,9 +183,28 @@ internal sealed class L4Report
                     syscallColumns = $" {perMb.Format("F1")} | {splice.Format("F0")} |";
                 }
 
-                md.AppendLine(inv, $"| {peer.Name} | {gbps.Format("F2")} | {gbpsRatio} | {cpu.Format("F3")} | {cpuRatio} | {rss.Format("F1")} |{syscallColumns} {mine.Count} |");
+                md.AppendLine(inv, $"| {peer.Name} | {gbps.Format("F2")} | {gbpsRatio} | {cpu.Format("F3")} | {cpuRatio} | {user.Format("F0")} | {rss.Format("F1")} |{syscallColumns} {mine.Count} |");
             }
         }
+    }
+
+    /// <summary>Every sample, one line each, for analysis elsewhere.</summary>
+    public string RenderCsv()
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var csv = new StringBuilder();
+        csv.AppendLine("kind,peer,variant,round,gbps,bytes,cpu_s,user_cpu_s,peak_rss_bytes,syscalls,splice_calls,ready_ms,first_byte_ms,idle_rss_bytes");
+        foreach (var s in _throughput)
+        {
+            csv.AppendLine(inv, $"throughput,{s.Peer},{s.Variant},{s.Round + 1},{s.Gbps:F4},{s.Bytes},{s.CpuSeconds:F3},{s.UserCpuSeconds:F3},{s.PeakRssBytes},{s.Syscalls?.Total},{s.Syscalls?.Splice},,,");
+        }
+
+        foreach (var s in _startup)
+        {
+            csv.AppendLine(inv, $"startup,{s.Peer},,{s.Round + 1},,,,,,,,{s.ToReady.TotalMilliseconds:F2},{s.ToFirstByte.TotalMilliseconds:F2},{s.IdleRssBytes}");
+        }
+
+        return csv.ToString();
     }
 
     private void RenderStartup(StringBuilder md)

@@ -38,7 +38,7 @@ internal sealed class L4Scenario : IScenario
         }
     }
 
-    public async Task<string> RunAsync(E2eContext context, CancellationToken cancellationToken)
+    public async Task<ScenarioResult> RunAsync(E2eContext context, CancellationToken cancellationToken)
     {
         var options = context.Options;
         var report = new L4Report(options);
@@ -62,7 +62,7 @@ internal sealed class L4Scenario : IScenario
             }
         }
 
-        return report.Render();
+        return new ScenarioResult(report.Render(), report.RenderCsv());
     }
 
     private static async Task<List<IPeer>> CreatePeersAsync(E2eContext context, L4Report report, CancellationToken cancellationToken)
@@ -242,7 +242,7 @@ internal sealed class L4Scenario : IScenario
         SyscallCounter? syscalls = null;
         try
         {
-            double cpuBefore = 0;
+            var cpuBefore = default(CpuTimes);
             if (pid is { } p)
             {
                 if (options.CountSyscalls)
@@ -251,16 +251,16 @@ internal sealed class L4Scenario : IScenario
                 }
 
                 ProcFs.ResetPeakRss(p);
-                cpuBefore = ProcFs.ReadCpuSeconds(p);
+                cpuBefore = ProcFs.ReadCpuTimes(p);
             }
 
             var result = await client.RunAsync(request, cancellationToken);
-            double? cpu = null;
+            CpuTimes? cpu = null;
             long? peakRss = null;
             SyscallCounts? counts = null;
             if (pid is { } q)
             {
-                cpu = ProcFs.ReadCpuSeconds(q) - cpuBefore;
+                cpu = ProcFs.ReadCpuTimes(q) - cpuBefore;
                 peakRss = ProcFs.ReadPeakRssBytes(q);
                 if (syscalls is not null)
                 {
@@ -268,7 +268,7 @@ internal sealed class L4Scenario : IScenario
                 }
             }
 
-            var sample = new ThroughputSample(peer.Name, variant, round, result.BitsPerSecond / 1e9, result.Bytes, cpu, peakRss, counts);
+            var sample = new ThroughputSample(peer.Name, variant, round, result.BitsPerSecond / 1e9, result.Bytes, cpu?.Total, peakRss, counts, cpu?.User);
             report.AddThroughput(sample);
             Console.WriteLine(string.Create(
                 CultureInfo.InvariantCulture,
