@@ -76,6 +76,24 @@ internal sealed class SidecarPeer : ProcessPeer
             "--admin-listen", ready.ToString(),
             .. _extraArguments,
         ];
-        return ChildProcess.Start(Name, _build.ExecutablePath, arguments);
+        return ChildProcess.Start(Name, _build.ExecutablePath, arguments, environment: JitEnvironment());
+    }
+
+    /// <summary>The JIT build's apphost must find the runtime: point DOTNET_ROOT at the dotnet on PATH if unset.</summary>
+    private Dictionary<string, string>? JitEnvironment()
+    {
+        if (_build.Flavor != SidecarFlavor.Jit || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("DOTNET_ROOT")))
+        {
+            return null;
+        }
+
+        var dotnet = ToolInstaller.Find("dotnet");
+        if (dotnet is null)
+        {
+            return null;
+        }
+
+        var target = File.ResolveLinkTarget(dotnet, returnFinalTarget: true)?.FullName ?? dotnet;
+        return new Dictionary<string, string> { ["DOTNET_ROOT"] = Path.GetDirectoryName(target)! };
     }
 }
