@@ -60,7 +60,17 @@ internal sealed class Iperf3Client : ILoadTool<Iperf3Request>
             throw new E2eException("iperf3 printed no JSON");
         }
 
-        using var document = JsonDocument.Parse(json);
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(json);
+        }
+        catch (JsonException ex)
+        {
+            throw new E2eException($"iperf3 printed invalid JSON ({ex.Message}): {json[..Math.Min(json.Length, 200)]}", ex);
+        }
+
+        using var owned = document;
         var root = document.RootElement;
         if (root.TryGetProperty("error", out var error))
         {

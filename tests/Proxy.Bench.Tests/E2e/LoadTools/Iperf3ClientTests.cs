@@ -37,6 +37,7 @@ public sealed class Iperf3ClientTests
 
     [Theory]
     [InlineData("")]
+    [InlineData("{ \"start\": { \"connecting_to\"")]
     [InlineData("""{ "end": {} }""")]
     [InlineData("""{ "end": { "sum_received": { "bytes": 0, "seconds": 1.0, "bits_per_second": 0.0 } } }""")]
     public void Parse_NoUsableResult_Throws(string json)
