@@ -27,7 +27,7 @@ internal sealed class HaproxyPeer : ProcessPeer
 
     public override string Name => "haproxy";
 
-    public override string Description => $"{_version}, mode tcp, {string.Join(" + ", SpliceOptions(_splice).DefaultIfEmpty("no splice"))}, nbthread 1 (HTTP scenarios: mode http, http-reuse always)";
+    public override string Description => $"{_version}, mode tcp, {string.Join(" + ", SpliceOptions(_splice).DefaultIfEmpty("no splice"))}, nbthread 1";
 
     /// <summary>The configuration text for <paramref name="config"/> (kept testable and printable).</summary>
     public static string BuildConfig(PeerConfig config, IPEndPoint listen, IPEndPoint ready, string splice = "auto")

@@ -101,6 +101,7 @@ internal sealed class L4Report
             md.AppendLine(inv, $"- {name}: {value}");
         }
 
+        md.AppendLine(inv, $"- load average at end: {ReadLoadAverage()}");
         md.AppendLine();
         md.AppendLine("| peer | configuration |");
         md.AppendLine("| --- | --- |");
@@ -277,6 +278,18 @@ internal sealed class L4Report
         }
 
         return Summary.Of(ratios);
+    }
+
+    private static string ReadLoadAverage()
+    {
+        try
+        {
+            return File.ReadAllText("/proc/loadavg").Trim();
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
     }
 
     private static string CpuModel(string cpuinfo)
