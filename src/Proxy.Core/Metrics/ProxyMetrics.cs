@@ -13,6 +13,8 @@ public sealed class ProxyMetrics : IDisposable
 
     private readonly Meter _meter;
 
+    public Meter Meter => _meter;
+
     public ProxyMetrics(IMeterFactory? factory = null)
     {
         _meter = factory?.Create(MeterName) ?? new Meter(MeterName);

@@ -14,4 +14,11 @@ public interface ITakeOverSocketFeature
     /// The caller owns it from now on. Returns false once the transport has started using the socket.
     /// </summary>
     bool TryTakeOver(out Socket socket);
+
+    /// <summary>
+    /// Whether <see cref="TryTakeOver"/> would succeed now (nothing has used the socket yet). Lets a stage
+    /// check both connections before detaching either. Implementations that cannot tell say true and
+    /// let <see cref="TryTakeOver"/> decide.
+    /// </summary>
+    bool CanTakeOver => true;
 }

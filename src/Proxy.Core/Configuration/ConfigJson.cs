@@ -1,0 +1,103 @@
+using System.Text.Json;
+
+namespace Proxy.Core.Configuration;
+
+/// <summary>
+/// Writes a configuration as JSON in the config file's own schema, so the admin's /config output can be
+/// saved and loaded back with --config. Written by hand over Utf8JsonWriter: no reflection (NativeAOT).
+/// </summary>
+public static class ConfigJson
+{
+    public static void Write(ProxyConfig config, Utf8JsonWriter w)
+    {
+        w.WriteStartObject();
+        foreach (var setting in Setting.All)
+        {
+            var dot = setting.Path.IndexOf('.', StringComparison.Ordinal);
+            if (dot < 0)
+            {
+                w.WriteString(setting.Path, setting.Current(config));
+            }
+        }
+
+        WriteSection(config, w, "transport");
+        WriteSection(config, w, "tcp");
+
+        w.WriteStartArray("listeners");
+        foreach (var l in config.Listeners)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", l.Name);
+            w.WriteString("address", l.Address.ToString());
+            w.WriteString("service", l.Service);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+        w.WriteStartArray("services");
+        foreach (var s in config.Services)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", s.Name);
+            w.WriteStartArray("addresses");
+            foreach (var a in s.Addresses)
+            {
+                w.WriteStringValue(a.ToString());
+            }
+
+            w.WriteEndArray();
+            w.WriteStartArray("endpoints");
+            foreach (var e in s.Endpoints)
+            {
+                w.WriteStringValue(e.ToString());
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    private static void WriteSection(ProxyConfig config, Utf8JsonWriter w, string section)
+    {
+        w.WriteStartObject(section);
+        var prefix = section + ".";
+        foreach (var setting in Setting.All)
+        {
+            if (!setting.Path.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var name = setting.Path[prefix.Length..];
+            var text = setting.Current(config);
+            if (text is "true" or "false")
+            {
+                w.WriteBoolean(name, text == "true");
+            }
+            else if (long.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var number))
+            {
+                w.WriteNumber(name, number);
+            }
+            else
+            {
+                w.WriteString(name, text);
+            }
+        }
+
+        w.WriteEndObject();
+    }
+
+    public static string ToJson(ProxyConfig config, bool indented = true)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = indented }))
+        {
+            Write(config, writer);
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
+    }
+}

@@ -1,0 +1,433 @@
+using System.Net;
+using System.Text.Json;
+using Proxy.Core.Tcp;
+
+namespace Proxy.Core.Configuration;
+
+/// <summary>Mutable working copy of a configuration while flags and the file are applied.</summary>
+internal sealed class ConfigDraft
+{
+    public IPEndPoint? OutboundListen;
+    public IPEndPoint? InboundListen;
+    public IPEndPoint? AdminListen;
+    public int ReadBufferSize;
+    public int IoQueues;
+    public int Backlog;
+    public bool NoDelay;
+    public bool InlineScheduling;
+    public TimeSpan ConnectTimeout;
+    public TimeSpan IdleTimeout;
+    public int MaxConnections;
+    public SpliceMode Splice;
+    public string LogLevel;
+    public List<ListenerConfig> Listeners = [];
+    public List<ServiceConfig> Services = [];
+
+    public ConfigDraft(ProxyConfig d)
+    {
+        OutboundListen = d.OutboundListen;
+        InboundListen = d.InboundListen;
+        AdminListen = d.AdminListen;
+        ReadBufferSize = d.Transport.ReadBufferSize;
+        IoQueues = d.Transport.IoQueues;
+        Backlog = d.Transport.Backlog;
+        NoDelay = d.Transport.NoDelay;
+        InlineScheduling = d.Transport.InlineScheduling;
+        ConnectTimeout = d.Tcp.ConnectTimeout;
+        IdleTimeout = d.Tcp.IdleTimeout;
+        MaxConnections = d.Tcp.MaxConnections;
+        Splice = d.Tcp.Splice;
+        LogLevel = d.LogLevel;
+    }
+
+    public ProxyConfig Build() => new()
+    {
+        OutboundListen = OutboundListen,
+        InboundListen = InboundListen,
+        AdminListen = AdminListen,
+        Transport = new TransportConfig
+        {
+            ReadBufferSize = ReadBufferSize,
+            IoQueues = IoQueues,
+            Backlog = Backlog,
+            NoDelay = NoDelay,
+            InlineScheduling = InlineScheduling,
+        },
+        Tcp = new TcpConfig
+        {
+            ConnectTimeout = ConnectTimeout,
+            IdleTimeout = IdleTimeout,
+            MaxConnections = MaxConnections,
+            Splice = Splice,
+        },
+        Listeners = Listeners.ToArray(),
+        Services = Services.ToArray(),
+        LogLevel = LogLevel,
+    };
+}
+
+/// <summary>The outcome of loading: a configuration, or every error found (never just the first).</summary>
+public sealed record ConfigResult(ProxyConfig? Config, IReadOnlyList<string> Errors)
+{
+    public bool Ok => Config is not null;
+}
+
+/// <summary>
+/// Builds the effective configuration from the defaults, an optional JSON file and the flags (in that
+/// order of precedence, flags last), and validates the whole. Unknown file keys are errors. Every error
+/// names its key: <c>--backlog</c> for a flag, <c>services[1].endpoints[0]</c> for a file key.
+/// </summary>
+public static class ConfigLoader
+{
+    private static readonly JsonDocumentOptions JsonOptions = new()
+    {
+        AllowTrailingCommas = true,
+        CommentHandling = JsonCommentHandling.Skip,
+    };
+
+    /// <param name="flags">Flags given explicitly on the command line, by name without dashes.</param>
+    /// <param name="fileJson">The config file's text, or null when there is none.</param>
+    public static ConfigResult Load(IReadOnlyDictionary<string, string> flags, string? fileJson)
+    {
+        var errors = new List<string>();
+        var draft = new ConfigDraft(new ProxyConfig());
+
+        if (fileJson is not null)
+        {
+            ApplyFile(draft, fileJson, errors);
+        }
+
+        foreach (var (flag, value) in flags)
+        {
+            var setting = FindByFlag(flag);
+            if (setting is null)
+            {
+                errors.Add($"--{flag}: unknown flag");
+                continue;
+            }
+
+            if (setting.Apply(draft, value) is { } error)
+            {
+                errors.Add($"--{flag}: {error}");
+            }
+        }
+
+        Validate(draft, errors);
+        return errors.Count == 0 ? new ConfigResult(draft.Build(), errors) : new ConfigResult(null, errors);
+    }
+
+    private static Setting? FindByFlag(string flag)
+    {
+        foreach (var s in Setting.All)
+        {
+            if (s.Flag == flag)
+            {
+                return s;
+            }
+        }
+
+        return null;
+    }
+
+    private static Setting? FindByPath(string path)
+    {
+        foreach (var s in Setting.All)
+        {
+            if (s.Path == path)
+            {
+                return s;
+            }
+        }
+
+        return null;
+    }
+
+    private static void ApplyFile(ConfigDraft draft, string json, List<string> errors)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(json, JsonOptions);
+        }
+        catch (JsonException e)
+        {
+            errors.Add($"config file: not valid JSON ({e.Message})");
+            return;
+        }
+
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                errors.Add("config file: the top level must be a JSON object");
+                return;
+            }
+
+            foreach (var property in doc.RootElement.EnumerateObject())
+            {
+                switch (property.Name)
+                {
+                    case "transport":
+                    case "tcp":
+                        if (property.Value.ValueKind != JsonValueKind.Object)
+                        {
+                            errors.Add($"{property.Name}: must be an object");
+                            break;
+                        }
+
+                        foreach (var inner in property.Value.EnumerateObject())
+                        {
+                            ApplyScalar(draft, $"{property.Name}.{inner.Name}", inner.Value, errors);
+                        }
+
+                        break;
+                    case "listeners":
+                        ReadArray(property.Value, "listeners", errors, (e, key) => ReadListener(draft, e, key, errors));
+                        break;
+                    case "services":
+                        ReadArray(property.Value, "services", errors, (e, key) => ReadService(draft, e, key, errors));
+                        break;
+                    default:
+                        ApplyScalar(draft, property.Name, property.Value, errors);
+                        break;
+                }
+            }
+        }
+    }
+
+    private static void ApplyScalar(ConfigDraft draft, string path, JsonElement value, List<string> errors)
+    {
+        var setting = FindByPath(path);
+        if (setting is null)
+        {
+            errors.Add($"{path}: unknown key");
+            return;
+        }
+
+        string text;
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.String:
+                text = value.GetString()!;
+                break;
+            case JsonValueKind.Number:
+            case JsonValueKind.True:
+            case JsonValueKind.False:
+                text = value.GetRawText();
+                break;
+            default:
+                errors.Add($"{path}: must be a string, number or boolean, not {value.ValueKind.ToString().ToLowerInvariant()}");
+                return;
+        }
+
+        if (setting.Apply(draft, text) is { } error)
+        {
+            errors.Add($"{path}: {error}");
+        }
+    }
+
+    private static void ReadArray(JsonElement array, string key, List<string> errors, Action<JsonElement, string> readItem)
+    {
+        if (array.ValueKind != JsonValueKind.Array)
+        {
+            errors.Add($"{key}: must be an array");
+            return;
+        }
+
+        var i = 0;
+        foreach (var item in array.EnumerateArray())
+        {
+            readItem(item, $"{key}[{i++}]");
+        }
+    }
+
+    private static string? ReadString(JsonElement obj, string name, string key, List<string> errors, bool required = true)
+    {
+        if (!obj.TryGetProperty(name, out var value))
+        {
+            if (required)
+            {
+                errors.Add($"{key}.{name}: missing");
+            }
+
+            return null;
+        }
+
+        if (value.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(value.GetString()))
+        {
+            errors.Add($"{key}.{name}: must be a non-empty string");
+            return null;
+        }
+
+        return value.GetString();
+    }
+
+    private static bool CheckKeys(JsonElement obj, string key, List<string> errors, params string[] known)
+    {
+        if (obj.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add($"{key}: must be an object");
+            return false;
+        }
+
+        foreach (var p in obj.EnumerateObject())
+        {
+            if (Array.IndexOf(known, p.Name) < 0)
+            {
+                errors.Add($"{key}.{p.Name}: unknown key (known: {string.Join(", ", known)})");
+            }
+        }
+
+        return true;
+    }
+
+    private static void ReadListener(ConfigDraft draft, JsonElement e, string key, List<string> errors)
+    {
+        if (!CheckKeys(e, key, errors, "name", "address", "service"))
+        {
+            return;
+        }
+
+        var name = ReadString(e, "name", key, errors);
+        var addressText = ReadString(e, "address", key, errors);
+        var service = ReadString(e, "service", key, errors);
+        IPEndPoint? address = null;
+        if (addressText is not null && ValueParsers.ParseListenAddress(addressText, out address) is { } error)
+        {
+            errors.Add($"{key}.address: {error}");
+        }
+
+        if (name is not null && address is not null && service is not null)
+        {
+            draft.Listeners.Add(new ListenerConfig(name, address, service));
+        }
+    }
+
+    private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
+    {
+        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints"))
+        {
+            return;
+        }
+
+        var name = ReadString(e, "name", key, errors);
+        var addresses = ReadEndPoints(e, "addresses", key, errors, required: false);
+        var endpoints = ReadEndPoints(e, "endpoints", key, errors, required: true);
+        if (name is not null && addresses is not null && endpoints is not null)
+        {
+            draft.Services.Add(new ServiceConfig(name, addresses, endpoints));
+        }
+    }
+
+    private static List<IPEndPoint>? ReadEndPoints(JsonElement obj, string name, string key, List<string> errors, bool required)
+    {
+        if (!obj.TryGetProperty(name, out var array))
+        {
+            if (required)
+            {
+                errors.Add($"{key}.{name}: missing");
+                return null;
+            }
+
+            return [];
+        }
+
+        var list = new List<IPEndPoint>();
+        var ok = true;
+        ReadArray(array, $"{key}.{name}", errors, (item, itemKey) =>
+        {
+            if (item.ValueKind != JsonValueKind.String)
+            {
+                errors.Add($"{itemKey}: must be a string \"ip:port\"");
+                ok = false;
+            }
+            else if (ValueParsers.ParseEndPoint(item.GetString()!, allowZeroPort: false, out var ep) is { } error)
+            {
+                errors.Add($"{itemKey}: {error}");
+                ok = false;
+            }
+            else
+            {
+                list.Add(ep!);
+            }
+        });
+        if (array.ValueKind != JsonValueKind.Array)
+        {
+            return null;
+        }
+
+        if (required && ok && list.Count == 0)
+        {
+            errors.Add($"{key}.{name}: must list at least one endpoint");
+            return null;
+        }
+
+        return ok ? list : null;
+    }
+
+    private static void Validate(ConfigDraft d, List<string> errors)
+    {
+        var services = new Dictionary<string, int>(StringComparer.Ordinal);
+        var virtualAddresses = new Dictionary<IPEndPoint, string>();
+        for (var i = 0; i < d.Services.Count; i++)
+        {
+            var s = d.Services[i];
+            if (!services.TryAdd(s.Name, i))
+            {
+                errors.Add($"services[{i}].name: \"{s.Name}\" is already the name of services[{services[s.Name]}]");
+            }
+
+            for (var j = 0; j < s.Addresses.Count; j++)
+            {
+                if (!virtualAddresses.TryAdd(s.Addresses[j], s.Name))
+                {
+                    errors.Add($"services[{i}].addresses[{j}]: {s.Addresses[j]} already belongs to service \"{virtualAddresses[s.Addresses[j]]}\"");
+                }
+            }
+        }
+
+        var listenerNames = new HashSet<string>(StringComparer.Ordinal) { "outbound", "inbound", "admin" };
+        var bound = new List<(IPEndPoint Address, string Key)>();
+        AddBound(d.OutboundListen, "outboundListen");
+        AddBound(d.InboundListen, "inboundListen");
+        AddBound(d.AdminListen, "adminListen");
+        for (var i = 0; i < d.Listeners.Count; i++)
+        {
+            var l = d.Listeners[i];
+            if (!listenerNames.Add(l.Name))
+            {
+                errors.Add($"listeners[{i}].name: \"{l.Name}\" is already used by another listener");
+            }
+
+            if (!services.ContainsKey(l.Service))
+            {
+                errors.Add($"listeners[{i}].service: no service is named \"{l.Service}\"");
+            }
+
+            AddBound(l.Address, $"listeners[{i}].address");
+        }
+
+        void AddBound(IPEndPoint? address, string key)
+        {
+            if (address is null)
+            {
+                return;
+            }
+
+            foreach (var (other, otherKey) in bound)
+            {
+                if (address.Port != 0 && address.Port == other.Port && Overlaps(address.Address, other.Address))
+                {
+                    errors.Add($"{key}: {address} collides with {otherKey} ({other})");
+                }
+            }
+
+            bound.Add((address, key));
+        }
+    }
+
+    private static bool Overlaps(IPAddress a, IPAddress b)
+        => a.Equals(b) || IsAny(a) || IsAny(b);
+
+    private static bool IsAny(IPAddress a) => a.Equals(IPAddress.Any) || a.Equals(IPAddress.IPv6Any);
+}

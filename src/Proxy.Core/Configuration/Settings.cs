@@ -1,0 +1,138 @@
+using System.Globalization;
+using Proxy.Core.Tcp;
+
+namespace Proxy.Core.Configuration;
+
+/// <summary>
+/// One scalar setting, reachable both as a flag (<c>--backlog</c>) and as a config file key
+/// (<c>transport.backlog</c>). The table below is the single source of the flags, their defaults and
+/// help, and of the scalar file keys; flags override the file, the file overrides the defaults.
+/// </summary>
+public sealed class Setting
+{
+    internal Setting(string flag, string path, string help, Func<ProxyConfig, string> current, Func<ConfigDraft, string, string?> apply)
+    {
+        Flag = flag;
+        Path = path;
+        Help = help;
+        Current = current;
+        Apply = apply;
+    }
+
+    /// <summary>The flag name without dashes, e.g. "connect-timeout".</summary>
+    public string Flag { get; }
+
+    /// <summary>The file key path, e.g. "tcp.connectTimeout".</summary>
+    public string Path { get; }
+
+    public string Help { get; }
+
+    /// <summary>The value of this setting in a configuration, in the textual form flags take.</summary>
+    public Func<ProxyConfig, string> Current { get; }
+
+    /// <summary>Parses the text and sets the value on the draft; returns an error phrase or null.</summary>
+    internal Func<ConfigDraft, string, string?> Apply { get; }
+
+    /// <summary>The default, in the textual form flags take.</summary>
+    public string Default => Current(Defaults);
+
+    private static readonly ProxyConfig Defaults = new();
+
+    public static IReadOnlyList<Setting> All { get; } =
+    [
+        new("outbound-listen", "outboundListen",
+            "Outbound capture listener (iptables OUTPUT redirects the app's connections here), or off.",
+            static c => ValueParsers.FormatEndPoint(c.OutboundListen),
+            static (d, t) => ListenOrOff(t, out d.OutboundListen)),
+        new("inbound-listen", "inboundListen",
+            "Inbound capture listener (iptables PREROUTING redirects connections to the app here), or off.",
+            static c => ValueParsers.FormatEndPoint(c.InboundListen),
+            static (d, t) => ListenOrOff(t, out d.InboundListen)),
+        new("admin-listen", "adminListen",
+            "Admin listener (/ready, /metrics, /config), or off. Keep it on loopback.",
+            static c => ValueParsers.FormatEndPoint(c.AdminListen),
+            static (d, t) => ListenOrOff(t, out d.AdminListen)),
+        new("read-buffer-size", "transport.readBufferSize",
+            "Bytes per socket read (the transport's buffer block size), 1024-1048576.",
+            static c => Int(c.Transport.ReadBufferSize),
+            static (d, t) => ValueParsers.ParseInt(t, 1024, 1 << 20, out d.ReadBufferSize)),
+        new("io-queues", "transport.ioQueues",
+            "IO queues socket work is scheduled on when not inline; 0 uses the thread pool.",
+            static c => Int(c.Transport.IoQueues),
+            static (d, t) => ValueParsers.ParseInt(t, 0, 256, out d.IoQueues)),
+        new("backlog", "transport.backlog",
+            "Listen backlog of every listener.",
+            static c => Int(c.Transport.Backlog),
+            static (d, t) => ValueParsers.ParseInt(t, 1, 65535, out d.Backlog)),
+        new("no-delay", "transport.noDelay",
+            "Set TCP_NODELAY on every socket (true or false).",
+            static c => Bool(c.Transport.NoDelay),
+            static (d, t) => ValueParsers.ParseBool(t, out d.NoDelay)),
+        new("inline-scheduling", "transport.inlineScheduling",
+            "Run socket completions and pipe continuations inline on the IO thread, without a thread-pool hop (true or false).",
+            static c => Bool(c.Transport.InlineScheduling),
+            static (d, t) => ValueParsers.ParseBool(t, out d.InlineScheduling)),
+        new("connect-timeout", "tcp.connectTimeout",
+            "How long a connect to an upstream may take (e.g. 500ms, 5s).",
+            static c => ValueParsers.FormatDuration(c.Tcp.ConnectTimeout),
+            static (d, t) => ValueParsers.ParseDuration(t, allowOff: false, out d.ConnectTimeout)),
+        new("idle-timeout", "tcp.idleTimeout",
+            "Close an opaque TCP connection after this long without a byte either way (e.g. 30m), or off.",
+            static c => ValueParsers.FormatDuration(c.Tcp.IdleTimeout),
+            static (d, t) => ValueParsers.ParseDuration(t, allowOff: true, out d.IdleTimeout)),
+        new("max-connections", "tcp.maxConnections",
+            "Maximum concurrent client connections per listener; 0 is unlimited.",
+            static c => Int(c.Tcp.MaxConnections),
+            static (d, t) => ValueParsers.ParseInt(t, 0, int.MaxValue, out d.MaxConnections)),
+        new("splice", "tcp.splice",
+            "Forward opaque TCP with splice(2) on Linux: auto (when supported), on (as auto, but warn when it cannot), off (copy through buffers).",
+            static c => FormatSplice(c.Tcp.Splice),
+            static (d, t) => ParseSplice(t, out d.Splice)),
+        new("log-level", "logLevel",
+            "Minimum log level: trace, debug, information, warning, error, critical, none.",
+            static c => c.LogLevel,
+            static (d, t) => ParseLogLevel(t, out d.LogLevel)),
+    ];
+
+    private static string Int(int value) => value.ToString(CultureInfo.InvariantCulture);
+
+    private static string Bool(bool value) => value ? "true" : "false";
+
+    private static string? ListenOrOff(string text, out System.Net.IPEndPoint? endPoint)
+    {
+        if (text == "off")
+        {
+            endPoint = null;
+            return null;
+        }
+
+        return ValueParsers.ParseListenAddress(text, out endPoint);
+    }
+
+    private static string? ParseSplice(string text, out SpliceMode mode)
+    {
+        (mode, var error) = text switch
+        {
+            "auto" => (SpliceMode.Auto, null),
+            "on" => (SpliceMode.Always, null),
+            "off" => (SpliceMode.Never, (string?)null),
+            _ => (SpliceMode.Auto, $"\"{text}\" is not one of auto, on, off"),
+        };
+        return error;
+    }
+
+    private static string FormatSplice(SpliceMode mode) => mode switch
+    {
+        SpliceMode.Always => "on",
+        SpliceMode.Never => "off",
+        _ => "auto",
+    };
+
+    private static readonly string[] LogLevels = ["trace", "debug", "information", "warning", "error", "critical", "none"];
+
+    private static string? ParseLogLevel(string text, out string level)
+    {
+        level = text;
+        return Array.IndexOf(LogLevels, text) >= 0 ? null : $"\"{text}\" is not one of {string.Join(", ", LogLevels)}";
+    }
+}

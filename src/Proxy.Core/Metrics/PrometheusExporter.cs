@@ -1,0 +1,233 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Text;
+
+namespace Proxy.Core.Metrics;
+
+/// <summary>
+/// Aggregates the proxy's System.Diagnostics.Metrics instruments in memory and renders them in the
+/// Prometheus text exposition format (version 0.0.4). Counters become <c>_total</c> counters,
+/// up-down counters gauges, histograms cumulative buckets. Recording is lock-free and allocates only
+/// when a new tag combination (series) is seen for the first time.
+/// </summary>
+public sealed class PrometheusExporter : IDisposable
+{
+    private const int MaxTags = 4;
+
+    private static readonly double[] DefaultBuckets = [0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+
+    private readonly MeterListener _listener = new();
+    private readonly ConcurrentDictionary<Instrument, InstrumentState> _instruments = new();
+    private readonly Meter _meter;
+
+    /// <summary>Exports the instruments of one meter (one sidecar; tests may run several in a process).</summary>
+    public PrometheusExporter(Meter meter)
+    {
+        _meter = meter;
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (ReferenceEquals(instrument.Meter, _meter))
+            {
+                _instruments.TryAdd(instrument, new InstrumentState(instrument));
+                listener.EnableMeasurementEvents(instrument, this);
+            }
+        };
+        _listener.SetMeasurementEventCallback<long>(static (instrument, value, tags, state) => ((PrometheusExporter)state!).Record(instrument, value, tags));
+        _listener.SetMeasurementEventCallback<double>(static (instrument, value, tags, state) => ((PrometheusExporter)state!).Record(instrument, value, tags));
+        _listener.SetMeasurementEventCallback<int>(static (instrument, value, tags, state) => ((PrometheusExporter)state!).Record(instrument, value, tags));
+        _listener.Start();
+    }
+
+    private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        if (!_instruments.TryGetValue(instrument, out var state))
+        {
+            return;
+        }
+
+        var key = new SeriesKey(tags);
+        if (!state.Series.TryGetValue(key, out var series))
+        {
+            series = state.Series.GetOrAdd(key, static (k, s) => new Series(k.Names(), s.IsHistogram ? DefaultBuckets.Length + 1 : 0), state);
+        }
+
+        series.Record(value, state.IsHistogram ? DefaultBuckets : null);
+    }
+
+    /// <summary>Renders every series in the Prometheus text format.</summary>
+    public string Render()
+    {
+        var sb = new StringBuilder(4096);
+        foreach (var state in _instruments.Values.OrderBy(static s => s.Instrument.Name, StringComparer.Ordinal))
+        {
+            var name = state.Instrument.Name;
+            var type = state.IsHistogram ? "histogram" : state.IsGauge ? "gauge" : "counter";
+            var sample = state.IsHistogram || state.IsGauge ? name : name + "_total";
+            sb.Append("# HELP ").Append(sample).Append(' ').Append(state.Instrument.Description).Append('\n');
+            sb.Append("# TYPE ").Append(sample).Append(' ').Append(type).Append('\n');
+            foreach (var (key, series) in state.Series.OrderBy(static p => p.Key.ToString(), StringComparer.Ordinal))
+            {
+                if (!state.IsHistogram)
+                {
+                    sb.Append(sample);
+                    AppendLabels(sb, series.Names, key, null);
+                    sb.Append(' ').Append(Format(series.Sum)).Append('\n');
+                    continue;
+                }
+
+                long cumulative = 0;
+                for (var i = 0; i < DefaultBuckets.Length; i++)
+                {
+                    cumulative += Volatile.Read(ref series.Buckets[i]);
+                    sb.Append(name).Append("_bucket");
+                    AppendLabels(sb, series.Names, key, Format(DefaultBuckets[i]));
+                    sb.Append(' ').Append(cumulative).Append('\n');
+                }
+
+                sb.Append(name).Append("_bucket");
+                AppendLabels(sb, series.Names, key, "+Inf");
+                sb.Append(' ').Append(series.Count).Append('\n');
+                sb.Append(name).Append("_sum");
+                AppendLabels(sb, series.Names, key, null);
+                sb.Append(' ').Append(Format(series.Sum)).Append('\n');
+                sb.Append(name).Append("_count");
+                AppendLabels(sb, series.Names, key, null);
+                sb.Append(' ').Append(series.Count).Append('\n');
+            }
+        }
+
+        return sb.ToString();
+    }
+
+    private static string Format(double value) => value.ToString("R", CultureInfo.InvariantCulture);
+
+    private static void AppendLabels(StringBuilder sb, string[] names, SeriesKey key, string? le)
+    {
+        if (names.Length == 0 && le is null)
+        {
+            return;
+        }
+
+        sb.Append('{');
+        for (var i = 0; i < names.Length; i++)
+        {
+            if (i > 0)
+            {
+                sb.Append(',');
+            }
+
+            sb.Append(names[i]).Append("=\"");
+            AppendEscaped(sb, key.Value(i));
+            sb.Append('"');
+        }
+
+        if (le is not null)
+        {
+            sb.Append(names.Length > 0 ? "," : "").Append("le=\"").Append(le).Append('"');
+        }
+
+        sb.Append('}');
+    }
+
+    private static void AppendEscaped(StringBuilder sb, object? value)
+    {
+        foreach (var c in Convert.ToString(value, CultureInfo.InvariantCulture) ?? "")
+        {
+            _ = c switch
+            {
+                '\\' => sb.Append("\\\\"),
+                '"' => sb.Append("\\\""),
+                '\n' => sb.Append("\\n"),
+                _ => sb.Append(c),
+            };
+        }
+    }
+
+    public void Dispose() => _listener.Dispose();
+
+    private sealed class InstrumentState(Instrument instrument)
+    {
+        public Instrument Instrument { get; } = instrument;
+        public bool IsHistogram { get; } = instrument is Histogram<double> or Histogram<long> or Histogram<int>;
+        public bool IsGauge { get; } = instrument is UpDownCounter<long> or UpDownCounter<int> or UpDownCounter<double>;
+        public ConcurrentDictionary<SeriesKey, Series> Series { get; } = new();
+    }
+
+    private sealed class Series(string[] names, int buckets)
+    {
+        private long _sumBits;
+        private long _count;
+
+        public string[] Names { get; } = names;
+        public long[] Buckets { get; } = new long[buckets];
+        public long Count => Volatile.Read(ref _count);
+        public double Sum => BitConverter.Int64BitsToDouble(Volatile.Read(ref _sumBits));
+
+        public void Record(double value, double[]? bounds)
+        {
+            // Lock-free add of a double: compare-and-swap on its bits.
+            long seen, next;
+            do
+            {
+                seen = Volatile.Read(ref _sumBits);
+                next = BitConverter.DoubleToInt64Bits(BitConverter.Int64BitsToDouble(seen) + value);
+            }
+            while (Interlocked.CompareExchange(ref _sumBits, next, seen) != seen);
+            Interlocked.Increment(ref _count);
+            if (bounds is null)
+            {
+                return;
+            }
+
+            var i = 0;
+            while (i < bounds.Length && value > bounds[i])
+            {
+                i++;
+            }
+
+            Interlocked.Increment(ref Buckets[i]);
+        }
+    }
+
+    /// <summary>Up to four tags, compared by name and value; built from the measurement's span without allocating.</summary>
+    private readonly struct SeriesKey : IEquatable<SeriesKey>
+    {
+        private readonly int _count;
+        private readonly string? _n0, _n1, _n2, _n3;
+        private readonly object? _v0, _v1, _v2, _v3;
+
+        public SeriesKey(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        {
+            _count = Math.Min(tags.Length, MaxTags);
+            if (_count > 0) { (_n0, _v0) = (tags[0].Key, tags[0].Value); }
+            if (_count > 1) { (_n1, _v1) = (tags[1].Key, tags[1].Value); }
+            if (_count > 2) { (_n2, _v2) = (tags[2].Key, tags[2].Value); }
+            if (_count > 3) { (_n3, _v3) = (tags[3].Key, tags[3].Value); }
+        }
+
+        public object? Value(int i) => i switch { 0 => _v0, 1 => _v1, 2 => _v2, _ => _v3 };
+
+        public string[] Names()
+        {
+            var names = new string[_count];
+            for (var i = 0; i < _count; i++)
+            {
+                names[i] = i switch { 0 => _n0!, 1 => _n1!, 2 => _n2!, _ => _n3! };
+            }
+
+            return names;
+        }
+
+        public bool Equals(SeriesKey other)
+            => _count == other._count
+               && _n0 == other._n0 && _n1 == other._n1 && _n2 == other._n2 && _n3 == other._n3
+               && Equals(_v0, other._v0) && Equals(_v1, other._v1) && Equals(_v2, other._v2) && Equals(_v3, other._v3);
+
+        public override bool Equals(object? obj) => obj is SeriesKey k && Equals(k);
+
+        public override int GetHashCode() => HashCode.Combine(_count, _n0, _v0, _n1, _v1, _n2, _v2, _v3);
+
+        public override string ToString() => $"{_v0}|{_v1}|{_v2}|{_v3}";
+    }
+}

@@ -1,0 +1,516 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+
+namespace Proxy.Core.Transport;
+
+/// <summary>
+/// A TCP connection (accepted by <see cref="SocketConnectionListener"/> or dialled by the upstream
+/// connector) exposed as a <see cref="ConnectionContext"/> whose <see cref="Transport"/> is a pair of pipes:
+/// <c>Input</c> is fed by a receive loop, <c>Output</c> is drained by a send loop. Buffers come from a
+/// pinned block pool; steady-state receives and sends allocate nothing.
+/// </summary>
+/// <remarks>
+/// <para>The loops start lazily, on the first use of <see cref="Transport"/> (or <see cref="Start"/>).
+/// Until then <see cref="TryTakeOver"/> can hand the raw socket to a stage (splice forwarding); after a
+/// takeover the transport never touches, reads, writes or closes the socket.</para>
+/// <para>Semantics the rest of the proxy relies on:</para>
+/// <list type="number">
+/// <item>Peer FIN: <c>Transport.Input</c> completes normally (<c>ReadResult.IsCompleted</c>); <c>Output</c> stays usable.</item>
+/// <item>Peer RST (ECONNRESET): <c>Input</c> completes with <see cref="ConnectionResetException"/>.</item>
+/// <item>The application completes <c>Output</c> normally: pending bytes are sent, then <c>shutdown(SHUT_WR)</c>
+/// sends FIN while receiving goes on (half-close). The socket is closed once both directions are done, or on
+/// <see cref="DisposeAsync"/>.</item>
+/// <item>The application completes <c>Output</c> with an exception, or calls <see cref="Abort(ConnectionAbortedException)"/>:
+/// the socket is reset (SO_LINGER 0, then close) and pending output is dropped. <c>Input</c> then completes
+/// with <see cref="ConnectionAbortedException"/>.</item>
+/// <item><see cref="DisposeAsync"/> (Kestrel calls it after the connection middleware returns) closes
+/// gracefully if nothing else did: it completes the application's ends of both pipes, waits until pending
+/// output is sent (a peer that never reads keeps it waiting until someone calls <c>Abort</c>), then closes.</item>
+/// <item><see cref="ConnectionClosed"/> fires (on the thread pool) once the socket is closed or reset. After a
+/// takeover it never fires: the socket's new owner decides when it closes.</item>
+/// </list>
+/// <para>If sending fails because the peer reset the connection, the application's next
+/// <c>Output.FlushAsync</c> reports <c>IsCompleted</c>, and <c>Input</c> ends with <see cref="ConnectionResetException"/>.</para>
+/// </remarks>
+public sealed partial class SocketConnection : ConnectionContext,
+    IConnectionIdFeature,
+    IConnectionTransportFeature,
+    IConnectionItemsFeature,
+    IConnectionLifetimeFeature,
+    IConnectionEndPointFeature,
+    IConnectionSocketFeature,
+    ITakeOverSocketFeature
+{
+    private const int StateNotStarted = 0;
+    private const int StateStarted = 1;
+    private const int StateTakenOver = 2;
+
+    private static long s_lastConnectionId;
+
+    private readonly Socket _socket;
+    private readonly SocketConnectionSettings _settings;
+    private readonly Lock _startLock = new();
+    private readonly CancellationTokenSource _closedSource = new();
+    private readonly long _numericId;
+    private readonly FeatureCollection _features;
+
+    private int _state;
+    private int _socketClosed;
+    private int _directionsDone;
+    private int _disposed;
+    private volatile bool _aborted;
+    private volatile ConnectionAbortedException? _abortReason;
+    private volatile ConnectionResetException? _sendReset;
+
+    private Pipe? _inputPipe;
+    private Pipe? _outputPipe;
+    private IDuplexPipe? _appTransport;
+    private IDuplexPipe? _originalAppTransport;
+    private SocketAwaitableEventArgs? _receiver;
+    private SocketAwaitableEventArgs? _sender;
+    private Task _receiveTask = Task.CompletedTask;
+    private Task _sendTask = Task.CompletedTask;
+
+    private string? _connectionId;
+    private IDictionary<object, object?>? _items;
+    private CancellationToken _connectionClosed;
+
+    internal SocketConnection(Socket socket, SocketConnectionSettings settings)
+    {
+        _socket = socket;
+        _settings = settings;
+        _numericId = Interlocked.Increment(ref s_lastConnectionId);
+        _connectionClosed = _closedSource.Token;
+
+        // Cache the endpoints now: they cannot be read once the socket is closed or taken over.
+        LocalEndPoint = socket.LocalEndPoint;
+        RemoteEndPoint = socket.RemoteEndPoint;
+
+        _features = new FeatureCollection(12);
+        _features.Set<IConnectionIdFeature>(this);
+        _features.Set<IConnectionTransportFeature>(this);
+        _features.Set<IConnectionItemsFeature>(this);
+        _features.Set<IConnectionLifetimeFeature>(this);
+        _features.Set<IConnectionEndPointFeature>(this);
+        _features.Set<IConnectionSocketFeature>(this);
+        _features.Set<ITakeOverSocketFeature>(this);
+    }
+
+    /// <summary>The socket (also after a takeover, for inspection; the owner then is whoever took it).</summary>
+    public Socket Socket => _socket;
+
+    /// <summary>Whether the receive and send loops are running (or ran).</summary>
+    public bool IsStarted => Volatile.Read(ref _state) == StateStarted;
+
+    /// <summary>Whether <see cref="TryTakeOver"/> succeeded.</summary>
+    public bool IsTakenOver => Volatile.Read(ref _state) == StateTakenOver;
+
+    public override string ConnectionId
+    {
+        get => _connectionId ??= "S" + _numericId.ToString("X8", System.Globalization.CultureInfo.InvariantCulture);
+        set => _connectionId = value;
+    }
+
+    public override IFeatureCollection Features => _features;
+
+    public override IDictionary<object, object?> Items
+    {
+        get => _items ??= new ConnectionItems();
+        set => _items = value;
+    }
+
+    /// <summary>
+    /// The application's pipes. The first access (get or set) starts the receive and send loops; setting
+    /// replaces what the application sees (e.g. a TLS layer) while the loops keep feeding the original pipes.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The socket was taken over.</exception>
+    public override IDuplexPipe Transport
+    {
+        get
+        {
+            if (Volatile.Read(ref _state) != StateStarted)
+            {
+                Start();
+            }
+
+            return _appTransport!;
+        }
+        set
+        {
+            ArgumentNullException.ThrowIfNull(value);
+            if (Volatile.Read(ref _state) != StateStarted)
+            {
+                Start();
+            }
+
+            _appTransport = value;
+        }
+    }
+
+    public override CancellationToken ConnectionClosed
+    {
+        get => _connectionClosed;
+        set => _connectionClosed = value;
+    }
+
+    public override EndPoint? LocalEndPoint { get; set; }
+
+    public override EndPoint? RemoteEndPoint { get; set; }
+
+    /// <summary>Starts the receive and send loops (idempotent).</summary>
+    /// <exception cref="InvalidOperationException">The socket was taken over.</exception>
+    public void Start()
+    {
+        lock (_startLock)
+        {
+            if (_state == StateStarted)
+            {
+                return;
+            }
+
+            if (_state == StateTakenOver)
+            {
+                throw new InvalidOperationException("The socket was taken over by a stage; the transport can no longer use it.");
+            }
+
+            var (inputOptions, outputOptions) = _settings.CreatePipeOptions();
+            _inputPipe = new Pipe(inputOptions);
+            _outputPipe = new Pipe(outputOptions);
+            _originalAppTransport = new DuplexPipe(_inputPipe.Reader, _outputPipe.Writer);
+            _appTransport = _originalAppTransport;
+            _receiver = new SocketAwaitableEventArgs(_settings.SocketScheduler);
+            _sender = new SocketAwaitableEventArgs(_settings.SocketScheduler);
+            Volatile.Write(ref _state, StateStarted);
+        }
+
+        _receiveTask = ReceiveLoopAsync();
+        _sendTask = SendLoopAsync();
+    }
+
+    /// <inheritdoc/>
+    public bool CanTakeOver => Volatile.Read(ref _state) == StateNotStarted && Volatile.Read(ref _socketClosed) == 0;
+
+    /// <inheritdoc/>
+    public bool TryTakeOver(out Socket socket)
+    {
+        lock (_startLock)
+        {
+            if (_state == StateNotStarted && Volatile.Read(ref _socketClosed) == 0)
+            {
+                _state = StateTakenOver;
+                socket = _socket;
+                return true;
+            }
+        }
+
+        socket = null!;
+        return false;
+    }
+
+    public override void Abort() => Abort(new ConnectionAbortedException("The connection was aborted by the application."));
+
+    /// <summary>Resets the connection (SO_LINGER 0 + close): the peer sees RST, pending output is dropped.</summary>
+    public override void Abort(ConnectionAbortedException abortReason)
+    {
+        if (IsTakenOver)
+        {
+            return;
+        }
+
+        _abortReason ??= abortReason;
+        _aborted = true;
+        if (_settings.Logger.IsEnabled(LogLevel.Debug))
+        {
+            Log.Aborting(_settings.Logger, ConnectionId, abortReason.Message);
+        }
+
+        CloseSocket(reset: true);
+
+        // Wake the send loop if it waits for application data.
+        _outputPipe?.Reader.CancelPendingRead();
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            if (!IsTakenOver)
+            {
+                await CloseGracefullyAsync().ConfigureAwait(false);
+            }
+
+            _closedSource.Dispose();
+        }
+
+        await base.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private async ValueTask CloseGracefullyAsync()
+    {
+        if (_originalAppTransport is { } app)
+        {
+            // The application is done: send what it wrote, FIN, then close.
+            await app.Input.CompleteAsync().ConfigureAwait(false);
+            await app.Output.CompleteAsync().ConfigureAwait(false);
+            await _sendTask.ConfigureAwait(false);
+            CloseSocket(reset: false);
+            await _receiveTask.ConfigureAwait(false);
+            _receiver?.Dispose();
+            _sender?.Dispose();
+        }
+        else
+        {
+            CloseSocket(reset: false);
+        }
+
+        FireConnectionClosed();
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        var input = _inputPipe!.Writer;
+        var receiver = _receiver!;
+        var waitForData = _settings.Options.WaitForDataBeforeAllocatingBuffer;
+        var minRead = Math.Max(1, _settings.Pool.BlockSize / 2);
+        Exception? error = null;
+        try
+        {
+            while (true)
+            {
+                if (waitForData)
+                {
+                    // Zero-byte receive: completes when data or FIN is there, holding no buffer meanwhile.
+                    await receiver.ReceiveAsync(_socket, Memory<byte>.Empty);
+                }
+
+                var buffer = input.GetMemory(minRead);
+                var received = await receiver.ReceiveAsync(_socket, buffer);
+                if (received == 0)
+                {
+                    // FIN. If a send already consumed the kernel's pending ECONNRESET, report the reset here too.
+                    error = _sendReset;
+                    break;
+                }
+
+                input.Advance(received);
+                var flush = await input.FlushAsync();
+                if (flush.IsCompleted || flush.IsCanceled)
+                {
+                    // The application stopped reading.
+                    break;
+                }
+            }
+        }
+        catch (SocketException ex) when (!_aborted && IsResetError(ex.SocketErrorCode))
+        {
+            error = new ConnectionResetException(ex.Message, ex);
+        }
+        catch (Exception ex) when (_aborted || ex is ObjectDisposedException || (ex is SocketException se && IsAbortError(se.SocketErrorCode)))
+        {
+            error = _abortReason ?? new ConnectionAbortedException("The connection was closed locally.", ex);
+        }
+        catch (Exception ex)
+        {
+            error = new IOException($"Receive failed: {ex.Message}", ex);
+        }
+        finally
+        {
+            await input.CompleteAsync(error);
+            DirectionDone();
+        }
+    }
+
+    private async Task SendLoopAsync()
+    {
+        var output = _outputPipe!.Reader;
+        var sender = _sender!;
+        var reset = false;
+        try
+        {
+            while (true)
+            {
+                ReadResult result;
+                try
+                {
+                    result = await output.ReadAsync();
+                }
+                catch (Exception ex)
+                {
+                    // The application completed Output with an exception: reset, drop pending output.
+                    if (_settings.Logger.IsEnabled(LogLevel.Debug))
+                    {
+                        Log.OutputFaulted(_settings.Logger, ConnectionId, ex.Message);
+                    }
+
+                    _abortReason ??= new ConnectionAbortedException("The application completed the output with an error.", ex);
+                    reset = true;
+                    break;
+                }
+
+                if (result.IsCanceled)
+                {
+                    // Abort() woke us: the socket is already reset.
+                    break;
+                }
+
+                var buffer = result.Buffer;
+                var sent = true;
+
+                // Inlined rather than a helper: an async helper returning ValueTask would allocate its state
+                // machine box every time a send completes asynchronously; this loop's box is allocated once.
+                try
+                {
+                    var remaining = buffer;
+                    while (!remaining.IsEmpty)
+                    {
+                        var chunk = FirstSegments(remaining);
+                        await sender.SendAsync(_socket, chunk);
+                        remaining = remaining.Slice(chunk.Length);
+                    }
+                }
+                catch (SocketException ex) when (!_aborted && IsResetError(ex.SocketErrorCode))
+                {
+                    _sendReset = new ConnectionResetException(ex.Message, ex);
+                    sent = false;
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                {
+                    sent = false;
+                }
+
+                if (!sent)
+                {
+                    output.AdvanceTo(buffer.End);
+                    break;
+                }
+
+                output.AdvanceTo(buffer.End);
+                if (result.IsCompleted)
+                {
+                    if (!_aborted)
+                    {
+                        // Half-close: FIN toward the peer, keep receiving.
+                        try
+                        {
+                            _socket.Shutdown(SocketShutdown.Send);
+                        }
+                        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                        {
+                            // The peer is already gone; the receive loop reports it.
+                        }
+                    }
+
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            // Completing our reader makes the application's next FlushAsync report IsCompleted.
+            await output.CompleteAsync();
+            if (reset)
+            {
+                _aborted = true;
+                CloseSocket(reset: true);
+            }
+
+            DirectionDone();
+        }
+    }
+
+    /// <summary>The longest prefix of <paramref name="buffer"/> with at most <see cref="SocketAwaitableEventArgs.MaxSendSegments"/> segments.</summary>
+    private static ReadOnlySequence<byte> FirstSegments(in ReadOnlySequence<byte> buffer)
+    {
+        if (buffer.IsSingleSegment)
+        {
+            return buffer;
+        }
+
+        var segments = 0;
+        long length = 0;
+        foreach (var memory in buffer)
+        {
+            if (++segments > SocketAwaitableEventArgs.MaxSendSegments)
+            {
+                return buffer.Slice(0, length);
+            }
+
+            length += memory.Length;
+        }
+
+        return buffer;
+    }
+
+    private void DirectionDone()
+    {
+        if (Interlocked.Increment(ref _directionsDone) == 2)
+        {
+            CloseSocket(reset: false);
+        }
+    }
+
+    private void CloseSocket(bool reset)
+    {
+        if (Interlocked.Exchange(ref _socketClosed, 1) != 0)
+        {
+            return;
+        }
+
+        if (reset)
+        {
+            try
+            {
+                _socket.LingerState = new LingerOption(true, 0);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // Already dead: closing is all that is left.
+            }
+        }
+
+        _socket.Dispose();
+
+        // Token callbacks are user code: never run them on the socket thread (they may block).
+        ThreadPool.UnsafeQueueUserWorkItem(static c => c.FireConnectionClosed(), this, preferLocal: false);
+    }
+
+    private void FireConnectionClosed()
+    {
+        try
+        {
+            _closedSource.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // DisposeAsync already fired and disposed it.
+        }
+    }
+
+    private static bool IsResetError(SocketError error) =>
+        error is SocketError.ConnectionReset or SocketError.ConnectionAborted or SocketError.Shutdown;
+
+    private static bool IsAbortError(SocketError error) =>
+        error is SocketError.OperationAborted or SocketError.Interrupted or SocketError.InvalidArgument or SocketError.NotSocket;
+
+    private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1001, Level = LogLevel.Debug, Message = "Connection {ConnectionId} reset: {Reason}")]
+        public static partial void Aborting(ILogger logger, string connectionId, string reason);
+
+        [LoggerMessage(EventId = 1002, Level = LogLevel.Debug, Message = "Connection {ConnectionId} reset because the application completed its output with an error: {Reason}")]
+        public static partial void OutputFaulted(ILogger logger, string connectionId, string reason);
+    }
+}

@@ -1,0 +1,97 @@
+using System.IO.Pipelines;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Proxy.Core.Transport;
+
+/// <summary>
+/// What all connections of one listener or connector share: options, the buffer pool and the
+/// schedulers. Created once; hands each new connection its pipe options.
+/// </summary>
+internal sealed class SocketConnectionSettings : IDisposable
+{
+    private readonly IoQueue[] _ioQueues;
+    private readonly PipeScheduler _appScheduler;
+    private readonly bool _ownsPool;
+    private int _nextQueue;
+
+    public SocketConnectionSettings(SocketTransportOptions options, ILoggerFactory? loggerFactory, PinnedBlockMemoryPool? pool = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Options = options;
+        _ownsPool = pool is null;
+        Pool = pool ?? new PinnedBlockMemoryPool(options.ReadBufferSize, options.MaxPooledBlocks);
+        if (Pool.BlockSize != options.ReadBufferSize)
+        {
+            throw new ArgumentException("The pool's block size must equal ReadBufferSize.", nameof(pool));
+        }
+
+        Logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Proxy.Core.Transport.SocketConnection");
+        _appScheduler = options.InlineScheduling ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
+        _ioQueues = new IoQueue[options.InlineScheduling ? 0 : options.IoQueueCount];
+        for (var i = 0; i < _ioQueues.Length; i++)
+        {
+            _ioQueues[i] = new IoQueue();
+        }
+
+        // On Linux the socket engine already completes operations on a pool thread (or inline on the
+        // epoll thread when inline completions are on): scheduling the completion again would be a second hop.
+        SocketScheduler = OperatingSystem.IsWindows() && !options.InlineScheduling ? PipeScheduler.ThreadPool : PipeScheduler.Inline;
+    }
+
+    public SocketTransportOptions Options { get; }
+
+    public PinnedBlockMemoryPool Pool { get; }
+
+    public ILogger Logger { get; }
+
+    /// <summary>Scheduler for socket completions.</summary>
+    public PipeScheduler SocketScheduler { get; }
+
+    /// <summary>Pipe options for one new connection (input, output), spreading connections over I/O queues.</summary>
+    public (PipeOptions Input, PipeOptions Output) CreatePipeOptions()
+    {
+        PipeScheduler transportScheduler;
+        if (Options.InlineScheduling)
+        {
+            transportScheduler = PipeScheduler.Inline;
+        }
+        else if (_ioQueues.Length == 0)
+        {
+            transportScheduler = PipeScheduler.ThreadPool;
+        }
+        else
+        {
+            transportScheduler = _ioQueues[(int)((uint)Interlocked.Increment(ref _nextQueue) % (uint)_ioQueues.Length)];
+        }
+
+        var maxRead = Options.MaxReadBufferSize ?? 0;
+        var maxWrite = Options.MaxWriteBufferSize ?? 0;
+        var input = new PipeOptions(
+            pool: Pool,
+            readerScheduler: _appScheduler,
+            writerScheduler: transportScheduler,
+            pauseWriterThreshold: maxRead,
+            resumeWriterThreshold: maxRead / 2,
+            minimumSegmentSize: Pool.BlockSize,
+            useSynchronizationContext: false);
+        var output = new PipeOptions(
+            pool: Pool,
+            readerScheduler: transportScheduler,
+            writerScheduler: _appScheduler,
+            pauseWriterThreshold: maxWrite,
+            resumeWriterThreshold: maxWrite / 2,
+            minimumSegmentSize: Pool.BlockSize,
+            useSynchronizationContext: false);
+        return (input, output);
+    }
+
+    public void Dispose()
+    {
+        if (_ownsPool)
+        {
+            Pool.Dispose();
+        }
+    }
+}

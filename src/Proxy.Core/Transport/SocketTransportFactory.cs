@@ -1,0 +1,70 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+
+namespace Proxy.Core.Transport;
+
+/// <summary>
+/// Kestrel transport built on our <see cref="SocketConnection"/>: half-close, lazy start (so a stage
+/// can take the raw socket for splice), large pooled reads and inline scheduling. Binds
+/// <see cref="IPEndPoint"/>s only (dual-stack when bound to <c>[::]</c> and <see cref="SocketTransportOptions.DualMode"/>).
+/// </summary>
+/// <example>
+/// <code>
+/// var ko = new KestrelServerOptions();
+/// ko.Listen(endPoint, lo => lo.Use(next => ctx => tcpProxy.HandleAsync(ctx, target, context, default).AsTask()));
+/// var server = new KestrelServer(Options.Create(ko), new SocketTransportFactory(options, loggerFactory), loggerFactory);
+/// </code>
+/// </example>
+public sealed class SocketTransportFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IDisposable
+{
+    private readonly SocketConnectionSettings _settings;
+
+    public SocketTransportFactory(SocketTransportOptions? options = null, ILoggerFactory? loggerFactory = null)
+    {
+        _settings = new SocketConnectionSettings(options ?? new SocketTransportOptions(), loggerFactory);
+    }
+
+    /// <summary>The buffer pool shared by all connections of all listeners of this factory.</summary>
+    public PinnedBlockMemoryPool Pool => _settings.Pool;
+
+    public bool CanBind(EndPoint endpoint) => endpoint is IPEndPoint;
+
+    public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+    {
+        if (endpoint is not IPEndPoint ip)
+        {
+            throw new NotSupportedException($"Only IP endpoints can be bound, not {endpoint.GetType().Name}.");
+        }
+
+        var options = _settings.Options;
+        var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            if (ip.Address.Equals(IPAddress.IPv6Any) && options.DualMode)
+            {
+                socket.DualMode = true;
+            }
+
+            // Lets a restarted proxy bind while old connections linger in TIME_WAIT (Linux: not port sharing).
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            socket.Bind(ip);
+            socket.Listen(options.Backlog);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            socket.Dispose();
+            throw new AddressInUseException(ex.Message, ex);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        return new ValueTask<IConnectionListener>(new SocketConnectionListener(socket, _settings));
+    }
+
+    public void Dispose() => _settings.Dispose();
+}

@@ -1,0 +1,60 @@
+using Proxy.Core.Addresses;
+
+namespace Proxy.Core.Upstream;
+
+/// <summary>Why a connection to an upstream could not be made.</summary>
+public enum ConnectFailureCause
+{
+    /// <summary>The destination answered with RST: nothing listens on that port.</summary>
+    Refused,
+
+    /// <summary>No answer within the connect timeout.</summary>
+    Timeout,
+
+    /// <summary>No route to the network or host.</summary>
+    Unreachable,
+
+    /// <summary>Any other failure (local resource error, a client connection middleware failed...).</summary>
+    Error,
+}
+
+/// <summary>A failed upstream connect: where to, why, and the system's own words.</summary>
+public readonly record struct ConnectFailure(UpstreamAddress Destination, ConnectFailureCause Cause, string Detail)
+{
+    /// <summary>The metrics tag value for <see cref="Cause"/> (<c>ProxyMetrics.ConnectFailures</c>, tag "cause").</summary>
+    public string CauseTag => CauseToTag(Cause);
+
+    /// <summary>What went wrong in words: "connection refused", "timed out", or for errors the system's message.</summary>
+    public string Reason => Cause == ConnectFailureCause.Error ? $"error ({Detail})" : Describe(Cause);
+
+    /// <summary>E.g. "connect to 10.0.0.7:8080 failed: connection refused".</summary>
+    public override string ToString() => $"connect to {Destination} failed: {Reason}";
+
+    public static string CauseToTag(ConnectFailureCause cause) => cause switch
+    {
+        ConnectFailureCause.Refused => "refused",
+        ConnectFailureCause.Timeout => "timeout",
+        ConnectFailureCause.Unreachable => "unreachable",
+        _ => "error",
+    };
+
+    private static string Describe(ConnectFailureCause cause) => cause switch
+    {
+        ConnectFailureCause.Refused => "connection refused",
+        ConnectFailureCause.Timeout => "no answer within the connect timeout",
+        ConnectFailureCause.Unreachable => "destination unreachable",
+        _ => "error",
+    };
+}
+
+/// <summary>Thrown by <see cref="UpstreamConnector.ConnectAsync"/>; carries the typed <see cref="ConnectFailure"/>.</summary>
+public sealed class UpstreamConnectException : IOException
+{
+    public UpstreamConnectException(ConnectFailure failure, Exception? inner = null)
+        : base(failure.ToString(), inner)
+    {
+        Failure = failure;
+    }
+
+    public ConnectFailure Failure { get; }
+}

@@ -1,0 +1,149 @@
+using System.Net;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Proxy.Core.Capture;
+using Proxy.Core.Configuration;
+using Proxy.Core.Discovery;
+using Proxy.Core.Metrics;
+using Proxy.Core.Tcp;
+using Proxy.Core.Tcp.Splice;
+using Proxy.Core.Transport;
+using Proxy.Core.Upstream;
+using Proxy.Sidecar.Admin;
+
+namespace Proxy.Sidecar.App;
+
+/// <summary>
+/// Composes the sidecar: one Kestrel server over our socket transport, whose listeners are
+/// connection middleware (Kestrel's HTTP stack serves only the admin listener):
+/// <code>
+///   outbound :15001 ─┐
+///   inbound  :15006 ─┼─ ListenerHandler ─ route (original destination / service) ─ TcpProxy ─ upstream
+///   explicit ...    ─┘
+///   admin    :15000 ── AdminApplication (/ready, /metrics, /config)
+/// </code>
+/// </summary>
+internal sealed class SidecarHost : IAsyncDisposable
+{
+    private readonly ProxyConfig _config;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly IOriginalDestinationResolver _resolver;
+    private readonly KestrelServerOptions _kestrelOptions = new() { AddServerHeader = false };
+    private readonly List<(string Name, ListenOptions Options)> _listeners = [];
+    private KestrelServer? _server;
+    private SocketTransportFactory? _transport;
+    private UpstreamConnector? _connector;
+    private SpliceForwarder? _splice;
+
+    public SidecarHost(ProxyConfig config, ILoggerFactory loggerFactory, IOriginalDestinationResolver? resolver = null)
+    {
+        _config = config;
+        _loggerFactory = loggerFactory;
+        _resolver = resolver ?? new SoOriginalDstResolver();
+        Metrics = new ProxyMetrics();
+        Exporter = new PrometheusExporter(Metrics.Meter);
+    }
+
+    public ProxyMetrics Metrics { get; }
+
+    public PrometheusExporter Exporter { get; }
+
+    public Readiness Readiness { get; } = new();
+
+    /// <summary>The bound address of each listener, by name (ports resolved when configured as 0).</summary>
+    public IReadOnlyList<(string Name, EndPoint Address)> BoundListeners
+        => _listeners.Select(static l => (l.Name, l.Options.EndPoint)).ToArray();
+
+    public EndPoint? AddressOf(string name) => _listeners.FirstOrDefault(l => l.Name == name).Options?.EndPoint;
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var transport = new SocketTransportOptions
+        {
+            ReadBufferSize = _config.Transport.ReadBufferSize,
+            IoQueueCount = _config.Transport.IoQueues,
+            Backlog = _config.Transport.Backlog,
+            NoDelay = _config.Transport.NoDelay,
+            InlineScheduling = _config.Transport.InlineScheduling,
+        };
+        _connector = new UpstreamConnector(
+            new UpstreamConnectorOptions { ConnectTimeout = _config.Tcp.ConnectTimeout, NoDelay = _config.Transport.NoDelay, Transport = transport },
+            _loggerFactory);
+        _splice = _config.Tcp.Splice == SpliceMode.Never ? null : new SpliceForwarder(logger: _loggerFactory.CreateLogger<SpliceForwarder>());
+        var tcp = new TcpProxy(_connector, Metrics, _loggerFactory.CreateLogger<TcpProxy>());
+        var tcpContext = new TcpProxyContext("", "")
+        {
+            ForwardOptions = new TcpForwardOptions { IdleTimeout = _config.Tcp.IdleTimeout },
+            RawForwarder = _splice,
+            SpliceMode = _config.Tcp.Splice,
+        };
+        var services = new ServiceRegistry(_config.Services);
+        var logger = _loggerFactory.CreateLogger("Proxy.Sidecar.Listener");
+
+        void AddTcp(string name, IPEndPoint address, ListenerKind kind, Service? service)
+        {
+            var handler = new ListenerHandler(name, kind, service, services, _resolver, tcp, tcpContext with { ListenerName = name },
+                _config.Tcp.MaxConnections, Metrics, logger);
+            _kestrelOptions.Listen(address, options =>
+            {
+                options.Use(_ => handler.HandleAsync);
+                _listeners.Add((name, options));
+            });
+        }
+
+        if (_config.OutboundListen is { } outbound)
+        {
+            AddTcp("outbound", outbound, ListenerKind.Outbound, null);
+        }
+
+        if (_config.InboundListen is { } inbound)
+        {
+            AddTcp("inbound", inbound, ListenerKind.Inbound, null);
+        }
+
+        foreach (var listener in _config.Listeners)
+        {
+            AddTcp(listener.Name, listener.Address, ListenerKind.Explicit, services.FindByName(listener.Service));
+        }
+
+        if (_config.AdminListen is { } admin)
+        {
+            _kestrelOptions.Listen(admin, options =>
+            {
+                options.Protocols = HttpProtocols.Http1;
+                _listeners.Add(("admin", options));
+            });
+        }
+
+        _transport = new SocketTransportFactory(transport, _loggerFactory);
+        _server = new KestrelServer(Options.Create(_kestrelOptions), _transport, _loggerFactory);
+        await _server.StartAsync(new AdminApplication(_config, Readiness, Exporter), cancellationToken);
+        Readiness.MarkReady();
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_server is not null)
+        {
+            await _server.StopAsync(cancellationToken);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await _server.StopAsync(cts.Token);
+            _server.Dispose();
+        }
+
+        _splice?.Dispose();
+        _connector?.Dispose();
+        _transport?.Dispose();
+
+        Exporter.Dispose();
+        Metrics.Dispose();
+    }
+}

@@ -1,0 +1,282 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Proxy.Core.Tests.TestSupport;
+using Proxy.Core.Transport;
+
+namespace Proxy.Core.Tests.Transport;
+
+public sealed class SocketConnectionTests : IAsyncLifetime
+{
+    private readonly SocketTransportFactory _factory = new(new SocketTransportOptions { ReadBufferSize = 4096 });
+    private IConnectionListener _listener = null!;
+
+    public async Task InitializeAsync()
+    {
+        _listener = await _factory.BindAsync(new IPEndPoint(IPAddress.Loopback, 0));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _listener.DisposeAsync();
+        _factory.Dispose();
+    }
+
+    private async Task<(Socket Client, SocketConnection Server)> ConnectAsync()
+    {
+        var client = await TestSockets.ConnectAsync((IPEndPoint)_listener.EndPoint);
+        var server = (SocketConnection)(await _listener.AcceptAsync().AsTask().WaitAsync(TestTimeouts.Short))!;
+        return (client, server);
+    }
+
+    private static async Task<byte[]> ReadInputToEndAsync(PipeReader input)
+    {
+        while (true)
+        {
+            var result = await input.ReadAsync().AsTask().WaitAsync(TestTimeouts.Short);
+            if (result.IsCompleted)
+            {
+                var bytes = result.Buffer.ToArray();
+                input.AdvanceTo(result.Buffer.End);
+                return bytes;
+            }
+
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+
+    [Fact]
+    public async Task Input_PeerSendsFin_CompletesNormallyAndOutputStillSends()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+
+        await client.SendAllAsync(Encoding.ASCII.GetBytes("question"));
+        client.Shutdown(SocketShutdown.Send);
+
+        var received = await ReadInputToEndAsync(server.Transport.Input);
+        Assert.Equal("question", Encoding.ASCII.GetString(received));
+
+        await server.Transport.Output.WriteAsync(Encoding.ASCII.GetBytes("answer")).AsTask().WaitAsync(TestTimeouts.Short);
+        await server.Transport.Output.CompleteAsync();
+
+        var answer = await client.ReadToEndAsync();
+        Assert.Equal("answer", Encoding.ASCII.GetString(answer));
+    }
+
+    [Fact]
+    public async Task Output_CompletedNormally_SendsPendingBytesThenFinAndKeepsReceiving()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+
+        // More than the pipe's pause threshold in several blocks, to exercise multi-segment sends.
+        var payload = new byte[300_000];
+        new Random(7).NextBytes(payload);
+        var clientRead = client.ReadToEndAsync();
+        await server.Transport.Output.WriteAsync(payload).AsTask().WaitAsync(TestTimeouts.Short);
+        await server.Transport.Output.CompleteAsync();
+
+        Assert.Equal(payload, await clientRead);
+
+        // Our FIN went out; the other direction is still open.
+        await client.SendAllAsync(Encoding.ASCII.GetBytes("late"));
+        client.Shutdown(SocketShutdown.Send);
+        var received = await ReadInputToEndAsync(server.Transport.Input);
+        Assert.Equal("late", Encoding.ASCII.GetString(received));
+    }
+
+    [Fact]
+    public async Task ConnectionClosed_BothDirectionsDone_FiresWithoutDispose()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+        var closed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        server.ConnectionClosed.Register(() => closed.TrySetResult());
+
+        await server.Transport.Output.CompleteAsync();
+        Assert.Empty(await client.ReadToEndAsync());
+        client.Shutdown(SocketShutdown.Send);
+        Assert.Empty(await ReadInputToEndAsync(server.Transport.Input));
+
+        await closed.Task.WaitAsync(TestTimeouts.Short);
+    }
+
+    [Fact]
+    public async Task Input_PeerResets_CompletesWithConnectionResetException()
+    {
+        var (client, server) = await ConnectAsync();
+        await using var _ = server;
+        var input = server.Transport.Input;
+        await client.SendAllAsync(new byte[] { 1, 2, 3 });
+        var first = await input.ReadAsync().AsTask().WaitAsync(TestTimeouts.Short);
+        input.AdvanceTo(first.Buffer.End);
+
+        client.Reset();
+
+        await Assert.ThrowsAsync<ConnectionResetException>(async () =>
+        {
+            while (true)
+            {
+                var result = await input.ReadAsync().AsTask().WaitAsync(TestTimeouts.Short);
+                input.AdvanceTo(result.Buffer.End);
+                Assert.False(result.IsCompleted, "a reset must not look like a clean FIN");
+            }
+        });
+    }
+
+    [Fact]
+    public async Task Abort_PeerSeesReset()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+        await server.Transport.Output.WriteAsync(new byte[] { 42 }).AsTask().WaitAsync(TestTimeouts.Short);
+        Assert.Equal(new byte[] { 42 }, await client.ReadExactlyAsync(1));
+
+        server.Abort();
+
+        Assert.Equal(SocketError.ConnectionReset, await client.ReadUntilEndAsync());
+    }
+
+    [Fact]
+    public async Task Abort_AfterStart_FiresConnectionClosedAndCompletesInputWithAbortReason()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+        var closed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        server.ConnectionClosed.Register(() => closed.TrySetResult());
+        var input = server.Transport.Input;
+
+        server.Abort(new ConnectionAbortedException("test abort"));
+
+        await closed.Task.WaitAsync(TestTimeouts.Short);
+        var ex = await Assert.ThrowsAsync<ConnectionAbortedException>(async () => await input.ReadAsync().AsTask().WaitAsync(TestTimeouts.Short));
+        Assert.Equal("test abort", ex.Message);
+    }
+
+    [Fact]
+    public async Task Output_CompletedWithException_PeerSeesReset()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+
+        await server.Transport.Output.CompleteAsync(new InvalidOperationException("boom"));
+
+        Assert.Equal(SocketError.ConnectionReset, await client.ReadUntilEndAsync());
+    }
+
+    [Fact]
+    public async Task Abort_BeforeStart_PeerSeesResetAndTakeOverFails()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+
+        server.Abort();
+
+        Assert.Equal(SocketError.ConnectionReset, await client.ReadUntilEndAsync());
+        Assert.False(server.TryTakeOver(out var _));
+    }
+
+    [Fact]
+    public async Task TryTakeOver_BeforeStart_HandsOverSocketThatTransportNeverCloses()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await client.SendAllAsync(Encoding.ASCII.GetBytes("raw"));
+
+        var feature = server.Features.Get<ITakeOverSocketFeature>();
+        Assert.NotNull(feature);
+        Assert.True(feature.CanTakeOver);
+        Assert.True(feature.TryTakeOver(out var socket));
+        using var __ = socket;
+        Assert.False(feature.CanTakeOver);
+        Assert.False(server.IsStarted);
+        Assert.Throws<InvalidOperationException>(() => server.Transport);
+
+        // Disposing and aborting the connection must leave the socket alone.
+        server.Abort();
+        await server.DisposeAsync();
+
+        // Nothing was read by the transport: the bytes are all still there.
+        var buffer = new byte[3];
+        Assert.Equal(3, await socket.ReceiveAsync(buffer.AsMemory()).AsTask().WaitAsync(TestTimeouts.Short));
+        Assert.Equal("raw", Encoding.ASCII.GetString(buffer));
+        await socket.SendAllAsync(Encoding.ASCII.GetBytes("ok"));
+        Assert.Equal("ok", Encoding.ASCII.GetString(await client.ReadExactlyAsync(2)));
+    }
+
+    [Fact]
+    public async Task TryTakeOver_AfterTransportUsed_ReturnsFalse()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+
+        Assert.NotNull(server.Transport);
+
+        Assert.True(server.IsStarted);
+        Assert.False(server.Features.Get<ITakeOverSocketFeature>()!.CanTakeOver);
+        Assert.False(server.Features.Get<ITakeOverSocketFeature>()!.TryTakeOver(out var _));
+    }
+
+    [Fact]
+    public async Task DisposeAsync_AfterWrite_SendsPendingBytesThenFin()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        var closed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        server.ConnectionClosed.Register(() => closed.TrySetResult());
+
+        await server.Transport.Output.WriteAsync(Encoding.ASCII.GetBytes("bye")).AsTask().WaitAsync(TestTimeouts.Short);
+        await server.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Short);
+
+        Assert.Equal("bye", Encoding.ASCII.GetString(await client.ReadToEndAsync()));
+        await closed.Task.WaitAsync(TestTimeouts.Short);
+    }
+
+    [Fact]
+    public async Task Features_ExposeEndPointsSocketAndId()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+
+        Assert.Equal(client.LocalEndPoint, server.RemoteEndPoint);
+        Assert.Equal(_listener.EndPoint, server.LocalEndPoint);
+        Assert.Same(server.Socket, server.Features.Get<IConnectionSocketFeature>()!.Socket);
+        Assert.Same(server, server.Features.Get<IConnectionLifetimeFeature>());
+        Assert.False(string.IsNullOrEmpty(server.Features.Get<IConnectionIdFeature>()!.ConnectionId));
+        Assert.False(server.IsStarted);
+    }
+
+    [Fact]
+    public async Task Transport_IdleConnectionWithWaitForData_HoldsNoBlock()
+    {
+        using var factory = new SocketTransportFactory(new SocketTransportOptions { ReadBufferSize = 4096 });
+        await using var listener = await factory.BindAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        using var client = await TestSockets.ConnectAsync((IPEndPoint)listener.EndPoint);
+        await using var server = (SocketConnection)(await listener.AcceptAsync().AsTask().WaitAsync(TestTimeouts.Short))!;
+
+        // One round trip, fully consumed, then idle.
+        await client.SendAllAsync(new byte[] { 1 });
+        var result = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(TestTimeouts.Short);
+        server.Transport.Input.AdvanceTo(result.Buffer.End);
+        await client.SendAllAsync(new byte[] { 2 });
+        result = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(TestTimeouts.Short);
+        server.Transport.Input.AdvanceTo(result.Buffer.End);
+
+        // The consumed block went back to the pool while the receive loop waits with a zero-byte read.
+        Assert.True(factory.Pool.PooledCount >= 1);
+    }
+}
