@@ -1,6 +1,22 @@
+using BenchmarkDotNet.Running;
+using Proxy.Bench.E2e;
+
 namespace Proxy.Bench;
 
+/// <summary>
+/// Dispatcher. <c>dotnet run -c Release --project bench -- e2e [options]</c> runs the end-to-end comparison
+/// against peer proxies; anything else goes to BenchmarkDotNet (e.g. <c>--filter *</c>).
+/// </summary>
 internal static class Program
 {
-    public static int Main(string[] args) => 0;
+    public static int Main(string[] args)
+    {
+        if (args.Length > 0 && string.Equals(args[0], "e2e", StringComparison.OrdinalIgnoreCase))
+        {
+            return E2eCommand.Run(args.AsSpan(1).ToArray());
+        }
+
+        BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+        return 0;
+    }
 }
