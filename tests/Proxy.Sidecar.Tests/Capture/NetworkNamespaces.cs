@@ -449,20 +449,65 @@ internal static partial class Prerequisites
                 "explicitly with --filter 'FullyQualifiedName!~RealCapture'.");
         }
 
-        var missing = new List<string>();
-        var runner = new Proxy.Sidecar.Iptables.ProcessCommandRunner();
-        foreach (var (program, package) in Tools)
+        var missing = Missing();
+        if (missing.Count > 0)
         {
-            if (runner.Locate(program) is null)
+            // A fresh machine has only the .NET SDK: as root, install the tools once (what .ci/run does).
+            lock (InstallLock)
             {
-                missing.Add($"{program} (apt-get install {package})");
+                s_installOutput ??= Install(missing.Select(static m => m.Package).Distinct().ToArray());
             }
+
+            missing = Missing();
         }
 
         if (missing.Count > 0)
         {
-            throw new InvalidOperationException($"The real-capture tests need programs that are not installed: {string.Join(", ", missing)}.");
+            throw new InvalidOperationException(
+                $"The real-capture tests need programs that are not installed: {string.Join(", ", missing.Select(static m => $"{m.Program} (apt-get install {m.Package})"))}. " +
+                $"Installing them failed: {s_installOutput}");
         }
+    }
+
+    private static readonly Lock InstallLock = new();
+    private static string? s_installOutput;
+
+    private static List<(string Program, string Package)> Missing()
+    {
+        var runner = new Proxy.Sidecar.Iptables.ProcessCommandRunner();
+        return Tools.Where(t => runner.Locate(t.Program) is null).ToList();
+    }
+
+    private static string Install(string[] packages)
+    {
+        var output = new System.Text.StringBuilder();
+        string[][] steps = [["update", "-q"], ["install", "-y", "-q", .. packages]];
+        foreach (var args in steps)
+        {
+            var start = new System.Diagnostics.ProcessStartInfo("apt-get") { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in args)
+            {
+                start.ArgumentList.Add(a);
+            }
+
+            start.Environment["DEBIAN_FRONTEND"] = "noninteractive";
+            using var process = System.Diagnostics.Process.Start(start)!;
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
+            {
+                process.Kill(entireProcessTree: true);
+                return output.Append($"apt-get {args[0]} did not finish within 5 minutes").ToString();
+            }
+
+            output.Append($"apt-get {string.Join(' ', args)} exited {process.ExitCode}: {stderr.Result.Trim()} ");
+            if (process.ExitCode != 0)
+            {
+                break;
+            }
+        }
+
+        return output.ToString();
     }
 
     [LibraryImport("libc", EntryPoint = "geteuid")]
