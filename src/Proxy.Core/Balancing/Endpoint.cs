@@ -75,8 +75,8 @@ public sealed class Endpoint
     }
 
     /// <summary>
-    /// Marks a request as ended and records its latency. A failure never lowers the estimate (a
-    /// fast-failing endpoint must not attract traffic); it can raise it, like a slow success.
+    /// Marks a request as ended and records its latency. A failure is not blended in (a fast-failing
+    /// endpoint must not look fast): it only lets the estimate decay, or raises it, like a slow success.
     /// </summary>
     public void OnRequestEnd(long startToken, bool success)
     {
@@ -94,16 +94,10 @@ public sealed class Endpoint
             }
 
             var current = _estimateTicks;
-            if (rtt > current)
-            {
-                _estimateTicks = rtt;
-            }
-            else if (success)
-            {
-                var w = Math.Exp(-Math.Max(0, now - _stamp) / _decayTicks);
-                _estimateTicks = (current * w) + (rtt * (1 - w));
-            }
-
+            var w = Math.Exp(-Math.Max(0, now - _stamp) / _decayTicks);
+            _estimateTicks = rtt > current ? rtt
+                : success ? (current * w) + (rtt * (1 - w))
+                : Math.Max(rtt, current * w);
             Volatile.Write(ref _stamp, now);
         }
     }
