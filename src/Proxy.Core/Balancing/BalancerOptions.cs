@@ -22,7 +22,7 @@ public sealed record BalancerOptions
     /// <summary>Ring hash: virtual nodes per unit of weight.</summary>
     public int VirtualNodesPerWeight { get; init; } = 100;
 
-    /// <summary>Ring hash: at least this many virtual nodes in all (more per weight when the total weight is small).</summary>
+    /// <summary>Ring hash: at least this many virtual nodes in all (the nodes per weight double until there are).</summary>
     public int MinRingSize { get; init; } = 1024;
 
     /// <summary>Ring hash: at most this many virtual nodes in all (fewer per weight when the total weight is large).</summary>

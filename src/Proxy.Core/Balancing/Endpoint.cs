@@ -9,7 +9,7 @@ namespace Proxy.Core.Balancing;
 /// </summary>
 /// <remarks>
 /// Peak-EWMA (Finagle, Linkerd): each finished request's round-trip time is a sample. A sample above
-/// the estimate replaces it at once (peak sensitivity: a slowing endpoint is noticed after one
+/// the (decayed) estimate replaces it at once (peak sensitivity: a slowing endpoint is noticed after one
 /// request); a lower sample is blended in with weight <c>1 - exp(-elapsed / decay)</c>, and between
 /// samples the estimate decays towards zero, so an endpoint that was slow gets traffic again.
 /// Cost = estimate * (in-flight + 1). An endpoint without samples costs 0 while idle (new endpoints are
@@ -93,11 +93,13 @@ public sealed class Endpoint
                 return;
             }
 
-            var current = _estimateTicks;
+            // Compare against the estimate decayed to now, as Pick sees it: an endpoint that was slow
+            // long ago and answers at a normal speed again is back at once.
             var w = Math.Exp(-Math.Max(0, now - _stamp) / _decayTicks);
-            _estimateTicks = rtt > current ? rtt
-                : success ? (current * w) + (rtt * (1 - w))
-                : Math.Max(rtt, current * w);
+            var decayed = _estimateTicks * w;
+            _estimateTicks = rtt > decayed ? rtt
+                : success ? decayed + (rtt * (1 - w))
+                : decayed;
             Volatile.Write(ref _stamp, now);
         }
     }

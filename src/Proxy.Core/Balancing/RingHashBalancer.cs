@@ -5,8 +5,8 @@ namespace Proxy.Core.Balancing;
 /// <summary>
 /// Consistent hashing (Karger's ring): every endpoint owns virtual nodes at hashed points of a 64-bit
 /// ring, as many as its weight times <see cref="BalancerOptions.VirtualNodesPerWeight"/> (scaled so the
-/// ring has between <see cref="BalancerOptions.MinRingSize"/> and <see cref="BalancerOptions.MaxRingSize"/>
-/// nodes). A key goes to the first node at or after its hash. A node's point depends only on its
+/// ring has at least <see cref="BalancerOptions.MinRingSize"/> nodes, by doubling, and at most
+/// <see cref="BalancerOptions.MaxRingSize"/>, by scaling down). A key goes to the first node at or after its hash. A node's point depends only on its
 /// endpoint's address and its replica number, so every proxy builds the same ring, and removing one of
 /// N endpoints moves only the keys it owned (about 1/N). A context without a key lands at a random point.
 /// </summary>
@@ -29,7 +29,14 @@ public sealed class RingHashBalancer : ILoadBalancer
         _random = options.Random;
 
         var total = (long)endpoints.TotalWeight;
-        var perWeight = Math.Max(options.VirtualNodesPerWeight, (options.MinRingSize + total - 1) / total);
+        // Doubling (rather than ceil(min / total)) keeps the count per weight unchanged when one endpoint
+        // of many comes or goes, so the remap stays minimal; it changes only when a threshold is crossed.
+        long perWeight = options.VirtualNodesPerWeight;
+        while (total * perWeight < options.MinRingSize)
+        {
+            perWeight *= 2;
+        }
+
         var nodes = new int[endpoints.Count];
         long size = 0;
         for (var i = 0; i < nodes.Length; i++)

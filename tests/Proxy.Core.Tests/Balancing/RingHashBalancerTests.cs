@@ -89,7 +89,8 @@ public sealed class RingHashBalancerTests
             counts[Endpoints.IndexOf(set, e)]++;
         }
 
-        Assert.Equal(1030, balancer.RingSize);
+        // 10 * 100 < 1024, so the nodes per weight double to 200.
+        Assert.Equal(2000, balancer.RingSize);
         foreach (var c in counts)
         {
             Assert.InRange(c, Keys * 7 / 100, Keys * 13 / 100);
@@ -107,8 +108,8 @@ public sealed class RingHashBalancerTests
             counts[Endpoints.IndexOf(set, e)]++;
         }
 
-        // Total weight 6 and a minimum ring of 1024: ceil(1024 / 6) = 171 nodes per unit of weight.
-        Assert.Equal(171 * 6, balancer.RingSize);
+        // Total weight 6 and a minimum ring of 1024: 100 nodes per weight doubled to 200.
+        Assert.Equal(200 * 6, balancer.RingSize);
         Assert.InRange(counts[0], Keys * 12 / 100, Keys * 21 / 100);
         Assert.InRange(counts[1], Keys * 28 / 100, Keys * 39 / 100);
         Assert.InRange(counts[2], Keys * 44 / 100, Keys * 56 / 100);
