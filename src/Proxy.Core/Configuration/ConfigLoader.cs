@@ -343,7 +343,7 @@ public static class ConfigLoader
                 errors.Add($"{key}.hashOn: \"{hashText}\" is not a hash key (source_ip)");
                 ok = false;
             }
-            else if (balancer != BalancerKind.RingHash)
+            else if (balancer != BalancerKind.RingHash && ok)
             {
                 errors.Add($"{key}.hashOn: only used with balancer ring_hash, not {LoadBalancers.Name(balancer)}");
                 ok = false;

@@ -41,6 +41,11 @@ public sealed class ServiceRegistry
     {
         foreach (var config in services)
         {
+            if (config.Weights.Count != 0 && config.Weights.Count != config.Endpoints.Count)
+            {
+                throw new ArgumentException($"service \"{config.Name}\" has {config.Weights.Count} weights for {config.Endpoints.Count} endpoints", nameof(services));
+            }
+
             var endpoints = new WeightedAddress[config.Endpoints.Count];
             for (var i = 0; i < endpoints.Length; i++)
             {

@@ -130,4 +130,21 @@ public sealed class ConfigLoaderBalancerTests
             Assert.Same(picked, service.Pick(new IPEndPoint(IPAddress.Parse("::ffff:192.0.2.9"), port)));
         }
     }
+
+    [Fact]
+    public void ServiceRegistry_WeightsNotMatchingEndpoints_ThrowsNamingTheService()
+    {
+        var config = new ServiceConfig("w", [], [new IPEndPoint(IPAddress.Loopback, 1)]) { Weights = [1, 2] };
+
+        var e = Assert.Throws<ArgumentException>(() => new ServiceRegistry([config]));
+        Assert.Contains("service \"w\" has 2 weights for 1 endpoints", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_HashOnWithInvalidBalancer_OnlyTheBalancerError()
+    {
+        var result = Load("""{ "services": [ { "name": "a", "balancer": "nope", "hashOn": "source_ip", "endpoints": ["127.0.0.1:1"] } ] }""");
+
+        Assert.StartsWith("services[0].balancer: \"nope\"", Assert.Single(result.Errors), StringComparison.Ordinal);
+    }
 }
