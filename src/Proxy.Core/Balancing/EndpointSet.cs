@@ -57,6 +57,35 @@ public sealed class EndpointSet
         return new EndpointSet(endpoints);
     }
 
+    /// <summary>
+    /// The snapshot for a changed list of addresses: an endpoint whose address and weight are unchanged
+    /// keeps its object, so its in-flight count and latency estimate carry over (requests started on
+    /// it end on the same object); added or re-weighted endpoints start fresh.
+    /// </summary>
+    public EndpointSet Update(IReadOnlyList<WeightedAddress> addresses, BalancerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(addresses);
+        options ??= BalancerOptions.Default;
+        var endpoints = new Endpoint[addresses.Count];
+        for (var i = 0; i < endpoints.Length; i++)
+        {
+            var wanted = addresses[i];
+            Endpoint? kept = null;
+            foreach (var e in _endpoints)
+            {
+                if (e.Address == wanted.Address && e.Weight == wanted.Weight)
+                {
+                    kept = e;
+                    break;
+                }
+            }
+
+            endpoints[i] = kept ?? new Endpoint(wanted.Address, wanted.Weight, options.Time, options.Decay, options.UnsampledPenalty);
+        }
+
+        return new EndpointSet(endpoints);
+    }
+
     public int Count => _endpoints.Length;
 
     public Endpoint this[int index] => _endpoints[index];

@@ -44,4 +44,23 @@ public sealed class LoadBalancersTests
 
         Assert.Same(second[1], balancer.Pick(BalancerContext.None));
     }
+
+    [Fact]
+    public void EndpointSet_Update_KeepsUnchangedEndpointsAndTheirLoad()
+    {
+        var first = EndpointSet.Create(Endpoints.Addresses(3, 1, 2, 1));
+        first[1].OnRequestStart();
+        first[2].OnRequestStart();
+        var next = Endpoints.Addresses(4, 1, 2, 5, 1);
+
+        var second = first.Update([next[1], next[2], next[3]]);
+
+        Assert.Same(first[1], second[0]);
+        Assert.Equal(1, second[0].InFlight);
+        Assert.NotSame(first[2], second[1]);
+        Assert.Equal(5, second[1].Weight);
+        Assert.Equal(0, second[1].InFlight);
+        Assert.Equal(Endpoints.Address(3), second[2].Address);
+        Assert.Equal(8, second.TotalWeight);
+    }
 }
