@@ -1,25 +1,101 @@
-using Proxy.Core.Addresses;
-
 namespace Proxy.Core.Balancing;
 
-/// <summary>Picks endpoints in turn. Lock-free; safe to share across connections and threads.</summary>
-public sealed class RoundRobinBalancer
+/// <summary>
+/// Smooth weighted round-robin. The order is nginx's smooth WRR (weights 5,1,1 give a a b a c a a: the
+/// heavy endpoint's turns are spread out, not bunched), computed once per snapshot into a schedule that
+/// picks walk with one interlocked increment: lock-free, no per-pick state beyond a counter.
+/// </summary>
+/// <remarks>
+/// Weights are divided by their greatest common divisor first; a total weight above
+/// <see cref="BalancerOptions.MaxScheduleLength"/> is scaled down to fit (each weight at least 1), which
+/// rounds the proportions slightly. Picks start at the first endpoint.
+/// </remarks>
+public sealed class RoundRobinBalancer : ILoadBalancer
 {
-    private readonly UpstreamAddress[] _endpoints;
+    private readonly EndpointSet _set;
+    private readonly Endpoint[] _schedule;
     private uint _next;
 
-    public RoundRobinBalancer(IReadOnlyList<UpstreamAddress> endpoints)
+    public RoundRobinBalancer(EndpointSet endpoints, BalancerOptions? options = null)
     {
-        ArgumentOutOfRangeException.ThrowIfZero(endpoints.Count);
-        _endpoints = [.. endpoints];
+        ArgumentNullException.ThrowIfNull(endpoints);
+        _set = endpoints;
+        _schedule = BuildSchedule(endpoints, (options ?? BalancerOptions.Default).MaxScheduleLength);
     }
 
-    public IReadOnlyList<UpstreamAddress> Endpoints => _endpoints;
+    public EndpointSet Endpoints => _set;
 
-    public UpstreamAddress Pick()
+    /// <summary>The length of one full round (the sum of the reduced weights).</summary>
+    public int ScheduleLength => _schedule.Length;
+
+    public Endpoint Pick(in BalancerContext context)
     {
-        // Unsigned wrap-around keeps the index valid after 2^32 picks.
+        // Unsigned wrap-around keeps the index valid after 2^32 picks; the modulo is over the schedule,
+        // so a wrap restarts mid-round at worst once per 2^32 picks.
         var i = Interlocked.Increment(ref _next) - 1;
-        return _endpoints[i % (uint)_endpoints.Length];
+        return _schedule[i % (uint)_schedule.Length];
+    }
+
+    private static Endpoint[] BuildSchedule(EndpointSet set, int maxLength)
+    {
+        var n = set.Count;
+        var weights = new long[n];
+        long gcd = 0;
+        for (var i = 0; i < n; i++)
+        {
+            weights[i] = set[i].Weight;
+            gcd = Gcd(gcd, weights[i]);
+        }
+
+        long total = 0;
+        for (var i = 0; i < n; i++)
+        {
+            weights[i] /= gcd;
+            total += weights[i];
+        }
+
+        if (total > maxLength)
+        {
+            var scaled = 0L;
+            for (var i = 0; i < n; i++)
+            {
+                weights[i] = Math.Max(1, weights[i] * maxLength / total);
+                scaled += weights[i];
+            }
+
+            total = scaled;
+        }
+
+        // nginx smooth WRR: every step each endpoint gains its weight, the richest is picked and pays
+        // the total. Ties go to the lower index, so equal weights give plain 0, 1, 2, ... order.
+        var schedule = new Endpoint[total];
+        var current = new long[n];
+        for (var step = 0; step < schedule.Length; step++)
+        {
+            var best = 0;
+            for (var i = 0; i < n; i++)
+            {
+                current[i] += weights[i];
+                if (current[i] > current[best])
+                {
+                    best = i;
+                }
+            }
+
+            current[best] -= total;
+            schedule[step] = set[best];
+        }
+
+        return schedule;
+    }
+
+    private static long Gcd(long a, long b)
+    {
+        while (b != 0)
+        {
+            (a, b) = (b, a % b);
+        }
+
+        return a;
     }
 }

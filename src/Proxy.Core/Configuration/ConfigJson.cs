@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Proxy.Core.Balancing;
 
 namespace Proxy.Core.Configuration;
 
@@ -47,12 +48,29 @@ public static class ConfigJson
 
             w.WriteEndArray();
             w.WriteStartArray("endpoints");
-            foreach (var e in s.Endpoints)
+            for (var i = 0; i < s.Endpoints.Count; i++)
             {
-                w.WriteStringValue(e.ToString());
+                var weight = s.WeightOf(i);
+                if (weight == 1)
+                {
+                    w.WriteStringValue(s.Endpoints[i].ToString());
+                }
+                else
+                {
+                    w.WriteStartObject();
+                    w.WriteString("address", s.Endpoints[i].ToString());
+                    w.WriteNumber("weight", weight);
+                    w.WriteEndObject();
+                }
             }
 
             w.WriteEndArray();
+            w.WriteString("balancer", LoadBalancers.Name(s.Balancer));
+            if (s.HashOn == HashOn.SourceIp)
+            {
+                w.WriteString("hashOn", "source_ip");
+            }
+
             w.WriteEndObject();
         }
 

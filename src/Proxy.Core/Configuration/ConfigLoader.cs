@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using Proxy.Core.Balancing;
 using Proxy.Core.Tcp;
 
 namespace Proxy.Core.Configuration;
@@ -305,18 +306,162 @@ public static class ConfigLoader
 
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints"))
+        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn"))
         {
             return;
         }
 
         var name = ReadString(e, "name", key, errors);
         var addresses = ReadEndPoints(e, "addresses", key, errors, required: false);
-        var endpoints = ReadEndPoints(e, "endpoints", key, errors, required: true);
-        if (name is not null && addresses is not null && endpoints is not null)
+        var endpoints = ReadServiceEndpoints(e, key, errors, out var weights);
+        var ok = true;
+        var balancer = BalancerKind.RoundRobin;
+        if (e.TryGetProperty("balancer", out _))
         {
-            draft.Services.Add(new ServiceConfig(name, addresses, endpoints));
+            var balancerText = ReadString(e, "balancer", key, errors);
+            if (balancerText is null)
+            {
+                ok = false;
+            }
+            else if (!LoadBalancers.TryParse(balancerText, out balancer))
+            {
+                errors.Add($"{key}.balancer: \"{balancerText}\" is not a balancer ({string.Join(", ", LoadBalancers.Names)})");
+                ok = false;
+            }
         }
+
+        var hashOn = HashOn.None;
+        if (e.TryGetProperty("hashOn", out _))
+        {
+            var hashText = ReadString(e, "hashOn", key, errors);
+            if (hashText is null)
+            {
+                ok = false;
+            }
+            else if (hashText != "source_ip")
+            {
+                errors.Add($"{key}.hashOn: \"{hashText}\" is not a hash key (source_ip)");
+                ok = false;
+            }
+            else if (balancer != BalancerKind.RingHash && ok)
+            {
+                errors.Add($"{key}.hashOn: only used with balancer ring_hash, not {LoadBalancers.Name(balancer)}");
+                ok = false;
+            }
+            else
+            {
+                hashOn = HashOn.SourceIp;
+            }
+        }
+        else if (balancer == BalancerKind.RingHash)
+        {
+            // At L4 the source IP is the only key there is.
+            hashOn = HashOn.SourceIp;
+        }
+
+        if (ok && name is not null && addresses is not null && endpoints is not null)
+        {
+            draft.Services.Add(new ServiceConfig(name, addresses, endpoints)
+            {
+                Balancer = balancer,
+                HashOn = hashOn,
+                Weights = weights,
+            });
+        }
+    }
+
+    /// <summary>The largest endpoint weight accepted.</summary>
+    public const int MaxWeight = 1000;
+
+    /// <summary>
+    /// "endpoints": each item "ip:port" (weight 1) or { "address": "ip:port", "weight": 3 }. The weights
+    /// come back empty when every weight is 1.
+    /// </summary>
+    private static List<IPEndPoint>? ReadServiceEndpoints(JsonElement obj, string key, List<string> errors, out int[] weights)
+    {
+        weights = [];
+        if (!obj.TryGetProperty("endpoints", out var array))
+        {
+            errors.Add($"{key}.endpoints: missing");
+            return null;
+        }
+
+        var list = new List<IPEndPoint>();
+        var weightList = new List<int>();
+        var ok = true;
+        ReadArray(array, $"{key}.endpoints", errors, (item, itemKey) =>
+        {
+            var weight = 1;
+            string? text;
+            if (item.ValueKind == JsonValueKind.String)
+            {
+                text = item.GetString()!;
+            }
+            else if (item.ValueKind == JsonValueKind.Object)
+            {
+                if (!CheckKeys(item, itemKey, errors, "address", "weight"))
+                {
+                    ok = false;
+                    return;
+                }
+
+                text = ReadString(item, "address", itemKey, errors);
+                if (item.TryGetProperty("weight", out var w))
+                {
+                    if (w.ValueKind != JsonValueKind.Number || !w.TryGetInt32(out weight) || weight < 1 || weight > MaxWeight)
+                    {
+                        errors.Add($"{itemKey}.weight: must be a whole number from 1 to {MaxWeight}, not {w.GetRawText()}");
+                        ok = false;
+                    }
+                }
+
+                if (text is null)
+                {
+                    ok = false;
+                    return;
+                }
+
+                itemKey += ".address";
+            }
+            else
+            {
+                errors.Add($"{itemKey}: must be a string \"ip:port\" or an object {{ \"address\": \"ip:port\", \"weight\": n }}");
+                ok = false;
+                return;
+            }
+
+            if (ValueParsers.ParseEndPoint(text, allowZeroPort: false, out var ep) is { } error)
+            {
+                errors.Add($"{itemKey}: {error}");
+                ok = false;
+                return;
+            }
+
+            list.Add(ep!);
+            weightList.Add(weight);
+        });
+        if (array.ValueKind != JsonValueKind.Array)
+        {
+            return null;
+        }
+
+        if (ok && list.Count == 0)
+        {
+            errors.Add($"{key}.endpoints: must list at least one endpoint");
+            return null;
+        }
+
+        if (!ok)
+        {
+            return null;
+        }
+
+        if (weightList.Exists(static w => w != 1))
+        {
+            weights = [.. weightList];
+        }
+
+        return list;
     }
 
     private static List<IPEndPoint>? ReadEndPoints(JsonElement obj, string name, string key, List<string> errors, bool required)

@@ -1,4 +1,5 @@
 using System.Net;
+using Proxy.Core.Balancing;
 using Proxy.Core.Tcp;
 
 namespace Proxy.Core.Configuration;
@@ -67,4 +68,27 @@ public sealed record ListenerConfig(string Name, IPEndPoint Address, string Serv
 /// (instances) behind them. A captured connection whose original destination is one of the virtual
 /// addresses is balanced across the endpoints; any other destination is passed through as it is.
 /// </summary>
-public sealed record ServiceConfig(string Name, IReadOnlyList<IPEndPoint> Addresses, IReadOnlyList<IPEndPoint> Endpoints);
+public sealed record ServiceConfig(string Name, IReadOnlyList<IPEndPoint> Addresses, IReadOnlyList<IPEndPoint> Endpoints)
+{
+    /// <summary>How connections (requests) are spread over the endpoints; config key <c>balancer</c>.</summary>
+    public BalancerKind Balancer { get; init; } = BalancerKind.RoundRobin;
+
+    /// <summary>What the ring hash balancer hashes; config key <c>hashOn</c>. Only set with <see cref="BalancerKind.RingHash"/>.</summary>
+    public HashOn HashOn { get; init; } = HashOn.None;
+
+    /// <summary>The endpoints' weights, parallel to <see cref="Endpoints"/>; empty means every weight is 1.</summary>
+    public IReadOnlyList<int> Weights { get; init; } = [];
+
+    /// <summary>The weight of endpoint <paramref name="index"/> (1 when no weights are given).</summary>
+    public int WeightOf(int index) => Weights.Count == 0 ? 1 : Weights[index];
+}
+
+/// <summary>The key a hashing balancer uses. L4 knows only the source IP; the HTTP stage will add header and cookie.</summary>
+public enum HashOn
+{
+    /// <summary>No key: a ring hash balancer places each connection at a random point.</summary>
+    None,
+
+    /// <summary>The client's IP address (not its port), so one client keeps reaching one endpoint.</summary>
+    SourceIp,
+}

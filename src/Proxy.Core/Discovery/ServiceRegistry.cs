@@ -6,11 +6,26 @@ using Proxy.Core.Configuration;
 namespace Proxy.Core.Discovery;
 
 /// <summary>A service as the data plane sees it: its name and a balancer over its endpoints.</summary>
-public sealed class Service(string name, RoundRobinBalancer balancer)
+public sealed class Service(string name, ILoadBalancer balancer, HashOn hashOn = HashOn.None)
 {
     public string Name { get; } = name;
 
-    public RoundRobinBalancer Balancer { get; } = balancer;
+    public ILoadBalancer Balancer { get; } = balancer;
+
+    /// <summary>What this service's balancer hashes (ring hash only).</summary>
+    public HashOn HashOn { get; } = hashOn;
+
+    /// <summary>Picks an endpoint for a connection from <paramref name="client"/> (its IP is the hash key when the service hashes on the source IP).</summary>
+    public Endpoint Pick(EndPoint? client)
+    {
+        if (HashOn == HashOn.SourceIp && client is IPEndPoint ip)
+        {
+            var context = BalancerContext.WithSourceAddress(ip.Address);
+            return Balancer.Pick(in context);
+        }
+
+        return Balancer.Pick(BalancerContext.None);
+    }
 }
 
 /// <summary>
@@ -22,17 +37,22 @@ public sealed class ServiceRegistry
     private readonly Dictionary<string, Service> _byName = new(StringComparer.Ordinal);
     private readonly Dictionary<IPEndPoint, Service> _byAddress = [];
 
-    public ServiceRegistry(IEnumerable<ServiceConfig> services)
+    public ServiceRegistry(IEnumerable<ServiceConfig> services, BalancerOptions? options = null)
     {
         foreach (var config in services)
         {
-            var endpoints = new UpstreamAddress[config.Endpoints.Count];
-            for (var i = 0; i < endpoints.Length; i++)
+            if (config.Weights.Count != 0 && config.Weights.Count != config.Endpoints.Count)
             {
-                endpoints[i] = new UpstreamAddress(Normalize(config.Endpoints[i]));
+                throw new ArgumentException($"service \"{config.Name}\" has {config.Weights.Count} weights for {config.Endpoints.Count} endpoints", nameof(services));
             }
 
-            var service = new Service(config.Name, new RoundRobinBalancer(endpoints));
+            var endpoints = new WeightedAddress[config.Endpoints.Count];
+            for (var i = 0; i < endpoints.Length; i++)
+            {
+                endpoints[i] = new WeightedAddress(new UpstreamAddress(Normalize(config.Endpoints[i])), config.WeightOf(i));
+            }
+
+            var service = new Service(config.Name, LoadBalancers.Create(config.Balancer, endpoints, options), config.HashOn);
             _byName.Add(config.Name, service);
             foreach (var address in config.Addresses)
             {

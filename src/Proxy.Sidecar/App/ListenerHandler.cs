@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Logging;
 using Proxy.Core.Addresses;
+using Proxy.Core.Balancing;
 using Proxy.Core.Capture;
 using Proxy.Core.Discovery;
 using Proxy.Core.Metrics;
@@ -84,7 +85,7 @@ internal sealed partial class ListenerHandler
 
         try
         {
-            if (!TryRoute(connection, out var target, out var serviceName, out var cause, out var reason))
+            if (!TryRoute(connection, out var target, out var endpoint, out var serviceName, out var cause, out var reason))
             {
                 _metrics.ConnectFailures.Add(1, new KeyValuePair<string, object?>("listener", _name), new KeyValuePair<string, object?>("service", "unknown"), new KeyValuePair<string, object?>("cause", cause));
                 LogUnroutable(_logger, _name, connection.RemoteEndPoint, reason);
@@ -95,12 +96,17 @@ internal sealed partial class ListenerHandler
             var tags = ProxyMetrics.Tags(_name, serviceName);
             _metrics.ConnectionsOpened.Add(1, tags);
             _metrics.ConnectionsActive.Add(1, tags);
+
+            // The balancer's in-flight count is the endpoint's open connections (least_request); a
+            // connection's lifetime says nothing about the endpoint's speed, so no latency sample.
+            endpoint?.OnRequestStart();
             try
             {
                 await _tcp.HandleAsync(connection, target, serviceName == _tcpContext.ServiceName ? _tcpContext : _tcpContext with { ServiceName = serviceName }, connection.ConnectionClosed);
             }
             finally
             {
+                endpoint?.EndWithoutSample();
                 _metrics.ConnectionsActive.Add(-1, tags);
             }
         }
@@ -110,14 +116,16 @@ internal sealed partial class ListenerHandler
         }
     }
 
-    private bool TryRoute(ConnectionContext connection, out UpstreamAddress target, out string serviceName, out string cause, out string reason)
+    private bool TryRoute(ConnectionContext connection, out UpstreamAddress target, out Endpoint? endpoint, out string serviceName, out string cause, out string reason)
     {
         target = default;
+        endpoint = null;
         cause = "";
         reason = "";
         if (_kind == ListenerKind.Explicit)
         {
-            target = _service!.Balancer.Pick();
+            endpoint = _service!.Pick(connection.RemoteEndPoint);
+            target = endpoint.Address;
             serviceName = _service.Name;
             return true;
         }
@@ -147,7 +155,8 @@ internal sealed partial class ListenerHandler
 
         if (_kind == ListenerKind.Outbound && _services.FindByAddress(destination) is { } service)
         {
-            target = service.Balancer.Pick();
+            endpoint = service.Pick(connection.RemoteEndPoint);
+            target = endpoint.Address;
             serviceName = service.Name;
             return true;
         }

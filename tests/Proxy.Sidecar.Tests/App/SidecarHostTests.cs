@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
+using Proxy.Core.Balancing;
 using Proxy.Core.Capture;
 using Proxy.Core.Configuration;
 using Proxy.Sidecar.App;
@@ -104,6 +105,64 @@ public sealed class SidecarHostTests : IAsyncLifetime
         var metrics = await HttpGetAsync(host.AddressOf("admin")!, "/metrics");
         Assert.Contains("proxy_tcp_connections_opened_total{listener=\"echo-in\",service=\"echo\"} 4", metrics, StringComparison.Ordinal);
         Assert.Contains("proxy_tcp_bytes_to_upstream_total{listener=\"echo-in\",service=\"echo\"} 32", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ExplicitListener_RingHashOnSourceIp_OneClientStaysOnOneEndpoint()
+    {
+        var a = Server("a");
+        var b = Server("b");
+        var config = BaseConfig() with
+        {
+            Services = [new ServiceConfig("echo", [], [a.EndPoint, b.EndPoint]) { Balancer = BalancerKind.RingHash, HashOn = HashOn.SourceIp }],
+            Listeners = [new ListenerConfig("echo-in", new IPEndPoint(IPAddress.Loopback, 0), "echo")],
+        };
+        var host = await StartAsync(config);
+        var listener = host.AddressOf("echo-in")!;
+        var first = await ExchangeAsync(listener, "x");
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal(first, await ExchangeAsync(listener, "x"));
+        }
+    }
+
+    [Fact]
+    public async Task ExplicitListener_LeastRequest_AvoidsTheEndpointWithAnOpenConnection()
+    {
+        var a = Server("a");
+        var b = Server("b");
+        var config = BaseConfig() with
+        {
+            Services = [new ServiceConfig("echo", [], [a.EndPoint, b.EndPoint]) { Balancer = BalancerKind.LeastRequest }],
+            Listeners = [new ListenerConfig("echo-in", new IPEndPoint(IPAddress.Loopback, 0), "echo")],
+        };
+        var host = await StartAsync(config);
+        var listener = host.AddressOf("echo-in")!;
+        using var held = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await held.ConnectAsync(listener).WaitAsync(Timeout);
+
+        // The gauge goes up in the same synchronous step that counts the connection on its endpoint.
+        var deadline = DateTime.UtcNow + Timeout;
+        while (!(await HttpGetAsync(host.AddressOf("admin")!, "/metrics")).Contains("proxy_tcp_connections_active{listener=\"echo-in\",service=\"echo\"} 1", StringComparison.Ordinal))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the held connection was never counted as active");
+            await Task.Delay(10);
+        }
+
+        var other = await ExchangeAsync(listener, "y");
+        await held.SendAsync("x\n"u8.ToArray()).WaitAsync(Timeout);
+        held.Shutdown(SocketShutdown.Send);
+        var buffer = new byte[64];
+        var total = 0;
+        int n;
+        while ((n = await held.ReceiveAsync(buffer.AsMemory(total), SocketFlags.None).AsTask().WaitAsync(Timeout)) > 0)
+        {
+            total += n;
+        }
+
+        var heldAnswer = Encoding.ASCII.GetString(buffer, 0, total);
+        Assert.NotEqual(heldAnswer[0], other[0]);
+        Assert.Equal("y\n", other[3..]);
     }
 
     [Fact]

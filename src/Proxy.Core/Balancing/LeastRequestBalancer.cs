@@ -1,0 +1,56 @@
+namespace Proxy.Core.Balancing;
+
+/// <summary>
+/// Power of two choices by load: draws two distinct endpoints (each with probability proportional to
+/// weight) and takes the one with fewer requests in flight; a tie goes to the first draw, so an idle
+/// service is balanced in proportion to the weights. O(1), lock-free, and avoids the herd that
+/// "globally least loaded" causes when many proxies see the same stale counts.
+/// </summary>
+public sealed class LeastRequestBalancer(EndpointSet endpoints, BalancerOptions? options = null) : ILoadBalancer
+{
+    private readonly IRandomSource _random = (options ?? BalancerOptions.Default).Random;
+
+    public EndpointSet Endpoints { get; } = endpoints ?? throw new ArgumentNullException(nameof(endpoints));
+
+    public Endpoint Pick(in BalancerContext context)
+    {
+        var set = Endpoints;
+        if (set.Count == 1)
+        {
+            return set[0];
+        }
+
+        set.SampleTwo(_random, out var a, out var b);
+        var first = set[a];
+        var second = set[b];
+        return second.InFlight < first.InFlight ? second : first;
+    }
+}
+
+/// <summary>
+/// Power of two choices by peak-EWMA cost (latency estimate times in-flight + 1, see
+/// <see cref="Endpoint"/>): latency-aware, Linkerd's default. Candidates are drawn by weight; a tie
+/// goes to the first draw.
+/// </summary>
+public sealed class PeakEwmaBalancer(EndpointSet endpoints, BalancerOptions? options = null) : ILoadBalancer
+{
+    private readonly IRandomSource _random = (options ?? BalancerOptions.Default).Random;
+    private readonly TimeProvider _time = (options ?? BalancerOptions.Default).Time;
+
+    public EndpointSet Endpoints { get; } = endpoints ?? throw new ArgumentNullException(nameof(endpoints));
+
+    public Endpoint Pick(in BalancerContext context)
+    {
+        var set = Endpoints;
+        if (set.Count == 1)
+        {
+            return set[0];
+        }
+
+        set.SampleTwo(_random, out var a, out var b);
+        var first = set[a];
+        var second = set[b];
+        var now = _time.GetTimestamp();
+        return second.PeakEwmaCost(now) < first.PeakEwmaCost(now) ? second : first;
+    }
+}
