@@ -1,5 +1,3 @@
-using System.Buffers;
-
 namespace Proxy.Http.Http1;
 
 /// <summary>
@@ -8,16 +6,12 @@ namespace Proxy.Http.Http1;
 /// Spans it returns point into the caller's read buffer (or, when the head arrived split across buffer
 /// segments, into a pooled copy owned by this object) and are valid until the caller advances past the head.
 /// </summary>
-public sealed class Http1RequestHead : IDisposable
+public sealed class Http1RequestHead : Http1Head
 {
-    private byte[]? _scratch;
     private int _methodStart;
     private int _methodLength;
     private int _targetStart;
     private int _targetLength;
-
-    /// <summary>Header fields in wire order.</summary>
-    public Http1HeaderList Headers { get; } = new();
 
     /// <summary>Method; <see cref="Http1Method.Other"/> for methods without their own value (see <see cref="MethodBytes"/>).</summary>
     public Http1Method Method { get; private set; }
@@ -69,33 +63,6 @@ public sealed class Http1RequestHead : IDisposable
 
     private int _hostIndex = -1;
     private int _upgradeIndex = -1;
-
-    /// <summary>Returns the pooled copy buffer, if any.</summary>
-    public void Dispose()
-    {
-        var scratch = _scratch;
-        _scratch = null;
-        Headers.Reset(default);
-        if (scratch is not null)
-        {
-            ArrayPool<byte>.Shared.Return(scratch);
-        }
-    }
-
-    internal byte[] RentScratch(int minimumLength)
-    {
-        if (_scratch is null || _scratch.Length < minimumLength)
-        {
-            if (_scratch is not null)
-            {
-                ArrayPool<byte>.Shared.Return(_scratch);
-            }
-
-            _scratch = ArrayPool<byte>.Shared.Rent(minimumLength);
-        }
-
-        return _scratch;
-    }
 
     internal void SetStartLine(Http1Method method, int methodStart, int methodLength, int targetStart, int targetLength, Http1TargetForm form, Http1Version version)
     {

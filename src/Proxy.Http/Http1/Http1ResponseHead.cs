@@ -1,20 +1,14 @@
-using System.Buffers;
-
 namespace Proxy.Http.Http1;
 
 /// <summary>
 /// A parsed response head. One instance per upstream connection, refilled by
 /// <see cref="Http1ResponseHeadParser.TryParse"/>; spans are valid until the caller advances past the head.
 /// </summary>
-public sealed class Http1ResponseHead : IDisposable
+public sealed class Http1ResponseHead : Http1Head
 {
-    private byte[]? _scratch;
     private int _reasonStart;
     private int _reasonLength;
     private int _upgradeIndex = -1;
-
-    /// <summary>Header fields in wire order.</summary>
-    public Http1HeaderList Headers { get; } = new();
 
     /// <summary>HTTP/1.0 or HTTP/1.1.</summary>
     public Http1Version Version { get; private set; }
@@ -48,33 +42,6 @@ public sealed class Http1ResponseHead : IDisposable
 
     /// <summary>Total bytes of the head including the final CRLF.</summary>
     public int HeadLength { get; private set; }
-
-    /// <summary>Returns the pooled copy buffer, if any.</summary>
-    public void Dispose()
-    {
-        var scratch = _scratch;
-        _scratch = null;
-        Headers.Reset(default);
-        if (scratch is not null)
-        {
-            ArrayPool<byte>.Shared.Return(scratch);
-        }
-    }
-
-    internal byte[] RentScratch(int minimumLength)
-    {
-        if (_scratch is null || _scratch.Length < minimumLength)
-        {
-            if (_scratch is not null)
-            {
-                ArrayPool<byte>.Shared.Return(_scratch);
-            }
-
-            _scratch = ArrayPool<byte>.Shared.Rent(minimumLength);
-        }
-
-        return _scratch;
-    }
 
     internal void SetStatusLine(Http1Version version, int statusCode, int reasonStart, int reasonLength)
     {
