@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Logging;
 using Proxy.Core.Addresses;
 using Proxy.Core.Capture;
+using Proxy.Core.Detection;
 using Proxy.Core.Discovery;
 using Proxy.Core.Metrics;
 using Proxy.Core.Tcp;
@@ -28,9 +29,11 @@ internal enum ListenerKind
 /// 2. choose the upstream: for captured listeners recover the original destination (SO_ORIGINAL_DST),
 ///    then a known service's endpoint by its virtual address, else the destination itself (passthrough);
 ///    for explicit listeners the configured service's next endpoint;
-/// 3. hand the connection to the opaque TCP stage (<see cref="TcpProxy"/>), which connects and forwards.
-/// A connection whose upstream cannot be chosen is reset and logged with the reason.
-/// Protocol detection (HTTP, TLS) slots in between 2 and 3 in later stages.
+/// 3. captured listeners only: detect the protocol by peeking the raw socket (<see cref="ProtocolDetector"/>),
+///    unless the original destination port is configured opaque; nothing is consumed, so splice stays possible;
+/// 4. hand the connection to the opaque TCP stage (<see cref="TcpProxy"/>), which connects and forwards.
+///    For now every detected protocol goes there; the HTTP/1.1, HTTP/2 and TLS stages will branch off at 3.
+/// A connection whose upstream cannot be chosen, or that fails during detection, is reset and logged with the reason.
 /// </summary>
 internal sealed partial class ListenerHandler
 {
@@ -44,6 +47,7 @@ internal sealed partial class ListenerHandler
     private readonly TcpProxy _tcp;
     private readonly TcpProxyContext _tcpContext;
     private readonly ConnectionLimiter? _limiter;
+    private readonly ProtocolDetector? _detector;
     private readonly ProxyMetrics _metrics;
     private readonly ILogger _logger;
 
@@ -57,7 +61,8 @@ internal sealed partial class ListenerHandler
         TcpProxyContext tcpContext,
         int maxConnections,
         ProxyMetrics metrics,
-        ILogger logger)
+        ILogger logger,
+        ProtocolDetector? detector = null)
     {
         _name = name;
         _kind = kind;
@@ -67,6 +72,7 @@ internal sealed partial class ListenerHandler
         _tcp = tcp;
         _tcpContext = tcpContext;
         _limiter = maxConnections > 0 ? new ConnectionLimiter(maxConnections) : null;
+        _detector = kind == ListenerKind.Explicit ? null : detector;
         _metrics = metrics;
         _logger = logger;
     }
@@ -84,7 +90,7 @@ internal sealed partial class ListenerHandler
 
         try
         {
-            if (!TryRoute(connection, out var target, out var serviceName, out var cause, out var reason))
+            if (!TryRoute(connection, out var target, out var destinationPort, out var serviceName, out var cause, out var reason))
             {
                 _metrics.ConnectFailures.Add(1, new KeyValuePair<string, object?>("listener", _name), new KeyValuePair<string, object?>("service", "unknown"), new KeyValuePair<string, object?>("cause", cause));
                 LogUnroutable(_logger, _name, connection.RemoteEndPoint, reason);
@@ -97,6 +103,18 @@ internal sealed partial class ListenerHandler
             _metrics.ConnectionsActive.Add(1, tags);
             try
             {
+                // --- protocol detection (issue 3): captured listeners, before the transport starts reading ---
+                if (_detector is not null && connection.Features.Get<IConnectionSocketFeature>()?.Socket is { } socket)
+                {
+                    var detection = await _detector.DetectAsync(socket, destinationPort, connection.ConnectionClosed);
+                    if (detection.Outcome == DetectionOutcome.Failed)
+                    {
+                        connection.Abort(new ConnectionAbortedException("The connection failed during protocol detection."));
+                        return;
+                    }
+                }
+
+                // --- end of protocol detection ---
                 await _tcp.HandleAsync(connection, target, serviceName == _tcpContext.ServiceName ? _tcpContext : _tcpContext with { ServiceName = serviceName }, connection.ConnectionClosed);
             }
             finally
@@ -110,9 +128,10 @@ internal sealed partial class ListenerHandler
         }
     }
 
-    private bool TryRoute(ConnectionContext connection, out UpstreamAddress target, out string serviceName, out string cause, out string reason)
+    private bool TryRoute(ConnectionContext connection, out UpstreamAddress target, out int destinationPort, out string serviceName, out string cause, out string reason)
     {
         target = default;
+        destinationPort = 0;
         cause = "";
         reason = "";
         if (_kind == ListenerKind.Explicit)
@@ -138,6 +157,7 @@ internal sealed partial class ListenerHandler
             return false;
         }
 
+        destinationPort = destination.EndPoint.Port;
         if (connection.LocalEndPoint is System.Net.IPEndPoint local && RedirectLoopGuard.IsSelf(destination, new ListenAddress(local)))
         {
             cause = "no_original_destination";
