@@ -22,12 +22,13 @@ namespace Proxy.Core.Detection;
 ///   timeout ─► TimedOut (opaque)                 ┘
 /// </code>
 /// <para>Waiting for <i>more</i> bytes: a zero-byte receive completes at once while any byte is queued, so after a
-/// peek that was not enough there is no readiness event to wait for. Decision: poll, after 1 ms, then doubling
-/// up to 50 ms (reset to 1 ms whenever new bytes arrived), bounded by the timeout. This only happens when a
-/// client's first 6-24 bytes are split across TCP segments, which real clients rarely do; the cost is a few
-/// timer wakeups and up to ~one poll interval of added latency. (A precise alternative, left for later: wait
-/// in an own epoll with <c>SO_RCVLOWAT</c> = peeked + 1, which also avoids registering the socket with .NET's
-/// socket engine.)</para>
+/// peek that was not enough there is no readiness event to wait for. On Linux the <see cref="ReadableWaiter"/>
+/// waits in its own epoll with <c>SO_RCVLOWAT</c> = bytes peeked + 1, so it wakes exactly when something new
+/// arrived (or FIN), and the socket is never registered with .NET's socket engine (a spliced connection then
+/// costs that engine nothing). Elsewhere (the portable fallback): a zero-byte receive for the first byte, then
+/// polls after 1 ms, doubling up to 50 ms (reset whenever new bytes arrived), bounded by the timeout; it only
+/// runs when a client's first 6-24 bytes are split across TCP segments, and it cannot see a FIN after a partial
+/// start (that connection waits for the timeout).</para>
 /// <para>Every finished detection (not the skipped ones) is counted in <c>proxy_detect_total{listener, protocol}</c>
 /// with protocol = http1 | h2 | tls | opaque | timeout, and logged at debug level.</para>
 /// </summary>
@@ -45,8 +46,15 @@ public sealed partial class ProtocolDetector
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly ConcurrentQueue<CancellationTokenSource> _timers = new();
+    private readonly ReadableWaiter? _waiter;
 
     public ProtocolDetector(string listener, ProtocolDetectorOptions options, ProxyMetrics metrics, ILogger? logger = null, TimeProvider? timeProvider = null)
+        : this(listener, options, metrics, logger, timeProvider, ReadableWaiter.IsSupported ? ReadableWaiter.Shared : null)
+    {
+    }
+
+    /// <param name="waiter">The epoll waiter for "more bytes"; null uses the portable fallback (zero-byte receive, then polling).</param>
+    internal ProtocolDetector(string listener, ProtocolDetectorOptions options, ProxyMetrics metrics, ILogger? logger, TimeProvider? timeProvider, ReadableWaiter? waiter)
     {
         ArgumentNullException.ThrowIfNull(listener);
         ArgumentNullException.ThrowIfNull(options);
@@ -68,6 +76,7 @@ public sealed partial class ProtocolDetector
         _listenerTag = new KeyValuePair<string, object?>("listener", listener);
         _logger = logger ?? NullLogger.Instance;
         _time = timeProvider ?? TimeProvider.System;
+        _waiter = waiter;
     }
 
     public ProtocolDetectorOptions Options => _options;
@@ -91,13 +100,76 @@ public sealed partial class ProtocolDetector
 
         // Fast path: the client's first bytes are usually queued by the time the connection is accepted.
         var start = _time.GetTimestamp();
-        if (TryPeekAndClassify(socket, mayBlock: false, out var result))
+        // Linux: one non-blocking recv(MSG_PEEK); elsewhere FIONREAD, then a peek only if something is queued.
+        if (_waiter is not null ? TryPeekReadable(socket, 0, out var result) : TryPeekAndClassify(socket, mayBlock: false, out result))
         {
             Record(result, destinationPort, start);
             return new ValueTask<DetectionResult>(result);
         }
 
-        return DetectSlowAsync(socket, destinationPort, result.BytesPeeked, start, cancellationToken);
+        return _waiter is not null
+            ? DetectWithWaiterAsync(socket, destinationPort, result.BytesPeeked, start, cancellationToken)
+            : DetectSlowAsync(socket, destinationPort, result.BytesPeeked, start, cancellationToken);
+    }
+
+    /// <summary>Linux: wait in the epoll waiter until more bytes than already peeked are queued (SO_RCVLOWAT), then peek again.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<DetectionResult> DetectWithWaiterAsync(Socket socket, int destinationPort, int peeked, long start, CancellationToken cancellationToken)
+    {
+        var deadline = Environment.TickCount64 + (long)Math.Ceiling(_options.Timeout.TotalMilliseconds);
+        DetectionResult result;
+        while (true)
+        {
+            var outcome = await _waiter!.WaitAsync(socket, peeked + 1, deadline, cancellationToken).ConfigureAwait(false);
+            if (outcome != WaitOutcome.Readable)
+            {
+                result = new DetectionResult(Protocol.Opaque, outcome == WaitOutcome.TimedOut ? DetectionOutcome.TimedOut : DetectionOutcome.Failed, peeked);
+                break;
+            }
+
+            if (TryPeekReadable(socket, peeked, out result))
+            {
+                break;
+            }
+
+            peeked = result.BytesPeeked;
+        }
+
+        Record(result, destinationPort, start);
+        return result;
+    }
+
+    /// <summary>
+    /// Peeks after the waiter said readable. Readable but nothing new means FIN (or an error) after
+    /// <paramref name="peeked"/> bytes: the client will send no more, so it is opaque (ClientClosed).
+    /// </summary>
+    private static bool TryPeekReadable(Socket socket, int peeked, out DetectionResult result)
+    {
+        Span<byte> buffer = stackalloc byte[ProtocolClassifier.MaxBytes];
+        var n = ReadableWaiter.PeekNonBlocking(socket, buffer);
+        if (n == -1)
+        {
+            // Spurious wakeup: nothing queued after all; wait again.
+            result = new DetectionResult(Protocol.Opaque, DetectionOutcome.Detected, peeked);
+            return false;
+        }
+
+        if (n == -2)
+        {
+            result = new DetectionResult(Protocol.Opaque, DetectionOutcome.Failed, peeked);
+            return true;
+        }
+
+        if (ProtocolClassifier.TryClassify(buffer[..n], out var protocol))
+        {
+            result = new DetectionResult(protocol, DetectionOutcome.Detected, n);
+            return true;
+        }
+
+        result = n <= peeked
+            ? new DetectionResult(Protocol.Opaque, DetectionOutcome.ClientClosed, n)
+            : new DetectionResult(Protocol.Opaque, DetectionOutcome.Detected, n);
+        return n <= peeked;
     }
 
     // Pooling builder: a connection that has to wait does not allocate a fresh state machine box each time.

@@ -14,9 +14,20 @@ using Proxy.Core.Upstream;
 
 namespace Proxy.Core.Tests.Detection;
 
-/// <summary>The detector over real sockets on 127.0.0.1:0: a client socket and the accepted socket it peeks.</summary>
-public sealed class ProtocolDetectorTests
+/// <summary>The portable fallback (zero-byte receive, then polling) instead of the epoll waiter: same tests.</summary>
+public sealed class ProtocolDetectorFallbackTests : ProtocolDetectorTests
 {
+    protected override bool UseWaiter => false;
+}
+
+/// <summary>
+/// The detector over real sockets on 127.0.0.1:0: a client socket and the accepted socket it peeks. Runs with the
+/// epoll waiter (Linux), and again through <see cref="ProtocolDetectorFallbackTests"/> with the portable fallback.
+/// </summary>
+public class ProtocolDetectorTests
+{
+    protected virtual bool UseWaiter => OperatingSystem.IsLinux();
+
     private static readonly byte[] Preface = Encoding.ASCII.GetBytes("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
     private sealed class Pair : IDisposable
@@ -50,8 +61,14 @@ public sealed class ProtocolDetectorTests
         }
     }
 
-    private static ProtocolDetector NewDetector(ProxyMetrics metrics, TimeSpan? timeout = null, IReadOnlyList<int>? opaquePorts = null)
-        => new("test", new ProtocolDetectorOptions { Timeout = timeout ?? TimeSpan.FromSeconds(30), OpaquePorts = opaquePorts ?? ProtocolDetectorOptions.DefaultOpaquePorts }, metrics);
+    private ProtocolDetector NewDetector(ProxyMetrics metrics, TimeSpan? timeout = null, IReadOnlyList<int>? opaquePorts = null)
+        => new(
+            "test",
+            new ProtocolDetectorOptions { Timeout = timeout ?? TimeSpan.FromSeconds(30), OpaquePorts = opaquePorts ?? ProtocolDetectorOptions.DefaultOpaquePorts },
+            metrics,
+            null,
+            null,
+            UseWaiter ? ReadableWaiter.Shared : null);
 
     public static TheoryData<string, byte[], Protocol> Starts() => new()
     {
@@ -163,6 +180,66 @@ public sealed class ProtocolDetectorTests
         Assert.Equal(DetectionOutcome.TimedOut, result.Outcome);
         Assert.Equal(2, result.BytesPeeked);
         Assert.Equal("GE", Encoding.ASCII.GetString(await pair.Accepted.ReadExactlyAsync(2)));
+    }
+
+    [Fact]
+    public async Task DetectAsync_PrefixThenFin_ClientClosedWithWaiterElseTimeout()
+    {
+        using var metrics = new ProxyMetrics();
+        var detector = NewDetector(metrics, TimeSpan.FromMilliseconds(UseWaiter ? 30_000 : 300));
+        using var pair = await Pair.CreateAsync();
+        var detection = detector.DetectAsync(pair.Accepted, 8080).AsTask();
+        await pair.Client.SendAllAsync("POS"u8.ToArray());
+        await WaitUntilQueuedAsync(pair.Accepted, 3);
+        pair.Client.Shutdown(SocketShutdown.Send);
+
+        var result = await detection.WaitAsync(TestTimeouts.Short);
+
+        // The waiter sees the FIN (EPOLLRDHUP); the fallback cannot and waits for its timeout.
+        Assert.Equal(UseWaiter ? DetectionOutcome.ClientClosed : DetectionOutcome.TimedOut, result.Outcome);
+        Assert.Equal(Protocol.Opaque, result.Protocol);
+        Assert.Equal(3, result.BytesPeeked);
+    }
+
+    [Fact]
+    public async Task DetectAsync_ManyConcurrentSplitClients_AllClassify()
+    {
+        using var metrics = new ProxyMetrics();
+        var detector = NewDetector(metrics);
+        var pairs = new List<Pair>();
+        try
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                pairs.Add(await Pair.CreateAsync());
+            }
+
+            var detections = new List<Task<DetectionResult>>();
+            foreach (var pair in pairs)
+            {
+                detections.Add(detector.DetectAsync(pair.Accepted, 8080).AsTask());
+                await pair.Client.SendAllAsync("OPTI"u8.ToArray());
+            }
+
+            foreach (var pair in pairs)
+            {
+                await WaitUntilQueuedAsync(pair.Accepted, 4);
+                await pair.Client.SendAllAsync("ONS * HTTP/1.1\r\n"u8.ToArray());
+            }
+
+            foreach (var detection in detections)
+            {
+                var result = await detection.WaitAsync(TestTimeouts.Short);
+                Assert.Equal(Protocol.Http1, result.Protocol);
+            }
+        }
+        finally
+        {
+            foreach (var pair in pairs)
+            {
+                pair.Dispose();
+            }
+        }
     }
 
     [Fact]
