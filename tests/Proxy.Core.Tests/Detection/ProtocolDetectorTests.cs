@@ -147,6 +147,10 @@ public class ProtocolDetectorTests
         Assert.Equal(Protocol.Http2, result.Protocol);
         Assert.Equal(DetectionOutcome.Detected, result.Outcome);
         Assert.Equal(Preface.Length, result.BytesPeeked);
+
+        // The waiter raised SO_RCVLOWAT while waiting; the socket must be back to the default for the transport.
+        Assert.Equal(1, (int)pair.Accepted.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)!);
+        Assert.Equal(Preface, await pair.Accepted.ReadExactlyAsync(Preface.Length));
     }
 
     [Fact]
