@@ -53,6 +53,7 @@ internal sealed unsafe partial class ReadableWaiter : IDisposable
     private readonly ILogger _logger;
     private Wait?[] _slots = new Wait?[64];
     private int _used;
+    private long _sleepUntilMs = long.MaxValue;
     private volatile bool _stopping;
 
     public ReadableWaiter(ILogger logger)
@@ -116,8 +117,11 @@ internal sealed unsafe partial class ReadableWaiter : IDisposable
 
         Wait wait;
         bool registered;
+        bool wake;
         lock (_lock)
         {
+            // Only a deadline earlier than the one the thread sleeps toward needs the eventfd write.
+            wake = deadlineMs < _sleepUntilMs;
             // Registering under the lock: the thread cannot expire or complete the wait before it is in epoll.
             wait = _pool.Count > 0 ? _pool.Pop() : new Wait(this);
             var slot = FreeSlotUnsynchronized();
@@ -142,8 +146,10 @@ internal sealed unsafe partial class ReadableWaiter : IDisposable
                 wait.Registration = cancellationToken.UnsafeRegister(static (s, _) => ((Wait)s!).Cancel(), wait);
             }
 
-            // The thread may be sleeping until a later deadline than this one.
-            Wake();
+            if (wake)
+            {
+                Wake();
+            }
         }
 
         return new ValueTask<WaitOutcome>(wait, version);
@@ -320,6 +326,9 @@ internal sealed unsafe partial class ReadableWaiter : IDisposable
                     earliest = w.DeadlineMs;
                 }
             }
+
+            // Read by WaitAsync under the same lock: a wait added after this sees it, one added before is counted.
+            _sleepUntilMs = earliest;
         }
 
         if (earliest == long.MaxValue)
