@@ -23,6 +23,7 @@ public static class ConfigJson
 
         WriteSection(config, w, "transport");
         WriteSection(config, w, "tcp");
+        WriteSection(config, w, "detect");
 
         w.WriteStartArray("listeners");
         foreach (var l in config.Listeners)

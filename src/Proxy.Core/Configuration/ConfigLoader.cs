@@ -20,6 +20,8 @@ internal sealed class ConfigDraft
     public TimeSpan IdleTimeout;
     public int MaxConnections;
     public SpliceMode Splice;
+    public TimeSpan DetectTimeout;
+    public IReadOnlyList<int> OpaquePorts;
     public string LogLevel;
     public List<ListenerConfig> Listeners = [];
     public List<ServiceConfig> Services = [];
@@ -38,6 +40,8 @@ internal sealed class ConfigDraft
         IdleTimeout = d.Tcp.IdleTimeout;
         MaxConnections = d.Tcp.MaxConnections;
         Splice = d.Tcp.Splice;
+        DetectTimeout = d.Detect.Timeout;
+        OpaquePorts = d.Detect.OpaquePorts;
         LogLevel = d.LogLevel;
     }
 
@@ -60,6 +64,11 @@ internal sealed class ConfigDraft
             IdleTimeout = IdleTimeout,
             MaxConnections = MaxConnections,
             Splice = Splice,
+        },
+        Detect = new DetectConfig
+        {
+            Timeout = DetectTimeout,
+            OpaquePorts = OpaquePorts,
         },
         Listeners = Listeners.ToArray(),
         Services = Services.ToArray(),
@@ -170,6 +179,7 @@ public static class ConfigLoader
                 {
                     case "transport":
                     case "tcp":
+                    case "detect":
                         if (property.Value.ValueKind != JsonValueKind.Object)
                         {
                             errors.Add($"{property.Name}: must be an object");

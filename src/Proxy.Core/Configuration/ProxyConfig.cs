@@ -1,5 +1,6 @@
 using System.Net;
 using Proxy.Core.Balancing;
+using Proxy.Core.Detection;
 using Proxy.Core.Tcp;
 
 namespace Proxy.Core.Configuration;
@@ -21,6 +22,8 @@ public sealed record ProxyConfig
     public TransportConfig Transport { get; init; } = new();
 
     public TcpConfig Tcp { get; init; } = new();
+
+    public DetectConfig Detect { get; init; } = new();
 
     /// <summary>Explicit (non-captured) listeners, each forwarding to one service.</summary>
     public IReadOnlyList<ListenerConfig> Listeners { get; init; } = [];
@@ -58,6 +61,16 @@ public sealed record TcpConfig
     public int MaxConnections { get; init; }
 
     public SpliceMode Splice { get; init; } = SpliceMode.Auto;
+}
+
+/// <summary>Protocol detection on the capture listeners (see Proxy.Core.Detection).</summary>
+public sealed record DetectConfig
+{
+    /// <summary>How long to wait for a client's first bytes before forwarding as opaque TCP.</summary>
+    public TimeSpan Timeout { get; init; } = new ProtocolDetectorOptions().Timeout;
+
+    /// <summary>Original destination ports that skip detection (server-speaks-first protocols), sorted, distinct.</summary>
+    public IReadOnlyList<int> OpaquePorts { get; init; } = ProtocolDetectorOptions.DefaultOpaquePorts;
 }
 
 /// <summary>An explicit listener: every connection accepted on <see cref="Address"/> goes to <see cref="Service"/>.</summary>

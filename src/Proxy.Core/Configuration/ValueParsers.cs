@@ -130,6 +130,41 @@ public static class ValueParsers
         }
     }
 
+    /// <summary>"25,587,3306" (spaces allowed around commas): distinct ports 1-65535, returned sorted; "" is none.</summary>
+    public static string? ParsePorts(string text, out IReadOnlyList<int> ports)
+    {
+        ports = [];
+        var list = new List<int>();
+        if (text.AsSpan().Trim().IsEmpty)
+        {
+            return null;
+        }
+
+        foreach (var part in text.Split(','))
+        {
+            var item = part.Trim();
+            if (!TryParsePort(item, allowZero: false, out var port))
+            {
+                return $"\"{item}\" is not a port (1-65535) in the list \"{text}\"";
+            }
+
+            if (list.Contains(port))
+            {
+                return $"port {port} is listed twice in \"{text}\"";
+            }
+
+            list.Add(port);
+        }
+
+        list.Sort();
+        ports = list.ToArray();
+        return null;
+    }
+
+    /// <summary>Formats ports the way <see cref="ParsePorts"/> reads them.</summary>
+    public static string FormatPorts(IReadOnlyList<int> ports)
+        => string.Join(',', ports.Select(static p => p.ToString(CultureInfo.InvariantCulture)));
+
     /// <summary>Formats a duration the way <see cref="ParseDuration"/> reads it.</summary>
     public static string FormatDuration(TimeSpan value)
     {

@@ -24,6 +24,7 @@ public sealed class ProxyMetrics : IDisposable
         BytesToDownstream = _meter.CreateCounter<long>("proxy_tcp_bytes_to_downstream", "By", "Bytes forwarded from upstreams to clients.");
         ConnectFailures = _meter.CreateCounter<long>("proxy_tcp_connect_failures", "{connection}", "Connections the proxy could not complete, by cause.");
         ConnectionsRejected = _meter.CreateCounter<long>("proxy_tcp_connections_rejected", "{connection}", "Connections closed because a limit was reached.");
+        DetectTotal = _meter.CreateCounter<long>("proxy_detect", "{connection}", "Protocol detections on the capture listeners, by detected protocol.");
     }
 
     public Counter<long> ConnectionsOpened { get; }
@@ -36,6 +37,9 @@ public sealed class ProxyMetrics : IDisposable
 
     /// <summary>Tag "limit": max_connections.</summary>
     public Counter<long> ConnectionsRejected { get; }
+
+    /// <summary>Tags "listener" and "protocol": http1, h2, tls, opaque, timeout. Exported as <c>proxy_detect_total</c>.</summary>
+    public Counter<long> DetectTotal { get; }
 
     public static TagList Tags(string listener, string service) => new() { { "listener", listener }, { "service", service } };
 

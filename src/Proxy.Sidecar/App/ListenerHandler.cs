@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Proxy.Core.Addresses;
 using Proxy.Core.Balancing;
 using Proxy.Core.Capture;
+using Proxy.Core.Detection;
 using Proxy.Core.Discovery;
 using Proxy.Core.Metrics;
 using Proxy.Core.Tcp;
@@ -29,9 +30,11 @@ internal enum ListenerKind
 /// 2. choose the upstream: for captured listeners recover the original destination (SO_ORIGINAL_DST),
 ///    then a known service's endpoint by its virtual address, else the destination itself (passthrough);
 ///    for explicit listeners the configured service's next endpoint;
-/// 3. hand the connection to the opaque TCP stage (<see cref="TcpProxy"/>), which connects and forwards.
-/// A connection whose upstream cannot be chosen is reset and logged with the reason.
-/// Protocol detection (HTTP, TLS) slots in between 2 and 3 in later stages.
+/// 3. captured listeners only: detect the protocol by peeking the raw socket (<see cref="ProtocolDetector"/>),
+///    unless the original destination port is configured opaque; nothing is consumed, so splice stays possible;
+/// 4. hand the connection to the opaque TCP stage (<see cref="TcpProxy"/>), which connects and forwards.
+///    For now every detected protocol goes there; the HTTP/1.1, HTTP/2 and TLS stages will branch off at 3.
+/// A connection whose upstream cannot be chosen, or that fails during detection, is reset and logged with the reason.
 /// </summary>
 internal sealed partial class ListenerHandler
 {
@@ -45,6 +48,7 @@ internal sealed partial class ListenerHandler
     private readonly TcpProxy _tcp;
     private readonly TcpProxyContext _tcpContext;
     private readonly ConnectionLimiter? _limiter;
+    private readonly ProtocolDetector? _detector;
     private readonly ProxyMetrics _metrics;
     private readonly ILogger _logger;
 
@@ -58,7 +62,8 @@ internal sealed partial class ListenerHandler
         TcpProxyContext tcpContext,
         int maxConnections,
         ProxyMetrics metrics,
-        ILogger logger)
+        ILogger logger,
+        ProtocolDetector? detector = null)
     {
         _name = name;
         _kind = kind;
@@ -68,6 +73,7 @@ internal sealed partial class ListenerHandler
         _tcp = tcp;
         _tcpContext = tcpContext;
         _limiter = maxConnections > 0 ? new ConnectionLimiter(maxConnections) : null;
+        _detector = kind == ListenerKind.Explicit ? null : detector;
         _metrics = metrics;
         _logger = logger;
     }
@@ -85,7 +91,7 @@ internal sealed partial class ListenerHandler
 
         try
         {
-            if (!TryRoute(connection, out var target, out var endpoint, out var serviceName, out var cause, out var reason))
+            if (!TryRoute(connection, out var route, out var cause, out var reason))
             {
                 _metrics.ConnectFailures.Add(1, new KeyValuePair<string, object?>("listener", _name), new KeyValuePair<string, object?>("service", "unknown"), new KeyValuePair<string, object?>("cause", cause));
                 LogUnroutable(_logger, _name, connection.RemoteEndPoint, reason);
@@ -93,6 +99,7 @@ internal sealed partial class ListenerHandler
                 return;
             }
 
+            var (target, endpoint, destinationPort, serviceName) = route;
             var tags = ProxyMetrics.Tags(_name, serviceName);
             _metrics.ConnectionsOpened.Add(1, tags);
             _metrics.ConnectionsActive.Add(1, tags);
@@ -102,6 +109,18 @@ internal sealed partial class ListenerHandler
             endpoint?.OnRequestStart();
             try
             {
+                // --- protocol detection (issue 3): captured listeners, before the transport starts reading ---
+                if (_detector is not null && connection.Features.Get<IConnectionSocketFeature>()?.Socket is { } socket)
+                {
+                    var detection = await _detector.DetectAsync(socket, destinationPort, connection.ConnectionClosed);
+                    if (detection.Outcome == DetectionOutcome.Failed)
+                    {
+                        connection.Abort(new ConnectionAbortedException("The connection failed during protocol detection."));
+                        return;
+                    }
+                }
+
+                // --- end of protocol detection ---
                 await _tcp.HandleAsync(connection, target, serviceName == _tcpContext.ServiceName ? _tcpContext : _tcpContext with { ServiceName = serviceName }, connection.ConnectionClosed);
             }
             finally
@@ -116,21 +135,21 @@ internal sealed partial class ListenerHandler
         }
     }
 
-    private bool TryRoute(ConnectionContext connection, out UpstreamAddress target, out Endpoint? endpoint, out string serviceName, out string cause, out string reason)
+    /// <summary>Where a connection goes: the upstream, the balancer's endpoint (null for passthrough), the port the client dialled, the service.</summary>
+    private readonly record struct Route(UpstreamAddress Target, Endpoint? Endpoint, int DestinationPort, string ServiceName);
+
+    private bool TryRoute(ConnectionContext connection, out Route route, out string cause, out string reason)
     {
-        target = default;
-        endpoint = null;
+        route = default;
         cause = "";
         reason = "";
         if (_kind == ListenerKind.Explicit)
         {
-            endpoint = _service!.Pick(connection.RemoteEndPoint);
-            target = endpoint.Address;
-            serviceName = _service.Name;
+            var picked = _service!.Pick(connection.RemoteEndPoint);
+            route = new Route(picked.Address, picked, 0, _service.Name);
             return true;
         }
 
-        serviceName = Passthrough;
         var socket = connection.Features.Get<IConnectionSocketFeature>()?.Socket;
         if (socket is null)
         {
@@ -155,13 +174,12 @@ internal sealed partial class ListenerHandler
 
         if (_kind == ListenerKind.Outbound && _services.FindByAddress(destination) is { } service)
         {
-            endpoint = service.Pick(connection.RemoteEndPoint);
-            target = endpoint.Address;
-            serviceName = service.Name;
+            var picked = service.Pick(connection.RemoteEndPoint);
+            route = new Route(picked.Address, picked, destination.EndPoint.Port, service.Name);
             return true;
         }
 
-        target = new UpstreamAddress(ServiceRegistry.Normalize(destination.EndPoint));
+        route = new Route(new UpstreamAddress(ServiceRegistry.Normalize(destination.EndPoint)), null, destination.EndPoint.Port, Passthrough);
         return true;
     }
 

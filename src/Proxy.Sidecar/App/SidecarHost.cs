@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Proxy.Core.Capture;
 using Proxy.Core.Configuration;
+using Proxy.Core.Detection;
 using Proxy.Core.Discovery;
 using Proxy.Core.Metrics;
 using Proxy.Core.Tcp;
@@ -18,8 +19,8 @@ namespace Proxy.Sidecar.App;
 /// Composes the sidecar: one Kestrel server over our socket transport, whose listeners are
 /// connection middleware (Kestrel's HTTP stack serves only the admin listener):
 /// <code>
-///   outbound :15001 ─┐
-///   inbound  :15006 ─┼─ ListenerHandler ─ route (original destination / service) ─ TcpProxy ─ upstream
+///   outbound :15001 ─┐                  route (original destination / service)
+///   inbound  :15006 ─┼─ ListenerHandler ─ detect protocol (captured only, peek) ─ TcpProxy ─ upstream
 ///   explicit ...    ─┘
 ///   admin    :15000 ── AdminApplication (/ready, /metrics, /config)
 /// </code>
@@ -88,10 +89,15 @@ internal sealed class SidecarHost : IAsyncDisposable
         var services = new ServiceRegistry(_config.Services);
         var logger = _loggerFactory.CreateLogger("Proxy.Sidecar.Listener");
 
+        // Protocol detection (issue 3): one detector per capture listener; explicit listeners skip it.
+        var detectOptions = new ProtocolDetectorOptions { Timeout = _config.Detect.Timeout, OpaquePorts = _config.Detect.OpaquePorts };
+        var detectLogger = _loggerFactory.CreateLogger<ProtocolDetector>();
+
         void AddTcp(string name, IPEndPoint address, ListenerKind kind, Service? service)
         {
+            var detector = kind == ListenerKind.Explicit ? null : new ProtocolDetector(name, detectOptions, Metrics, detectLogger);
             var handler = new ListenerHandler(name, kind, service, services, _resolver, kind == ListenerKind.Inbound ? inboundTcp : tcp, tcpContext with { ListenerName = name },
-                _config.Tcp.MaxConnections, Metrics, logger);
+                _config.Tcp.MaxConnections, Metrics, logger, detector);
             _kestrelOptions.Listen(address, options =>
             {
                 options.Use(_ => handler.HandleAsync);

@@ -16,7 +16,7 @@ internal sealed class MetricsRecorder : IDisposable
         _instruments =
         [
             metrics.ConnectionsOpened, metrics.ConnectionsActive, metrics.BytesToUpstream,
-            metrics.BytesToDownstream, metrics.ConnectFailures, metrics.ConnectionsRejected,
+            metrics.BytesToDownstream, metrics.ConnectFailures, metrics.ConnectionsRejected, metrics.DetectTotal,
         ];
         _listener.InstrumentPublished = (instrument, listener) =>
         {
