@@ -1,0 +1,98 @@
+namespace Proxy.Http.Routing;
+
+/// <summary>One route as configured: what it matches and where matching requests go. Built once per config.</summary>
+public sealed record RouteConfig
+{
+    /// <summary>Name used in logs and metrics; defaults to <c>routes[i]</c>.</summary>
+    public required string Name { get; init; }
+
+    public RouteMatchConfig Match { get; init; } = new();
+
+    public required RouteActionConfig Action { get; init; }
+}
+
+/// <summary>All conditions must hold (an absent condition holds for every request).</summary>
+public sealed record RouteMatchConfig
+{
+    /// <summary>Any of these hosts: exact (case-insensitive, port ignored), <c>*.suffix</c>, or <c>*</c>. Empty = any host.</summary>
+    public IReadOnlyList<string> Hosts { get; init; } = [];
+
+    /// <summary>Path condition on the part of the target before <c>?</c>; null = any path.</summary>
+    public PathMatchConfig? Path { get; init; }
+
+    /// <summary>Any of these methods (case-sensitive, as on the wire). Empty = any method.</summary>
+    public IReadOnlyList<string> Methods { get; init; } = [];
+
+    public IReadOnlyList<HeaderMatchConfig> Headers { get; init; } = [];
+
+    public IReadOnlyList<QueryMatchConfig> Query { get; init; } = [];
+}
+
+public enum PathMatchKind
+{
+    /// <summary>The whole path equals the value.</summary>
+    Exact,
+    /// <summary>The path starts with the value.</summary>
+    Prefix,
+    /// <summary>
+    /// The path equals the value or continues with <c>/</c> after it (<c>/api</c> matches <c>/api</c> and
+    /// <c>/api/x</c>, not <c>/apix</c>), like Envoy's path_separated_prefix.
+    /// </summary>
+    SegmentPrefix,
+    /// <summary>The whole path matches the regular expression (anchored).</summary>
+    Regex,
+}
+
+public sealed record PathMatchConfig(PathMatchKind Kind, string Value, bool IgnoreCase = false);
+
+public enum HeaderMatchKind
+{
+    /// <summary>A field with this name has exactly this value (case-sensitive).</summary>
+    Exact,
+    /// <summary>A field with this name has a value starting with this value.</summary>
+    Prefix,
+    /// <summary>A field with this name has a value that wholly matches this regular expression.</summary>
+    Regex,
+    /// <summary>A field with this name is present (any value).</summary>
+    Present,
+    /// <summary>No field with this name is present.</summary>
+    Absent,
+}
+
+/// <summary>Header condition; the name is case-insensitive; with several fields of that name any one may match.</summary>
+public sealed record HeaderMatchConfig(string Name, HeaderMatchKind Kind, string Value = "");
+
+public enum QueryMatchKind
+{
+    /// <summary>A parameter with this name has exactly this raw (not percent-decoded) value.</summary>
+    Exact,
+    /// <summary>A parameter with this name is present (with or without <c>=</c>).</summary>
+    Present,
+}
+
+/// <summary>Query parameter condition; names and values compared as raw bytes, case-sensitive; repeated keys: any may match.</summary>
+public sealed record QueryMatchConfig(string Name, QueryMatchKind Kind, string Value = "");
+
+/// <summary>Where a matched request goes and which header changes apply.</summary>
+public sealed record RouteActionConfig
+{
+    /// <summary>One destination (weight ignored) or a weighted split over several.</summary>
+    public required IReadOnlyList<WeightedDestinationConfig> Destinations { get; init; }
+
+    public HeaderMutationsConfig RequestHeaders { get; init; } = new();
+
+    public HeaderMutationsConfig ResponseHeaders { get; init; } = new();
+}
+
+/// <summary>A service, optionally one subset of it, with its positive weight in a split.</summary>
+public sealed record WeightedDestinationConfig(string Service, string? Subset = null, int Weight = 1);
+
+/// <summary>Header changes: remove these names, then replace (set) or append (add) these fields.</summary>
+public sealed record HeaderMutationsConfig
+{
+    public IReadOnlyList<KeyValuePair<string, string>> Set { get; init; } = [];
+
+    public IReadOnlyList<KeyValuePair<string, string>> Add { get; init; } = [];
+
+    public IReadOnlyList<string> Remove { get; init; } = [];
+}
