@@ -1,0 +1,640 @@
+using System.Text.Json;
+
+namespace Proxy.Http.Routing;
+
+/// <summary>The outcome of reading routes: the routes, or every error found (never just the first).</summary>
+public sealed record RouteConfigResult(IReadOnlyList<RouteConfig>? Routes, IReadOnlyList<string> Errors)
+{
+    public bool Ok => Routes is not null;
+}
+
+/// <summary>
+/// Reads and validates a route list from JSON. Unknown keys are errors; every error names its key, e.g.
+/// <c>routes[2].match.path.regex: not a valid regular expression (...)</c>. Shape:
+/// <code>
+/// [ { "name": "canary",                                         (optional, default routes[i])
+///     "match": { "hosts": ["api.example.com", "*.example.com", "*"],
+///                "path": { "exact" | "prefix" | "segmentPrefix" | "regex": "/v1", "ignoreCase": false },
+///                "methods": ["GET", "POST"],
+///                "headers": [ { "name": "x-user", "exact" | "prefix" | "regex": "..." }
+///                           | { "name": "x-debug", "present": true } | { "name": "x-debug", "absent": true } ],
+///                "query": [ { "name": "a", "exact": "1" } | { "name": "b", "present": true } ] },
+///     "action": { "service": "web", "subset": "v1" }
+///             | { "split": [ { "service": "web", "subset": "v1", "weight": 90 },
+///                            { "service": "web", "subset": "v2", "weight": 10 } ] },
+///               plus optional "requestHeaders" / "responseHeaders":
+///               { "set": [ { "name": "x", "value": "y" } ], "add": [ ... ], "remove": [ "x-internal" ] } } ]
+/// </code>
+/// Header changes may not touch message framing or connection fields (Content-Length, Transfer-Encoding,
+/// Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade).
+/// </summary>
+public static class RouteConfigReader
+{
+    private static readonly JsonDocumentOptions JsonOptions = new()
+    {
+        AllowTrailingCommas = true,
+        CommentHandling = JsonCommentHandling.Skip,
+    };
+
+    private static readonly string[] FramingHeaders =
+        ["content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"];
+
+    /// <summary>Reads routes from JSON text whose top level is the route array.</summary>
+    public static RouteConfigResult ReadJson(string json, string key = "routes")
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(json, JsonOptions);
+            return Read(doc.RootElement, key);
+        }
+        catch (JsonException e)
+        {
+            return new RouteConfigResult(null, [$"{key}: not valid JSON ({e.Message})"]);
+        }
+    }
+
+    /// <summary>Reads routes from a JSON array element; <paramref name="key"/> prefixes every error.</summary>
+    public static RouteConfigResult Read(JsonElement routes, string key = "routes")
+    {
+        var errors = new List<string>();
+        var result = new List<RouteConfig>();
+        if (routes.ValueKind != JsonValueKind.Array)
+        {
+            errors.Add($"{key}: must be an array");
+            return new RouteConfigResult(null, errors);
+        }
+
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var i = 0;
+        foreach (var item in routes.EnumerateArray())
+        {
+            var itemKey = $"{key}[{i++}]";
+            if (ReadRoute(item, itemKey, errors) is { } route)
+            {
+                if (!names.Add(route.Name))
+                {
+                    errors.Add($"{itemKey}.name: duplicate route name '{route.Name}'");
+                }
+
+                result.Add(route);
+            }
+        }
+
+        return errors.Count == 0 ? new RouteConfigResult(result, errors) : new RouteConfigResult(null, errors);
+    }
+
+    private static RouteConfig? ReadRoute(JsonElement e, string key, List<string> errors)
+    {
+        if (!CheckKeys(e, key, errors, "name", "match", "action"))
+        {
+            return null;
+        }
+
+        var before = errors.Count;
+        var name = e.TryGetProperty("name", out _) ? ReadString(e, "name", key, errors) : key;
+        var match = e.TryGetProperty("match", out var m) ? ReadMatch(m, $"{key}.match", errors) : new RouteMatchConfig();
+        RouteActionConfig? action = null;
+        if (!e.TryGetProperty("action", out var a))
+        {
+            errors.Add($"{key}.action: missing");
+        }
+        else
+        {
+            action = ReadAction(a, $"{key}.action", errors);
+        }
+
+        return errors.Count == before && name is not null && match is not null && action is not null
+            ? new RouteConfig { Name = name, Match = match, Action = action }
+            : null;
+    }
+
+    private static RouteMatchConfig? ReadMatch(JsonElement e, string key, List<string> errors)
+    {
+        if (!CheckKeys(e, key, errors, "hosts", "path", "methods", "headers", "query"))
+        {
+            return null;
+        }
+
+        var hosts = new List<string>();
+        if (e.TryGetProperty("hosts", out var h))
+        {
+            ReadArray(h, $"{key}.hosts", errors, (item, itemKey) =>
+            {
+                if (ReadStringValue(item, itemKey, errors) is { } host && ValidateHost(host, itemKey, errors))
+                {
+                    hosts.Add(host);
+                }
+            });
+        }
+
+        PathMatchConfig? path = null;
+        if (e.TryGetProperty("path", out var p))
+        {
+            path = ReadPath(p, $"{key}.path", errors);
+        }
+
+        var methods = new List<string>();
+        if (e.TryGetProperty("methods", out var ms))
+        {
+            ReadArray(ms, $"{key}.methods", errors, (item, itemKey) =>
+            {
+                if (ReadStringValue(item, itemKey, errors) is { } method)
+                {
+                    if (!IsToken(method))
+                    {
+                        errors.Add($"{itemKey}: '{method}' is not a valid method token");
+                    }
+                    else
+                    {
+                        methods.Add(method);
+                    }
+                }
+            });
+        }
+
+        var headers = new List<HeaderMatchConfig>();
+        if (e.TryGetProperty("headers", out var hs))
+        {
+            ReadArray(hs, $"{key}.headers", errors, (item, itemKey) =>
+            {
+                if (ReadHeaderMatch(item, itemKey, errors) is { } hm)
+                {
+                    headers.Add(hm);
+                }
+            });
+        }
+
+        var query = new List<QueryMatchConfig>();
+        if (e.TryGetProperty("query", out var qs))
+        {
+            ReadArray(qs, $"{key}.query", errors, (item, itemKey) =>
+            {
+                if (ReadQueryMatch(item, itemKey, errors) is { } qm)
+                {
+                    query.Add(qm);
+                }
+            });
+        }
+
+        return new RouteMatchConfig { Hosts = hosts, Path = path, Methods = methods, Headers = headers, Query = query };
+    }
+
+    private static PathMatchConfig? ReadPath(JsonElement e, string key, List<string> errors)
+    {
+        if (!CheckKeys(e, key, errors, "exact", "prefix", "segmentPrefix", "regex", "ignoreCase"))
+        {
+            return null;
+        }
+
+        var ignoreCase = false;
+        if (e.TryGetProperty("ignoreCase", out var ic))
+        {
+            if (ic.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+            {
+                errors.Add($"{key}.ignoreCase: must be true or false");
+                return null;
+            }
+
+            ignoreCase = ic.GetBoolean();
+        }
+
+        if (OneOf(e, key, errors, "exact", "prefix", "segmentPrefix", "regex") is not { } kindName)
+        {
+            return null;
+        }
+
+        var value = ReadStringValue(e.GetProperty(kindName), $"{key}.{kindName}", errors);
+        if (value is null)
+        {
+            return null;
+        }
+
+        var kind = kindName switch
+        {
+            "exact" => PathMatchKind.Exact,
+            "prefix" => PathMatchKind.Prefix,
+            "segmentPrefix" => PathMatchKind.SegmentPrefix,
+            _ => PathMatchKind.Regex,
+        };
+        if (kind == PathMatchKind.Regex)
+        {
+            return ValidateRegex(value, ignoreCase, $"{key}.regex", errors) ? new PathMatchConfig(kind, value, ignoreCase) : null;
+        }
+
+        if (value[0] != '/' || !IsAsciiVisible(value))
+        {
+            errors.Add($"{key}.{kindName}: must start with '/' and contain only visible ASCII characters");
+            return null;
+        }
+
+        return new PathMatchConfig(kind, value, ignoreCase);
+    }
+
+    private static HeaderMatchConfig? ReadHeaderMatch(JsonElement e, string key, List<string> errors)
+    {
+        if (!CheckKeys(e, key, errors, "name", "exact", "prefix", "regex", "present", "absent"))
+        {
+            return null;
+        }
+
+        var name = ReadString(e, "name", key, errors);
+        if (name is not null && !IsToken(name))
+        {
+            errors.Add($"{key}.name: '{name}' is not a valid header name");
+            name = null;
+        }
+
+        if (OneOf(e, key, errors, "exact", "prefix", "regex", "present", "absent") is not { } kindName || name is null)
+        {
+            return null;
+        }
+
+        var valueKey = $"{key}.{kindName}";
+        var v = e.GetProperty(kindName);
+        switch (kindName)
+        {
+            case "present":
+            case "absent":
+                if (v.ValueKind != JsonValueKind.True)
+                {
+                    errors.Add($"{valueKey}: must be true");
+                    return null;
+                }
+
+                return new HeaderMatchConfig(name, kindName == "present" ? HeaderMatchKind.Present : HeaderMatchKind.Absent);
+            case "regex":
+                var pattern = ReadStringValue(v, valueKey, errors);
+                return pattern is not null && ValidateRegex(pattern, false, valueKey, errors) ? new HeaderMatchConfig(name, HeaderMatchKind.Regex, pattern) : null;
+            default:
+                var value = ReadStringValue(v, valueKey, errors, allowEmpty: kindName == "exact");
+                if (value is not null && !IsFieldValue(value))
+                {
+                    errors.Add($"{valueKey}: contains characters not allowed in a header value");
+                    return null;
+                }
+
+                return value is null ? null : new HeaderMatchConfig(name, kindName == "exact" ? HeaderMatchKind.Exact : HeaderMatchKind.Prefix, value);
+        }
+    }
+
+    private static QueryMatchConfig? ReadQueryMatch(JsonElement e, string key, List<string> errors)
+    {
+        if (!CheckKeys(e, key, errors, "name", "exact", "present"))
+        {
+            return null;
+        }
+
+        var name = ReadString(e, "name", key, errors);
+        if (name is not null && (!IsAsciiVisible(name) || name.AsSpan().IndexOfAny("&=#") >= 0))
+        {
+            errors.Add($"{key}.name: must be visible ASCII without '&', '=' or '#'");
+            name = null;
+        }
+
+        if (OneOf(e, key, errors, "exact", "present") is not { } kindName || name is null)
+        {
+            return null;
+        }
+
+        var v = e.GetProperty(kindName);
+        if (kindName == "present")
+        {
+            if (v.ValueKind != JsonValueKind.True)
+            {
+                errors.Add($"{key}.present: must be true");
+                return null;
+            }
+
+            return new QueryMatchConfig(name, QueryMatchKind.Present);
+        }
+
+        var value = ReadStringValue(v, $"{key}.exact", errors, allowEmpty: true);
+        if (value is not null && value.Length > 0 && (!IsAsciiVisible(value) || value.AsSpan().IndexOfAny("&#") >= 0))
+        {
+            errors.Add($"{key}.exact: must be visible ASCII without '&' or '#' (raw, as sent)");
+            return null;
+        }
+
+        return value is null ? null : new QueryMatchConfig(name, QueryMatchKind.Exact, value);
+    }
+
+    private static RouteActionConfig? ReadAction(JsonElement e, string key, List<string> errors)
+    {
+        if (!CheckKeys(e, key, errors, "service", "subset", "split", "requestHeaders", "responseHeaders"))
+        {
+            return null;
+        }
+
+        var before = errors.Count;
+        var destinations = new List<WeightedDestinationConfig>();
+        var hasService = e.TryGetProperty("service", out _);
+        var hasSplit = e.TryGetProperty("split", out var split);
+        if (hasService == hasSplit)
+        {
+            errors.Add($"{key}: needs exactly one of 'service' or 'split'");
+        }
+        else if (hasService)
+        {
+            var service = ReadString(e, "service", key, errors);
+            var subset = ReadString(e, "subset", key, errors, required: false);
+            if (service is not null)
+            {
+                destinations.Add(new WeightedDestinationConfig(service, subset));
+            }
+        }
+        else
+        {
+            if (e.TryGetProperty("subset", out _))
+            {
+                errors.Add($"{key}.subset: goes inside each split entry");
+            }
+
+            ReadArray(split, $"{key}.split", errors, (item, itemKey) =>
+            {
+                if (ReadWeighted(item, itemKey, errors) is { } d)
+                {
+                    destinations.Add(d);
+                }
+            });
+            if (split.ValueKind == JsonValueKind.Array && split.GetArrayLength() == 0)
+            {
+                errors.Add($"{key}.split: must not be empty");
+            }
+
+            long total = 0;
+            foreach (var d in destinations)
+            {
+                total += d.Weight;
+            }
+
+            if (total > int.MaxValue)
+            {
+                errors.Add($"{key}.split: the weights add up to more than {int.MaxValue}");
+            }
+        }
+
+        var request = e.TryGetProperty("requestHeaders", out var rq) ? ReadMutations(rq, $"{key}.requestHeaders", errors) : new HeaderMutationsConfig();
+        var response = e.TryGetProperty("responseHeaders", out var rs) ? ReadMutations(rs, $"{key}.responseHeaders", errors) : new HeaderMutationsConfig();
+        return errors.Count == before && request is not null && response is not null
+            ? new RouteActionConfig { Destinations = destinations, RequestHeaders = request, ResponseHeaders = response }
+            : null;
+    }
+
+    private static WeightedDestinationConfig? ReadWeighted(JsonElement e, string key, List<string> errors)
+    {
+        if (!CheckKeys(e, key, errors, "service", "subset", "weight"))
+        {
+            return null;
+        }
+
+        var service = ReadString(e, "service", key, errors);
+        var subset = ReadString(e, "subset", key, errors, required: false);
+        if (!e.TryGetProperty("weight", out var w))
+        {
+            errors.Add($"{key}.weight: missing");
+            return null;
+        }
+
+        if (w.ValueKind != JsonValueKind.Number || !w.TryGetInt32(out var weight) || weight <= 0)
+        {
+            errors.Add($"{key}.weight: must be a positive integer");
+            return null;
+        }
+
+        return service is null ? null : new WeightedDestinationConfig(service, subset, weight);
+    }
+
+    private static HeaderMutationsConfig? ReadMutations(JsonElement e, string key, List<string> errors)
+    {
+        if (!CheckKeys(e, key, errors, "set", "add", "remove"))
+        {
+            return null;
+        }
+
+        var before = errors.Count;
+        var set = e.TryGetProperty("set", out var s) ? ReadFields(s, $"{key}.set", errors) : [];
+        var add = e.TryGetProperty("add", out var a) ? ReadFields(a, $"{key}.add", errors) : [];
+        var remove = new List<string>();
+        if (e.TryGetProperty("remove", out var r))
+        {
+            ReadArray(r, $"{key}.remove", errors, (item, itemKey) =>
+            {
+                if (ReadStringValue(item, itemKey, errors) is { } name && ValidateMutableName(name, itemKey, errors))
+                {
+                    remove.Add(name);
+                }
+            });
+        }
+
+        return errors.Count == before ? new HeaderMutationsConfig { Set = set, Add = add, Remove = remove } : null;
+    }
+
+    private static List<KeyValuePair<string, string>> ReadFields(JsonElement array, string key, List<string> errors)
+    {
+        var fields = new List<KeyValuePair<string, string>>();
+        ReadArray(array, key, errors, (item, itemKey) =>
+        {
+            if (!CheckKeys(item, itemKey, errors, "name", "value"))
+            {
+                return;
+            }
+
+            var name = ReadString(item, "name", itemKey, errors);
+            string? value = null;
+            if (!item.TryGetProperty("value", out var v))
+            {
+                errors.Add($"{itemKey}.value: missing");
+            }
+            else
+            {
+                value = ReadStringValue(v, $"{itemKey}.value", errors, allowEmpty: true);
+                if (value is not null && !IsFieldValue(value))
+                {
+                    errors.Add($"{itemKey}.value: contains characters not allowed in a header value");
+                    value = null;
+                }
+            }
+
+            if (name is not null && ValidateMutableName(name, $"{itemKey}.name", errors) && value is not null)
+            {
+                fields.Add(new(name, value));
+            }
+        });
+        return fields;
+    }
+
+    private static bool ValidateMutableName(string name, string key, List<string> errors)
+    {
+        if (!IsToken(name))
+        {
+            errors.Add($"{key}: '{name}' is not a valid header name");
+            return false;
+        }
+
+        if (Array.IndexOf(FramingHeaders, name.ToLowerInvariant()) >= 0)
+        {
+            errors.Add($"{key}: '{name}' controls message framing or the connection and cannot be changed by a route");
+            return false;
+        }
+
+        return true;
+    }
+
+    private static bool ValidateHost(string host, string key, List<string> errors)
+    {
+        var name = host == "*" ? "" : host.StartsWith("*.", StringComparison.Ordinal) ? host[2..] : host;
+        if (host != "*" && (name.Length == 0 || name.Contains('*', StringComparison.Ordinal) || !IsAsciiVisible(name) || name.AsSpan().IndexOfAny("/?#@") >= 0))
+        {
+            errors.Add($"{key}: '{host}' must be a host name, '*.' followed by a domain, or '*'");
+            return false;
+        }
+
+        return true;
+    }
+
+    private static bool ValidateRegex(string pattern, bool ignoreCase, string key, List<string> errors)
+    {
+        try
+        {
+            _ = PathMatcher.CreateRegex(pattern, ignoreCase);
+            return true;
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException)
+        {
+            // NonBacktracking refuses backreferences and lookarounds with NotSupportedException.
+            errors.Add($"{key}: not a valid regular expression ({e.Message})");
+            return false;
+        }
+    }
+
+    /// <summary>Exactly one of <paramref name="names"/> must be present; returns it.</summary>
+    private static string? OneOf(JsonElement e, string key, List<string> errors, params string[] names)
+    {
+        string? found = null;
+        foreach (var n in names)
+        {
+            if (e.TryGetProperty(n, out _))
+            {
+                if (found is not null)
+                {
+                    errors.Add($"{key}: '{found}' and '{n}' cannot be combined");
+                    return null;
+                }
+
+                found = n;
+            }
+        }
+
+        if (found is null)
+        {
+            errors.Add($"{key}: needs one of {string.Join(", ", names)}");
+        }
+
+        return found;
+    }
+
+    private static void ReadArray(JsonElement array, string key, List<string> errors, Action<JsonElement, string> readItem)
+    {
+        if (array.ValueKind != JsonValueKind.Array)
+        {
+            errors.Add($"{key}: must be an array");
+            return;
+        }
+
+        var i = 0;
+        foreach (var item in array.EnumerateArray())
+        {
+            readItem(item, $"{key}[{i++}]");
+        }
+    }
+
+    private static string? ReadString(JsonElement obj, string name, string key, List<string> errors, bool required = true)
+    {
+        if (!obj.TryGetProperty(name, out var value))
+        {
+            if (required)
+            {
+                errors.Add($"{key}.{name}: missing");
+            }
+
+            return null;
+        }
+
+        return ReadStringValue(value, $"{key}.{name}", errors);
+    }
+
+    private static string? ReadStringValue(JsonElement value, string key, List<string> errors, bool allowEmpty = false)
+    {
+        if (value.ValueKind != JsonValueKind.String || (!allowEmpty && string.IsNullOrWhiteSpace(value.GetString())))
+        {
+            errors.Add($"{key}: must be a {(allowEmpty ? "" : "non-empty ")}string");
+            return null;
+        }
+
+        return value.GetString();
+    }
+
+    private static bool CheckKeys(JsonElement obj, string key, List<string> errors, params string[] known)
+    {
+        if (obj.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add($"{key}: must be an object");
+            return false;
+        }
+
+        foreach (var p in obj.EnumerateObject())
+        {
+            if (Array.IndexOf(known, p.Name) < 0)
+            {
+                errors.Add($"{key}.{p.Name}: unknown key (known: {string.Join(", ", known)})");
+            }
+        }
+
+        return true;
+    }
+
+    private static bool IsToken(string s)
+    {
+        if (s.Length == 0)
+        {
+            return false;
+        }
+
+        foreach (var c in s)
+        {
+            if (!(char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c, StringComparison.Ordinal)))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static bool IsAsciiVisible(string s)
+    {
+        foreach (var c in s)
+        {
+            if (c is < '!' or > '~')
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>RFC 9110 field-value restricted to ASCII: visible characters, space and tab inside, none at the ends.</summary>
+    private static bool IsFieldValue(string s)
+    {
+        foreach (var c in s)
+        {
+            if (c is not ((>= '!' and <= '~') or ' ' or '\t'))
+            {
+                return false;
+            }
+        }
+
+        return s.Length == 0 || (s[0] is not (' ' or '\t') && s[^1] is not (' ' or '\t'));
+    }
+}
