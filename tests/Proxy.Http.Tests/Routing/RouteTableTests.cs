@@ -234,6 +234,32 @@ public sealed class RouteTableTests
     }
 
     [Fact]
+    public void TryMatch_AbsoluteFormWithoutPath_PathIsSlash()
+    {
+        var table = One("""{ "hosts": ["api.test"], "path": { "exact": "/" } }""");
+        Assert.True(table.TryMatch(Head("GET http://user@api.test HTTP/1.1\r\nHost: api.test\r\n\r\n"), out _));
+    }
+
+    [Fact]
+    public void TryMatch_ConnectAuthorityForm_HostFromTargetAndEmptyPath()
+    {
+        var table = Table("""
+            [ { "name": "path", "match": { "path": { "prefix": "/" } }, "action": { "service": "x" } },
+              { "name": "tunnel", "match": { "hosts": ["db.test"], "methods": ["CONNECT"] }, "action": { "service": "db" } } ]
+            """);
+        Assert.Equal("tunnel", MatchName(table, Head("CONNECT db.test:5432 HTTP/1.1\r\nHost: db.test:5432\r\n\r\n")));
+    }
+
+    [Fact]
+    public void DescribeNoRoute_NoHostAndLongPath_ShortenedAndPrintable()
+    {
+        var head = Head("GET /" + new string('a', 300) + " HTTP/1.0\r\n\r\n");
+        var text = RouteTable.DescribeNoRoute(head, "outbound");
+        Assert.StartsWith("no route matched GET /aaa", text, StringComparison.Ordinal);
+        Assert.EndsWith("a... on listener outbound", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TryMatch_EmptyTable_NeverMatches()
     {
         Assert.False(RouteTable.Empty.TryMatch(Get("/"), out _));
