@@ -381,7 +381,7 @@ public class ProtocolDetectorTests
 
     private static async Task WaitUntilQueuedAsync(Socket socket, int count)
     {
-        // Polls the receive queue length; each step yields to the timer (no Thread.Sleep), bounded overall.
+        // Polls the receive queue length; each step yields to the timer (never blocks the thread), bounded overall.
         var deadline = Stopwatch.StartNew();
         while (socket.Available < count)
         {
