@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using static Proxy.Core.Configuration.JsonConfigReading;
 using Proxy.Core.Balancing;
 using Proxy.Core.Tcp;
 
@@ -235,61 +236,6 @@ public static class ConfigLoader
         {
             errors.Add($"{path}: {error}");
         }
-    }
-
-    private static void ReadArray(JsonElement array, string key, List<string> errors, Action<JsonElement, string> readItem)
-    {
-        if (array.ValueKind != JsonValueKind.Array)
-        {
-            errors.Add($"{key}: must be an array");
-            return;
-        }
-
-        var i = 0;
-        foreach (var item in array.EnumerateArray())
-        {
-            readItem(item, $"{key}[{i++}]");
-        }
-    }
-
-    private static string? ReadString(JsonElement obj, string name, string key, List<string> errors, bool required = true)
-    {
-        if (!obj.TryGetProperty(name, out var value))
-        {
-            if (required)
-            {
-                errors.Add($"{key}.{name}: missing");
-            }
-
-            return null;
-        }
-
-        if (value.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(value.GetString()))
-        {
-            errors.Add($"{key}.{name}: must be a non-empty string");
-            return null;
-        }
-
-        return value.GetString();
-    }
-
-    private static bool CheckKeys(JsonElement obj, string key, List<string> errors, params string[] known)
-    {
-        if (obj.ValueKind != JsonValueKind.Object)
-        {
-            errors.Add($"{key}: must be an object");
-            return false;
-        }
-
-        foreach (var p in obj.EnumerateObject())
-        {
-            if (Array.IndexOf(known, p.Name) < 0)
-            {
-                errors.Add($"{key}.{p.Name}: unknown key (known: {string.Join(", ", known)})");
-            }
-        }
-
-        return true;
     }
 
     private static void ReadListener(ConfigDraft draft, JsonElement e, string key, List<string> errors)

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using static Proxy.Core.Configuration.JsonConfigReading;
 
 namespace Proxy.Http.Routing;
 
@@ -531,66 +532,6 @@ public static class RouteConfigReader
         }
 
         return found;
-    }
-
-    private static void ReadArray(JsonElement array, string key, List<string> errors, Action<JsonElement, string> readItem)
-    {
-        if (array.ValueKind != JsonValueKind.Array)
-        {
-            errors.Add($"{key}: must be an array");
-            return;
-        }
-
-        var i = 0;
-        foreach (var item in array.EnumerateArray())
-        {
-            readItem(item, $"{key}[{i++}]");
-        }
-    }
-
-    private static string? ReadString(JsonElement obj, string name, string key, List<string> errors, bool required = true)
-    {
-        if (!obj.TryGetProperty(name, out var value))
-        {
-            if (required)
-            {
-                errors.Add($"{key}.{name}: missing");
-            }
-
-            return null;
-        }
-
-        return ReadStringValue(value, $"{key}.{name}", errors);
-    }
-
-    private static string? ReadStringValue(JsonElement value, string key, List<string> errors, bool allowEmpty = false)
-    {
-        if (value.ValueKind != JsonValueKind.String || (!allowEmpty && string.IsNullOrWhiteSpace(value.GetString())))
-        {
-            errors.Add($"{key}: must be a {(allowEmpty ? "" : "non-empty ")}string");
-            return null;
-        }
-
-        return value.GetString();
-    }
-
-    private static bool CheckKeys(JsonElement obj, string key, List<string> errors, params string[] known)
-    {
-        if (obj.ValueKind != JsonValueKind.Object)
-        {
-            errors.Add($"{key}: must be an object");
-            return false;
-        }
-
-        foreach (var p in obj.EnumerateObject())
-        {
-            if (Array.IndexOf(known, p.Name) < 0)
-            {
-                errors.Add($"{key}.{p.Name}: unknown key (known: {string.Join(", ", known)})");
-            }
-        }
-
-        return true;
     }
 
     private static bool IsToken(string s)
