@@ -28,7 +28,7 @@ public sealed class DetectionWiringTests : IAsyncLifetime
 
     private async Task<SidecarHost> StartAsync(ProxyConfig config, IPEndPoint destination)
     {
-        var host = new SidecarHost(config, NullLoggerFactory.Instance, new FixedResolver(destination));
+        var host = new SidecarHost(config, NullLoggerFactory.Instance, new FixedOriginalDestinationResolver(destination));
         _disposables.Add(host);
         await host.StartAsync(CancellationToken.None).WaitAsync(Timeout);
         return host;
@@ -147,16 +147,6 @@ public sealed class DetectionWiringTests : IAsyncLifetime
         }
 
         return buffer;
-    }
-
-    private sealed class FixedResolver(IPEndPoint destination) : IOriginalDestinationResolver
-    {
-        public bool TryResolve(Socket accepted, out OriginalDestination result, out string? error)
-        {
-            result = new OriginalDestination(destination);
-            error = null;
-            return true;
-        }
     }
 
     /// <summary>A server-speaks-first server (like SMTP or MySQL): sends a banner on accept, then reads to EOF.</summary>
