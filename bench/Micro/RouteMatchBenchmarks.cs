@@ -1,3 +1,4 @@
+using Proxy.Core.Configuration;
 using System.Buffers;
 using System.Text;
 using BenchmarkDotNet.Attributes;

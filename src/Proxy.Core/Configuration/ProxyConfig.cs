@@ -25,6 +25,8 @@ public sealed record ProxyConfig
 
     public DetectConfig Detect { get; init; } = new();
 
+    public HttpConfig Http { get; init; } = new();
+
     /// <summary>Explicit (non-captured) listeners, each forwarding to one service.</summary>
     public IReadOnlyList<ListenerConfig> Listeners { get; init; } = [];
 
@@ -73,8 +75,61 @@ public sealed record DetectConfig
     public IReadOnlyList<int> OpaquePorts { get; init; } = ProtocolDetectorOptions.DefaultOpaquePorts;
 }
 
-/// <summary>An explicit listener: every connection accepted on <see cref="Address"/> goes to <see cref="Service"/>.</summary>
-public sealed record ListenerConfig(string Name, IPEndPoint Address, string Service);
+/// <summary>
+/// An explicit listener: a client dials <see cref="Address"/> on purpose (no capture). With protocol tcp every
+/// connection goes to <see cref="Service"/>; with protocol http each request is routed by <see cref="Routes"/>
+/// (first match wins; no route matched: a proxy-made 404), or to <see cref="Service"/> when there are no routes.
+/// <see cref="Service"/> is empty when the listener only routes.
+/// </summary>
+public sealed record ListenerConfig(string Name, IPEndPoint Address, string Service)
+{
+    /// <summary>Config key <c>protocol</c>: tcp (opaque) or http (HTTP/1.1 forwarding). Default: http when routes are given, else tcp.</summary>
+    public ListenerProtocol Protocol { get; init; } = ListenerProtocol.Tcp;
+
+    /// <summary>Config key <c>routes</c> (see <see cref="RouteConfigReader"/>).</summary>
+    public IReadOnlyList<RouteConfig> Routes { get; init; } = [];
+}
+
+/// <summary>What an explicit listener speaks.</summary>
+public enum ListenerProtocol
+{
+    /// <summary>Opaque TCP: bytes forwarded as they are to the listener's service.</summary>
+    Tcp,
+
+    /// <summary>HTTP/1.1: each request parsed, routed, balanced and forwarded over pooled upstream connections.</summary>
+    Http,
+}
+
+/// <summary>HTTP forwarding (Proxy.Http.Forwarding): codec limits, upstream pools, response timeout, access log.</summary>
+public sealed record HttpConfig
+{
+    /// <summary>Longest request line accepted; longer is answered 414. Flag <c>--http-max-request-line</c>.</summary>
+    public int MaxRequestLineBytes { get; init; } = 8 * 1024;
+
+    /// <summary>Most bytes of header fields accepted; more is answered 431. Flag <c>--http-max-header-bytes</c>.</summary>
+    public int MaxHeaderBytes { get; init; } = 32 * 1024;
+
+    /// <summary>Most header fields accepted; more is answered 431. Flag <c>--http-max-headers</c>.</summary>
+    public int MaxHeaderCount { get; init; } = 100;
+
+    /// <summary>How long to wait for the upstream's response head after the request head was sent; then 504. Zero: no limit.</summary>
+    public TimeSpan ResponseTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Idle keep-alive connection (downstream, between requests) closed after this long.</summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Upstream connections per endpoint at most (in use + idle); 0 = unlimited.</summary>
+    public int PoolMaxConnections { get; init; }
+
+    /// <summary>Idle pooled upstream connections kept per endpoint at most.</summary>
+    public int PoolMaxIdle { get; init; } = 64;
+
+    /// <summary>A pooled upstream connection idle longer than this is closed.</summary>
+    public TimeSpan PoolIdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>JSON access log: null (off), "stdout", or a file path. Flag <c>--access-log</c>.</summary>
+    public string? AccessLog { get; init; }
+}
 
 /// <summary>
 /// A service: its virtual addresses (what clients dial, e.g. a ClusterIP:port) and the endpoints
@@ -92,11 +147,26 @@ public sealed record ServiceConfig(string Name, IReadOnlyList<IPEndPoint> Addres
     /// <summary>The endpoints' weights, parallel to <see cref="Endpoints"/>; empty means every weight is 1.</summary>
     public IReadOnlyList<int> Weights { get; init; } = [];
 
+    /// <summary>Header or cookie name hashed when <see cref="HashOn"/> is Header or Cookie; config key <c>hashKey</c>.</summary>
+    public string? HashKey { get; init; }
+
+    /// <summary>Named subsets of the endpoints (e.g. v1, v2) that routes send to; config key <c>subsets</c>.</summary>
+    public IReadOnlyList<SubsetConfig> Subsets { get; init; } = [];
+
+    /// <summary>
+    /// HTTP routes for requests to this service's virtual addresses (captured outbound traffic); config key
+    /// <c>routes</c>. Empty: every request goes to the whole service.
+    /// </summary>
+    public IReadOnlyList<RouteConfig> Routes { get; init; } = [];
+
     /// <summary>The weight of endpoint <paramref name="index"/> (1 when no weights are given).</summary>
     public int WeightOf(int index) => Weights.Count == 0 ? 1 : Weights[index];
 }
 
-/// <summary>The key a hashing balancer uses. L4 knows only the source IP; the HTTP stage will add header and cookie.</summary>
+/// <summary>A named subset of a service's endpoints (each must be one of the service's endpoints); balanced like the service.</summary>
+public sealed record SubsetConfig(string Name, IReadOnlyList<IPEndPoint> Endpoints);
+
+/// <summary>The key a hashing balancer uses. Opaque TCP knows only the source IP; HTTP adds a header or cookie.</summary>
 public enum HashOn
 {
     /// <summary>No key: a ring hash balancer places each connection at a random point.</summary>
@@ -104,4 +174,10 @@ public enum HashOn
 
     /// <summary>The client's IP address (not its port), so one client keeps reaching one endpoint.</summary>
     SourceIp,
+
+    /// <summary>The value of the request header named by <see cref="ServiceConfig.HashKey"/> (HTTP only; absent: random point).</summary>
+    Header,
+
+    /// <summary>The value of the cookie named by <see cref="ServiceConfig.HashKey"/> (HTTP only; absent: random point).</summary>
+    Cookie,
 }

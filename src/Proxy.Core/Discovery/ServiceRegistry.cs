@@ -5,15 +5,36 @@ using Proxy.Core.Configuration;
 
 namespace Proxy.Core.Discovery;
 
-/// <summary>A service as the data plane sees it: its name and a balancer over its endpoints.</summary>
-public sealed class Service(string name, ILoadBalancer balancer, HashOn hashOn = HashOn.None)
+/// <summary>
+/// A service (or one subset of it) as the data plane sees it: its name and a balancer over its endpoints.
+/// A subset's endpoints are the same <see cref="Endpoint"/> objects as the whole service's, so load and
+/// latency seen through a subset count for the service too.
+/// </summary>
+public sealed class Service(string name, ILoadBalancer balancer, HashOn hashOn = HashOn.None, string? hashKey = null)
 {
+    private Dictionary<string, Service>? _subsets;
+
     public string Name { get; } = name;
+
+    /// <summary>The subset's name when this is a subset of <see cref="Name"/>, else null.</summary>
+    public string? SubsetName { get; private init; }
 
     public ILoadBalancer Balancer { get; } = balancer;
 
     /// <summary>What this service's balancer hashes (ring hash only).</summary>
     public HashOn HashOn { get; } = hashOn;
+
+    /// <summary>Header or cookie name hashed when <see cref="HashOn"/> is Header or Cookie (ASCII bytes), else empty.</summary>
+    public byte[] HashKey { get; } = hashKey is null ? [] : System.Text.Encoding.ASCII.GetBytes(hashKey);
+
+    /// <summary>The named subset (e.g. <c>v2</c>), or null when the service has no such subset.</summary>
+    public Service? FindSubset(string subset) => _subsets?.GetValueOrDefault(subset);
+
+    internal void AddSubset(string subset, ILoadBalancer balancer)
+    {
+        _subsets ??= new Dictionary<string, Service>(StringComparer.Ordinal);
+        _subsets.Add(subset, new Service(Name, balancer, HashOn, HashKey.Length == 0 ? null : System.Text.Encoding.ASCII.GetString(HashKey)) { SubsetName = subset });
+    }
 
     /// <summary>Picks an endpoint for a connection from <paramref name="client"/> (its IP is the hash key when the service hashes on the source IP).</summary>
     public Endpoint Pick(EndPoint? client)
@@ -52,7 +73,34 @@ public sealed class ServiceRegistry
                 endpoints[i] = new WeightedAddress(new UpstreamAddress(Normalize(config.Endpoints[i])), config.WeightOf(i));
             }
 
-            var service = new Service(config.Name, LoadBalancers.Create(config.Balancer, endpoints, options), config.HashOn);
+            var set = EndpointSet.Create(endpoints, options);
+            var service = new Service(config.Name, LoadBalancers.Create(config.Balancer, set, options), config.HashOn, config.HashKey);
+            foreach (var subset in config.Subsets)
+            {
+                var members = new List<Endpoint>(subset.Endpoints.Count);
+                foreach (var address in subset.Endpoints)
+                {
+                    var normalized = Normalize(address);
+                    var found = false;
+                    foreach (var e in set.AsSpan())
+                    {
+                        if (e.Address.EndPoint.Equals(normalized))
+                        {
+                            members.Add(e);
+                            found = true;
+                            break;
+                        }
+                    }
+
+                    if (!found)
+                    {
+                        throw new ArgumentException($"service \"{config.Name}\" subset \"{subset.Name}\": {address} is not one of the service's endpoints", nameof(services));
+                    }
+                }
+
+                service.AddSubset(subset.Name, LoadBalancers.Create(config.Balancer, new EndpointSet(members), options));
+            }
+
             _byName.Add(config.Name, service);
             foreach (var address in config.Addresses)
             {

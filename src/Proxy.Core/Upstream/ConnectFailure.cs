@@ -16,6 +16,9 @@ public enum ConnectFailureCause
 
     /// <summary>Any other failure (local resource error, a client connection middleware failed...).</summary>
     Error,
+
+    /// <summary>The endpoint's pool is at its connection limit and none came free within the connect timeout.</summary>
+    PoolExhausted,
 }
 
 /// <summary>A failed upstream connect: where to, why, and the system's own words.</summary>
@@ -35,6 +38,7 @@ public readonly record struct ConnectFailure(UpstreamAddress Destination, Connec
         ConnectFailureCause.Refused => "refused",
         ConnectFailureCause.Timeout => "timeout",
         ConnectFailureCause.Unreachable => "unreachable",
+        ConnectFailureCause.PoolExhausted => "pool_exhausted",
         _ => "error",
     };
 
@@ -43,6 +47,7 @@ public readonly record struct ConnectFailure(UpstreamAddress Destination, Connec
         ConnectFailureCause.Refused => "connection refused",
         ConnectFailureCause.Timeout => "no answer within the connect timeout",
         ConnectFailureCause.Unreachable => "destination unreachable",
+        ConnectFailureCause.PoolExhausted => "the endpoint's connection pool is at its limit",
         _ => "error",
     };
 }

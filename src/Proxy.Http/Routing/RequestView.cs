@@ -1,3 +1,4 @@
+using Proxy.Core.Configuration;
 using Proxy.Http.Http1;
 
 namespace Proxy.Http.Routing;

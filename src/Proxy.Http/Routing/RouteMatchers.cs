@@ -1,3 +1,4 @@
+using Proxy.Core.Configuration;
 using System.Buffers;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -86,8 +87,7 @@ internal sealed class PathMatcher
     }
 
     /// <summary>Anchored, non-backtracking (linear time whatever the input: no ReDoS from a crafted path).</summary>
-    internal static Regex CreateRegex(string pattern, bool ignoreCase) =>
-        new($"^(?:{pattern})$", RegexOptions.NonBacktracking | RegexOptions.CultureInvariant | (ignoreCase ? RegexOptions.IgnoreCase : RegexOptions.None));
+    internal static Regex CreateRegex(string pattern, bool ignoreCase) => RouteRegex.Create(pattern, ignoreCase);
 
     public bool Matches(ReadOnlySpan<byte> path) => _kind switch
     {

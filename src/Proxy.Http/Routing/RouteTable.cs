@@ -1,3 +1,4 @@
+using Proxy.Core.Configuration;
 using System.Text;
 using Proxy.Http.Http1;
 

@@ -1,3 +1,4 @@
+using Proxy.Core.Configuration;
 using Proxy.Http.Routing;
 
 namespace Proxy.Http.Tests.Routing;

@@ -1,3 +1,4 @@
+using Proxy.Core.Configuration;
 using Proxy.Http.Routing;
 using static Proxy.Http.Tests.Routing.RoutingTestHelpers;
 

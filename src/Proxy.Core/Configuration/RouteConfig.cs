@@ -1,4 +1,4 @@
-namespace Proxy.Http.Routing;
+namespace Proxy.Core.Configuration;
 
 /// <summary>One route as configured: what it matches and where matching requests go. Built once per config.</summary>
 public sealed record RouteConfig
@@ -95,4 +95,12 @@ public sealed record HeaderMutationsConfig
     public IReadOnlyList<KeyValuePair<string, string>> Add { get; init; } = [];
 
     public IReadOnlyList<string> Remove { get; init; } = [];
+}
+
+/// <summary>How route regular expressions are compiled, shared by validation (here) and matching (Proxy.Http.Routing).</summary>
+public static class RouteRegex
+{
+    /// <summary>Anchored, non-backtracking (linear time whatever the input: no ReDoS from a crafted path).</summary>
+    public static System.Text.RegularExpressions.Regex Create(string pattern, bool ignoreCase) =>
+        new($"^(?:{pattern})$", System.Text.RegularExpressions.RegexOptions.NonBacktracking | System.Text.RegularExpressions.RegexOptions.CultureInvariant | (ignoreCase ? System.Text.RegularExpressions.RegexOptions.IgnoreCase : System.Text.RegularExpressions.RegexOptions.None));
 }

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using static Proxy.Core.Configuration.JsonConfigReading;
 
-namespace Proxy.Http.Routing;
+namespace Proxy.Core.Configuration;
 
 /// <summary>The outcome of reading routes: the routes, or every error found (never just the first).</summary>
 public sealed record RouteConfigResult(IReadOnlyList<RouteConfig>? Routes, IReadOnlyList<string> Errors)
@@ -497,7 +497,7 @@ public static class RouteConfigReader
     {
         try
         {
-            _ = PathMatcher.CreateRegex(pattern, ignoreCase);
+            _ = RouteRegex.Create(pattern, ignoreCase);
             return true;
         }
         catch (Exception e) when (e is ArgumentException or NotSupportedException)

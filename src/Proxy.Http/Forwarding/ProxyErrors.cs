@@ -1,0 +1,48 @@
+namespace Proxy.Http.Forwarding;
+
+/// <summary>
+/// The machine-readable reasons of proxy-made responses and failed exchanges: the value of the
+/// <see cref="HeaderName"/> response header, the access log's <c>error</c> field and the metrics' <c>error</c> tag.
+/// A closed set, so metric cardinality stays bounded.
+/// </summary>
+public static class ProxyErrors
+{
+    /// <summary>Response header carrying the reason on every proxy-made response.</summary>
+    public const string HeaderName = "x-proxy-error";
+
+    /// <summary>400 (or 414/431/501): the request could not be parsed or breaks a rule of RFC 9112.</summary>
+    public const string BadRequest = "bad_request";
+
+    /// <summary>404: no route matched.</summary>
+    public const string NoRoute = "no_route";
+
+    /// <summary>503: the route's service (or subset) is unknown or has no endpoints.</summary>
+    public const string NoEndpoint = "no_endpoint";
+
+    /// <summary>502: the endpoint refused the connection.</summary>
+    public const string UpstreamRefused = "upstream_refused";
+
+    /// <summary>504: connecting to the endpoint timed out.</summary>
+    public const string UpstreamConnectTimeout = "upstream_connect_timeout";
+
+    /// <summary>502: the endpoint is unreachable, or connecting failed otherwise.</summary>
+    public const string UpstreamConnectError = "upstream_connect_error";
+
+    /// <summary>503: the endpoint's pool is at its connection limit.</summary>
+    public const string PoolExhausted = "pool_exhausted";
+
+    /// <summary>502: the upstream reset the connection before its response was complete.</summary>
+    public const string UpstreamReset = "upstream_reset";
+
+    /// <summary>502: the upstream closed the connection before its response was complete.</summary>
+    public const string UpstreamClosed = "upstream_closed";
+
+    /// <summary>502: the upstream's response could not be parsed or breaks a rule of RFC 9112.</summary>
+    public const string UpstreamBadResponse = "upstream_bad_response";
+
+    /// <summary>504: no response head from the upstream within the response timeout.</summary>
+    public const string ResponseTimeout = "response_timeout";
+
+    /// <summary>The client went away (closed or reset) before the exchange finished; nothing is sent.</summary>
+    public const string ClientClosed = "client_closed";
+}
