@@ -25,6 +25,10 @@ public sealed class ProxyMetrics : IDisposable
         ConnectFailures = _meter.CreateCounter<long>("proxy_tcp_connect_failures", "{connection}", "Connections the proxy could not complete, by cause.");
         ConnectionsRejected = _meter.CreateCounter<long>("proxy_tcp_connections_rejected", "{connection}", "Connections closed because a limit was reached.");
         DetectTotal = _meter.CreateCounter<long>("proxy_detect", "{connection}", "Protocol detections on the capture listeners, by detected protocol.");
+        PoolConnectionsCreated = _meter.CreateCounter<long>("proxy_pool_connections_created", "{connection}", "Upstream connections opened by the connection pools.");
+        PoolConnectionsReused = _meter.CreateCounter<long>("proxy_pool_connections_reused", "{connection}", "Rents served by an idle pooled upstream connection.");
+        PoolConnectionsIdle = _meter.CreateUpDownCounter<long>("proxy_pool_connections_idle", "{connection}", "Idle upstream connections kept by the pools now.");
+        PoolConnectionsDiscarded = _meter.CreateCounter<long>("proxy_pool_connections_discarded", "{connection}", "Pooled upstream connections closed by the pool, by cause.");
     }
 
     public Counter<long> ConnectionsOpened { get; }
@@ -40,6 +44,18 @@ public sealed class ProxyMetrics : IDisposable
 
     /// <summary>Tags "listener" and "protocol": http1, h2, tls, opaque, timeout. Exported as <c>proxy_detect_total</c>.</summary>
     public Counter<long> DetectTotal { get; }
+
+    /// <summary>Upstream connections the pools opened (untagged: an endpoint tag would be unbounded).</summary>
+    public Counter<long> PoolConnectionsCreated { get; }
+
+    /// <summary>Rents that reused an idle pooled connection.</summary>
+    public Counter<long> PoolConnectionsReused { get; }
+
+    /// <summary>Idle pooled connections now.</summary>
+    public UpDownCounter<long> PoolConnectionsIdle { get; }
+
+    /// <summary>Tag "cause": closed_by_upstream, idle_timeout, not_reusable, overflow.</summary>
+    public Counter<long> PoolConnectionsDiscarded { get; }
 
     public static TagList Tags(string listener, string service) => new() { { "listener", listener }, { "service", service } };
 
