@@ -33,8 +33,9 @@ namespace Proxy.Core.Upstream;
 /// lock per endpoint, a synchronously completed <see cref="ValueTask{TResult}"/>, the same <see cref="PooledConnection"/>
 /// object for the life of the connection. Waiting and connecting allocate (they are the slow path anyway).</item>
 /// <item><b>Closing.</b> Discarded connections are closed gracefully (<c>DisposeAsync</c>: pending output is sent,
-/// then FIN) in the background, failures logged. A renter that wants a reset calls <c>Abort()</c> before
-/// returning the connection with <c>reusable: false</c>.</item>
+/// then FIN) in the background, failures logged; a close still unfinished after
+/// <see cref="UpstreamPoolOptions.CloseTimeout"/> (the upstream stopped reading) is reset. A renter that wants a reset
+/// at once calls <c>Abort()</c> before returning the connection with <c>reusable: false</c>.</item>
 /// </list>
 /// <para>Liveness is read from the application's input pipe. With a wrapping middleware (TLS) whose pipe only
 /// shows bytes once someone reads, an upstream close is noticed by the renter's first read instead.</para>
@@ -397,7 +398,26 @@ public sealed partial class UpstreamPool : IUpstreamPool, IAsyncDisposable
     {
         try
         {
-            await connection.DisposeAsync().ConfigureAwait(false);
+            var closing = connection.DisposeAsync();
+            if (closing.IsCompleted || _options.CloseTimeout == Timeout.InfiniteTimeSpan)
+            {
+                await closing.ConfigureAwait(false);
+                return;
+            }
+
+            // Still sending what the renter wrote: bounded, then reset (an upstream that stopped reading would
+            // otherwise keep the socket and this task forever).
+            var pending = closing.AsTask();
+            try
+            {
+                await pending.WaitAsync(_options.CloseTimeout, _time).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                Log.CloseTimedOut(_logger, connection.ConnectionId, _options.CloseTimeout.TotalMilliseconds);
+                connection.Abort(new ConnectionAbortedException("The pool reset a connection whose graceful close did not finish in time."));
+                await pending.ConfigureAwait(false);
+            }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -735,6 +755,9 @@ public sealed partial class UpstreamPool : IUpstreamPool, IAsyncDisposable
 
         [LoggerMessage(EventId = 1115, Level = LogLevel.Error, Message = "Upstream pool idle sweep failed")]
         public static partial void SweepFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(EventId = 1116, Level = LogLevel.Debug, Message = "Pooled connection {ConnectionId} did not close within {CloseTimeoutMs} ms (the upstream stopped reading): reset")]
+        public static partial void CloseTimedOut(ILogger logger, string connectionId, double closeTimeoutMs);
     }
 }
 

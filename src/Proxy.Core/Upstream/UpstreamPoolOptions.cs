@@ -23,7 +23,13 @@ public sealed record UpstreamPoolOptions
     /// </summary>
     public TimeSpan? WaitTimeout { get; init; }
 
-    /// <summary>The clock for idle stamps, the idle sweep and wait timeouts.</summary>
+    /// <summary>
+    /// How long closing a discarded connection gracefully (pending output sent, then FIN) may take before it is reset
+    /// instead: an upstream that stopped reading would otherwise hold the socket forever. Infinite waits.
+    /// </summary>
+    public TimeSpan CloseTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The clock for idle stamps, the idle sweep, wait and close timeouts.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
     /// <summary>Throws one <see cref="ArgumentException"/> naming every invalid setting.</summary>
@@ -48,6 +54,11 @@ public sealed record UpstreamPoolOptions
         if (WaitTimeout is { } wait && wait < TimeSpan.Zero && wait != Timeout.InfiniteTimeSpan)
         {
             (errors ??= []).Add($"{nameof(WaitTimeout)} must be zero, positive or infinite, not {wait}.");
+        }
+
+        if (CloseTimeout <= TimeSpan.Zero && CloseTimeout != Timeout.InfiniteTimeSpan)
+        {
+            (errors ??= []).Add($"{nameof(CloseTimeout)} must be positive or infinite, not {CloseTimeout}.");
         }
 
         if (TimeProvider is null)

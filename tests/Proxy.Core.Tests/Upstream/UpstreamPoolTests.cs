@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Net;
@@ -71,6 +72,30 @@ public sealed class UpstreamPoolTests
         Assert.False(next.IsReused);
         Assert.Equal(2, server.AcceptedCount);
         pool.Return(next, reusable: true);
+    }
+
+    [Fact]
+    public async Task Return_NotReusableToUpstreamThatStoppedReading_ResetsAfterCloseTimeout()
+    {
+        using var listener = TestListener.Start();
+        using var connector = new UpstreamConnector();
+        var time = new ManualTimeProvider();
+        await using var pool = new UpstreamPool(connector, new UpstreamPoolOptions { CloseTimeout = TimeSpan.FromSeconds(5), TimeProvider = time });
+        var rented = await PoolTest.RentAsync(pool, new UpstreamAddress(listener.EndPoint));
+        using var server = await listener.AcceptAsync();
+        var closed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var registration = rented.Connection.ConnectionClosed.Register(static s => ((TaskCompletionSource)s!).TrySetResult(), closed);
+
+        // Far more than the loopback socket buffers hold: the graceful close cannot finish while the server does not read.
+        rented.Connection.Transport.Output.Write(new byte[32 * 1024 * 1024]);
+        pool.Return(rented, reusable: false);
+
+        Assert.False(closed.Task.IsCompleted);
+        time.Advance(TimeSpan.FromSeconds(5));
+        await closed.Task.WaitAsync(TestTimeouts.Short);
+
+        var ex = await Assert.ThrowsAsync<SocketException>(() => server.ReadToEndAsync());
+        Assert.Equal(SocketError.ConnectionReset, ex.SocketErrorCode);
     }
 
     [Fact]
