@@ -100,6 +100,84 @@ public sealed class UpstreamPoolStressTests
     }
 
     [Fact]
+    public async Task RentAsync_ConcurrentCancellationsAndWaitTimeouts_LeakNoSlotAndNoWaiter()
+    {
+        const int Max = 2;
+        const int Tasks = 8;
+        const int RentsPerTask = 300;
+        await using var server = PoolTestServer.Start();
+        using var connector = new UpstreamConnector();
+        await using var pool = new UpstreamPool(connector, new UpstreamPoolOptions
+        {
+            MaxConnectionsPerEndpoint = Max,
+            WaitTimeout = TimeSpan.FromMilliseconds(2),
+        });
+        var inUse = 0;
+        var maxInUse = 0;
+        var outcomes = new int[3];
+
+        async Task WorkerAsync(int worker)
+        {
+            for (var i = 0; i < RentsPerTask; i++)
+            {
+                // Cancellation lands anywhere: before the rent, while waiting, while connecting, or never.
+                using var cts = new CancellationTokenSource();
+                cts.CancelAfter((i + worker) % 4);
+                try
+                {
+                    var result = await pool.RentAsync(server.Address, cts.Token);
+                    if (!result.IsSuccess)
+                    {
+                        Assert.Equal(ConnectFailureCause.PoolExhausted, result.Failure.Cause);
+                        Interlocked.Increment(ref outcomes[1]);
+                        continue;
+                    }
+
+                    InterlockedMax(ref maxInUse, Interlocked.Increment(ref inUse));
+                    Interlocked.Increment(ref outcomes[0]);
+                    await Task.Yield();
+                    Interlocked.Decrement(ref inUse);
+                    pool.Return(result.Connection!, reusable: i % 5 != 0);
+                }
+                catch (OperationCanceledException)
+                {
+                    Interlocked.Increment(ref outcomes[2]);
+                }
+            }
+        }
+
+        var workers = new Task[Tasks];
+        for (var w = 0; w < Tasks; w++)
+        {
+            var worker = w;
+            workers[w] = Task.Run(() => WorkerAsync(worker));
+        }
+
+        await Task.WhenAll(workers).WaitAsync(TestTimeouts.Bulk);
+
+        Assert.Equal(Tasks * RentsPerTask, outcomes[0] + outcomes[1] + outcomes[2]);
+        Assert.True(outcomes[0] > 0, "some rents should succeed");
+        Assert.InRange(maxInUse, 1, Max);
+        var stats = pool.GetStats(server.Address);
+        Assert.Equal(0, stats.Waiting);
+        Assert.Equal(stats.Open, stats.Idle);
+        Assert.InRange(stats.Open, 0, Max);
+
+        // Every slot is free again: Max rents at once succeed without waiting.
+        var all = new PooledConnection[Max];
+        for (var i = 0; i < Max; i++)
+        {
+            all[i] = await PoolTest.RentAsync(pool, server.Address);
+        }
+
+        Assert.Equal(new UpstreamPoolStats(Open: Max, Idle: 0, Waiting: 0), pool.GetStats(server.Address));
+        foreach (var connection in all)
+        {
+            pool.Return(connection, reusable: true);
+        }
+    }
+
+    [Fact]
     public async Task RentAndReturn_IdleConnection_AllocatesNothing()
     {
         // Blocking peer (never an async call on it): .NET's emulation of blocking calls on an async socket allocates.
