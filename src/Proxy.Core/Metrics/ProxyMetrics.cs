@@ -25,6 +25,11 @@ public sealed class ProxyMetrics : IDisposable
         ConnectFailures = _meter.CreateCounter<long>("proxy_tcp_connect_failures", "{connection}", "Connections the proxy could not complete, by cause.");
         ConnectionsRejected = _meter.CreateCounter<long>("proxy_tcp_connections_rejected", "{connection}", "Connections closed because a limit was reached.");
         DetectTotal = _meter.CreateCounter<long>("proxy_detect", "{connection}", "Protocol detections on the capture listeners, by detected protocol.");
+        ProcessAllocatedBytes = _meter.CreateObservableCounter(
+            "proxy_process_allocated_bytes",
+            static () => GC.GetTotalAllocatedBytes(precise: false),
+            "By",
+            "Bytes allocated on the managed heap by the whole process since it started (GC.GetTotalAllocatedBytes, not precise).");
     }
 
     public Counter<long> ConnectionsOpened { get; }
@@ -40,6 +45,12 @@ public sealed class ProxyMetrics : IDisposable
 
     /// <summary>Tags "listener" and "protocol": http1, h2, tls, opaque, timeout. Exported as <c>proxy_detect_total</c>.</summary>
     public Counter<long> DetectTotal { get; }
+
+    /// <summary>
+    /// Process-wide managed allocation, observed when exported; the e2e bench reads it before and after a load run
+    /// to report bytes allocated per forwarded request.
+    /// </summary>
+    public ObservableCounter<long> ProcessAllocatedBytes { get; }
 
     public static TagList Tags(string listener, string service) => new() { { "listener", listener }, { "service", service } };
 
