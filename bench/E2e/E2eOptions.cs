@@ -36,7 +36,8 @@ internal sealed class E2eOptions
                                    splice-response) or off
 
         Measurement
-          --syscalls               also count each proxy's system calls per run (perf stat; all and splice)
+          --syscalls               also count each proxy's system calls per run (perf stat; l4: all and
+                                   splice, per MB; http: all, per request)
 
         Housekeeping
           --output DIR             where the markdown table goes (default bench/results)

@@ -17,7 +17,8 @@ internal sealed record HttpSample(
     WrkResult Wrk,
     CpuTimes? Cpu,
     long? PeakRssBytes,
-    double? AllocatedBytes = null)
+    double? AllocatedBytes = null,
+    SyscallCounts? Syscalls = null)
 {
     public bool IsValid => Wrk.IsValid;
 
@@ -29,6 +30,9 @@ internal sealed record HttpSample(
     public double? SystemMicrosecondsPerRequest => PerRequest(Cpu?.System * 1e6);
 
     public double? AllocatedBytesPerRequest => PerRequest(AllocatedBytes);
+
+    /// <summary>System calls of the proxy per request (with --syscalls).</summary>
+    public double? SyscallsPerRequest => PerRequest(Syscalls?.Total);
 
     private double? PerRequest(double? value) => value is { } v && Wrk.Requests > 0 ? v / Wrk.Requests : null;
 }
@@ -166,9 +170,10 @@ internal sealed class HttpReport
         md.AppendLine("round. CPU is the proxy process's utime (user) + stime (sys) from /proc/PID/stat around the run, per request");
         md.AppendLine("completed. Peak RSS is VmHWM after `echo 5 > clear_refs` before each run. Allocated B/req (sidecar only) is the");
         md.AppendLine("change of `proxy_process_allocated_bytes` on the admin /metrics around the run, minus one scrape's own");
-        md.AppendLine("allocation, per request. Ratios vs HAProxy are paired within a round (same variant, neighbouring in time),");
-        md.AppendLine("then summarised: req/s ratio > 1 is faster than HAProxy, CPU ratio < 1 is cheaper. A run with any socket");
-        md.AppendLine("error or non-2xx/3xx response is invalid: left out of every figure and listed. Medians, (min–max) over rounds.");
+        md.AppendLine("allocation, per request. syscalls/req (with --syscalls) counts raw_syscalls:sys_enter with `perf stat -p`.");
+        md.AppendLine("Ratios vs HAProxy are paired within a round (same variant, neighbouring in time), then summarised: req/s");
+        md.AppendLine("ratio > 1 is faster than HAProxy, CPU ratio < 1 is cheaper. A run with any socket error or non-2xx/3xx");
+        md.AppendLine("response is invalid: left out of every figure and listed. Medians, (min–max) over rounds.");
         return md.ToString();
     }
 
@@ -177,11 +182,11 @@ internal sealed class HttpReport
     {
         var inv = CultureInfo.InvariantCulture;
         var csv = new StringBuilder();
-        csv.AppendLine("peer,variant,round,valid,requests,seconds,req_per_s,p50_us,p75_us,p90_us,p99_us,cpu_user_s,cpu_sys_s,peak_rss_bytes,allocated_bytes,connect_errors,read_errors,write_errors,timeout_errors,non_2xx_3xx");
+        csv.AppendLine("peer,variant,round,valid,requests,seconds,req_per_s,p50_us,p75_us,p90_us,p99_us,cpu_user_s,cpu_sys_s,peak_rss_bytes,allocated_bytes,connect_errors,read_errors,write_errors,timeout_errors,non_2xx_3xx,syscalls");
         foreach (var s in _samples)
         {
             var w = s.Wrk;
-            csv.AppendLine(inv, $"{s.Peer},{s.Variant},{s.Round + 1},{(s.IsValid ? 1 : 0)},{w.Requests},{w.Seconds:F3},{w.RequestsPerSecond:F2},{w.P50Microseconds:F1},{w.P75Microseconds:F1},{w.P90Microseconds:F1},{w.P99Microseconds:F1},{s.Cpu?.User:F3},{s.Cpu?.System:F3},{s.PeakRssBytes},{s.AllocatedBytes:F0},{w.SocketErrors.Connect},{w.SocketErrors.Read},{w.SocketErrors.Write},{w.SocketErrors.Timeout},{w.Non2xx3xx}");
+            csv.AppendLine(inv, $"{s.Peer},{s.Variant},{s.Round + 1},{(s.IsValid ? 1 : 0)},{w.Requests},{w.Seconds:F3},{w.RequestsPerSecond:F2},{w.P50Microseconds:F1},{w.P75Microseconds:F1},{w.P90Microseconds:F1},{w.P99Microseconds:F1},{s.Cpu?.User:F3},{s.Cpu?.System:F3},{s.PeakRssBytes},{s.AllocatedBytes:F0},{w.SocketErrors.Connect},{w.SocketErrors.Read},{w.SocketErrors.Write},{w.SocketErrors.Timeout},{w.Non2xx3xx},{s.Syscalls?.Total}");
         }
 
         return csv.ToString();
@@ -200,8 +205,13 @@ internal sealed class HttpReport
         md.AppendLine();
         md.AppendLine(inv, $"## {Title(variant)}");
         md.AppendLine();
-        md.AppendLine("| peer | req/s | vs HAProxy | p50 µs | p99 µs | added p50 µs | CPU µs/req | user | sys | vs HAProxy | peak RSS MiB | alloc B/req | valid runs |");
-        md.AppendLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        var withSyscalls = all.Any(s => s.Syscalls.HasValue);
+        md.AppendLine(withSyscalls
+            ? "| peer | req/s | vs HAProxy | p50 µs | p99 µs | added p50 µs | CPU µs/req | user | sys | vs HAProxy | peak RSS MiB | alloc B/req | syscalls/req | valid runs |"
+            : "| peer | req/s | vs HAProxy | p50 µs | p99 µs | added p50 µs | CPU µs/req | user | sys | vs HAProxy | peak RSS MiB | alloc B/req | valid runs |");
+        md.AppendLine(withSyscalls
+            ? "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+            : "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         foreach (var peer in _peers)
         {
             var runs = all.Count(s => s.Peer == peer.Name);
@@ -223,7 +233,8 @@ internal sealed class HttpReport
             var alloc = Summary.Of(Values(mine, s => s.AllocatedBytesPerRequest));
             var rpsRatio = isBaseline ? "baseline" : PairedRatio(valid, peer.Name, s => s.Wrk.RequestsPerSecond).Format("F2");
             var cpuRatio = isBaseline ? "baseline" : PairedRatio(valid, peer.Name, s => s.CpuMicrosecondsPerRequest).Format("F2");
-            md.AppendLine(inv, $"| {peer.Name} | {rps.Format("F0")} | {rpsRatio} | {p50.Format("F0")} | {p99.Format("F0")} | {added} | {cpu.Format("F1")} | {user.Format("F1")} | {sys.Format("F1")} | {cpuRatio} | {rss.Format("F1")} | {alloc.Format("F1")} | {mine.Count}/{runs} |");
+            var syscallColumn = withSyscalls ? $" {Summary.Of(Values(mine, s => s.SyscallsPerRequest)).Format("F1")} |" : string.Empty;
+            md.AppendLine(inv, $"| {peer.Name} | {rps.Format("F0")} | {rpsRatio} | {p50.Format("F0")} | {p99.Format("F0")} | {added} | {cpu.Format("F1")} | {user.Format("F1")} | {sys.Format("F1")} | {cpuRatio} | {rss.Format("F1")} | {alloc.Format("F1")} |{syscallColumn} {mine.Count}/{runs} |");
         }
     }
 

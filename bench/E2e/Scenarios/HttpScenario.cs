@@ -15,7 +15,7 @@ namespace Proxy.Bench.E2e.Scenarios;
 /// 2. Warm-up: <c>--warmup</c> seconds of wrk -c32 through each peer, not recorded (JIT tiering, pools, page faults).
 /// 3. For each round, each variant (c32, c1, close) and each peer (order rotated every round) one wrk run, with
 ///    the proxy's CPU time (user and system, /proc/PID/stat), peak RSS (VmHWM reset before the run) and, for the
-///    sidecar, the process's allocated bytes (admin /metrics) around it. A run with any socket error or any
+///    sidecar, the process's allocated bytes (admin /metrics) around it; with <c>--syscalls</c> its system calls. A run with any socket error or any
 ///    non-2xx/3xx response is kept as invalid: listed, never averaged.
 /// 4. Report: medians (min–max); ratios against HAProxy paired within the same round; added p50 latency against
 ///    direct in the same round; the targets checked for each sidecar peer.
@@ -30,6 +30,10 @@ internal sealed class HttpScenario : IScenario
     {
         yield return WrkClient.Requirement;
         yield return NginxPeer.Requirement; // the backend, whatever the peers
+        if (options.CountSyscalls)
+        {
+            yield return SyscallCounter.Requirement;
+        }
         if (options.Peers.Contains("haproxy"))
         {
             yield return new ToolRequirement("haproxy", "haproxy");
@@ -77,6 +81,7 @@ internal sealed class HttpScenario : IScenario
             var wrk = new WrkClient(ToolInstaller.Require("wrk"));
             await WarmUpAsync(wrk, running, options, report, cancellationToken);
             await MeasureScrapeCostsAsync(running, report, cancellationToken);
+            var perfOutput = context.Temp.Combine("perf-stat.csv");
 
             var total = options.Repeat * options.Variants.Count * running.Count;
             Console.WriteLine(string.Create(
@@ -100,7 +105,7 @@ internal sealed class HttpScenario : IScenario
                             continue;
                         }
 
-                        await RunOneAsync(wrk, peer, variant, round, options, report, cancellationToken);
+                        await RunOneAsync(wrk, peer, variant, round, options, perfOutput, report, cancellationToken);
                     }
                 }
             }
@@ -255,11 +260,13 @@ internal sealed class HttpScenario : IScenario
         return PrometheusText.TryGetValue(text, PrometheusText.AllocatedBytes);
     }
 
-    private static async Task RunOneAsync(WrkClient wrk, IPeer peer, string variant, int round, E2eOptions options, HttpReport report, CancellationToken cancellationToken)
+    private static async Task RunOneAsync(
+        WrkClient wrk, IPeer peer, string variant, int round, E2eOptions options, string perfOutput, HttpReport report, CancellationToken cancellationToken)
     {
         var request = CreateRequest(variant, peer, options.Duration);
         var pid = peer.Process?.Id;
         var sidecar = peer as SidecarPeer;
+        SyscallCounter? syscalls = null;
         try
         {
             double? allocatedBefore = null;
@@ -271,6 +278,11 @@ internal sealed class HttpScenario : IScenario
             var cpuBefore = default(CpuTimes);
             if (pid is { } p)
             {
+                if (options.CountSyscalls)
+                {
+                    syscalls = await SyscallCounter.StartAsync(p, perfOutput, cancellationToken);
+                }
+
                 ProcFs.ResetPeakRss(p);
                 cpuBefore = ProcFs.ReadCpuTimes(p);
             }
@@ -278,10 +290,15 @@ internal sealed class HttpScenario : IScenario
             var result = await wrk.RunAsync(request, cancellationToken);
             CpuTimes? cpu = null;
             long? peakRss = null;
+            SyscallCounts? counts = null;
             if (pid is { } q)
             {
                 cpu = ProcFs.ReadCpuTimes(q) - cpuBefore;
                 peakRss = ProcFs.ReadPeakRssBytes(q);
+                if (syscalls is not null)
+                {
+                    counts = await syscalls.StopAsync(cancellationToken);
+                }
             }
 
             double? allocated = null;
@@ -290,7 +307,7 @@ internal sealed class HttpScenario : IScenario
                 allocated = Math.Max(0, after - before - report.ScrapeCost(peer.Name));
             }
 
-            var sample = new HttpSample(peer.Name, variant, round, result, cpu, peakRss, allocated);
+            var sample = new HttpSample(peer.Name, variant, round, result, cpu, peakRss, allocated, counts);
             report.AddSample(sample);
             Console.WriteLine(Describe(sample, options.Repeat));
         }
@@ -298,6 +315,13 @@ internal sealed class HttpScenario : IScenario
         {
             report.AddFailure(peer.Name, $"{variant} round {round + 1}: {ex.Message}");
             Console.WriteLine($"  [{round + 1}/{options.Repeat}] {variant,-5} {peer.Name,-12} failed: {ex.Message}");
+        }
+        finally
+        {
+            if (syscalls is not null)
+            {
+                await syscalls.DisposeAsync();
+            }
         }
     }
 
@@ -319,6 +343,11 @@ internal sealed class HttpScenario : IScenario
         if (sample.PeakRssBytes is { } rss)
         {
             line.Append(inv, $"  {rss / 1048576.0,6:F1} MiB peak");
+        }
+
+        if (sample.SyscallsPerRequest is { } calls)
+        {
+            line.Append(inv, $"  {calls,5:F1} syscalls/req");
         }
 
         if (sample.AllocatedBytesPerRequest is { } alloc)

@@ -50,8 +50,9 @@ public sealed class HttpReportTests
 
         var csv = report.RenderCsv().Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(9, csv.Length);
-        Assert.Contains("sidecar-aot,c32,1,1,25000,2.000,12000.00,900.0,,,2000.0,0.125,0.375,20971520,5000,0,0,0,0,0", csv);
-        Assert.Contains("sidecar-aot,c32,3,0,25000,2.000,99000.00,1.0,,,2000.0,0.125,0.375,94371840,0,0,0,0,0,5", csv);
+        Assert.Contains("sidecar-aot,c32,1,1,25000,2.000,12000.00,900.0,,,2000.0,0.125,0.375,20971520,5000,0,0,0,0,0,", csv);
+        Assert.Contains("sidecar-aot,c32,3,0,25000,2.000,99000.00,1.0,,,2000.0,0.125,0.375,94371840,0,0,0,0,0,5,", csv);
+        Assert.DoesNotContain("| syscalls/req |", markdown, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -92,6 +93,36 @@ public sealed class HttpReportTests
         Assert.DoesNotContain("## Targets", markdown, StringComparison.Ordinal);
         Assert.Contains("## c32: 32 keep-alive connections", markdown, StringComparison.Ordinal);
         Assert.DoesNotContain("## c1:", markdown, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Render_WithSyscallCounts_AddsPerRequestColumn()
+    {
+        var report = new HttpReport(E2eOptions.Parse(["--scenario", "http", "--variants", "c32", "--repeat", "1", "--syscalls"]));
+        report.AddPeer(new HaproxyPeer("/usr/sbin/haproxy", "HAProxy 2.6.12", "off", "/tmp"));
+        report.AddSample(new HttpSample("haproxy", "c32", 0, Wrk(10_000, 20_000, p50: 1000), new CpuTimes(0.25, 0.25), 15 * MiB, Syscalls: new SyscallCounts(92_000, 0)));
+
+        var markdown = report.Render();
+
+        Assert.Contains("| haproxy | 10000 | baseline | 1000 | 2000 | – | 25.0 | 12.5 | 12.5 | baseline | 15.0 | – | 4.6 | 1/1 |", markdown, StringComparison.Ordinal);
+        Assert.Contains("haproxy,c32,1,1,20000,2.000,10000.00,1000.0,,,2000.0,0.250,0.250,15728640,,0,0,0,0,0,92000", report.RenderCsv(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("c32", 32, false)]
+    [InlineData("c1", 1, false)]
+    [InlineData("close", 32, true)]
+    public void CreateRequest_EveryVariant_MapsToConnectionsAndClose(string variant, int connections, bool close)
+    {
+        var peer = new DirectPeer();
+        peer.Launch(new PeerConfig(ProxyProtocol.Http1, new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 40001)));
+
+        var request = HttpScenario.CreateRequest(variant, peer, TimeSpan.FromSeconds(2));
+
+        Assert.Equal(connections, request.Connections);
+        Assert.Equal(close, request.ConnectionClose);
+        Assert.Equal(TimeSpan.FromSeconds(2), request.Duration);
+        Assert.Equal(peer.ListenEndPoint, request.Target);
     }
 
     [Fact]
