@@ -28,6 +28,10 @@ internal sealed class YarpPeer : ProcessPeer
 
     public override string Description => $"YARP {_version} (bench yarp: Kestrel + LoadFromMemory, HttpClient keep-alive), logging off, workstation GC";
 
+    /// <summary>This bench's own assembly (Proxy.Bench.dll), which hosts YARP with its <c>yarp</c> subcommand.</summary>
+    public static string BenchAssemblyPath { get; } =
+        Path.Combine(AppContext.BaseDirectory, typeof(YarpPeer).Assembly.GetName().Name + ".dll");
+
     /// <summary>The YARP package version this binary was built with, e.g. "2.3.0".</summary>
     public static string PackageVersion()
     {

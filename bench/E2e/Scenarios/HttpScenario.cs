@@ -154,7 +154,7 @@ internal sealed class HttpScenario : IScenario
             }
             else
             {
-                peers.Add(new YarpPeer(dotnet, typeof(YarpPeer).Assembly.Location, YarpPeer.PackageVersion(), context.CreateWorkDirectory("yarp")));
+                peers.Add(new YarpPeer(dotnet, YarpPeer.BenchAssemblyPath, YarpPeer.PackageVersion(), context.CreateWorkDirectory("yarp")));
             }
         }
 
