@@ -61,28 +61,28 @@ internal static class PrometheusText
         return sum;
     }
 
-    /// <summary>GET <paramref name="path"/> from <paramref name="endPoint"/> (HTTP/1.1, Connection: close) and returns the body.</summary>
+    /// <summary>
+    /// GET <paramref name="path"/> from <paramref name="endPoint"/> (HTTP/1.1, Connection: close) and returns the body;
+    /// connection failures, a 5 s timeout and non-200 answers become <see cref="E2eException"/>.
+    /// </summary>
     public static async Task<string> FetchAsync(IPEndPoint endPoint, string path, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(TimeSpan.FromSeconds(5));
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        await socket.ConnectAsync(endPoint, timeout.Token);
-        await socket.SendAsync(Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: {endPoint}\r\nConnection: close\r\n\r\n"), SocketFlags.None, timeout.Token);
-        using var response = new MemoryStream();
-        var buffer = new byte[16384];
-        while (true)
+        string text;
+        try
         {
-            var read = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
-            if (read == 0)
-            {
-                break;
-            }
-
-            response.Write(buffer, 0, read);
+            text = await ReadResponseAsync(endPoint, path, timeout.Token);
+        }
+        catch (SocketException ex)
+        {
+            throw new E2eException($"GET {endPoint}{path}: {ex.SocketErrorCode}", ex);
+        }
+        catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new E2eException($"GET {endPoint}{path}: no complete answer within 5 s", ex);
         }
 
-        var text = Encoding.UTF8.GetString(response.GetBuffer(), 0, (int)response.Length);
         if (!text.StartsWith("HTTP/1.1 200", StringComparison.Ordinal) && !text.StartsWith("HTTP/1.0 200", StringComparison.Ordinal))
         {
             var firstLine = text.Split('\n')[0].Trim();
@@ -91,5 +91,26 @@ internal static class PrometheusText
 
         var bodyStart = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
         return bodyStart < 0 ? string.Empty : text[(bodyStart + 4)..];
+    }
+
+    private static async Task<string> ReadResponseAsync(IPEndPoint endPoint, string path, CancellationToken cancellationToken)
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(endPoint, cancellationToken);
+        await socket.SendAsync(Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: {endPoint}\r\nConnection: close\r\n\r\n"), SocketFlags.None, cancellationToken);
+        using var response = new MemoryStream();
+        var buffer = new byte[16384];
+        while (true)
+        {
+            var read = await socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
+            if (read == 0)
+            {
+                break;
+            }
+
+            response.Write(buffer, 0, read);
+        }
+
+        return Encoding.UTF8.GetString(response.GetBuffer(), 0, (int)response.Length);
     }
 }

@@ -232,19 +232,27 @@ internal sealed class HttpScenario : IScenario
             }
 
             var deltas = new List<double>();
-            for (var i = 0; i < 4; i++)
+            try
             {
-                var first = await ReadAllocatedBytesAsync(sidecar, cancellationToken);
-                var second = await ReadAllocatedBytesAsync(sidecar, cancellationToken);
-                if (first is null || second is null)
+                for (var i = 0; i < 4; i++)
                 {
-                    report.AddNote(
-                        $"{peer.Name}: its admin /metrics has no {PrometheusText.AllocatedBytes} sample, so bytes allocated per request " +
-                        "are not reported (the exporter must export observable counters, observed at scrape time).");
-                    break;
-                }
+                    var first = await ReadAllocatedBytesAsync(sidecar, cancellationToken);
+                    var second = await ReadAllocatedBytesAsync(sidecar, cancellationToken);
+                    if (first is null || second is null)
+                    {
+                        report.AddNote(
+                            $"{peer.Name}: its admin /metrics has no {PrometheusText.AllocatedBytes} sample, so bytes allocated per request " +
+                            "are not reported (the exporter must export observable counters, observed at scrape time).");
+                        break;
+                    }
 
-                deltas.Add(second.Value - first.Value);
+                    deltas.Add(second.Value - first.Value);
+                }
+            }
+            catch (E2eException ex)
+            {
+                report.AddNote($"{peer.Name}: reading its admin /metrics failed ({ex.Message}); bytes allocated per request are not reported.");
+                continue;
             }
 
             if (Summary.Of(deltas) is { } cost)
