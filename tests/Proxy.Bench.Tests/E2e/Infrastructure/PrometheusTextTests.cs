@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using Proxy.Bench.E2e.Infrastructure;
 
 namespace Proxy.Bench.Tests.E2e.Infrastructure;
@@ -42,5 +44,18 @@ public sealed class PrometheusTextTests
             """;
 
         Assert.Null(PrometheusText.TryGetValue(text, PrometheusText.AllocatedBytes));
+    }
+
+    [Fact]
+    public async Task FetchAsync_NothingListening_ThrowsE2eExceptionNamingTheEndpoint()
+    {
+        // Bound but not listening: connecting is refused.
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var endPoint = (IPEndPoint)socket.LocalEndPoint!;
+
+        var error = await Assert.ThrowsAsync<E2eException>(() => PrometheusText.FetchAsync(endPoint, "/metrics", CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(20)));
+
+        Assert.Contains($"GET {endPoint}/metrics", error.Message, StringComparison.Ordinal);
     }
 }
