@@ -83,11 +83,12 @@ internal static class E2eCommand
         return 0;
     }
 
-    /// <summary>Scenarios by <c>--scenario</c> name; the HTTP/1.1 (wrk) and HTTP/2 (h2load) ones slot in here.</summary>
+    /// <summary>Scenarios by <c>--scenario</c> name; the HTTP/2 (h2load) one slots in here.</summary>
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1859", Justification = "More scenarios are coming; the interface is the point.")]
     private static IScenario CreateScenario(string name) => name switch
     {
         "l4" => new L4Scenario(),
-        _ => throw new E2eException($"unknown scenario '{name}' (known: l4)"),
+        "http" => new HttpScenario(),
+        _ => throw new E2eException($"unknown scenario '{name}' (known: l4, http)"),
     };
 }

@@ -10,25 +10,34 @@ internal sealed class E2eOptions
         usage: dotnet run -c Release --project bench -- e2e [options]
 
         Scenario
-          --scenario NAME          l4 (default; the only one so far)
+          --scenario NAME          l4 (default: opaque TCP, iperf3) or http (HTTP/1.1, wrk)
           --repeat R               rounds of every (variant, peer) pair, interleaved (default 5)
-          --duration S             seconds per iperf3 run, -t (default 3)
-          --variants LIST          comma list of forward,reverse,parallel (default all three)
-          --parallel-streams N     streams for the "parallel" variant, -P (default 4)
-          --startup-repeat N       fresh starts per peer for start-up timing (default: --repeat; 0 skips)
+          --duration S             seconds per load run (iperf3 -t, wrk -d; "2" or "2s"; default 3)
+          --variants LIST          l4: comma list of forward,reverse,parallel (default all three)
+                                   http: comma list of c32,c1,close (default all three): wrk -t1 with 32
+                                   keep-alive connections, 1 connection (latency), 32 connections with
+                                   'Connection: close' (connection rate)
+          --parallel-streams N     l4: streams for the "parallel" variant, -P (default 4)
+          --startup-repeat N       l4: fresh starts per peer for start-up timing (default: --repeat; 0 skips)
+          --warmup S               http: seconds of wrk -c32 through each peer before the measured rounds
+                                   (JIT tiering, pools; default 2; 0 skips)
 
         Peers
-          --peers LIST             comma list of direct,haproxy,sidecar-jit,sidecar-aot,sidecar-splice-off
-                                   (default all)
+          --peers LIST             l4: comma list of direct,haproxy,sidecar-jit,sidecar-aot,sidecar-splice-off
+                                   http: comma list of direct,haproxy,nginx,yarp,sidecar-jit,sidecar-aot
+                                   (default all of the scenario's)
           --jit / --aot            which sidecar builds to publish and run (default both); sidecar-splice-off
                                    uses the JIT build when it is selected, else the AOT build
+          --sidecar-protocol P     http: the bench listener's "protocol" value in the sidecar config (default
+                                   http); "none" leaves the key out (the listener is then opaque TCP)
           --sidecar-arg ARG        extra argument for every sidecar peer (repeatable), e.g.
                                    --sidecar-arg=--inline-scheduling --sidecar-arg=true
           --haproxy-splice MODE    auto (option splice-auto, default), always (splice-request and
                                    splice-response) or off
 
         Measurement
-          --syscalls               also count each proxy's system calls per run (perf stat; all and splice)
+          --syscalls               also count each proxy's system calls per run (perf stat; l4: all and
+                                   splice, per MB; http: all, per request)
 
         Housekeeping
           --output DIR             where the markdown table goes (default bench/results)
@@ -44,6 +53,12 @@ internal sealed class E2eOptions
     public TimeSpan Duration { get; private set; } = TimeSpan.FromSeconds(3);
 
     public IReadOnlyList<string> Variants { get; private set; } = ["forward", "reverse", "parallel"];
+
+    /// <summary>HTTP scenario: seconds of unrecorded wrk load through each peer before the measured rounds.</summary>
+    public TimeSpan Warmup { get; private set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>HTTP scenario: the sidecar listener's "protocol" value; null leaves the key out.</summary>
+    public string? SidecarProtocol { get; private set; } = "http";
 
     public int ParallelStreams { get; private set; } = 4;
 
@@ -69,12 +84,29 @@ internal sealed class E2eOptions
 
     public bool ShowHelp { get; private set; }
 
+    /// <summary>The L4 scenario's peers (the default scenario).</summary>
     public static IReadOnlySet<string> AllPeers { get; } = new HashSet<string>(StringComparer.Ordinal)
     {
         "direct", "haproxy", "sidecar-jit", "sidecar-aot", "sidecar-splice-off",
     };
 
+    /// <summary>The L4 scenario's variants.</summary>
     public static IReadOnlySet<string> AllVariants { get; } = new HashSet<string>(StringComparer.Ordinal) { "forward", "reverse", "parallel" };
+
+    public static IReadOnlySet<string> HttpPeers { get; } = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "direct", "haproxy", "nginx", "yarp", "sidecar-jit", "sidecar-aot",
+    };
+
+    public static IReadOnlyList<string> HttpVariants { get; } = ["c32", "c1", "close"];
+
+    public static IReadOnlyList<string> Scenarios { get; } = ["l4", "http"];
+
+    /// <summary>Peers a scenario knows, in table order.</summary>
+    public static IReadOnlySet<string> PeersOf(string scenario) => scenario == "http" ? HttpPeers : AllPeers;
+
+    /// <summary>Variants a scenario knows, in run order.</summary>
+    public static IReadOnlyList<string> VariantsOf(string scenario) => scenario == "http" ? HttpVariants : ["forward", "reverse", "parallel"];
 
     /// <summary>Parses <paramref name="args"/>; throws <see cref="E2eException"/> naming every bad option at once.</summary>
     public static E2eOptions Parse(IReadOnlyList<string> args)
@@ -82,6 +114,8 @@ internal sealed class E2eOptions
         var options = new E2eOptions();
         var errors = new List<string>();
         var sidecarArguments = new List<string>();
+        string[]? variants = null;
+        string[]? peers = null;
         for (var i = 0; i < args.Count; i++)
         {
             var arg = args[i];
@@ -121,23 +155,29 @@ internal sealed class E2eOptions
                 return min;
             }
 
-            IReadOnlyList<string> List(IReadOnlySet<string> allowed)
+            // Items are checked against the scenario's names once every option is read (--scenario may come last).
+            string[] List()
             {
                 var items = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-                foreach (var item in items)
-                {
-                    if (!allowed.Contains(item))
-                    {
-                        errors.Add($"{arg}: unknown '{item}' (known: {string.Join(',', allowed)})");
-                    }
-                }
-
                 if (items.Length == 0)
                 {
                     errors.Add($"{arg}: empty list");
                 }
 
                 return items;
+            }
+
+            TimeSpan Seconds(int min)
+            {
+                var text = Value();
+                var number = text.EndsWith('s') ? text[..^1] : text;
+                if (int.TryParse(number, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= min)
+                {
+                    return TimeSpan.FromSeconds(value);
+                }
+
+                errors.Add($"{arg}: '{text}' is not a whole number of seconds >= {min}");
+                return TimeSpan.FromSeconds(min);
             }
 
             switch (arg)
@@ -149,10 +189,13 @@ internal sealed class E2eOptions
                     options.Repeat = Positive(1);
                     break;
                 case "--duration":
-                    options.Duration = TimeSpan.FromSeconds(Positive(1));
+                    options.Duration = Seconds(1);
+                    break;
+                case "--warmup":
+                    options.Warmup = Seconds(0);
                     break;
                 case "--variants":
-                    options.Variants = List(AllVariants);
+                    variants = List();
                     break;
                 case "--parallel-streams":
                     options.ParallelStreams = Positive(2);
@@ -161,7 +204,16 @@ internal sealed class E2eOptions
                     options.StartupRepeat = Positive(0);
                     break;
                 case "--peers":
-                    options.Peers = new HashSet<string>(List(AllPeers), StringComparer.Ordinal);
+                    peers = List();
+                    break;
+                case "--sidecar-protocol":
+                    var protocol = Value();
+                    options.SidecarProtocol = protocol == "none" ? null : protocol;
+                    if (protocol.Length == 0)
+                    {
+                        errors.Add("--sidecar-protocol: empty value (use none to leave the key out)");
+                    }
+
                     break;
                 case "--jit":
                     options.Jit = true;
@@ -199,6 +251,33 @@ internal sealed class E2eOptions
                     errors.Add($"unknown option '{args[i]}'");
                     break;
             }
+        }
+
+        if (!Scenarios.Contains(options.Scenario))
+        {
+            errors.Add($"--scenario: unknown '{options.Scenario}' (known: {string.Join(',', Scenarios)})");
+        }
+        else
+        {
+            var knownVariants = VariantsOf(options.Scenario);
+            options.Variants = variants is null ? knownVariants : Known("--variants", variants, knownVariants);
+            var knownPeers = PeersOf(options.Scenario);
+            options.Peers = peers is null
+                ? knownPeers
+                : new HashSet<string>(Known("--peers", peers, [.. knownPeers]), StringComparer.Ordinal);
+        }
+
+        string[] Known(string option, string[] items, IReadOnlyList<string> known)
+        {
+            foreach (var item in items)
+            {
+                if (!known.Contains(item))
+                {
+                    errors.Add($"{option}: unknown '{item}' for scenario {options.Scenario} (known: {string.Join(',', known)})");
+                }
+            }
+
+            return items;
         }
 
         if (!options.Jit && !options.Aot)

@@ -17,7 +17,8 @@ internal interface ILoadRequest
 internal sealed record LoadResult(long Bytes, double Seconds, double BitsPerSecond, long Operations, string Raw);
 
 /// <summary>
-/// A load generator run to completion against a target (iperf3 now; wrk and h2load for the HTTP scenarios later).
+/// A load generator run to completion against a target (iperf3). wrk (<see cref="WrkClient"/>) returns its own
+/// richer <see cref="WrkResult"/> (latency distribution, error counts) instead.
 /// </summary>
 internal interface ILoadTool<in TRequest>
     where TRequest : ILoadRequest

@@ -27,7 +27,9 @@ internal sealed class HaproxyPeer : ProcessPeer
 
     public override string Name => "haproxy";
 
-    public override string Description => $"{_version}, mode tcp, {string.Join(" + ", SpliceOptions(_splice).DefaultIfEmpty("no splice"))}, nbthread 1";
+    public override string Description => Config?.Protocol is ProxyProtocol.Http1 or ProxyProtocol.Http2
+        ? $"{_version}, mode http, http-reuse always, nbthread 1"
+        : $"{_version}, mode tcp, {string.Join(" + ", SpliceOptions(_splice).DefaultIfEmpty("no splice"))}, nbthread 1";
 
     /// <summary>The configuration text for <paramref name="config"/> (kept testable and printable).</summary>
     public static string BuildConfig(PeerConfig config, IPEndPoint listen, IPEndPoint ready, string splice = "auto")

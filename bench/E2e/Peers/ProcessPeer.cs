@@ -20,7 +20,13 @@ internal abstract class ProcessPeer : IPeer
 
     public IPEndPoint ListenEndPoint => _listen ?? throw new InvalidOperationException($"{Name} not launched");
 
+    /// <summary>Where the readiness endpoint listens (the admin listener for the sidecar); valid after launch.</summary>
+    public IPEndPoint ReadyEndPoint => _ready ?? throw new InvalidOperationException($"{Name} not launched");
+
     protected string WorkDirectory { get; }
+
+    /// <summary>The configuration of the current (or last) launch; null before the first.</summary>
+    protected PeerConfig? Config { get; private set; }
 
     /// <summary>Path polled for 200 on the readiness endpoint.</summary>
     protected virtual string ReadyPath => "/ready";
@@ -32,6 +38,7 @@ internal abstract class ProcessPeer : IPeer
             throw new InvalidOperationException($"{Name} is already running");
         }
 
+        Config = config;
         _listen = FreePorts.Next();
         _ready = FreePorts.Next();
         _process = StartProcess(config, _listen, _ready);

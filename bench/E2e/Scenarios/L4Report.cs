@@ -280,7 +280,7 @@ internal sealed class L4Report
         return Summary.Of(ratios);
     }
 
-    private static string ReadLoadAverage()
+    internal static string ReadLoadAverage()
     {
         try
         {
@@ -292,7 +292,7 @@ internal sealed class L4Report
         }
     }
 
-    private static string CpuModel(string cpuinfo)
+    internal static string CpuModel(string cpuinfo)
     {
         foreach (var line in cpuinfo.Split('\n'))
         {
@@ -305,7 +305,7 @@ internal sealed class L4Report
         return "unknown cpu";
     }
 
-    private static async Task<string> TryReadAsync(string path, CancellationToken cancellationToken)
+    internal static async Task<string> TryReadAsync(string path, CancellationToken cancellationToken)
     {
         try
         {

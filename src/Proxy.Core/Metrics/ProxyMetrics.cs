@@ -38,6 +38,12 @@ public sealed class ProxyMetrics : IDisposable
         HttpRequestBodyBytes = _meter.CreateCounter<long>("proxy_http_request_body_bytes", "By", "HTTP request body bytes read from clients (payload, without chunk framing).");
         HttpResponseBodyBytes = _meter.CreateCounter<long>("proxy_http_response_body_bytes", "By", "HTTP response body bytes sent to clients (payload, without chunk framing).");
         AccessLogDropped = _meter.CreateCounter<long>("proxy_access_log_dropped", "{entry}", "Access log entries dropped because the writer fell behind.");
+
+        ProcessAllocatedBytes = _meter.CreateObservableCounter(
+            "proxy_process_allocated_bytes",
+            static () => GC.GetTotalAllocatedBytes(precise: false),
+            "By",
+            "Bytes allocated on the managed heap by the whole process since it started (GC.GetTotalAllocatedBytes, not precise).");
     }
 
     /// <summary>
@@ -94,6 +100,12 @@ public sealed class ProxyMetrics : IDisposable
 
     /// <summary>No tags. Exported as <c>proxy_access_log_dropped_total</c>.</summary>
     public Counter<long> AccessLogDropped { get; }
+
+    /// <summary>
+    /// Process-wide managed allocation, observed when exported; the e2e bench reads it before and after a load run
+    /// to report bytes allocated per forwarded request.
+    /// </summary>
+    public ObservableCounter<long> ProcessAllocatedBytes { get; }
 
     public static TagList Tags(string listener, string service) => new() { { "listener", listener }, { "service", service } };
 

@@ -45,4 +45,51 @@ public sealed class E2eOptionsTests
         Assert.Contains("unknown option '--frobnicate'", error.Message, StringComparison.Ordinal);
         Assert.Contains("--duration needs a value", error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Parse_HttpScenario_DefaultsToItsVariantsAndPeers()
+    {
+        var options = E2eOptions.Parse(["--scenario", "http"]);
+
+        Assert.Equal(["c32", "c1", "close"], options.Variants);
+        Assert.True(options.Peers.SetEquals(["direct", "haproxy", "nginx", "yarp", "sidecar-jit", "sidecar-aot"]));
+        Assert.Equal("http", options.SidecarProtocol);
+        Assert.Equal(TimeSpan.FromSeconds(2), options.Warmup);
+    }
+
+    [Fact]
+    public void Parse_HttpScenarioGivenAfterItsLists_ChecksListsAgainstHttpNames()
+    {
+        var options = E2eOptions.Parse(["--variants", "c1,close", "--peers", "nginx,yarp", "--duration", "2s", "--warmup", "0", "--sidecar-protocol", "none", "--scenario", "http"]);
+
+        Assert.Equal(["c1", "close"], options.Variants);
+        Assert.True(options.Peers.SetEquals(["nginx", "yarp"]));
+        Assert.Equal(TimeSpan.FromSeconds(2), options.Duration);
+        Assert.Equal(TimeSpan.Zero, options.Warmup);
+        Assert.Null(options.SidecarProtocol);
+    }
+
+    [Fact]
+    public void Parse_NamesOfAnotherScenario_AreRejectedNamingTheScenario()
+    {
+        var http = Assert.Throws<E2eException>(() => E2eOptions.Parse(["--scenario", "http", "--variants", "forward", "--peers", "sidecar-splice-off"]));
+        var l4 = Assert.Throws<E2eException>(() => E2eOptions.Parse(["--variants", "c32", "--peers", "yarp"]));
+
+        Assert.Contains("--variants: unknown 'forward' for scenario http", http.Message, StringComparison.Ordinal);
+        Assert.Contains("--peers: unknown 'sidecar-splice-off' for scenario http", http.Message, StringComparison.Ordinal);
+        Assert.Contains("--variants: unknown 'c32' for scenario l4", l4.Message, StringComparison.Ordinal);
+        Assert.Contains("--peers: unknown 'yarp' for scenario l4", l4.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--scenario", "h3", "--scenario: unknown 'h3'")]
+    [InlineData("--duration", "0s", "--duration: '0s' is not a whole number of seconds >= 1")]
+    [InlineData("--warmup", "-1", "--warmup: '-1' is not a whole number of seconds >= 0")]
+    [InlineData("--sidecar-protocol", "", "--sidecar-protocol: empty value")]
+    public void Parse_BadHttpOptionValue_IsReported(string option, string value, string expected)
+    {
+        var error = Assert.Throws<E2eException>(() => E2eOptions.Parse([option, value]));
+
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
 }

@@ -1,8 +1,6 @@
-using System.Net;
-using System.Net.Sockets;
-using System.Text;
 using Proxy.Bench.E2e.Infrastructure;
 using Proxy.Bench.E2e.Peers;
+using Proxy.Bench.Tests.TestSupport;
 
 namespace Proxy.Bench.Tests.E2e.Peers;
 
@@ -44,81 +42,57 @@ public sealed class HttpPeerTests
         }
     }
 
-    /// <summary>Minimal keep-alive HTTP/1.1 server: every request head gets "hello".</summary>
-    private sealed class HelloServer : IAsyncDisposable
+    [Fact]
+    public async Task YarpPeer_Http1_ChildProcessProxiesKeepAliveRequestsToUpstream()
     {
-        private readonly Socket _listener = new(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        private readonly CancellationTokenSource _stop = new();
-        private readonly Task _loop;
-        private int _requests;
-
-        public HelloServer()
+        var dotnet = ToolInstaller.Require("dotnet");
+        var work = Directory.CreateTempSubdirectory("bench-test-yarp-").FullName;
+        await using var upstream = new HelloServer();
+        var peer = new YarpPeer(dotnet, YarpPeer.BenchAssemblyPath, YarpPeer.PackageVersion(), work);
+        try
         {
-            _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-            _listener.Listen(64);
-            EndPoint = (IPEndPoint)_listener.LocalEndPoint!;
-            _loop = AcceptAsync();
+            await peer.StartAsync(new PeerConfig(ProxyProtocol.Http1, upstream.EndPoint), Timeout, CancellationToken.None).WaitAsync(Timeout);
+            Assert.True(File.Exists(YarpPeer.BenchAssemblyPath), YarpPeer.BenchAssemblyPath);
+            Assert.NotNull(peer.Process);
+            using var client = new HttpClient();
+            for (var i = 0; i < 3; i++)
+            {
+                var body = await client.GetStringAsync(new Uri($"http://{peer.ListenEndPoint}/hello")).WaitAsync(Timeout);
+                Assert.Equal("hello", body);
+            }
+
+            Assert.Equal(3, upstream.Requests);
         }
-
-        public IPEndPoint EndPoint { get; }
-
-        public int Requests => Volatile.Read(ref _requests);
-
-        public async ValueTask DisposeAsync()
+        finally
         {
-            await _stop.CancelAsync();
-            _listener.Dispose();
-            try
-            {
-                await _loop.WaitAsync(Timeout);
-            }
-            catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
-            {
-            }
-
-            _stop.Dispose();
+            await peer.DisposeAsync();
+            Directory.Delete(work, recursive: true);
         }
+    }
 
-        private async Task AcceptAsync()
+    [Fact]
+    public async Task NginxBackend_StartAsync_AnswersEveryPathWithThe13ByteBody()
+    {
+        await ToolInstaller.EnsureAsync([NginxPeer.Requirement], allowInstall: true, CancellationToken.None).WaitAsync(TimeSpan.FromMinutes(10));
+        var work = Directory.CreateTempSubdirectory("bench-test-backend-").FullName;
+        try
         {
-            while (true)
+            await using var backend = await NginxBackend.StartAsync(ToolInstaller.Require("nginx"), work, CancellationToken.None).WaitAsync(Timeout);
+            using var client = new HttpClient();
+            foreach (var path in new[] { "/", "/a/b?c=d" })
             {
-                var connection = await _listener.AcceptAsync(_stop.Token);
-                _ = ServeAsync(connection);
+                using var response = await client.GetAsync(new Uri($"http://{backend.EndPoint}{path}")).WaitAsync(Timeout);
+                var body = await response.Content.ReadAsByteArrayAsync().WaitAsync(Timeout);
+                Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+                Assert.Equal(13, body.Length);
+                Assert.Equal(NginxBackend.Body, System.Text.Encoding.ASCII.GetString(body));
             }
+
+            Assert.True(backend.IsRunning);
         }
-
-        private async Task ServeAsync(Socket connection)
+        finally
         {
-            using (connection)
-            {
-                var response = Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello");
-                var buffer = new byte[8192];
-                var pending = new StringBuilder();
-                try
-                {
-                    while (true)
-                    {
-                        var read = await connection.ReceiveAsync(buffer, SocketFlags.None, _stop.Token);
-                        if (read == 0)
-                        {
-                            return;
-                        }
-
-                        pending.Append(Encoding.ASCII.GetString(buffer, 0, read));
-                        int end;
-                        while ((end = pending.ToString().IndexOf("\r\n\r\n", StringComparison.Ordinal)) >= 0)
-                        {
-                            pending.Remove(0, end + 4);
-                            Interlocked.Increment(ref _requests);
-                            await connection.SendAsync(response, SocketFlags.None, _stop.Token);
-                        }
-                    }
-                }
-                catch (Exception ex) when (ex is OperationCanceledException or SocketException)
-                {
-                }
-            }
+            Directory.Delete(work, recursive: true);
         }
     }
 }

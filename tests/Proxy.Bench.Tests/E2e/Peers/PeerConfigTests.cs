@@ -116,7 +116,7 @@ public sealed class PeerConfigTests
         {
             var text = NginxPeer.BuildConfig(new PeerConfig(protocol, Upstream), Listen, Ready, work);
             Assert.Contains("proxy_pass http://target;", text, StringComparison.Ordinal);
-            Assert.Contains("listen 127.0.0.1:40002" + (protocol == ProxyProtocol.Http2 ? " http2;" : ";"), text, StringComparison.Ordinal);
+            Assert.Contains("listen 127.0.0.1:40002" + (protocol == ProxyProtocol.Http2 ? " http2" : string.Empty) + " backlog=4096;", text, StringComparison.Ordinal);
             await ToolInstaller.EnsureAsync([new ToolRequirement("nginx", "nginx")], allowInstall: true, CancellationToken.None).WaitAsync(TimeSpan.FromMinutes(10));
             var nginx = ToolInstaller.Require("nginx");
 

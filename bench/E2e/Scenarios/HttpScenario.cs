@@ -1,0 +1,382 @@
+using System.Globalization;
+using Proxy.Bench.E2e.Infrastructure;
+using Proxy.Bench.E2e.LoadTools;
+using Proxy.Bench.E2e.Peers;
+
+namespace Proxy.Bench.E2e.Scenarios;
+
+/// <summary>
+/// HTTP/1.1: wrk through each peer to one nginx backend.
+/// <code>
+///  wrk -t1 ──► peer listener (127.0.0.1:free) ──► nginx backend, 1 worker, 13-byte body (127.0.0.1:free)
+///              direct | haproxy | nginx | yarp | sidecar-jit | sidecar-aot
+/// </code>
+/// 1. The backend and every peer start once (peers in HTTP mode, keep-alive to the backend).
+/// 2. Warm-up: <c>--warmup</c> seconds of wrk -c32 through each peer, not recorded (JIT tiering, pools, page faults).
+/// 3. For each round, each variant (c32, c1, close) and each peer (order rotated every round) one wrk run, with
+///    the proxy's CPU time (user and system, /proc/PID/stat), peak RSS (VmHWM reset before the run) and, for the
+///    sidecar, the process's allocated bytes (admin /metrics) around it; with <c>--syscalls</c> its system calls. A run with any socket error or any
+///    non-2xx/3xx response is kept as invalid: listed, never averaged.
+/// 4. Report: medians (min–max); ratios against HAProxy paired within the same round; added p50 latency against
+///    direct in the same round; the targets checked for each sidecar peer.
+/// </summary>
+internal sealed class HttpScenario : IScenario
+{
+    private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(30);
+
+    public string Name => "http";
+
+    public IEnumerable<ToolRequirement> RequiredTools(E2eOptions options)
+    {
+        yield return WrkClient.Requirement;
+        yield return NginxPeer.Requirement; // the backend, whatever the peers
+        if (options.CountSyscalls)
+        {
+            yield return SyscallCounter.Requirement;
+        }
+        if (options.Peers.Contains("haproxy"))
+        {
+            yield return new ToolRequirement("haproxy", "haproxy");
+        }
+    }
+
+    /// <summary>The wrk request for <paramref name="variant"/> (c32, c1 or close) against <paramref name="peer"/>.</summary>
+    public static WrkRequest CreateRequest(string variant, IPeer peer, TimeSpan duration) => variant switch
+    {
+        "c32" => new WrkRequest(peer.ListenEndPoint, duration, 32, ConnectionClose: false),
+        "c1" => new WrkRequest(peer.ListenEndPoint, duration, 1, ConnectionClose: false),
+        "close" => new WrkRequest(peer.ListenEndPoint, duration, 32, ConnectionClose: true),
+        _ => throw new ArgumentOutOfRangeException(nameof(variant), variant, "c32, c1 or close"),
+    };
+
+    public async Task<ScenarioResult> RunAsync(E2eContext context, CancellationToken cancellationToken)
+    {
+        var options = context.Options;
+        var report = new HttpReport(options);
+        await report.CollectEnvironmentAsync(context, cancellationToken);
+
+        var nginx = ToolInstaller.Require("nginx");
+        var nginxVersion = await NginxPeer.ReadVersionAsync(nginx, cancellationToken);
+        var peers = await CreatePeersAsync(context, report, nginx, nginxVersion, cancellationToken);
+        var backend = await NginxBackend.StartAsync(nginx, context.CreateWorkDirectory("backend"), cancellationToken);
+        report.SetBackend($"{nginxVersion}, 1 worker, master_process off, {NginxBackend.Body.Length}-byte body, on {backend.EndPoint}");
+        try
+        {
+            var config = new PeerConfig(ProxyProtocol.Http1, backend.EndPoint);
+            var running = new List<IPeer>();
+            foreach (var peer in peers)
+            {
+                try
+                {
+                    await peer.StartAsync(config, ReadyTimeout, cancellationToken);
+                    running.Add(peer);
+                }
+                catch (E2eException ex)
+                {
+                    report.AddFailure(peer.Name, $"start: {ex.Message}");
+                    Console.WriteLine($"  {peer.Name}: failed to start: {ex.Message}");
+                }
+            }
+
+            var wrk = new WrkClient(ToolInstaller.Require("wrk"));
+            await WarmUpAsync(wrk, running, options, report, cancellationToken);
+            await MeasureScrapeCostsAsync(running, report, cancellationToken);
+            var perfOutput = context.Temp.Combine("perf-stat.csv");
+
+            var total = options.Repeat * options.Variants.Count * running.Count;
+            Console.WriteLine(string.Create(
+                CultureInfo.InvariantCulture,
+                $"http: {running.Count} peers x {options.Variants.Count} variants x {options.Repeat} rounds, {options.Duration.TotalSeconds:0} s each (~{total * (options.Duration.TotalSeconds + 0.5) / 60:F1} min)"));
+            for (var round = 0; round < options.Repeat; round++)
+            {
+                foreach (var variant in options.Variants)
+                {
+                    foreach (var peer in Rotate(running.ToList(), round))
+                    {
+                        if (!backend.IsRunning)
+                        {
+                            throw new E2eException($"the nginx backend died: {await backend.Process.DescribeExitAsync()}");
+                        }
+
+                        if (peer.Process is { HasExited: true } dead)
+                        {
+                            report.AddFailure(peer.Name, $"during the runs: {await dead.DescribeExitAsync()}");
+                            running.Remove(peer);
+                            continue;
+                        }
+
+                        await RunOneAsync(wrk, peer, variant, round, options, perfOutput, report, cancellationToken);
+                    }
+                }
+            }
+        }
+        finally
+        {
+            foreach (var peer in peers)
+            {
+                await peer.DisposeAsync();
+            }
+
+            await backend.DisposeAsync();
+        }
+
+        return new ScenarioResult(report.Render(), report.RenderCsv());
+    }
+
+    private static async Task<List<IPeer>> CreatePeersAsync(
+        E2eContext context, HttpReport report, string nginx, string nginxVersion, CancellationToken cancellationToken)
+    {
+        var options = context.Options;
+        var peers = new List<IPeer>();
+        if (options.Peers.Contains("direct"))
+        {
+            peers.Add(new DirectPeer());
+        }
+
+        if (options.Peers.Contains("haproxy"))
+        {
+            var haproxy = ToolInstaller.Require("haproxy");
+            var version = await HaproxyPeer.ReadVersionAsync(haproxy, cancellationToken);
+            peers.Add(new HaproxyPeer(haproxy, version, "off", context.CreateWorkDirectory("haproxy")));
+        }
+
+        if (options.Peers.Contains("nginx"))
+        {
+            peers.Add(new NginxPeer(nginx, nginxVersion, context.CreateWorkDirectory("nginx")));
+        }
+
+        if (options.Peers.Contains("yarp"))
+        {
+            var dotnet = ToolInstaller.Find("dotnet");
+            if (dotnet is null)
+            {
+                report.AddFailure("yarp", "'dotnet' is not on PATH");
+            }
+            else
+            {
+                peers.Add(new YarpPeer(dotnet, YarpPeer.BenchAssemblyPath, YarpPeer.PackageVersion(), context.CreateWorkDirectory("yarp")));
+            }
+        }
+
+        foreach (var (name, flavor, wanted) in new[] { ("sidecar-jit", SidecarFlavor.Jit, options.Jit), ("sidecar-aot", SidecarFlavor.Aot, options.Aot) })
+        {
+            if (!wanted || !options.Peers.Contains(name))
+            {
+                continue;
+            }
+
+            SidecarBuild build;
+            try
+            {
+                build = await context.GetSidecarBuildAsync(flavor, cancellationToken);
+            }
+            catch (E2eException ex)
+            {
+                report.AddFailure(name, $"not built: {ex.Message}");
+                continue;
+            }
+
+            report.AddBuild(build);
+            peers.Add(new SidecarPeer(name, build, options.SidecarArguments, context.CreateWorkDirectory(name), options.SidecarProtocol));
+        }
+
+        foreach (var peer in peers)
+        {
+            report.AddPeer(peer);
+        }
+
+        return peers;
+    }
+
+    private static async Task WarmUpAsync(WrkClient wrk, List<IPeer> peers, E2eOptions options, HttpReport report, CancellationToken cancellationToken)
+    {
+        if (options.Warmup <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"warm-up: {options.Warmup.TotalSeconds:0} s of wrk -c32 through each peer"));
+        foreach (var peer in peers)
+        {
+            if (peer is DirectPeer)
+            {
+                continue;
+            }
+
+            try
+            {
+                var result = await wrk.RunAsync(CreateRequest("c32", peer, options.Warmup), cancellationToken);
+                Console.WriteLine(string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"  {peer.Name,-12} {result.RequestsPerSecond,10:F0} req/s{(result.InvalidReason is { } why ? "  (" + why + ")" : string.Empty)}"));
+            }
+            catch (E2eException ex)
+            {
+                report.AddFailure(peer.Name, $"warm-up: {ex.Message}");
+                Console.WriteLine($"  {peer.Name}: warm-up failed: {ex.Message}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reading /metrics allocates in the sidecar too (the rendered text). Two back-to-back scrapes with no traffic
+    /// measure that cost, which is subtracted from every run's delta (one scrape's allocations fall inside it).
+    /// </summary>
+    private static async Task MeasureScrapeCostsAsync(List<IPeer> peers, HttpReport report, CancellationToken cancellationToken)
+    {
+        foreach (var peer in peers)
+        {
+            if (peer is not SidecarPeer sidecar)
+            {
+                continue;
+            }
+
+            var deltas = new List<double>();
+            try
+            {
+                for (var i = 0; i < 4; i++)
+                {
+                    var first = await ReadAllocatedBytesAsync(sidecar, cancellationToken);
+                    var second = await ReadAllocatedBytesAsync(sidecar, cancellationToken);
+                    if (first is null || second is null)
+                    {
+                        report.AddNote(
+                            $"{peer.Name}: its admin /metrics has no {PrometheusText.AllocatedBytes} sample, so bytes allocated per request " +
+                            "are not reported (the exporter must export observable counters, observed at scrape time).");
+                        break;
+                    }
+
+                    deltas.Add(second.Value - first.Value);
+                }
+            }
+            catch (E2eException ex)
+            {
+                report.AddNote($"{peer.Name}: reading its admin /metrics failed ({ex.Message}); bytes allocated per request are not reported.");
+                continue;
+            }
+
+            if (Summary.Of(deltas) is { } cost)
+            {
+                report.SetScrapeCost(peer.Name, cost.Median);
+            }
+        }
+    }
+
+    private static async Task<double?> ReadAllocatedBytesAsync(SidecarPeer sidecar, CancellationToken cancellationToken)
+    {
+        var text = await PrometheusText.FetchAsync(sidecar.AdminEndPoint, "/metrics", cancellationToken);
+        return PrometheusText.TryGetValue(text, PrometheusText.AllocatedBytes);
+    }
+
+    private static async Task RunOneAsync(
+        WrkClient wrk, IPeer peer, string variant, int round, E2eOptions options, string perfOutput, HttpReport report, CancellationToken cancellationToken)
+    {
+        var request = CreateRequest(variant, peer, options.Duration);
+        var pid = peer.Process?.Id;
+        var sidecar = peer as SidecarPeer;
+        SyscallCounter? syscalls = null;
+        try
+        {
+            double? allocatedBefore = null;
+            if (sidecar is not null && report.HasScrapeCost(peer.Name))
+            {
+                allocatedBefore = await ReadAllocatedBytesAsync(sidecar, cancellationToken);
+            }
+
+            var cpuBefore = default(CpuTimes);
+            if (pid is { } p)
+            {
+                if (options.CountSyscalls)
+                {
+                    syscalls = await SyscallCounter.StartAsync(p, perfOutput, cancellationToken);
+                }
+
+                ProcFs.ResetPeakRss(p);
+                cpuBefore = ProcFs.ReadCpuTimes(p);
+            }
+
+            var result = await wrk.RunAsync(request, cancellationToken);
+            CpuTimes? cpu = null;
+            long? peakRss = null;
+            SyscallCounts? counts = null;
+            if (pid is { } q)
+            {
+                cpu = ProcFs.ReadCpuTimes(q) - cpuBefore;
+                peakRss = ProcFs.ReadPeakRssBytes(q);
+                if (syscalls is not null)
+                {
+                    counts = await syscalls.StopAsync(cancellationToken);
+                }
+            }
+
+            double? allocated = null;
+            if (sidecar is not null && allocatedBefore is { } before && await ReadAllocatedBytesAsync(sidecar, cancellationToken) is { } after)
+            {
+                allocated = Math.Max(0, after - before - report.ScrapeCost(peer.Name));
+            }
+
+            var sample = new HttpSample(peer.Name, variant, round, result, cpu, peakRss, allocated, counts);
+            report.AddSample(sample);
+            Console.WriteLine(Describe(sample, options.Repeat));
+        }
+        catch (Exception ex) when (ex is E2eException or IOException)
+        {
+            report.AddFailure(peer.Name, $"{variant} round {round + 1}: {ex.Message}");
+            Console.WriteLine($"  [{round + 1}/{options.Repeat}] {variant,-5} {peer.Name,-12} failed: {ex.Message}");
+        }
+        finally
+        {
+            if (syscalls is not null)
+            {
+                await syscalls.DisposeAsync();
+            }
+        }
+    }
+
+    private static string Describe(HttpSample sample, int repeat)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var line = new System.Text.StringBuilder();
+        line.Append(inv, $"  [{sample.Round + 1}/{repeat}] {sample.Variant,-5} {sample.Peer,-12} {sample.Wrk.RequestsPerSecond,9:F0} req/s");
+        if (sample.Wrk.P50Microseconds is { } p50)
+        {
+            line.Append(inv, $"  p50 {p50,7:F0} us  p99 {sample.Wrk.P99Microseconds ?? double.NaN,7:F0} us");
+        }
+
+        if (sample.CpuMicrosecondsPerRequest is { } cpu)
+        {
+            line.Append(inv, $"  CPU {cpu,6:F1} us/req (user {sample.UserMicrosecondsPerRequest,5:F1})");
+        }
+
+        if (sample.PeakRssBytes is { } rss)
+        {
+            line.Append(inv, $"  {rss / 1048576.0,6:F1} MiB peak");
+        }
+
+        if (sample.SyscallsPerRequest is { } calls)
+        {
+            line.Append(inv, $"  {calls,5:F1} syscalls/req");
+        }
+
+        if (sample.AllocatedBytesPerRequest is { } alloc)
+        {
+            line.Append(inv, $"  {alloc,7:F1} B/req allocated");
+        }
+
+        if (sample.Wrk.InvalidReason is { } why)
+        {
+            line.Append(inv, $"  INVALID: {why}");
+        }
+
+        return line.ToString();
+    }
+
+    /// <summary>The list rotated left by <paramref name="round"/>, so no peer always runs first (or right after another).</summary>
+    private static IEnumerable<T> Rotate<T>(List<T> items, int round)
+    {
+        for (var i = 0; i < items.Count; i++)
+        {
+            yield return items[(i + round) % items.Count];
+        }
+    }
+}
