@@ -89,15 +89,26 @@ internal sealed class DemoReport(TextWriter output, DemoOptions options)
     {
         var inv = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
-        var last = summary ? "total" : $"last {FormatSpan(s.IntervalLength)}";
+        var interval = FormatSpan(options.Interval);
         sb.Append(inv, $"{(summary ? "summary after" : "at")} {s.Elapsed.TotalSeconds:0.0}s ({RateText()}, {options.Concurrency} connection(s))").AppendLine();
-        sb.Append(inv, $"  {"version",-8} {"requests",9} {(summary ? "" : "last"),6} {"success",8} {(summary ? "" : "last"),7}   {"p50",7} {"p90",7} {"p99",7} ms ({last})");
-        if (!summary)
+
+        // Columns: version, requests (total, last interval), success (total, last interval), latency ms (last interval, total).
+        // The summary has only the totals.
+        const string Row = "  {0,-8}{1,10}{2,8}{3,9}{4,9}   {5,7}{6,8}{7,8}   {8,7}{9,8}{10,8}";
+        const string Group = "  {0,-8}{1,18}{2,18}   {3,23}   {4,23}";
+        const string SummaryRow = "  {0,-8}{1,10}{2,9}   {3,7}{4,8}{5,8}";
+        const string SummaryGroup = "  {0,-8}{1,10}{2,9}   {3,23}";
+        if (summary)
         {
-            sb.Append(inv, $"   {"p50",7} {"p90",7} {"p99",7} ms (total)");
+            sb.AppendFormat(inv, SummaryGroup, "", "", "", "latency ms").AppendLine();
+            sb.AppendFormat(inv, SummaryRow, "version", "requests", "success", "p50", "p90", "p99").AppendLine();
+        }
+        else
+        {
+            sb.AppendFormat(inv, Group, "", "requests", "success", "latency ms, last " + interval, "latency ms, total").AppendLine();
+            sb.AppendFormat(inv, Row, "version", "total", "last", "total", "last", "p50", "p90", "p99", "p50", "p90", "p99").AppendLine();
         }
 
-        sb.AppendLine();
         foreach (var t in s.Targets)
         {
             if (t.Requests == 0 && t.Target is not (DemoTarget.V1 or DemoTarget.V2))
@@ -105,27 +116,30 @@ internal sealed class DemoReport(TextWriter output, DemoOptions options)
                 continue;
             }
 
-            var latency = summary ? t.TotalLatency : t.IntervalLatency;
-            sb.Append(inv, $"  {t.Name,-8} {t.Requests,9} {(summary ? "" : t.IntervalRequests.ToString(inv)),6} {Percent(t.SuccessRate),8} {(summary ? "" : Percent(t.IntervalSuccessRate)),7}   ");
-            sb.Append(inv, $"{Ms(latency.P50),7} {Ms(latency.P90),7} {Ms(latency.P99),7}");
-            if (!summary)
+            var i = t.IntervalLatency;
+            var total = t.TotalLatency;
+            if (summary)
             {
-                sb.Append(inv, $"      {Ms(t.TotalLatency.P50),7} {Ms(t.TotalLatency.P90),7} {Ms(t.TotalLatency.P99),7}");
+                sb.AppendFormat(inv, SummaryRow, t.Name, t.Requests, Percent(t.SuccessRate), Ms(total.P50), Ms(total.P90), Ms(total.P99)).AppendLine();
             }
-
-            sb.AppendLine();
+            else
+            {
+                sb.AppendFormat(
+                    inv, Row, t.Name, t.Requests, t.IntervalRequests, Percent(t.SuccessRate), Percent(t.IntervalSuccessRate),
+                    Ms(i.P50), Ms(i.P90), Ms(i.P99), Ms(total.P50), Ms(total.P90), Ms(total.P99)).AppendLine();
+            }
         }
 
-        sb.Append(inv, $"  split (no header, n={s.SplitLanded}): observed");
+        sb.Append(inv, $"  split (requests without the header, n={s.SplitLanded}): observed");
         foreach (var v in options.Split)
         {
             sb.Append(inv, $" {v.Subset} {Percent(s.ObservedSplitShare(v.Subset == "v1" ? DemoTarget.V1 : DemoTarget.V2))}");
         }
 
-        sb.Append(inv, $"   configured {SplitText()}").AppendLine();
+        sb.Append(inv, $", configured {SplitText()}").AppendLine();
         var header = s.HeaderTotal;
         var onV2 = s[DemoTarget.V2].HeaderRequests;
-        sb.Append(inv, $"  header ({DemoClient.VersionHeader}: v2, n={header}): {onV2} on v2 ({Percent(header == 0 ? null : (double)onV2 / header)}), expected 100%").AppendLine();
+        sb.Append(inv, $"  header route ('{DemoClient.VersionHeader}: v2', n={header}): {Percent(header == 0 ? null : (double)onV2 / header)} on v2, configured 100%").AppendLine();
         sb.AppendLine();
         return sb.ToString();
     }
