@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using Proxy.Sidecar.Cli;
 
 namespace Proxy.Sidecar.Demo;
@@ -70,7 +71,24 @@ internal static class DemoCommand
                 return ExitCodes.Usage;
             }
 
-            return await DemoApp.RunAsync(options, stdout, stderr, cancellationToken);
+            // System.CommandLine leaves SIGINT/SIGTERM alone unless given a termination timeout (the default
+            // terminates at once); the demo stops cleanly itself: client, sidecar, versions, summary, exit 0.
+            // A second signal while stopping is not intercepted, so it terminates as usual.
+            using var interrupted = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            return await DemoApp.RunAsync(options, stdout, stderr, interrupted.Token);
+
+            void OnSignal(PosixSignalContext context)
+            {
+                if (!interrupted.IsCancellationRequested)
+                {
+                    context.Cancel = true;
+
+                    // Not Cancel(): the demo's continuations must not run on the signal handling thread.
+                    _ = interrupted.CancelAsync();
+                }
+            }
         });
         return command;
     }
