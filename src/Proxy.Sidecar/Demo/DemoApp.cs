@@ -70,16 +70,26 @@ internal static class DemoApp
                 var report = new DemoReport(stdout, options);
                 await report.WriteStartAsync(new DemoStartInfo(listener, admin, upstreams.V1, upstreams.V2, configJson));
 
-                var stats = new DemoStats(time);
                 using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                if (options.Duration is { } duration)
+                DemoStats stats;
+                using (var client = new DemoClient(new Uri($"http://{listener}/"), options, time))
                 {
-                    stop.CancelAfter(duration);
-                }
+                    try
+                    {
+                        await client.WarmUpAsync(stop.Token);
+                    }
+                    catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                    {
+                    }
 
-                using (var client = new DemoClient(new Uri($"http://{listener}/"), options, stats, time))
-                {
-                    var load = client.RunAsync(stop.Token);
+                    // The duration counts from here: the counted run lasts as long as asked.
+                    if (options.Duration is { } duration)
+                    {
+                        stop.CancelAfter(duration);
+                    }
+
+                    stats = new DemoStats(time);
+                    var load = client.RunAsync(stats, stop.Token);
                     await ReportEveryIntervalAsync(report, stats, options.Interval, time, stop.Token);
                     await load;
                 }

@@ -17,18 +17,16 @@ internal sealed class DemoClient : IDisposable
 
     private readonly Uri _target;
     private readonly DemoOptions _options;
-    private readonly DemoStats _stats;
     private readonly TimeProvider _time;
     private readonly HttpClient _http;
     private readonly double _ticksPerRequest;
     private long _start;
     private long _nextSlot;
 
-    public DemoClient(Uri target, DemoOptions options, DemoStats stats, TimeProvider time)
+    public DemoClient(Uri target, DemoOptions options, TimeProvider time)
     {
         _target = target;
         _options = options;
-        _stats = stats;
         _time = time;
         _ticksPerRequest = options.RequestsPerSecond == 0 ? 0 : (double)time.TimestampFrequency / options.RequestsPerSecond;
         _http = new HttpClient(new SocketsHttpHandler
@@ -47,20 +45,57 @@ internal sealed class DemoClient : IDisposable
         };
     }
 
-    /// <summary>Sends until <paramref name="cancellationToken"/> is cancelled; requests in flight then are abandoned, not counted.</summary>
-    public Task RunAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends a few requests per connection, with and without the header, that are not counted: JIT compilation and
+    /// connection set-up in client, sidecar and versions would otherwise be the run's worst latencies.
+    /// </summary>
+    public Task WarmUpAsync(CancellationToken cancellationToken)
     {
-        _start = _time.GetTimestamp();
         var workers = new Task[_options.Concurrency];
         for (var i = 0; i < workers.Length; i++)
         {
-            workers[i] = WorkerAsync(cancellationToken);
+            workers[i] = WarmUpOneAsync(cancellationToken);
         }
 
         return Task.WhenAll(workers);
     }
 
-    private async Task WorkerAsync(CancellationToken cancellationToken)
+    private async Task WarmUpOneAsync(CancellationToken cancellationToken)
+    {
+        await Task.Yield();
+        for (var i = 0; i < 4; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, _target);
+            if (i % 2 == 1)
+            {
+                request.Headers.TryAddWithoutValidation(VersionHeader, "v2");
+            }
+
+            try
+            {
+                using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken);
+            }
+            catch (HttpRequestException)
+            {
+                // Failures show in the counted run.
+            }
+        }
+    }
+
+    /// <summary>Sends until <paramref name="cancellationToken"/> is cancelled; requests in flight then are abandoned, not counted.</summary>
+    public Task RunAsync(DemoStats stats, CancellationToken cancellationToken)
+    {
+        _start = _time.GetTimestamp();
+        var workers = new Task[_options.Concurrency];
+        for (var i = 0; i < workers.Length; i++)
+        {
+            workers[i] = WorkerAsync(stats, cancellationToken);
+        }
+
+        return Task.WhenAll(workers);
+    }
+
+    private async Task WorkerAsync(DemoStats stats, CancellationToken cancellationToken)
     {
         // Leave the caller's thread at once, so starting the workers never runs a request inline.
         await Task.Yield();
@@ -69,7 +104,7 @@ internal sealed class DemoClient : IDisposable
             try
             {
                 await PaceAsync(cancellationToken);
-                await SendOneAsync(cancellationToken);
+                await SendOneAsync(stats, cancellationToken);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
@@ -92,7 +127,7 @@ internal sealed class DemoClient : IDisposable
         return due <= now ? Task.CompletedTask : Task.Delay(_time.GetElapsedTime(now, due), _time, cancellationToken);
     }
 
-    private async Task SendOneAsync(CancellationToken cancellationToken)
+    private async Task SendOneAsync(DemoStats stats, CancellationToken cancellationToken)
     {
         var withHeader = _options.HeaderShare > 0 && Random.Shared.NextDouble() < _options.HeaderShare;
         using var request = new HttpRequestMessage(HttpMethod.Get, _target);
@@ -122,7 +157,7 @@ internal sealed class DemoClient : IDisposable
             succeeded = false;
         }
 
-        _stats.Record(target, withHeader, succeeded, _time.GetElapsedTime(started));
+        stats.Record(target, withHeader, succeeded, _time.GetElapsedTime(started));
     }
 
     internal static DemoTarget Classify(HttpResponseHeaders headers)

@@ -90,7 +90,8 @@ internal sealed class DemoReport(TextWriter output, DemoOptions options)
         var inv = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
         var interval = FormatSpan(options.Interval);
-        sb.Append(inv, $"{(summary ? "summary after" : "at")} {s.Elapsed.TotalSeconds:0.0}s ({RateText()}, {options.Concurrency} connection(s))").AppendLine();
+        var achieved = summary ? s.RequestsPerSecond : s.IntervalRequestsPerSecond;
+        sb.Append(inv, $"{(summary ? "summary after" : "at")} {s.Elapsed.TotalSeconds:0.0}s: {achieved:0} req/s (target {RateText()}, {options.Concurrency} connection(s))").AppendLine();
 
         // Columns: version, requests (total, last interval), success (total, last interval), latency ms (last interval, total).
         // The summary has only the totals.
@@ -149,6 +150,8 @@ internal sealed class DemoReport(TextWriter output, DemoOptions options)
         w.WriteString("type", type);
         w.WriteNumber("elapsedSeconds", Math.Round(s.Elapsed.TotalSeconds, 3));
         w.WriteNumber("intervalSeconds", Math.Round(s.IntervalLength.TotalSeconds, 3));
+        w.WriteNumber("requestsPerSecond", Math.Round(s.RequestsPerSecond, 1));
+        w.WriteNumber("intervalRequestsPerSecond", Math.Round(s.IntervalRequestsPerSecond, 1));
         w.WriteStartObject("targets");
         foreach (var t in s.Targets)
         {
@@ -213,7 +216,7 @@ internal sealed class DemoReport(TextWriter output, DemoOptions options)
     {
         if (value is { } v)
         {
-            w.WriteNumber(name, Math.Round(v, 4));
+            w.WriteNumber(name, Math.Round(v, 3));
         }
         else
         {
@@ -252,7 +255,7 @@ internal sealed class DemoReport(TextWriter output, DemoOptions options)
     }
 
     private string RateText() =>
-        options.RequestsPerSecond == 0 ? "as fast as possible" : string.Create(CultureInfo.InvariantCulture, $"{options.RequestsPerSecond} req/s");
+        options.RequestsPerSecond == 0 ? "unlimited rate" : string.Create(CultureInfo.InvariantCulture, $"{options.RequestsPerSecond} req/s");
 
     private static string Percent(double? share) => share is { } v ? v.ToString("0.0%", CultureInfo.InvariantCulture) : "-";
 

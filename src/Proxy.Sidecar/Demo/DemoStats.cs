@@ -51,6 +51,12 @@ internal sealed record DemoSnapshot(TimeSpan Elapsed, TimeSpan IntervalLength, I
 {
     public TargetStats this[DemoTarget target] => Targets[(int)target];
 
+    /// <summary>Requests completed per second since the start.</summary>
+    public double RequestsPerSecond => Rate(static t => t.Requests, Elapsed);
+
+    /// <summary>Requests completed per second in the last interval.</summary>
+    public double IntervalRequestsPerSecond => Rate(static t => t.IntervalRequests, IntervalLength);
+
     /// <summary>Requests without the header (so routed by the split) that reached v1 or v2.</summary>
     public long SplitLanded => this[DemoTarget.V1].SplitRequests + this[DemoTarget.V2].SplitRequests;
 
@@ -67,6 +73,17 @@ internal sealed record DemoSnapshot(TimeSpan Elapsed, TimeSpan IntervalLength, I
 
             return sum;
         }
+    }
+
+    private double Rate(Func<TargetStats, long> count, TimeSpan over)
+    {
+        long sum = 0;
+        foreach (var t in Targets)
+        {
+            sum += count(t);
+        }
+
+        return over <= TimeSpan.Zero ? 0 : sum / over.TotalSeconds;
     }
 
     /// <summary>Observed share (0..1) of split-routed requests that reached <paramref name="target"/>; null before any.</summary>
