@@ -6,7 +6,8 @@ namespace Proxy.Sidecar.Demo;
 /// The demo's load generator: <see cref="DemoOptions.Concurrency"/> workers share one HttpClient
 /// (SocketsHttpHandler, keep-alive, one connection per worker at most) and send <c>GET /</c> to the sidecar at
 /// <see cref="DemoOptions.RequestsPerSecond"/> in total. Request k is due at start + k / rate; a worker that is
-/// early waits, one that is late sends at once (the rate is then capped by the concurrency). A share
+/// early waits, one that is late sends at once (the rate is then capped by the concurrency); more than a second late,
+/// the schedule moves on instead of bursting. A share
 /// <see cref="DemoOptions.HeaderShare"/> of the requests carries <c>x-version: v2</c>. Each response is classified
 /// by its <c>x-version</c> header, or as the proxy's own when it has <c>x-proxy-error</c>, and recorded in
 /// <see cref="DemoStats"/> with its latency (send to body read).
@@ -122,8 +123,17 @@ internal sealed class DemoClient : IDisposable
         }
 
         var slot = Interlocked.Increment(ref _nextSlot) - 1;
-        var due = _start + (long)(slot * _ticksPerRequest);
+        var offset = (long)(slot * _ticksPerRequest);
+        var due = Volatile.Read(ref _start) + offset;
         var now = _time.GetTimestamp();
+        if (now - due > _time.TimestampFrequency)
+        {
+            // More than a second behind (a stall, or a rate the connections cannot carry): move the schedule so
+            // this slot is due now, rather than bursting to make up for the backlog.
+            Volatile.Write(ref _start, now - offset);
+            return Task.CompletedTask;
+        }
+
         return due <= now ? Task.CompletedTask : Task.Delay(_time.GetElapsedTime(now, due), _time, cancellationToken);
     }
 
