@@ -14,6 +14,10 @@ public class DemoCommandTests
         return (code, stdout.ToString(), stderr.ToString());
     }
 
+    /// <summary>
+    /// Needs the HTTP/1.1 forwarding stage on listeners with protocol http: while such a listener still forwards
+    /// opaque TCP to its service, connections (not requests) are balanced over v1 and v2 and this test fails.
+    /// </summary>
     [Fact]
     public async Task Demo_JsonAtHighRate_SplitsByWeightAndRoutesHeaderToV2()
     {
