@@ -24,6 +24,7 @@ public static class ConfigJson
         WriteSection(config, w, "transport");
         WriteSection(config, w, "tcp");
         WriteSection(config, w, "detect");
+        WriteSection(config, w, "http");
 
         w.WriteStartArray("listeners");
         foreach (var l in config.Listeners)
@@ -31,7 +32,18 @@ public static class ConfigJson
             w.WriteStartObject();
             w.WriteString("name", l.Name);
             w.WriteString("address", l.Address.ToString());
-            w.WriteString("service", l.Service);
+            if (l.Service.Length != 0)
+            {
+                w.WriteString("service", l.Service);
+            }
+
+            w.WriteString("protocol", l.Protocol == ListenerProtocol.Http ? "http" : "tcp");
+            if (l.Routes.Count != 0)
+            {
+                w.WritePropertyName("routes");
+                RouteConfigJson.Write(l.Routes, w);
+            }
+
             w.WriteEndObject();
         }
 
@@ -67,9 +79,37 @@ public static class ConfigJson
 
             w.WriteEndArray();
             w.WriteString("balancer", LoadBalancers.Name(s.Balancer));
-            if (s.HashOn == HashOn.SourceIp)
+            if (s.HashOn != HashOn.None)
             {
-                w.WriteString("hashOn", "source_ip");
+                w.WriteString("hashOn", s.HashOn switch { HashOn.Header => "header", HashOn.Cookie => "cookie", _ => "source_ip" });
+            }
+
+            if (s.HashKey is not null)
+            {
+                w.WriteString("hashKey", s.HashKey);
+            }
+
+            if (s.Subsets.Count != 0)
+            {
+                w.WriteStartObject("subsets");
+                foreach (var subset in s.Subsets)
+                {
+                    w.WriteStartArray(subset.Name);
+                    foreach (var ep in subset.Endpoints)
+                    {
+                        w.WriteStringValue(ep.ToString());
+                    }
+
+                    w.WriteEndArray();
+                }
+
+                w.WriteEndObject();
+            }
+
+            if (s.Routes.Count != 0)
+            {
+                w.WritePropertyName("routes");
+                RouteConfigJson.Write(s.Routes, w);
             }
 
             w.WriteEndObject();

@@ -24,8 +24,24 @@ internal sealed class ConfigDraft
     public TimeSpan DetectTimeout;
     public IReadOnlyList<int> OpaquePorts;
     public string LogLevel;
+    public int HttpMaxRequestLine;
+    public int HttpMaxHeaderBytes;
+    public int HttpMaxHeaders;
+    public TimeSpan HttpResponseTimeout;
+    public TimeSpan HttpIdleTimeout;
+    public int PoolMaxConnections;
+    public int PoolMaxIdle;
+    public TimeSpan PoolIdleTimeout;
+    public string? AccessLog;
     public List<ListenerConfig> Listeners = [];
     public List<ServiceConfig> Services = [];
+
+    // The file key of each entry above (entries with errors are left out, so list index != file index).
+    public List<string> ListenerKeys = [];
+    public List<string> ServiceKeys = [];
+
+    // Names of services the file declares, valid or not: a route to an invalid one is not reported twice.
+    public HashSet<string> DeclaredServices = new(StringComparer.Ordinal);
 
     public ConfigDraft(ProxyConfig d)
     {
@@ -44,6 +60,15 @@ internal sealed class ConfigDraft
         DetectTimeout = d.Detect.Timeout;
         OpaquePorts = d.Detect.OpaquePorts;
         LogLevel = d.LogLevel;
+        HttpMaxRequestLine = d.Http.MaxRequestLineBytes;
+        HttpMaxHeaderBytes = d.Http.MaxHeaderBytes;
+        HttpMaxHeaders = d.Http.MaxHeaderCount;
+        HttpResponseTimeout = d.Http.ResponseTimeout;
+        HttpIdleTimeout = d.Http.IdleTimeout;
+        PoolMaxConnections = d.Http.PoolMaxConnections;
+        PoolMaxIdle = d.Http.PoolMaxIdle;
+        PoolIdleTimeout = d.Http.PoolIdleTimeout;
+        AccessLog = d.Http.AccessLog;
     }
 
     public ProxyConfig Build() => new()
@@ -70,6 +95,18 @@ internal sealed class ConfigDraft
         {
             Timeout = DetectTimeout,
             OpaquePorts = OpaquePorts,
+        },
+        Http = new HttpConfig
+        {
+            MaxRequestLineBytes = HttpMaxRequestLine,
+            MaxHeaderBytes = HttpMaxHeaderBytes,
+            MaxHeaderCount = HttpMaxHeaders,
+            ResponseTimeout = HttpResponseTimeout,
+            IdleTimeout = HttpIdleTimeout,
+            PoolMaxConnections = PoolMaxConnections,
+            PoolMaxIdle = PoolMaxIdle,
+            PoolIdleTimeout = PoolIdleTimeout,
+            AccessLog = AccessLog,
         },
         Listeners = Listeners.ToArray(),
         Services = Services.ToArray(),
@@ -181,6 +218,7 @@ public static class ConfigLoader
                     case "transport":
                     case "tcp":
                     case "detect":
+                    case "http":
                         if (property.Value.ValueKind != JsonValueKind.Object)
                         {
                             errors.Add($"{property.Name}: must be an object");
@@ -240,34 +278,83 @@ public static class ConfigLoader
 
     private static void ReadListener(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "address", "service"))
+        if (!CheckKeys(e, key, errors, "name", "address", "service", "protocol", "routes"))
         {
             return;
         }
 
         var name = ReadString(e, "name", key, errors);
         var addressText = ReadString(e, "address", key, errors);
-        var service = ReadString(e, "service", key, errors);
+        var ok = true;
+        IReadOnlyList<RouteConfig> routes = [];
+        if (e.TryGetProperty("routes", out var routesElement))
+        {
+            var read = RouteConfigReader.Read(routesElement, $"{key}.routes");
+            errors.AddRange(read.Errors);
+            ok &= read.Ok;
+            routes = read.Routes ?? [];
+        }
+
+        // A listener that routes needs no default service; one that does not must name it.
+        string? service = "";
+        if (e.TryGetProperty("service", out _) || routes.Count == 0)
+        {
+            service = ReadString(e, "service", key, errors);
+        }
+
+        var protocol = routes.Count > 0 ? ListenerProtocol.Http : ListenerProtocol.Tcp;
+        if (e.TryGetProperty("protocol", out _))
+        {
+            switch (ReadString(e, "protocol", key, errors))
+            {
+                case null:
+                    ok = false;
+                    break;
+                case "http":
+                    protocol = ListenerProtocol.Http;
+                    break;
+                case "tcp":
+                    protocol = ListenerProtocol.Tcp;
+                    if (routes.Count > 0)
+                    {
+                        errors.Add($"{key}.routes: routes need protocol http, not tcp");
+                        ok = false;
+                    }
+
+                    break;
+                case var other:
+                    errors.Add($"{key}.protocol: \"{other}\" is not one of http, tcp");
+                    ok = false;
+                    break;
+            }
+        }
+
         IPEndPoint? address = null;
         if (addressText is not null && ValueParsers.ParseListenAddress(addressText, out address) is { } error)
         {
             errors.Add($"{key}.address: {error}");
         }
 
-        if (name is not null && address is not null && service is not null)
+        if (ok && name is not null && address is not null && service is not null)
         {
-            draft.Listeners.Add(new ListenerConfig(name, address, service));
+            draft.Listeners.Add(new ListenerConfig(name, address, service) { Protocol = protocol, Routes = routes });
+            draft.ListenerKeys.Add(key);
         }
     }
 
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn"))
+        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes"))
         {
             return;
         }
 
         var name = ReadString(e, "name", key, errors);
+        if (name is not null)
+        {
+            draft.DeclaredServices.Add(name);
+        }
+
         var addresses = ReadEndPoints(e, "addresses", key, errors, required: false);
         var endpoints = ReadServiceEndpoints(e, key, errors, out var weights);
         var ok = true;
@@ -294,9 +381,9 @@ public static class ConfigLoader
             {
                 ok = false;
             }
-            else if (hashText != "source_ip")
+            else if (hashText is not ("source_ip" or "header" or "cookie"))
             {
-                errors.Add($"{key}.hashOn: \"{hashText}\" is not a hash key (source_ip)");
+                errors.Add($"{key}.hashOn: \"{hashText}\" is not a hash key (source_ip, header, cookie)");
                 ok = false;
             }
             else if (balancer != BalancerKind.RingHash && ok)
@@ -306,7 +393,7 @@ public static class ConfigLoader
             }
             else
             {
-                hashOn = HashOn.SourceIp;
+                hashOn = hashText switch { "header" => HashOn.Header, "cookie" => HashOn.Cookie, _ => HashOn.SourceIp };
             }
         }
         else if (balancer == BalancerKind.RingHash)
@@ -315,15 +402,103 @@ public static class ConfigLoader
             hashOn = HashOn.SourceIp;
         }
 
+        string? hashKey = null;
+        if (e.TryGetProperty("hashKey", out _))
+        {
+            hashKey = ReadString(e, "hashKey", key, errors);
+            if (hashKey is null)
+            {
+                ok = false;
+            }
+            else if (hashOn is not (HashOn.Header or HashOn.Cookie))
+            {
+                errors.Add($"{key}.hashKey: only used with hashOn header or cookie");
+                ok = false;
+            }
+            else if (hashKey.Length == 0 || !System.Text.Ascii.IsValid(hashKey) || hashKey.Any(static c => c is ' ' or '\t' or '\r' or '\n' or ':' or ';' or '=' or ','))
+            {
+                errors.Add($"{key}.hashKey: \"{hashKey}\" is not a header or cookie name");
+                ok = false;
+            }
+        }
+        else if (hashOn is HashOn.Header or HashOn.Cookie)
+        {
+            errors.Add($"{key}.hashKey: missing (hashOn {(hashOn == HashOn.Header ? "header" : "cookie")} hashes the value of the header or cookie named here)");
+            ok = false;
+        }
+
+        var subsets = ReadSubsets(e, key, endpoints, errors, ref ok);
+
+        IReadOnlyList<RouteConfig> routes = [];
+        if (e.TryGetProperty("routes", out var routesElement))
+        {
+            var read = RouteConfigReader.Read(routesElement, $"{key}.routes");
+            errors.AddRange(read.Errors);
+            ok &= read.Ok;
+            routes = read.Routes ?? [];
+        }
+
         if (ok && name is not null && addresses is not null && endpoints is not null)
         {
             draft.Services.Add(new ServiceConfig(name, addresses, endpoints)
             {
                 Balancer = balancer,
                 HashOn = hashOn,
+                HashKey = hashKey,
                 Weights = weights,
+                Subsets = subsets,
+                Routes = routes,
             });
+            draft.ServiceKeys.Add(key);
         }
+    }
+
+    /// <summary>"subsets": { "v1": ["ip:port", ...], "v2": [...] }; every address must be one of the service's endpoints.</summary>
+    private static List<SubsetConfig> ReadSubsets(JsonElement e, string key, List<IPEndPoint>? endpoints, List<string> errors, ref bool ok)
+    {
+        var result = new List<SubsetConfig>();
+        if (!e.TryGetProperty("subsets", out var subsets))
+        {
+            return result;
+        }
+
+        if (subsets.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add($"{key}.subsets: must be an object {{ \"v1\": [\"ip:port\", ...], ... }}");
+            ok = false;
+            return result;
+        }
+
+        foreach (var subset in subsets.EnumerateObject())
+        {
+            var subsetKey = $"{key}.subsets.{subset.Name}";
+            if (subset.Name.Length == 0)
+            {
+                errors.Add($"{key}.subsets: a subset name may not be empty");
+                ok = false;
+                continue;
+            }
+
+            var members = ReadEndPoints(subsets, subset.Name, $"{key}.subsets", errors, required: true);
+            if (members is null)
+            {
+                ok = false;
+                continue;
+            }
+
+            for (var i = 0; i < members.Count; i++)
+            {
+                if (endpoints is not null && !endpoints.Contains(members[i]))
+                {
+                    errors.Add($"{subsetKey}[{i}]: {members[i]} is not one of the service's endpoints");
+                    ok = false;
+                }
+            }
+
+            result.Add(new SubsetConfig(subset.Name, members));
+        }
+
+        return result;
     }
 
     /// <summary>The largest endpoint weight accepted.</summary>
@@ -475,16 +650,21 @@ public static class ConfigLoader
             var s = d.Services[i];
             if (!services.TryAdd(s.Name, i))
             {
-                errors.Add($"services[{i}].name: \"{s.Name}\" is already the name of services[{services[s.Name]}]");
+                errors.Add($"{d.ServiceKeys[i]}.name: \"{s.Name}\" is already the name of {d.ServiceKeys[services[s.Name]]}");
             }
 
             for (var j = 0; j < s.Addresses.Count; j++)
             {
                 if (!virtualAddresses.TryAdd(s.Addresses[j], s.Name))
                 {
-                    errors.Add($"services[{i}].addresses[{j}]: {s.Addresses[j]} already belongs to service \"{virtualAddresses[s.Addresses[j]]}\"");
+                    errors.Add($"{d.ServiceKeys[i]}.addresses[{j}]: {s.Addresses[j]} already belongs to service \"{virtualAddresses[s.Addresses[j]]}\"");
                 }
             }
+        }
+
+        for (var i = 0; i < d.Services.Count; i++)
+        {
+            ValidateRoutes(d, d.Services[i].Routes, $"{d.ServiceKeys[i]}.routes", errors);
         }
 
         var listenerNames = new HashSet<string>(StringComparer.Ordinal) { "outbound", "inbound", "admin" };
@@ -495,17 +675,20 @@ public static class ConfigLoader
         for (var i = 0; i < d.Listeners.Count; i++)
         {
             var l = d.Listeners[i];
+            var key = d.ListenerKeys[i];
             if (!listenerNames.Add(l.Name))
             {
-                errors.Add($"listeners[{i}].name: \"{l.Name}\" is already used by another listener");
+                errors.Add($"{key}.name: \"{l.Name}\" is already used by another listener");
             }
 
-            if (!services.ContainsKey(l.Service))
+            if (l.Service.Length != 0 && !services.ContainsKey(l.Service) && !d.DeclaredServices.Contains(l.Service))
             {
-                errors.Add($"listeners[{i}].service: no service is named \"{l.Service}\"");
+                errors.Add($"{key}.service: no service is named \"{l.Service}\"");
             }
 
-            AddBound(l.Address, $"listeners[{i}].address");
+            ValidateRoutes(d, l.Routes, $"{key}.routes", errors);
+
+            AddBound(l.Address, $"{key}.address");
         }
 
         void AddBound(IPEndPoint? address, string key)
@@ -524,6 +707,33 @@ public static class ConfigLoader
             }
 
             bound.Add((address, key));
+        }
+    }
+
+    /// <summary>Every route destination names a configured service and, when given, one of its subsets.</summary>
+    private static void ValidateRoutes(ConfigDraft d, IReadOnlyList<RouteConfig> routes, string key, List<string> errors)
+    {
+        for (var r = 0; r < routes.Count; r++)
+        {
+            var destinations = routes[r].Action.Destinations;
+            for (var j = 0; j < destinations.Count; j++)
+            {
+                var dest = destinations[j];
+                var where = destinations.Count == 1 ? $"{key}[{r}].action" : $"{key}[{r}].action.split[{j}]";
+                var service = d.Services.Find(s => s.Name == dest.Service);
+                if (service is null && d.DeclaredServices.Contains(dest.Service))
+                {
+                    // Declared with errors, already reported.
+                }
+                else if (service is null)
+                {
+                    errors.Add($"{where}.service: no service is named \"{dest.Service}\"");
+                }
+                else if (dest.Subset is not null && !service.Subsets.Any(s => s.Name == dest.Subset))
+                {
+                    errors.Add($"{where}.subset: service \"{dest.Service}\" has no subset \"{dest.Subset}\"");
+                }
+            }
         }
     }
 

@@ -96,6 +96,42 @@ public sealed class Setting
             "Comma-separated original destination ports whose connections skip protocol detection and go straight to opaque TCP (server-speaks-first protocols); empty for none.",
             static c => ValueParsers.FormatPorts(c.Detect.OpaquePorts),
             static (d, t) => ValueParsers.ParsePorts(t, out d.OpaquePorts)),
+        new("http-max-request-line", "http.maxRequestLineBytes",
+            "Longest HTTP request line accepted, in bytes; a longer one is answered 414.",
+            static c => Int(c.Http.MaxRequestLineBytes),
+            static (d, t) => ValueParsers.ParseInt(t, 64, 1 << 20, out d.HttpMaxRequestLine)),
+        new("http-max-header-bytes", "http.maxHeaderBytes",
+            "Most bytes of HTTP header fields accepted per message; more is answered 431.",
+            static c => Int(c.Http.MaxHeaderBytes),
+            static (d, t) => ValueParsers.ParseInt(t, 256, 1 << 20, out d.HttpMaxHeaderBytes)),
+        new("http-max-headers", "http.maxHeaderCount",
+            "Most HTTP header fields accepted per message; more is answered 431.",
+            static c => Int(c.Http.MaxHeaderCount),
+            static (d, t) => ValueParsers.ParseInt(t, 1, 10000, out d.HttpMaxHeaders)),
+        new("http-response-timeout", "http.responseTimeout",
+            "How long to wait for an upstream's response head after sending the request head before answering 504 (e.g. 15s), or off.",
+            static c => ValueParsers.FormatDuration(c.Http.ResponseTimeout),
+            static (d, t) => ValueParsers.ParseDuration(t, allowOff: true, out d.HttpResponseTimeout)),
+        new("http-idle-timeout", "http.idleTimeout",
+            "Close a client's keep-alive HTTP connection after this long without a request (e.g. 5m), or off.",
+            static c => ValueParsers.FormatDuration(c.Http.IdleTimeout),
+            static (d, t) => ValueParsers.ParseDuration(t, allowOff: true, out d.HttpIdleTimeout)),
+        new("pool-max-connections", "http.poolMaxConnections",
+            "Most upstream HTTP connections per endpoint (busy and idle); 0 is unlimited.",
+            static c => Int(c.Http.PoolMaxConnections),
+            static (d, t) => ValueParsers.ParseInt(t, 0, int.MaxValue, out d.PoolMaxConnections)),
+        new("pool-max-idle", "http.poolMaxIdle",
+            "Most idle keep-alive upstream connections kept per endpoint.",
+            static c => Int(c.Http.PoolMaxIdle),
+            static (d, t) => ValueParsers.ParseInt(t, 0, 100000, out d.PoolMaxIdle)),
+        new("pool-idle-timeout", "http.poolIdleTimeout",
+            "Close an idle pooled upstream connection after this long (e.g. 60s).",
+            static c => ValueParsers.FormatDuration(c.Http.PoolIdleTimeout),
+            static (d, t) => ValueParsers.ParseDuration(t, allowOff: false, out d.PoolIdleTimeout)),
+        new("access-log", "http.accessLog",
+            "JSON access log of HTTP requests, one object per line: off, stdout, or a file path to append to.",
+            static c => c.Http.AccessLog ?? "off",
+            static (d, t) => ParseAccessLog(t, out d.AccessLog)),
         new("log-level", "logLevel",
             "Minimum log level: trace, debug, information, warning, error, critical, none.",
             static c => c.LogLevel,
@@ -135,6 +171,12 @@ public sealed class Setting
         SpliceMode.Never => "off",
         _ => "auto",
     };
+
+    private static string? ParseAccessLog(string text, out string? target)
+    {
+        target = text == "off" ? null : text;
+        return text.Length == 0 ? "must be off, stdout, or a file path" : null;
+    }
 
     private static readonly string[] LogLevels = ["trace", "debug", "information", "warning", "error", "critical", "none"];
 

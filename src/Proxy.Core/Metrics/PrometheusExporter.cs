@@ -9,11 +9,15 @@ namespace Proxy.Core.Metrics;
 /// Aggregates the proxy's System.Diagnostics.Metrics instruments in memory and renders them in the
 /// Prometheus text exposition format (version 0.0.4). Counters become <c>_total</c> counters,
 /// up-down counters gauges, histograms cumulative buckets. Recording is lock-free and allocates only
-/// when a new tag combination (series) is seen for the first time.
+/// when a new tag combination (series) is seen for the first time. A histogram uses the bucket
+/// boundaries of its <see cref="InstrumentAdvice{T}.HistogramBucketBoundaries"/> when it has them,
+/// else <see cref="DefaultBuckets"/> (milliseconds). Up to <see cref="MaxTags"/> tags per series
+/// (the inline capacity of <see cref="System.Diagnostics.TagList"/>); further tags are ignored.
 /// </summary>
 public sealed class PrometheusExporter : IDisposable
 {
-    private const int MaxTags = 4;
+    /// <summary>Tags kept per series: the inline capacity of <see cref="System.Diagnostics.TagList"/>.</summary>
+    public const int MaxTags = 8;
 
     private static readonly double[] DefaultBuckets = [0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 
@@ -49,10 +53,10 @@ public sealed class PrometheusExporter : IDisposable
         var key = new SeriesKey(tags);
         if (!state.Series.TryGetValue(key, out var series))
         {
-            series = state.Series.GetOrAdd(key, static (k, s) => new Series(k.Names(), s.IsHistogram ? DefaultBuckets.Length + 1 : 0), state);
+            series = state.Series.GetOrAdd(key, static (k, s) => new Series(k.Names(), s.Bounds is { } b ? b.Length + 1 : 0), state);
         }
 
-        series.Record(value, state.IsHistogram ? DefaultBuckets : null);
+        series.Record(value, state.Bounds);
     }
 
     /// <summary>Renders every series in the Prometheus text format.</summary>
@@ -77,11 +81,12 @@ public sealed class PrometheusExporter : IDisposable
                 }
 
                 long cumulative = 0;
-                for (var i = 0; i < DefaultBuckets.Length; i++)
+                var bounds = state.Bounds!;
+                for (var i = 0; i < bounds.Length; i++)
                 {
                     cumulative += Volatile.Read(ref series.Buckets[i]);
                     sb.Append(name).Append("_bucket");
-                    AppendLabels(sb, series.Names, key, Format(DefaultBuckets[i]));
+                    AppendLabels(sb, series.Names, key, Format(bounds[i]));
                     sb.Append(' ').Append(cumulative).Append('\n');
                 }
 
@@ -149,9 +154,29 @@ public sealed class PrometheusExporter : IDisposable
     private sealed class InstrumentState(Instrument instrument)
     {
         public Instrument Instrument { get; } = instrument;
-        public bool IsHistogram { get; } = instrument is Histogram<double> or Histogram<long> or Histogram<int>;
+        public bool IsHistogram => Bounds is not null;
+
+        /// <summary>Upper bounds of the buckets (ascending) for a histogram; null for counters and gauges.</summary>
+        public double[]? Bounds { get; } = BucketsOf(instrument);
         public bool IsGauge { get; } = instrument is UpDownCounter<long> or UpDownCounter<int> or UpDownCounter<double>;
         public ConcurrentDictionary<SeriesKey, Series> Series { get; } = new();
+
+        private static double[]? BucketsOf(Instrument instrument)
+        {
+            double[]? advised = instrument switch
+            {
+                Histogram<double> h => h.Advice?.HistogramBucketBoundaries?.ToArray(),
+                Histogram<long> h => h.Advice?.HistogramBucketBoundaries?.Select(static b => (double)b).ToArray(),
+                Histogram<int> h => h.Advice?.HistogramBucketBoundaries?.Select(static b => (double)b).ToArray(),
+                _ => null,
+            };
+            if (advised is { Length: > 0 })
+            {
+                return advised;
+            }
+
+            return instrument is Histogram<double> or Histogram<long> or Histogram<int> ? DefaultBuckets : null;
+        }
     }
 
     private sealed class Series(string[] names, int buckets)
@@ -190,44 +215,93 @@ public sealed class PrometheusExporter : IDisposable
         }
     }
 
-    /// <summary>Up to four tags, compared by name and value; built from the measurement's span without allocating.</summary>
+    /// <summary>
+    /// Up to <see cref="MaxTags"/> tags, compared by name and value; built from the measurement's span without
+    /// allocating (inline arrays, so looking up an existing series costs no allocation).
+    /// </summary>
     private readonly struct SeriesKey : IEquatable<SeriesKey>
     {
         private readonly int _count;
-        private readonly string? _n0, _n1, _n2, _n3;
-        private readonly object? _v0, _v1, _v2, _v3;
+        private readonly TagNames _names;
+        private readonly TagValues _values;
 
         public SeriesKey(ReadOnlySpan<KeyValuePair<string, object?>> tags)
         {
             _count = Math.Min(tags.Length, MaxTags);
-            if (_count > 0) { (_n0, _v0) = (tags[0].Key, tags[0].Value); }
-            if (_count > 1) { (_n1, _v1) = (tags[1].Key, tags[1].Value); }
-            if (_count > 2) { (_n2, _v2) = (tags[2].Key, tags[2].Value); }
-            if (_count > 3) { (_n3, _v3) = (tags[3].Key, tags[3].Value); }
+            for (var i = 0; i < _count; i++)
+            {
+                _names[i] = tags[i].Key;
+                _values[i] = tags[i].Value;
+            }
         }
 
-        public object? Value(int i) => i switch { 0 => _v0, 1 => _v1, 2 => _v2, _ => _v3 };
+        public object? Value(int i) => _values[i];
 
         public string[] Names()
         {
             var names = new string[_count];
             for (var i = 0; i < _count; i++)
             {
-                names[i] = i switch { 0 => _n0!, 1 => _n1!, 2 => _n2!, _ => _n3! };
+                names[i] = _names[i]!;
             }
 
             return names;
         }
 
         public bool Equals(SeriesKey other)
-            => _count == other._count
-               && _n0 == other._n0 && _n1 == other._n1 && _n2 == other._n2 && _n3 == other._n3
-               && Equals(_v0, other._v0) && Equals(_v1, other._v1) && Equals(_v2, other._v2) && Equals(_v3, other._v3);
+        {
+            if (_count != other._count)
+            {
+                return false;
+            }
+
+            for (var i = 0; i < _count; i++)
+            {
+                if (!string.Equals(_names[i], other._names[i], StringComparison.Ordinal) || !Equals(_values[i], other._values[i]))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
 
         public override bool Equals(object? obj) => obj is SeriesKey k && Equals(k);
 
-        public override int GetHashCode() => HashCode.Combine(_count, _n0, _v0, _n1, _v1, _n2, _v2, _v3);
+        public override int GetHashCode()
+        {
+            var hash = new HashCode();
+            hash.Add(_count);
+            for (var i = 0; i < _count; i++)
+            {
+                hash.Add(_names[i]);
+                hash.Add(_values[i]);
+            }
 
-        public override string ToString() => $"{_v0}|{_v1}|{_v2}|{_v3}";
+            return hash.ToHashCode();
+        }
+
+        public override string ToString()
+        {
+            var sb = new StringBuilder();
+            for (var i = 0; i < _count; i++)
+            {
+                sb.Append(_values[i]).Append('|');
+            }
+
+            return sb.ToString();
+        }
+    }
+
+    [System.Runtime.CompilerServices.InlineArray(MaxTags)]
+    private struct TagNames
+    {
+        private string? _element;
+    }
+
+    [System.Runtime.CompilerServices.InlineArray(MaxTags)]
+    private struct TagValues
+    {
+        private object? _element;
     }
 }

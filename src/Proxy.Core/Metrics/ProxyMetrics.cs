@@ -25,7 +25,26 @@ public sealed class ProxyMetrics : IDisposable
         ConnectFailures = _meter.CreateCounter<long>("proxy_tcp_connect_failures", "{connection}", "Connections the proxy could not complete, by cause.");
         ConnectionsRejected = _meter.CreateCounter<long>("proxy_tcp_connections_rejected", "{connection}", "Connections closed because a limit was reached.");
         DetectTotal = _meter.CreateCounter<long>("proxy_detect", "{connection}", "Protocol detections on the capture listeners, by detected protocol.");
+        PoolConnectionsCreated = _meter.CreateCounter<long>("proxy_pool_connections_created", "{connection}", "Upstream connections opened by the connection pools.");
+        PoolConnectionsReused = _meter.CreateCounter<long>("proxy_pool_connections_reused", "{connection}", "Rents served by an idle pooled upstream connection.");
+        PoolConnectionsIdle = _meter.CreateUpDownCounter<long>("proxy_pool_connections_idle", "{connection}", "Idle upstream connections kept by the pools now.");
+        PoolConnectionsDiscarded = _meter.CreateCounter<long>("proxy_pool_connections_discarded", "{connection}", "Pooled upstream connections closed by the pool, by cause.");
+
+        var seconds = new InstrumentAdvice<double> { HistogramBucketBoundaries = HttpDurationBuckets };
+        HttpRequests = _meter.CreateCounter<long>("proxy_http_requests", "{request}", "HTTP requests completed, by listener, service, route, status class and proxy error.");
+        HttpRequestDuration = _meter.CreateHistogram("proxy_http_request_duration_seconds", "s", "HTTP request duration: request head parsed to response fully sent.", tags: null, advice: seconds);
+        HttpUpstreamDuration = _meter.CreateHistogram("proxy_http_upstream_duration_seconds", "s", "Upstream latency: request head written upstream to response head read.", tags: null, advice: seconds);
+        HttpRequestsInFlight = _meter.CreateUpDownCounter<long>("proxy_http_requests_in_flight", "{request}", "HTTP requests routed and not yet completed.");
+        HttpRequestBodyBytes = _meter.CreateCounter<long>("proxy_http_request_body_bytes", "By", "HTTP request body bytes read from clients (payload, without chunk framing).");
+        HttpResponseBodyBytes = _meter.CreateCounter<long>("proxy_http_response_body_bytes", "By", "HTTP response body bytes sent to clients (payload, without chunk framing).");
+        AccessLogDropped = _meter.CreateCounter<long>("proxy_access_log_dropped", "{entry}", "Access log entries dropped because the writer fell behind.");
     }
+
+    /// <summary>
+    /// Bucket upper bounds (seconds) of the HTTP duration histograms: 0.5 ms to 10 s, about 2.5x apart, fine enough
+    /// below a millisecond for a proxy hop on loopback and wide enough for slow upstreams.
+    /// </summary>
+    public static IReadOnlyList<double> HttpDurationBuckets { get; } = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
     public Counter<long> ConnectionsOpened { get; }
     public UpDownCounter<long> ConnectionsActive { get; }
@@ -40,6 +59,41 @@ public sealed class ProxyMetrics : IDisposable
 
     /// <summary>Tags "listener" and "protocol": http1, h2, tls, opaque, timeout. Exported as <c>proxy_detect_total</c>.</summary>
     public Counter<long> DetectTotal { get; }
+
+    /// <summary>Upstream connections the pools opened (untagged: an endpoint tag would be unbounded).</summary>
+    public Counter<long> PoolConnectionsCreated { get; }
+
+    /// <summary>Rents that reused an idle pooled connection.</summary>
+    public Counter<long> PoolConnectionsReused { get; }
+
+    /// <summary>Idle pooled connections now.</summary>
+    public UpDownCounter<long> PoolConnectionsIdle { get; }
+
+    /// <summary>Tag "cause": closed_by_upstream, idle_timeout, not_reusable, overflow.</summary>
+    public Counter<long> PoolConnectionsDiscarded { get; }
+    /// <summary>
+    /// Tags "listener", "service", "route", "status_class" (1xx..5xx, or "none" when no response was sent) and
+    /// "error" (a ProxyErrors code, or "" for none). Exported as <c>proxy_http_requests_total</c>.
+    /// </summary>
+    public Counter<long> HttpRequests { get; }
+
+    /// <summary>Seconds; tags "listener", "service", "route", "status_class". Buckets <see cref="HttpDurationBuckets"/>.</summary>
+    public Histogram<double> HttpRequestDuration { get; }
+
+    /// <summary>Seconds; tag "service". Recorded only when an upstream response head was read.</summary>
+    public Histogram<double> HttpUpstreamDuration { get; }
+
+    /// <summary>Tags "listener", "service".</summary>
+    public UpDownCounter<long> HttpRequestsInFlight { get; }
+
+    /// <summary>Bytes; tags "listener", "service". Exported as <c>proxy_http_request_body_bytes_total</c>.</summary>
+    public Counter<long> HttpRequestBodyBytes { get; }
+
+    /// <summary>Bytes; tags "listener", "service". Exported as <c>proxy_http_response_body_bytes_total</c>.</summary>
+    public Counter<long> HttpResponseBodyBytes { get; }
+
+    /// <summary>No tags. Exported as <c>proxy_access_log_dropped_total</c>.</summary>
+    public Counter<long> AccessLogDropped { get; }
 
     public static TagList Tags(string listener, string service) => new() { { "listener", listener }, { "service", service } };
 

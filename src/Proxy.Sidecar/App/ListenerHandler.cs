@@ -8,6 +8,7 @@ using Proxy.Core.Detection;
 using Proxy.Core.Discovery;
 using Proxy.Core.Metrics;
 using Proxy.Core.Tcp;
+using Proxy.Http.Forwarding;
 
 namespace Proxy.Sidecar.App;
 
@@ -25,16 +26,36 @@ internal enum ListenerKind
 }
 
 /// <summary>
+/// The HTTP/1.1 stage of a listener: the forwarder and how requests are routed, by destination.
+/// <list type="bullet">
+/// <item>explicit HTTP listeners: the listener's routes, or all requests to its service (<see cref="ListenerRouting"/>);</item>
+/// <item>captured traffic to a service's virtual address: the service's routes, or all requests to the service;</item>
+/// <item>captured traffic to any other destination, and inbound traffic: that destination (passthrough).</item>
+/// </list>
+/// </summary>
+internal sealed class HttpStage(Http1Forwarder forwarder, IReadOnlyDictionary<string, Http1Routing> serviceRouting, Http1Routing? listenerRouting = null)
+{
+    public Http1Forwarder Forwarder { get; } = forwarder;
+
+    /// <summary>How an explicit listener routes (null on capture listeners).</summary>
+    public Http1Routing? ListenerRouting { get; } = listenerRouting;
+
+    public Http1Routing ForService(Service service) => serviceRouting[service.Name];
+}
+
+/// <summary>
 /// The connection middleware of one listener. Builds, per accepted connection:
 /// 1. count it and apply the listener's connection limit (over it: reset, counted as rejected);
-/// 2. choose the upstream: for captured listeners recover the original destination (SO_ORIGINAL_DST),
-///    then a known service's endpoint by its virtual address, else the destination itself (passthrough);
-///    for explicit listeners the configured service's next endpoint;
-/// 3. captured listeners only: detect the protocol by peeking the raw socket (<see cref="ProtocolDetector"/>),
-///    unless the original destination port is configured opaque; nothing is consumed, so splice stays possible;
-/// 4. hand the connection to the opaque TCP stage (<see cref="TcpProxy"/>), which connects and forwards.
-///    For now every detected protocol goes there; the HTTP/1.1, HTTP/2 and TLS stages will branch off at 3.
-/// A connection whose upstream cannot be chosen, or that fails during detection, is reset and logged with the reason.
+/// 2. find the destination: for captured listeners recover the original destination (SO_ORIGINAL_DST), then the
+///    service whose virtual address it is, else the destination itself (passthrough; inbound always); for explicit
+///    listeners the configured service (or the listener's routes);
+/// 3. choose the stage: explicit listeners by their protocol; captured listeners by detecting the protocol, peeking
+///    the raw socket (<see cref="ProtocolDetector"/>) unless the destination port is configured opaque. HTTP/1.x goes
+///    to the HTTP stage (<see cref="Http1Forwarder"/>: per-request routing, balancing and pooled upstream connections);
+///    everything else (TLS and HTTP/2 until their stages land, opaque, timed out) to the opaque TCP stage
+///    (<see cref="TcpProxy"/>), which picks one endpoint for the whole connection. Nothing was consumed by the peek,
+///    so splice stays possible.
+/// A connection whose destination cannot be found, or that fails during detection, is reset and logged with the reason.
 /// </summary>
 internal sealed partial class ListenerHandler
 {
@@ -49,6 +70,8 @@ internal sealed partial class ListenerHandler
     private readonly TcpProxyContext _tcpContext;
     private readonly ConnectionLimiter? _limiter;
     private readonly ProtocolDetector? _detector;
+    private readonly HttpStage? _http;
+    private readonly bool _explicitHttp;
     private readonly ProxyMetrics _metrics;
     private readonly ILogger _logger;
 
@@ -63,7 +86,8 @@ internal sealed partial class ListenerHandler
         int maxConnections,
         ProxyMetrics metrics,
         ILogger logger,
-        ProtocolDetector? detector = null)
+        ProtocolDetector? detector = null,
+        HttpStage? http = null)
     {
         _name = name;
         _kind = kind;
@@ -74,8 +98,14 @@ internal sealed partial class ListenerHandler
         _tcpContext = tcpContext;
         _limiter = maxConnections > 0 ? new ConnectionLimiter(maxConnections) : null;
         _detector = kind == ListenerKind.Explicit ? null : detector;
+        _http = http;
+        _explicitHttp = kind == ListenerKind.Explicit && http?.ListenerRouting is not null;
         _metrics = metrics;
         _logger = logger;
+        if (kind == ListenerKind.Explicit && service is null && !_explicitHttp)
+        {
+            throw new ArgumentException($"explicit listener {name} needs a service or HTTP routes", nameof(service));
+        }
     }
 
     public string Name => _name;
@@ -91,7 +121,7 @@ internal sealed partial class ListenerHandler
 
         try
         {
-            if (!TryRoute(connection, out var route, out var cause, out var reason))
+            if (!TryFindDestination(connection, out var destination, out var cause, out var reason))
             {
                 _metrics.ConnectFailures.Add(1, new KeyValuePair<string, object?>("listener", _name), new KeyValuePair<string, object?>("service", "unknown"), new KeyValuePair<string, object?>("cause", cause));
                 LogUnroutable(_logger, _name, connection.RemoteEndPoint, reason);
@@ -99,33 +129,39 @@ internal sealed partial class ListenerHandler
                 return;
             }
 
-            var (target, endpoint, destinationPort, serviceName) = route;
-            var tags = ProxyMetrics.Tags(_name, serviceName);
+            var tags = ProxyMetrics.Tags(_name, destination.ServiceName);
             _metrics.ConnectionsOpened.Add(1, tags);
             _metrics.ConnectionsActive.Add(1, tags);
-
-            // The balancer's in-flight count is the endpoint's open connections (least_request); a
-            // connection's lifetime says nothing about the endpoint's speed, so no latency sample.
-            endpoint?.OnRequestStart();
             try
             {
-                // --- protocol detection (issue 3): captured listeners, before the transport starts reading ---
+                var useHttp = _explicitHttp;
+
+                // --- protocol detection: captured listeners, before the transport starts reading ---
                 if (_detector is not null && connection.Features.Get<IConnectionSocketFeature>()?.Socket is { } socket)
                 {
-                    var detection = await _detector.DetectAsync(socket, destinationPort, connection.ConnectionClosed);
+                    var detection = await _detector.DetectAsync(socket, destination.Port, connection.ConnectionClosed);
                     if (detection.Outcome == DetectionOutcome.Failed)
                     {
                         connection.Abort(new ConnectionAbortedException("The connection failed during protocol detection."));
                         return;
                     }
+
+                    useHttp = _http is not null && detection.Outcome == DetectionOutcome.Detected && detection.Protocol == Protocol.Http1;
                 }
 
-                // --- end of protocol detection ---
-                await _tcp.HandleAsync(connection, target, serviceName == _tcpContext.ServiceName ? _tcpContext : _tcpContext with { ServiceName = serviceName }, connection.ConnectionClosed);
+                if (useHttp)
+                {
+                    var routing = _explicitHttp ? _http!.ListenerRouting!
+                        : destination.Service is { } s ? _http!.ForService(s)
+                        : Http1Routing.ForAddress(destination.Address);
+                    await _http!.Forwarder.HandleAsync(connection, routing, connection.ConnectionClosed);
+                    return;
+                }
+
+                await ForwardOpaqueAsync(connection, destination);
             }
             finally
             {
-                endpoint?.EndWithoutSample();
                 _metrics.ConnectionsActive.Add(-1, tags);
             }
         }
@@ -135,18 +171,39 @@ internal sealed partial class ListenerHandler
         }
     }
 
-    /// <summary>Where a connection goes: the upstream, the balancer's endpoint (null for passthrough), the port the client dialled, the service.</summary>
-    private readonly record struct Route(UpstreamAddress Target, Endpoint? Endpoint, int DestinationPort, string ServiceName);
-
-    private bool TryRoute(ConnectionContext connection, out Route route, out string cause, out string reason)
+    private async Task ForwardOpaqueAsync(ConnectionContext connection, Destination destination)
     {
-        route = default;
+        // One endpoint for the whole connection. The balancer's in-flight count is the endpoint's open
+        // connections (least_request); a connection's lifetime says nothing about the endpoint's speed,
+        // so no latency sample.
+        var endpoint = destination.Service?.Pick(connection.RemoteEndPoint);
+        var target = endpoint?.Address ?? destination.Address;
+        endpoint?.OnRequestStart();
+        try
+        {
+            var context = destination.ServiceName == _tcpContext.ServiceName ? _tcpContext : _tcpContext with { ServiceName = destination.ServiceName };
+            await _tcp.HandleAsync(connection, target, context, connection.ConnectionClosed);
+        }
+        finally
+        {
+            endpoint?.EndWithoutSample();
+        }
+    }
+
+    /// <summary>
+    /// Where a connection goes: a service (balanced per connection or per request), or a fixed address (passthrough);
+    /// the port the client dialled (0 for explicit listeners); the service name for metrics and logs.
+    /// </summary>
+    private readonly record struct Destination(Service? Service, UpstreamAddress Address, int Port, string ServiceName);
+
+    private bool TryFindDestination(ConnectionContext connection, out Destination destination, out string cause, out string reason)
+    {
+        destination = default;
         cause = "";
         reason = "";
         if (_kind == ListenerKind.Explicit)
         {
-            var picked = _service!.Pick(connection.RemoteEndPoint);
-            route = new Route(picked.Address, picked, 0, _service.Name);
+            destination = new Destination(_service, default, 0, _service?.Name ?? _name);
             return true;
         }
 
@@ -158,28 +215,27 @@ internal sealed partial class ListenerHandler
             return false;
         }
 
-        if (!_resolver.TryResolve(socket, out var destination, out var error))
+        if (!_resolver.TryResolve(socket, out var original, out var error))
         {
             cause = "no_original_destination";
             reason = error ?? "no original destination";
             return false;
         }
 
-        if (connection.LocalEndPoint is System.Net.IPEndPoint local && RedirectLoopGuard.IsSelf(destination, new ListenAddress(local)))
+        if (connection.LocalEndPoint is System.Net.IPEndPoint local && RedirectLoopGuard.IsSelf(original, new ListenAddress(local)))
         {
             cause = "no_original_destination";
             reason = $"the connection was made to the proxy's own port {local} rather than redirected to it; refusing to loop";
             return false;
         }
 
-        if (_kind == ListenerKind.Outbound && _services.FindByAddress(destination) is { } service)
+        if (_kind == ListenerKind.Outbound && _services.FindByAddress(original) is { } service)
         {
-            var picked = service.Pick(connection.RemoteEndPoint);
-            route = new Route(picked.Address, picked, destination.EndPoint.Port, service.Name);
+            destination = new Destination(service, default, original.EndPoint.Port, service.Name);
             return true;
         }
 
-        route = new Route(new UpstreamAddress(ServiceRegistry.Normalize(destination.EndPoint)), null, destination.EndPoint.Port, Passthrough);
+        destination = new Destination(null, new UpstreamAddress(ServiceRegistry.Normalize(original.EndPoint)), original.EndPoint.Port, Passthrough);
         return true;
     }
 

@@ -11,6 +11,10 @@ using Proxy.Core.Tcp;
 using Proxy.Core.Tcp.Splice;
 using Proxy.Core.Transport;
 using Proxy.Core.Upstream;
+using Proxy.Http.Forwarding;
+using Proxy.Http.Http1;
+using Proxy.Http.Routing;
+using Proxy.Http.Telemetry;
 using Proxy.Sidecar.Admin;
 
 namespace Proxy.Sidecar.App;
@@ -19,9 +23,9 @@ namespace Proxy.Sidecar.App;
 /// Composes the sidecar: one Kestrel server over our socket transport, whose listeners are
 /// connection middleware (Kestrel's HTTP stack serves only the admin listener):
 /// <code>
-///   outbound :15001 ─┐                  route (original destination / service)
-///   inbound  :15006 ─┼─ ListenerHandler ─ detect protocol (captured only, peek) ─ TcpProxy ─ upstream
-///   explicit ...    ─┘
+///   outbound :15001 ─┐                  destination (original destination / service)
+///   inbound  :15006 ─┼─ ListenerHandler ─ detect protocol (captured only, peek) ─┬─ HTTP/1.x: Http1Forwarder ─ UpstreamPool ─ upstream
+///   explicit ...    ─┘                    (explicit: by its configured protocol) └─ other:    TcpProxy ──────────────── upstream
 ///   admin    :15000 ── AdminApplication (/ready, /metrics, /config)
 /// </code>
 /// </summary>
@@ -37,6 +41,9 @@ internal sealed class SidecarHost : IAsyncDisposable
     private UpstreamConnector? _connector;
     private UpstreamConnector? _inboundConnector;
     private SpliceForwarder? _splice;
+    private UpstreamPool? _pool;
+    private UpstreamPool? _inboundPool;
+    private JsonAccessLog? _accessLog;
 
     public SidecarHost(ProxyConfig config, ILoggerFactory loggerFactory, IOriginalDestinationResolver? resolver = null)
     {
@@ -89,15 +96,66 @@ internal sealed class SidecarHost : IAsyncDisposable
         var services = new ServiceRegistry(_config.Services);
         var logger = _loggerFactory.CreateLogger("Proxy.Sidecar.Listener");
 
+        // HTTP/1.1 stage: one pool set per connector (the inbound one dials from 127.0.0.6), one forwarder per listener.
+        var http = _config.Http;
+        var poolOptions = new UpstreamPoolOptions
+        {
+            MaxConnectionsPerEndpoint = http.PoolMaxConnections,
+            MaxIdlePerEndpoint = http.PoolMaxIdle,
+            IdleTimeout = http.PoolIdleTimeout,
+        };
+        _pool = new UpstreamPool(_connector, poolOptions, Metrics, _loggerFactory);
+        _inboundPool = new UpstreamPool(_inboundConnector, poolOptions, Metrics, _loggerFactory);
+        _accessLog = http.AccessLog is { } accessLogTarget
+            ? JsonAccessLog.Open(accessLogTarget, Metrics, logger: _loggerFactory.CreateLogger<JsonAccessLog>())
+            : null;
+        var forwarderOptions = new Http1ForwarderOptions
+        {
+            Parser = Http1ParserOptions.Default with
+            {
+                MaxStartLineBytes = http.MaxRequestLineBytes,
+                MaxHeaderBytes = http.MaxHeaderBytes,
+                MaxHeaderCount = http.MaxHeaderCount,
+            },
+            ResponseTimeout = OffIsInfinite(http.ResponseTimeout),
+            IdleTimeout = OffIsInfinite(http.IdleTimeout),
+            TunnelIdleTimeout = OffIsInfinite(_config.Tcp.IdleTimeout),
+            Observer = new HttpTelemetry(Metrics, _accessLog),
+            LoggerFactory = _loggerFactory,
+        };
+        var serviceRouting = new Dictionary<string, Http1Routing>(StringComparer.Ordinal);
+        foreach (var s in _config.Services)
+        {
+            serviceRouting[s.Name] = s.Routes.Count > 0
+                ? Http1Routing.ForRoutes(new RouteTable(s.Routes), services.FindByName)
+                : Http1Routing.ForService(services.FindByName(s.Name)!);
+        }
+
+        HttpStage HttpFor(string name, ListenerKind kind, ListenerConfig? explicitListener)
+        {
+            var forwarder = new Http1Forwarder(name, kind == ListenerKind.Inbound ? _inboundPool : _pool, forwarderOptions);
+            Http1Routing? listenerRouting = null;
+            if (explicitListener is not null)
+            {
+                listenerRouting = explicitListener.Routes.Count > 0
+                    ? Http1Routing.ForRoutes(new RouteTable(explicitListener.Routes), services.FindByName)
+                    : serviceRouting[explicitListener.Service];
+            }
+
+            return new HttpStage(forwarder, serviceRouting, listenerRouting);
+        }
+
         // Protocol detection (issue 3): one detector per capture listener; explicit listeners skip it.
         var detectOptions = new ProtocolDetectorOptions { Timeout = _config.Detect.Timeout, OpaquePorts = _config.Detect.OpaquePorts };
         var detectLogger = _loggerFactory.CreateLogger<ProtocolDetector>();
 
-        void AddTcp(string name, IPEndPoint address, ListenerKind kind, Service? service)
+        void AddListener(string name, IPEndPoint address, ListenerKind kind, ListenerConfig? explicitListener)
         {
             var detector = kind == ListenerKind.Explicit ? null : new ProtocolDetector(name, detectOptions, Metrics, detectLogger);
+            var httpStage = explicitListener is { Protocol: ListenerProtocol.Tcp } ? null : HttpFor(name, kind, explicitListener);
+            var service = explicitListener is { Service.Length: > 0 } ? services.FindByName(explicitListener.Service) : null;
             var handler = new ListenerHandler(name, kind, service, services, _resolver, kind == ListenerKind.Inbound ? inboundTcp : tcp, tcpContext with { ListenerName = name },
-                _config.Tcp.MaxConnections, Metrics, logger, detector);
+                _config.Tcp.MaxConnections, Metrics, logger, detector, httpStage);
             _kestrelOptions.Listen(address, options =>
             {
                 options.Use(_ => handler.HandleAsync);
@@ -107,17 +165,17 @@ internal sealed class SidecarHost : IAsyncDisposable
 
         if (_config.OutboundListen is { } outbound)
         {
-            AddTcp("outbound", outbound, ListenerKind.Outbound, null);
+            AddListener("outbound", outbound, ListenerKind.Outbound, null);
         }
 
         if (_config.InboundListen is { } inbound)
         {
-            AddTcp("inbound", inbound, ListenerKind.Inbound, null);
+            AddListener("inbound", inbound, ListenerKind.Inbound, null);
         }
 
         foreach (var listener in _config.Listeners)
         {
-            AddTcp(listener.Name, listener.Address, ListenerKind.Explicit, services.FindByName(listener.Service));
+            AddListener(listener.Name, listener.Address, ListenerKind.Explicit, listener);
         }
 
         if (_config.AdminListen is { } admin)
@@ -135,6 +193,8 @@ internal sealed class SidecarHost : IAsyncDisposable
         Readiness.MarkReady();
     }
 
+    private static TimeSpan OffIsInfinite(TimeSpan value) => value <= TimeSpan.Zero ? Timeout.InfiniteTimeSpan : value;
+
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         if (_server is not null)
@@ -150,6 +210,21 @@ internal sealed class SidecarHost : IAsyncDisposable
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
             await _server.StopAsync(cts.Token);
             _server.Dispose();
+        }
+
+        if (_pool is not null)
+        {
+            await _pool.DisposeAsync();
+        }
+
+        if (_inboundPool is not null)
+        {
+            await _inboundPool.DisposeAsync();
+        }
+
+        if (_accessLog is not null)
+        {
+            await _accessLog.DisposeAsync();
         }
 
         _splice?.Dispose();

@@ -54,7 +54,7 @@ public sealed class ConfigLoaderBalancerTests
         { "services": [
             { "name": "a", "balancer": "fastest", "endpoints": ["127.0.0.1:1"] },
             { "name": "b", "balancer": "random", "hashOn": "source_ip", "endpoints": ["127.0.0.1:1"] },
-            { "name": "c", "balancer": "ring_hash", "hashOn": "header", "endpoints": ["127.0.0.1:1"] },
+            { "name": "c", "balancer": "ring_hash", "hashOn": "body", "endpoints": ["127.0.0.1:1"] },
             { "name": "d", "balancer": 3, "endpoints": [
                 { "address": "127.0.0.1:1", "weight": 0 },
                 { "address": "127.0.0.1:2", "weight": 1.5 },
@@ -71,7 +71,7 @@ public sealed class ConfigLoaderBalancerTests
         [
             "services[0].balancer: \"fastest\" is not a balancer (round_robin, random, least_request, peak_ewma, ring_hash)",
             "services[1].hashOn: only used with balancer ring_hash, not random",
-            "services[2].hashOn: \"header\" is not a hash key (source_ip)",
+            "services[2].hashOn: \"body\" is not a hash key (source_ip, header, cookie)",
             "services[3].balancer: must be a non-empty string",
             "services[3].endpoints[0].weight: must be a whole number from 1 to 1000, not 0",
             "services[3].endpoints[1].weight: must be a whole number from 1 to 1000, not 1.5",

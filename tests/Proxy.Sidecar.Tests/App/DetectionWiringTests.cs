@@ -51,18 +51,21 @@ public sealed class DetectionWiringTests : IAsyncLifetime
     [Theory]
     [InlineData("outbound")]
     [InlineData("inbound")]
-    public async Task CaptureListener_HttpRequest_CountedAsHttp1AndForwardedUnchanged(string listener)
+    public async Task CaptureListener_HttpRequest_CountedAsHttp1AndServedByTheHttpStage(string listener)
     {
-        var app = new IdentifyingServer("app");
+        var app = await HttpTestApp.StartAsync("app");
         _disposables.Add(app);
         var host = await StartAsync(Config(TimeSpan.FromSeconds(30)), app.EndPoint);
 
         using var client = await ConnectAsync(host.AddressOf(listener)!);
-        await client.SendAsync("GET / HTTP/1.1\r\nHost: a\r\n\r\n"u8.ToArray()).WaitAsync(Timeout);
-        client.Shutdown(SocketShutdown.Send);
+        await client.SendAsync("GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"u8.ToArray()).WaitAsync(Timeout);
 
-        Assert.Equal("app: GET / HTTP/1.1\r\nHost: a\r\n\r\n", await ReadToEndAsync(client));
-        Assert.Contains($"proxy_detect_total{{listener=\"{listener}\",protocol=\"http1\"}} 1", await MetricsAsync(host), StringComparison.Ordinal);
+        var response = await ReadToEndAsync(client);
+        Assert.StartsWith("HTTP/1.1 200 OK\r\n", response, StringComparison.Ordinal);
+        Assert.Contains("app GET /x\n", response, StringComparison.Ordinal);
+        var metrics = await MetricsAsync(host);
+        Assert.Contains($"proxy_detect_total{{listener=\"{listener}\",protocol=\"http1\"}} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains($"proxy_http_requests_total{{listener=\"{listener}\",service=\"passthrough\"", metrics, StringComparison.Ordinal);
     }
 
     [Fact]

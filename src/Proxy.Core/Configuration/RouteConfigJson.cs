@@ -1,0 +1,196 @@
+using System.Text.Json;
+
+namespace Proxy.Core.Configuration;
+
+/// <summary>Writes routes in the shape <see cref="RouteConfigReader"/> reads, so /config output loads back. No reflection (NativeAOT).</summary>
+public static class RouteConfigJson
+{
+    public static void Write(IReadOnlyList<RouteConfig> routes, Utf8JsonWriter w)
+    {
+        ArgumentNullException.ThrowIfNull(routes);
+        ArgumentNullException.ThrowIfNull(w);
+        w.WriteStartArray();
+        foreach (var r in routes)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", r.Name);
+            WriteMatch(r.Match, w);
+            WriteAction(r.Action, w);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+    }
+
+    private static void WriteMatch(RouteMatchConfig m, Utf8JsonWriter w)
+    {
+        w.WriteStartObject("match");
+        if (m.Hosts.Count != 0)
+        {
+            w.WriteStartArray("hosts");
+            foreach (var h in m.Hosts)
+            {
+                w.WriteStringValue(h);
+            }
+
+            w.WriteEndArray();
+        }
+
+        if (m.Path is { } p)
+        {
+            w.WriteStartObject("path");
+            w.WriteString(p.Kind switch
+            {
+                PathMatchKind.Exact => "exact",
+                PathMatchKind.Prefix => "prefix",
+                PathMatchKind.SegmentPrefix => "segmentPrefix",
+                _ => "regex",
+            }, p.Value);
+            if (p.IgnoreCase)
+            {
+                w.WriteBoolean("ignoreCase", true);
+            }
+
+            w.WriteEndObject();
+        }
+
+        if (m.Methods.Count != 0)
+        {
+            w.WriteStartArray("methods");
+            foreach (var method in m.Methods)
+            {
+                w.WriteStringValue(method);
+            }
+
+            w.WriteEndArray();
+        }
+
+        if (m.Headers.Count != 0)
+        {
+            w.WriteStartArray("headers");
+            foreach (var h in m.Headers)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", h.Name);
+                switch (h.Kind)
+                {
+                    case HeaderMatchKind.Present:
+                        w.WriteBoolean("present", true);
+                        break;
+                    case HeaderMatchKind.Absent:
+                        w.WriteBoolean("absent", true);
+                        break;
+                    default:
+                        w.WriteString(h.Kind switch { HeaderMatchKind.Exact => "exact", HeaderMatchKind.Prefix => "prefix", _ => "regex" }, h.Value);
+                        break;
+                }
+
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+        }
+
+        if (m.Query.Count != 0)
+        {
+            w.WriteStartArray("query");
+            foreach (var q in m.Query)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", q.Name);
+                if (q.Kind == QueryMatchKind.Present)
+                {
+                    w.WriteBoolean("present", true);
+                }
+                else
+                {
+                    w.WriteString("exact", q.Value);
+                }
+
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+        }
+
+        w.WriteEndObject();
+    }
+
+    private static void WriteAction(RouteActionConfig a, Utf8JsonWriter w)
+    {
+        w.WriteStartObject("action");
+        if (a.Destinations.Count == 1)
+        {
+            w.WriteString("service", a.Destinations[0].Service);
+            if (a.Destinations[0].Subset is { } subset)
+            {
+                w.WriteString("subset", subset);
+            }
+        }
+        else
+        {
+            w.WriteStartArray("split");
+            foreach (var d in a.Destinations)
+            {
+                w.WriteStartObject();
+                w.WriteString("service", d.Service);
+                if (d.Subset is { } subset)
+                {
+                    w.WriteString("subset", subset);
+                }
+
+                w.WriteNumber("weight", d.Weight);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+        }
+
+        WriteMutations("requestHeaders", a.RequestHeaders, w);
+        WriteMutations("responseHeaders", a.ResponseHeaders, w);
+        w.WriteEndObject();
+    }
+
+    private static void WriteMutations(string name, HeaderMutationsConfig m, Utf8JsonWriter w)
+    {
+        if (m.Set.Count == 0 && m.Add.Count == 0 && m.Remove.Count == 0)
+        {
+            return;
+        }
+
+        w.WriteStartObject(name);
+        WriteFields("set", m.Set, w);
+        WriteFields("add", m.Add, w);
+        if (m.Remove.Count != 0)
+        {
+            w.WriteStartArray("remove");
+            foreach (var r in m.Remove)
+            {
+                w.WriteStringValue(r);
+            }
+
+            w.WriteEndArray();
+        }
+
+        w.WriteEndObject();
+    }
+
+    private static void WriteFields(string name, IReadOnlyList<KeyValuePair<string, string>> fields, Utf8JsonWriter w)
+    {
+        if (fields.Count == 0)
+        {
+            return;
+        }
+
+        w.WriteStartArray(name);
+        foreach (var (key, value) in fields)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", key);
+            w.WriteString("value", value);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+    }
+}

@@ -1,0 +1,1420 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Runtime.CompilerServices;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Proxy.Core.Addresses;
+using Proxy.Core.Balancing;
+using Proxy.Core.Configuration;
+using Proxy.Core.Discovery;
+using Proxy.Core.Tcp;
+using Proxy.Core.Upstream;
+using Proxy.Http.Http1;
+using Proxy.Http.Routing;
+
+namespace Proxy.Http.Forwarding;
+
+/// <summary>
+/// One client connection served by an <see cref="Http1Forwarder"/>: the request loop and everything it reuses
+/// from one request to the next (heads, body readers, timers, record scratch). Allocated once per connection.
+/// </summary>
+/// <remarks>
+/// Per request (numbers match README.md):
+/// 1. read and parse the request head (idle timer armed); parse error: proxy-made 4xx/5xx, close;
+/// 2. route (route table / service / fixed address), pick the endpoint, observer.OnRequestRouted;
+/// 3. rent an upstream connection, write the request head (hop-by-hop dropped, mutations applied), flush;
+/// 4. request body, if any: a pump task streams it to the upstream while step 5 waits for the response;
+/// 5. read the response head (response timer armed); 1xx interim relayed (100 only when the client asked);
+///    a reused connection that was closed before any response byte: retry once on a new one when safe;
+/// 6. 101 / 2xx-to-CONNECT: byte tunnel (PipeForwarder) to the end of the connection;
+/// 7. otherwise write the response head (mutations applied, connection field), stream the body;
+/// 8. settle the pump, return the upstream connection (reusable only at a clean boundary), record.
+/// </remarks>
+internal sealed partial class Http1ForwardingSession : IDisposable
+{
+    private readonly Http1Forwarder _forwarder;
+    private readonly Http1ForwarderOptions _options;
+    private readonly ConnectionContext _downstream;
+    private readonly IDuplexPipe _client;
+    private readonly Http1Routing _routing;
+    private readonly CancellationToken _cancellationToken;
+    private readonly TimeProvider _time;
+    private readonly IHttpRequestObserver _observer;
+    private readonly Http1RequestHead _request = new();
+    private readonly Http1ResponseHead _response = new();
+    private readonly ContentLengthBodyReader _requestLength = new();
+    private readonly ContentLengthBodyReader _responseLength = new();
+    private readonly ChunkedBodyReader _requestChunks;
+    private readonly ChunkedBodyReader _responseChunks;
+    private readonly ITimer? _idleTimer;
+    private readonly ITimer? _responseTimer;
+    private CancellationTokenRegistration _cancellation;
+
+    // Timer and cancellation state (written by timer callbacks on other threads).
+    private volatile bool _cancelled;
+    private volatile bool _idleArmed;
+    private volatile bool _idleTimedOut;
+    private volatile PipeReader? _awaitingResponse;
+    private volatile bool _responseTimedOut;
+    private long _responseClockStart;
+    private long _lastRequestProgress;
+
+    // Per-request state, reset by BeginRequest.
+    private SequencePosition _requestHeadEnd;
+    private bool _requestHeadConsumed = true;
+    private SequencePosition _responseHeadEnd;
+    private bool _responseBytesSeen;
+    private bool _sent100;
+    private ValueTask<PumpOutcome> _pump;
+    private bool _pumpStarted;
+    private volatile bool _pumpCancelled;
+    private PipeWriter? _pumpOutput;
+    private Http1ParseException? _bodyError;
+    private string? _badResponseReason;
+    private long _requestStart;
+    private string _service = "unknown";
+    private string? _subset;
+    private string _route = "";
+    private bool _routed;
+    private UpstreamAddress? _endpoint;
+    private int _attempts;
+    private bool _reused;
+    private long _requestBytes;
+    private long _responseBytes;
+    private int _status;
+    private TimeSpan? _upstreamDuration;
+    private string? _error;
+    private bool _proxyMade;
+    private bool _abortClient;
+
+    // Copies of method, target and authority for the record (the head's spans die when the head is consumed).
+    private byte[]? _recordScratch;
+    private int _methodLength;
+    private int _targetLength;
+    private int _authorityLength;
+    private Http1Version _version;
+
+    public Http1ForwardingSession(Http1Forwarder forwarder, ConnectionContext downstream, Http1Routing routing, CancellationToken cancellationToken)
+    {
+        _forwarder = forwarder;
+        _options = forwarder.Options;
+        _downstream = downstream;
+        _client = downstream.Transport;
+        _routing = routing;
+        _cancellationToken = cancellationToken;
+        _time = _options.TimeProvider;
+        _observer = _options.Observer;
+        _requestChunks = new ChunkedBodyReader(_options.Parser);
+        _responseChunks = new ChunkedBodyReader(_options.Parser);
+        if (_options.IdleTimeout != Timeout.InfiniteTimeSpan)
+        {
+            _idleTimer = _time.CreateTimer(static s => ((Http1ForwardingSession)s!).OnIdleTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+
+        if (_options.ResponseTimeout != Timeout.InfiniteTimeSpan)
+        {
+            _responseTimer = _time.CreateTimer(static s => ((Http1ForwardingSession)s!).OnResponseTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private enum HeadOutcome : byte
+    {
+        Parsed,
+        Invalid,
+        Closed,
+    }
+
+    private enum ResponseOutcome : byte
+    {
+        Parsed,
+        Closed,
+        Reset,
+        BadResponse,
+        Timeout,
+        Cancelled,
+    }
+
+    private enum BodyOutcome : byte
+    {
+        Completed,
+        UpstreamClosed,
+        UpstreamReset,
+        BadResponse,
+        ClientClosed,
+        Cancelled,
+    }
+
+    private enum PumpOutcome : byte
+    {
+        Completed,
+        ClientClosed,
+        BadBody,
+        UpstreamFailed,
+        Cancelled,
+    }
+
+    public async Task RunAsync()
+    {
+        if (_cancellationToken.CanBeCanceled)
+        {
+            _cancellation = _cancellationToken.UnsafeRegister(static s => ((Http1ForwardingSession)s!).OnCancelled(), this);
+        }
+
+        try
+        {
+            while (!_cancelled && await ProcessRequestAsync().ConfigureAwait(false))
+            {
+            }
+        }
+        catch (Exception ex)
+        {
+            Log.Unexpected(_forwarder.Logger, _forwarder.Listener, ex);
+            _abortClient = true;
+        }
+
+        if (_abortClient)
+        {
+            _downstream.Abort(new ConnectionAbortedException("The HTTP exchange failed after the response head was sent."));
+        }
+
+        await _client.Input.CompleteAsync().ConfigureAwait(false);
+        await _client.Output.CompleteAsync().ConfigureAwait(false);
+    }
+
+    public void Dispose()
+    {
+        _cancellation.Dispose();
+        _idleTimer?.Dispose();
+        _responseTimer?.Dispose();
+        _request.Dispose();
+        _response.Dispose();
+        if (_recordScratch is not null)
+        {
+            ArrayPool<byte>.Shared.Return(_recordScratch);
+            _recordScratch = null;
+        }
+    }
+
+    /// <summary>Serves one request; true when the client connection can carry another.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> ProcessRequestAsync()
+    {
+        var head = await ReadRequestHeadAsync().ConfigureAwait(false);
+        if (head == HeadOutcome.Closed)
+        {
+            return false;
+        }
+
+        if (head == HeadOutcome.Invalid)
+        {
+            return false;
+        }
+
+        BeginRequest();
+
+        var keepAlive = false;
+        try
+        {
+            keepAlive = await RouteAndForwardAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            ConsumeRequestHead();
+            CompleteRequest();
+        }
+
+        return keepAlive && !_cancelled;
+    }
+
+    // ---- 1. request head -------------------------------------------------------------------------
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HeadOutcome> ReadRequestHeadAsync()
+    {
+        var input = _client.Input;
+        ArmIdleTimer();
+        try
+        {
+            while (true)
+            {
+                ReadResult result;
+                try
+                {
+                    result = await input.ReadAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is IOException or ConnectionAbortedException or ObjectDisposedException or InvalidOperationException)
+                {
+                    return HeadOutcome.Closed;
+                }
+
+                var buffer = result.Buffer;
+                if (result.IsCanceled)
+                {
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                    if (_idleTimedOut || _cancelled)
+                    {
+                        return HeadOutcome.Closed;
+                    }
+
+                    continue;
+                }
+
+                bool parsed;
+                SequencePosition consumed;
+                try
+                {
+                    parsed = _forwarder.RequestParser.TryParse(buffer, _request, out consumed);
+                }
+                catch (Http1ParseException e)
+                {
+                    input.AdvanceTo(buffer.End);
+                    _requestHeadConsumed = true;
+                    await RespondBadRequestAsync(e).ConfigureAwait(false);
+                    return HeadOutcome.Invalid;
+                }
+
+                if (parsed)
+                {
+                    // Not consumed yet: routing and the upstream head read the head's spans in place.
+                    _requestHeadEnd = consumed;
+                    _requestHeadConsumed = false;
+                    return HeadOutcome.Parsed;
+                }
+
+                if (result.IsCompleted)
+                {
+                    // Client closed (between requests, or mid-head): nothing to answer.
+                    input.AdvanceTo(buffer.End);
+                    return HeadOutcome.Closed;
+                }
+
+                input.AdvanceTo(buffer.Start, buffer.End);
+            }
+        }
+        finally
+        {
+            DisarmIdleTimer();
+        }
+    }
+
+    private async ValueTask RespondBadRequestAsync(Http1ParseException e)
+    {
+        BeginRequest();
+        Log.BadRequest(_forwarder.Logger, _forwarder.Listener, e.Reason);
+        _status = e.StatusCode;
+        _error = ProxyErrors.BadRequest;
+        _proxyMade = true;
+        ProxyResponse.Write(_client.Output, e.StatusCode, ProxyErrors.BadRequest,
+            $"listener {_forwarder.Listener} refused the request: it breaks HTTP/1.1 framing rules ({e.Reason})", close: true);
+        await FlushClientAsync().ConfigureAwait(false);
+        CompleteRequest();
+    }
+
+    private void ConsumeRequestHead()
+    {
+        if (!_requestHeadConsumed)
+        {
+            _requestHeadConsumed = true;
+            _client.Input.AdvanceTo(_requestHeadEnd);
+        }
+    }
+
+    // ---- 2. routing ------------------------------------------------------------------------------
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> RouteAndForwardAsync()
+    {
+        var requestMutations = HeaderMutations.None;
+        var responseMutations = HeaderMutations.None;
+        Service? service = null;
+        UpstreamAddress address = default;
+        var routing = _routing;
+        if (routing.Routes is { } routes)
+        {
+            if (!routes.TryMatch(_request, out var route))
+            {
+                return await RespondAsync(404, ProxyErrors.NoRoute, RouteTable.DescribeNoRoute(_request, _forwarder.Listener)).ConfigureAwait(false);
+            }
+
+            _route = route.Name;
+            requestMutations = route.Action.RequestHeaders;
+            responseMutations = route.Action.ResponseHeaders;
+            var destination = route.Action.PickDestination(_options.Random);
+            _service = destination.Service;
+            _subset = destination.Subset;
+            service = routing.Resolve!(destination.Service);
+            if (service is not null && destination.Subset is not null)
+            {
+                service = service.FindSubset(destination.Subset);
+            }
+
+            if (service is null)
+            {
+                return await RespondAsync(503, ProxyErrors.NoEndpoint, DescribeNoEndpoint(route.Name)).ConfigureAwait(false);
+            }
+        }
+        else if (routing.Service is { } fixedService)
+        {
+            service = fixedService;
+            _service = fixedService.Name;
+            _subset = fixedService.SubsetName;
+        }
+        else
+        {
+            address = routing.Address!.Value;
+            _service = routing.AddressService;
+        }
+
+        Endpoint? endpoint = null;
+        if (service is not null)
+        {
+            var context = BalancerContextFor(service);
+            endpoint = service.Balancer.Pick(in context);
+            address = endpoint.Address;
+        }
+
+        _endpoint = address;
+        _routed = true;
+        _observer.OnRequestRouted(_forwarder.Listener, _service, _route);
+        var token = endpoint?.OnRequestStart() ?? 0;
+        var keepAlive = false;
+        try
+        {
+            keepAlive = await ExchangeAsync(address, requestMutations, responseMutations).ConfigureAwait(false);
+        }
+        finally
+        {
+            endpoint?.OnRequestEnd(token, _error is null);
+        }
+
+        return keepAlive;
+    }
+
+    private string DescribeNoEndpoint(string route)
+    {
+        var where = route.Length == 0 ? $"on listener {_forwarder.Listener}" : $"(route {route} on listener {_forwarder.Listener})";
+        return _subset is null || _routing.Resolve!(_service) is null
+            ? $"service {_service} {where} is unknown, so there is no endpoint to send the request to"
+            : $"service {_service} has no subset {_subset} {where}, so there is no endpoint to send the request to";
+    }
+
+    private BalancerContext BalancerContextFor(Service service)
+    {
+        switch (service.HashOn)
+        {
+            case HashOn.SourceIp when _downstream.RemoteEndPoint is IPEndPoint ip:
+                return BalancerContext.WithSourceAddress(ip.Address);
+            case HashOn.Header when service.HashKey.Length != 0:
+                return _request.Headers.TryGetValue(service.HashKey, out var value) ? BalancerContext.WithKey(value) : BalancerContext.None;
+            case HashOn.Cookie when service.HashKey.Length != 0:
+                return TryFindCookie(_request.Headers, service.HashKey, out var cookie) ? BalancerContext.WithKey(cookie) : BalancerContext.None;
+            default:
+                return BalancerContext.None;
+        }
+    }
+
+    /// <summary>Value of the cookie <paramref name="name"/> in any Cookie field (<c>a=1; b=2</c>, RFC 6265 §4.2).</summary>
+    internal static bool TryFindCookie(Http1HeaderList headers, ReadOnlySpan<byte> name, out ReadOnlySpan<byte> value)
+    {
+        for (var i = headers.IndexOf("cookie"u8); i >= 0; i = headers.IndexOf("cookie"u8, i + 1))
+        {
+            var rest = headers.GetValue(i);
+            while (!rest.IsEmpty)
+            {
+                var semi = rest.IndexOf((byte)';');
+                var pair = semi < 0 ? rest : rest[..semi];
+                rest = semi < 0 ? default : rest[(semi + 1)..];
+                pair = pair.Trim((byte)' ');
+                var eq = pair.IndexOf((byte)'=');
+                if (eq > 0 && pair[..eq].SequenceEqual(name))
+                {
+                    value = pair[(eq + 1)..].Trim((byte)'"');
+                    return true;
+                }
+            }
+        }
+
+        value = default;
+        return false;
+    }
+
+    // ---- 3-8. the upstream exchange ---------------------------------------------------------------
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> ExchangeAsync(UpstreamAddress address, HeaderMutations requestMutations, HeaderMutations responseMutations)
+    {
+        var hasBody = _request.BodyKind == Http1BodyKind.Chunked || (_request.BodyKind == Http1BodyKind.ContentLength && _request.ContentLength > 0);
+        PooledConnection connection;
+        while (true)
+        {
+            _attempts++;
+            _responseBytesSeen = false;
+            var rent = await _forwarder.Pool.RentAsync(address, _cancellationToken).ConfigureAwait(false);
+            if (!rent.IsSuccess)
+            {
+                return await RespondConnectFailureAsync(rent.Failure, hasBody).ConfigureAwait(false);
+            }
+
+            connection = rent.Connection!;
+            _reused = connection.IsReused;
+            var upstream = connection.Connection.Transport;
+            WriteRequestHead(upstream.Output, requestMutations);
+            if (!await FlushUpstreamAsync(upstream.Output).ConfigureAwait(false))
+            {
+                // The pooled connection was dead before a byte left: always safe to retry once.
+                _forwarder.Pool.Return(connection, reusable: false);
+                if (_reused && _attempts < 2)
+                {
+                    Log.Retrying(_forwarder.Logger, address);
+                    continue;
+                }
+
+                return await RespondUpstreamFailureAsync(ResponseOutcome.Reset, hasBody).ConfigureAwait(false);
+            }
+
+            var headWritten = _time.GetTimestamp();
+            if (hasBody)
+            {
+                ConsumeRequestHead();
+                StartPump(upstream.Output, connection.Connection);
+            }
+
+            var outcome = await ReadFinalResponseHeadAsync(upstream.Input, headWritten).ConfigureAwait(false);
+            if (outcome == ResponseOutcome.Parsed)
+            {
+                _upstreamDuration = _time.GetElapsedTime(headWritten);
+                break;
+            }
+
+            _forwarder.Pool.Return(connection, reusable: false);
+            if (outcome is ResponseOutcome.Closed or ResponseOutcome.Reset && !_responseBytesSeen && _reused && _attempts < 2 && !hasBody && IsIdempotent(_request.Method))
+            {
+                // The reuse race: the upstream closed its idle connection while our request was on the way.
+                Log.Retrying(_forwarder.Logger, address);
+                continue;
+            }
+
+            if (_pumpStarted)
+            {
+                var pump = await SettlePumpAsync(cancel: true).ConfigureAwait(false);
+                if (pump == PumpOutcome.ClientClosed)
+                {
+                    _error = ProxyErrors.ClientClosed;
+                    return false;
+                }
+
+                if (pump == PumpOutcome.BadBody)
+                {
+                    return await RespondBadBodyAsync().ConfigureAwait(false);
+                }
+            }
+
+            return await RespondUpstreamFailureAsync(outcome, hasBody).ConfigureAwait(false);
+        }
+
+        return await ForwardResponseAsync(connection, responseMutations, hasBody).ConfigureAwait(false);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> ForwardResponseAsync(PooledConnection connection, HeaderMutations responseMutations, bool hasBody)
+    {
+        var upstream = connection.Connection.Transport;
+        var response = _response;
+        _status = response.StatusCode;
+        if (response.StatusCode == 101 && !_request.IsUpgrade)
+        {
+            upstream.Input.AdvanceTo(_responseHeadEnd);
+            _forwarder.Pool.Return(connection, reusable: false);
+            _badResponseReason = "101 to a request that did not ask to upgrade";
+            if (_pumpStarted)
+            {
+                await SettlePumpAsync(cancel: true).ConfigureAwait(false);
+            }
+
+            return await RespondUpstreamFailureAsync(ResponseOutcome.BadResponse, hasBody).ConfigureAwait(false);
+        }
+
+        if (response.SwitchesToTunnel)
+        {
+            return await TunnelAsync(connection, responseMutations).ConfigureAwait(false);
+        }
+
+        var output = _client.Output;
+        var clientHttp10 = _request.Version == Http1Version.Http10;
+        // An HTTP/1.0 client cannot read chunked: send the payload close-delimited.
+        var dechunk = response.BodyKind == Http1BodyKind.Chunked && clientHttp10;
+        var keepAlive = _request.KeepAlive && response.BodyKind != Http1BodyKind.CloseDelimited && !dechunk;
+        if (_pumpStarted && !_pump.IsCompleted && _request.ExpectContinue && !_sent100)
+        {
+            // Final status without 100: the client may or may not send the body now; the connection cannot be reused (RFC 9110 §10.1.1).
+            keepAlive = false;
+        }
+
+        WriteResponseHead(output, responseMutations, keepAlive, dechunk);
+        upstream.Input.AdvanceTo(_responseHeadEnd);
+        if (!hasBody)
+        {
+            ConsumeRequestHead();
+        }
+
+        var body = await ForwardResponseBodyAsync(upstream.Input, output, dechunk).ConfigureAwait(false);
+        var pump = PumpOutcome.Completed;
+        if (_pumpStarted)
+        {
+            if (!_pump.IsCompleted)
+            {
+                // The upstream answered without reading the whole body: stop forwarding it; the rest of it is
+                // unread on the client connection, which therefore closes.
+                keepAlive = false;
+            }
+
+            pump = await SettlePumpAsync(cancel: true).ConfigureAwait(false);
+            if (pump != PumpOutcome.Completed)
+            {
+                keepAlive = false;
+            }
+        }
+
+        var reusable = body == BodyOutcome.Completed && pump == PumpOutcome.Completed && response.KeepAlive && response.BodyKind != Http1BodyKind.CloseDelimited;
+        _forwarder.Pool.Return(connection, reusable);
+        switch (body)
+        {
+            case BodyOutcome.Completed:
+                if (pump == PumpOutcome.ClientClosed)
+                {
+                    _error = ProxyErrors.ClientClosed;
+                }
+
+                return keepAlive;
+            case BodyOutcome.ClientClosed:
+            case BodyOutcome.Cancelled:
+                _error = ProxyErrors.ClientClosed;
+                return false;
+            default:
+                // The head is out: the only way left to say the response is broken is to reset the client connection.
+                _error = body switch
+                {
+                    BodyOutcome.UpstreamReset => ProxyErrors.UpstreamReset,
+                    BodyOutcome.BadResponse => ProxyErrors.UpstreamBadResponse,
+                    _ => ProxyErrors.UpstreamClosed,
+                };
+                Log.ResponseAborted(_forwarder.Logger, _endpoint!.Value, _error);
+                _abortClient = true;
+                return false;
+        }
+    }
+
+    private static bool IsIdempotent(Http1Method method) =>
+        method is Http1Method.Get or Http1Method.Head or Http1Method.Options or Http1Method.Trace or Http1Method.Put or Http1Method.Delete;
+
+    private void WriteRequestHead(PipeWriter writer, HeaderMutations mutations)
+    {
+        var head = _request;
+        // HTTP/1.0 requests go upstream as HTTP/1.0 (transparency: no Host is invented, and the upstream frames
+        // its response for a 1.0 client), asking for keep-alive so the upstream connection can be pooled.
+        Http1HeadWriter.WriteRequestLine(writer, head.MethodBytes, head.Target, head.Version);
+        WriteFields(writer, head.Headers, mutations);
+        if (head.BodyKind == Http1BodyKind.Chunked)
+        {
+            writer.Write("Transfer-Encoding: chunked\r\n"u8);
+        }
+
+        if (head.IsUpgrade)
+        {
+            writer.Write("Connection: upgrade\r\n"u8);
+            Http1HeadWriter.WriteHeader(writer, "Upgrade"u8, head.Upgrade);
+        }
+        else if (head.Version == Http1Version.Http10)
+        {
+            writer.Write("Connection: keep-alive\r\n"u8);
+        }
+
+        Http1HeadWriter.WriteEndOfHead(writer);
+    }
+
+    private void WriteResponseHead(PipeWriter writer, HeaderMutations mutations, bool keepAlive, bool dechunk)
+    {
+        var head = _response;
+        Http1HeadWriter.WriteStatusLine(writer, Http1Version.Http11, head.StatusCode, head.ReasonPhrase);
+        WriteFields(writer, head.Headers, mutations);
+        if (head.BodyKind == Http1BodyKind.Chunked && !dechunk)
+        {
+            writer.Write("Transfer-Encoding: chunked\r\n"u8);
+        }
+
+        if (!keepAlive)
+        {
+            writer.Write("Connection: close\r\n"u8);
+        }
+        else if (_request.Version == Http1Version.Http10)
+        {
+            writer.Write("Connection: keep-alive\r\n"u8);
+        }
+
+        Http1HeadWriter.WriteEndOfHead(writer);
+    }
+
+    private static void WriteFields(PipeWriter writer, Http1HeaderList headers, HeaderMutations mutations)
+    {
+        var check = !mutations.IsEmpty;
+        for (var i = 0; i < headers.Count; i++)
+        {
+            if (headers.IsHopByHop(i))
+            {
+                continue;
+            }
+
+            var name = headers.GetName(i);
+            if (check && mutations.IsRemoved(name))
+            {
+                continue;
+            }
+
+            Http1HeadWriter.WriteHeader(writer, name, headers.GetValue(i));
+        }
+
+        if (check)
+        {
+            foreach (var field in mutations.Sets)
+            {
+                Http1HeadWriter.WriteHeader(writer, field.Name, field.Value);
+            }
+
+            foreach (var field in mutations.Adds)
+            {
+                Http1HeadWriter.WriteHeader(writer, field.Name, field.Value);
+            }
+        }
+    }
+
+    // ---- 4. request body pump --------------------------------------------------------------------
+
+    private void StartPump(PipeWriter upstreamOutput, ConnectionContext upstreamConnection)
+    {
+        _pumpStarted = true;
+        _pumpCancelled = false;
+        _pumpOutput = upstreamOutput;
+        Volatile.Write(ref _lastRequestProgress, _time.GetTimestamp());
+        // Stored, then awaited exactly once by SettlePumpAsync (pooled builder: no allocation per request body).
+#pragma warning disable CA2012
+        _pump = PumpRequestBodyAsync(upstreamOutput, upstreamConnection);
+#pragma warning restore CA2012
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<PumpOutcome> PumpRequestBodyAsync(PipeWriter output, ConnectionContext upstreamConnection)
+    {
+        var input = _client.Input;
+        var chunked = _request.BodyKind == Http1BodyKind.Chunked;
+        if (chunked)
+        {
+            _requestChunks.Reset();
+        }
+        else
+        {
+            _requestLength.Reset(_request.ContentLength);
+        }
+
+        while (true)
+        {
+            if (_pumpCancelled)
+            {
+                return PumpOutcome.Cancelled;
+            }
+
+            ReadResult result;
+            try
+            {
+                result = await input.ReadAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or ConnectionAbortedException or ObjectDisposedException or InvalidOperationException)
+            {
+                // Client reset mid-body: the upstream must not take a truncated request for a whole one.
+                upstreamConnection.Abort(new ConnectionAbortedException("The client went away in the middle of the request body."));
+                return PumpOutcome.ClientClosed;
+            }
+
+            var buffer = result.Buffer;
+            if (result.IsCanceled)
+            {
+                input.AdvanceTo(buffer.Start, buffer.End);
+                if (_pumpCancelled || _cancelled)
+                {
+                    return PumpOutcome.Cancelled;
+                }
+
+                continue;
+            }
+
+            bool done;
+            if (chunked)
+            {
+                SequencePosition consumed;
+                SequencePosition examined;
+                try
+                {
+                    done = CopyChunked(_requestChunks, buffer, output, dechunk: false, out consumed, out examined, ref _requestBytes);
+                }
+                catch (Http1ParseException e)
+                {
+                    input.AdvanceTo(buffer.End);
+                    _bodyError = e;
+                    upstreamConnection.Abort(new ConnectionAbortedException("The client sent a malformed chunked body."));
+                    return PumpOutcome.BadBody;
+                }
+
+                input.AdvanceTo(consumed, examined);
+            }
+            else
+            {
+                var slice = _requestLength.Read(buffer);
+                Write(output, slice);
+                _requestBytes += slice.Length;
+                input.AdvanceTo(slice.End);
+                done = _requestLength.IsComplete;
+            }
+
+            FlushResult flush;
+            try
+            {
+                flush = await output.FlushAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or ConnectionAbortedException or ObjectDisposedException or InvalidOperationException)
+            {
+                return PumpOutcome.UpstreamFailed;
+            }
+
+            if (flush.IsCanceled)
+            {
+                return PumpOutcome.Cancelled;
+            }
+
+            if (flush.IsCompleted)
+            {
+                return PumpOutcome.UpstreamFailed;
+            }
+
+            Volatile.Write(ref _lastRequestProgress, _time.GetTimestamp());
+            if (done)
+            {
+                return PumpOutcome.Completed;
+            }
+
+            if (result.IsCompleted)
+            {
+                upstreamConnection.Abort(new ConnectionAbortedException("The client closed in the middle of the request body."));
+                return PumpOutcome.ClientClosed;
+            }
+        }
+    }
+
+    /// <summary>Waits for the pump to end (stopping it first when <paramref name="cancel"/> and it still runs).</summary>
+    private async ValueTask<PumpOutcome> SettlePumpAsync(bool cancel)
+    {
+        if (!_pumpStarted)
+        {
+            return PumpOutcome.Completed;
+        }
+
+        if (cancel && !_pump.IsCompleted)
+        {
+            _pumpCancelled = true;
+            _client.Input.CancelPendingRead();
+            _pumpOutput?.CancelPendingFlush();
+        }
+
+        _pumpStarted = false;
+        _pumpOutput = null;
+        return await _pump.ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Decodes chunked framing from <paramref name="buffer"/> and writes it on: the validated raw bytes (size lines,
+    /// extensions, data, trailers) or, when <paramref name="dechunk"/>, only the payload. True when the body ended.
+    /// </summary>
+    private static bool CopyChunked(ChunkedBodyReader reader, in ReadOnlySequence<byte> buffer, PipeWriter output, bool dechunk, out SequencePosition consumed, out SequencePosition examined, ref long payloadBytes)
+    {
+        var rest = buffer;
+        while (true)
+        {
+            var result = reader.Read(rest, out var data, out var position);
+            if (dechunk)
+            {
+                if (result == ChunkedReadResult.Data)
+                {
+                    Write(output, data);
+                }
+            }
+            else
+            {
+                Write(output, rest.Slice(rest.Start, position));
+            }
+
+            if (result == ChunkedReadResult.Data)
+            {
+                payloadBytes += data.Length;
+            }
+
+            rest = rest.Slice(position);
+            if (result == ChunkedReadResult.Completed)
+            {
+                consumed = position;
+                examined = position;
+                return true;
+            }
+
+            if (result == ChunkedReadResult.NeedMoreData)
+            {
+                consumed = position;
+                examined = buffer.End;
+                return false;
+            }
+        }
+    }
+
+    private static void Write(PipeWriter output, in ReadOnlySequence<byte> data)
+    {
+        if (data.IsSingleSegment)
+        {
+            output.Write(data.FirstSpan);
+            return;
+        }
+
+        foreach (var segment in data)
+        {
+            output.Write(segment.Span);
+        }
+    }
+
+    // ---- 5. response head ------------------------------------------------------------------------
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<ResponseOutcome> ReadFinalResponseHeadAsync(PipeReader input, long headWritten)
+    {
+        ArmResponseTimer(input, headWritten);
+        try
+        {
+            while (true)
+            {
+                ReadResult result;
+                try
+                {
+                    result = await input.ReadAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is IOException or ConnectionAbortedException or ObjectDisposedException or InvalidOperationException)
+                {
+                    return ResponseOutcome.Reset;
+                }
+
+                var buffer = result.Buffer;
+                if (result.IsCanceled)
+                {
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                    if (_responseTimedOut)
+                    {
+                        return ResponseOutcome.Timeout;
+                    }
+
+                    if (_cancelled)
+                    {
+                        return ResponseOutcome.Cancelled;
+                    }
+
+                    continue;
+                }
+
+                if (!buffer.IsEmpty)
+                {
+                    _responseBytesSeen = true;
+                }
+
+                bool parsed;
+                SequencePosition consumed;
+                try
+                {
+                    parsed = _forwarder.ResponseParser.TryParse(buffer, _request.Method, _response, out consumed);
+                }
+                catch (Http1ParseException e)
+                {
+                    input.AdvanceTo(buffer.End);
+                    _badResponseReason = e.Reason;
+                    return ResponseOutcome.BadResponse;
+                }
+
+                if (!parsed)
+                {
+                    if (result.IsCompleted)
+                    {
+                        input.AdvanceTo(buffer.End);
+                        return ResponseOutcome.Closed;
+                    }
+
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                    continue;
+                }
+
+                if (!_response.IsInterim)
+                {
+                    _responseHeadEnd = consumed;
+                    return ResponseOutcome.Parsed;
+                }
+
+                var relay = _request.Version == Http1Version.Http11
+                    && (_response.StatusCode != 100 || (_request.ExpectContinue && !_sent100));
+                if (relay)
+                {
+                    // 100 only when the client asked for it (and once); other 1xx (103 Early Hints...) to 1.1 clients.
+                    _sent100 |= _response.StatusCode == 100;
+                    Http1HeadWriter.WriteStatusLine(_client.Output, Http1Version.Http11, _response.StatusCode, _response.ReasonPhrase);
+                    WriteFields(_client.Output, _response.Headers, HeaderMutations.None);
+                    Http1HeadWriter.WriteEndOfHead(_client.Output);
+                }
+
+                input.AdvanceTo(consumed);
+                if (relay)
+                {
+                    await FlushClientAsync().ConfigureAwait(false);
+                }
+            }
+        }
+        finally
+        {
+            DisarmResponseTimer();
+        }
+    }
+
+    // ---- 6. tunnel -------------------------------------------------------------------------------
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> TunnelAsync(PooledConnection connection, HeaderMutations responseMutations)
+    {
+        var upstream = connection.Connection.Transport;
+        var output = _client.Output;
+        var head = _response;
+        Http1HeadWriter.WriteStatusLine(output, Http1Version.Http11, head.StatusCode, head.ReasonPhrase);
+        WriteFields(output, head.Headers, responseMutations);
+        if (head.StatusCode == 101)
+        {
+            output.Write("Connection: upgrade\r\n"u8);
+            Http1HeadWriter.WriteHeader(output, "Upgrade"u8, head.Upgrade);
+        }
+
+        Http1HeadWriter.WriteEndOfHead(output);
+        // Bytes after the head (already buffered on either side) stay in the pipes and go through the tunnel.
+        upstream.Input.AdvanceTo(_responseHeadEnd);
+        if (_pumpStarted && await SettlePumpAsync(cancel: false).ConfigureAwait(false) != PumpOutcome.Completed)
+        {
+            _forwarder.Pool.Return(connection, reusable: false);
+            _error = ProxyErrors.ClientClosed;
+            return false;
+        }
+
+        ConsumeRequestHead();
+        if (!await FlushClientAsync().ConfigureAwait(false))
+        {
+            _forwarder.Pool.Return(connection, reusable: false);
+            _error = ProxyErrors.ClientClosed;
+            return false;
+        }
+
+        var result = await _forwarder.Tunnel.ForwardAsync(_client, upstream, _forwarder.TunnelOptions, null, _cancellationToken).ConfigureAwait(false);
+        _requestBytes = result.BytesToUpstream;
+        _responseBytes = result.BytesToDownstream;
+        _error = result.Outcome switch
+        {
+            TcpForwardOutcome.UpstreamReset => ProxyErrors.UpstreamReset,
+            TcpForwardOutcome.DownstreamReset => ProxyErrors.ClientClosed,
+            _ => null,
+        };
+
+        // The upstream connection carried a tunnel: never reusable.
+        _forwarder.Pool.Return(connection, reusable: false);
+        return false;
+    }
+
+    // ---- 7. response body ------------------------------------------------------------------------
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<BodyOutcome> ForwardResponseBodyAsync(PipeReader input, PipeWriter output, bool dechunk)
+    {
+        var kind = _response.BodyKind;
+        if (kind == Http1BodyKind.None || (kind == Http1BodyKind.ContentLength && _response.ContentLength == 0))
+        {
+            return await FlushClientAsync().ConfigureAwait(false) ? BodyOutcome.Completed : BodyOutcome.ClientClosed;
+        }
+
+        if (kind == Http1BodyKind.ContentLength)
+        {
+            _responseLength.Reset(_response.ContentLength);
+        }
+        else if (kind == Http1BodyKind.Chunked)
+        {
+            _responseChunks.Reset();
+        }
+
+        while (true)
+        {
+            if (!input.TryRead(out var result))
+            {
+                // Nothing buffered: send what we have (at first, the head) before waiting.
+                if (!await FlushClientAsync().ConfigureAwait(false))
+                {
+                    return BodyOutcome.ClientClosed;
+                }
+
+                try
+                {
+                    result = await input.ReadAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is IOException or ConnectionAbortedException or ObjectDisposedException or InvalidOperationException)
+                {
+                    return BodyOutcome.UpstreamReset;
+                }
+            }
+
+            var buffer = result.Buffer;
+            if (result.IsCanceled)
+            {
+                input.AdvanceTo(buffer.Start, buffer.End);
+                if (_cancelled)
+                {
+                    return BodyOutcome.Cancelled;
+                }
+
+                continue;
+            }
+
+            bool done;
+            switch (kind)
+            {
+                case Http1BodyKind.ContentLength:
+                    var slice = _responseLength.Read(buffer);
+                    Write(output, slice);
+                    _responseBytes += slice.Length;
+                    input.AdvanceTo(slice.End);
+                    done = _responseLength.IsComplete;
+                    break;
+                case Http1BodyKind.Chunked:
+                    SequencePosition consumed;
+                    SequencePosition examined;
+                    try
+                    {
+                        done = CopyChunked(_responseChunks, buffer, output, dechunk, out consumed, out examined, ref _responseBytes);
+                    }
+                    catch (Http1ParseException e)
+                    {
+                        input.AdvanceTo(buffer.End);
+                        _badResponseReason = e.Reason;
+                        return BodyOutcome.BadResponse;
+                    }
+
+                    input.AdvanceTo(consumed, examined);
+                    break;
+                default:
+                    Write(output, buffer);
+                    _responseBytes += buffer.Length;
+                    input.AdvanceTo(buffer.End);
+                    done = result.IsCompleted;
+                    break;
+            }
+
+            if (!await FlushClientAsync().ConfigureAwait(false))
+            {
+                return BodyOutcome.ClientClosed;
+            }
+
+            if (done)
+            {
+                return BodyOutcome.Completed;
+            }
+
+            if (result.IsCompleted)
+            {
+                return BodyOutcome.UpstreamClosed;
+            }
+        }
+    }
+
+    // ---- proxy-made responses --------------------------------------------------------------------
+
+    /// <summary>Answers the request itself; true when the client connection stays usable.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> RespondAsync(int status, string error, string sentence, bool forceClose = false)
+    {
+        // A request body nobody read leaves the connection out of step: close it.
+        var unreadBody = _request.BodyKind == Http1BodyKind.Chunked || (_request.BodyKind == Http1BodyKind.ContentLength && _request.ContentLength > 0);
+        var keepAlive = _request.KeepAlive && !unreadBody && !forceClose;
+        _status = status;
+        _error = error;
+        _proxyMade = true;
+        Log.ProxyResponse(_forwarder.Logger, status, error, sentence);
+        ConsumeRequestHead();
+        ProxyResponse.Write(_client.Output, status, error, sentence, close: !keepAlive,
+            http10KeepAlive: keepAlive && _request.Version == Http1Version.Http10, omitBody: _request.Method == Http1Method.Head);
+        return await FlushClientAsync().ConfigureAwait(false) && keepAlive;
+    }
+
+    private ValueTask<bool> RespondConnectFailureAsync(ConnectFailure failure, bool hasBody)
+    {
+        var upstream = $"upstream {failure.Destination} of service {_service}";
+        return failure.Cause switch
+        {
+            ConnectFailureCause.Refused => RespondAsync(502, ProxyErrors.UpstreamRefused, $"{upstream} refused the connection", hasBody),
+            ConnectFailureCause.Timeout => RespondAsync(504, ProxyErrors.UpstreamConnectTimeout, $"{upstream} did not accept the connection within the connect timeout", hasBody),
+            ConnectFailureCause.PoolExhausted => RespondAsync(503, ProxyErrors.PoolExhausted, $"{upstream} has no free connection: its pool is at its limit", hasBody),
+            _ => RespondAsync(502, ProxyErrors.UpstreamConnectError, $"connecting to {upstream} failed: {failure.Reason}", hasBody),
+        };
+    }
+
+    private ValueTask<bool> RespondUpstreamFailureAsync(ResponseOutcome outcome, bool hasBody)
+    {
+        var upstream = $"upstream {_endpoint} of service {_service}";
+        return outcome switch
+        {
+            ResponseOutcome.Timeout => RespondAsync(504, ProxyErrors.ResponseTimeout,
+                $"{upstream} sent no response head within the response timeout of {_options.ResponseTimeout.TotalMilliseconds:0} ms", hasBody),
+            ResponseOutcome.BadResponse => RespondAsync(502, ProxyErrors.UpstreamBadResponse,
+                $"{upstream} sent a response that breaks HTTP/1.1 rules ({_badResponseReason})", hasBody),
+            ResponseOutcome.Closed => RespondAsync(502, ProxyErrors.UpstreamClosed,
+                $"{upstream} closed the connection before sending a complete response head", hasBody),
+            ResponseOutcome.Cancelled => CancelledAsync(),
+            _ => RespondAsync(502, ProxyErrors.UpstreamReset,
+                $"{upstream} reset the connection before sending a complete response head", hasBody),
+        };
+    }
+
+    private ValueTask<bool> CancelledAsync()
+    {
+        _error = ProxyErrors.ClientClosed;
+        return ValueTask.FromResult(false);
+    }
+
+    private ValueTask<bool> RespondBadBodyAsync()
+    {
+        var reason = _bodyError?.Reason ?? "invalid_chunk";
+        return RespondAsync(400, ProxyErrors.BadRequest,
+            $"listener {_forwarder.Listener} refused the request body: it breaks HTTP/1.1 chunked framing ({reason})", forceClose: true);
+    }
+
+    private async ValueTask<bool> FlushClientAsync()
+    {
+        try
+        {
+            var flush = await _client.Output.FlushAsync().ConfigureAwait(false);
+            return !flush.IsCompleted && !flush.IsCanceled;
+        }
+        catch (Exception ex) when (ex is IOException or ConnectionAbortedException or ObjectDisposedException or InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    private static async ValueTask<bool> FlushUpstreamAsync(PipeWriter output)
+    {
+        try
+        {
+            var flush = await output.FlushAsync().ConfigureAwait(false);
+            return !flush.IsCompleted && !flush.IsCanceled;
+        }
+        catch (Exception ex) when (ex is IOException or ConnectionAbortedException or ObjectDisposedException or InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    // ---- record ----------------------------------------------------------------------------------
+
+    private void BeginRequest()
+    {
+        _requestStart = _time.GetTimestamp();
+        _service = "unknown";
+        _subset = null;
+        _route = "";
+        _routed = false;
+        _endpoint = null;
+        _attempts = 0;
+        _reused = false;
+        _requestBytes = 0;
+        _responseBytes = 0;
+        _status = 0;
+        _upstreamDuration = null;
+        _error = null;
+        _proxyMade = false;
+        _sent100 = false;
+        _pumpStarted = false;
+        _bodyError = null;
+        _badResponseReason = null;
+        _methodLength = 0;
+        _targetLength = 0;
+        _authorityLength = 0;
+        _version = Http1Version.Http11;
+        if (!_requestHeadConsumed)
+        {
+            CopyRecordFields();
+        }
+    }
+
+    private void CopyRecordFields()
+    {
+        var head = _request;
+        var method = head.MethodBytes;
+        var target = head.Target;
+        var authority = head.HasHost ? head.Host : head.TargetForm == Http1TargetForm.Authority ? target : default;
+        var needed = method.Length + target.Length + authority.Length;
+        if (_recordScratch is null || _recordScratch.Length < needed)
+        {
+            if (_recordScratch is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_recordScratch);
+            }
+
+            // Once per connection (grows only for an unusually long target).
+            _recordScratch = ArrayPool<byte>.Shared.Rent(Math.Max(256, needed));
+        }
+
+        var span = _recordScratch.AsSpan();
+        method.CopyTo(span);
+        target.CopyTo(span[method.Length..]);
+        authority.CopyTo(span[(method.Length + target.Length)..]);
+        _methodLength = method.Length;
+        _targetLength = target.Length;
+        _authorityLength = authority.Length;
+        _version = head.Version;
+    }
+
+    private void CompleteRequest()
+    {
+        var scratch = _recordScratch.AsSpan();
+        var record = new HttpRequestRecord
+        {
+            Listener = _forwarder.Listener,
+            Service = _service,
+            Subset = _subset,
+            Route = _route,
+            Routed = _routed,
+            Method = scratch[.._methodLength],
+            Target = scratch.Slice(_methodLength, _targetLength),
+            Authority = scratch.Slice(_methodLength + _targetLength, _authorityLength),
+            Protocol = _version == Http1Version.Http10 ? "HTTP/1.0"u8 : "HTTP/1.1"u8,
+            StatusCode = _status,
+            RequestBytes = _requestBytes,
+            ResponseBytes = _responseBytes,
+            Duration = _time.GetElapsedTime(_requestStart),
+            UpstreamDuration = _upstreamDuration,
+            Endpoint = _endpoint,
+            Client = _downstream.RemoteEndPoint,
+            Error = _error,
+            ProxyMade = _proxyMade,
+            Attempts = _attempts,
+            ReusedConnection = _reused,
+        };
+        _observer.OnRequestCompleted(in record);
+    }
+
+    // ---- timers and cancellation -----------------------------------------------------------------
+
+    private void ArmIdleTimer()
+    {
+        if (_idleTimer is null)
+        {
+            return;
+        }
+
+        _idleTimedOut = false;
+        _idleArmed = true;
+        _idleTimer.Change(_options.IdleTimeout, Timeout.InfiniteTimeSpan);
+    }
+
+    private void DisarmIdleTimer()
+    {
+        if (_idleTimer is null)
+        {
+            return;
+        }
+
+        _idleArmed = false;
+        _idleTimer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+    }
+
+    private void OnIdleTimer()
+    {
+        if (_idleArmed)
+        {
+            _idleTimedOut = true;
+            _client.Input.CancelPendingRead();
+        }
+    }
+
+    private void ArmResponseTimer(PipeReader input, long headWritten)
+    {
+        _responseTimedOut = false;
+        _awaitingResponse = input;
+        if (_responseTimer is null)
+        {
+            return;
+        }
+
+        Volatile.Write(ref _responseClockStart, headWritten);
+        _responseTimer.Change(_options.ResponseTimeout, Timeout.InfiniteTimeSpan);
+    }
+
+    private void DisarmResponseTimer()
+    {
+        _awaitingResponse = null;
+        _responseTimer?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+    }
+
+    private void OnResponseTimer()
+    {
+        var input = _awaitingResponse;
+        if (input is null)
+        {
+            return;
+        }
+
+        // The clock restarts with every piece of request body sent: a progressing upload is not a silent upstream.
+        var since = Math.Max(Volatile.Read(ref _responseClockStart), _pumpStarted ? Volatile.Read(ref _lastRequestProgress) : 0);
+        var elapsed = _time.GetElapsedTime(since);
+        if (elapsed >= _options.ResponseTimeout)
+        {
+            _responseTimedOut = true;
+            input.CancelPendingRead();
+            return;
+        }
+
+        try
+        {
+            _responseTimer!.Change(_options.ResponseTimeout - elapsed, Timeout.InfiniteTimeSpan);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The connection ended meanwhile.
+        }
+    }
+
+    private void OnCancelled()
+    {
+        _cancelled = true;
+        _client.Input.CancelPendingRead();
+        _awaitingResponse?.CancelPendingRead();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 3101, Level = LogLevel.Debug, Message = "Listener {Listener} refused a request: {Reason}")]
+        public static partial void BadRequest(ILogger logger, string listener, string reason);
+
+        [LoggerMessage(EventId = 3102, Level = LogLevel.Debug, Message = "Proxy-made {Status} ({Error}): {Sentence}")]
+        public static partial void ProxyResponse(ILogger logger, int status, string error, string sentence);
+
+        [LoggerMessage(EventId = 3103, Level = LogLevel.Debug, Message = "Reused connection to {Endpoint} was closed before answering; retrying on a new connection")]
+        public static partial void Retrying(ILogger logger, UpstreamAddress endpoint);
+
+        [LoggerMessage(EventId = 3104, Level = LogLevel.Debug, Message = "Response from {Endpoint} broke off after its head was sent ({Error}); resetting the client connection")]
+        public static partial void ResponseAborted(ILogger logger, UpstreamAddress endpoint, string error);
+
+        [LoggerMessage(EventId = 3105, Level = LogLevel.Error, Message = "Unexpected failure while forwarding HTTP/1.1 on listener {Listener}")]
+        public static partial void Unexpected(ILogger logger, string listener, Exception exception);
+    }
+}

@@ -1,0 +1,60 @@
+using System.Buffers;
+using System.Text;
+using Proxy.Http.Http1;
+
+namespace Proxy.Http.Forwarding;
+
+/// <summary>
+/// Writes the responses the proxy makes itself: status line, <c>x-proxy-error: code</c>,
+/// <c>content-type: text/plain</c>, <c>content-length</c>, the connection field, and a one-sentence body
+/// (ending in a newline) that names the listener, service, endpoint and cause. Error path only: allocates.
+/// </summary>
+public static class ProxyResponse
+{
+    /// <summary>Writes a complete response to <paramref name="writer"/> (nothing is flushed).</summary>
+    /// <param name="writer">The client connection's output.</param>
+    /// <param name="statusCode">Status, e.g. 502.</param>
+    /// <param name="error">Reason code (see <see cref="ProxyErrors"/>).</param>
+    /// <param name="sentence">Human explanation, one sentence without the final newline.</param>
+    /// <param name="close">True when the connection closes after this response (<c>connection: close</c>).</param>
+    /// <param name="http10KeepAlive">True for an HTTP/1.0 client whose connection stays open (<c>connection: keep-alive</c>).</param>
+    /// <param name="omitBody">True for HEAD requests: the fields announce the body, which is not sent.</param>
+    public static void Write(IBufferWriter<byte> writer, int statusCode, string error, string sentence, bool close, bool http10KeepAlive = false, bool omitBody = false)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        var body = Encoding.UTF8.GetBytes(sentence + "\n");
+        Http1HeadWriter.WriteStatusLine(writer, Http1Version.Http11, statusCode, Encoding.ASCII.GetBytes(ReasonPhrase(statusCode)));
+        Http1HeadWriter.WriteHeader(writer, Encoding.ASCII.GetBytes(ProxyErrors.HeaderName), Encoding.ASCII.GetBytes(error));
+        writer.Write("content-type: text/plain; charset=utf-8\r\n"u8);
+        Http1HeadWriter.WriteHeader(writer, "content-length"u8, Encoding.ASCII.GetBytes(body.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        if (close)
+        {
+            writer.Write("connection: close\r\n"u8);
+        }
+        else if (http10KeepAlive)
+        {
+            writer.Write("connection: keep-alive\r\n"u8);
+        }
+
+        Http1HeadWriter.WriteEndOfHead(writer);
+        if (!omitBody)
+        {
+            writer.Write(body);
+        }
+    }
+
+    /// <summary>The standard reason phrase of the statuses the proxy makes.</summary>
+    public static string ReasonPhrase(int statusCode) => statusCode switch
+    {
+        400 => "Bad Request",
+        404 => "Not Found",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    };
+}

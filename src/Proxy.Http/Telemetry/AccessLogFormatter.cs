@@ -1,0 +1,230 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.Unicode;
+using Proxy.Http.Forwarding;
+
+namespace Proxy.Http.Telemetry;
+
+/// <summary>
+/// Formats one <see cref="HttpRequestRecord"/> as one line of JSON (an object and a '\n') with
+/// <see cref="Utf8JsonWriter"/>. Byte fields from the wire (method, authority, target, protocol) are written as
+/// JSON strings: quotes, backslashes and control bytes are escaped by the writer, and a field that is not valid
+/// UTF-8 is written with each invalid sequence replaced by U+FFFD, so a hostile request can never break the line.
+/// Allocation-free for IP endpoints: names are pre-encoded, numbers and times are formatted into stack buffers.
+/// </summary>
+internal static class AccessLogFormatter
+{
+    // Pre-encoded property names: the writer copies them without escaping checks.
+    private static readonly JsonEncodedText Time = JsonEncodedText.Encode("time");
+    private static readonly JsonEncodedText Listener = JsonEncodedText.Encode("listener");
+    private static readonly JsonEncodedText Client = JsonEncodedText.Encode("client");
+    private static readonly JsonEncodedText Method = JsonEncodedText.Encode("method");
+    private static readonly JsonEncodedText Authority = JsonEncodedText.Encode("authority");
+    private static readonly JsonEncodedText Path = JsonEncodedText.Encode("path");
+    private static readonly JsonEncodedText Protocol = JsonEncodedText.Encode("protocol");
+    private static readonly JsonEncodedText Status = JsonEncodedText.Encode("status");
+    private static readonly JsonEncodedText RequestBytes = JsonEncodedText.Encode("request_bytes");
+    private static readonly JsonEncodedText ResponseBytes = JsonEncodedText.Encode("response_bytes");
+    private static readonly JsonEncodedText DurationMs = JsonEncodedText.Encode("duration_ms");
+    private static readonly JsonEncodedText UpstreamMs = JsonEncodedText.Encode("upstream_ms");
+    private static readonly JsonEncodedText Service = JsonEncodedText.Encode("service");
+    private static readonly JsonEncodedText Subset = JsonEncodedText.Encode("subset");
+    private static readonly JsonEncodedText Route = JsonEncodedText.Encode("route");
+    private static readonly JsonEncodedText Upstream = JsonEncodedText.Encode("upstream");
+    private static readonly JsonEncodedText Error = JsonEncodedText.Encode("error");
+    private static readonly JsonEncodedText ProxyMade = JsonEncodedText.Encode("proxy_made");
+    private static readonly JsonEncodedText Attempts = JsonEncodedText.Encode("attempts");
+
+    /// <summary>
+    /// Writer options: not indented; the relaxed encoder keeps valid non-ASCII UTF-8 readable (a log line is not
+    /// HTML, so HTML-sensitive characters need no escaping) while still escaping quotes, '\' and control characters.
+    /// Validation is skipped because the shape is fixed here.
+    /// </summary>
+    internal static readonly JsonWriterOptions WriterOptions = new()
+    {
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        Indented = false,
+        SkipValidation = true,
+    };
+
+    /// <summary>Writes the record's JSON object to <paramref name="writer"/> and flushes it; the caller adds the newline.</summary>
+    public static void Write(Utf8JsonWriter writer, in HttpRequestRecord record, DateTimeOffset time)
+    {
+        writer.WriteStartObject();
+
+        Span<byte> scratch = stackalloc byte[64];
+        var n = FormatRfc3339Utc(time, scratch);
+        writer.WriteString(Time, scratch[..n]);
+
+        writer.WriteString(Listener, record.Listener);
+        WriteEndPoint(writer, Client, record.Client, scratch);
+        WriteBytes(writer, Method, record.Method);
+        WriteBytes(writer, Authority, record.Authority);
+        WriteBytes(writer, Path, record.Target);
+        WriteBytes(writer, Protocol, record.Protocol);
+        writer.WriteNumber(Status, record.StatusCode);
+        writer.WriteNumber(RequestBytes, record.RequestBytes);
+        writer.WriteNumber(ResponseBytes, record.ResponseBytes);
+        writer.WriteNumber(DurationMs, Milliseconds(record.Duration));
+        if (record.UpstreamDuration is { } upstream)
+        {
+            writer.WriteNumber(UpstreamMs, Milliseconds(upstream));
+        }
+        else
+        {
+            writer.WriteNull(UpstreamMs);
+        }
+
+        writer.WriteString(Service, record.Service);
+        writer.WriteString(Subset, record.Subset); // null writes JSON null
+        writer.WriteString(Route, record.Route);
+        WriteEndPoint(writer, Upstream, record.Endpoint?.EndPoint, scratch);
+        writer.WriteString(Error, record.Error);
+        writer.WriteBoolean(ProxyMade, record.ProxyMade);
+        writer.WriteNumber(Attempts, record.Attempts);
+
+        writer.WriteEndObject();
+        writer.Flush();
+    }
+
+    /// <summary>Milliseconds rounded to microseconds: enough for a proxy hop, short in the log.</summary>
+    private static double Milliseconds(TimeSpan span) => Math.Round(span.Ticks / (double)TimeSpan.TicksPerMillisecond, 3);
+
+    /// <summary>
+    /// A byte field from the wire: null when empty (not parsed, or absent), the bytes when valid UTF-8, else the
+    /// bytes decoded with replacement characters (rare path: a pooled char buffer).
+    /// </summary>
+    private static void WriteBytes(Utf8JsonWriter writer, JsonEncodedText name, ReadOnlySpan<byte> value)
+    {
+        if (value.IsEmpty)
+        {
+            writer.WriteNull(name);
+            return;
+        }
+
+        if (Utf8.IsValid(value))
+        {
+            writer.WriteString(name, value);
+            return;
+        }
+
+        WriteReplacingInvalid(writer, name, value);
+    }
+
+    private static void WriteReplacingInvalid(Utf8JsonWriter writer, JsonEncodedText name, ReadOnlySpan<byte> value)
+    {
+        // Each byte decodes to at most one UTF-16 unit (a replacement character per invalid byte at worst).
+        var chars = ArrayPool<char>.Shared.Rent(value.Length);
+        try
+        {
+            Utf8.ToUtf16(value, chars, out _, out var written, replaceInvalidSequences: true);
+            writer.WriteString(name, chars.AsSpan(0, written));
+        }
+        finally
+        {
+            ArrayPool<char>.Shared.Return(chars);
+        }
+    }
+
+    /// <summary>"a.b.c.d:port" or "[v6]:port"; null when absent; other endpoint kinds through ToString (rare).</summary>
+    private static void WriteEndPoint(Utf8JsonWriter writer, JsonEncodedText name, EndPoint? endPoint, Span<byte> scratch)
+    {
+        switch (endPoint)
+        {
+            case null:
+                writer.WriteNull(name);
+                return;
+            case IPEndPoint ip when TryFormat(ip, scratch, out var written):
+                writer.WriteString(name, scratch[..written]);
+                return;
+            default:
+                writer.WriteString(name, endPoint.ToString());
+                return;
+        }
+    }
+
+    internal static bool TryFormat(IPEndPoint endPoint, Span<byte> destination, out int written)
+    {
+        written = 0;
+        var v6 = endPoint.AddressFamily == AddressFamily.InterNetworkV6;
+        var pos = 0;
+        if (v6)
+        {
+            if (destination.IsEmpty)
+            {
+                return false;
+            }
+
+            destination[pos++] = (byte)'[';
+        }
+
+        if (!endPoint.Address.TryFormat(destination[pos..], out var addressLength))
+        {
+            return false;
+        }
+
+        pos += addressLength;
+        if (v6)
+        {
+            if (pos >= destination.Length)
+            {
+                return false;
+            }
+
+            destination[pos++] = (byte)']';
+        }
+
+        if (pos >= destination.Length)
+        {
+            return false;
+        }
+
+        destination[pos++] = (byte)':';
+        if (!endPoint.Port.TryFormat(destination[pos..], out var portLength, provider: System.Globalization.CultureInfo.InvariantCulture))
+        {
+            return false;
+        }
+
+        written = pos + portLength;
+        return true;
+    }
+
+    /// <summary>"yyyy-MM-ddTHH:mm:ss.fffZ" (RFC 3339, UTC, milliseconds): 24 bytes, formatted by hand (no culture, no allocation).</summary>
+    internal static int FormatRfc3339Utc(DateTimeOffset time, Span<byte> destination)
+    {
+        var utc = time.UtcDateTime;
+        var d = destination[..24];
+        Digits4(d, 0, utc.Year);
+        d[4] = (byte)'-';
+        Digits2(d, 5, utc.Month);
+        d[7] = (byte)'-';
+        Digits2(d, 8, utc.Day);
+        d[10] = (byte)'T';
+        Digits2(d, 11, utc.Hour);
+        d[13] = (byte)':';
+        Digits2(d, 14, utc.Minute);
+        d[16] = (byte)':';
+        Digits2(d, 17, utc.Second);
+        d[19] = (byte)'.';
+        var ms = utc.Millisecond;
+        d[20] = (byte)('0' + (ms / 100));
+        Digits2(d, 21, ms % 100);
+        d[23] = (byte)'Z';
+        return 24;
+    }
+
+    private static void Digits2(Span<byte> d, int at, int value)
+    {
+        d[at] = (byte)('0' + (value / 10));
+        d[at + 1] = (byte)('0' + (value % 10));
+    }
+
+    private static void Digits4(Span<byte> d, int at, int value)
+    {
+        Digits2(d, at, value / 100);
+        Digits2(d, at + 2, value % 100);
+    }
+}

@@ -1,0 +1,308 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
+using Proxy.Core.Capture;
+using Proxy.Core.Configuration;
+using Proxy.Sidecar.App;
+
+namespace Proxy.Sidecar.Tests.App;
+
+/// <summary>
+/// HTTP/1.1 forwarding wired into the composed sidecar: explicit HTTP listeners with routes, captured outbound
+/// traffic to a service's virtual address (routes of the service), passthrough, inbound to the local app, and the
+/// telemetry the admin listener shows. Real Kestrel apps upstream, real clients (HttpClient, curl, raw sockets).
+/// </summary>
+public sealed class HttpWiringTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+    private static readonly IPEndPoint VirtualAddress = IPEndPoint.Parse("10.96.0.10:80");
+    private readonly List<IAsyncDisposable> _disposables = [];
+    private HttpTestApp _v1 = null!;
+    private HttpTestApp _v2 = null!;
+
+    public async Task InitializeAsync()
+    {
+        _v1 = await HttpTestApp.StartAsync("v1");
+        _v2 = await HttpTestApp.StartAsync("v2");
+        _disposables.Add(_v1);
+        _disposables.Add(_v2);
+    }
+
+    public async Task DisposeAsync()
+    {
+        for (var i = _disposables.Count - 1; i >= 0; i--)
+        {
+            await _disposables[i].DisposeAsync();
+        }
+    }
+
+    private ServiceConfig Web(params RouteConfig[] routes) => new("web", [VirtualAddress], [_v1.EndPoint, _v2.EndPoint])
+    {
+        Subsets = [new SubsetConfig("v1", [_v1.EndPoint]), new SubsetConfig("v2", [_v2.EndPoint])],
+        Routes = routes,
+    };
+
+    private static RouteConfig[] AbAndCanary(int v1Weight, int v2Weight) =>
+    [
+        new RouteConfig
+        {
+            Name = "ab",
+            Match = new RouteMatchConfig { Headers = [new HeaderMatchConfig("x-version", HeaderMatchKind.Exact, "v2")] },
+            Action = new RouteActionConfig { Destinations = [new WeightedDestinationConfig("web", "v2")] },
+        },
+        new RouteConfig
+        {
+            Name = "canary",
+            Match = new RouteMatchConfig { Path = new PathMatchConfig(PathMatchKind.Prefix, "/") },
+            Action = new RouteActionConfig
+            {
+                Destinations = [new WeightedDestinationConfig("web", "v1", v1Weight), new WeightedDestinationConfig("web", "v2", v2Weight)],
+                ResponseHeaders = new HeaderMutationsConfig { Set = [new("x-route", "canary")] },
+                RequestHeaders = new HeaderMutationsConfig { Add = [new("x-mesh", "yes")] },
+            },
+        },
+    ];
+
+    private ProxyConfig Config(IReadOnlyList<ListenerConfig> listeners, ServiceConfig? web = null, string? accessLog = null) => new()
+    {
+        OutboundListen = new IPEndPoint(IPAddress.Loopback, 0),
+        InboundListen = new IPEndPoint(IPAddress.Loopback, 0),
+        AdminListen = new IPEndPoint(IPAddress.Loopback, 0),
+        Services = [web ?? Web()],
+        Listeners = listeners,
+        Http = new HttpConfig { AccessLog = accessLog },
+    };
+
+    private static ListenerConfig Edge(IReadOnlyList<RouteConfig> routes, string service = "")
+        => new("edge", new IPEndPoint(IPAddress.Loopback, 0), service) { Protocol = ListenerProtocol.Http, Routes = routes };
+
+    private async Task<SidecarHost> StartAsync(ProxyConfig config, IPEndPoint? originalDestination = null)
+    {
+        var host = new SidecarHost(config, NullLoggerFactory.Instance, new FixedOriginalDestinationResolver(originalDestination ?? VirtualAddress));
+        _disposables.Add(host);
+        await host.StartAsync(CancellationToken.None).WaitAsync(Timeout);
+        return host;
+    }
+
+    private static HttpClient Client() => new(new SocketsHttpHandler { UseProxy = false, PooledConnectionLifetime = TimeSpan.FromMinutes(1) }) { Timeout = Timeout };
+
+    private static Uri Url(SidecarHost host, string listener, string path = "/") => new($"http://{host.AddressOf(listener)}{path}");
+
+    private static async Task<string> MetricsAsync(SidecarHost host)
+    {
+        using var http = Client();
+        return await http.GetStringAsync(Url(host, "admin", "/metrics"));
+    }
+
+    [Fact]
+    public async Task ExplicitListener_HeaderRoute_AlwaysV2AndRequestHeadersMutated()
+    {
+        var host = await StartAsync(Config([Edge(AbAndCanary(100, 1))]));
+        using var http = Client();
+        for (var i = 0; i < 20; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, Url(host, "edge", "/hello?x=1"));
+            request.Headers.Add("x-version", "v2");
+            using var response = await http.SendAsync(request).WaitAsync(Timeout);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("v2", Assert.Single(response.Headers.GetValues("x-app")));
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.StartsWith("v2 GET /hello?x=1\n", body, StringComparison.Ordinal);
+            Assert.DoesNotContain("x-mesh", body, StringComparison.Ordinal);
+            Assert.False(response.Headers.Contains("x-route"));
+        }
+
+        using var canary = await http.GetAsync(Url(host, "edge", "/")).WaitAsync(Timeout);
+        Assert.Equal("canary", Assert.Single(canary.Headers.GetValues("x-route")));
+        Assert.Contains("x-mesh: yes", await canary.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ExplicitListener_CanarySplit_WithinBinomialBounds()
+    {
+        var host = await StartAsync(Config([Edge(AbAndCanary(90, 10))]));
+        using var http = Client();
+        const int N = 1000;
+        var v2 = 0;
+        for (var i = 0; i < N; i++)
+        {
+            using var response = await http.GetAsync(Url(host, "edge", "/")).WaitAsync(Timeout);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            if (response.Headers.GetValues("x-app").Single() == "v2")
+            {
+                v2++;
+            }
+        }
+
+        // Binomial(1000, 0.1): mean 100, sd 9.5; 5 sd either way fails a correct split about once in 3.5 million runs.
+        Assert.InRange(v2, 100 - 48, 100 + 48);
+    }
+
+    [Fact]
+    public async Task ExplicitListener_NoRouteMatches_ProxyMade404ThatSaysSo()
+    {
+        RouteConfig[] routes =
+        [
+            new RouteConfig
+            {
+                Name = "api-only",
+                Match = new RouteMatchConfig { Path = new PathMatchConfig(PathMatchKind.Prefix, "/api") },
+                Action = new RouteActionConfig { Destinations = [new WeightedDestinationConfig("web")] },
+            },
+        ];
+        var host = await StartAsync(Config([Edge(routes)]));
+        using var http = Client();
+        using var response = await http.GetAsync(Url(host, "edge", "/other")).WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        Assert.Equal("no_route", Assert.Single(response.Headers.GetValues("x-proxy-error")));
+        Assert.Contains("no route", await response.Content.ReadAsStringAsync(), StringComparison.OrdinalIgnoreCase);
+
+        using var ok = await http.GetAsync(Url(host, "edge", "/api/x")).WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+    }
+
+    [Fact]
+    public async Task ExplicitListener_EndpointRefuses_502NamesServiceAndEndpoint()
+    {
+        var dead = new IPEndPoint(IPAddress.Loopback, FreePort());
+        var service = new ServiceConfig("dead", [], [dead]);
+        var config = Config([Edge([], "dead")]) with { Services = [Web(), service] };
+        var host = await StartAsync(config);
+        using var http = Client();
+        using var response = await http.GetAsync(Url(host, "edge", "/")).WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        Assert.Equal("upstream_refused", Assert.Single(response.Headers.GetValues("x-proxy-error")));
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.Contains("dead", body, StringComparison.Ordinal);
+        Assert.Contains(dead.ToString(), body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Outbound_CapturedToVirtualAddress_ServiceRoutesApply()
+    {
+        RouteConfig[] routes =
+        [
+            new RouteConfig { Name = "all-v2", Action = new RouteActionConfig { Destinations = [new WeightedDestinationConfig("web", "v2")] } },
+        ];
+        var host = await StartAsync(Config([], Web(routes)));
+        using var http = Client();
+        for (var i = 0; i < 5; i++)
+        {
+            using var response = await http.GetAsync(Url(host, "outbound", "/x")).WaitAsync(Timeout);
+            Assert.Equal("v2", Assert.Single(response.Headers.GetValues("x-app")));
+        }
+
+        var metrics = await MetricsAsync(host);
+        Assert.Contains("proxy_http_requests_total{", metrics, StringComparison.Ordinal);
+        Assert.Contains("service=\"web\"", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Outbound_UnknownDestination_PassedThroughAsHttp()
+    {
+        var host = await StartAsync(Config([]), originalDestination: _v1.EndPoint);
+        using var http = Client();
+        using var response = await http.GetAsync(Url(host, "outbound", "/p")).WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.StartsWith("v1 GET /p\n", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Inbound_HttpToLocalApp_DialledFromInboundPassthroughAddress()
+    {
+        var host = await StartAsync(Config([]), originalDestination: _v1.EndPoint);
+        using var http = Client();
+        using var response = await http.GetAsync(Url(host, "inbound", "/in")).WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("127.0.0.6", Assert.Single(response.Headers.GetValues("x-client")));
+    }
+
+    [Fact]
+    public async Task Outbound_KeepAlive_ManyRequestsOneClientConnection()
+    {
+        var host = await StartAsync(Config([]), originalDestination: _v1.EndPoint);
+        using var client = new TcpClient();
+        await client.ConnectAsync((IPEndPoint)host.AddressOf("outbound")!).WaitAsync(Timeout);
+        var stream = client.GetStream();
+
+        // Pipelined: three requests in one write, answered in order on one connection.
+        var requests = "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(requests)).AsTask().WaitAsync(Timeout);
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        var all = await reader.ReadToEndAsync().WaitAsync(Timeout);
+        var i1 = all.IndexOf("v1 GET /1\n", StringComparison.Ordinal);
+        var i2 = all.IndexOf("v1 GET /2\n", StringComparison.Ordinal);
+        var i3 = all.IndexOf("v1 GET /3\n", StringComparison.Ordinal);
+        Assert.True(i1 >= 0 && i2 > i1 && i3 > i2, all);
+    }
+
+    [Fact]
+    public async Task ExplicitListener_Curl10And11_Answered()
+    {
+        var host = await StartAsync(Config([Edge([], "web")]));
+        foreach (var flag in new[] { "--http1.0", "--http1.1" })
+        {
+            var (code, output) = await RunAsync("curl", $"-s -i {flag} --max-time 20 {Url(host, "edge", "/curl")}");
+            Assert.True(code == 0, output);
+            Assert.Contains(" 200 ", output.Split('\n')[0], StringComparison.Ordinal);
+            Assert.Contains("GET /curl", output, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task AccessLog_File_OneJsonLinePerRequestWithTheReason()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"proxy-access-{Guid.NewGuid():N}.log");
+        try
+        {
+            RouteConfig[] routes =
+            [
+                new RouteConfig
+                {
+                    Name = "api",
+                    Match = new RouteMatchConfig { Path = new PathMatchConfig(PathMatchKind.Prefix, "/api") },
+                    Action = new RouteActionConfig { Destinations = [new WeightedDestinationConfig("web", "v1")] },
+                },
+            ];
+            var host = await StartAsync(Config([Edge(routes)], accessLog: path));
+            using (var http = Client())
+            {
+                (await http.GetAsync(Url(host, "edge", "/api/a")).WaitAsync(Timeout)).Dispose();
+                (await http.GetAsync(Url(host, "edge", "/nothing")).WaitAsync(Timeout)).Dispose();
+            }
+
+            await host.DisposeAsync();
+            var lines = (await File.ReadAllLinesAsync(path)).Where(l => l.Length > 0).ToArray();
+            Assert.Equal(2, lines.Length);
+            using var ok = System.Text.Json.JsonDocument.Parse(lines[0]);
+            Assert.Equal(200, ok.RootElement.GetProperty("status").GetInt32());
+            Assert.Equal("/api/a", ok.RootElement.GetProperty("path").GetString());
+            Assert.Equal("web", ok.RootElement.GetProperty("service").GetString());
+            using var missed = System.Text.Json.JsonDocument.Parse(lines[1]);
+            Assert.Equal(404, missed.RootElement.GetProperty("status").GetInt32());
+            Assert.Equal("no_route", missed.RootElement.GetProperty("error").GetString());
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)s.LocalEndPoint!).Port;
+    }
+
+    private static async Task<(int Code, string Output)> RunAsync(string file, string arguments)
+    {
+        using var process = Process.Start(new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(Timeout);
+        return (process.ExitCode, await stdout + await stderr);
+    }
+}
