@@ -12,8 +12,9 @@ namespace Proxy.Sidecar.Demo;
 ///   ab-header: x-version: v2   -> hello/v2
 ///   canary:    everything else -> split hello/v1 90, hello/v2 10   (--split)
 /// </code>
-/// The routes are written as config-file JSON and read back with <see cref="RouteConfigReader"/>, so the demo's
-/// routes pass the same validation as a user's and the JSON it prints is exactly what it runs.
+/// It is written as a config file and loaded with <see cref="ConfigLoader"/>, so it passes the same validation as a
+/// user's <c>sidecar --config</c> file; the banner prints the loaded configuration with <see cref="ConfigJson"/>
+/// (as the admin's /config does), which <c>sidecar --config</c> loads back.
 /// </summary>
 internal static class DemoConfig
 {
@@ -24,149 +25,104 @@ internal static class DemoConfig
 
     public static ProxyConfig Build(DemoOptions options, IPEndPoint v1, IPEndPoint v2, out string json)
     {
-        var routesJson = RoutesJson(options);
-        var routes = RouteConfigReader.ReadJson(routesJson);
-        if (!routes.Ok)
+        var loaded = ConfigLoader.Load(new Dictionary<string, string>(), FileJson(options, v1, v2));
+        if (!loaded.Ok)
         {
-            // DemoOptionsParser admits only splits the reader accepts; reaching this is a bug in the demo.
-            throw new InvalidOperationException("demo routes are invalid: " + string.Join("; ", routes.Errors));
+            // DemoOptionsParser admits only values the loader accepts; reaching this is a bug in the demo.
+            throw new InvalidOperationException("the demo's configuration is invalid: " + string.Join("; ", loaded.Errors));
         }
 
-        var listener = new ListenerConfig(ListenerName, new IPEndPoint(IPAddress.Loopback, 0), ServiceName)
-        {
-            Protocol = ListenerProtocol.Http,
-            Routes = routes.Routes!,
-        };
-        var service = new ServiceConfig(ServiceName, [], [v1, v2])
-        {
-            Subsets = [new SubsetConfig("v1", [v1]), new SubsetConfig("v2", [v2])],
-        };
-        var config = new ProxyConfig
-        {
-            OutboundListen = null,
-            InboundListen = null,
-            AdminListen = new IPEndPoint(IPAddress.Loopback, 0),
-            Listeners = [listener],
-            Services = [service],
-            LogLevel = "warning",
-        };
-        json = ConfigJsonText(config, routesJson);
-        return config;
+        json = ConfigJson.ToJson(loaded.Config!);
+        return loaded.Config!;
     }
 
-    /// <summary>The two routes as the config file spells them.</summary>
-    internal static string RoutesJson(DemoOptions options)
+    /// <summary>The demo's configuration as a config file.</summary>
+    internal static string FileJson(DemoOptions options, IPEndPoint v1, IPEndPoint v2)
     {
         using var buffer = new MemoryStream();
         using (var w = new Utf8JsonWriter(buffer))
         {
-            w.WriteStartArray();
-
             w.WriteStartObject();
-            w.WriteString("name", HeaderRouteName);
-            w.WriteStartObject("match");
-            w.WriteStartArray("headers");
-            w.WriteStartObject();
-            w.WriteString("name", DemoClient.VersionHeader);
-            w.WriteString("exact", "v2");
-            w.WriteEndObject();
-            w.WriteEndArray();
-            w.WriteEndObject();
-            w.WriteStartObject("action");
-            w.WriteString("service", ServiceName);
-            w.WriteString("subset", "v2");
-            w.WriteEndObject();
-            w.WriteEndObject();
+            w.WriteString("outboundListen", "off");
+            w.WriteString("inboundListen", "off");
+            w.WriteString("adminListen", "127.0.0.1:0");
+            w.WriteString("logLevel", "warning");
 
-            w.WriteStartObject();
-            w.WriteString("name", SplitRouteName);
-            w.WriteStartObject("action");
-            w.WriteStartArray("split");
-            foreach (var s in options.Split)
-            {
-                w.WriteStartObject();
-                w.WriteString("service", ServiceName);
-                w.WriteString("subset", s.Subset);
-                w.WriteNumber("weight", s.Weight);
-                w.WriteEndObject();
-            }
-
-            w.WriteEndArray();
-            w.WriteEndObject();
-            w.WriteEndObject();
-
-            w.WriteEndArray();
-        }
-
-        return Encoding.UTF8.GetString(buffer.ToArray());
-    }
-
-    /// <summary>
-    /// The demo's configuration in the config file's shape: what <see cref="ConfigJson"/> writes (it does not know
-    /// listener protocols, routes or subsets yet), with the listener's <c>protocol</c> and <c>routes</c> and the
-    /// service's <c>subsets</c> added.
-    /// </summary>
-    internal static string ConfigJsonText(ProxyConfig config, string routesJson)
-    {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
-        {
-            w.WriteStartObject();
-            w.WriteString("outboundListen", ValueParsers.FormatEndPoint(config.OutboundListen));
-            w.WriteString("inboundListen", ValueParsers.FormatEndPoint(config.InboundListen));
-            w.WriteString("adminListen", ValueParsers.FormatEndPoint(config.AdminListen));
             w.WriteStartArray("listeners");
-            foreach (var l in config.Listeners)
-            {
-                w.WriteStartObject();
-                w.WriteString("name", l.Name);
-                w.WriteString("address", l.Address.ToString());
-                w.WriteString("service", l.Service);
-                w.WriteString("protocol", l.Protocol == ListenerProtocol.Http ? "http" : "tcp");
-                w.WritePropertyName("routes");
-                using (var routes = JsonDocument.Parse(routesJson))
-                {
-                    routes.RootElement.WriteTo(w);
-                }
-
-                w.WriteEndObject();
-            }
-
+            w.WriteStartObject();
+            w.WriteString("name", ListenerName);
+            w.WriteString("address", "127.0.0.1:0");
+            w.WriteString("service", ServiceName);
+            w.WriteString("protocol", "http");
+            w.WriteStartArray("routes");
+            WriteHeaderRoute(w);
+            WriteSplitRoute(w, options);
             w.WriteEndArray();
+            w.WriteEndObject();
+            w.WriteEndArray();
+
             w.WriteStartArray("services");
-            foreach (var s in config.Services)
-            {
-                w.WriteStartObject();
-                w.WriteString("name", s.Name);
-                WriteEndPoints(w, "endpoints", s.Endpoints);
-                w.WriteStartArray("subsets");
-                foreach (var subset in s.Subsets)
-                {
-                    w.WriteStartObject();
-                    w.WriteString("name", subset.Name);
-                    WriteEndPoints(w, "endpoints", subset.Endpoints);
-                    w.WriteEndObject();
-                }
-
-                w.WriteEndArray();
-                w.WriteEndObject();
-            }
-
+            w.WriteStartObject();
+            w.WriteString("name", ServiceName);
+            w.WriteStartArray("endpoints");
+            w.WriteStringValue(v1.ToString());
+            w.WriteStringValue(v2.ToString());
             w.WriteEndArray();
+            w.WriteStartObject("subsets");
+            w.WriteStartArray("v1");
+            w.WriteStringValue(v1.ToString());
+            w.WriteEndArray();
+            w.WriteStartArray("v2");
+            w.WriteStringValue(v2.ToString());
+            w.WriteEndArray();
+            w.WriteEndObject();
+            w.WriteEndObject();
+            w.WriteEndArray();
+
             w.WriteEndObject();
         }
 
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
-    private static void WriteEndPoints(Utf8JsonWriter w, string name, IReadOnlyList<IPEndPoint> endPoints)
+    /// <summary><c>x-version: v2</c> goes to hello/v2.</summary>
+    private static void WriteHeaderRoute(Utf8JsonWriter w)
     {
-        w.WriteStartArray(name);
-        foreach (var e in endPoints)
+        w.WriteStartObject();
+        w.WriteString("name", HeaderRouteName);
+        w.WriteStartObject("match");
+        w.WriteStartArray("headers");
+        w.WriteStartObject();
+        w.WriteString("name", DemoClient.VersionHeader);
+        w.WriteString("exact", "v2");
+        w.WriteEndObject();
+        w.WriteEndArray();
+        w.WriteEndObject();
+        w.WriteStartObject("action");
+        w.WriteString("service", ServiceName);
+        w.WriteString("subset", "v2");
+        w.WriteEndObject();
+        w.WriteEndObject();
+    }
+
+    /// <summary>Everything else is split over the subsets by weight (--split).</summary>
+    private static void WriteSplitRoute(Utf8JsonWriter w, DemoOptions options)
+    {
+        w.WriteStartObject();
+        w.WriteString("name", SplitRouteName);
+        w.WriteStartObject("action");
+        w.WriteStartArray("split");
+        foreach (var s in options.Split)
         {
-            w.WriteStringValue(e.ToString());
+            w.WriteStartObject();
+            w.WriteString("service", ServiceName);
+            w.WriteString("subset", s.Subset);
+            w.WriteNumber("weight", s.Weight);
+            w.WriteEndObject();
         }
 
         w.WriteEndArray();
+        w.WriteEndObject();
+        w.WriteEndObject();
     }
 }

@@ -52,29 +52,25 @@ public class DemoConfigTests
     }
 
     [Fact]
-    public void Build_Json_ShowsProtocolRoutesAndSubsets()
+    public void Build_PrintedJson_LoadsBackAsTheSameConfiguration()
     {
-        DemoConfig.Build(new DemoOptions(), V1, V2, out var json);
+        var built = DemoConfig.Build(new DemoOptions(), V1, V2, out var json);
 
-        using var doc = JsonDocument.Parse(json);
-        var listener = doc.RootElement.GetProperty("listeners")[0];
-        Assert.Equal("http", listener.GetProperty("protocol").GetString());
-        Assert.Equal("off", doc.RootElement.GetProperty("outboundListen").GetString());
-
-        // The printed routes are the routes the sidecar runs: reading them back gives the same records.
-        var reread = RouteConfigReader.Read(listener.GetProperty("routes"));
-        Assert.True(reread.Ok, string.Join("; ", reread.Errors));
-        var built = DemoConfig.Build(new DemoOptions(), V1, V2, out _).Listeners[0].Routes;
-        Assert.Equal(built.Count, reread.Routes!.Count);
-        for (var i = 0; i < built.Count; i++)
+        // What the banner prints is a config file 'sidecar --config' accepts, and it describes the same sidecar.
+        var reloaded = ConfigLoader.Load(new Dictionary<string, string>(), json);
+        Assert.True(reloaded.Ok, string.Join("; ", reloaded.Errors));
+        Assert.Equal(json, ConfigJson.ToJson(reloaded.Config!));
+        var routes = reloaded.Config!.Listeners[0].Routes;
+        Assert.Equal(built.Listeners[0].Routes.Count, routes.Count);
+        for (var i = 0; i < routes.Count; i++)
         {
-            Assert.Equal(built[i].Name, reread.Routes[i].Name);
-            Assert.Equal(built[i].Action.Destinations, reread.Routes[i].Action.Destinations);
-            Assert.Equal(built[i].Match.Headers, reread.Routes[i].Match.Headers);
+            Assert.Equal(built.Listeners[0].Routes[i].Name, routes[i].Name);
+            Assert.Equal(built.Listeners[0].Routes[i].Action.Destinations, routes[i].Action.Destinations);
+            Assert.Equal(built.Listeners[0].Routes[i].Match.Headers, routes[i].Match.Headers);
         }
 
-        var subsets = doc.RootElement.GetProperty("services")[0].GetProperty("subsets");
-        Assert.Equal("v2", subsets[1].GetProperty("name").GetString());
-        Assert.Equal(V2.ToString(), subsets[1].GetProperty("endpoints")[0].GetString());
+        using var doc = JsonDocument.Parse(json);
+        Assert.Equal("http", doc.RootElement.GetProperty("listeners")[0].GetProperty("protocol").GetString());
+        Assert.Equal(V2.ToString(), doc.RootElement.GetProperty("services")[0].GetProperty("subsets").GetProperty("v2")[0].GetString());
     }
 }
