@@ -40,6 +40,7 @@ internal static class SidecarCommandLine
         RunCommand.Configure(run, stdout, stderr);
         root.Subcommands.Add(run);
         root.Subcommands.Add(Iptables.IptablesCommand.Create());
+        root.Subcommands.Add(Demo.DemoCommand.Create());
         return root;
     }
 }
