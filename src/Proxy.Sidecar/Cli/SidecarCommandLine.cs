@@ -27,7 +27,9 @@ internal static class SidecarCommandLine
             return ExitCodes.Usage;
         }
 
-        return await parse.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr });
+        // On SIGINT/SIGTERM the action's token fires and the process gets this long to stop cleanly (close listeners,
+        // flush the access log) before System.CommandLine ends it; without it the process would end at once with 130.
+        return await parse.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr, ProcessTerminationTimeout = TimeSpan.FromSeconds(10) });
     }
 
     internal static RootCommand Build(TextWriter stdout, TextWriter stderr)
