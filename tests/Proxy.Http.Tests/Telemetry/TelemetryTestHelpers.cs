@@ -7,7 +7,7 @@ namespace Proxy.Http.Tests.Telemetry;
 
 internal static class TelemetryTestHelpers
 {
-    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+    public static readonly TimeSpan TestTimeout = TimeSpan.FromSeconds(10);
 
     public static readonly UpstreamAddress Upstream = new(new IPEndPoint(IPAddress.Parse("10.1.2.3"), 8080));
 
@@ -95,7 +95,7 @@ internal static class TelemetryTestHelpers
         public override void Write(byte[] buffer, int offset, int count)
         {
             WriteStarted.TrySetResult();
-            if (!_released.Wait(Timeout))
+            if (!_released.Wait(TestTimeout))
             {
                 throw new TimeoutException("The test never released the stream.");
             }
