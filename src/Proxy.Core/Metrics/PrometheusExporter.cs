@@ -33,23 +33,19 @@ public sealed class PrometheusExporter : IDisposable
         {
             if (ReferenceEquals(instrument.Meter, _meter))
             {
-                _instruments.TryAdd(instrument, new InstrumentState(instrument));
-                listener.EnableMeasurementEvents(instrument, this);
+                // The instrument's state rides along as the measurement state: no lookup per measurement.
+                var state = _instruments.GetOrAdd(instrument, static i => new InstrumentState(i));
+                listener.EnableMeasurementEvents(instrument, state);
             }
         };
-        _listener.SetMeasurementEventCallback<long>(static (instrument, value, tags, state) => ((PrometheusExporter)state!).Record(instrument, value, tags));
-        _listener.SetMeasurementEventCallback<double>(static (instrument, value, tags, state) => ((PrometheusExporter)state!).Record(instrument, value, tags));
-        _listener.SetMeasurementEventCallback<int>(static (instrument, value, tags, state) => ((PrometheusExporter)state!).Record(instrument, value, tags));
+        _listener.SetMeasurementEventCallback<long>(static (_, value, tags, state) => Record((InstrumentState)state!, value, tags));
+        _listener.SetMeasurementEventCallback<double>(static (_, value, tags, state) => Record((InstrumentState)state!, value, tags));
+        _listener.SetMeasurementEventCallback<int>(static (_, value, tags, state) => Record((InstrumentState)state!, value, tags));
         _listener.Start();
     }
 
-    private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    private static void Record(InstrumentState state, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
-        if (!_instruments.TryGetValue(instrument, out var state))
-        {
-            return;
-        }
-
         var key = new SeriesKey(tags);
         if (!state.Series.TryGetValue(key, out var series))
         {

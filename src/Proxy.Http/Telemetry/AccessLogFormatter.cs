@@ -196,12 +196,13 @@ internal static class AccessLogFormatter
     internal static int FormatRfc3339Utc(DateTimeOffset time, Span<byte> destination)
     {
         var utc = time.UtcDateTime;
+        utc.Deconstruct(out int year, out int month, out int day); // one date computation instead of three
         var d = destination[..24];
-        Digits4(d, 0, utc.Year);
+        Digits4(d, 0, year);
         d[4] = (byte)'-';
-        Digits2(d, 5, utc.Month);
+        Digits2(d, 5, month);
         d[7] = (byte)'-';
-        Digits2(d, 8, utc.Day);
+        Digits2(d, 8, day);
         d[10] = (byte)'T';
         Digits2(d, 11, utc.Hour);
         d[13] = (byte)':';
