@@ -266,11 +266,12 @@ public sealed class PrometheusExporter : IDisposable
 
         public override int GetHashCode()
         {
+            // Values only: an instrument's tag names are almost always the same, so hashing them costs without
+            // spreading the keys (Equals still compares names).
             var hash = new HashCode();
             hash.Add(_count);
             for (var i = 0; i < _count; i++)
             {
-                hash.Add(_names[i]);
                 hash.Add(_values[i]);
             }
 
