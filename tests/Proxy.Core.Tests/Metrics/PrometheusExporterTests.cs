@@ -101,4 +101,25 @@ public class PrometheusExporterTests
 
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
+
+    [Fact]
+    public void Record_EqualValuesFromDifferentObjects_OneSeries()
+    {
+        using var metrics = new ProxyMetrics();
+        using var exporter = new PrometheusExporter(metrics.Meter);
+        var counter = metrics.Meter.CreateCounter<long>("proxy_test_identity");
+        counter.Add(1, new KeyValuePair<string, object?>("service", "db"));
+        for (var i = 0; i < 5000; i++)
+        {
+            // A fresh string each time (past the identity map's cap), and boxed numbers: still one series each.
+            counter.Add(1, new KeyValuePair<string, object?>("service", new string("db".AsSpan())));
+            counter.Add(1, new KeyValuePair<string, object?>("port", 8080));
+        }
+
+        counter.Add(1, new KeyValuePair<string, object?>("service", "db"));
+
+        var text = exporter.Render();
+        Assert.Contains("proxy_test_identity_total{service=\"db\"} 5002\n", text, StringComparison.Ordinal);
+        Assert.Contains("proxy_test_identity_total{port=\"8080\"} 5000\n", text, StringComparison.Ordinal);
+    }
 }
