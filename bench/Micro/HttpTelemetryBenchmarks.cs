@@ -13,6 +13,9 @@ namespace Proxy.Bench.Micro;
 /// log alone (format + enqueue). Expected: 0 B allocated per operation for every benchmark (the access log's writer
 /// thread swaps buffers and writes nothing it allocates). The access log's buffer is large enough that the writer
 /// keeps up; the drop count is printed at cleanup so a run that dropped (cheaper than writing) is visible.
+/// Measured 2026-11-26 (<c>--job short --inProcess</c>, 2-core VM at load average ~10, wall times noisy):
+/// MetricsOnly 692 ns, MetricsAndAccessLog 1061 ns, AccessLogOnly 597 ns, ProxyMade 994 ns; 0 B allocated for all.
+/// In that tight loop the writer thread gets too little CPU and 0.6-15% of entries are dropped.
 /// </summary>
 [MemoryDiagnoser]
 public class HttpTelemetryBenchmarks
