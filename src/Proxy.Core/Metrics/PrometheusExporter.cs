@@ -19,6 +19,9 @@ public sealed class PrometheusExporter : IDisposable
     /// <summary>Tags kept per series: the inline capacity of <see cref="System.Diagnostics.TagList"/>.</summary>
     public const int MaxTags = 8;
 
+    /// <summary>Series remembered by tag identity per instrument (each entry a few hundred bytes).</summary>
+    private const int MaxReferenceEntries = 4096;
+
     private static readonly double[] DefaultBuckets = [0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 
     private readonly MeterListener _listener = new();
@@ -33,30 +36,45 @@ public sealed class PrometheusExporter : IDisposable
         {
             if (ReferenceEquals(instrument.Meter, _meter))
             {
-                _instruments.TryAdd(instrument, new InstrumentState(instrument));
-                listener.EnableMeasurementEvents(instrument, this);
+                // The instrument's state rides along as the measurement state: no lookup per measurement.
+                var state = _instruments.GetOrAdd(instrument, static i => new InstrumentState(i));
+                listener.EnableMeasurementEvents(instrument, state);
             }
         };
-        _listener.SetMeasurementEventCallback<long>(static (instrument, value, tags, state) => ((PrometheusExporter)state!).Record(instrument, value, tags));
-        _listener.SetMeasurementEventCallback<double>(static (instrument, value, tags, state) => ((PrometheusExporter)state!).Record(instrument, value, tags));
-        _listener.SetMeasurementEventCallback<int>(static (instrument, value, tags, state) => ((PrometheusExporter)state!).Record(instrument, value, tags));
+        _listener.SetMeasurementEventCallback<long>(static (_, value, tags, state) => Record((InstrumentState)state!, value, tags));
+        _listener.SetMeasurementEventCallback<double>(static (_, value, tags, state) => Record((InstrumentState)state!, value, tags));
+        _listener.SetMeasurementEventCallback<int>(static (_, value, tags, state) => Record((InstrumentState)state!, value, tags));
         _listener.Start();
     }
 
-    private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    private static void Record(InstrumentState state, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
-        if (!_instruments.TryGetValue(instrument, out var state))
+        var key = new SeriesKey(tags);
+
+        // Fast path: the same tag objects as before (callers pass config strings and interned constants), found by
+        // reference without hashing string contents. Else by value, then remembered by reference (bounded).
+        if (!state.ByReference.TryGetValue(key, out var series))
         {
-            return;
+            series = SlowFind(state, key);
         }
 
-        var key = new SeriesKey(tags);
+        series.Record(value, state.Bounds);
+    }
+
+    private static Series SlowFind(InstrumentState state, SeriesKey key)
+    {
         if (!state.Series.TryGetValue(key, out var series))
         {
             series = state.Series.GetOrAdd(key, static (k, s) => new Series(k.Names(), s.Bounds is { } b ? b.Length + 1 : 0), state);
         }
 
-        series.Record(value, state.Bounds);
+        // Tag values that are fresh objects every time (boxed numbers, built strings) would fill this map: stop at a cap.
+        if (Volatile.Read(ref state.ByReferenceCount) < MaxReferenceEntries && state.ByReference.TryAdd(key, series))
+        {
+            Interlocked.Increment(ref state.ByReferenceCount);
+        }
+
+        return series;
     }
 
     /// <summary>Renders every series in the Prometheus text format.</summary>
@@ -160,6 +178,13 @@ public sealed class PrometheusExporter : IDisposable
         public double[]? Bounds { get; } = BucketsOf(instrument);
         public bool IsGauge { get; } = instrument is UpDownCounter<long> or UpDownCounter<int> or UpDownCounter<double>;
         public ConcurrentDictionary<SeriesKey, Series> Series { get; } = new();
+
+        /// <summary>The same series keyed by the identity of the tag objects (<see cref="ReferenceComparer"/>).</summary>
+        public ConcurrentDictionary<SeriesKey, Series> ByReference { get; } = new(ReferenceComparer.Instance);
+
+#pragma warning disable CA1051 // a field, so it can be updated with Interlocked
+        public int ByReferenceCount;
+#pragma warning restore CA1051
 
         private static double[]? BucketsOf(Instrument instrument)
         {
@@ -268,13 +293,43 @@ public sealed class PrometheusExporter : IDisposable
 
         public override bool Equals(object? obj) => obj is SeriesKey k && Equals(k);
 
+        public bool ReferenceEquals(in SeriesKey other)
+        {
+            if (_count != other._count)
+            {
+                return false;
+            }
+
+            for (var i = 0; i < _count; i++)
+            {
+                if (!object.ReferenceEquals(_names[i], other._names[i]) || !object.ReferenceEquals(_values[i], other._values[i]))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        public int ReferenceHashCode()
+        {
+            var hash = _count;
+            for (var i = 0; i < _count; i++)
+            {
+                hash = (hash * 31) + System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(_values[i]);
+            }
+
+            return hash;
+        }
+
         public override int GetHashCode()
         {
+            // Values only: an instrument's tag names are almost always the same, so hashing them costs without
+            // spreading the keys (Equals still compares names).
             var hash = new HashCode();
             hash.Add(_count);
             for (var i = 0; i < _count; i++)
             {
-                hash.Add(_names[i]);
                 hash.Add(_values[i]);
             }
 
@@ -291,6 +346,19 @@ public sealed class PrometheusExporter : IDisposable
 
             return sb.ToString();
         }
+    }
+
+    /// <summary>
+    /// Compares keys by the identity of their tag names and values, hashing object identities (no string hashing).
+    /// Two keys equal here are equal by value too, so it can only miss, never confuse two series.
+    /// </summary>
+    private sealed class ReferenceComparer : IEqualityComparer<SeriesKey>
+    {
+        public static readonly ReferenceComparer Instance = new();
+
+        public bool Equals(SeriesKey x, SeriesKey y) => x.ReferenceEquals(in y);
+
+        public int GetHashCode(SeriesKey key) => key.ReferenceHashCode();
     }
 
     [System.Runtime.CompilerServices.InlineArray(MaxTags)]

@@ -68,10 +68,10 @@ internal static class AccessLogFormatter
         writer.WriteNumber(Status, record.StatusCode);
         writer.WriteNumber(RequestBytes, record.RequestBytes);
         writer.WriteNumber(ResponseBytes, record.ResponseBytes);
-        writer.WriteNumber(DurationMs, Milliseconds(record.Duration));
+        WriteMilliseconds(writer, DurationMs, record.Duration, scratch);
         if (record.UpstreamDuration is { } upstream)
         {
-            writer.WriteNumber(UpstreamMs, Milliseconds(upstream));
+            WriteMilliseconds(writer, UpstreamMs, upstream, scratch);
         }
         else
         {
@@ -90,8 +90,44 @@ internal static class AccessLogFormatter
         writer.Flush();
     }
 
-    /// <summary>Milliseconds rounded to microseconds: enough for a proxy hop, short in the log.</summary>
-    private static double Milliseconds(TimeSpan span) => Math.Round(span.Ticks / (double)TimeSpan.TicksPerMillisecond, 3);
+    /// <summary>
+    /// Milliseconds with up to three decimals (microsecond resolution: enough for a proxy hop, short in the log),
+    /// formatted as integers: about twice as cheap as formatting a double. Negative spans are written as 0.
+    /// </summary>
+    private static void WriteMilliseconds(Utf8JsonWriter writer, JsonEncodedText name, TimeSpan span, Span<byte> scratch)
+    {
+        var micros = Math.Max(0, (span.Ticks + 5) / 10); // ticks are 100 ns: round to the nearest microsecond
+        var (whole, fraction) = Math.DivRem(micros, 1000);
+        whole.TryFormat(scratch, out var n, provider: System.Globalization.CultureInfo.InvariantCulture);
+        if (fraction != 0)
+        {
+            scratch[n++] = (byte)'.';
+            scratch[n++] = (byte)('0' + (fraction / 100));
+            scratch[n++] = (byte)('0' + (fraction / 10 % 10));
+            scratch[n++] = (byte)('0' + (fraction % 10));
+            while (scratch[n - 1] == (byte)'0')
+            {
+                n--;
+            }
+        }
+
+        writer.WritePropertyName(name);
+        writer.WriteRawValue(scratch[..n], skipInputValidation: true);
+    }
+
+    /// <summary>One duration field as a JSON object (tests; allocates).</summary>
+    internal static string FormatMilliseconds(TimeSpan span)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var writer = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            writer.WriteStartObject();
+            WriteMilliseconds(writer, DurationMs, span, stackalloc byte[64]);
+            writer.WriteEndObject();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
 
     /// <summary>
     /// A byte field from the wire: null when empty (not parsed, or absent), the bytes when valid UTF-8, else the
@@ -196,12 +232,13 @@ internal static class AccessLogFormatter
     internal static int FormatRfc3339Utc(DateTimeOffset time, Span<byte> destination)
     {
         var utc = time.UtcDateTime;
+        utc.Deconstruct(out int year, out int month, out int day); // one date computation instead of three
         var d = destination[..24];
-        Digits4(d, 0, utc.Year);
+        Digits4(d, 0, year);
         d[4] = (byte)'-';
-        Digits2(d, 5, utc.Month);
+        Digits2(d, 5, month);
         d[7] = (byte)'-';
-        Digits2(d, 8, utc.Day);
+        Digits2(d, 8, day);
         d[10] = (byte)'T';
         Digits2(d, 11, utc.Hour);
         d[13] = (byte)':';

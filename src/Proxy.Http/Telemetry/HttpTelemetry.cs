@@ -31,11 +31,9 @@ public sealed class HttpTelemetry : IHttpRequestObserver
 
     public void OnRequestRouted(string listener, string service, string route)
     {
-        var inFlight = _metrics.HttpRequestsInFlight;
-        if (inFlight.Enabled)
-        {
-            inFlight.Add(1, new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("service", service));
-        }
+        // Not guarded by Enabled: the -1 in OnRequestCompleted is not either, so a listener that starts between the two
+        // cannot see the gauge go negative. The forwarder passes the same listener and service in both calls.
+        _metrics.HttpRequestsInFlight.Add(1, new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("service", service));
     }
 
     public void OnRequestCompleted(in HttpRequestRecord record)

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Proxy.Core.Metrics;
 
 namespace Proxy.Core.Tests.Metrics;
@@ -43,5 +44,82 @@ public class PrometheusExporterTests
         using var exporter = new PrometheusExporter(mine.Meter);
         other.ConnectionsOpened.Add(5, ProxyMetrics.Tags("x", "y"));
         Assert.DoesNotContain("listener=\"x\"", exporter.Render(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Render_SixTags_EveryLabelKeptAndSeriesKeptApart()
+    {
+        using var metrics = new ProxyMetrics();
+        using var exporter = new PrometheusExporter(metrics.Meter);
+        var counter = metrics.Meter.CreateCounter<long>("proxy_test_six");
+        var tags = new System.Diagnostics.TagList { { "a", "1" }, { "b", "2" }, { "c", "3" }, { "d", "4" }, { "e", "5" }, { "f", "6" } };
+        counter.Add(1, in tags);
+        counter.Add(1, in tags);
+        tags[5] = new("f", "other");
+        counter.Add(1, in tags);
+
+        var text = exporter.Render();
+
+        Assert.Contains("proxy_test_six_total{a=\"1\",b=\"2\",c=\"3\",d=\"4\",e=\"5\",f=\"6\"} 2\n", text, StringComparison.Ordinal);
+        Assert.Contains("proxy_test_six_total{a=\"1\",b=\"2\",c=\"3\",d=\"4\",e=\"5\",f=\"other\"} 1\n", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Render_HistogramWithBucketAdvice_UsesAdvisedBuckets()
+    {
+        using var metrics = new ProxyMetrics();
+        using var exporter = new PrometheusExporter(metrics.Meter);
+        var histogram = metrics.Meter.CreateHistogram("proxy_test_seconds", "s", "Test.", tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.1] });
+        histogram.Record(0.0002);
+        histogram.Record(0.05);
+        histogram.Record(3);
+
+        var text = exporter.Render();
+
+        Assert.Contains("proxy_test_seconds_bucket{le=\"0.001\"} 1\n", text, StringComparison.Ordinal);
+        Assert.Contains("proxy_test_seconds_bucket{le=\"0.1\"} 2\n", text, StringComparison.Ordinal);
+        Assert.Contains("proxy_test_seconds_bucket{le=\"+Inf\"} 3\n", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("proxy_test_seconds_bucket{le=\"0.5\"}", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Record_ExistingSeries_AllocatesNothing()
+    {
+        using var metrics = new ProxyMetrics();
+        using var exporter = new PrometheusExporter(metrics.Meter);
+        var histogram = metrics.Meter.CreateHistogram<double>("proxy_test_alloc_ms");
+        var tags = new System.Diagnostics.TagList { { "listener", "outbound" }, { "service", "db" }, { "route", "r" }, { "class", "2xx" }, { "error", "" } };
+        metrics.ConnectionsOpened.Add(1, in tags);
+        histogram.Record(1, in tags);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1000; i++)
+        {
+            metrics.ConnectionsOpened.Add(1, in tags);
+            histogram.Record(i, in tags);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
+    public void Record_EqualValuesFromDifferentObjects_OneSeries()
+    {
+        using var metrics = new ProxyMetrics();
+        using var exporter = new PrometheusExporter(metrics.Meter);
+        var counter = metrics.Meter.CreateCounter<long>("proxy_test_identity");
+        counter.Add(1, new KeyValuePair<string, object?>("service", "db"));
+        for (var i = 0; i < 5000; i++)
+        {
+            // A fresh string each time (past the identity map's cap), and boxed numbers: still one series each.
+            counter.Add(1, new KeyValuePair<string, object?>("service", new string("db".AsSpan())));
+            counter.Add(1, new KeyValuePair<string, object?>("port", 8080));
+        }
+
+        counter.Add(1, new KeyValuePair<string, object?>("service", "db"));
+
+        var text = exporter.Render();
+        Assert.Contains("proxy_test_identity_total{service=\"db\"} 5002\n", text, StringComparison.Ordinal);
+        Assert.Contains("proxy_test_identity_total{port=\"8080\"} 5000\n", text, StringComparison.Ordinal);
     }
 }
