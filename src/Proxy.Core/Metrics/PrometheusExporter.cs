@@ -58,7 +58,15 @@ public sealed class PrometheusExporter : IDisposable
             series = SlowFind(state, key);
         }
 
-        series.Record(value, state.Bounds);
+        if (state.IsObservable)
+        {
+            // Observable instruments report their current value (a running total for a counter) when polled.
+            series.Set(value);
+        }
+        else
+        {
+            series.Record(value, state.Bounds);
+        }
     }
 
     private static Series SlowFind(InstrumentState state, SeriesKey key)
@@ -80,6 +88,8 @@ public sealed class PrometheusExporter : IDisposable
     /// <summary>Renders every series in the Prometheus text format.</summary>
     public string Render()
     {
+        // Poll observable instruments (e.g. proxy_process_allocated_bytes) so their series are current.
+        _listener.RecordObservableInstruments();
         var sb = new StringBuilder(4096);
         foreach (var state in _instruments.Values.OrderBy(static s => s.Instrument.Name, StringComparer.Ordinal))
         {
@@ -176,7 +186,12 @@ public sealed class PrometheusExporter : IDisposable
 
         /// <summary>Upper bounds of the buckets (ascending) for a histogram; null for counters and gauges.</summary>
         public double[]? Bounds { get; } = BucketsOf(instrument);
-        public bool IsGauge { get; } = instrument is UpDownCounter<long> or UpDownCounter<int> or UpDownCounter<double>;
+        public bool IsGauge { get; } = instrument is UpDownCounter<long> or UpDownCounter<int> or UpDownCounter<double>
+            or ObservableGauge<long> or ObservableGauge<double> or ObservableUpDownCounter<long> or ObservableUpDownCounter<double>;
+
+        /// <summary>Observable instruments report an absolute value when polled (stored, not added).</summary>
+        public bool IsObservable { get; } = instrument.IsObservable;
+
         public ConcurrentDictionary<SeriesKey, Series> Series { get; } = new();
 
         /// <summary>The same series keyed by the identity of the tag objects (<see cref="ReferenceComparer"/>).</summary>
@@ -213,6 +228,12 @@ public sealed class PrometheusExporter : IDisposable
         public long[] Buckets { get; } = new long[buckets];
         public long Count => Volatile.Read(ref _count);
         public double Sum => BitConverter.Int64BitsToDouble(Volatile.Read(ref _sumBits));
+
+        public void Set(double value)
+        {
+            Volatile.Write(ref _sumBits, BitConverter.DoubleToInt64Bits(value));
+            Interlocked.Increment(ref _count);
+        }
 
         public void Record(double value, double[]? bounds)
         {

@@ -122,4 +122,24 @@ public class PrometheusExporterTests
         Assert.Contains("proxy_test_identity_total{service=\"db\"} 5002\n", text, StringComparison.Ordinal);
         Assert.Contains("proxy_test_identity_total{port=\"8080\"} 5000\n", text, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Render_ObservableInstruments_PolledAndReportedAsTheirCurrentValue()
+    {
+        using var metrics = new ProxyMetrics();
+        using var exporter = new PrometheusExporter(metrics.Meter);
+        long total = 100;
+        metrics.Meter.CreateObservableCounter("proxy_test_observed", () => total, "By", "Observed total.");
+        metrics.Meter.CreateObservableGauge("proxy_test_level", () => 7L, "{item}", "Observed level.");
+
+        var first = exporter.Render();
+        total = 250;
+        var second = exporter.Render();
+
+        Assert.Contains("proxy_test_observed_total 100\n", first, StringComparison.Ordinal);
+        Assert.Contains("proxy_test_observed_total 250\n", second, StringComparison.Ordinal);
+        Assert.Contains("# TYPE proxy_test_level gauge\n", second, StringComparison.Ordinal);
+        Assert.Contains("proxy_test_level 7\n", second, StringComparison.Ordinal);
+        Assert.Contains("proxy_process_allocated_bytes_total ", second, StringComparison.Ordinal);
+    }
 }
