@@ -96,6 +96,21 @@ public sealed class HttpWiringTests : IAsyncLifetime
         return await http.GetStringAsync(Url(host, "admin", "/metrics"));
     }
 
+    private static async Task<string> MetricsWhenAsync(SidecarHost host, Func<string, bool> ready)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (true)
+        {
+            var metrics = await MetricsAsync(host);
+            if (ready(metrics) || DateTime.UtcNow > deadline)
+            {
+                return metrics;
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
     [Fact]
     public async Task ExplicitListener_HeaderRoute_AlwaysV2AndRequestHeadersMutated()
     {
@@ -194,9 +209,11 @@ public sealed class HttpWiringTests : IAsyncLifetime
             Assert.Equal("v2", Assert.Single(response.Headers.GetValues("x-app")));
         }
 
-        var metrics = await MetricsAsync(host);
-        Assert.Contains("proxy_http_requests_total{", metrics, StringComparison.Ordinal);
-        Assert.Contains("service=\"web\"", metrics, StringComparison.Ordinal);
+        // The request is recorded right after its last response byte is flushed: poll until the count is there.
+        var metrics = await MetricsWhenAsync(host, m => m.Contains("proxy_http_request_duration_seconds_count{listener=\"outbound\",service=\"web\",route=\"all-v2\",status_class=\"2xx\"} 5\n", StringComparison.Ordinal));
+        Assert.Contains("proxy_http_requests_total{listener=\"outbound\",service=\"web\",route=\"all-v2\",status_class=\"2xx\",error=\"\"} 5\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("proxy_http_requests_in_flight{listener=\"outbound\",service=\"web\"} 0\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("proxy_http_request_duration_seconds_count{listener=\"outbound\",service=\"web\",route=\"all-v2\",status_class=\"2xx\"} 5\n", metrics, StringComparison.Ordinal);
     }
 
     [Fact]
