@@ -487,6 +487,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 break;
             }
 
+            // Settle the pump before the pool may complete the connection's output it still writes to.
+            var pump = _pumpStarted ? await SettlePumpAsync(cancel: true).ConfigureAwait(false) : PumpOutcome.Completed;
             _forwarder.Pool.Return(connection, reusable: false);
             if (outcome is ResponseOutcome.Closed or ResponseOutcome.Reset && !_responseBytesSeen && _reused && _attempts < 2 && !hasBody && IsIdempotent(_request.Method))
             {
@@ -495,19 +497,15 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 continue;
             }
 
-            if (_pumpStarted)
+            if (pump == PumpOutcome.ClientClosed)
             {
-                var pump = await SettlePumpAsync(cancel: true).ConfigureAwait(false);
-                if (pump == PumpOutcome.ClientClosed)
-                {
-                    _error = ProxyErrors.ClientClosed;
-                    return false;
-                }
+                _error = ProxyErrors.ClientClosed;
+                return false;
+            }
 
-                if (pump == PumpOutcome.BadBody)
-                {
-                    return await RespondBadBodyAsync().ConfigureAwait(false);
-                }
+            if (pump == PumpOutcome.BadBody)
+            {
+                return await RespondBadBodyAsync().ConfigureAwait(false);
             }
 
             return await RespondUpstreamFailureAsync(outcome, hasBody).ConfigureAwait(false);
@@ -525,12 +523,14 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         if (response.StatusCode == 101 && !_request.IsUpgrade)
         {
             upstream.Input.AdvanceTo(_responseHeadEnd);
-            _forwarder.Pool.Return(connection, reusable: false);
             _badResponseReason = "101 to a request that did not ask to upgrade";
             if (_pumpStarted)
             {
                 await SettlePumpAsync(cancel: true).ConfigureAwait(false);
             }
+
+            // Only now that the pump is settled: the pool may complete the connection's output.
+            _forwarder.Pool.Return(connection, reusable: false);
 
             return await RespondUpstreamFailureAsync(ResponseOutcome.BadResponse, hasBody).ConfigureAwait(false);
         }
