@@ -88,6 +88,16 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private bool _proxyMade;
     private bool _abortClient;
 
+    // The exchange in flight (set by StartExchangeAsync/AttemptAsync, read after the response wait in RunAsync).
+    private PooledConnection? _connection;
+    private bool _hasBody;
+    private UpstreamAddress _address;
+    private HeaderMutations _requestMutations = HeaderMutations.None;
+    private HeaderMutations _responseMutations = HeaderMutations.None;
+    private Endpoint? _pickedEndpoint;
+    private long _endpointToken;
+    private long _headWritten;
+
     // Copies of method, target and authority for the record (the head's spans die when the head is consumed).
     private byte[]? _recordScratch;
     private int _methodLength;
@@ -127,6 +137,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
     private enum ResponseOutcome : byte
     {
+        Pending,
         Parsed,
         Closed,
         Reset,
@@ -143,6 +154,13 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         BadResponse,
         ClientClosed,
         Cancelled,
+    }
+
+    private enum Step : byte
+    {
+        Close,
+        KeepAlive,
+        AwaitResponse,
     }
 
     private enum PumpOutcome : byte
@@ -163,9 +181,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
         try
         {
-            while (!_cancelled && await ProcessRequestAsync().ConfigureAwait(false))
-            {
-            }
+            await RequestLoopAsync().ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -196,44 +212,97 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         }
     }
 
-    /// <summary>Serves one request; true when the client connection can carry another.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> ProcessRequestAsync()
+    /// <summary>
+    /// The request loop. The two waits of a usual exchange (the client's next request head, the upstream's
+    /// response) are awaited here, directly in this connection-lifetime method, so that its state machine is the
+    /// only one that suspends (allocated once per connection). Once data is there, the per-request steps run on
+    /// the buffered bytes and complete synchronously (pooled builders allocate nothing when they do not suspend);
+    /// only rare paths (a head split over reads, big or chunked bodies, 1xx, tunnels, retries, errors) suspend
+    /// in their own methods.
+    /// </summary>
+    private async Task RequestLoopAsync()
     {
-        var head = await ReadRequestHeadAsync().ConfigureAwait(false);
-        if (head == HeadOutcome.Closed)
+        var input = _client.Input;
+        while (!_cancelled)
         {
-            return false;
-        }
+            // 1. Wait for the next request's first bytes; leave them unexamined so the parse reads them at once.
+            ArmIdleTimer();
+            var closed = false;
+            try
+            {
+                var peek = await input.ReadAsync().ConfigureAwait(false);
+                input.AdvanceTo(peek.Buffer.Start);
+                closed = peek.IsCanceled && (_idleTimedOut || _cancelled);
+            }
+            catch (Exception ex) when (IsConnectionError(ex))
+            {
+                closed = true;
+            }
 
-        if (head == HeadOutcome.Invalid)
-        {
-            return false;
-        }
+            if (closed)
+            {
+                DisarmIdleTimer();
+                return;
+            }
 
-        BeginRequest();
+            if (await ReadRequestHeadAsync().ConfigureAwait(false) != HeadOutcome.Parsed)
+            {
+                return;
+            }
 
-        var keepAlive = false;
-        try
-        {
-            keepAlive = await RouteAndForwardAsync().ConfigureAwait(false);
-        }
-        finally
-        {
-            ConsumeRequestHead();
-            CompleteRequest();
-        }
+            BeginRequest();
+            var keepAlive = false;
+            try
+            {
+                var step = await StartExchangeAsync().ConfigureAwait(false);
+                if (step == Step.AwaitResponse)
+                {
+                    // 5. Wait for the upstream's first response bytes, likewise left unexamined for the parse.
+                    var upstreamInput = _connection!.Connection.Transport.Input;
+                    var early = ResponseOutcome.Pending;
+                    try
+                    {
+                        var peek = await upstreamInput.ReadAsync().ConfigureAwait(false);
+                        upstreamInput.AdvanceTo(peek.Buffer.Start);
+                        if (peek.IsCanceled)
+                        {
+                            early = _responseTimedOut ? ResponseOutcome.Timeout : _cancelled ? ResponseOutcome.Cancelled : ResponseOutcome.Pending;
+                        }
+                    }
+                    catch (Exception ex) when (IsConnectionError(ex))
+                    {
+                        early = ResponseOutcome.Reset;
+                    }
 
-        return keepAlive && !_cancelled;
+                    step = await CompleteExchangeAsync(early).ConfigureAwait(false) ? Step.KeepAlive : Step.Close;
+                }
+
+                keepAlive = step == Step.KeepAlive;
+            }
+            finally
+            {
+                EndEndpointRequest();
+                ConsumeRequestHead();
+                CompleteRequest();
+            }
+
+            if (!keepAlive)
+            {
+                return;
+            }
+        }
     }
+
+    private static bool IsConnectionError(Exception ex) =>
+        ex is IOException or ConnectionAbortedException or ObjectDisposedException or InvalidOperationException;
 
     // ---- 1. request head -------------------------------------------------------------------------
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<HeadOutcome> ReadRequestHeadAsync()
     {
+        // The idle timer was armed by RequestLoopAsync before it waited for the first bytes.
         var input = _client.Input;
-        ArmIdleTimer();
         try
         {
             while (true)
@@ -323,7 +392,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     // ---- 2. routing ------------------------------------------------------------------------------
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> RouteAndForwardAsync()
+    private async ValueTask<Step> StartExchangeAsync()
     {
         var requestMutations = HeaderMutations.None;
         var responseMutations = HeaderMutations.None;
@@ -334,7 +403,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         {
             if (!routes.TryMatch(_request, out var route))
             {
-                return await RespondAsync(404, ProxyErrors.NoRoute, RouteTable.DescribeNoRoute(_request, _forwarder.Listener)).ConfigureAwait(false);
+                return ToStep(await RespondAsync(404, ProxyErrors.NoRoute, RouteTable.DescribeNoRoute(_request, _forwarder.Listener)).ConfigureAwait(false));
             }
 
             _route = route.Name;
@@ -351,7 +420,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             if (service is null)
             {
-                return await RespondAsync(503, ProxyErrors.NoEndpoint, DescribeNoEndpoint(route.Name)).ConfigureAwait(false);
+                return ToStep(await RespondAsync(503, ProxyErrors.NoEndpoint, DescribeNoEndpoint(route.Name)).ConfigureAwait(false));
             }
         }
         else if (routing.Service is { } fixedService)
@@ -377,18 +446,25 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _endpoint = address;
         _routed = true;
         _observer.OnRequestRouted(_forwarder.Listener, _service, _route);
-        var token = endpoint?.OnRequestStart() ?? 0;
-        var keepAlive = false;
-        try
-        {
-            keepAlive = await ExchangeAsync(address, requestMutations, responseMutations).ConfigureAwait(false);
-        }
-        finally
-        {
-            endpoint?.OnRequestEnd(token, _error is null);
-        }
+        // Ended by EndEndpointRequest (RequestLoopAsync's finally), whatever happens from here on.
+        _pickedEndpoint = endpoint;
+        _endpointToken = endpoint?.OnRequestStart() ?? 0;
+        _address = address;
+        _requestMutations = requestMutations;
+        _responseMutations = responseMutations;
+        _hasBody = _request.BodyKind == Http1BodyKind.Chunked || (_request.BodyKind == Http1BodyKind.ContentLength && _request.ContentLength > 0);
+        return await AttemptAsync().ConfigureAwait(false);
+    }
 
-        return keepAlive;
+    private static Step ToStep(bool keepAlive) => keepAlive ? Step.KeepAlive : Step.Close;
+
+    private void EndEndpointRequest()
+    {
+        if (_pickedEndpoint is { } endpoint)
+        {
+            _pickedEndpoint = null;
+            endpoint.OnRequestEnd(_endpointToken, _error is null);
+        }
     }
 
     private string DescribeNoEndpoint(string route)
@@ -441,25 +517,31 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
     // ---- 3-8. the upstream exchange ---------------------------------------------------------------
 
+    /// <summary>
+    /// One attempt: rents an upstream connection, writes the request head, starts the body pump and arms the
+    /// response timer. <see cref="Step.AwaitResponse"/> with <see cref="_connection"/> set, or the request was
+    /// answered by the proxy. Completes synchronously when an idle connection exists and the flush does.
+    /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> ExchangeAsync(UpstreamAddress address, HeaderMutations requestMutations, HeaderMutations responseMutations)
+    private async ValueTask<Step> AttemptAsync()
     {
-        var hasBody = _request.BodyKind == Http1BodyKind.Chunked || (_request.BodyKind == Http1BodyKind.ContentLength && _request.ContentLength > 0);
-        PooledConnection connection;
+        var address = _address;
+        var hasBody = _hasBody;
         while (true)
         {
             _attempts++;
             _responseBytesSeen = false;
-            var rent = await _forwarder.Pool.RentAsync(address, _cancellationToken).ConfigureAwait(false);
+            var renting = _forwarder.Pool.RentAsync(address, _cancellationToken);
+            var rent = renting.IsCompletedSuccessfully ? renting.Result : await renting.ConfigureAwait(false);
             if (!rent.IsSuccess)
             {
-                return await RespondConnectFailureAsync(rent.Failure, hasBody).ConfigureAwait(false);
+                return ToStep(await RespondConnectFailureAsync(rent.Failure, hasBody).ConfigureAwait(false));
             }
 
-            connection = rent.Connection!;
+            var connection = rent.Connection!;
             _reused = connection.IsReused;
             var upstream = connection.Connection.Transport;
-            WriteRequestHead(upstream.Output, requestMutations);
+            WriteRequestHead(upstream.Output, _requestMutations);
             if (!await FlushUpstreamAsync(upstream.Output).ConfigureAwait(false))
             {
                 // The pooled connection was dead before a byte left: always safe to retry once.
@@ -470,50 +552,81 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                     continue;
                 }
 
-                return await RespondUpstreamFailureAsync(ResponseOutcome.Reset, hasBody).ConfigureAwait(false);
+                return ToStep(await RespondUpstreamFailureAsync(ResponseOutcome.Reset, hasBody).ConfigureAwait(false));
             }
 
-            var headWritten = _time.GetTimestamp();
+            _headWritten = _time.GetTimestamp();
             if (hasBody)
             {
                 ConsumeRequestHead();
                 StartPump(upstream.Output, connection.Connection);
             }
 
-            var outcome = await ReadFinalResponseHeadAsync(upstream.Input, headWritten).ConfigureAwait(false);
-            if (outcome == ResponseOutcome.Parsed)
+            _connection = connection;
+            ArmResponseTimer(upstream.Input, _headWritten);
+            return Step.AwaitResponse;
+        }
+    }
+
+    /// <summary>
+    /// After the first response bytes arrived (or <paramref name="early"/> says why none will): reads the final
+    /// response head, retries once on the reuse race, forwards the response. True when the client connection stays usable.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> CompleteExchangeAsync(ResponseOutcome early)
+    {
+        var hasBody = _hasBody;
+        while (true)
+        {
+            var connection = _connection!;
+            ResponseOutcome outcome;
+            if (early == ResponseOutcome.Pending)
             {
-                _upstreamDuration = _time.GetElapsedTime(headWritten);
-                break;
+                outcome = await ReadFinalResponseHeadAsync(connection.Connection.Transport.Input).ConfigureAwait(false);
+            }
+            else
+            {
+                DisarmResponseTimer();
+                outcome = early;
+                early = ResponseOutcome.Pending;
             }
 
+            if (outcome == ResponseOutcome.Parsed)
+            {
+                _upstreamDuration = _time.GetElapsedTime(_headWritten);
+                return await ForwardResponseAsync(connection, _responseMutations, hasBody).ConfigureAwait(false);
+            }
+
+            // Settle the pump before the pool may complete the connection's output it still writes to.
+            var pump = _pumpStarted ? await SettlePumpAsync(cancel: true).ConfigureAwait(false) : PumpOutcome.Completed;
+            _connection = null;
             _forwarder.Pool.Return(connection, reusable: false);
             if (outcome is ResponseOutcome.Closed or ResponseOutcome.Reset && !_responseBytesSeen && _reused && _attempts < 2 && !hasBody && IsIdempotent(_request.Method))
             {
                 // The reuse race: the upstream closed its idle connection while our request was on the way.
-                Log.Retrying(_forwarder.Logger, address);
+                Log.Retrying(_forwarder.Logger, _address);
+                var step = await AttemptAsync().ConfigureAwait(false);
+                if (step != Step.AwaitResponse)
+                {
+                    return step == Step.KeepAlive;
+                }
+
                 continue;
             }
 
-            if (_pumpStarted)
+            if (pump == PumpOutcome.ClientClosed)
             {
-                var pump = await SettlePumpAsync(cancel: true).ConfigureAwait(false);
-                if (pump == PumpOutcome.ClientClosed)
-                {
-                    _error = ProxyErrors.ClientClosed;
-                    return false;
-                }
+                _error = ProxyErrors.ClientClosed;
+                return false;
+            }
 
-                if (pump == PumpOutcome.BadBody)
-                {
-                    return await RespondBadBodyAsync().ConfigureAwait(false);
-                }
+            if (pump == PumpOutcome.BadBody)
+            {
+                return await RespondBadBodyAsync().ConfigureAwait(false);
             }
 
             return await RespondUpstreamFailureAsync(outcome, hasBody).ConfigureAwait(false);
         }
-
-        return await ForwardResponseAsync(connection, responseMutations, hasBody).ConfigureAwait(false);
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
@@ -525,12 +638,14 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         if (response.StatusCode == 101 && !_request.IsUpgrade)
         {
             upstream.Input.AdvanceTo(_responseHeadEnd);
-            _forwarder.Pool.Return(connection, reusable: false);
             _badResponseReason = "101 to a request that did not ask to upgrade";
             if (_pumpStarted)
             {
                 await SettlePumpAsync(cancel: true).ConfigureAwait(false);
             }
+
+            // Only now that the pump is settled: the pool may complete the connection's output.
+            _forwarder.Pool.Return(connection, reusable: false);
 
             return await RespondUpstreamFailureAsync(ResponseOutcome.BadResponse, hasBody).ConfigureAwait(false);
         }
@@ -890,9 +1005,9 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     // ---- 5. response head ------------------------------------------------------------------------
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<ResponseOutcome> ReadFinalResponseHeadAsync(PipeReader input, long headWritten)
+    private async ValueTask<ResponseOutcome> ReadFinalResponseHeadAsync(PipeReader input)
     {
-        ArmResponseTimer(input, headWritten);
+        // The response timer was armed by AttemptAsync when the request head left.
         try
         {
             while (true)
@@ -1243,6 +1358,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _proxyMade = false;
         _sent100 = false;
         _pumpStarted = false;
+        _connection = null;
+        _pickedEndpoint = null;
         _bodyError = null;
         _badResponseReason = null;
         _methodLength = 0;

@@ -191,14 +191,16 @@ internal sealed class ForwarderHarness : IAsyncDisposable
     private readonly KestrelServer _server;
     private readonly SocketTransportFactory _transport;
 
-    private ForwarderHarness(KestrelServer server, SocketTransportFactory transport, IPEndPoint endPoint, Http1Forwarder forwarder, RecordingObserver observer, TestUpstreamPool pool)
+    private readonly TestUpstreamPool? _testPool;
+
+    private ForwarderHarness(KestrelServer server, SocketTransportFactory transport, IPEndPoint endPoint, Http1Forwarder forwarder, RecordingObserver observer, TestUpstreamPool? pool)
     {
         _server = server;
         _transport = transport;
         EndPoint = endPoint;
         Forwarder = forwarder;
         Observer = observer;
-        Pool = pool;
+        _testPool = pool;
     }
 
     public IPEndPoint EndPoint { get; }
@@ -209,13 +211,20 @@ internal sealed class ForwarderHarness : IAsyncDisposable
 
     public RecordingObserver Observer { get; }
 
-    public TestUpstreamPool Pool { get; }
+    /// <summary>The test pool (not available when the harness was started over another pool).</summary>
+    public TestUpstreamPool Pool => _testPool ?? throw new InvalidOperationException("This harness forwards over a caller-owned pool.");
 
-    public static async Task<ForwarderHarness> StartAsync(Http1Routing routing, Http1ForwarderOptions? options = null, string listener = "test")
+    /// <summary>
+    /// Starts the forwarder. With <paramref name="pool"/> it forwards over that (caller-owned) pool instead of a
+    /// <see cref="TestUpstreamPool"/>; with <paramref name="record"/> false the options' observer is kept
+    /// (<see cref="Observer"/> then sees nothing), e.g. for allocation measurements.
+    /// </summary>
+    public static async Task<ForwarderHarness> StartAsync(Http1Routing routing, Http1ForwarderOptions? options = null, string listener = "test", IUpstreamPool? pool = null, bool record = true)
     {
         var observer = new RecordingObserver();
-        var pool = new TestUpstreamPool();
-        var forwarder = new Http1Forwarder(listener, pool, (options ?? new Http1ForwarderOptions()) with { Observer = observer });
+        var testPool = pool is null ? new TestUpstreamPool() : null;
+        options ??= new Http1ForwarderOptions();
+        var forwarder = new Http1Forwarder(listener, pool ?? testPool!, record ? options with { Observer = observer } : options);
         var kestrelOptions = new KestrelServerOptions();
         ListenOptions? listen = null;
         kestrelOptions.Listen(new IPEndPoint(IPAddress.Loopback, 0), lo =>
@@ -226,7 +235,7 @@ internal sealed class ForwarderHarness : IAsyncDisposable
         var transport = new SocketTransportFactory(null, NullLoggerFactory.Instance);
         var server = new KestrelServer(Options.Create(kestrelOptions), transport, NullLoggerFactory.Instance);
         await server.StartAsync(new UnreachableApplication(), CancellationToken.None).WaitAsync(Timeouts.Short);
-        return new ForwarderHarness(server, transport, listen!.IPEndPoint!, forwarder, observer, pool);
+        return new ForwarderHarness(server, transport, listen!.IPEndPoint!, forwarder, observer, testPool);
     }
 
     public HttpClient CreateClient()
@@ -241,7 +250,7 @@ internal sealed class ForwarderHarness : IAsyncDisposable
         await _server.StopAsync(stop.Token).WaitAsync(Timeouts.Short);
         _server.Dispose();
         _transport.Dispose();
-        Pool.Dispose();
+        _testPool?.Dispose();
     }
 
     private sealed class UnreachableApplication : IHttpApplication<object>
