@@ -10,8 +10,16 @@ public sealed class DemoClientTests : IAsyncLifetime
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
     private DemoUpstreams? _upstreams;
 
-    public async Task InitializeAsync() =>
+    public async Task InitializeAsync()
+    {
         _upstreams = await DemoUpstreams.StartAsync(NullLoggerFactory.Instance, CancellationToken.None).WaitAsync(Timeout);
+
+        // Warm both versions and the HTTP stack: on a loaded CI machine a cold first request can take a second,
+        // longer than the short runs below.
+        using var warm = new HttpClient { Timeout = Timeout };
+        (await warm.GetAsync(new Uri($"http://{_upstreams.V1}/")).WaitAsync(Timeout)).Dispose();
+        (await warm.GetAsync(new Uri($"http://{_upstreams.V2}/")).WaitAsync(Timeout)).Dispose();
+    }
 
     public async Task DisposeAsync()
     {
@@ -34,7 +42,7 @@ public sealed class DemoClientTests : IAsyncLifetime
     public async Task RunAsync_Rate_SendsNoMoreThanScheduled()
     {
         var started = Stopwatch.GetTimestamp();
-        var snapshot = await RunAsync(new Uri($"http://{_upstreams!.V1}/"), new DemoOptions { RequestsPerSecond = 40, Concurrency = 4 }, TimeSpan.FromSeconds(1));
+        var snapshot = await RunAsync(new Uri($"http://{_upstreams!.V1}/"), new DemoOptions { RequestsPerSecond = 40, Concurrency = 4 }, TimeSpan.FromSeconds(2));
         var elapsed = Stopwatch.GetElapsedTime(started);
 
         var v1 = snapshot[DemoTarget.V1];
@@ -50,7 +58,7 @@ public sealed class DemoClientTests : IAsyncLifetime
     public async Task RunAsync_HeaderShare_AllOrNone(double share)
     {
         var snapshot = await RunAsync(
-            new Uri($"http://{_upstreams!.V2}/"), new DemoOptions { RequestsPerSecond = 0, Concurrency = 2, HeaderShare = share }, TimeSpan.FromMilliseconds(300));
+            new Uri($"http://{_upstreams!.V2}/"), new DemoOptions { RequestsPerSecond = 0, Concurrency = 2, HeaderShare = share }, TimeSpan.FromSeconds(1));
 
         var v2 = snapshot[DemoTarget.V2];
         Assert.True(v2.Requests > 0);
