@@ -77,7 +77,9 @@ public sealed class UpstreamPoolStressTests
         Assert.InRange(maxOpen, 1, Max);
         Assert.Equal(0, stats.Waiting);
         Assert.Equal(stats.Open, stats.Idle);
-        Assert.InRange(stats.Idle, 1, 2);
+        // At most MaxIdlePerEndpoint kept; none when the last exchange on each open connection happened to be one of
+        // the non-reusable returns (every seventh), so 0 is a legitimate end state.
+        Assert.InRange(stats.Idle, 0, 2);
 
         // Every connection the server accepted was created by the pool, and every one of them is either still
         // idle or was discarded for a reason we know.
