@@ -151,7 +151,7 @@ internal sealed class HttpReport
         }
 
         RenderInvalid(md);
-        RenderFailures(md);
+        L4Report.RenderFailures(md, _failures);
         if (_notes.Count > 0)
         {
             md.AppendLine();
@@ -319,33 +319,6 @@ internal sealed class HttpReport
         foreach (var s in invalid)
         {
             md.AppendLine(CultureInfo.InvariantCulture, $"- {s.Peer}, {s.Variant}, round {s.Round + 1}: {s.Wrk.InvalidReason} ({s.Wrk.Requests} requests, {s.Wrk.RequestsPerSecond:F0} req/s)");
-        }
-    }
-
-    private void RenderFailures(StringBuilder md)
-    {
-        if (_failures.Count == 0)
-        {
-            return;
-        }
-
-        md.AppendLine();
-        md.AppendLine("## Failures");
-        md.AppendLine();
-        foreach (var (peer, message) in _failures)
-        {
-            var lines = message.Split('\n');
-            md.AppendLine(CultureInfo.InvariantCulture, $"- **{peer}**: {lines[0]}");
-            if (lines.Length > 1)
-            {
-                md.AppendLine("  ```");
-                foreach (var line in lines.Skip(1).TakeLast(15))
-                {
-                    md.AppendLine(CultureInfo.InvariantCulture, $"  {line}");
-                }
-
-                md.AppendLine("  ```");
-            }
         }
     }
 

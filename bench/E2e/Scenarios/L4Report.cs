@@ -123,7 +123,7 @@ internal sealed class L4Report
 
         RenderThroughput(md);
         RenderStartup(md);
-        RenderFailures(md);
+        RenderFailures(md, _failures);
 
         md.AppendLine();
         md.AppendLine("How to read: Gbit/s is iperf3's `end.sum_received` rate; CPU is the proxy process's utime+stime (+ reaped children)");
@@ -236,9 +236,10 @@ internal sealed class L4Report
         }
     }
 
-    private void RenderFailures(StringBuilder md)
+    /// <summary>The "Failures" section shared by every scenario's report: first line inline, process output in a code block.</summary>
+    internal static void RenderFailures(StringBuilder md, IReadOnlyList<(string Peer, string Message)> failures)
     {
-        if (_failures.Count == 0)
+        if (failures.Count == 0)
         {
             return;
         }
@@ -246,7 +247,7 @@ internal sealed class L4Report
         md.AppendLine();
         md.AppendLine("## Failures");
         md.AppendLine();
-        foreach (var (peer, message) in _failures)
+        foreach (var (peer, message) in failures)
         {
             // Keep the table readable: first line inline, the rest (process output) in a code block.
             var lines = message.Split('\n');

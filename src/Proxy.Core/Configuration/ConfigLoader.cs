@@ -286,14 +286,7 @@ public static class ConfigLoader
         var name = ReadString(e, "name", key, errors);
         var addressText = ReadString(e, "address", key, errors);
         var ok = true;
-        IReadOnlyList<RouteConfig> routes = [];
-        if (e.TryGetProperty("routes", out var routesElement))
-        {
-            var read = RouteConfigReader.Read(routesElement, $"{key}.routes");
-            errors.AddRange(read.Errors);
-            ok &= read.Ok;
-            routes = read.Routes ?? [];
-        }
+        var routes = ReadRoutes(e, key, errors, ref ok);
 
         // A listener that routes needs no default service; one that does not must name it.
         string? service = "";
@@ -429,14 +422,7 @@ public static class ConfigLoader
 
         var subsets = ReadSubsets(e, key, endpoints, errors, ref ok);
 
-        IReadOnlyList<RouteConfig> routes = [];
-        if (e.TryGetProperty("routes", out var routesElement))
-        {
-            var read = RouteConfigReader.Read(routesElement, $"{key}.routes");
-            errors.AddRange(read.Errors);
-            ok &= read.Ok;
-            routes = read.Routes ?? [];
-        }
+        var routes = ReadRoutes(e, key, errors, ref ok);
 
         if (ok && name is not null && addresses is not null && endpoints is not null)
         {
@@ -451,6 +437,20 @@ public static class ConfigLoader
             });
             draft.ServiceKeys.Add(key);
         }
+    }
+
+    /// <summary>The optional "routes" array of a listener or service (see <see cref="RouteConfigReader"/>); empty when absent.</summary>
+    private static IReadOnlyList<RouteConfig> ReadRoutes(JsonElement e, string key, List<string> errors, ref bool ok)
+    {
+        if (!e.TryGetProperty("routes", out var routes))
+        {
+            return [];
+        }
+
+        var read = RouteConfigReader.Read(routes, $"{key}.routes");
+        errors.AddRange(read.Errors);
+        ok &= read.Ok;
+        return read.Routes ?? [];
     }
 
     /// <summary>"subsets": { "v1": ["ip:port", ...], "v2": [...] }; every address must be one of the service's endpoints.</summary>
