@@ -190,7 +190,9 @@ public class ProtocolDetectorTests
     public async Task DetectAsync_PrefixThenFin_ClientClosedWithWaiterElseTimeout()
     {
         using var metrics = new ProxyMetrics();
-        var detector = NewDetector(metrics, TimeSpan.FromMilliseconds(UseWaiter ? 30_000 : 300));
+        // The fallback's timeout must leave it time to poll the queued bytes at least once on a loaded CI machine
+        // (300 ms was seen to expire before its first poll after the bytes arrived).
+        var detector = NewDetector(metrics, TimeSpan.FromMilliseconds(UseWaiter ? 30_000 : 2_000));
         using var pair = await Pair.CreateAsync();
         var detection = detector.DetectAsync(pair.Accepted, 8080).AsTask();
         await pair.Client.SendAllAsync("POS"u8.ToArray());
