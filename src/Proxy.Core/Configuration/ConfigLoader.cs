@@ -14,6 +14,7 @@ internal sealed class ConfigDraft
     public IPEndPoint? AdminListen;
     public int ReadBufferSize;
     public int IoQueues;
+    public int IoThreads;
     public int Backlog;
     public bool NoDelay;
     public bool InlineScheduling;
@@ -50,6 +51,7 @@ internal sealed class ConfigDraft
         AdminListen = d.AdminListen;
         ReadBufferSize = d.Transport.ReadBufferSize;
         IoQueues = d.Transport.IoQueues;
+        IoThreads = d.Transport.IoThreads;
         Backlog = d.Transport.Backlog;
         NoDelay = d.Transport.NoDelay;
         InlineScheduling = d.Transport.InlineScheduling;
@@ -80,6 +82,7 @@ internal sealed class ConfigDraft
         {
             ReadBufferSize = ReadBufferSize,
             IoQueues = IoQueues,
+            IoThreads = IoThreads,
             Backlog = Backlog,
             NoDelay = NoDelay,
             InlineScheduling = InlineScheduling,

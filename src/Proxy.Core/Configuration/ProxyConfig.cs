@@ -44,6 +44,9 @@ public sealed record TransportConfig
     /// <summary>IO queues the transport schedules on; 0 schedules on the thread pool.</summary>
     public int IoQueues { get; init; } = Math.Min(Environment.ProcessorCount, 16);
 
+    /// <summary>Event-loop threads (Linux epoll) that drive every socket; 0 uses .NET's socket engine.</summary>
+    public int IoThreads { get; init; } = 1;
+
     public int Backlog { get; init; } = 512;
 
     public bool NoDelay { get; init; } = true;

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
+using Proxy.Core.Transport.Epoll;
 
 namespace Proxy.Core.Transport;
 
@@ -74,6 +75,7 @@ public sealed partial class SocketConnection : ConnectionContext,
     private IDuplexPipe? _originalAppTransport;
     private SocketAwaitableEventArgs? _receiver;
     private SocketAwaitableEventArgs? _sender;
+    private EpollSocket? _epoll;
     private Task _receiveTask = Task.CompletedTask;
     private Task _sendTask = Task.CompletedTask;
 
@@ -82,15 +84,22 @@ public sealed partial class SocketConnection : ConnectionContext,
     private CancellationToken _connectionClosed;
 
     internal SocketConnection(Socket socket, SocketConnectionSettings settings)
+        : this(socket, settings, epoll: null, remoteEndPoint: null)
+    {
+    }
+
+    /// <summary>A connection over a socket already registered with an event loop (a dialled upstream).</summary>
+    internal SocketConnection(Socket socket, SocketConnectionSettings settings, EpollSocket? epoll, EndPoint? remoteEndPoint)
     {
         _socket = socket;
         _settings = settings;
+        _epoll = epoll;
         _numericId = Interlocked.Increment(ref s_lastConnectionId);
         _connectionClosed = _closedSource.Token;
 
         // Cache the endpoints now: they cannot be read once the socket is closed or taken over.
         LocalEndPoint = socket.LocalEndPoint;
-        RemoteEndPoint = socket.RemoteEndPoint;
+        RemoteEndPoint = remoteEndPoint ?? socket.RemoteEndPoint;
 
         _features = new FeatureCollection(12);
         _features.Set<IConnectionIdFeature>(this);
@@ -184,13 +193,41 @@ public sealed partial class SocketConnection : ConnectionContext,
             _outputPipe = new Pipe(outputOptions);
             _originalAppTransport = new DuplexPipe(_inputPipe.Reader, _outputPipe.Writer);
             _appTransport = _originalAppTransport;
-            _receiver = new SocketAwaitableEventArgs(_settings.SocketScheduler);
-            _sender = new SocketAwaitableEventArgs(_settings.SocketScheduler);
+            if (_epoll is null && _settings.Loops is { } loops && Volatile.Read(ref _socketClosed) == 0)
+            {
+                try
+                {
+                    var epoll = new EpollSocket(_socket);
+
+                    // A failed registration (the socket was reset meanwhile) surfaces as the first receive's error.
+                    _ = epoll.Register(loops.Pick());
+                    _epoll = epoll;
+                }
+                catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
+                {
+                    // Closed under us: the socket engine's path below reports it like any closed socket.
+                }
+            }
+
+            if (_epoll is null)
+            {
+                _receiver = new SocketAwaitableEventArgs(_settings.SocketScheduler);
+                _sender = new SocketAwaitableEventArgs(_settings.SocketScheduler);
+            }
+
             Volatile.Write(ref _state, StateStarted);
         }
 
-        _receiveTask = ReceiveLoopAsync();
-        _sendTask = SendLoopAsync();
+        if (_epoll is { } io)
+        {
+            _receiveTask = EpollReceiveLoopAsync(io);
+            _sendTask = EpollSendLoopAsync(io);
+        }
+        else
+        {
+            _receiveTask = ReceiveLoopAsync();
+            _sendTask = SendLoopAsync();
+        }
     }
 
     /// <inheritdoc/>
@@ -475,6 +512,9 @@ public sealed partial class SocketConnection : ConnectionContext,
         }
 
         _socket.Dispose();
+
+        // Wake the epoll loops, if they wait: their next system call fails and they end.
+        _epoll?.OnClosed();
 
         // Token callbacks are user code: never run them on the socket thread (they may block).
         ThreadPool.UnsafeQueueUserWorkItem(static c => c.FireConnectionClosed(), this, preferLocal: false);

@@ -1,6 +1,7 @@
 using System.IO.Pipelines;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Proxy.Core.Transport.Epoll;
 
 namespace Proxy.Core.Transport;
 
@@ -28,6 +29,7 @@ internal sealed class SocketConnectionSettings : IDisposable
         }
 
         Logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Proxy.Core.Transport.SocketConnection");
+        Loops = options.IoThreads > 0 && EpollLoopGroup.IsSupported ? EpollLoopGroup.GetShared(options.IoThreads, Logger) : null;
         _appScheduler = options.InlineScheduling ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
         _ioQueues = new IoQueue[options.InlineScheduling ? 0 : options.IoQueueCount];
         for (var i = 0; i < _ioQueues.Length; i++)
@@ -45,6 +47,9 @@ internal sealed class SocketConnectionSettings : IDisposable
     public PinnedBlockMemoryPool Pool { get; }
 
     public ILogger Logger { get; }
+
+    /// <summary>The event loops that drive the sockets; null when .NET's socket engine does.</summary>
+    public EpollLoopGroup? Loops { get; }
 
     /// <summary>Scheduler for socket completions.</summary>
     public PipeScheduler SocketScheduler { get; }

@@ -14,6 +14,14 @@ public sealed record SocketTransportOptions
     public int ReadBufferSize { get; init; } = 32 * 1024;
 
     /// <summary>
+    /// Event-loop threads that drive every socket (Linux: our own epoll loops, see <c>Transport/Epoll</c>); 0 uses
+    /// .NET's socket engine instead (the only choice elsewhere). Default 1: one loop does all the socket work of a
+    /// sidecar, as HAProxy's <c>nbthread 1</c> does, without cross-thread wakeups; raise it for a proxy that
+    /// must use more than one core.
+    /// </summary>
+    public int IoThreads { get; init; } = 1;
+
+    /// <summary>
     /// Number of I/O queues that run transport-side pipe continuations when
     /// <see cref="InlineScheduling"/> is off. Connections are spread round-robin. 0 = use the thread pool.
     /// </summary>
@@ -65,6 +73,11 @@ public sealed record SocketTransportOptions
         if (ReadBufferSize < 1024)
         {
             throw new ArgumentOutOfRangeException(nameof(ReadBufferSize), ReadBufferSize, "ReadBufferSize must be at least 1024 bytes.");
+        }
+
+        if (IoThreads is < 0 or > 64)
+        {
+            throw new ArgumentOutOfRangeException(nameof(IoThreads), IoThreads, "IoThreads must be 0 (the .NET socket engine) to 64.");
         }
 
         if (IoQueueCount < 0)

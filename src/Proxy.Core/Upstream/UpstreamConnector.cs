@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Proxy.Core.Addresses;
 using Proxy.Core.Transport;
+using Proxy.Core.Transport.Epoll;
 
 namespace Proxy.Core.Upstream;
 
@@ -103,6 +104,7 @@ public sealed partial class UpstreamConnector : IUpstreamConnector, IConnectionF
     {
         var endPoint = destination.EndPoint;
         var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        EpollSocket? epoll = null;
         CancellationTokenSource? timeout = null;
         CancellationTokenSource? linked = null;
         try
@@ -126,21 +128,32 @@ public sealed partial class UpstreamConnector : IUpstreamConnector, IConnectionF
                 }
             }
 
-            await socket.ConnectAsync(endPoint, token);
+            if (_settings.Loops is { } loops)
+            {
+                epoll = new EpollSocket(socket);
+                await epoll.ConnectAsync(endPoint, loops.Pick(), token);
+            }
+            else
+            {
+                await socket.ConnectAsync(endPoint, token);
+            }
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             socket.Dispose();
+            epoll?.OnClosed();
             return Fail(new ConnectFailure(destination, ConnectFailureCause.Timeout, $"no answer within {_options.ConnectTimeout.TotalMilliseconds:0} ms"));
         }
         catch (SocketException ex)
         {
             socket.Dispose();
+            epoll?.OnClosed();
             return Fail(new ConnectFailure(destination, Classify(ex.SocketErrorCode), ex.Message));
         }
         catch
         {
             socket.Dispose();
+            epoll?.OnClosed();
             throw;
         }
         finally
@@ -149,7 +162,7 @@ public sealed partial class UpstreamConnector : IUpstreamConnector, IConnectionF
             timeout?.Dispose();
         }
 
-        ConnectionContext connection = new SocketConnection(socket, _settings);
+        ConnectionContext connection = new SocketConnection(socket, _settings, epoll, endPoint);
         foreach (var middleware in _options.Middleware)
         {
             try

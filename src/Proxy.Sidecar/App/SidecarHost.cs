@@ -72,6 +72,7 @@ internal sealed class SidecarHost : IAsyncDisposable
         {
             ReadBufferSize = _config.Transport.ReadBufferSize,
             IoQueueCount = _config.Transport.IoQueues,
+            IoThreads = _config.Transport.IoThreads,
             Backlog = _config.Transport.Backlog,
             NoDelay = _config.Transport.NoDelay,
             InlineScheduling = _config.Transport.InlineScheduling,

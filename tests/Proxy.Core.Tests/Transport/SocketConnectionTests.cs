@@ -10,10 +10,23 @@ using Proxy.Core.Transport;
 
 namespace Proxy.Core.Tests.Transport;
 
-public sealed class SocketConnectionTests : IAsyncLifetime
+/// <summary>The connection contract on our epoll event loops (the default on Linux).</summary>
+public sealed class SocketConnectionTests() : SocketConnectionContractTests(ioThreads: 1);
+
+/// <summary>The same contract on .NET's socket engine (<c>--io-threads 0</c>, and every platform but Linux).</summary>
+public sealed class SocketConnectionDotNetEngineTests() : SocketConnectionContractTests(ioThreads: 0);
+
+public abstract class SocketConnectionContractTests : IAsyncLifetime
 {
-    private readonly SocketTransportFactory _factory = new(new SocketTransportOptions { ReadBufferSize = 4096 });
+    private readonly SocketTransportOptions _options;
+    private readonly SocketTransportFactory _factory;
     private IConnectionListener _listener = null!;
+
+    protected SocketConnectionContractTests(int ioThreads)
+    {
+        _options = new SocketTransportOptions { ReadBufferSize = 4096, IoThreads = ioThreads };
+        _factory = new SocketTransportFactory(_options);
+    }
 
     public async Task InitializeAsync()
     {
@@ -263,7 +276,7 @@ public sealed class SocketConnectionTests : IAsyncLifetime
     [Fact]
     public async Task Transport_IdleConnectionWithWaitForData_HoldsNoBlock()
     {
-        using var factory = new SocketTransportFactory(new SocketTransportOptions { ReadBufferSize = 4096 });
+        using var factory = new SocketTransportFactory(_options);
         await using var listener = await factory.BindAsync(new IPEndPoint(IPAddress.Loopback, 0));
         using var client = await TestSockets.ConnectAsync((IPEndPoint)listener.EndPoint);
         await using var server = (SocketConnection)(await listener.AcceptAsync().AsTask().WaitAsync(TestTimeouts.Short))!;
@@ -278,5 +291,121 @@ public sealed class SocketConnectionTests : IAsyncLifetime
 
         // The consumed block went back to the pool while the receive loop waits with a zero-byte read.
         Assert.True(factory.Pool.PooledCount >= 1);
+    }
+
+    [Fact]
+    public async Task Output_PeerReadsLate_WaitsForSpaceThenSendsEverything()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+
+        // Far more than the kernel's send and receive buffers hold: the send loop must see EAGAIN, wait for the
+        // socket to become writable and go on, while the application's flushes wait (backpressure).
+        const long Total = 24L * 1024 * 1024;
+        var writer = Task.Run(async () =>
+        {
+            var block = new byte[50_000];
+            var rng = new Random(11);
+            var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+            for (long sent = 0; sent < Total; sent += block.Length)
+            {
+                rng.NextBytes(block);
+                var n = (int)Math.Min(block.Length, Total - sent);
+                hash.AppendData(block, 0, n);
+                var flush = await server.Transport.Output.WriteAsync(block.AsMemory(0, n));
+                Assert.False(flush.IsCompleted);
+            }
+
+            await server.Transport.Output.CompleteAsync();
+            return hash.GetHashAndReset();
+        });
+
+        // Let the writer fill every buffer before the client reads a byte.
+        await Task.Delay(200);
+        Assert.False(writer.IsCompleted);
+
+        var (count, received) = await client.ReceiveAndHashAsync().WaitAsync(TestTimeouts.Bulk);
+        Assert.Equal(Total, count);
+        Assert.Equal(await writer.WaitAsync(TestTimeouts.Short), received);
+    }
+
+    [Fact]
+    public async Task Input_ManyConnectionsAtOnce_EachGetsExactlyItsBytes()
+    {
+        // Many sockets share one event loop; each must be woken for its own bytes only, and closes in between must
+        // not disturb the others (stale events are dropped by the slot generation).
+        const int Connections = 64;
+        var pairs = new List<(Socket Client, SocketConnection Server)>();
+        try
+        {
+            for (var i = 0; i < Connections; i++)
+            {
+                pairs.Add(await ConnectAsync());
+            }
+
+            var tasks = pairs.Select(async (pair, i) =>
+            {
+                var payload = Encoding.ASCII.GetBytes($"connection {i} says " + new string((char)('a' + (i % 26)), 5000 + i));
+                var echo = Task.Run(async () =>
+                {
+                    var input = pair.Server.Transport.Input;
+                    var output = pair.Server.Transport.Output;
+                    while (true)
+                    {
+                        var result = await input.ReadAsync();
+                        foreach (var memory in result.Buffer)
+                        {
+                            await output.WriteAsync(memory);
+                        }
+
+                        input.AdvanceTo(result.Buffer.End);
+                        if (result.IsCompleted)
+                        {
+                            await output.CompleteAsync();
+                            return;
+                        }
+                    }
+                });
+
+                var reading = pair.Client.ReadToEndAsync(TestTimeouts.Bulk);
+                await pair.Client.SendAllAsync(payload);
+                pair.Client.Shutdown(SocketShutdown.Send);
+                Assert.Equal(payload, await reading);
+                await echo.WaitAsync(TestTimeouts.Short);
+
+                if (i % 2 == 0)
+                {
+                    // Half of them close early while the others still run.
+                    await pair.Server.DisposeAsync();
+                }
+            });
+
+            await Task.WhenAll(tasks).WaitAsync(TestTimeouts.Bulk);
+        }
+        finally
+        {
+            foreach (var (client, server) in pairs)
+            {
+                client.Dispose();
+                await server.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Input_BytesAndFinArriveTogether_ReadsBothWithoutAnotherEvent()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+
+        // Data and FIN are queued before the transport starts: one readiness report covers both.
+        await client.SendAllAsync(Encoding.ASCII.GetBytes("all at once"));
+        client.Shutdown(SocketShutdown.Send);
+        await Task.Delay(50);
+
+        var received = await ReadInputToEndAsync(server.Transport.Input);
+        Assert.Equal("all at once", Encoding.ASCII.GetString(received));
     }
 }

@@ -37,7 +37,7 @@ public sealed class UpstreamPoolTests
         Assert.True(second.IsReused);
         Assert.Equal(1, second.UseCount);
         Assert.Equal("two", await PoolTest.ExchangeAsync(second, "two"));
-        Assert.Equal(1, server.AcceptedCount);
+        Assert.Equal(1, await server.AcceptedAtLeastAsync(1));
         Assert.Equal(1, recorder.Sum("proxy_pool_connections_created"));
         Assert.Equal(1, recorder.Sum("proxy_pool_connections_reused"));
         Assert.Equal(0, recorder.Sum("proxy_pool_connections_idle"));
@@ -70,7 +70,8 @@ public sealed class UpstreamPoolTests
         var next = await PoolTest.RentAsync(pool, server.Address);
         Assert.NotSame(rented, next);
         Assert.False(next.IsReused);
-        Assert.Equal(2, server.AcceptedCount);
+
+        Assert.Equal(2, await server.AcceptedAtLeastAsync(2));
         pool.Return(next, reusable: true);
     }
 
@@ -121,7 +122,7 @@ public sealed class UpstreamPoolTests
         Assert.NotSame(first, second);
         Assert.False(second.IsReused);
         Assert.Equal("pong", await PoolTest.ExchangeAsync(second, "pong"));
-        Assert.Equal(2, server.AcceptedCount);
+        Assert.Equal(2, await server.AcceptedAtLeastAsync(2));
         Assert.Equal(1, recorder.Sum("proxy_pool_connections_discarded", "cause", "closed_by_upstream"));
         Assert.Equal(0, recorder.Sum("proxy_pool_connections_reused"));
         Assert.Equal(new UpstreamPoolStats(Open: 1, Idle: 0, Waiting: 0), pool.GetStats(server.Address));
@@ -268,7 +269,7 @@ public sealed class UpstreamPoolTests
 
         Assert.Same(b, await PoolTest.RentAsync(pool, server.Address));
         Assert.Same(a, await PoolTest.RentAsync(pool, server.Address));
-        Assert.Equal(2, server.AcceptedCount);
+        Assert.Equal(2, await server.AcceptedAtLeastAsync(2));
         pool.Return(a, reusable: true);
         pool.Return(b, reusable: true);
     }
@@ -457,6 +458,7 @@ internal sealed class PoolTestServer : IAsyncDisposable
     private readonly Channel<ServerConnection> _accepted = Channel.CreateUnbounded<ServerConnection>();
     private readonly ConcurrentBag<ServerConnection> _all = [];
     private readonly Task _acceptLoop;
+    private readonly List<TaskCompletionSource> _waiters = [];
     private int _acceptedCount;
     private int _openCount;
 
@@ -473,6 +475,30 @@ internal sealed class PoolTestServer : IAsyncDisposable
     public UpstreamAddress Address { get; }
 
     public int AcceptedCount => Volatile.Read(ref _acceptedCount);
+
+    /// <summary>
+    /// Waits until at least <paramref name="count"/> connections were accepted and returns the count: a client's
+    /// connect can complete before this server's accept loop has run.
+    /// </summary>
+    public async Task<int> AcceptedAtLeastAsync(int count)
+    {
+        while (true)
+        {
+            TaskCompletionSource signal;
+            lock (_waiters)
+            {
+                if (_acceptedCount >= count)
+                {
+                    return _acceptedCount;
+                }
+
+                signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _waiters.Add(signal);
+            }
+
+            await signal.Task.WaitAsync(TestTimeouts.Short);
+        }
+    }
 
     /// <summary>Accepted and not yet closed by either side.</summary>
     public int OpenCount => Volatile.Read(ref _openCount);
@@ -511,8 +537,18 @@ internal sealed class PoolTestServer : IAsyncDisposable
                 return;
             }
 
-            Interlocked.Increment(ref _acceptedCount);
             Interlocked.Increment(ref _openCount);
+            lock (_waiters)
+            {
+                _acceptedCount++;
+                foreach (var waiter in _waiters)
+                {
+                    waiter.TrySetResult();
+                }
+
+                _waiters.Clear();
+            }
+
             var connection = new ServerConnection(socket, () => Interlocked.Decrement(ref _openCount));
             _all.Add(connection);
             _accepted.Writer.TryWrite(connection);

@@ -1,0 +1,341 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Proxy.Core.Tcp.Splice;
+
+namespace Proxy.Core.Transport.Epoll;
+
+/// <summary>
+/// A non-blocking socket driven by an <see cref="EpollLoop"/> instead of .NET's socket engine: the connection's
+/// receive loop reads only after the loop reported readability and its send loop waits only after EAGAIN, so no
+/// read is wasted on an empty socket (.NET's engine tries, gets EAGAIN, waits, and reads again).
+/// </summary>
+/// <remarks>
+/// System calls hold a reference on the socket's <see cref="SafeSocketHandle"/>, so a concurrent close defers the
+/// real <c>close()</c> until the call returns and the descriptor number cannot be reused under it.
+/// </remarks>
+internal sealed class EpollSocket
+{
+    private readonly Socket _socket;
+    private readonly SafeSocketHandle _handle;
+    private readonly int _fd;
+    private EpollLoop? _loop;
+    private MemoryHandle[]? _sendHandles;
+    private volatile bool _closed;
+    private volatile bool _peerClosed;
+
+    public EpollSocket(Socket socket)
+    {
+        _socket = socket;
+        _handle = socket.SafeHandle;
+        _fd = (int)_handle.DangerousGetHandle();
+        socket.Blocking = false;
+    }
+
+    /// <summary>Set by the loop: readable data, FIN, or an error.</summary>
+    public ReadinessSignal Readable { get; } = new();
+
+    /// <summary>Set by the loop: send buffer space, connect done, or an error.</summary>
+    public ReadinessSignal Writable { get; } = new();
+
+    /// <summary>Registration token (generation and slot); only the loop reads it.</summary>
+    internal ulong Token { get; set; }
+
+    /// <summary>Slot in the loop's table, -1 when not registered.</summary>
+    internal int Slot { get; set; } = -1;
+
+    public bool IsRegistered => _loop is not null;
+
+    /// <summary>
+    /// The loop saw the peer's FIN (RDHUP), a hang-up or an error: a short read no longer means the socket is
+    /// drained, because no further edge will come. Read until EOF, an error or EAGAIN.
+    /// </summary>
+    public bool PeerClosed => _peerClosed;
+
+    /// <summary>Registers with <paramref name="loop"/>; returns 0 or an errno.</summary>
+    public int Register(EpollLoop loop)
+    {
+        var added = false;
+        try
+        {
+            _handle.DangerousAddRef(ref added);
+            var errno = loop.Register(this, _fd);
+            if (errno == 0)
+            {
+                _loop = loop;
+            }
+
+            return errno;
+        }
+        catch (ObjectDisposedException)
+        {
+            return SocketNative.EBADF;
+        }
+        finally
+        {
+            if (added)
+            {
+                _handle.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>Called by the loop with the epoll flags of one event.</summary>
+    public void OnEvents(uint flags)
+    {
+        const uint ReadFlags = SpliceNative.EPOLLIN | SpliceNative.EPOLLRDHUP | SpliceNative.EPOLLHUP | SpliceNative.EPOLLERR;
+        const uint WriteFlags = SpliceNative.EPOLLOUT | SpliceNative.EPOLLHUP | SpliceNative.EPOLLERR;
+        if ((flags & WriteFlags) != 0)
+        {
+            Writable.Set();
+        }
+
+        if ((flags & ReadFlags) != 0)
+        {
+            if ((flags & (SpliceNative.EPOLLRDHUP | SpliceNative.EPOLLHUP | SpliceNative.EPOLLERR)) != 0)
+            {
+                _peerClosed = true;
+            }
+
+            Readable.Set();
+        }
+    }
+
+    /// <summary>
+    /// The socket is being closed: stop dispatching its events and wake both loops so they see the close
+    /// (their next call fails with EBADF). Call after disposing the <see cref="Socket"/>.
+    /// </summary>
+    public void OnClosed()
+    {
+        _closed = true;
+        _loop?.Unregister(this);
+        Writable.Set();
+        Readable.Set();
+    }
+
+    /// <summary>Non-blocking receive: bytes read, 0 at FIN, or -1 with <paramref name="errno"/> set (EAGAIN: nothing yet).</summary>
+    public unsafe int Receive(Span<byte> buffer, out int errno)
+    {
+        var added = false;
+        try
+        {
+            if (_closed)
+            {
+                errno = SocketNative.EBADF;
+                return -1;
+            }
+
+            _handle.DangerousAddRef(ref added);
+            while (true)
+            {
+                nint n;
+                fixed (byte* p = buffer)
+                {
+                    n = SocketNative.Recv(_fd, p, (nuint)buffer.Length, 0);
+                }
+
+                if (n >= 0)
+                {
+                    errno = 0;
+                    return (int)n;
+                }
+
+                errno = Marshal.GetLastPInvokeError();
+                if (errno != SocketNative.EINTR)
+                {
+                    return -1;
+                }
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            errno = SocketNative.EBADF;
+            return -1;
+        }
+        finally
+        {
+            if (added)
+            {
+                _handle.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Non-blocking send of a prefix of <paramref name="buffer"/> (one <c>send</c>, or one <c>sendmsg</c> over up to
+    /// <see cref="SocketNative.MaxIov"/> segments): bytes sent, or -1 with <paramref name="errno"/> set.
+    /// </summary>
+    public unsafe int Send(in ReadOnlySequence<byte> buffer, out int errno)
+    {
+        var added = false;
+        try
+        {
+            if (_closed)
+            {
+                errno = SocketNative.EBADF;
+                return -1;
+            }
+
+            _handle.DangerousAddRef(ref added);
+            while (true)
+            {
+                var n = buffer.IsSingleSegment ? SendOne(buffer.FirstSpan) : SendMany(buffer);
+                if (n >= 0)
+                {
+                    errno = 0;
+                    return (int)n;
+                }
+
+                errno = Marshal.GetLastPInvokeError();
+                if (errno != SocketNative.EINTR)
+                {
+                    return -1;
+                }
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            errno = SocketNative.EBADF;
+            return -1;
+        }
+        finally
+        {
+            if (added)
+            {
+                _handle.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Starts a non-blocking connect and completes when it is established; the socket must not be registered yet
+    /// (an unconnected socket reports itself writable). Registers with <paramref name="loop"/>.
+    /// </summary>
+    /// <exception cref="SocketException">The connect failed (refused, unreachable, ...).</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired first.</exception>
+    public async ValueTask ConnectAsync(EndPoint endPoint, EpollLoop loop, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var pending = false;
+        try
+        {
+            _socket.Connect(endPoint);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress or SocketError.AlreadyInProgress)
+        {
+            pending = true;
+        }
+
+        var errno = Register(loop);
+        if (errno != 0)
+        {
+            throw new SocketException((int)SocketNative.ToSocketError(errno));
+        }
+
+        if (!pending)
+        {
+            return;
+        }
+
+        await using var registration = cancellationToken.UnsafeRegister(static s => ((EpollSocket)s!).Writable.Set(), this).ConfigureAwait(false);
+        while (true)
+        {
+            await Writable.WaitAsync();
+            cancellationToken.ThrowIfCancellationRequested();
+            var error = TakeSocketError();
+            if (error != 0)
+            {
+                throw new SocketException((int)SocketNative.ToSocketError(error));
+            }
+
+            if (IsConnected())
+            {
+                return;
+            }
+        }
+    }
+
+    private unsafe nint SendOne(ReadOnlySpan<byte> span)
+    {
+        fixed (byte* p = span)
+        {
+            return SocketNative.Send(_fd, p, (nuint)span.Length, SocketNative.MSG_NOSIGNAL);
+        }
+    }
+
+    private unsafe nint SendMany(in ReadOnlySequence<byte> buffer)
+    {
+        var iov = stackalloc SocketNative.IoVec[SocketNative.MaxIov];
+        // Only the connection's send loop sends, one call at a time: the pins can live in a field.
+        var handles = _sendHandles ??= new MemoryHandle[SocketNative.MaxIov];
+        var count = 0;
+        try
+        {
+            foreach (var memory in buffer)
+            {
+                if (memory.IsEmpty)
+                {
+                    continue;
+                }
+
+                if (count == SocketNative.MaxIov)
+                {
+                    break;
+                }
+
+                handles[count] = memory.Pin();
+                iov[count].Base = handles[count].Pointer;
+                iov[count].Length = (nuint)memory.Length;
+                count++;
+            }
+
+            SocketNative.MsgHdr message = default;
+            message.Iov = iov;
+            message.IovLength = (nuint)count;
+            return SocketNative.SendMsg(_fd, &message, SocketNative.MSG_NOSIGNAL);
+        }
+        finally
+        {
+            for (var i = 0; i < count; i++)
+            {
+                handles[i].Dispose();
+                handles[i] = default;
+            }
+        }
+    }
+
+    private int TakeSocketError()
+    {
+        var added = false;
+        try
+        {
+            _handle.DangerousAddRef(ref added);
+            return SpliceNative.TakeSocketError(_fd);
+        }
+        catch (ObjectDisposedException)
+        {
+            return SocketNative.EBADF;
+        }
+        finally
+        {
+            if (added)
+            {
+                _handle.DangerousRelease();
+            }
+        }
+    }
+
+    private bool IsConnected()
+    {
+        try
+        {
+            // After a non-blocking connect .NET records the peer once a zero-timeout poll says writable.
+            return _socket.Poll(0, SelectMode.SelectWrite) && _socket.Connected;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+}

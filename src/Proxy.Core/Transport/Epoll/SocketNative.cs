@@ -1,0 +1,93 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace Proxy.Core.Transport.Epoll;
+
+/// <summary>
+/// The socket system calls the epoll transport makes itself (Linux). Source-generated P/Invoke, AOT-safe; every
+/// call that can fail sets the last P/Invoke error, read with <see cref="Marshal.GetLastPInvokeError"/>.
+/// </summary>
+internal static unsafe partial class SocketNative
+{
+    private const string Libc = "libc";
+
+    public const int EINTR = 4;
+    public const int EBADF = 9;
+    public const int EAGAIN = 11;
+    public const int EACCES = 13;
+    public const int EINVAL = 22;
+    public const int EPIPE = 32;
+    public const int EADDRNOTAVAIL = 99;
+    public const int ENETUNREACH = 101;
+    public const int ECONNABORTED = 103;
+    public const int ECONNRESET = 104;
+    public const int ENOBUFS = 105;
+    public const int ENOTCONN = 107;
+    public const int ESHUTDOWN = 108;
+    public const int ETIMEDOUT = 110;
+    public const int ECONNREFUSED = 111;
+    public const int EHOSTDOWN = 112;
+    public const int EHOSTUNREACH = 113;
+    public const int EALREADY = 114;
+    public const int EINPROGRESS = 115;
+
+    /// <summary>No SIGPIPE when the peer is gone: the call fails with EPIPE instead.</summary>
+    public const int MSG_NOSIGNAL = 0x4000;
+
+    /// <summary>Most iovecs one <c>sendmsg</c> carries (Linux IOV_MAX is 1024; 64 blocks are 2 MiB at the default size).</summary>
+    public const int MaxIov = 64;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct IoVec
+    {
+        public void* Base;
+        public nuint Length;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MsgHdr
+    {
+        public void* Name;
+        public uint NameLength;
+        public IoVec* Iov;
+        public nuint IovLength;
+        public void* Control;
+        public nuint ControlLength;
+        public int Flags;
+    }
+
+    [LibraryImport(Libc, EntryPoint = "recv", SetLastError = true)]
+    public static partial nint Recv(int fd, byte* buffer, nuint length, int flags);
+
+    [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
+    public static partial nint Send(int fd, byte* buffer, nuint length, int flags);
+
+    [LibraryImport(Libc, EntryPoint = "sendmsg", SetLastError = true)]
+    public static partial nint SendMsg(int fd, MsgHdr* message, int flags);
+
+    /// <summary>The <see cref="SocketError"/> .NET would report for a Linux errno (the ones sockets produce).</summary>
+    public static SocketError ToSocketError(int errno) => errno switch
+    {
+        0 => SocketError.Success,
+        EINTR => SocketError.Interrupted,
+        EBADF => SocketError.OperationAborted,
+        EAGAIN => SocketError.WouldBlock,
+        EACCES => SocketError.AccessDenied,
+        EINVAL => SocketError.InvalidArgument,
+        EPIPE => SocketError.Shutdown,
+        EADDRNOTAVAIL => SocketError.AddressNotAvailable,
+        ENETUNREACH => SocketError.NetworkUnreachable,
+        ECONNABORTED => SocketError.ConnectionAborted,
+        ECONNRESET => SocketError.ConnectionReset,
+        ENOBUFS => SocketError.NoBufferSpaceAvailable,
+        ENOTCONN => SocketError.NotConnected,
+        ESHUTDOWN => SocketError.Shutdown,
+        ETIMEDOUT => SocketError.TimedOut,
+        ECONNREFUSED => SocketError.ConnectionRefused,
+        EHOSTDOWN => SocketError.HostDown,
+        EHOSTUNREACH => SocketError.HostUnreachable,
+        EALREADY => SocketError.AlreadyInProgress,
+        EINPROGRESS => SocketError.InProgress,
+        _ => SocketError.SocketError,
+    };
+}
