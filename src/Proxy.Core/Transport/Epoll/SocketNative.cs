@@ -56,13 +56,18 @@ internal static unsafe partial class SocketNative
         public int Flags;
     }
 
+    // recv, send and sendmsg run on non-blocking sockets: they return in microseconds and never wait, which is what
+    // SuppressGCTransition requires; skipping the GC mode switch saves a measurable share of the proxy's user time.
     [LibraryImport(Libc, EntryPoint = "recv", SetLastError = true)]
+    [SuppressGCTransition]
     public static partial nint Recv(int fd, byte* buffer, nuint length, int flags);
 
     [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
+    [SuppressGCTransition]
     public static partial nint Send(int fd, byte* buffer, nuint length, int flags);
 
     [LibraryImport(Libc, EntryPoint = "sendmsg", SetLastError = true)]
+    [SuppressGCTransition]
     public static partial nint SendMsg(int fd, MsgHdr* message, int flags);
 
     /// <summary>The <see cref="SocketError"/> .NET would report for a Linux errno (the ones sockets produce).</summary>
