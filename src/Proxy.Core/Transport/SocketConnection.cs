@@ -33,7 +33,8 @@ namespace Proxy.Core.Transport;
 /// <item><see cref="DisposeAsync"/> (Kestrel calls it after the connection middleware returns) closes
 /// gracefully if nothing else did: it completes the application's ends of both pipes, waits until pending
 /// output is sent (a peer that never reads keeps it waiting until someone calls <c>Abort</c>), then closes.</item>
-/// <item><see cref="ConnectionClosed"/> fires (on the thread pool) once the socket is closed or reset. After a
+/// <item><see cref="ConnectionClosed"/> fires once the socket is closed or reset (on the event loop after its current batch,
+/// or on the thread pool); its callbacks must not block. After a
 /// takeover it never fires: the socket's new owner decides when it closes.</item>
 /// </list>
 /// <para>If sending fails because the peer reset the connection, the application's next
@@ -516,8 +517,17 @@ public sealed partial class SocketConnection : ConnectionContext,
         // Wake the epoll loops, if they wait: their next system call fails and they end.
         _epoll?.OnClosed();
 
-        // Token callbacks are user code: never run them on the socket thread (they may block).
-        ThreadPool.UnsafeQueueUserWorkItem(static c => c.FireConnectionClosed(), this, preferLocal: false);
+        // Token callbacks must not run inside the socket code that closed it (re-entrance): on an event loop they run
+        // once its current batch is done (no other thread woken, which costs more than the rest of a close); elsewhere
+        // on the thread pool. Callbacks must not block either way (the event loop's rule).
+        if (EpollLoop.Current is { } loop)
+        {
+            loop.Defer(static c => ((SocketConnection)c!).FireConnectionClosed(), this);
+        }
+        else
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static c => c.FireConnectionClosed(), this, preferLocal: false);
+        }
     }
 
     private void FireConnectionClosed()

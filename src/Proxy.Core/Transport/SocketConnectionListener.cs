@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
+using Proxy.Core.Transport.Epoll;
 
 namespace Proxy.Core.Transport;
 
@@ -12,12 +13,27 @@ public sealed partial class SocketConnectionListener : IConnectionListener
 
     private readonly Socket _listenSocket;
     private readonly SocketConnectionSettings _settings;
+    private readonly EpollSocket? _epoll;
+    private bool _mayHaveMore;
 
     internal SocketConnectionListener(Socket listenSocket, SocketConnectionSettings settings)
     {
         _listenSocket = listenSocket;
         _settings = settings;
         EndPoint = listenSocket.LocalEndPoint!;
+        if (settings.Loops is { } loops)
+        {
+            // Accept on an event loop: the loop that reports the new connection also accepts it, so no other thread
+            // (.NET's socket engine) is woken per connection.
+            var epoll = new EpollSocket(listenSocket);
+            var errno = epoll.Register(loops.Pick());
+            if (errno != 0)
+            {
+                throw new SocketException((int)SocketNative.ToSocketError(errno));
+            }
+
+            _epoll = epoll;
+        }
     }
 
     /// <summary>The bound endpoint (with the real port when bound to port 0).</summary>
@@ -31,7 +47,13 @@ public sealed partial class SocketConnectionListener : IConnectionListener
             Socket accepted;
             try
             {
-                accepted = await _listenSocket.AcceptAsync(cancellationToken);
+                accepted = _epoll is null
+                    ? await _listenSocket.AcceptAsync(cancellationToken)
+                    : await AcceptOnLoopAsync(_epoll, cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                throw;
             }
             catch (ObjectDisposedException)
             {
@@ -71,14 +93,68 @@ public sealed partial class SocketConnectionListener : IConnectionListener
 
     public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
     {
-        _listenSocket.Dispose();
+        Close();
         return ValueTask.CompletedTask;
     }
 
     public ValueTask DisposeAsync()
     {
-        _listenSocket.Dispose();
+        Close();
         return ValueTask.CompletedTask;
+    }
+
+    private void Close()
+    {
+        _listenSocket.Dispose();
+
+        // Wakes a pending accept, which then finds the socket disposed and ends.
+        _epoll?.OnClosed();
+    }
+
+    /// <summary>
+    /// One connection from the (non-blocking) listening socket: accept while connections may be queued (a zero-timeout
+    /// poll says whether one is, cheaper than a failed accept's exception), else wait for the loop's next edge.
+    /// </summary>
+    private async ValueTask<Socket> AcceptOnLoopAsync(EpollSocket epoll, CancellationToken cancellationToken)
+    {
+        CancellationTokenRegistration registration = default;
+        try
+        {
+            while (true)
+            {
+                if (_mayHaveMore && !_listenSocket.Poll(0, SelectMode.SelectRead))
+                {
+                    _mayHaveMore = false;
+                }
+
+                if (!_mayHaveMore)
+                {
+                    if (cancellationToken.CanBeCanceled && registration == default)
+                    {
+                        registration = cancellationToken.UnsafeRegister(static s => ((EpollSocket)s!).Readable.Set(), epoll);
+                    }
+
+                    await epoll.Readable.WaitAsync();
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
+
+                try
+                {
+                    var socket = _listenSocket.Accept();
+                    _mayHaveMore = true;
+                    return socket;
+                }
+                catch (SocketException ex) when (ex.SocketErrorCode == SocketError.WouldBlock)
+                {
+                    // Nothing queued after all (the client gave up): wait for the next edge.
+                    _mayHaveMore = false;
+                }
+            }
+        }
+        finally
+        {
+            registration.Dispose();
+        }
     }
 
     private static partial class Log

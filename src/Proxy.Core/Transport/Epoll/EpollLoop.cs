@@ -38,6 +38,10 @@ internal sealed unsafe partial class EpollLoop : IDisposable
     private int _registered;
     private volatile bool _stopping;
 
+    // Work deferred to the end of the current event batch (only the loop thread adds and runs it).
+    private (Action<object?> Action, object? State)[] _deferred = new (Action<object?>, object?)[16];
+    private int _deferredCount;
+
     public EpollLoop(string name, ILogger logger)
     {
         _logger = logger;
@@ -127,6 +131,26 @@ internal sealed unsafe partial class EpollLoop : IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="action"/> on this loop's thread once the current batch of events has been handled: after
+    /// the code that asked for it has unwound (no re-entrance), without waking another thread. Call only from this
+    /// loop's thread (see <see cref="Current"/>). The action must not block.
+    /// </summary>
+    public void Defer(Action<object?> action, object? state)
+    {
+        if (Thread.CurrentThread != _thread)
+        {
+            throw new InvalidOperationException("Defer is for the loop's own thread.");
+        }
+
+        if (_deferredCount == _deferred.Length)
+        {
+            Array.Resize(ref _deferred, _deferred.Length * 2);
+        }
+
+        _deferred[_deferredCount++] = (action, state);
+    }
+
     public void Dispose()
     {
         if (_stopping)
@@ -196,6 +220,8 @@ internal sealed unsafe partial class EpollLoop : IDisposable
                         Log.DispatchFailed(_logger, e);
                     }
                 }
+
+                RunDeferred();
             }
         }
         finally
@@ -204,6 +230,26 @@ internal sealed unsafe partial class EpollLoop : IDisposable
             _wake.Dispose();
             _epoll.Dispose();
         }
+    }
+
+    private void RunDeferred()
+    {
+        // Deferred work may defer more; it runs in this same pass.
+        for (var i = 0; i < _deferredCount; i++)
+        {
+            var (action, state) = _deferred[i];
+            _deferred[i] = default;
+            try
+            {
+                action(state);
+            }
+            catch (Exception e)
+            {
+                Log.DispatchFailed(_logger, e);
+            }
+        }
+
+        _deferredCount = 0;
     }
 
     private int AllocateSlot()
