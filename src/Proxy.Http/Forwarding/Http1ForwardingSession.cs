@@ -60,6 +60,14 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private long _responseClockStart;
     private long _lastRequestProgress;
 
+    // Timers are armed lazily: arming records a start time and schedules the timer only when it is not already
+    // scheduled; disarming only clears the state. A callback that finds its timer disarmed lets it go idle, one that
+    // finds it re-armed reschedules for the time left. A busy keep-alive connection thus changes each timer about once
+    // per timeout period instead of twice per request (each change takes the runtime's timer-queue lock).
+    private long _idleSince;
+    private int _idleScheduled;
+    private int _responseScheduled;
+
     // Per-request state, reset by BeginRequest.
     private SequencePosition _requestHeadEnd;
     private bool _requestHeadConsumed = true;
@@ -1439,70 +1447,102 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         }
 
         _idleTimedOut = false;
+        Volatile.Write(ref _idleSince, _time.GetTimestamp());
         _idleArmed = true;
-        _idleTimer.Change(_options.IdleTimeout, Timeout.InfiniteTimeSpan);
-    }
-
-    private void DisarmIdleTimer()
-    {
-        if (_idleTimer is null)
+        if (Interlocked.Exchange(ref _idleScheduled, 1) == 0)
         {
-            return;
+            ChangeTimer(_idleTimer, _options.IdleTimeout);
         }
-
-        _idleArmed = false;
-        _idleTimer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
+
+    private void DisarmIdleTimer() => _idleArmed = false;
 
     private void OnIdleTimer()
     {
-        if (_idleArmed)
+        while (true)
         {
-            _idleTimedOut = true;
-            _client.Input.CancelPendingRead();
+            if (!_idleArmed)
+            {
+                // Disarmed: go idle, unless an arm raced with us and found the timer still scheduled.
+                Volatile.Write(ref _idleScheduled, 0);
+                if (!_idleArmed || Interlocked.Exchange(ref _idleScheduled, 1) != 0)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            var elapsed = _time.GetElapsedTime(Volatile.Read(ref _idleSince));
+            if (elapsed >= _options.IdleTimeout)
+            {
+                Volatile.Write(ref _idleScheduled, 0);
+                _idleTimedOut = true;
+                _client.Input.CancelPendingRead();
+                return;
+            }
+
+            ChangeTimer(_idleTimer!, _options.IdleTimeout - elapsed);
+            return;
         }
     }
 
     private void ArmResponseTimer(PipeReader input, long headWritten)
     {
         _responseTimedOut = false;
-        _awaitingResponse = input;
         if (_responseTimer is null)
         {
+            _awaitingResponse = input;
             return;
         }
 
         Volatile.Write(ref _responseClockStart, headWritten);
-        _responseTimer.Change(_options.ResponseTimeout, Timeout.InfiniteTimeSpan);
+        _awaitingResponse = input;
+        if (Interlocked.Exchange(ref _responseScheduled, 1) == 0)
+        {
+            ChangeTimer(_responseTimer, _options.ResponseTimeout);
+        }
     }
 
-    private void DisarmResponseTimer()
-    {
-        _awaitingResponse = null;
-        _responseTimer?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-    }
+    private void DisarmResponseTimer() => _awaitingResponse = null;
 
     private void OnResponseTimer()
     {
-        var input = _awaitingResponse;
-        if (input is null)
+        while (true)
         {
+            var input = _awaitingResponse;
+            if (input is null)
+            {
+                Volatile.Write(ref _responseScheduled, 0);
+                if (_awaitingResponse is null || Interlocked.Exchange(ref _responseScheduled, 1) != 0)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            // The clock restarts with every piece of request body sent: a progressing upload is not a silent upstream.
+            var since = Math.Max(Volatile.Read(ref _responseClockStart), _pumpStarted ? Volatile.Read(ref _lastRequestProgress) : 0);
+            var elapsed = _time.GetElapsedTime(since);
+            if (elapsed >= _options.ResponseTimeout)
+            {
+                Volatile.Write(ref _responseScheduled, 0);
+                _responseTimedOut = true;
+                input.CancelPendingRead();
+                return;
+            }
+
+            ChangeTimer(_responseTimer!, _options.ResponseTimeout - elapsed);
             return;
         }
+    }
 
-        // The clock restarts with every piece of request body sent: a progressing upload is not a silent upstream.
-        var since = Math.Max(Volatile.Read(ref _responseClockStart), _pumpStarted ? Volatile.Read(ref _lastRequestProgress) : 0);
-        var elapsed = _time.GetElapsedTime(since);
-        if (elapsed >= _options.ResponseTimeout)
-        {
-            _responseTimedOut = true;
-            input.CancelPendingRead();
-            return;
-        }
-
+    private static void ChangeTimer(ITimer timer, TimeSpan dueTime)
+    {
         try
         {
-            _responseTimer!.Change(_options.ResponseTimeout - elapsed, Timeout.InfiniteTimeSpan);
+            timer.Change(dueTime, Timeout.InfiniteTimeSpan);
         }
         catch (ObjectDisposedException)
         {

@@ -104,6 +104,64 @@ public sealed class Http1ForwarderErrorTests
         }
     }
 
+    /// <summary>An upstream that answers every request on a connection with 200 after <paramref name="delay"/>.</summary>
+    private static RawUpstream SlowEcho(TimeSpan delay) => new(async (socket, _) =>
+    {
+        using var stream = new NetworkStream(socket, ownsSocket: false);
+        var reader = new RawHttpReader(stream);
+        while (await reader.ReadHeadAsync() is not null)
+        {
+            await Task.Delay(delay);
+            await RawUpstreamHttp.SendAsync(socket, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+
+    [Fact]
+    public async Task HandleAsync_SlowResponsesEachWithinTimeout_NoneTimesOutOnALongConnection()
+    {
+        // Each response takes 500 ms under a 2 s response timeout; together they take longer than 2 s. A timer armed
+        // once and not re-armed for each request would cut the fourth or fifth one. (The margins are wide: a cold test
+        // process on a loaded 2-core machine has been seen to stall timers and sockets for up to 0.9 s while it JITs.)
+        using var upstream = SlowEcho(TimeSpan.FromMilliseconds(500));
+        await using var proxy = await ForwarderHarness.StartAsync(
+            Http1Routing.ForAddress(upstream.Address, "web"),
+            new Http1ForwarderOptions { ResponseTimeout = TimeSpan.FromSeconds(2) });
+        using var client = await RawClient.ConnectAsync(proxy.EndPoint);
+        for (var i = 0; i < 5; i++)
+        {
+            await client.SendAsync("GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+            var response = await client.Reader.ReadResponseAsync();
+            Assert.Equal(200, response.Status);
+            Assert.Equal("ok", response.BodyText);
+        }
+
+        Assert.Equal(1, upstream.Accepted);
+    }
+
+    [Fact]
+    public async Task HandleAsync_RequestsKeepComingWithinIdleTimeout_ConnectionStaysThenClosesWhenIdle()
+    {
+        using var upstream = SlowEcho(TimeSpan.Zero);
+        await using var proxy = await ForwarderHarness.StartAsync(
+            Http1Routing.ForAddress(upstream.Address, "web"),
+            new Http1ForwarderOptions { IdleTimeout = TimeSpan.FromMilliseconds(1500) });
+        using var client = await RawClient.ConnectAsync(proxy.EndPoint);
+
+        // Eight requests 300 ms apart: the connection is never idle for 1.5 s, though it lives longer than that.
+        for (var i = 0; i < 8; i++)
+        {
+            await client.SendAsync("GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+            Assert.Equal(200, (await client.Reader.ReadResponseAsync()).Status);
+            await Task.Delay(300);
+        }
+
+        // Now idle: the proxy closes the connection (EOF, no response).
+        var started = DateTime.UtcNow;
+        var n = await client.Reader.ReadRawAsync(new byte[16]).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(0, n);
+        Assert.True(DateTime.UtcNow - started >= TimeSpan.FromMilliseconds(900), "closed before the idle timeout");
+    }
+
     [Fact]
     public async Task HandleAsync_UpstreamResetsMidBody_ResetsClientAndRecordsError()
     {
