@@ -199,10 +199,13 @@ public sealed partial class SocketConnection : ConnectionContext,
                 try
                 {
                     var epoll = new EpollSocket(_socket);
-
-                    // A failed registration (the socket was reset meanwhile) surfaces as the first receive's error.
-                    _ = epoll.Register(loops.Pick());
                     _epoll = epoll;
+                    if (epoll.Register(loops.Pick()) != 0)
+                    {
+                        // Closed under us (EBADF), or the kernel refused: no event will ever come, so end both loops
+                        // now; their first system call reports the closed socket.
+                        epoll.OnClosed();
+                    }
                 }
                 catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
                 {
