@@ -189,8 +189,15 @@ public sealed partial class SocketConnection
         }
     }
 
-    private Exception ReceiveError(int errno)
+    private Exception? ReceiveError(int errno)
     {
+        if (_closingGracefully)
+        {
+            // DisposeAsync closed the socket after the application completed Input: no reader will see an error, so
+            // building one (a SocketException looks up the system's message) would be wasted on every connection.
+            return null;
+        }
+
         var inner = new SocketException((int)SocketNative.ToSocketError(errno));
         if (!_aborted && IsResetErrno(errno))
         {

@@ -60,12 +60,14 @@ public sealed partial class SocketConnection : ConnectionContext,
     private readonly Lock _startLock = new();
     private readonly CancellationTokenSource _closedSource = new();
     private readonly long _numericId;
-    private readonly FeatureCollection _features;
+    private readonly ConnectionFeatures _features;
 
     private int _state;
     private int _socketClosed;
     private int _directionsDone;
     private int _disposed;
+    private int _closedFired;
+    private volatile bool _closingGracefully;
     private volatile bool _aborted;
     private volatile ConnectionAbortedException? _abortReason;
     private volatile ConnectionResetException? _sendReset;
@@ -102,14 +104,7 @@ public sealed partial class SocketConnection : ConnectionContext,
         LocalEndPoint = socket.LocalEndPoint;
         RemoteEndPoint = remoteEndPoint ?? socket.RemoteEndPoint;
 
-        _features = new FeatureCollection(12);
-        _features.Set<IConnectionIdFeature>(this);
-        _features.Set<IConnectionTransportFeature>(this);
-        _features.Set<IConnectionItemsFeature>(this);
-        _features.Set<IConnectionLifetimeFeature>(this);
-        _features.Set<IConnectionEndPointFeature>(this);
-        _features.Set<IConnectionSocketFeature>(this);
-        _features.Set<ITakeOverSocketFeature>(this);
+        _features = new ConnectionFeatures(this);
     }
 
     /// <summary>The socket (also after a takeover, for inspection; the owner then is whoever took it).</summary>
@@ -198,7 +193,7 @@ public sealed partial class SocketConnection : ConnectionContext,
             {
                 try
                 {
-                    var epoll = new EpollSocket(_socket);
+                    var epoll = new EpollSocket(_socket, tellDotNet: false);
                     _epoll = epoll;
                     if (epoll.Register(loops.Pick()) != 0)
                     {
@@ -300,6 +295,9 @@ public sealed partial class SocketConnection : ConnectionContext,
             await app.Input.CompleteAsync().ConfigureAwait(false);
             await app.Output.CompleteAsync().ConfigureAwait(false);
             await _sendTask.ConfigureAwait(false);
+
+            // Nobody reads Input any more: the receive loop need not explain why it ended.
+            _closingGracefully = true;
             CloseSocket(reset: false);
             await _receiveTask.ConfigureAwait(false);
             _receiver?.Dispose();
@@ -535,13 +533,19 @@ public sealed partial class SocketConnection : ConnectionContext,
 
     private void FireConnectionClosed()
     {
+        // Once: the close path and DisposeAsync both get here, and a cancel after the source's disposal would throw.
+        if (Interlocked.Exchange(ref _closedFired, 1) != 0)
+        {
+            return;
+        }
+
         try
         {
             _closedSource.Cancel();
         }
         catch (ObjectDisposedException)
         {
-            // DisposeAsync already fired and disposed it.
+            // DisposeAsync disposed it meanwhile.
         }
     }
 

@@ -15,6 +15,7 @@ internal sealed class SocketConnectionSettings : IDisposable
     private readonly PipeScheduler _appScheduler;
     private readonly bool _ownsPool;
     private int _nextQueue;
+    private (PipeOptions Input, PipeOptions Output)[]? _pipeOptions;
 
     public SocketConnectionSettings(SocketTransportOptions options, ILoggerFactory? loggerFactory, PinnedBlockMemoryPool? pool = null)
     {
@@ -57,39 +58,41 @@ internal sealed class SocketConnectionSettings : IDisposable
     /// <summary>Pipe options for one new connection (input, output), spreading connections over I/O queues.</summary>
     public (PipeOptions Input, PipeOptions Output) CreatePipeOptions()
     {
-        PipeScheduler transportScheduler;
-        if (Options.InlineScheduling)
-        {
-            transportScheduler = PipeScheduler.Inline;
-        }
-        else if (_ioQueues.Length == 0)
-        {
-            transportScheduler = PipeScheduler.ThreadPool;
-        }
-        else
-        {
-            transportScheduler = _ioQueues[(int)((uint)Interlocked.Increment(ref _nextQueue) % (uint)_ioQueues.Length)];
-        }
+        // Built once per scheduler (PipeOptions are immutable): two allocations fewer per connection.
+        var all = _pipeOptions ??= BuildPipeOptions();
+        return all.Length == 1 ? all[0] : all[(int)((uint)Interlocked.Increment(ref _nextQueue) % (uint)all.Length)];
+    }
 
+    private (PipeOptions Input, PipeOptions Output)[] BuildPipeOptions()
+    {
+        PipeScheduler[] schedulers = Options.InlineScheduling ? [PipeScheduler.Inline]
+            : _ioQueues.Length == 0 ? [PipeScheduler.ThreadPool]
+            : _ioQueues;
         var maxRead = Options.MaxReadBufferSize ?? 0;
         var maxWrite = Options.MaxWriteBufferSize ?? 0;
-        var input = new PipeOptions(
-            pool: Pool,
-            readerScheduler: _appScheduler,
-            writerScheduler: transportScheduler,
-            pauseWriterThreshold: maxRead,
-            resumeWriterThreshold: maxRead / 2,
-            minimumSegmentSize: Pool.BlockSize,
-            useSynchronizationContext: false);
-        var output = new PipeOptions(
-            pool: Pool,
-            readerScheduler: transportScheduler,
-            writerScheduler: _appScheduler,
-            pauseWriterThreshold: maxWrite,
-            resumeWriterThreshold: maxWrite / 2,
-            minimumSegmentSize: Pool.BlockSize,
-            useSynchronizationContext: false);
-        return (input, output);
+        var all = new (PipeOptions, PipeOptions)[schedulers.Length];
+        for (var i = 0; i < schedulers.Length; i++)
+        {
+            var input = new PipeOptions(
+                pool: Pool,
+                readerScheduler: _appScheduler,
+                writerScheduler: schedulers[i],
+                pauseWriterThreshold: maxRead,
+                resumeWriterThreshold: maxRead / 2,
+                minimumSegmentSize: Pool.BlockSize,
+                useSynchronizationContext: false);
+            var output = new PipeOptions(
+                pool: Pool,
+                readerScheduler: schedulers[i],
+                writerScheduler: _appScheduler,
+                pauseWriterThreshold: maxWrite,
+                resumeWriterThreshold: maxWrite / 2,
+                minimumSegmentSize: Pool.BlockSize,
+                useSynchronizationContext: false);
+            all[i] = (input, output);
+        }
+
+        return all;
     }
 
     public void Dispose()

@@ -9,7 +9,9 @@ namespace Proxy.Http.Http1;
 /// </summary>
 public sealed class Http1HeaderList
 {
-    private Field[] _fields = new Field[16];
+    // Allocated on the first field: a session holds four lists (two heads, two trailer sections) and most
+    // connections never see a trailer.
+    private Field[] _fields = [];
     private int _count;
     private ReadOnlyMemory<byte> _source;
 
@@ -92,7 +94,7 @@ public sealed class Http1HeaderList
         if (_count == _fields.Length)
         {
             // Grows once per connection at most a few times (bounded by MaxHeaderCount), then reused.
-            Array.Resize(ref _fields, _fields.Length * 2);
+            Array.Resize(ref _fields, Math.Max(16, _fields.Length * 2));
         }
 
         _fields[_count++] = new Field(nameStart, nameLength, valueStart, valueLength, known, Http1Syntax.IsHopByHop(known));

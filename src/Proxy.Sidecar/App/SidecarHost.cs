@@ -189,7 +189,7 @@ internal sealed class SidecarHost : IAsyncDisposable
         }
 
         _transport = new SocketTransportFactory(transport, _loggerFactory);
-        _server = new KestrelServer(Options.Create(_kestrelOptions), _transport, _loggerFactory);
+        _server = new KestrelServer(Options.Create(_kestrelOptions), _transport, new ScopelessLoggerFactory(_loggerFactory));
         await _server.StartAsync(new AdminApplication(_config, Readiness, Exporter), cancellationToken);
         Readiness.MarkReady();
     }
