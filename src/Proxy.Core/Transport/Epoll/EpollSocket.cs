@@ -160,7 +160,7 @@ internal sealed class EpollSocket
                     return (int)n;
                 }
 
-                errno = Marshal.GetLastPInvokeError();
+                errno = Marshal.GetLastSystemError();
                 if (errno != SocketNative.EINTR)
                 {
                     return -1;
@@ -199,14 +199,12 @@ internal sealed class EpollSocket
             _handle.DangerousAddRef(ref added);
             while (true)
             {
-                var n = buffer.IsSingleSegment ? SendOne(buffer.FirstSpan) : SendMany(buffer);
+                var n = buffer.IsSingleSegment ? SendOne(buffer.FirstSpan, out errno) : SendMany(buffer, out errno);
                 if (n >= 0)
                 {
-                    errno = 0;
                     return (int)n;
                 }
 
-                errno = Marshal.GetLastPInvokeError();
                 if (errno != SocketNative.EINTR)
                 {
                     return -1;
@@ -275,15 +273,17 @@ internal sealed class EpollSocket
         }
     }
 
-    private unsafe nint SendOne(ReadOnlySpan<byte> span)
+    private unsafe nint SendOne(ReadOnlySpan<byte> span, out int errno)
     {
         fixed (byte* p = span)
         {
-            return SocketNative.Send(_fd, p, (nuint)span.Length, SocketNative.MSG_NOSIGNAL);
+            var n = SocketNative.Send(_fd, p, (nuint)span.Length, SocketNative.MSG_NOSIGNAL);
+            errno = n < 0 ? Marshal.GetLastSystemError() : 0;
+            return n;
         }
     }
 
-    private unsafe nint SendMany(in ReadOnlySequence<byte> buffer)
+    private unsafe nint SendMany(in ReadOnlySequence<byte> buffer, out int errno)
     {
         var iov = stackalloc SocketNative.IoVec[SocketNative.MaxIov];
         // Only the connection's send loop sends, one call at a time: the pins can live in a field.
@@ -312,7 +312,10 @@ internal sealed class EpollSocket
             SocketNative.MsgHdr message = default;
             message.Iov = iov;
             message.IovLength = (nuint)count;
-            return SocketNative.SendMsg(_fd, &message, SocketNative.MSG_NOSIGNAL);
+            // errno right away: unpinning below may run runtime code.
+            var n = SocketNative.SendMsg(_fd, &message, SocketNative.MSG_NOSIGNAL);
+            errno = n < 0 ? Marshal.GetLastSystemError() : 0;
+            return n;
         }
         finally
         {

@@ -58,15 +58,18 @@ internal static unsafe partial class SocketNative
 
     // recv, send and sendmsg run on non-blocking sockets: they return in microseconds and never wait, which is what
     // SuppressGCTransition requires; skipping the GC mode switch saves a measurable share of the proxy's user time.
-    [LibraryImport(Libc, EntryPoint = "recv", SetLastError = true)]
+    // Without the transition no runtime code runs between the call and the caller's next statement, so callers read
+    // errno themselves (Marshal.GetLastSystemError) and only on failure, instead of SetLastError's two thread-local
+    // writes on every call.
+    [LibraryImport(Libc, EntryPoint = "recv")]
     [SuppressGCTransition]
     public static partial nint Recv(int fd, byte* buffer, nuint length, int flags);
 
-    [LibraryImport(Libc, EntryPoint = "send", SetLastError = true)]
+    [LibraryImport(Libc, EntryPoint = "send")]
     [SuppressGCTransition]
     public static partial nint Send(int fd, byte* buffer, nuint length, int flags);
 
-    [LibraryImport(Libc, EntryPoint = "sendmsg", SetLastError = true)]
+    [LibraryImport(Libc, EntryPoint = "sendmsg")]
     [SuppressGCTransition]
     public static partial nint SendMsg(int fd, MsgHdr* message, int flags);
 
