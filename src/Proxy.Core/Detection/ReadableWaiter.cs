@@ -59,27 +59,7 @@ internal sealed unsafe partial class ReadableWaiter : IDisposable
     public ReadableWaiter(ILogger logger)
     {
         _logger = logger;
-        var epfd = SpliceNative.EpollCreate1(SpliceNative.EPOLL_CLOEXEC);
-        if (epfd < 0)
-        {
-            throw new IOException($"epoll_create1 failed: errno {Marshal.GetLastPInvokeError()}");
-        }
-
-        _epoll = new FileDescriptorHandle(epfd);
-        var efd = SpliceNative.EventFd(0, SpliceNative.EFD_CLOEXEC | SpliceNative.EFD_NONBLOCK);
-        if (efd < 0 || SpliceNative.EpollControl(epfd, SpliceNative.EPOLL_CTL_ADD, efd, SpliceNative.EPOLLIN, WakeToken) != 0)
-        {
-            var errno = Marshal.GetLastPInvokeError();
-            if (efd >= 0)
-            {
-                SpliceNative.Close(efd);
-            }
-
-            _epoll.Dispose();
-            throw new IOException($"eventfd/epoll_ctl failed: errno {errno}");
-        }
-
-        _wake = new FileDescriptorHandle(efd);
+        (_epoll, _wake) = SpliceNative.CreateEpollWithWake(WakeToken);
         _thread = new Thread(static s => ((ReadableWaiter)s!).Run()) { IsBackground = true, Name = "detect-waiter" };
         _thread.UnsafeStart(this);
     }

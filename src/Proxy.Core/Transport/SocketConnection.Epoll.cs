@@ -98,13 +98,7 @@ public sealed partial class SocketConnection
                 }
                 catch (Exception ex)
                 {
-                    // The application completed Output with an exception: reset, drop pending output.
-                    if (_settings.Logger.IsEnabled(LogLevel.Debug))
-                    {
-                        Log.OutputFaulted(_settings.Logger, ConnectionId, ex.Message);
-                    }
-
-                    _abortReason ??= new ConnectionAbortedException("The application completed the output with an error.", ex);
+                    OnOutputFaulted(ex);
                     reset = true;
                     break;
                 }
@@ -158,19 +152,7 @@ public sealed partial class SocketConnection
 
                 if (result.IsCompleted)
                 {
-                    if (!_aborted)
-                    {
-                        // Half-close: FIN toward the peer, keep receiving.
-                        try
-                        {
-                            _socket.Shutdown(SocketShutdown.Send);
-                        }
-                        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-                        {
-                            // The peer is already gone; the receive loop reports it.
-                        }
-                    }
-
+                    HalfClose();
                     break;
                 }
             }

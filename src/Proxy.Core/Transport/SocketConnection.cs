@@ -381,13 +381,7 @@ public sealed partial class SocketConnection : ConnectionContext,
                 }
                 catch (Exception ex)
                 {
-                    // The application completed Output with an exception: reset, drop pending output.
-                    if (_settings.Logger.IsEnabled(LogLevel.Debug))
-                    {
-                        Log.OutputFaulted(_settings.Logger, ConnectionId, ex.Message);
-                    }
-
-                    _abortReason ??= new ConnectionAbortedException("The application completed the output with an error.", ex);
+                    OnOutputFaulted(ex);
                     reset = true;
                     break;
                 }
@@ -432,19 +426,7 @@ public sealed partial class SocketConnection : ConnectionContext,
                 output.AdvanceTo(buffer.End);
                 if (result.IsCompleted)
                 {
-                    if (!_aborted)
-                    {
-                        // Half-close: FIN toward the peer, keep receiving.
-                        try
-                        {
-                            _socket.Shutdown(SocketShutdown.Send);
-                        }
-                        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-                        {
-                            // The peer is already gone; the receive loop reports it.
-                        }
-                    }
-
+                    HalfClose();
                     break;
                 }
             }
@@ -484,6 +466,35 @@ public sealed partial class SocketConnection : ConnectionContext,
         }
 
         return buffer;
+    }
+
+    /// <summary>The application completed Output with an exception: the send loop resets and drops pending output.</summary>
+    private void OnOutputFaulted(Exception ex)
+    {
+        if (_settings.Logger.IsEnabled(LogLevel.Debug))
+        {
+            Log.OutputFaulted(_settings.Logger, ConnectionId, ex.Message);
+        }
+
+        _abortReason ??= new ConnectionAbortedException("The application completed the output with an error.", ex);
+    }
+
+    /// <summary>The application completed Output normally and everything was sent: FIN toward the peer, keep receiving.</summary>
+    private void HalfClose()
+    {
+        if (_aborted)
+        {
+            return;
+        }
+
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Send);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // The peer is already gone; the receive loop reports it.
+        }
     }
 
     private void DirectionDone()

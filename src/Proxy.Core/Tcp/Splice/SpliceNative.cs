@@ -121,6 +121,35 @@ internal static unsafe partial class SpliceNative
         return EpollCtl(epfd, op, fd, ev);
     }
 
+    /// <summary>
+    /// An epoll instance with a non-blocking eventfd registered for reading under <paramref name="wakeToken"/>: what
+    /// every loop thread here needs to sleep in epoll_wait and be woken from another thread.
+    /// </summary>
+    /// <exception cref="IOException">A descriptor could not be created or registered.</exception>
+    public static (FileDescriptorHandle Epoll, FileDescriptorHandle Wake) CreateEpollWithWake(ulong wakeToken)
+    {
+        var epfd = EpollCreate1(EPOLL_CLOEXEC);
+        if (epfd < 0)
+        {
+            throw new IOException($"epoll_create1 failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+
+        var efd = EventFd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (efd < 0 || EpollControl(epfd, EPOLL_CTL_ADD, efd, EPOLLIN, wakeToken) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            if (efd >= 0)
+            {
+                Close(efd);
+            }
+
+            Close(epfd);
+            throw new IOException($"eventfd/epoll_ctl failed: errno {errno}");
+        }
+
+        return (new FileDescriptorHandle(epfd), new FileDescriptorHandle(efd));
+    }
+
     /// <summary>Makes the next close() of the socket send RST instead of FIN (SO_LINGER {1, 0}).</summary>
     public static void SetLingerZero(int fd)
     {
