@@ -11,6 +11,9 @@ internal static class PrometheusText
     /// <summary>The sidecar's process-wide allocation counter (GC.GetTotalAllocatedBytes).</summary>
     public const string AllocatedBytes = "proxy_process_allocated_bytes";
 
+    /// <summary>Requests the sidecar's HTTP forwarder served, over every label set.</summary>
+    public const string HttpRequests = "proxy_http_requests";
+
     /// <summary>
     /// The sum of every sample of metric <paramref name="name"/> (also accepted with the <c>_total</c> suffix that
     /// counters get), over all label sets; null when there is no such sample.

@@ -268,6 +268,35 @@ internal sealed class HttpScenario : IScenario
         return PrometheusText.TryGetValue(text, PrometheusText.AllocatedBytes);
     }
 
+    /// <summary>
+    /// Bytes the sidecar allocated per request it served between 30% and 80% of a run: connection set-up (wrk's
+    /// connections open at the start) is outside the window. Null when a scrape fails or no request was counted.
+    /// </summary>
+    private static async Task<double?> MeasureSteadyAllocationAsync(SidecarPeer sidecar, TimeSpan duration, double scrapeCost, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Task.Delay(duration * 0.3, cancellationToken);
+            var first = await PrometheusText.FetchAsync(sidecar.AdminEndPoint, "/metrics", cancellationToken);
+            await Task.Delay(duration * 0.5, cancellationToken);
+            var second = await PrometheusText.FetchAsync(sidecar.AdminEndPoint, "/metrics", cancellationToken);
+            if (PrometheusText.TryGetValue(first, PrometheusText.AllocatedBytes) is not { } a1
+                || PrometheusText.TryGetValue(second, PrometheusText.AllocatedBytes) is not { } a2
+                || PrometheusText.TryGetValue(first, PrometheusText.HttpRequests) is not { } r1
+                || PrometheusText.TryGetValue(second, PrometheusText.HttpRequests) is not { } r2
+                || r2 <= r1)
+            {
+                return null;
+            }
+
+            return Math.Max(0, a2 - a1 - scrapeCost) / (r2 - r1);
+        }
+        catch (E2eException)
+        {
+            return null;
+        }
+    }
+
     private static async Task RunOneAsync(
         WrkClient wrk, IPeer peer, string variant, int round, E2eOptions options, string perfOutput, HttpReport report, CancellationToken cancellationToken)
     {
@@ -295,7 +324,12 @@ internal sealed class HttpScenario : IScenario
                 cpuBefore = ProcFs.ReadCpuTimes(p);
             }
 
+            // Keep-alive runs: a second allocation figure from a window inside the run, once wrk's connections are up.
+            Task<double?>? steady = sidecar is not null && report.HasScrapeCost(peer.Name) && variant is "c32" or "c1"
+                ? MeasureSteadyAllocationAsync(sidecar, options.Duration, report.ScrapeCost(peer.Name), cancellationToken)
+                : null;
             var result = await wrk.RunAsync(request, cancellationToken);
+            var steadyPerRequest = steady is null ? null : await steady;
             CpuTimes? cpu = null;
             long? peakRss = null;
             SyscallCounts? counts = null;
@@ -315,7 +349,7 @@ internal sealed class HttpScenario : IScenario
                 allocated = Math.Max(0, after - before - report.ScrapeCost(peer.Name));
             }
 
-            var sample = new HttpSample(peer.Name, variant, round, result, cpu, peakRss, allocated, counts);
+            var sample = new HttpSample(peer.Name, variant, round, result, cpu, peakRss, allocated, counts, steadyPerRequest);
             report.AddSample(sample);
             Console.WriteLine(Describe(sample, options.Repeat));
         }

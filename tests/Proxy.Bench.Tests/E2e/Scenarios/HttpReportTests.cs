@@ -29,8 +29,8 @@ public sealed class HttpReportTests
             report.AddSample(new HttpSample("haproxy", "c32", round, Wrk(10_000, 20_000, p50: 1000), new CpuTimes(0.25, 0.25), 15 * MiB));
         }
 
-        report.AddSample(new HttpSample("sidecar-aot", "c32", 0, Wrk(12_000, 25_000, p50: 900), new CpuTimes(0.125, 0.375), 20 * MiB, AllocatedBytes: 5000));
-        report.AddSample(new HttpSample("sidecar-aot", "c32", 1, Wrk(13_000, 25_000, p50: 1100), new CpuTimes(0.125, 0.375), 22 * MiB, AllocatedBytes: 0));
+        report.AddSample(new HttpSample("sidecar-aot", "c32", 0, Wrk(12_000, 25_000, p50: 900), new CpuTimes(0.125, 0.375), 20 * MiB, AllocatedBytes: 5000, SteadyAllocatedBytesPerRequest: 0.02));
+        report.AddSample(new HttpSample("sidecar-aot", "c32", 1, Wrk(13_000, 25_000, p50: 1100), new CpuTimes(0.125, 0.375), 22 * MiB, AllocatedBytes: 0, SteadyAllocatedBytesPerRequest: 0.04));
         report.AddSample(new HttpSample("sidecar-aot", "c32", 2, Wrk(99_000, 25_000, p50: 1, non2xx: 5), new CpuTimes(0.125, 0.375), 90 * MiB, AllocatedBytes: 0));
         report.AddFailure("yarp", "start: boom\nline two");
 
@@ -44,14 +44,15 @@ public sealed class HttpReportTests
         Assert.Contains("| c32 CPU/req ≤ 0.85x HAProxy | 0.80x met |", markdown, StringComparison.Ordinal);
         Assert.Contains("| c1 added p50 ≤ HAProxy's | – |", markdown, StringComparison.Ordinal);
         Assert.Contains("| 0 B allocated per request (keep-alive runs, < 1 B/req) | 0.1 B/req met |", markdown, StringComparison.Ordinal);
+        Assert.Contains("| 0 B allocated per request in steady state (keep-alive, mid-run window, < 1 B/req) | 0.03 B/req met |", markdown, StringComparison.Ordinal);
         Assert.Contains("| peak RSS under load ≤ 40 MB (38.1 MiB; max over runs) | 22.0 MiB met |", markdown, StringComparison.Ordinal);
         Assert.Contains("- **yarp**: start: boom", markdown, StringComparison.Ordinal);
         Assert.Contains("| Aot | 40 s | 3.0 MiB |", markdown, StringComparison.Ordinal);
 
         var csv = report.RenderCsv().Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(9, csv.Length);
-        Assert.Contains("sidecar-aot,c32,1,1,25000,2.000,12000.00,900.0,,,2000.0,0.125,0.375,20971520,5000,0,0,0,0,0,", csv);
-        Assert.Contains("sidecar-aot,c32,3,0,25000,2.000,99000.00,1.0,,,2000.0,0.125,0.375,94371840,0,0,0,0,0,5,", csv);
+        Assert.Contains("sidecar-aot,c32,1,1,25000,2.000,12000.00,900.0,,,2000.0,0.125,0.375,20971520,5000,0,0,0,0,0,,0.02", csv);
+        Assert.Contains("sidecar-aot,c32,3,0,25000,2.000,99000.00,1.0,,,2000.0,0.125,0.375,94371840,0,0,0,0,0,5,,", csv);
         Assert.DoesNotContain("| syscalls/req |", markdown, StringComparison.Ordinal);
     }
 
