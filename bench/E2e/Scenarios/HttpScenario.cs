@@ -270,30 +270,34 @@ internal sealed class HttpScenario : IScenario
 
     /// <summary>
     /// Bytes the sidecar allocated per request it served between 30% and 80% of a run: connection set-up (wrk's
-    /// connections open at the start) is outside the window. Null when a scrape fails or no request was counted.
+    /// connections open at the start) is outside the window. Null when a scrape fails or no request was counted; also
+    /// how many scrapes it made (they allocate in the sidecar during the run).
     /// </summary>
-    private static async Task<double?> MeasureSteadyAllocationAsync(SidecarPeer sidecar, TimeSpan duration, double scrapeCost, CancellationToken cancellationToken)
+    private static async Task<(double? PerRequest, int Scrapes)> MeasureSteadyAllocationAsync(SidecarPeer sidecar, TimeSpan duration, double scrapeCost, CancellationToken cancellationToken)
     {
+        var scrapes = 0;
         try
         {
             await Task.Delay(duration * 0.3, cancellationToken);
             var first = await PrometheusText.FetchAsync(sidecar.AdminEndPoint, "/metrics", cancellationToken);
+            scrapes++;
             await Task.Delay(duration * 0.5, cancellationToken);
             var second = await PrometheusText.FetchAsync(sidecar.AdminEndPoint, "/metrics", cancellationToken);
+            scrapes++;
             if (PrometheusText.TryGetValue(first, PrometheusText.AllocatedBytes) is not { } a1
                 || PrometheusText.TryGetValue(second, PrometheusText.AllocatedBytes) is not { } a2
                 || PrometheusText.TryGetValue(first, PrometheusText.HttpRequests) is not { } r1
                 || PrometheusText.TryGetValue(second, PrometheusText.HttpRequests) is not { } r2
                 || r2 <= r1)
             {
-                return null;
+                return (null, scrapes);
             }
 
-            return Math.Max(0, a2 - a1 - scrapeCost) / (r2 - r1);
+            return (Math.Max(0, a2 - a1 - scrapeCost) / (r2 - r1), scrapes);
         }
         catch (E2eException)
         {
-            return null;
+            return (null, scrapes);
         }
     }
 
@@ -325,11 +329,11 @@ internal sealed class HttpScenario : IScenario
             }
 
             // Keep-alive runs: a second allocation figure from a window inside the run, once wrk's connections are up.
-            Task<double?>? steady = sidecar is not null && report.HasScrapeCost(peer.Name) && variant is "c32" or "c1"
+            Task<(double? PerRequest, int Scrapes)>? steady = sidecar is not null && report.HasScrapeCost(peer.Name) && variant is "c32" or "c1"
                 ? MeasureSteadyAllocationAsync(sidecar, options.Duration, report.ScrapeCost(peer.Name), cancellationToken)
                 : null;
             var result = await wrk.RunAsync(request, cancellationToken);
-            var steadyPerRequest = steady is null ? null : await steady;
+            var (steadyPerRequest, steadyScrapes) = steady is null ? (null, 0) : await steady;
             CpuTimes? cpu = null;
             long? peakRss = null;
             SyscallCounts? counts = null;
@@ -346,7 +350,8 @@ internal sealed class HttpScenario : IScenario
             double? allocated = null;
             if (sidecar is not null && allocatedBefore is { } before && await ReadAllocatedBytesAsync(sidecar, cancellationToken) is { } after)
             {
-                allocated = Math.Max(0, after - before - report.ScrapeCost(peer.Name));
+                // Our own scrapes inside the run (the steady-state window's) are not the proxy's work either.
+                allocated = Math.Max(0, after - before - ((1 + steadyScrapes) * report.ScrapeCost(peer.Name)));
             }
 
             var sample = new HttpSample(peer.Name, variant, round, result, cpu, peakRss, allocated, counts, steadyPerRequest);
