@@ -22,6 +22,7 @@ public class ConfigLoaderTests
         Assert.Equal(new IPEndPoint(IPAddress.Loopback, 15000), c.AdminListen);
         Assert.Equal(TimeSpan.FromSeconds(5), c.Tcp.ConnectTimeout);
         Assert.Equal(SpliceMode.Auto, c.Tcp.Splice);
+        Assert.Equal(1, c.Transport.IoThreads);
     }
 
     [Fact]
@@ -32,7 +33,7 @@ public class ConfigLoaderTests
           // comments are allowed
           "outboundListen": "127.0.0.1:0",
           "inboundListen": "off",
-          "transport": { "backlog": 100, "noDelay": false },
+          "transport": { "backlog": 100, "noDelay": false, "ioThreads": 2 },
           "tcp": { "connectTimeout": "2s", "splice": "off" },
           "services": [ { "name": "db", "addresses": ["198.51.100.7:5432"], "endpoints": ["127.0.0.1:5432", "[::1]:5433"] } ],
           "listeners": [ { "name": "db-local", "address": "127.0.0.1:0", "service": "db" } ],
@@ -45,6 +46,7 @@ public class ConfigLoaderTests
         Assert.Null(c.InboundListen);
         Assert.Equal(200, c.Transport.Backlog);
         Assert.False(c.Transport.NoDelay);
+        Assert.Equal(2, c.Transport.IoThreads);
         Assert.Equal(TimeSpan.FromMilliseconds(250), c.Tcp.ConnectTimeout);
         Assert.Equal(SpliceMode.Never, c.Tcp.Splice);
         var service = Assert.Single(c.Services);
@@ -56,6 +58,7 @@ public class ConfigLoaderTests
     [InlineData("backlog", "abc", "--backlog: \"abc\" is not a whole number")]
     [InlineData("backlog", "0", "--backlog: 0 is out of range (1-65535)")]
     [InlineData("read-buffer-size", "10", "--read-buffer-size: 10 is out of range (1024-1048576)")]
+    [InlineData("io-threads", "65", "--io-threads: 65 is out of range (0-64)")]
     [InlineData("no-delay", "yes", "--no-delay: \"yes\" is not true or false")]
     [InlineData("connect-timeout", "5", "--connect-timeout: \"5\" is not a duration")]
     [InlineData("connect-timeout", "off", "--connect-timeout: \"off\" is not a duration")]

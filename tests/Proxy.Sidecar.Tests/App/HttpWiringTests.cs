@@ -236,6 +236,32 @@ public sealed class HttpWiringTests : IAsyncLifetime
         Assert.Equal("127.0.0.6", Assert.Single(response.Headers.GetValues("x-client")));
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task IoThreads_EachSetting_ExplicitAndCapturedTrafficAnswered(int ioThreads)
+    {
+        // --io-threads 0 is .NET's socket engine, 1 and 2 our epoll loops (with 2, a client connection and the upstream
+        // connection it reuses may sit on different loops).
+        var config = Config([Edge(AbAndCanary(100, 1))]) with { Transport = new TransportConfig { IoThreads = ioThreads } };
+        var host = await StartAsync(config, originalDestination: _v1.EndPoint);
+        using var http = Client();
+        for (var i = 0; i < 10; i++)
+        {
+            using var response = await http.GetAsync(Url(host, "edge", $"/n{i}")).WaitAsync(Timeout);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        using var captured = new TcpClient();
+        await captured.ConnectAsync((IPEndPoint)host.AddressOf("outbound")!).WaitAsync(Timeout);
+        var stream = captured.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes("GET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")).AsTask().WaitAsync(Timeout);
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        var all = await reader.ReadToEndAsync().WaitAsync(Timeout);
+        Assert.Contains("v1 GET /c\n", all, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Outbound_KeepAlive_ManyRequestsOneClientConnection()
     {
