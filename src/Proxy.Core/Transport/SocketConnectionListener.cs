@@ -51,10 +51,6 @@ public sealed partial class SocketConnectionListener : IConnectionListener
                     ? await _listenSocket.AcceptAsync(cancellationToken)
                     : await AcceptOnLoopAsync(_epoll, cancellationToken);
             }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                throw;
-            }
             catch (ObjectDisposedException)
             {
                 return null;

@@ -121,7 +121,6 @@ public sealed class EpollTransportTests
                 catch (OperationCanceledException)
                 {
                     // The pending connect was given up on time; the caller closes the socket, which unregisters it.
-                    Assert.False(epoll.IsRegistered && socket.Connected);
                     socket.Dispose();
                     epoll.OnClosed();
                     return;

@@ -35,7 +35,6 @@ internal sealed unsafe partial class EpollLoop : IDisposable
     private int[] _freeSlots = new int[256];
     private int _freeCount;
     private int _slotsUsed;
-    private int _registered;
     private volatile bool _stopping;
 
     // Work deferred to the end of the current event batch (only the loop thread adds and runs it).
@@ -52,9 +51,6 @@ internal sealed unsafe partial class EpollLoop : IDisposable
 
     /// <summary>The loop whose thread is running the caller, if any.</summary>
     public static EpollLoop? Current => t_current;
-
-    /// <summary>Sockets registered now (approximate when read from another thread).</summary>
-    public int Registered => Volatile.Read(ref _registered);
 
     /// <summary>
     /// Registers <paramref name="socket"/> (edge-triggered, read and write). Readiness that already exists is
@@ -76,7 +72,6 @@ internal sealed unsafe partial class EpollLoop : IDisposable
             socket.Token = token;
             socket.Slot = slot;
             _slots[slot] = socket;
-            _registered++;
         }
 
         if (SpliceNative.EpollControl(_epoll.Fd, SpliceNative.EPOLL_CTL_ADD, fd, SocketEvents, token) != 0)
@@ -106,7 +101,6 @@ internal sealed unsafe partial class EpollLoop : IDisposable
             _slots[slot] = null;
             _generations[slot]++;
             _freeSlots[_freeCount++] = slot;
-            _registered--;
             socket.Slot = -1;
         }
     }

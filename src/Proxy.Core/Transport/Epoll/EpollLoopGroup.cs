@@ -28,8 +28,6 @@ internal sealed class EpollLoopGroup
     /// <summary>Whether the platform has epoll (Linux).</summary>
     public static bool IsSupported => OperatingSystem.IsLinux();
 
-    public int Count => _loops.Length;
-
     /// <summary>
     /// The process-wide group of <paramref name="threads"/> loops, created on first use and kept for the life of
     /// the process (its threads are background threads that sleep in epoll_wait when idle).

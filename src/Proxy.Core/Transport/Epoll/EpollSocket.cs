@@ -64,8 +64,6 @@ internal sealed class EpollSocket
     /// <summary>Slot in the loop's table, -1 when not registered.</summary>
     internal int Slot { get; set; } = -1;
 
-    public bool IsRegistered => _loop is not null;
-
     /// <summary>
     /// The loop saw the peer's FIN (RDHUP), a hang-up or an error: a short read no longer means the socket is
     /// drained, because no further edge will come. Read until EOF, an error or EAGAIN.
