@@ -65,6 +65,9 @@ public sealed class Http2RequestHeadBuilder : IDisposable
     /// <summary>A content-length field was present.</summary>
     public bool HasContentLength => _hasContentLength;
 
+    /// <summary>The declared content-length; -1 when absent or not a plain decimal (the HTTP/1.1 parser then refuses it).</summary>
+    public long ContentLength { get; private set; } = -1;
+
     /// <summary>The translated head after a successful <see cref="Complete"/>.</summary>
     public ReadOnlyMemory<byte> Head => _head.AsMemory(0, _headLength);
 
@@ -78,6 +81,7 @@ public sealed class Http2RequestHeadBuilder : IDisposable
         _pseudoSeen = 0;
         _regularSeen = false;
         _hasContentLength = false;
+        ContentLength = -1;
         _hostStart = -1;
         _hostLength = 0;
         _error = Http2FieldError.None;
@@ -133,6 +137,7 @@ public sealed class Http2RequestHeadBuilder : IDisposable
         }
         else if (name.SequenceEqual("content-length"u8))
         {
+            ContentLength = !_hasContentLength && System.Buffers.Text.Utf8Parser.TryParse(value, out long length, out var used) && used == value.Length && length >= 0 ? length : -1;
             _hasContentLength = true;
         }
 

@@ -1,0 +1,179 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http.Features;
+using Proxy.Http.Forwarding;
+
+namespace Proxy.Http.Http2.Server;
+
+/// <summary>
+/// An in-memory HTTP/1.1 connection between an HTTP/2 connection and the HTTP/1.1 forwarder: the HTTP/2 side
+/// writes each stream's request as HTTP/1.1 bytes into <see cref="RequestWriter"/> and reads the forwarder's
+/// HTTP/1.1 response from <see cref="ResponseReader"/>. The forwarder's session on the lane routes, balances,
+/// pools, retries, times out, explains its failures and records telemetry exactly as for a TCP client. A lane
+/// carries one stream at a time and is reused (keep-alive) by the next stream, so steady-state streams build
+/// no new session. Request bytes the forwarder consumes are reported to <see cref="Consumed"/>, which the
+/// stream turns into HTTP/2 flow-control credit: the client can never have more request body in flight than
+/// the windows it was granted.
+/// </summary>
+internal sealed class Http2Lane : ConnectionContext
+{
+    private static long s_lastId;
+
+    private readonly Pipe _request;
+    private readonly Pipe _response;
+    private readonly CountingReader _requestReader;
+    private readonly ConnectionFeatureCollection _features = new();
+    private readonly CancellationTokenSource _closed = new();
+    private readonly long _id = Interlocked.Increment(ref s_lastId);
+    private IDictionary<object, object?>? _items;
+    private string? _connectionId;
+
+    public Http2Lane(EndPoint? local, EndPoint? remote)
+    {
+        // No pause thresholds on the request side: HTTP/2 flow control bounds what the client may send, and the
+        // connection's read loop must never wait on one stream's consumer. The response side pauses the
+        // forwarder when the HTTP/2 side (the client's windows) cannot keep up.
+        _request = new Pipe(new PipeOptions(pauseWriterThreshold: 0, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
+        _response = new Pipe(new PipeOptions(pauseWriterThreshold: 256 * 1024, resumeWriterThreshold: 128 * 1024, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
+        _requestReader = new CountingReader(_request.Reader, this);
+        Transport = new LanePipe(_requestReader, _response.Writer);
+        LocalEndPoint = local;
+        RemoteEndPoint = remote;
+        ConnectionClosed = _closed.Token;
+    }
+
+    /// <summary>Called with the number of request bytes the forwarder consumed (on the forwarder's thread).</summary>
+    public Action<Http2Lane, long>? Consumed { get; set; }
+
+    /// <summary>The stream the lane serves now (null when idle).</summary>
+    public Http2ServerStream? Stream { get; set; }
+
+    /// <summary>The forwarder's session on this lane; completes when the lane is closed.</summary>
+    public Task Session { get; set; } = Task.CompletedTask;
+
+    /// <summary>Set when the forwarder aborted the lane (a failure after the response head was sent).</summary>
+    public bool Aborted { get; private set; }
+
+    /// <summary>The HTTP/2 side writes request bytes here.</summary>
+    public PipeWriter RequestWriter => _request.Writer;
+
+    /// <summary>The HTTP/2 side reads the forwarder's response bytes here.</summary>
+    public PipeReader ResponseReader => _response.Reader;
+
+    public override IDuplexPipe Transport { get; set; }
+
+    public override string ConnectionId
+    {
+        get => _connectionId ??= "H2L" + _id.ToString("X8", System.Globalization.CultureInfo.InvariantCulture);
+        set => _connectionId = value;
+    }
+
+    public override IFeatureCollection Features => _features;
+
+    public override IDictionary<object, object?> Items
+    {
+        get => _items ??= new Dictionary<object, object?>();
+        set => _items = value;
+    }
+
+    public override void Abort(ConnectionAbortedException abortReason)
+    {
+        Aborted = true;
+        _response.Writer.Complete(abortReason);
+        _request.Reader.Complete();
+        Cancel();
+    }
+
+    /// <summary>Ends the lane: the forwarder sees the client close.</summary>
+    public void Close()
+    {
+        _request.Writer.Complete();
+        Cancel();
+    }
+
+    public override ValueTask DisposeAsync()
+    {
+        _closed.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    private void Cancel()
+    {
+        try
+        {
+            _closed.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private sealed class LanePipe(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
+    }
+
+    /// <summary>Reports consumed bytes: the difference between the last buffer's start and the consumed position.</summary>
+    private sealed class CountingReader(PipeReader inner, Http2Lane lane) : PipeReader
+    {
+        private ReadOnlySequence<byte> _last;
+
+        public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
+
+        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+        {
+            var count = _last.IsEmpty ? 0 : _last.Slice(_last.Start, consumed).Length;
+            _last = default;
+            inner.AdvanceTo(consumed, examined);
+            if (count > 0)
+            {
+                lane.Consumed?.Invoke(lane, count);
+            }
+        }
+
+        public override void CancelPendingRead() => inner.CancelPendingRead();
+
+        public override void Complete(Exception? exception = null) => inner.Complete(exception);
+
+        public override ValueTask CompleteAsync(Exception? exception = null) => inner.CompleteAsync(exception);
+
+        public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+        {
+            var read = inner.ReadAsync(cancellationToken);
+            if (read.IsCompletedSuccessfully)
+            {
+                var result = read.Result;
+                _last = result.Buffer;
+                return new ValueTask<ReadResult>(result);
+            }
+
+            return Remember(read);
+        }
+
+        public override bool TryRead(out ReadResult result)
+        {
+            if (inner.TryRead(out result))
+            {
+                _last = result.Buffer;
+                return true;
+            }
+
+            return false;
+        }
+
+        private async ValueTask<ReadResult> Remember(ValueTask<ReadResult> read)
+        {
+            var result = await read.ConfigureAwait(false);
+            _last = result.Buffer;
+            return result;
+        }
+    }
+
+    private sealed class ConnectionFeatureCollection : FeatureCollection
+    {
+    }
+}
