@@ -96,7 +96,7 @@ internal sealed class Http2Lane : ConnectionContext
     public override ValueTask DisposeAsync()
     {
         _closed.Dispose();
-        return ValueTask.CompletedTask;
+        return base.DisposeAsync();
     }
 
     private void Cancel()

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Globalization;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
 using Proxy.Http.Http1;
@@ -12,7 +11,7 @@ namespace Proxy.Http.Http2.Server;
 /// the DATA payload raw under content-length or re-framed chunked, then trailers), and the lane's HTTP/1.1
 /// response comes back out as HEADERS, DATA (within the client's flow-control windows) and trailers.
 /// </summary>
-internal sealed class Http2ServerStream
+internal sealed class Http2ServerStream : IDisposable
 {
     private readonly Http2ServerSession _session;
     private readonly Http1ResponseHead _response = new();
@@ -307,5 +306,5 @@ internal sealed class Http2ServerStream
         }
     }
 
-    internal static string Hex(long value) => value.ToString("x", CultureInfo.InvariantCulture);
+    public void Dispose() => _response.Dispose();
 }

@@ -1,0 +1,904 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Proxy.Http.Forwarding;
+using Proxy.Http.Http1;
+using Proxy.Http.Http2.Frames;
+using Proxy.Http.Http2.Hpack;
+using Proxy.Http.Http2.Translation;
+
+namespace Proxy.Http.Http2.Server;
+
+/// <summary>
+/// One HTTP/2 client connection (h2c with prior knowledge): the frame loop, the stream table, both directions of
+/// flow control and the single writer of the connection's output. Each request stream is translated to HTTP/1.1
+/// and handed to a <see cref="Http2Lane"/>, on which the HTTP/1.1 forwarder does routing, balancing, pooling and
+/// error answers; its response comes back as HEADERS/DATA/trailers.
+/// <code>
+/// client ─► preface ─► SETTINGS (ours) + connection WINDOW_UPDATE
+///           frame loop: SETTINGS (apply, ACK) · PING (ACK) · WINDOW_UPDATE (credit, wake pumps) · RST_STREAM (abort lane)
+///                       HEADERS [+CONTINUATION] ─► HPACK ─► Http2RequestHeadBuilder ─► lane (HTTP/1.1 head)
+///                       DATA ─► windows checked ─► lane (raw under content-length, else chunked) ─► credit as consumed
+/// lane response ─► stream pump: head ─► HEADERS · body ─► DATA within windows · chunked trailers ─► HEADERS END_STREAM
+/// </code>
+/// Connection errors end with GOAWAY and the RFC 9113 code; stream errors with RST_STREAM.
+/// </summary>
+internal sealed partial class Http2ServerSession : IDisposable
+{
+    private readonly Http2Server _server;
+    private readonly Http2ServerOptions _options;
+    private readonly ConnectionContext _connection;
+    private readonly Http1Routing _routing;
+    private readonly CancellationToken _cancellationToken;
+    private readonly PipeReader _input;
+    private readonly PipeWriter _output;
+    private readonly Http2Frame _frame = new();
+    private readonly HpackDecoder _decoder;
+    private readonly HpackEncoder _encoder = new();
+    private readonly Http2HeaderBlockAssembler _assembler;
+    private readonly Http2RequestHeadBuilder _builder;
+    private readonly Http2TrailerLines _trailers = new();
+    private readonly Dictionary<uint, Http2ServerStream> _streams = [];
+    private readonly List<Task> _pumps = [];
+    private readonly Stack<Http2Lane> _idleLanes = new();
+    private readonly List<Http2Lane> _lanes = [];
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly Lock _lock = new();
+    private readonly ArrayBufferWriter<byte> _block = new(256);
+    private readonly Action<Http2Lane, long> _onConsumed;
+
+    private uint _lastStreamId;
+    private long _connectionSendWindow = Http2Constants.DefaultInitialWindowSize;
+    private long _connectionReceiveWindow = Http2Constants.DefaultInitialWindowSize;
+    private long _connectionPendingCredit;
+    private int _peerInitialWindow = Http2Constants.DefaultInitialWindowSize;
+    private uint _peerMaxFrameSize = Http2Constants.DefaultMaxFrameSize;
+    private Http2ServerStream? _blockStream;
+    private bool _blockIsTrailers;
+    private bool _blockDiscard;
+    private bool _outputBroken;
+
+    public Http2ServerSession(Http2Server server, ConnectionContext connection, Http1Routing routing, CancellationToken cancellationToken)
+    {
+        _server = server;
+        _options = server.Options;
+        _connection = connection;
+        _routing = routing;
+        _cancellationToken = cancellationToken;
+        _input = connection.Transport.Input;
+        _output = connection.Transport.Output;
+        _decoder = new HpackDecoder(_options.HeaderTableSize, _options.MaxHeaderListSize, _options.MaxHeaderListSize);
+        _assembler = new Http2HeaderBlockAssembler(_options.MaxHeaderBlockSize);
+        _builder = new Http2RequestHeadBuilder(_server.Forwarder.Options.Parser.MaxStartLineBytes + _server.Forwarder.Options.Parser.MaxHeaderBytes);
+        _onConsumed = OnLaneConsumed;
+    }
+
+    public async Task RunAsync()
+    {
+        var code = Http2ErrorCode.NoError;
+        string? reason = null;
+        try
+        {
+            if (!await ReadPrefaceAsync().ConfigureAwait(false))
+            {
+                code = Http2ErrorCode.ProtocolError;
+                reason = "the connection did not start with the HTTP/2 client preface";
+                return;
+            }
+
+            await WriteInitialSettingsAsync().ConfigureAwait(false);
+            await FrameLoopAsync().ConfigureAwait(false);
+        }
+        catch (Http2ConnectionException e)
+        {
+            code = e.ErrorCode;
+            reason = e.Reason;
+        }
+        catch (HpackDecodingException e)
+        {
+            code = Http2ErrorCode.CompressionError;
+            reason = e.Message;
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionAbortedException or InvalidOperationException)
+        {
+            // The client went away or the proxy is stopping.
+        }
+        finally
+        {
+            await ShutdownAsync(code, reason).ConfigureAwait(false);
+        }
+    }
+
+    // ---- reading ------------------------------------------------------------------------------------
+
+    private async ValueTask<bool> ReadPrefaceAsync()
+    {
+        while (true)
+        {
+            var result = await _input.ReadAsync(_cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            var preface = Http2Constants.ClientPreface;
+            if (buffer.Length >= preface.Length)
+            {
+                var ok = buffer.Slice(0, preface.Length).IsSingleSegment
+                    ? buffer.FirstSpan[..preface.Length].SequenceEqual(preface)
+                    : buffer.Slice(0, preface.Length).ToArray().AsSpan().SequenceEqual(preface);
+                _input.AdvanceTo(ok ? buffer.GetPosition(preface.Length) : buffer.Start, buffer.End);
+                return ok;
+            }
+
+            _input.AdvanceTo(buffer.Start, buffer.End);
+            if (result.IsCompleted)
+            {
+                return false;
+            }
+        }
+    }
+
+    private async ValueTask FrameLoopAsync()
+    {
+        while (true)
+        {
+            var result = await _input.ReadAsync(_cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            try
+            {
+                while (true)
+                {
+                    ReadOnlySequence<byte> payload;
+                    try
+                    {
+                        if (!Http2FrameReader.TryReadFrame(ref buffer, _frame, Http2Constants.DefaultMaxFrameSize, out payload))
+                        {
+                            break;
+                        }
+                    }
+                    catch (Http2StreamException e)
+                    {
+                        // The frame was consumed; only its stream fails.
+                        await ResetStreamByIdAsync(e.StreamId, e.ErrorCode).ConfigureAwait(false);
+                        continue;
+                    }
+
+                    try
+                    {
+                        await ProcessFrameAsync(payload).ConfigureAwait(false);
+                    }
+                    catch (Http2StreamException e)
+                    {
+                        await ResetStreamByIdAsync(e.StreamId, e.ErrorCode).ConfigureAwait(false);
+                    }
+                }
+            }
+            finally
+            {
+                _input.AdvanceTo(buffer.Start, buffer.End);
+            }
+
+            if (result.IsCompleted || result.IsCanceled)
+            {
+                return;
+            }
+        }
+    }
+
+    private ValueTask ProcessFrameAsync(ReadOnlySequence<byte> payload)
+    {
+        var frame = _frame;
+        var endsBlock = _assembler.OnFrame(frame, payload.Length);
+        switch (frame.Type)
+        {
+            case Http2FrameType.Headers:
+                return OnHeadersAsync(payload, endsBlock);
+            case Http2FrameType.Continuation:
+                return OnHeaderFragmentAsync(payload, endsBlock);
+            case Http2FrameType.Data:
+                return OnDataAsync(payload);
+            case Http2FrameType.Settings:
+                return OnSettingsAsync(payload);
+            case Http2FrameType.Ping:
+                return frame.IsAck ? ValueTask.CompletedTask : WriteControlAsync(ControlFrame.PingAck, 0, frame.PingData);
+            case Http2FrameType.WindowUpdate:
+                return OnWindowUpdateAsync();
+            case Http2FrameType.RstStream:
+                OnRstStream();
+                return ValueTask.CompletedTask;
+            case Http2FrameType.GoAway:
+                // The client will open no more streams; the ones open finish, then it closes the connection.
+                return ValueTask.CompletedTask;
+            case Http2FrameType.PushPromise:
+                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "a client sent PUSH_PROMISE");
+            default:
+                // PRIORITY (deprecated, RFC 9113 §5.3.2) and unknown frame types are ignored.
+                return ValueTask.CompletedTask;
+        }
+    }
+
+    private ValueTask OnHeadersAsync(ReadOnlySequence<byte> payload, bool endHeaders)
+    {
+        var id = _frame.StreamId;
+        var endStream = _frame.EndStream;
+        Http2ServerStream? stream;
+        lock (_lock)
+        {
+            _streams.TryGetValue(id, out stream);
+        }
+
+        if (stream is not null)
+        {
+            // Trailers: a second HEADERS on an open stream must end it (RFC 9113 §8.1).
+            if (stream.RemoteClosed)
+            {
+                throw new Http2StreamException(id, Http2ErrorCode.StreamClosed, "HEADERS on a stream the client already ended");
+            }
+
+            if (!endStream)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, "trailers without END_STREAM");
+            }
+
+            _trailers.Reset();
+            _blockStream = stream;
+            _blockIsTrailers = true;
+            _blockDiscard = stream.Reset;
+            return OnHeaderFragmentAsync(payload, endHeaders);
+        }
+
+        if (id <= _lastStreamId || (id & 1) == 0)
+        {
+            if ((id & 1) == 0)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"HEADERS on stream {id}: client streams are odd and increasing");
+            }
+
+            // A stream that is closed here (we reset it or it finished): decode to keep HPACK in step, then drop.
+            _blockStream = null;
+            _blockDiscard = true;
+            _blockIsTrailers = false;
+            return OnHeaderFragmentAsync(payload, endHeaders);
+        }
+
+        _lastStreamId = id;
+        stream = new Http2ServerStream(this, id, _peerInitialWindow, _options.InitialStreamWindowSize)
+        {
+            ReceivingHeaders = true,
+            HeadersEndStream = endStream,
+        };
+        int active;
+        lock (_lock)
+        {
+            active = _streams.Count;
+            _streams.Add(id, stream);
+        }
+
+        _builder.Reset();
+        _blockStream = stream;
+        _blockIsTrailers = false;
+        _blockDiscard = false;
+        if (active >= _options.MaxConcurrentStreams)
+        {
+            // Decode (HPACK state) but refuse: the client may retry it elsewhere (RFC 9113 §8.7).
+            _blockDiscard = true;
+            stream.Reset = true;
+        }
+
+        return OnHeaderFragmentAsync(payload, endHeaders);
+    }
+
+    private ValueTask OnHeaderFragmentAsync(ReadOnlySequence<byte> payload, bool endHeaders)
+    {
+        var stream = _blockStream;
+        try
+        {
+            if (_blockDiscard || stream is null)
+            {
+                var sink = new DiscardSink();
+                _decoder.Decode(payload, endHeaders, ref sink);
+            }
+            else if (_blockIsTrailers)
+            {
+                var sink = new TrailerSink(_trailers);
+                _decoder.Decode(payload, endHeaders, ref sink);
+            }
+            else
+            {
+                var sink = new RequestSink(_builder);
+                _decoder.Decode(payload, endHeaders, ref sink);
+            }
+        }
+        catch (HpackHeaderListTooLargeException) when (endHeaders && stream is not null)
+        {
+            // The whole block was decoded (tables in step); only this stream fails.
+            _blockStream = null;
+            return _blockIsTrailers
+                ? ResetStreamAsync(stream, Http2ErrorCode.ProtocolError)
+                : RespondDirectAsync(stream, 431, ProxyErrors.BadRequest, "The request's header list is larger than the proxy accepts.");
+        }
+
+        if (!endHeaders)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        _blockStream = null;
+        if (stream is null)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        if (_blockDiscard)
+        {
+            if (!_blockIsTrailers && stream.Reset && !stream.LocalClosed)
+            {
+                return ResetStreamAsync(stream, Http2ErrorCode.RefusedStream);
+            }
+
+            return ValueTask.CompletedTask;
+        }
+
+        return _blockIsTrailers ? OnTrailersCompleteAsync(stream) : OnRequestHeadCompleteAsync(stream);
+    }
+
+    private async ValueTask OnRequestHeadCompleteAsync(Http2ServerStream stream)
+    {
+        stream.ReceivingHeaders = false;
+        var endStream = stream.HeadersEndStream;
+        var error = _builder.Complete(hasBody: !endStream);
+        if (error == Http2FieldError.TooLarge)
+        {
+            await RespondDirectAsync(stream, 431, ProxyErrors.BadRequest, "The request's header section is larger than the proxy accepts.").ConfigureAwait(false);
+            return;
+        }
+
+        if (error != Http2FieldError.None)
+        {
+            Log.MalformedRequest(_server.Logger, stream.Id, error);
+            await ResetStreamAsync(stream, Http2ErrorCode.ProtocolError).ConfigureAwait(false);
+            return;
+        }
+
+        var method = _builder.Method;
+        if (method.SequenceEqual("CONNECT"u8))
+        {
+            await RespondDirectAsync(stream, 501, ProxyErrors.BadRequest, "CONNECT over HTTP/2 is not supported by this proxy.").ConfigureAwait(false);
+            return;
+        }
+
+        stream.Method = method.SequenceEqual("HEAD"u8) ? Http1Method.Head : Http1Method.Other;
+        stream.DeclaredLength = _builder.HasContentLength ? _builder.ContentLength : -1;
+        stream.ChunkedRequest = !endStream && !_builder.HasContentLength;
+        stream.RemoteClosed = endStream;
+        if (endStream && stream.DeclaredLength > 0)
+        {
+            throw new Http2StreamException(stream.Id, Http2ErrorCode.ProtocolError, "content-length without DATA");
+        }
+
+        var lane = RentLane();
+        lane.Stream = stream;
+        stream.Lane = lane;
+        var head = _builder.Head;
+        stream.LaneBytesWritten = head.Length;
+        var task = RunStreamAsync(stream, lane);
+        lock (_lock)
+        {
+            _pumps.Add(task);
+        }
+
+        // The lane's reader runs inline: the forwarder routes and sends the request upstream within this write.
+        await lane.RequestWriter.WriteAsync(head, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    private async ValueTask OnTrailersCompleteAsync(Http2ServerStream stream)
+    {
+        if (_trailers.Error != Http2FieldError.None)
+        {
+            await ResetStreamAsync(stream, Http2ErrorCode.ProtocolError).ConfigureAwait(false);
+            return;
+        }
+
+        stream.RemoteClosed = true;
+        if (stream.DeclaredLength >= 0 && stream.PayloadWritten != stream.DeclaredLength)
+        {
+            await ResetStreamAsync(stream, Http2ErrorCode.ProtocolError).ConfigureAwait(false);
+            return;
+        }
+
+        if (stream.Lane is { } lane && !stream.Reset)
+        {
+            var writer = lane.RequestWriter;
+            if (stream.ChunkedRequest)
+            {
+                // Last chunk with the trailer section (RFC 9112 §7.1.2).
+                writer.Write("0\r\n"u8);
+                writer.Write(_trailers.Lines);
+                writer.Write("\r\n"u8);
+                stream.LaneBytesWritten += 5 + _trailers.Lines.Length;
+            }
+
+            await writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask OnDataAsync(ReadOnlySequence<byte> payload)
+    {
+        var id = _frame.StreamId;
+        var frameLength = _frame.PayloadLength;
+        _connectionReceiveWindow -= frameLength;
+        if (_connectionReceiveWindow < 0)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "DATA beyond the connection's flow-control window");
+        }
+
+        Http2ServerStream? stream;
+        lock (_lock)
+        {
+            _streams.TryGetValue(id, out stream);
+        }
+
+        if (stream is null)
+        {
+            if (id > _lastStreamId)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"DATA on idle stream {id}");
+            }
+
+            // A stream closed here: its data is dropped, the connection window credited back (RFC 9113 §6.9).
+            await CreditConnectionAsync(frameLength).ConfigureAwait(false);
+            return;
+        }
+
+        if (stream.ReceivingHeaders || stream.RemoteClosed)
+        {
+            await CreditConnectionAsync(frameLength).ConfigureAwait(false);
+            throw new Http2StreamException(id, Http2ErrorCode.StreamClosed, "DATA after the client ended the stream");
+        }
+
+        stream.ReceiveWindow -= frameLength;
+        if (stream.ReceiveWindow < 0)
+        {
+            await CreditConnectionAsync(frameLength).ConfigureAwait(false);
+            throw new Http2StreamException(id, Http2ErrorCode.FlowControlError, "DATA beyond the stream's flow-control window");
+        }
+
+        var endStream = _frame.EndStream;
+        var padding = frameLength - (int)payload.Length;
+        if (stream.Reset || stream.Lane is null)
+        {
+            // Answered early or reset: drop the data, credit both windows.
+            await CreditConnectionAsync(frameLength).ConfigureAwait(false);
+            stream.RemoteClosed |= endStream;
+            return;
+        }
+
+        var written = stream.PayloadWritten + payload.Length;
+        if (stream.DeclaredLength >= 0 && (written > stream.DeclaredLength || (endStream && written != stream.DeclaredLength)))
+        {
+            throw new Http2StreamException(id, Http2ErrorCode.ProtocolError, "DATA length differs from content-length");
+        }
+
+        var writer = stream.Lane.RequestWriter;
+        var laneBytes = payload.Length;
+        if (stream.ChunkedRequest && !payload.IsEmpty)
+        {
+            Span<byte> size = stackalloc byte[20];
+            System.Buffers.Text.Utf8Formatter.TryFormat(payload.Length, size, out var n, new System.Buffers.StandardFormat('x'));
+            writer.Write(size[..n]);
+            writer.Write("\r\n"u8);
+            laneBytes += n + 4;
+        }
+
+        foreach (var segment in payload)
+        {
+            writer.Write(segment.Span);
+        }
+
+        if (stream.ChunkedRequest && !payload.IsEmpty)
+        {
+            writer.Write("\r\n"u8);
+        }
+
+        if (endStream)
+        {
+            stream.RemoteClosed = true;
+            if (stream.ChunkedRequest)
+            {
+                writer.Write("0\r\n\r\n"u8);
+                laneBytes += 5;
+            }
+        }
+
+        stream.PayloadWritten = written;
+        stream.LaneBytesWritten += laneBytes;
+        if (padding > 0)
+        {
+            await CreditAsync(stream, padding).ConfigureAwait(false);
+        }
+
+        await writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+    }
+
+    private async ValueTask OnSettingsAsync(ReadOnlySequence<byte> payload)
+    {
+        if (_frame.IsAck)
+        {
+            return;
+        }
+
+        foreach (var setting in new Http2SettingsEnumerator(payload))
+        {
+            switch (setting.Parameter)
+            {
+                case Http2SettingsParameter.HeaderTableSize:
+                    lock (_lock)
+                    {
+                        _encoder.SetMaxDynamicTableSize((int)Math.Min(setting.Value, int.MaxValue));
+                    }
+
+                    break;
+                case Http2SettingsParameter.InitialWindowSize:
+                    ApplyInitialWindow((int)setting.Value);
+                    break;
+                case Http2SettingsParameter.MaxFrameSize:
+                    Volatile.Write(ref _peerMaxFrameSize, setting.Value);
+                    break;
+            }
+        }
+
+        await WriteControlAsync(ControlFrame.SettingsAck, 0, 0).ConfigureAwait(false);
+    }
+
+    private void ApplyInitialWindow(int value)
+    {
+        lock (_lock)
+        {
+            var delta = value - _peerInitialWindow;
+            _peerInitialWindow = value;
+            foreach (var stream in _streams.Values)
+            {
+                // RFC 9113 §6.9.2: the change applies to every open stream's window, which may go negative.
+                var updated = stream.SendWindow + delta;
+                if (updated > Http2Constants.MaxWindowSize)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "SETTINGS_INITIAL_WINDOW_SIZE overflowed a stream window");
+                }
+
+                stream.SendWindow = updated;
+                stream.SignalWindow();
+            }
+        }
+    }
+
+    private async ValueTask OnWindowUpdateAsync()
+    {
+        var id = _frame.StreamId;
+        var increment = _frame.WindowIncrement;
+        if (id == 0)
+        {
+            lock (_lock)
+            {
+                _connectionSendWindow += increment;
+                if (_connectionSendWindow > Http2Constants.MaxWindowSize)
+                {
+                    throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "WINDOW_UPDATE overflowed the connection window");
+                }
+
+                foreach (var s in _streams.Values)
+                {
+                    s.SignalWindow();
+                }
+            }
+
+            return;
+        }
+
+        Http2ServerStream? stream;
+        var overflow = false;
+        lock (_lock)
+        {
+            if (_streams.TryGetValue(id, out stream))
+            {
+                stream.SendWindow += increment;
+                overflow = stream.SendWindow > Http2Constants.MaxWindowSize;
+                stream.SignalWindow();
+            }
+        }
+
+        if (stream is null && id > _lastStreamId)
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"WINDOW_UPDATE on idle stream {id}");
+        }
+
+        if (overflow)
+        {
+            await ResetStreamAsync(stream!, Http2ErrorCode.FlowControlError).ConfigureAwait(false);
+        }
+    }
+
+    private void OnRstStream()
+    {
+        var id = _frame.StreamId;
+        Http2ServerStream? stream;
+        lock (_lock)
+        {
+            _streams.TryGetValue(id, out stream);
+        }
+
+        if (stream is null)
+        {
+            if (id > _lastStreamId)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"RST_STREAM on idle stream {id}");
+            }
+
+            return;
+        }
+
+        stream.Reset = true;
+        stream.LocalClosed = true;
+        AbortLane(stream);
+        stream.SignalWindow();
+    }
+
+    // ---- lanes and streams --------------------------------------------------------------------------
+
+    private Http2Lane RentLane()
+    {
+        lock (_lock)
+        {
+            if (_idleLanes.TryPop(out var idle))
+            {
+                return idle;
+            }
+        }
+
+        var lane = new Http2Lane(_connection.LocalEndPoint, _connection.RemoteEndPoint) { Consumed = _onConsumed };
+        lock (_lock)
+        {
+            _lanes.Add(lane);
+        }
+
+        lane.Session = _server.Forwarder.HandleAsync(lane, _routing, _cancellationToken);
+        return lane;
+    }
+
+    private async Task RunStreamAsync(Http2ServerStream stream, Http2Lane lane)
+    {
+        var reusable = false;
+        try
+        {
+            reusable = await stream.PumpResponseAsync(lane, _server.Forwarder.ResponseParser).ConfigureAwait(false);
+            if (!stream.RemoteClosed && !stream.Reset)
+            {
+                // Answered before the client finished sending (RFC 9113 §8.1): stop it.
+                await ResetStreamAsync(stream, Http2ErrorCode.NoError).ConfigureAwait(false);
+                reusable = false;
+            }
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or ConnectionAbortedException or OperationCanceledException)
+        {
+            reusable = false;
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _streams.Remove(stream.Id);
+                lane.Stream = null;
+                stream.Lane = null;
+                stream.Dispose();
+                if (reusable && !stream.Reset && !lane.Aborted)
+                {
+                    _idleLanes.Push(lane);
+                }
+                else
+                {
+                    _lanes.Remove(lane);
+                }
+            }
+
+            if (!reusable || stream.Reset || lane.Aborted)
+            {
+                lane.Close();
+            }
+        }
+    }
+
+    private static void AbortLane(Http2ServerStream stream)
+    {
+        if (stream.Lane is { } lane)
+        {
+            lane.RequestWriter.Complete(new ConnectionAbortedException("The client reset the HTTP/2 stream."));
+            lane.ResponseReader.CancelPendingRead();
+        }
+    }
+
+    /// <summary>The forwarder consumed request bytes of a lane: credit the stream and the connection.</summary>
+    private void OnLaneConsumed(Http2Lane lane, long count)
+    {
+        var stream = lane.Stream;
+        if (stream is null)
+        {
+            return;
+        }
+
+        long credit;
+        lock (_lock)
+        {
+            var consumed = stream.LaneBytesConsumed += count;
+            // Payload still in the lane is at most what is still in the lane: never credit more than was consumed.
+            var consumedPayload = Math.Max(0, stream.PayloadWritten - (stream.LaneBytesWritten - consumed));
+            credit = consumedPayload - stream.PayloadCredited;
+            if (credit <= 0)
+            {
+                return;
+            }
+
+            stream.PayloadCredited += credit;
+        }
+
+        _ = CreditAsync(stream, (int)credit).AsTask();
+    }
+
+    /// <summary>Gives <paramref name="count"/> bytes back to the client's windows for the stream and the connection.</summary>
+    private async ValueTask CreditAsync(Http2ServerStream stream, int count)
+    {
+        uint streamIncrement = 0;
+        uint connectionIncrement = 0;
+        lock (_lock)
+        {
+            stream.PendingCredit += count;
+            _connectionPendingCredit += count;
+
+            // Batch updates: one WINDOW_UPDATE per half window, not per frame.
+            if (!stream.RemoteClosed && stream.PendingCredit >= _options.InitialStreamWindowSize / 2)
+            {
+                streamIncrement = (uint)stream.PendingCredit;
+                stream.ReceiveWindow += stream.PendingCredit;
+                stream.PendingCredit = 0;
+            }
+
+            if (_connectionPendingCredit >= _options.InitialConnectionWindowSize / 2)
+            {
+                connectionIncrement = (uint)_connectionPendingCredit;
+                _connectionPendingCredit = 0;
+            }
+        }
+
+        if (streamIncrement == 0 && connectionIncrement == 0)
+        {
+            return;
+        }
+
+        await _writeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            if (connectionIncrement > 0)
+            {
+                // The read loop owns the receive window; the increment is applied here under the same order.
+                Interlocked.Add(ref _connectionReceiveWindow, connectionIncrement);
+                Http2FrameWriter.WriteWindowUpdate(_output, 0, connectionIncrement);
+            }
+
+            if (streamIncrement > 0)
+            {
+                Http2FrameWriter.WriteWindowUpdate(_output, stream.Id, streamIncrement);
+            }
+
+            await FlushUnlockedAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private ValueTask CreditConnectionAsync(int count)
+    {
+        uint increment = 0;
+        lock (_lock)
+        {
+            _connectionPendingCredit += count;
+            if (_connectionPendingCredit >= _options.InitialConnectionWindowSize / 2)
+            {
+                increment = (uint)_connectionPendingCredit;
+                _connectionPendingCredit = 0;
+            }
+        }
+
+        if (increment == 0)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        Interlocked.Add(ref _connectionReceiveWindow, increment);
+        return WriteControlAsync(ControlFrame.WindowUpdate, 0, increment);
+    }
+
+    private async ValueTask ShutdownAsync(Http2ErrorCode code, string? reason)
+    {
+        if (reason is not null)
+        {
+            Log.ConnectionError(_server.Logger, code, reason);
+        }
+
+        // Streams in flight finish (their responses are already on the way), unless the connection failed.
+        Task[] pumps;
+        lock (_lock)
+        {
+            if (code != Http2ErrorCode.NoError)
+            {
+                foreach (var stream in _streams.Values)
+                {
+                    stream.Reset = true;
+                    AbortLane(stream);
+                    stream.SignalWindow();
+                }
+            }
+
+            pumps = [.. _pumps];
+        }
+
+        try
+        {
+            await Task.WhenAll(pumps).WaitAsync(_server.Forwarder.Options.ResponseTimeout + TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            lock (_lock)
+            {
+                foreach (var stream in _streams.Values)
+                {
+                    stream.Reset = true;
+                    AbortLane(stream);
+                    stream.SignalWindow();
+                }
+            }
+        }
+
+        Http2Lane[] lanes;
+        lock (_lock)
+        {
+            lanes = [.. _lanes];
+            _lanes.Clear();
+            _idleLanes.Clear();
+        }
+
+        foreach (var lane in lanes)
+        {
+            lane.Close();
+        }
+
+        await Task.WhenAll(lanes.Select(l => l.Session)).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        foreach (var lane in lanes)
+        {
+            await lane.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (!_outputBroken)
+        {
+            await _writeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                Http2FrameWriter.WriteGoAway(_output, _lastStreamId, code, reason is null ? default : System.Text.Encoding.UTF8.GetBytes(reason));
+                await FlushUnlockedAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or InvalidOperationException or ConnectionAbortedException)
+            {
+            }
+            finally
+            {
+                _writeLock.Release();
+            }
+        }
+
+    }
+
+    public void Dispose()
+    {
+        _builder.Dispose();
+        _trailers.Dispose();
+        _decoder.Dispose();
+        _writeLock.Dispose();
+    }
+}
