@@ -9,6 +9,7 @@ using Proxy.Core.Discovery;
 using Proxy.Core.Metrics;
 using Proxy.Core.Tcp;
 using Proxy.Http.Forwarding;
+using Proxy.Http.Http2.Server;
 
 namespace Proxy.Sidecar.App;
 
@@ -35,6 +36,9 @@ internal enum ListenerKind
 /// </summary>
 internal sealed class HttpStage(Http1Forwarder forwarder, IReadOnlyDictionary<string, Http1Routing> serviceRouting, Http1Routing? listenerRouting = null)
 {
+    /// <summary>HTTP/2 clients (h2c with prior knowledge): their streams go through <see cref="Forwarder"/> too.</summary>
+    public Http2Server Http2 { get; } = new(forwarder);
+
     public Http1Forwarder Forwarder { get; } = forwarder;
 
     /// <summary>How an explicit listener routes (null on capture listeners).</summary>
@@ -52,7 +56,8 @@ internal sealed class HttpStage(Http1Forwarder forwarder, IReadOnlyDictionary<st
 /// 3. choose the stage: explicit listeners by their protocol; captured listeners by detecting the protocol, peeking
 ///    the raw socket (<see cref="ProtocolDetector"/>) unless the destination port is configured opaque. HTTP/1.x goes
 ///    to the HTTP stage (<see cref="Http1Forwarder"/>: per-request routing, balancing and pooled upstream connections);
-///    everything else (TLS and HTTP/2 until their stages land, opaque, timed out) to the opaque TCP stage
+///    HTTP/2 with prior knowledge (h2c, detected by its preface) to <see cref="Http2Server"/>, whose streams reach the
+///    same forwarder; everything else (TLS until its stage lands, opaque, timed out) to the opaque TCP stage
 ///    (<see cref="TcpProxy"/>), which picks one endpoint for the whole connection. Nothing was consumed by the peek,
 ///    so splice stays possible.
 /// A connection whose destination cannot be found, or that fails during detection, is reset and logged with the reason.
@@ -135,6 +140,7 @@ internal sealed partial class ListenerHandler
             try
             {
                 var useHttp = _explicitHttp;
+                var useHttp2 = false;
 
                 // --- protocol detection: captured listeners, before the transport starts reading ---
                 if (_detector is not null && connection.Features.Get<IConnectionSocketFeature>()?.Socket is { } socket)
@@ -146,15 +152,30 @@ internal sealed partial class ListenerHandler
                         return;
                     }
 
-                    useHttp = _http is not null && detection.Outcome == DetectionOutcome.Detected && detection.Protocol == Protocol.Http1;
+                    var detected = _http is not null && detection.Outcome == DetectionOutcome.Detected;
+                    useHttp = detected && detection.Protocol == Protocol.Http1;
+                    useHttp2 = detected && detection.Protocol == Protocol.Http2;
+                }
+                else if (_explicitHttp)
+                {
+                    // An explicit HTTP listener serves HTTP/1.x and h2c with prior knowledge: the first bytes tell.
+                    useHttp2 = await Http2Server.StartsWithPrefaceAsync(connection.Transport.Input, connection.ConnectionClosed);
                 }
 
-                if (useHttp)
+                if (useHttp || useHttp2)
                 {
                     var routing = _explicitHttp ? _http!.ListenerRouting!
                         : destination.Service is { } s ? _http!.ForService(s)
                         : Http1Routing.ForAddress(destination.Address);
-                    await _http!.Forwarder.HandleAsync(connection, routing, connection.ConnectionClosed);
+                    if (useHttp2)
+                    {
+                        await _http!.Http2.HandleAsync(connection, routing, connection.ConnectionClosed);
+                    }
+                    else
+                    {
+                        await _http!.Forwarder.HandleAsync(connection, routing, connection.ConnectionClosed);
+                    }
+
                     return;
                 }
 

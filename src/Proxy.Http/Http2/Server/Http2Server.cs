@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Proxy.Http.Forwarding;
@@ -31,6 +33,48 @@ public sealed class Http2Server
     public Http2ServerOptions Options { get; }
 
     internal ILogger Logger { get; }
+
+    /// <summary>
+    /// Whether the client's first bytes are the HTTP/2 preface (h2c with prior knowledge), reading no further than
+    /// needed to tell and consuming nothing: the next read returns the same bytes. False when the client closes first.
+    /// </summary>
+    public static async ValueTask<bool> StartsWithPrefaceAsync(PipeReader input, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        while (true)
+        {
+            var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            var match = MatchPreface(buffer);
+            if (match != 0)
+            {
+                // Decided without examining further: the next read returns the same bytes at once.
+                input.AdvanceTo(buffer.Start);
+                return match > 0;
+            }
+
+            input.AdvanceTo(buffer.Start, buffer.End);
+            if (result.IsCompleted || result.IsCanceled)
+            {
+                return false;
+            }
+        }
+    }
+
+    /// <summary>1: the buffer starts with the whole preface; -1: it cannot be the preface; 0: a prefix of it so far.</summary>
+    internal static int MatchPreface(in ReadOnlySequence<byte> buffer)
+    {
+        var preface = Http2Constants.ClientPreface;
+        var length = (int)Math.Min(buffer.Length, preface.Length);
+        Span<byte> head = stackalloc byte[preface.Length];
+        buffer.Slice(0, length).CopyTo(head);
+        if (!head[..length].SequenceEqual(preface[..length]))
+        {
+            return -1;
+        }
+
+        return length == preface.Length ? 1 : 0;
+    }
 
     /// <summary>
     /// Serves <paramref name="connection"/> (its input starts with the client preface) until the client closes it,
