@@ -48,6 +48,9 @@ internal sealed partial class Http2ServerSession : IDisposable
     private readonly ArrayBufferWriter<byte> _block = new(256);
     private readonly Action<Http2Lane, long> _onConsumed;
 
+    /// <summary>Request body bytes taken and dropped after an early complete response before the stream is reset.</summary>
+    private const int DrainLimit = 1024 * 1024;
+
     private uint _lastStreamId;
     private long _connectionSendWindow = Http2Constants.DefaultInitialWindowSize;
     private long _connectionReceiveWindow = Http2Constants.DefaultInitialWindowSize;
@@ -409,14 +412,22 @@ internal sealed partial class Http2ServerSession : IDisposable
             var writer = lane.RequestWriter;
             if (stream.ChunkedRequest)
             {
-                // Last chunk with the trailer section (RFC 9112 §7.1.2).
-                writer.Write("0\r\n"u8);
-                writer.Write(_trailers.Lines);
-                writer.Write("\r\n"u8);
-                stream.LaneBytesWritten += 5 + _trailers.Lines.Length;
+                try
+                {
+                    // Last chunk with the trailer section (RFC 9112 §7.1.2).
+                    writer.Write("0\r\n"u8);
+                    writer.Write(_trailers.Lines);
+                    writer.Write("\r\n"u8);
+                    stream.LaneBytesWritten += 5 + _trailers.Lines.Length;
+                }
+                catch (InvalidOperationException)
+                {
+                    // The lane was closed meanwhile (its response ended).
+                    return;
+                }
             }
 
-            await writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            await FlushLaneAsync(writer).ConfigureAwait(false);
         }
     }
 
@@ -463,9 +474,41 @@ internal sealed partial class Http2ServerSession : IDisposable
 
         var endStream = _frame.EndStream;
         var padding = frameLength - (int)payload.Length;
-        if (stream.Reset || stream.Lane is null)
+        Http2Lane? lane;
+        lock (_lock)
         {
-            // Answered early or reset: drop the data, credit both windows.
+            lane = stream.Lane;
+        }
+
+        if (stream.Draining)
+        {
+            // Answered already: drop the data, give the window back, end when the client does or past the limit.
+            stream.Drained += frameLength;
+            if (endStream || stream.Drained > DrainLimit)
+            {
+                lock (_lock)
+                {
+                    _streams.Remove(stream.Id);
+                }
+
+                stream.RemoteClosed = true;
+                await CreditConnectionAsync(frameLength).ConfigureAwait(false);
+                if (!endStream)
+                {
+                    await ResetStreamByIdAsync(id, Http2ErrorCode.NoError).ConfigureAwait(false);
+                }
+
+                stream.Dispose();
+                return;
+            }
+
+            await CreditAsync(stream, frameLength).ConfigureAwait(false);
+            return;
+        }
+
+        if (stream.Reset || lane is null)
+        {
+            // Reset, or the lane is gone: drop the data, credit the connection window.
             await CreditConnectionAsync(frameLength).ConfigureAwait(false);
             stream.RemoteClosed |= endStream;
             return;
@@ -477,9 +520,39 @@ internal sealed partial class Http2ServerSession : IDisposable
             throw new Http2StreamException(id, Http2ErrorCode.ProtocolError, "DATA length differs from content-length");
         }
 
-        var writer = stream.Lane.RequestWriter;
+        var writer = lane.RequestWriter;
+        if (endStream)
+        {
+            stream.RemoteClosed = true;
+        }
+
+        long laneBytes;
+        try
+        {
+            laneBytes = WriteRequestData(writer, payload, stream.ChunkedRequest, endStream);
+        }
+        catch (InvalidOperationException)
+        {
+            // The lane was closed meanwhile (its response ended): the data has nowhere to go.
+            await CreditConnectionAsync(frameLength).ConfigureAwait(false);
+            return;
+        }
+
+        stream.PayloadWritten = written;
+        stream.LaneBytesWritten += laneBytes;
+        if (padding > 0)
+        {
+            await CreditAsync(stream, padding).ConfigureAwait(false);
+        }
+
+        await FlushLaneAsync(writer).ConfigureAwait(false);
+    }
+
+    /// <summary>Writes one DATA payload into a lane, chunk-framed when the request has no content-length; returns the bytes written.</summary>
+    private static long WriteRequestData(PipeWriter writer, in ReadOnlySequence<byte> payload, bool chunked, bool endStream)
+    {
         var laneBytes = payload.Length;
-        if (stream.ChunkedRequest && !payload.IsEmpty)
+        if (chunked && !payload.IsEmpty)
         {
             Span<byte> size = stackalloc byte[20];
             System.Buffers.Text.Utf8Formatter.TryFormat(payload.Length, size, out var n, new System.Buffers.StandardFormat('x'));
@@ -493,29 +566,30 @@ internal sealed partial class Http2ServerSession : IDisposable
             writer.Write(segment.Span);
         }
 
-        if (stream.ChunkedRequest && !payload.IsEmpty)
+        if (chunked && !payload.IsEmpty)
         {
             writer.Write("\r\n"u8);
         }
 
-        if (endStream)
+        if (endStream && chunked)
         {
-            stream.RemoteClosed = true;
-            if (stream.ChunkedRequest)
-            {
-                writer.Write("0\r\n\r\n"u8);
-                laneBytes += 5;
-            }
+            writer.Write("0\r\n\r\n"u8);
+            laneBytes += 5;
         }
 
-        stream.PayloadWritten = written;
-        stream.LaneBytesWritten += laneBytes;
-        if (padding > 0)
-        {
-            await CreditAsync(stream, padding).ConfigureAwait(false);
-        }
+        return laneBytes;
+    }
 
-        await writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+    /// <summary>Flushes request bytes into a lane; a lane closed meanwhile (its response ended) drops them.</summary>
+    private static async ValueTask FlushLaneAsync(PipeWriter writer)
+    {
+        try
+        {
+            await writer.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (InvalidOperationException)
+        {
+        }
     }
 
     private async ValueTask OnSettingsAsync(ReadOnlySequence<byte> payload)
@@ -668,12 +742,6 @@ internal sealed partial class Http2ServerSession : IDisposable
         try
         {
             reusable = await stream.PumpResponseAsync(lane, _server.Forwarder.ResponseParser).ConfigureAwait(false);
-            if (!stream.RemoteClosed && !stream.Reset)
-            {
-                // Answered before the client finished sending (RFC 9113 §8.1): stop it.
-                await ResetStreamAsync(stream, Http2ErrorCode.NoError).ConfigureAwait(false);
-                reusable = false;
-            }
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or ConnectionAbortedException or OperationCanceledException)
         {
@@ -683,10 +751,21 @@ internal sealed partial class Http2ServerSession : IDisposable
         {
             lock (_lock)
             {
-                _streams.Remove(stream.Id);
                 lane.Stream = null;
                 stream.Lane = null;
-                stream.Dispose();
+                if (!stream.RemoteClosed && !stream.Reset && stream.LocalClosed)
+                {
+                    // Answered before the client finished sending (RFC 9113 §8.1). Rather than RST_STREAM(NO_ERROR),
+                    // which some clients (curl 7.88) report as a failure, the rest of a small body is taken and
+                    // dropped; past DrainLimit the stream is reset with NO_ERROR.
+                    stream.Draining = true;
+                    reusable = false;
+                }
+                else
+                {
+                    _streams.Remove(stream.Id);
+                }
+
                 if (reusable && !stream.Reset && !lane.Aborted)
                 {
                     _idleLanes.Push(lane);
@@ -695,6 +774,11 @@ internal sealed partial class Http2ServerSession : IDisposable
                 {
                     _lanes.Remove(lane);
                 }
+            }
+
+            if (!stream.Draining)
+            {
+                stream.Dispose();
             }
 
             if (!reusable || stream.Reset || lane.Aborted)

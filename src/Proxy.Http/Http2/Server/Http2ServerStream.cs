@@ -78,6 +78,12 @@ internal sealed class Http2ServerStream : IDisposable
 
     public Http2Lane? Lane { get; set; }
 
+    /// <summary>The response is complete but the client is still sending: its DATA is dropped and credited.</summary>
+    public bool Draining { get; set; }
+
+    /// <summary>Bytes dropped while <see cref="Draining"/>.</summary>
+    public long Drained { get; set; }
+
     /// <summary>Wakes a response pump waiting for send window (the stream's or the connection's).</summary>
     public void SignalWindow() => Interlocked.Exchange(ref _windowWaiter, null)?.TrySetResult();
 
