@@ -18,6 +18,7 @@ using Proxy.Core.Addresses;
 using Proxy.Core.Transport;
 using Proxy.Core.Upstream;
 using Proxy.Http.Forwarding;
+using Proxy.Http.Http2.Server;
 
 namespace Proxy.Http.Tests.Forwarding;
 
@@ -219,7 +220,8 @@ internal sealed class ForwarderHarness : IAsyncDisposable
     /// <see cref="TestUpstreamPool"/>; with <paramref name="record"/> false the options' observer is kept
     /// (<see cref="Observer"/> then sees nothing), e.g. for allocation measurements.
     /// </summary>
-    public static async Task<ForwarderHarness> StartAsync(Http1Routing routing, Http1ForwarderOptions? options = null, string listener = "test", IUpstreamPool? pool = null, bool record = true)
+    /// <para>With <paramref name="http2"/> the listener serves HTTP/2 with prior knowledge (h2c) through <see cref="Http2Server"/>.</para>
+    public static async Task<ForwarderHarness> StartAsync(Http1Routing routing, Http1ForwarderOptions? options = null, string listener = "test", IUpstreamPool? pool = null, bool record = true, bool http2 = false, Http2ServerOptions? http2Options = null)
     {
         var observer = new RecordingObserver();
         var testPool = pool is null ? new TestUpstreamPool() : null;
@@ -230,7 +232,15 @@ internal sealed class ForwarderHarness : IAsyncDisposable
         kestrelOptions.Listen(new IPEndPoint(IPAddress.Loopback, 0), lo =>
         {
             listen = lo;
-            lo.Use(_ => ctx => forwarder.HandleAsync(ctx, routing, ctx.ConnectionClosed));
+            if (http2)
+            {
+                var h2 = new Http2Server(forwarder, http2Options);
+                lo.Use(_ => ctx => h2.HandleAsync(ctx, routing, ctx.ConnectionClosed));
+            }
+            else
+            {
+                lo.Use(_ => ctx => forwarder.HandleAsync(ctx, routing, ctx.ConnectionClosed));
+            }
         });
         var transport = new SocketTransportFactory(null, NullLoggerFactory.Instance);
         var server = new KestrelServer(Options.Create(kestrelOptions), transport, NullLoggerFactory.Instance);
@@ -242,6 +252,19 @@ internal sealed class ForwarderHarness : IAsyncDisposable
     {
         var handler = new SocketsHttpHandler { UseProxy = false, AllowAutoRedirect = false, AutomaticDecompression = DecompressionMethods.None };
         return new HttpClient(handler) { BaseAddress = BaseUri, Timeout = Timeouts.Bulk };
+    }
+
+    /// <summary>An HttpClient that speaks HTTP/2 with prior knowledge (h2c) to the harness, one connection.</summary>
+    public HttpClient CreateHttp2Client()
+    {
+        var handler = new SocketsHttpHandler { UseProxy = false, AllowAutoRedirect = false, AutomaticDecompression = DecompressionMethods.None, EnableMultipleHttp2Connections = false };
+        return new HttpClient(handler)
+        {
+            BaseAddress = BaseUri,
+            Timeout = Timeouts.Bulk,
+            DefaultRequestVersion = HttpVersion.Version20,
+            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
     }
 
     public async ValueTask DisposeAsync()

@@ -127,7 +127,8 @@ internal sealed partial class Http2ServerSession : IDisposable
                 var ok = buffer.Slice(0, preface.Length).IsSingleSegment
                     ? buffer.FirstSpan[..preface.Length].SequenceEqual(preface)
                     : buffer.Slice(0, preface.Length).ToArray().AsSpan().SequenceEqual(preface);
-                _input.AdvanceTo(ok ? buffer.GetPosition(preface.Length) : buffer.Start, buffer.End);
+                // Examined only up to the preface: frames behind it in this read are parsed without waiting for more.
+                _input.AdvanceTo(buffer.GetPosition(ok ? preface.Length : 0));
                 return ok;
             }
 
