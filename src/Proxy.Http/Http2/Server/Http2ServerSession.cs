@@ -311,10 +311,15 @@ internal sealed partial class Http2ServerSession : IDisposable
                 _decoder.Decode(payload, endHeaders, ref sink);
             }
         }
-        catch (HpackHeaderListTooLargeException) when (endHeaders && stream is not null)
+        catch (HpackHeaderListTooLargeException)
         {
-            // The whole block was decoded (tables in step); only this stream fails.
+            // Thrown at the block's end after decoding all of it (tables in step): only this stream fails.
             _blockStream = null;
+            if (stream is null || _blockDiscard)
+            {
+                return ValueTask.CompletedTask;
+            }
+
             return _blockIsTrailers
                 ? ResetStreamAsync(stream, Http2ErrorCode.ProtocolError)
                 : RespondDirectAsync(stream, 431, ProxyErrors.BadRequest, "The request's header list is larger than the proxy accepts.");
