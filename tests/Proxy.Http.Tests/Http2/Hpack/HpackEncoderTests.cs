@@ -95,7 +95,7 @@ public sealed class HpackEncoderTests
     {
         var encoder = new HpackEncoder();
         Hpack.EncodeBlock(encoder, [("date", "Thu, 26 Nov 2026 07:00:00 GMT")]);
-        Assert.Equal(1, Hpack.EncodeBlock(encoder, [("date", "Thu, 26 Nov 2026 07:00:00 GMT")]).Length);
+        Assert.Single(Hpack.EncodeBlock(encoder, [("date", "Thu, 26 Nov 2026 07:00:00 GMT")]));
     }
 
     [Fact]
