@@ -397,6 +397,7 @@ public static class Http2FrameReader
     }
 
     /// <summary>The first <paramref name="count"/> bytes of <paramref name="raw"/> (which has at least that many), copied only when they straddle segments.</summary>
+    // Inlined: called once or twice per frame for a handful of bytes; the call would cost more than the body.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ReadOnlySpan<byte> Prefix(in ReadOnlySequence<byte> raw, int count, Span<byte> scratch)
     {
@@ -405,6 +406,7 @@ public static class Http2FrameReader
         return first.Length >= count ? first[..count] : CopyPrefix(raw, scratch[..count]);
     }
 
+    // Out of line: the straddling case is rare and keeping it out keeps the inlined fast path small.
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static ReadOnlySpan<byte> CopyPrefix(ReadOnlySequence<byte> source, Span<byte> scratch)
     {
