@@ -159,6 +159,22 @@ public sealed class Http2FrameReaderTests
     }
 
     [Fact]
+    public void TryReadFrame_HeadersPaddingFillsTheRoom_EmptyFragment()
+    {
+        AssertReads(Frame(Http2FrameType.Headers, Http2Flags.Padded | Http2Flags.Priority, 1, 1, 0, 0, 0, 0, 1, 0), (frame, payload) =>
+        {
+            Assert.Equal(1, frame.PadLength);
+            Assert.True(frame.HasPriority);
+            Assert.Empty(payload);
+        });
+        AssertReads(Frame(Http2FrameType.PushPromise, Http2Flags.Padded, 1, 2, 0, 0, 0, 2, 0, 0), (frame, payload) =>
+        {
+            Assert.Equal(2u, frame.PromisedStreamId);
+            Assert.Empty(payload);
+        });
+    }
+
+    [Fact]
     public void TryReadFrame_HeadersOnStream0_ProtocolError() =>
         AssertConnectionError(Frame(Http2FrameType.Headers, Http2Flags.EndHeaders, 0, 0x82), Http2ErrorCode.ProtocolError);
 

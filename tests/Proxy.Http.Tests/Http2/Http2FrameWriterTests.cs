@@ -26,6 +26,22 @@ public sealed class Http2FrameWriterTests
     }
 
     [Fact]
+    public void WriteClientPreface_ThenSettings_ReadBackByTheServerSide()
+    {
+        var bytes = Written(o =>
+        {
+            Http2FrameWriter.WriteClientPreface(o);
+            Http2FrameWriter.WriteSettings(o, [new(Http2SettingsParameter.EnablePush, 0)]);
+        });
+        var buffer = TestSequences.Single(bytes);
+        Assert.True(Http2FrameReader.TryReadClientPreface(ref buffer));
+        var frame = new Http2Frame();
+        Assert.True(Http2FrameReader.TryReadFrame(ref buffer, frame, Http2Constants.DefaultMaxFrameSize, out _));
+        Assert.Equal(Http2FrameType.Settings, frame.Type);
+        Assert.True(buffer.IsEmpty);
+    }
+
+    [Fact]
     public void WriteData_Span_RoundTrips()
     {
         var (frame, payload) = RoundTrip(o => Http2FrameWriter.WriteData(o, 3, "body"u8, endStream: true));
