@@ -11,8 +11,14 @@ public struct Http2FlowWindow
     // Kept as long: the intermediate sums of credits and SETTINGS deltas may leave the int range before they are refused.
     private long _available;
 
-    /// <summary>Starts with <paramref name="initialSize"/> bytes (65535 unless SETTINGS said otherwise).</summary>
-    public Http2FlowWindow(int initialSize = Http2Constants.DefaultInitialWindowSize)
+    /// <summary>Starts with the default 65535 bytes (note: <c>default(Http2FlowWindow)</c> is an empty window).</summary>
+    public Http2FlowWindow()
+        : this(Http2Constants.DefaultInitialWindowSize)
+    {
+    }
+
+    /// <summary>Starts with <paramref name="initialSize"/> bytes (the peer's SETTINGS_INITIAL_WINDOW_SIZE for a stream).</summary>
+    public Http2FlowWindow(int initialSize)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(initialSize);
         _available = initialSize;
@@ -93,8 +99,14 @@ public struct Http2ReceiveWindow
     private int _available;
     private int _pending;
 
-    /// <summary>Starts with the window we advertised (65535 unless our SETTINGS said otherwise).</summary>
-    public Http2ReceiveWindow(int size = Http2Constants.DefaultInitialWindowSize)
+    /// <summary>Starts with the default 65535 bytes (note: <c>default(Http2ReceiveWindow)</c> is an empty window).</summary>
+    public Http2ReceiveWindow()
+        : this(Http2Constants.DefaultInitialWindowSize)
+    {
+    }
+
+    /// <summary>Starts with the window we advertised (our SETTINGS_INITIAL_WINDOW_SIZE for a stream).</summary>
+    public Http2ReceiveWindow(int size)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(size);
         _size = size;

@@ -23,7 +23,8 @@ public enum Http2StreamState : byte
 /// The stream state machine of RFC 9113 §5.1 as pure functions: given a state and a frame sent or received, the
 /// next state, or the error an illegal receipt produces. No I/O and no stream table: the connection keeps the
 /// state per stream (and treats streams it no longer tracks, with ids at or below the highest it has seen, as
-/// <see cref="Http2StreamState.Closed"/>).
+/// <see cref="Http2StreamState.Closed"/>). The lifecycle (RFC 9113 §5.1, Figure 2; H = HEADERS, PP = PUSH_PROMISE,
+/// ES = END_STREAM, R = RST_STREAM):
 /// <code>
 ///                          +--------+
 ///                  send PP |        | recv PP

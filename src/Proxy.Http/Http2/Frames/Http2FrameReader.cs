@@ -110,13 +110,7 @@ public static class Http2FrameReader
                 break;
             case Http2FrameType.RstStream:
                 RequireStream(streamId, "rst_stream_on_stream_0");
-                if (length != 4)
-                {
-                    // RFC 9113 §6.4 makes this a connection error (unlike PRIORITY's stream error).
-                    Http2Throw.Connection(Http2ErrorCode.FrameSizeError, "rst_stream_length");
-                }
-
-                frame.SetErrorCode((Http2ErrorCode)BinaryPrimitives.ReadUInt32BigEndian(Prefix(raw, 4, scratch)));
+                ReadRstStream(frame, raw, scratch);
                 break;
             case Http2FrameType.Settings:
                 RequireConnection(streamId, "settings_on_stream");
@@ -128,29 +122,17 @@ public static class Http2FrameReader
                 break;
             case Http2FrameType.Ping:
                 RequireConnection(streamId, "ping_on_stream");
-                if (length != 8)
-                {
-                    Http2Throw.Connection(Http2ErrorCode.FrameSizeError, "ping_length");
-                }
-
-                frame.SetPingData(BinaryPrimitives.ReadUInt64BigEndian(Prefix(raw, 8, scratch)));
+                ReadPing(frame, raw, scratch);
                 break;
             case Http2FrameType.GoAway:
                 RequireConnection(streamId, "goaway_on_stream");
-                if (length < 8)
-                {
-                    Http2Throw.Connection(Http2ErrorCode.FrameSizeError, "goaway_length");
-                }
-
-                var fixedPart = Prefix(raw, 8, scratch);
-                frame.SetLastStreamId(BinaryPrimitives.ReadUInt32BigEndian(fixedPart) & Http2Constants.StreamIdMask);
-                frame.SetErrorCode((Http2ErrorCode)BinaryPrimitives.ReadUInt32BigEndian(fixedPart[4..]));
-                payload = raw.Slice(8);
+                payload = ReadGoAway(frame, raw, scratch);
                 break;
             case Http2FrameType.WindowUpdate:
                 ReadWindowUpdate(ref buffer, rest, frame, raw, scratch);
                 break;
             case Http2FrameType.Continuation:
+                // Payload: Field Block Fragment (*); sequencing is Http2HeaderBlockAssembler's.
                 RequireStream(streamId, "continuation_on_stream_0");
                 break;
             default:
@@ -160,6 +142,65 @@ public static class Http2FrameReader
 
         buffer = rest;
         return true;
+    }
+
+    /// <summary>
+    /// <code>
+    /// +---------------------------------------------------------------+
+    /// |                        Error Code (32)                        |
+    /// +---------------------------------------------------------------+
+    /// </code>
+    /// </summary>
+    private static void ReadRstStream(Http2Frame frame, in ReadOnlySequence<byte> raw, Span<byte> scratch)
+    {
+        if (raw.Length != 4)
+        {
+            // RFC 9113 §6.4 makes this a connection error (unlike PRIORITY's stream error).
+            Http2Throw.Connection(Http2ErrorCode.FrameSizeError, "rst_stream_length");
+        }
+
+        frame.SetErrorCode((Http2ErrorCode)BinaryPrimitives.ReadUInt32BigEndian(Prefix(raw, 4, scratch)));
+    }
+
+    /// <summary>
+    /// <code>
+    /// +---------------------------------------------------------------+
+    /// |                      Opaque Data (64)                         |
+    /// +---------------------------------------------------------------+
+    /// </code>
+    /// </summary>
+    private static void ReadPing(Http2Frame frame, in ReadOnlySequence<byte> raw, Span<byte> scratch)
+    {
+        if (raw.Length != 8)
+        {
+            Http2Throw.Connection(Http2ErrorCode.FrameSizeError, "ping_length");
+        }
+
+        frame.SetPingData(BinaryPrimitives.ReadUInt64BigEndian(Prefix(raw, 8, scratch)));
+    }
+
+    /// <summary>
+    /// <code>
+    /// +-+-------------------------------------------------------------+
+    /// |R|                  Last-Stream-ID (31)                        |
+    /// +-+-------------------------------------------------------------+
+    /// |                      Error Code (32)                          |
+    /// +---------------------------------------------------------------+
+    /// |                  Additional Debug Data (*)                    |
+    /// +---------------------------------------------------------------+
+    /// </code>
+    /// </summary>
+    private static ReadOnlySequence<byte> ReadGoAway(Http2Frame frame, in ReadOnlySequence<byte> raw, Span<byte> scratch)
+    {
+        if (raw.Length < 8)
+        {
+            Http2Throw.Connection(Http2ErrorCode.FrameSizeError, "goaway_length");
+        }
+
+        var fixedPart = Prefix(raw, 8, scratch);
+        frame.SetLastStreamId(BinaryPrimitives.ReadUInt32BigEndian(fixedPart) & Http2Constants.StreamIdMask);
+        frame.SetErrorCode((Http2ErrorCode)BinaryPrimitives.ReadUInt32BigEndian(fixedPart[4..]));
+        return raw.Slice(8);
     }
 
     private static void RequireStream(uint streamId, string reason)
@@ -178,7 +219,18 @@ public static class Http2FrameReader
         }
     }
 
-    /// <summary>Strips Pad Length (first byte), <paramref name="fixedLength"/> bytes after it, and the padding.</summary>
+    /// <summary>
+    /// Strips Pad Length (first byte), <paramref name="fixedLength"/> bytes after it, and the padding. DATA:
+    /// <code>
+    /// +---------------+
+    /// |Pad Length? (8)|
+    /// +---------------+-----------------------------------------------+
+    /// |                            Data (*)                         ...
+    /// +---------------------------------------------------------------+
+    /// |                           Padding (*)                       ...
+    /// +---------------------------------------------------------------+
+    /// </code>
+    /// </summary>
     private static ReadOnlySequence<byte> RemovePadding(Http2Frame frame, in ReadOnlySequence<byte> raw, int fixedLength, Span<byte> scratch)
     {
         if (raw.Length < 1 + fixedLength)
@@ -339,8 +391,15 @@ public static class Http2FrameReader
     }
 
     /// <summary>
-    /// Entries of 6 bytes: Identifier (16), Value (32). Values with defined limits are checked here
-    /// (RFC 9113 §6.5.2); unknown identifiers pass untouched.
+    /// Values with defined limits are checked here (RFC 9113 §6.5.2); unknown identifiers pass untouched.
+    /// Entries of 6 bytes:
+    /// <code>
+    /// +-------------------------------+
+    /// |       Identifier (16)         |
+    /// +-------------------------------+-------------------------------+
+    /// |                        Value (32)                             |
+    /// +---------------------------------------------------------------+
+    /// </code>
     /// </summary>
     private static void ValidateSettings(byte flags, in ReadOnlySequence<byte> raw)
     {
@@ -397,6 +456,7 @@ public static class Http2FrameReader
     }
 
     /// <summary>The first <paramref name="count"/> bytes of <paramref name="raw"/> (which has at least that many), copied only when they straddle segments.</summary>
+    // Inlined: called once or twice per frame for a handful of bytes; the call would cost more than the body.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ReadOnlySpan<byte> Prefix(in ReadOnlySequence<byte> raw, int count, Span<byte> scratch)
     {
@@ -405,6 +465,7 @@ public static class Http2FrameReader
         return first.Length >= count ? first[..count] : CopyPrefix(raw, scratch[..count]);
     }
 
+    // Out of line: the straddling case is rare and keeping it out keeps the inlined fast path small.
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static ReadOnlySpan<byte> CopyPrefix(ReadOnlySequence<byte> source, Span<byte> scratch)
     {

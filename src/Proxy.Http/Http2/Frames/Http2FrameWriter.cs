@@ -25,6 +25,9 @@ public static class Http2FrameWriter
         BinaryPrimitives.WriteUInt32BigEndian(destination[5..], streamId);
     }
 
+    /// <summary>The client connection preface (an upstream connection sends it, then its SETTINGS).</summary>
+    public static void WriteClientPreface(IBufferWriter<byte> output) => WritePayload(output, Http2Constants.ClientPreface);
+
     /// <summary>One DATA frame carrying <paramref name="data"/> (the caller keeps it within the peer's max frame size and the flow-control windows).</summary>
     public static void WriteData(IBufferWriter<byte> output, uint streamId, ReadOnlySpan<byte> data, bool endStream)
     {

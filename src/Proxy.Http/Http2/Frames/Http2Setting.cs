@@ -37,6 +37,7 @@ public struct Http2SettingsEnumerator
         }
 
         Span<byte> scratch = stackalloc byte[Http2Constants.SettingSize];
+        // Fast path: the entry lies in the first segment; copy only when it straddles two.
         var entry = _rest.FirstSpan.Length >= Http2Constants.SettingSize ? _rest.FirstSpan : Copy(_rest, scratch);
         Current = new Http2Setting((Http2SettingsParameter)BinaryPrimitives.ReadUInt16BigEndian(entry), BinaryPrimitives.ReadUInt32BigEndian(entry[2..]));
         _rest = _rest.Slice(Http2Constants.SettingSize);

@@ -107,9 +107,6 @@ public sealed class HpackDecoder : IDisposable
     /// </summary>
     public bool IsNeverIndexed => _repr == Representation.NeverIndexed;
 
-    /// <summary>True between blocks (no representation in progress).</summary>
-    public bool IsAtBlockBoundary => _state == State.Ready && !_fieldSeen;
-
     /// <summary>
     /// Applies a new local SETTINGS_HEADER_TABLE_SIZE once the peer acknowledged it. When it is below the table's
     /// current maximum, the peer's next block must start with a size update (RFC 7541 §4.2).

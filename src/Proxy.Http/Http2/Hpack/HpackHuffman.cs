@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace Proxy.Http.Http2.Hpack;
 
@@ -111,37 +112,34 @@ public static class HpackHuffman
     /// </summary>
     internal static int DecodeChunk(ReadOnlySpan<byte> source, Span<byte> destination, ref DecodeState state)
     {
-        var table = s_decodeTable;
+        // Indices are (node << 4) | nibble with node <= 255: always inside the 4096-entry table, so the lookups
+        // skip bounds checks.
+        ref var table = ref MemoryMarshal.GetArrayDataReference(s_decodeTable);
         var node = (uint)state.Node;
         var accepting = state.IsAccepting;
         var written = 0;
         foreach (var b in source)
         {
-            var e = table[(node << 4) | (uint)(b >> 4)];
-            if ((e & FlagFail) != 0)
+            var high = Unsafe.Add(ref table, (int)((node << 4) | (uint)(b >> 4)));
+            // A failing entry has node 0 and no symbol, so the second lookup is harmless and one test covers both.
+            var low = Unsafe.Add(ref table, (int)(((high & 0xFF) << 4) | (uint)(b & 0xF)));
+            if (((high | low) & FlagFail) != 0)
             {
                 throw new HpackDecodingException(HpackDecodingError.InvalidHuffman);
             }
 
-            if ((e & FlagEmit) != 0)
+            if ((high & FlagEmit) != 0)
             {
-                destination[written++] = (byte)(e >> 8);
+                destination[written++] = (byte)(high >> 8);
             }
 
-            node = e & 0xFF;
-            e = table[(node << 4) | (uint)(b & 0xF)];
-            if ((e & FlagFail) != 0)
+            if ((low & FlagEmit) != 0)
             {
-                throw new HpackDecodingException(HpackDecodingError.InvalidHuffman);
+                destination[written++] = (byte)(low >> 8);
             }
 
-            if ((e & FlagEmit) != 0)
-            {
-                destination[written++] = (byte)(e >> 8);
-            }
-
-            node = e & 0xFF;
-            accepting = (e & FlagAccept) != 0;
+            node = low & 0xFF;
+            accepting = (low & FlagAccept) != 0;
         }
 
         state.Node = (byte)node;

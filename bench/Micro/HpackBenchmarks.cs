@@ -1,0 +1,229 @@
+using System.Buffers;
+using System.Text;
+using BenchmarkDotNet.Attributes;
+using Proxy.Http.Http2.Hpack;
+
+namespace Proxy.Bench.Micro;
+
+/// <summary>
+/// HPACK hot paths on one connection's decoder and encoder: a browser-like request block and a response block,
+/// both "first on the connection" (Huffman literals inserted into an emptied dynamic table) and "repeat" (dynamic
+/// table hits plus the fields that change per request), one segment and split across segments; the encoder on the
+/// same lists; Huffman decoding alone. Every operation must show 0 B allocated.
+/// </summary>
+[MemoryDiagnoser]
+public class HpackBenchmarks
+{
+    private static readonly (string Name, string Value)[] s_request =
+    [
+        (":method", "GET"), (":scheme", "https"), (":authority", "shop.example.com"), (":path", "/products/42?ref=home"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+        ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+        ("accept-language", "en-US,en;q=0.5"), ("accept-encoding", "gzip, deflate, br, zstd"),
+        ("referer", "https://shop.example.com/"), ("cookie", "session=3f2a9c1e7b; theme=dark; consent=yes"),
+        ("upgrade-insecure-requests", "1"), ("sec-fetch-dest", "document"), ("sec-fetch-mode", "navigate"),
+        ("sec-fetch-site", "same-origin"), ("priority", "u=0, i"),
+    ];
+
+    private static readonly (string Name, string Value)[] s_response =
+    [
+        (":status", "200"), ("server", "nginx"), ("date", "Thu, 26 Nov 2026 07:00:00 GMT"),
+        ("content-type", "text/html; charset=utf-8"), ("content-length", "5120"), ("cache-control", "private, max-age=0"),
+        ("vary", "accept-encoding"), ("content-encoding", "br"),
+    ];
+
+    // One decoder per direction, each in the table state its repeat block expects.
+    private readonly HpackDecoder _requestDecoder = new();
+    private readonly HpackDecoder _responseDecoder = new();
+    private readonly HpackEncoder _encoder = new();
+    private readonly ArrayBufferWriter<byte> _output = new(4096);
+    private byte[][] _requestNames = [];
+    private byte[][] _requestValues = [];
+    private byte[][] _responseNames = [];
+    private byte[][] _responseValues = [];
+    private byte[] _requestFirst = [];
+    private byte[] _requestRepeat = [];
+    private byte[] _responseFirst = [];
+    private byte[] _responseRepeat = [];
+    private ReadOnlySequence<byte> _requestFirstMulti;
+    private byte[] _huffman = [];
+    private byte[] _huffmanOut = [];
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        (_requestNames, _requestValues) = Split(s_request);
+        (_responseNames, _responseValues) = Split(s_response);
+
+        // What a peer's encoder sends: the first block of each kind, then the same lists again.
+        var client = new HpackEncoder();
+        _requestFirst = EncodeWith(client, _requestNames, _requestValues);
+        _requestRepeat = EncodeWith(client, _requestNames, _requestValues);
+        var server = new HpackEncoder();
+        _responseFirst = EncodeWith(server, _responseNames, _responseValues);
+        _responseRepeat = EncodeWith(server, _responseNames, _responseValues);
+        _requestFirstMulti = Segments(_requestFirst, 3);
+
+        // The decoder's table in the state the repeat blocks expect.
+        var sink = new LengthSink();
+        _requestDecoder.Decode(_requestFirst, endHeaders: true, ref sink);
+        _requestDecoder.Decode(_requestRepeat, endHeaders: true, ref sink);
+        _responseDecoder.Decode(_responseFirst, endHeaders: true, ref sink);
+        _responseDecoder.Decode(_responseRepeat, endHeaders: true, ref sink);
+
+        _huffman = new byte[HpackHuffman.EncodedLength(_requestValues[4])];
+        HpackHuffman.Encode(_requestValues[4], _huffman);
+        _huffmanOut = new byte[HpackHuffman.MaxDecodedLength(_huffman.Length)];
+
+        // Warm the encoder's table and the writer's buffer.
+        EncodeRequestRepeat();
+        EncodeResponseRepeat();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _requestDecoder.Dispose();
+        _responseDecoder.Dispose();
+    }
+
+    /// <summary>Request block with dynamic table hits (the steady state of a connection): no table changes.</summary>
+    [Benchmark(Baseline = true)]
+    public int DecodeRequestRepeat()
+    {
+        var sink = new LengthSink();
+        _requestDecoder.Decode(_requestRepeat, endHeaders: true, ref sink);
+        return sink.Total;
+    }
+
+    /// <summary>First request on a connection: Huffman literals, each inserted into the (emptied) dynamic table.</summary>
+    [Benchmark]
+    public int DecodeRequestFirst()
+    {
+        _requestDecoder.DynamicTable.Clear();
+        var sink = new LengthSink();
+        _requestDecoder.Decode(_requestFirst, endHeaders: true, ref sink);
+        return sink.Total;
+    }
+
+    /// <summary>The same first request split across three segments (strings straddle the cuts).</summary>
+    [Benchmark]
+    public int DecodeRequestFirstMultiSegment()
+    {
+        _requestDecoder.DynamicTable.Clear();
+        var sink = new LengthSink();
+        _requestDecoder.Decode(in _requestFirstMulti, endHeaders: true, ref sink);
+        return sink.Total;
+    }
+
+    /// <summary>Response block with table hits; date and content-length are literals.</summary>
+    [Benchmark]
+    public int DecodeResponseRepeat()
+    {
+        var sink = new LengthSink();
+        _responseDecoder.Decode(_responseRepeat, endHeaders: true, ref sink);
+        return sink.Total;
+    }
+
+    [Benchmark]
+    public int DecodeResponseFirst()
+    {
+        _responseDecoder.DynamicTable.Clear();
+        var sink = new LengthSink();
+        _responseDecoder.Decode(_responseFirst, endHeaders: true, ref sink);
+        return sink.Total;
+    }
+
+    [Benchmark]
+    public int EncodeRequestRepeat()
+    {
+        _output.ResetWrittenCount();
+        _encoder.BeginHeaderBlock(_output);
+        for (var i = 0; i < _requestNames.Length; i++)
+        {
+            _encoder.EncodeHeader(_output, _requestNames[i], _requestValues[i]);
+        }
+
+        return _output.WrittenCount;
+    }
+
+    [Benchmark]
+    public int EncodeRequestFirst()
+    {
+        _encoder.DynamicTable.Clear();
+        return EncodeRequestRepeat();
+    }
+
+    [Benchmark]
+    public int EncodeResponseRepeat()
+    {
+        _output.ResetWrittenCount();
+        _encoder.BeginHeaderBlock(_output);
+        for (var i = 0; i < _responseNames.Length; i++)
+        {
+            _encoder.EncodeHeader(_output, _responseNames[i], _responseValues[i]);
+        }
+
+        return _output.WrittenCount;
+    }
+
+    /// <summary>A 70-byte user-agent value, Huffman-coded (53 bytes on the wire).</summary>
+    [Benchmark]
+    public int HuffmanDecode() => HpackHuffman.Decode(_huffman, _huffmanOut);
+
+    private static (byte[][] Names, byte[][] Values) Split((string Name, string Value)[] list) =>
+        (list.Select(h => Encoding.ASCII.GetBytes(h.Name)).ToArray(), list.Select(h => Encoding.ASCII.GetBytes(h.Value)).ToArray());
+
+    private static byte[] EncodeWith(HpackEncoder encoder, byte[][] names, byte[][] values)
+    {
+        var output = new ArrayBufferWriter<byte>();
+        encoder.BeginHeaderBlock(output);
+        for (var i = 0; i < names.Length; i++)
+        {
+            encoder.EncodeHeader(output, names[i], values[i]);
+        }
+
+        return output.WrittenSpan.ToArray();
+    }
+
+    private static ReadOnlySequence<byte> Segments(byte[] bytes, int count)
+    {
+        var size = (bytes.Length + count - 1) / count;
+        var first = new Segment(bytes.AsMemory(0, Math.Min(size, bytes.Length)), 0);
+        var last = first;
+        for (var start = size; start < bytes.Length; start += size)
+        {
+            last = last.Append(bytes.AsMemory(start, Math.Min(size, bytes.Length - start)));
+        }
+
+        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
+    }
+
+    /// <summary>A struct handler (calls devirtualize) that only sums lengths, so nothing is optimised away.</summary>
+    private struct LengthSink : IHpackHeaderHandler
+    {
+        public int Total;
+
+        public void OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value) => Total += name.Length + value.Length;
+
+        public void OnStaticIndexedHeader(int index) => Total += index;
+
+        public void OnStaticIndexedHeader(int index, ReadOnlySpan<byte> value) => Total += index + value.Length;
+    }
+
+    private sealed class Segment : ReadOnlySequenceSegment<byte>
+    {
+        public Segment(ReadOnlyMemory<byte> memory, long runningIndex)
+        {
+            Memory = memory;
+            RunningIndex = runningIndex;
+        }
+
+        public Segment Append(ReadOnlyMemory<byte> memory)
+        {
+            var next = new Segment(memory, RunningIndex + Memory.Length);
+            Next = next;
+            return next;
+        }
+    }
+}
