@@ -294,6 +294,70 @@ public sealed class HttpWiringTests : IAsyncLifetime
         }
     }
 
+    private static HttpClient Http2Client() => new(new SocketsHttpHandler { UseProxy = false })
+    {
+        Timeout = Timeout,
+        DefaultRequestVersion = HttpVersion.Version20,
+        DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
+    };
+
+    [Fact]
+    public async Task ExplicitListener_H2cPriorKnowledgeAndHttp11_BothServedOnOnePort()
+    {
+        var host = await StartAsync(Config([Edge(AbAndCanary(100, 1))]));
+        using var h2 = Http2Client();
+        using var h1 = Client();
+
+        using var viaH2 = await h2.GetAsync(Url(host, "edge", "/h2")).WaitAsync(Timeout);
+        using var request = new HttpRequestMessage(HttpMethod.Get, Url(host, "edge", "/h2ab")) { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+        request.Headers.Add("x-version", "v2");
+        using var ab = await h2.SendAsync(request).WaitAsync(Timeout);
+        using var viaH1 = await h1.GetAsync(Url(host, "edge", "/h1")).WaitAsync(Timeout);
+
+        Assert.Equal(HttpVersion.Version20, viaH2.Version);
+        Assert.StartsWith("v1 GET /h2\n", await viaH2.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal("canary", Assert.Single(viaH2.Headers.GetValues("x-route")));
+        Assert.Equal("v2", Assert.Single(ab.Headers.GetValues("x-app")));
+        Assert.Equal(HttpVersion.Version11, viaH1.Version);
+        Assert.StartsWith("v1 GET /h1\n", await viaH1.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var metrics = await MetricsWhenAsync(host, m => m.Contains("route=\"canary\",status_class=\"2xx\",error=\"\"} 2\n", StringComparison.Ordinal));
+        Assert.Contains("proxy_http_requests_total{listener=\"edge\",service=\"web\",route=\"canary\",status_class=\"2xx\",error=\"\"} 2\n", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Outbound_CapturedH2c_DetectedByPrefaceAndServiceRoutesApply()
+    {
+        RouteConfig[] routes =
+        [
+            new RouteConfig { Name = "all-v2", Action = new RouteActionConfig { Destinations = [new WeightedDestinationConfig("web", "v2")] } },
+        ];
+        var host = await StartAsync(Config([], Web(routes)));
+        using var h2 = Http2Client();
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var response = await h2.GetAsync(Url(host, "outbound", $"/cap{i}")).WaitAsync(Timeout);
+            Assert.Equal(HttpVersion.Version20, response.Version);
+            Assert.Equal("v2", Assert.Single(response.Headers.GetValues("x-app")));
+        }
+    }
+
+    [Fact]
+    public async Task ExplicitListener_CurlAndNghttpOverH2c_Answered()
+    {
+        var host = await StartAsync(Config([Edge([], "web")]));
+
+        var (code, output) = await RunAsync("curl", $"-s -i --http2-prior-knowledge --max-time 20 {Url(host, "edge", "/curl2")}");
+        Assert.True(code == 0, output);
+        Assert.StartsWith("HTTP/2 200", output, StringComparison.Ordinal);
+        Assert.Contains("GET /curl2", output, StringComparison.Ordinal);
+
+        // nghttp (Debian nghttp2-client, installed by .ci/run): two concurrent streams on one connection.
+        (code, output) = await RunAsync("nghttp", $"-n -v --timeout=20 {Url(host, "edge", "/a")} {Url(host, "edge", "/b")}");
+        Assert.True(code == 0, output);
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(output, @"recv \(stream_id=\d+\) :status: 200").Count);
+    }
+
     [Fact]
     public async Task AccessLog_File_OneJsonLinePerRequestWithTheReason()
     {

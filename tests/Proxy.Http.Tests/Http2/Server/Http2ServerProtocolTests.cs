@@ -141,8 +141,9 @@ public sealed class Http2ServerProtocolTests
     [Fact]
     public async Task Data_BeyondStreamWindow_StreamResetFlowControlError()
     {
-        await using var upstream = await UpstreamAsync();
-        await using var proxy = await ProxyAsync(upstream, new Http2ServerOptions { InitialStreamWindowSize = 65535, InitialConnectionWindowSize = 1024 * 1024 });
+        // The pool never hands out a connection, so the forwarder never consumes the body and no window comes back.
+        using var pool = new StalledPool();
+        await using var proxy = await ForwarderHarness.StartAsync(Http1Routing.ForAddress(new Proxy.Core.Addresses.UpstreamAddress(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 9))), pool: pool, http2: true, http2Options: new Http2ServerOptions { InitialStreamWindowSize = 65535 });
         await using var h2 = await H2TestConnection.ConnectAsync(proxy.EndPoint);
 
         await h2.SendHeadersAsync(1, false, (":method", "POST"), (":scheme", "http"), (":authority", "a"), (":path", "/up"));
@@ -269,5 +270,27 @@ public sealed class Http2ServerProtocolTests
         }
 
         return list;
+    }
+
+    private sealed class StalledPool : Proxy.Core.Upstream.IUpstreamPool, IDisposable
+    {
+        private readonly CancellationTokenSource _stop = new();
+
+        public async ValueTask<Proxy.Core.Upstream.PoolRentResult> RentAsync(Proxy.Core.Addresses.UpstreamAddress address, CancellationToken cancellationToken)
+        {
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stop.Token);
+            await Task.Delay(Timeout.Infinite, linked.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            throw new OperationCanceledException();
+        }
+
+        public void Return(Proxy.Core.Upstream.PooledConnection connection, bool reusable)
+        {
+        }
+
+        public void Dispose()
+        {
+            _stop.Cancel();
+            _stop.Dispose();
+        }
     }
 }
