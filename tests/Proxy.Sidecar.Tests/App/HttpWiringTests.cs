@@ -355,7 +355,7 @@ public sealed class HttpWiringTests : IAsyncLifetime
         // nghttp (Debian nghttp2-client, installed by .ci/run): two concurrent streams on one connection.
         (code, output) = await RunAsync("nghttp", $"-n -v --timeout=20 {Url(host, "edge", "/a")} {Url(host, "edge", "/b")}");
         Assert.True(code == 0, output);
-        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(output, @"recv \(stream_id=\d+\) :status: 200").Count);
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Count(output, @"recv \(stream_id=\d+\) :status: 200"));
     }
 
     [Fact]
