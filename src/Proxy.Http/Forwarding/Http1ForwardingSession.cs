@@ -36,6 +36,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private readonly Http1Forwarder _forwarder;
     private readonly Http1ForwarderOptions _options;
     private readonly ConnectionContext _downstream;
+    private readonly bool _isHttp2Lane;
     private readonly IDuplexPipe _client;
     private readonly Http1Routing _routing;
     private readonly CancellationToken _cancellationToken;
@@ -118,6 +119,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _forwarder = forwarder;
         _options = forwarder.Options;
         _downstream = downstream;
+        _isHttp2Lane = downstream is Http2.Server.Http2Lane;
         _client = downstream.Transport;
         _routing = routing;
         _cancellationToken = cancellationToken;
@@ -1421,7 +1423,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             Method = scratch[.._methodLength],
             Target = scratch.Slice(_methodLength, _targetLength),
             Authority = scratch.Slice(_methodLength + _targetLength, _authorityLength),
-            Protocol = _version == Http1Version.Http10 ? "HTTP/1.0"u8 : "HTTP/1.1"u8,
+            // Requests of HTTP/2 streams reach this session through a lane: record the client's protocol.
+            Protocol = _isHttp2Lane ? "HTTP/2"u8 : _version == Http1Version.Http10 ? "HTTP/1.0"u8 : "HTTP/1.1"u8,
             StatusCode = _status,
             RequestBytes = _requestBytes,
             ResponseBytes = _responseBytes,

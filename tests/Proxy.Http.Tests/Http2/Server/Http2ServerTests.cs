@@ -72,6 +72,7 @@ public sealed class Http2ServerTests
         {
             Assert.Equal("web", r.Service);
             Assert.Equal(200, r.StatusCode);
+            Assert.Equal("HTTP/2", r.Protocol);
             Assert.Null(r.Error);
         });
         Assert.Equal(1, proxy.Pool.Connects);
