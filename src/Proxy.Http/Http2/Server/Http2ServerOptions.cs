@@ -21,6 +21,27 @@ public sealed record Http2ServerOptions
     /// <summary>Compressed bytes one header block may span across CONTINUATION frames. Default 64 KiB.</summary>
     public int MaxHeaderBlockSize { get; init; } = 64 * 1024;
 
+    /// <summary>
+    /// Rapid-reset defence: streams the client resets (or that are refused) before their response ended, per
+    /// <see cref="FloodWindow"/>; past it the connection ends with GOAWAY ENHANCE_YOUR_CALM. Default 200.
+    /// </summary>
+    public int MaxStreamResetsPerWindow { get; init; } = 200;
+
+    /// <summary>SETTINGS and PING frames (not ACKs) a client may send per <see cref="FloodWindow"/>; past it GOAWAY ENHANCE_YOUR_CALM. Default 1000.</summary>
+    public int MaxControlFramesPerWindow { get; init; } = 1000;
+
+    /// <summary>Header sections over <see cref="MaxHeaderListSize"/> (answered 431) a connection may send before GOAWAY ENHANCE_YOUR_CALM (HPACK bomb). Default 3.</summary>
+    public int MaxOversizedHeaderLists { get; init; } = 3;
+
+    /// <summary>The window the flood counters count in. Default 10 s.</summary>
+    public TimeSpan FloodWindow { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How long a response may wait for the client to open its flow-control window: a stream window stall resets the
+    /// stream (CANCEL), a connection window stall ends the connection (GOAWAY ENHANCE_YOUR_CALM). Default 30 s.
+    /// </summary>
+    public TimeSpan SendStallTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Every validation error, each naming the option; empty when valid.</summary>
     public IReadOnlyList<string> Validate()
     {
@@ -53,6 +74,31 @@ public sealed record Http2ServerOptions
         if (MaxHeaderBlockSize < 1024)
         {
             errors.Add($"MaxHeaderBlockSize must be at least 1024 (was {MaxHeaderBlockSize}).");
+        }
+
+        if (MaxStreamResetsPerWindow < 1)
+        {
+            errors.Add($"MaxStreamResetsPerWindow must be at least 1 (was {MaxStreamResetsPerWindow}).");
+        }
+
+        if (MaxControlFramesPerWindow < 1)
+        {
+            errors.Add($"MaxControlFramesPerWindow must be at least 1 (was {MaxControlFramesPerWindow}).");
+        }
+
+        if (MaxOversizedHeaderLists < 1)
+        {
+            errors.Add($"MaxOversizedHeaderLists must be at least 1 (was {MaxOversizedHeaderLists}).");
+        }
+
+        if (FloodWindow <= TimeSpan.Zero)
+        {
+            errors.Add($"FloodWindow must be positive (was {FloodWindow}).");
+        }
+
+        if (SendStallTimeout <= TimeSpan.Zero)
+        {
+            errors.Add($"SendStallTimeout must be positive (was {SendStallTimeout}).");
         }
 
         return errors;

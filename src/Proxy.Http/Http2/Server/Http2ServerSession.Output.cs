@@ -182,7 +182,32 @@ internal sealed partial class Http2ServerSession
 
             if (wait is not null)
             {
-                await wait.WaitAsync(_cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    await wait.WaitAsync(_options.SendStallTimeout, _time, _cancellationToken).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    // Zero-window stall: the client holds the response (and the upstream connection behind it).
+                    bool connectionStalled;
+                    lock (_lock)
+                    {
+                        connectionStalled = _connectionSendWindow <= 0;
+                    }
+
+                    if (connectionStalled)
+                    {
+                        AbortConnection(Http2ErrorCode.EnhanceYourCalm, $"the connection flow-control window stayed closed for {_options.SendStallTimeout.TotalSeconds:0.###} s");
+                        stream.Reset = true;
+                    }
+                    else
+                    {
+                        await ResetStreamAsync(stream, Http2ErrorCode.Cancel).ConfigureAwait(false);
+                    }
+
+                    return false;
+                }
+
                 continue;
             }
 

@@ -51,6 +51,12 @@ internal sealed partial class Http2ServerSession : IDisposable
     /// <summary>Request body bytes taken and dropped after an early complete response before the stream is reset.</summary>
     private const int DrainLimit = 1024 * 1024;
 
+    private readonly TimeProvider _time;
+    private FloodCounter _resets;
+    private FloodCounter _controlFrames;
+    private int _oversizedLists;
+    private Http2ErrorCode _abortCode;
+    private string? _abortReason;
     private uint _lastStreamId;
     private long _connectionSendWindow = Http2Constants.DefaultInitialWindowSize;
     private long _connectionReceiveWindow = Http2Constants.DefaultInitialWindowSize;
@@ -75,6 +81,7 @@ internal sealed partial class Http2ServerSession : IDisposable
         _assembler = new Http2HeaderBlockAssembler(_options.MaxHeaderBlockSize);
         _builder = new Http2RequestHeadBuilder(_server.Forwarder.Options.Parser.MaxStartLineBytes + _server.Forwarder.Options.Parser.MaxHeaderBytes);
         _onConsumed = OnLaneConsumed;
+        _time = server.Forwarder.Options.TimeProvider;
     }
 
     public async Task RunAsync()
@@ -180,11 +187,45 @@ internal sealed partial class Http2ServerSession : IDisposable
                 _input.AdvanceTo(buffer.Start, buffer.End);
             }
 
+            if (result.IsCanceled && Volatile.Read(ref _abortReason) is { } reason)
+            {
+                throw new Http2ConnectionException(_abortCode, reason);
+            }
+
             if (result.IsCompleted || result.IsCanceled)
             {
                 return;
             }
         }
+    }
+
+    /// <summary>Ends the connection from outside the frame loop (a response pump): the loop wakes and sends GOAWAY.</summary>
+    internal void AbortConnection(Http2ErrorCode code, string reason)
+    {
+        _abortCode = code;
+        if (Interlocked.CompareExchange(ref _abortReason, reason, null) is null)
+        {
+            _input.CancelPendingRead();
+        }
+    }
+
+    /// <summary>Counts one event in a flood window; true when the limit is passed.</summary>
+    private bool Flooded(ref FloodCounter counter, int limit)
+    {
+        var now = _time.GetTimestamp();
+        if (counter.Count == 0 || _time.GetElapsedTime(counter.WindowStart, now) > _options.FloodWindow)
+        {
+            counter.WindowStart = now;
+            counter.Count = 0;
+        }
+
+        return ++counter.Count > limit;
+    }
+
+    private struct FloodCounter
+    {
+        public long WindowStart;
+        public int Count;
     }
 
     private ValueTask ProcessFrameAsync(ReadOnlySequence<byte> payload)
@@ -200,8 +241,10 @@ internal sealed partial class Http2ServerSession : IDisposable
             case Http2FrameType.Data:
                 return OnDataAsync(payload);
             case Http2FrameType.Settings:
+                CheckControlFlood(frame);
                 return OnSettingsAsync(payload);
             case Http2FrameType.Ping:
+                CheckControlFlood(frame);
                 return frame.IsAck ? ValueTask.CompletedTask : WriteControlAsync(ControlFrame.PingAck, 0, frame.PingData);
             case Http2FrameType.WindowUpdate:
                 return OnWindowUpdateAsync();
@@ -216,6 +259,24 @@ internal sealed partial class Http2ServerSession : IDisposable
             default:
                 // PRIORITY (deprecated, RFC 9113 §5.3.2) and unknown frame types are ignored.
                 return ValueTask.CompletedTask;
+        }
+    }
+
+    private void CheckControlFlood(Http2Frame frame)
+    {
+        // Each SETTINGS and PING costs an ACK write: a client sending them in a loop gets the connection closed.
+        if (!frame.IsAck && Flooded(ref _controlFrames, _options.MaxControlFramesPerWindow))
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm, $"more than {_options.MaxControlFramesPerWindow} SETTINGS and PING frames in {_options.FloodWindow.TotalSeconds:0.#} s");
+        }
+    }
+
+    private void CountReset()
+    {
+        // Rapid reset (CVE-2023-44487): streams opened and cancelled in a loop each cost a routed request upstream.
+        if (Flooded(ref _resets, _options.MaxStreamResetsPerWindow))
+        {
+            throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm, $"more than {_options.MaxStreamResetsPerWindow} streams reset or refused in {_options.FloodWindow.TotalSeconds:0.#} s");
         }
     }
 
@@ -283,6 +344,7 @@ internal sealed partial class Http2ServerSession : IDisposable
         if (active >= _options.MaxConcurrentStreams)
         {
             // Decode (HPACK state) but refuse: the client may retry it elsewhere (RFC 9113 §8.7).
+            CountReset();
             _blockDiscard = true;
             stream.Reset = true;
         }
@@ -315,6 +377,12 @@ internal sealed partial class Http2ServerSession : IDisposable
         {
             // Thrown at the block's end after decoding all of it (tables in step): only this stream fails.
             _blockStream = null;
+            if (++_oversizedLists > _options.MaxOversizedHeaderLists)
+            {
+                // HPACK bomb: small blocks that expand past the limit, again and again.
+                throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm, $"more than {_options.MaxOversizedHeaderLists} header lists over {_options.MaxHeaderListSize} bytes");
+            }
+
             if (stream is null || _blockDiscard)
             {
                 return ValueTask.CompletedTask;
@@ -714,10 +782,15 @@ internal sealed partial class Http2ServerSession : IDisposable
             return;
         }
 
+        var wasOpen = !stream.LocalClosed;
         stream.Reset = true;
         stream.LocalClosed = true;
         AbortLane(stream);
         stream.SignalWindow();
+        if (wasOpen)
+        {
+            CountReset();
+        }
     }
 
     // ---- lanes and streams --------------------------------------------------------------------------
