@@ -51,6 +51,11 @@ internal sealed partial class Http2ServerSession : IDisposable
     /// <summary>Request body bytes taken and dropped after an early complete response before the stream is reset.</summary>
     private const int DrainLimit = 1024 * 1024;
 
+    /// <summary>How long, and how many bytes, the connection keeps reading after a GOAWAY for an error (see <see cref="LingerAsync"/>).</summary>
+    private static readonly TimeSpan LingerTime = TimeSpan.FromSeconds(1);
+
+    private const long LingerBytes = 1024 * 1024;
+
     private readonly TimeProvider _time;
     private FloodCounter _resets;
     private FloodCounter _controlFrames;
@@ -1055,6 +1060,39 @@ internal sealed partial class Http2ServerSession : IDisposable
             }
         }
 
+        if (code != Http2ErrorCode.NoError)
+        {
+            await LingerAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// After a GOAWAY for an error the client is usually still sending (a flood, a body). Closing with its bytes
+    /// unread would make the kernel answer with RST, which discards the GOAWAY at the client before it is read.
+    /// So: FIN our side, then read and drop what still comes for a moment (bounded in time and bytes), like
+    /// nginx's lingering close.
+    /// </summary>
+    private async ValueTask LingerAsync()
+    {
+        try
+        {
+            await _output.CompleteAsync().ConfigureAwait(false);
+            using var linger = new CancellationTokenSource(LingerTime, _time);
+            long drained = 0;
+            while (drained < LingerBytes)
+            {
+                var result = await _input.ReadAsync(linger.Token).ConfigureAwait(false);
+                drained += result.Buffer.Length;
+                _input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    return;
+                }
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException or ConnectionAbortedException)
+        {
+        }
     }
 
     public void Dispose()
