@@ -34,6 +34,10 @@ internal sealed class ConfigDraft
     public int PoolMaxIdle;
     public TimeSpan PoolIdleTimeout;
     public string? AccessLog;
+    public int Http2MaxConcurrentStreams;
+    public int Http2StreamWindow;
+    public int Http2ConnectionWindow;
+    public int Http2MaxHeaderList;
     public List<ListenerConfig> Listeners = [];
     public List<ServiceConfig> Services = [];
 
@@ -71,6 +75,10 @@ internal sealed class ConfigDraft
         PoolMaxIdle = d.Http.PoolMaxIdle;
         PoolIdleTimeout = d.Http.PoolIdleTimeout;
         AccessLog = d.Http.AccessLog;
+        Http2MaxConcurrentStreams = d.Http2.MaxConcurrentStreams;
+        Http2StreamWindow = d.Http2.InitialStreamWindow;
+        Http2ConnectionWindow = d.Http2.InitialConnectionWindow;
+        Http2MaxHeaderList = d.Http2.MaxHeaderListSize;
     }
 
     public ProxyConfig Build() => new()
@@ -110,6 +118,13 @@ internal sealed class ConfigDraft
             PoolMaxIdle = PoolMaxIdle,
             PoolIdleTimeout = PoolIdleTimeout,
             AccessLog = AccessLog,
+        },
+        Http2 = new Http2Config
+        {
+            MaxConcurrentStreams = Http2MaxConcurrentStreams,
+            InitialStreamWindow = Http2StreamWindow,
+            InitialConnectionWindow = Http2ConnectionWindow,
+            MaxHeaderListSize = Http2MaxHeaderList,
         },
         Listeners = Listeners.ToArray(),
         Services = Services.ToArray(),
@@ -222,6 +237,7 @@ public static class ConfigLoader
                     case "tcp":
                     case "detect":
                     case "http":
+                    case "http2":
                         if (property.Value.ValueKind != JsonValueKind.Object)
                         {
                             errors.Add($"{property.Name}: must be an object");

@@ -27,6 +27,9 @@ public sealed record ProxyConfig
 
     public HttpConfig Http { get; init; } = new();
 
+    /// <summary>HTTP/2 clients (h2c): streams, windows, header list limit.</summary>
+    public Http2Config Http2 { get; init; } = new();
+
     /// <summary>Explicit (non-captured) listeners, each forwarding to one service.</summary>
     public IReadOnlyList<ListenerConfig> Listeners { get; init; } = [];
 
@@ -132,6 +135,22 @@ public sealed record HttpConfig
 
     /// <summary>JSON access log: null (off), "stdout", or a file path. Flag <c>--access-log</c>.</summary>
     public string? AccessLog { get; init; }
+}
+
+/// <summary>HTTP/2 clients (h2c): what the proxy advertises in SETTINGS and enforces; file section <c>http2</c>.</summary>
+public sealed record Http2Config
+{
+    /// <summary>SETTINGS_MAX_CONCURRENT_STREAMS; more streams are refused. Flag <c>--http2-max-concurrent-streams</c>.</summary>
+    public int MaxConcurrentStreams { get; init; } = 100;
+
+    /// <summary>Request body bytes a client may have in flight per stream (SETTINGS_INITIAL_WINDOW_SIZE). Flag <c>--http2-stream-window</c>.</summary>
+    public int InitialStreamWindow { get; init; } = 256 * 1024;
+
+    /// <summary>Request body bytes a client may have in flight per connection. Flag <c>--http2-connection-window</c>.</summary>
+    public int InitialConnectionWindow { get; init; } = 1024 * 1024;
+
+    /// <summary>Largest decoded header list (SETTINGS_MAX_HEADER_LIST_SIZE); larger is answered 431. Flag <c>--http2-max-header-list</c>.</summary>
+    public int MaxHeaderListSize { get; init; } = 64 * 1024;
 }
 
 /// <summary>

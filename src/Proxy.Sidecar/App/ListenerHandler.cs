@@ -34,10 +34,10 @@ internal enum ListenerKind
 /// <item>captured traffic to any other destination, and inbound traffic: that destination (passthrough).</item>
 /// </list>
 /// </summary>
-internal sealed class HttpStage(Http1Forwarder forwarder, IReadOnlyDictionary<string, Http1Routing> serviceRouting, Http1Routing? listenerRouting = null)
+internal sealed class HttpStage(Http1Forwarder forwarder, IReadOnlyDictionary<string, Http1Routing> serviceRouting, Http1Routing? listenerRouting = null, Http2ServerOptions? http2Options = null)
 {
     /// <summary>HTTP/2 clients (h2c with prior knowledge): their streams go through <see cref="Forwarder"/> too.</summary>
-    public Http2Server Http2 { get; } = new(forwarder);
+    public Http2Server Http2 { get; } = new(forwarder, http2Options);
 
     public Http1Forwarder Forwarder { get; } = forwarder;
 

@@ -12,6 +12,7 @@ using Proxy.Core.Tcp.Splice;
 using Proxy.Core.Transport;
 using Proxy.Core.Upstream;
 using Proxy.Http.Forwarding;
+using Proxy.Http.Http2.Server;
 using Proxy.Http.Http1;
 using Proxy.Http.Routing;
 using Proxy.Http.Telemetry;
@@ -124,6 +125,13 @@ internal sealed class SidecarHost : IAsyncDisposable
             Observer = new HttpTelemetry(Metrics, _accessLog),
             LoggerFactory = _loggerFactory,
         };
+        var http2Options = new Http2ServerOptions
+        {
+            MaxConcurrentStreams = _config.Http2.MaxConcurrentStreams,
+            InitialStreamWindowSize = _config.Http2.InitialStreamWindow,
+            InitialConnectionWindowSize = _config.Http2.InitialConnectionWindow,
+            MaxHeaderListSize = _config.Http2.MaxHeaderListSize,
+        };
         var serviceRouting = new Dictionary<string, Http1Routing>(StringComparer.Ordinal);
         foreach (var s in _config.Services)
         {
@@ -143,7 +151,7 @@ internal sealed class SidecarHost : IAsyncDisposable
                     : serviceRouting[explicitListener.Service];
             }
 
-            return new HttpStage(forwarder, serviceRouting, listenerRouting);
+            return new HttpStage(forwarder, serviceRouting, listenerRouting, http2Options);
         }
 
         // Protocol detection (issue 3): one detector per capture listener; explicit listeners skip it.

@@ -54,12 +54,32 @@ public class ConfigLoaderTests
         Assert.Equal("db", Assert.Single(c.Listeners).Service);
     }
 
+    [Fact]
+    public void Load_Http2SectionAndFlags_DefaultsFileAndFlagOverride()
+    {
+        var defaults = Load(null).Config!.Http2;
+        Assert.Equal((100, 256 * 1024, 1024 * 1024, 64 * 1024), (defaults.MaxConcurrentStreams, defaults.InitialStreamWindow, defaults.InitialConnectionWindow, defaults.MaxHeaderListSize));
+
+        const string json = """{ "http2": { "maxConcurrentStreams": 50, "initialStreamWindow": 1048576, "initialConnectionWindow": 4194304, "maxHeaderListSize": 8192 } }""";
+        var result = Load(json, ("http2-max-concurrent-streams", "7"));
+        Assert.True(result.Ok, string.Join("\n", result.Errors));
+        var c = result.Config!.Http2;
+        Assert.Equal((7, 1048576, 4194304, 8192), (c.MaxConcurrentStreams, c.InitialStreamWindow, c.InitialConnectionWindow, c.MaxHeaderListSize));
+
+        var bad = Load("""{ "http2": { "windows": 1 } }""");
+        Assert.Contains("http2.windows: unknown key", bad.Errors);
+    }
+
     [Theory]
     [InlineData("backlog", "abc", "--backlog: \"abc\" is not a whole number")]
     [InlineData("backlog", "0", "--backlog: 0 is out of range (1-65535)")]
     [InlineData("read-buffer-size", "10", "--read-buffer-size: 10 is out of range (1024-1048576)")]
     [InlineData("io-threads", "65", "--io-threads: 65 is out of range (0-64)")]
     [InlineData("no-delay", "yes", "--no-delay: \"yes\" is not true or false")]
+    [InlineData("http2-max-concurrent-streams", "0", "--http2-max-concurrent-streams: 0 is out of range (1-10000)")]
+    [InlineData("http2-stream-window", "1000", "--http2-stream-window: 1000 is out of range (65535-2147483647)")]
+    [InlineData("http2-connection-window", "2147483648", "--http2-connection-window: ")]
+    [InlineData("http2-max-header-list", "100", "--http2-max-header-list: 100 is out of range (1024-16777216)")]
     [InlineData("connect-timeout", "5", "--connect-timeout: \"5\" is not a duration")]
     [InlineData("connect-timeout", "off", "--connect-timeout: \"off\" is not a duration")]
     [InlineData("splice", "maybe", "--splice: \"maybe\" is not one of auto, on, off")]

@@ -343,6 +343,32 @@ public sealed class HttpWiringTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Http2Settings_FromConfig_AdvertisedToClients()
+    {
+        var config = Config([Edge([], "web")]) with { Http2 = new Http2Config { MaxConcurrentStreams = 3, InitialStreamWindow = 100_000, MaxHeaderListSize = 9000 } };
+        var host = await StartAsync(config);
+        using var client = new TcpClient();
+        await client.ConnectAsync((IPEndPoint)host.AddressOf("edge")!).WaitAsync(Timeout);
+        var stream = client.GetStream();
+        await stream.WriteAsync("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"u8.ToArray()).AsTask().WaitAsync(Timeout);
+
+        var header = new byte[9];
+        await stream.ReadExactlyAsync(header).AsTask().WaitAsync(Timeout);
+        var payload = new byte[(header[0] << 16) | (header[1] << 8) | header[2]];
+        await stream.ReadExactlyAsync(payload).AsTask().WaitAsync(Timeout);
+        var settings = new Dictionary<int, int>();
+        for (var i = 0; i + 6 <= payload.Length; i += 6)
+        {
+            settings[(payload[i] << 8) | payload[i + 1]] = (payload[i + 2] << 24) | (payload[i + 3] << 16) | (payload[i + 4] << 8) | payload[i + 5];
+        }
+
+        Assert.Equal(4, header[3]);
+        Assert.Equal(3, settings[3]);
+        Assert.Equal(100_000, settings[4]);
+        Assert.Equal(9000, settings[6]);
+    }
+
+    [Fact]
     public async Task ExplicitListener_CurlAndNghttpOverH2c_Answered()
     {
         var host = await StartAsync(Config([Edge([], "web")]));
