@@ -4,6 +4,7 @@ using System.Net;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Features;
 using Proxy.Http.Forwarding;
+using Proxy.Http.Http1;
 
 namespace Proxy.Http.Http2.Server;
 
@@ -56,6 +57,13 @@ internal sealed class Http2Lane : ConnectionContext
     /// <summary>Set when the forwarder aborted the lane (a failure after the response head was sent).</summary>
     public bool Aborted { get; private set; }
 
+    /// <summary>The response parsing state of the streams this lane carries (one at a time).</summary>
+    public Http1ResponseHead ResponseHead { get; } = new();
+
+    public ContentLengthBodyReader LengthReader { get; } = new();
+
+    public ChunkedBodyReader ChunkReader { get; } = new();
+
     /// <summary>The HTTP/2 side writes request bytes here.</summary>
     public PipeWriter RequestWriter => _request.Writer;
 
@@ -96,6 +104,7 @@ internal sealed class Http2Lane : ConnectionContext
     public override ValueTask DisposeAsync()
     {
         _closed.Dispose();
+        ResponseHead.Dispose();
         return base.DisposeAsync();
     }
 

@@ -40,7 +40,7 @@ internal sealed partial class Http2ServerSession : IDisposable
     private readonly Http2RequestHeadBuilder _builder;
     private readonly Http2TrailerLines _trailers = new();
     private readonly Dictionary<uint, Http2ServerStream> _streams = [];
-    private readonly List<Task> _pumps = [];
+    private readonly Dictionary<uint, Task> _pumps = [];
     private readonly Stack<Http2Lane> _idleLanes = new();
     private readonly List<Http2Lane> _lanes = [];
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -461,10 +461,20 @@ internal sealed partial class Http2ServerSession : IDisposable
         stream.Lane = lane;
         var head = _builder.Head;
         stream.LaneBytesWritten = head.Length;
+        // The entry is made first and removed by RunStreamAsync when it ends, so a pump that ends at once is not
+        // left behind in the table.
+        lock (_lock)
+        {
+            _pumps[stream.Id] = Task.CompletedTask;
+        }
+
         var task = RunStreamAsync(stream, lane);
         lock (_lock)
         {
-            _pumps.Add(task);
+            if (_pumps.ContainsKey(stream.Id))
+            {
+                _pumps[stream.Id] = task;
+            }
         }
 
         // The lane's reader runs inline: the forwarder routes and sends the request upstream within this write.
@@ -577,7 +587,6 @@ internal sealed partial class Http2ServerSession : IDisposable
                     await ResetStreamByIdAsync(id, Http2ErrorCode.NoError).ConfigureAwait(false);
                 }
 
-                stream.Dispose();
                 return;
             }
 
@@ -835,6 +844,7 @@ internal sealed partial class Http2ServerSession : IDisposable
         {
             lock (_lock)
             {
+                _pumps.Remove(stream.Id);
                 lane.Stream = null;
                 stream.Lane = null;
                 if (!stream.RemoteClosed && !stream.Reset && stream.LocalClosed)
@@ -858,11 +868,6 @@ internal sealed partial class Http2ServerSession : IDisposable
                 {
                     _lanes.Remove(lane);
                 }
-            }
-
-            if (!stream.Draining)
-            {
-                stream.Dispose();
             }
 
             if (!reusable || stream.Reset || lane.Aborted)
@@ -1004,7 +1009,7 @@ internal sealed partial class Http2ServerSession : IDisposable
                 }
             }
 
-            pumps = [.. _pumps];
+            pumps = [.. _pumps.Values];
         }
 
         try

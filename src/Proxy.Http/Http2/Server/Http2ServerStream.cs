@@ -11,12 +11,13 @@ namespace Proxy.Http.Http2.Server;
 /// the DATA payload raw under content-length or re-framed chunked, then trailers), and the lane's HTTP/1.1
 /// response comes back out as HEADERS, DATA (within the client's flow-control windows) and trailers.
 /// </summary>
-internal sealed class Http2ServerStream : IDisposable
+internal sealed class Http2ServerStream
 {
     private readonly Http2ServerSession _session;
-    private readonly Http1ResponseHead _response = new();
-    private readonly ContentLengthBodyReader _length = new();
-    private readonly ChunkedBodyReader _chunks = new();
+    // The lane's (reused by every stream the lane carries): nothing of the response side is allocated per stream.
+    private Http1ResponseHead _response = null!;
+    private ContentLengthBodyReader _length = null!;
+    private ChunkedBodyReader _chunks = null!;
     private TaskCompletionSource? _windowWaiter;
 
     public Http2ServerStream(Http2ServerSession session, uint id, int sendWindow, int receiveWindow)
@@ -101,6 +102,9 @@ internal sealed class Http2ServerStream : IDisposable
     /// </summary>
     public async Task<bool> PumpResponseAsync(Http2Lane lane, Http1ResponseHeadParser parser)
     {
+        _response = lane.ResponseHead;
+        _length = lane.LengthReader;
+        _chunks = lane.ChunkReader;
         var input = lane.ResponseReader;
         try
         {
@@ -312,5 +316,4 @@ internal sealed class Http2ServerStream : IDisposable
         }
     }
 
-    public void Dispose() => _response.Dispose();
 }
