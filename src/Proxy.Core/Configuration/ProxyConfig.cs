@@ -128,7 +128,7 @@ public sealed record HttpConfig
     public int PoolMaxConnections { get; init; }
 
     /// <summary>Idle pooled upstream connections kept per endpoint at most.</summary>
-    public int PoolMaxIdle { get; init; } = 64;
+    public int PoolMaxIdle { get; init; } = 1024;
 
     /// <summary>A pooled upstream connection idle longer than this is closed.</summary>
     public TimeSpan PoolIdleTimeout { get; init; } = TimeSpan.FromSeconds(60);

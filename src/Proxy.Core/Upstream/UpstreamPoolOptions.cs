@@ -10,7 +10,7 @@ public sealed record UpstreamPoolOptions
     public int MaxConnectionsPerEndpoint { get; init; }
 
     /// <summary>Idle connections kept per endpoint; a return beyond that closes the oldest idle one. 0 keeps none.</summary>
-    public int MaxIdlePerEndpoint { get; init; } = 64;
+    public int MaxIdlePerEndpoint { get; init; } = 1024;
 
     /// <summary>An idle connection unused this long is closed (by the sweep, or when a rent finds it). Infinite keeps them.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(60);

@@ -31,13 +31,13 @@ internal sealed class Http2Lane : ConnectionContext
     private IDictionary<object, object?>? _items;
     private string? _connectionId;
 
-    public Http2Lane(EndPoint? local, EndPoint? remote)
+    public Http2Lane(EndPoint? local, EndPoint? remote, MemoryPool<byte> pool)
     {
         // No pause thresholds on the request side: HTTP/2 flow control bounds what the client may send, and the
         // connection's read loop must never wait on one stream's consumer. The response side pauses the
         // forwarder when the HTTP/2 side (the client's windows) cannot keep up.
-        _request = new Pipe(new PipeOptions(pauseWriterThreshold: 0, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
-        _response = new Pipe(new PipeOptions(pauseWriterThreshold: 256 * 1024, resumeWriterThreshold: 128 * 1024, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
+        _request = new Pipe(new PipeOptions(pool, pauseWriterThreshold: 0, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
+        _response = new Pipe(new PipeOptions(pool, pauseWriterThreshold: 256 * 1024, resumeWriterThreshold: 128 * 1024, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
         _requestReader = new CountingReader(_request.Reader, this);
         Transport = new LanePipe(_requestReader, _response.Writer);
         LocalEndPoint = local;
@@ -174,6 +174,8 @@ internal sealed class Http2Lane : ConnectionContext
             return false;
         }
 
+        // Pooled state machine: the forwarder's reads wait here whenever the client's bytes have not arrived yet.
+        [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
         private async ValueTask<ReadResult> Remember(ValueTask<ReadResult> read)
         {
             var result = await read.ConfigureAwait(false);

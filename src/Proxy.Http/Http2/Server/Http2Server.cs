@@ -35,6 +35,12 @@ public sealed class Http2Server
     internal ILogger Logger { get; }
 
     /// <summary>
+    /// Blocks of the lanes' pipes: pooled without a per-rent allocation (the shared array pool's wrapper objects and
+    /// its per-core caches churned under many concurrent streams).
+    /// </summary>
+    internal Proxy.Core.Transport.PinnedBlockMemoryPool LanePool { get; } = new(4096);
+
+    /// <summary>
     /// Whether the client's first bytes are the HTTP/2 preface (h2c with prior knowledge), reading no further than
     /// needed to tell and consuming nothing: the next read returns the same bytes. False when the client closes first.
     /// </summary>

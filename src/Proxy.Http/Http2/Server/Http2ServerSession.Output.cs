@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
@@ -49,6 +50,8 @@ internal sealed partial class Http2ServerSession
         }
     }
 
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteControlAsync(ControlFrame kind, uint streamId, ulong value)
     {
         await _writeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
@@ -76,6 +79,8 @@ internal sealed partial class Http2ServerSession
     }
 
     /// <summary>HEADERS for a response head: :status and the fields HTTP/2 allows (hop-by-hop fields dropped, names lowercased).</summary>
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     internal async ValueTask<bool> WriteResponseHeadersAsync(Http2ServerStream stream, Http1ResponseHead head, bool endStream)
     {
         await _writeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
@@ -118,6 +123,8 @@ internal sealed partial class Http2ServerSession
     }
 
     /// <summary>Trailers from a chunked response: HEADERS with END_STREAM (fields HTTP/2 forbids are dropped).</summary>
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     internal async ValueTask<bool> WriteTrailersAsync(Http2ServerStream stream, Http1HeaderList trailers)
     {
         await _writeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
@@ -154,6 +161,8 @@ internal sealed partial class Http2ServerSession
     /// frame size allow, waiting for WINDOW_UPDATE when either window is empty. False when the stream was reset
     /// or the connection broke.
     /// </summary>
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     internal async ValueTask<bool> WriteDataAsync(Http2ServerStream stream, ReadOnlySequence<byte> data, bool endStream)
     {
         while (true)
@@ -245,6 +254,8 @@ internal sealed partial class Http2ServerSession
         }
     }
 
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     internal async ValueTask ResetStreamAsync(Http2ServerStream stream, Http2ErrorCode code)
     {
         var wasClosed = stream.LocalClosed && stream.Reset;
@@ -334,6 +345,8 @@ internal sealed partial class Http2ServerSession
     }
 
     /// <summary>Flushes the connection output; the caller holds the write lock. False once the client is gone.</summary>
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> FlushUnlockedAsync()
     {
         if (_outputBroken)

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Proxy.Http.Forwarding;
@@ -422,6 +423,8 @@ internal sealed partial class Http2ServerSession : IDisposable
         return _blockIsTrailers ? OnTrailersCompleteAsync(stream) : OnRequestHeadCompleteAsync(stream);
     }
 
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask OnRequestHeadCompleteAsync(Http2ServerStream stream)
     {
         stream.ReceivingHeaders = false;
@@ -481,6 +484,8 @@ internal sealed partial class Http2ServerSession : IDisposable
         await lane.RequestWriter.WriteAsync(head, CancellationToken.None).ConfigureAwait(false);
     }
 
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask OnTrailersCompleteAsync(Http2ServerStream stream)
     {
         if (_trailers.Error != Http2FieldError.None)
@@ -520,6 +525,8 @@ internal sealed partial class Http2ServerSession : IDisposable
         }
     }
 
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask OnDataAsync(ReadOnlySequence<byte> payload)
     {
         var id = _frame.StreamId;
@@ -680,6 +687,8 @@ internal sealed partial class Http2ServerSession : IDisposable
         }
     }
 
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask OnSettingsAsync(ReadOnlySequence<byte> payload)
     {
         if (_frame.IsAck)
@@ -731,6 +740,8 @@ internal sealed partial class Http2ServerSession : IDisposable
         }
     }
 
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask OnWindowUpdateAsync()
     {
         var id = _frame.StreamId;
@@ -819,7 +830,7 @@ internal sealed partial class Http2ServerSession : IDisposable
             }
         }
 
-        var lane = new Http2Lane(_connection.LocalEndPoint, _connection.RemoteEndPoint) { Consumed = _onConsumed };
+        var lane = new Http2Lane(_connection.LocalEndPoint, _connection.RemoteEndPoint, _server.LanePool) { Consumed = _onConsumed };
         lock (_lock)
         {
             _lanes.Add(lane);
@@ -914,6 +925,8 @@ internal sealed partial class Http2ServerSession : IDisposable
     }
 
     /// <summary>Gives <paramref name="count"/> bytes back to the client's windows for the stream and the connection.</summary>
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask CreditAsync(Http2ServerStream stream, int count)
     {
         uint streamIncrement = 0;

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Connections;
 using Proxy.Http.Http1;
 using Proxy.Http.Http2.Translation;
@@ -100,7 +101,9 @@ internal sealed class Http2ServerStream
     /// Pumps the lane's HTTP/1.1 response to the client as HTTP/2 frames until the response ends, the lane fails
     /// or the stream is reset. True when the lane is at a clean message boundary and may carry another stream.
     /// </summary>
-    public async Task<bool> PumpResponseAsync(Http2Lane lane, Http1ResponseHeadParser parser)
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<bool> PumpResponseAsync(Http2Lane lane, Http1ResponseHeadParser parser)
     {
         _response = lane.ResponseHead;
         _length = lane.LengthReader;
@@ -196,6 +199,8 @@ internal sealed class Http2ServerStream
         }
     }
 
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> PumpLengthAsync(PipeReader input, long length)
     {
         _length.Reset(length);
@@ -226,6 +231,8 @@ internal sealed class Http2ServerStream
         return true;
     }
 
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> PumpChunkedAsync(PipeReader input)
     {
         _chunks.Reset();
@@ -290,6 +297,8 @@ internal sealed class Http2ServerStream
         }
     }
 
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> PumpToEndAsync(PipeReader input)
     {
         while (true)
