@@ -110,6 +110,9 @@ public sealed partial class SocketConnection : ConnectionContext,
     /// <summary>The socket (also after a takeover, for inspection; the owner then is whoever took it).</summary>
     public Socket Socket => _socket;
 
+    /// <summary>Set by the listener: .NET accepted the socket from a non-blocking listener, so O_NONBLOCK is set already.</summary>
+    internal bool AcceptedNonBlocking { get; init; }
+
     /// <summary>Whether the receive and send loops are running (or ran).</summary>
     public bool IsStarted => Volatile.Read(ref _state) == StateStarted;
 
@@ -193,7 +196,7 @@ public sealed partial class SocketConnection : ConnectionContext,
             {
                 try
                 {
-                    var epoll = new EpollSocket(_socket, tellDotNet: false);
+                    var epoll = new EpollSocket(_socket, tellDotNet: false, alreadyNonBlocking: AcceptedNonBlocking);
                     _epoll = epoll;
                     if (epoll.Register(loops.Pick()) != 0)
                     {

@@ -77,7 +77,9 @@ public sealed partial class SocketConnectionListener : IConnectionListener
             try
             {
                 accepted.NoDelay = _settings.Options.NoDelay;
-                return new SocketConnection(accepted, _settings);
+
+                // Accepted from the non-blocking listener (the loop path): .NET has made the socket non-blocking.
+                return new SocketConnection(accepted, _settings) { AcceptedNonBlocking = _epoll is not null && !accepted.Blocking };
             }
             catch (SocketException)
             {

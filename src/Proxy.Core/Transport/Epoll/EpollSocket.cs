@@ -32,12 +32,17 @@ internal sealed class EpollSocket
     /// O_NONBLOCK directly: .NET's setter also creates its per-socket async context, which a connection whose reads
     /// and writes are all ours never needs (an allocation and two system calls per accepted connection).
     /// </param>
-    public EpollSocket(Socket socket, bool tellDotNet = true)
+    /// <param name="alreadyNonBlocking">The descriptor is non-blocking already (accepted by .NET from a non-blocking listener, which sets O_NONBLOCK on it): no system call.</param>
+    public EpollSocket(Socket socket, bool tellDotNet = true, bool alreadyNonBlocking = false)
     {
         _socket = socket;
         _handle = socket.SafeHandle;
         _fd = (int)_handle.DangerousGetHandle();
-        if (tellDotNet)
+        if (alreadyNonBlocking)
+        {
+            // Nothing to do: one fcntl per accepted connection saved.
+        }
+        else if (tellDotNet)
         {
             socket.Blocking = false;
         }
