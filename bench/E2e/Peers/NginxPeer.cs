@@ -24,7 +24,8 @@ internal sealed class NginxPeer : ProcessPeer
 
     public override string Name => "nginx";
 
-    public override string Description => $"{_version}, 1 worker, master_process off, upstream keepalive 64";
+    public override string Description =>
+        $"{_version}, 1 worker, master_process off{(Config?.Protocol == ProxyProtocol.Http2 ? ", listen http2 (h2c prior knowledge)" : string.Empty)}, upstream keepalive 64";
 
     public static ToolRequirement Requirement { get; } = new("nginx", "nginx");
 
