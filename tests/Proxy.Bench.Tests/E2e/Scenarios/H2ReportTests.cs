@@ -44,7 +44,7 @@ public sealed class H2ReportTests
         Assert.DoesNotContain("## c1m1", markdown, StringComparison.Ordinal);
 
         var csv = report.RenderCsv().Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal(7, csv.Length);
+        Assert.Equal(8, csv.Length); // header + 7 samples
         Assert.Contains("sidecar-aot,c16m10,1,1,25000,25000,0,0,0,25000,0,0,0,2.000,12000.00,50.0,5000.0,900.0,100.0,0.125,0.375,20971520,5000", csv);
         Assert.Contains("direct,c16m10,1,1,100000,100000,0,0,0,100000,0,0,0,2.000,50000.00,50.0,5000.0,300.0,100.0,,,,", csv);
     }
