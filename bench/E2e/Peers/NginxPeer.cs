@@ -6,7 +6,7 @@ using Proxy.Bench.E2e.Infrastructure;
 namespace Proxy.Bench.E2e.Peers;
 
 /// <summary>
-/// nginx as a reverse proxy for the HTTP/1.1 (and later h2c) scenarios: one worker, no master
+/// nginx as a reverse proxy for the HTTP/1.1 and h2c scenarios: one worker, no master
 /// (<c>master_process off</c>, so the pid we start is the one doing the work), foreground, logs off, temp paths
 /// in its own work dir, keep-alive to the upstream. Readiness: a second server answering 200 on /ready.
 /// </summary>
