@@ -83,12 +83,13 @@ internal static class E2eCommand
         return 0;
     }
 
-    /// <summary>Scenarios by <c>--scenario</c> name; the HTTP/2 (h2load) one slots in here.</summary>
+    /// <summary>Scenarios by <c>--scenario</c> name.</summary>
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1859", Justification = "More scenarios are coming; the interface is the point.")]
     private static IScenario CreateScenario(string name) => name switch
     {
         "l4" => new L4Scenario(),
         "http" => new HttpScenario(),
-        _ => throw new E2eException($"unknown scenario '{name}' (known: l4, http)"),
+        "h2" => new H2Scenario(),
+        _ => throw new E2eException($"unknown scenario '{name}' (known: l4, http, h2)"),
     };
 }

@@ -50,7 +50,7 @@ internal sealed class E2eContext
     }
 }
 
-/// <summary>One end-to-end comparison (L4 and HTTP/1.1 now; HTTP/2 later).</summary>
+/// <summary>One end-to-end comparison: L4 (iperf3), HTTP/1.1 (wrk), h2c (h2load).</summary>
 internal interface IScenario
 {
     /// <summary>Id used by <c>--scenario</c> and in result file names.</summary>

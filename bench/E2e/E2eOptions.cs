@@ -10,25 +10,29 @@ internal sealed class E2eOptions
         usage: dotnet run -c Release --project bench -- e2e [options]
 
         Scenario
-          --scenario NAME          l4 (default: opaque TCP, iperf3) or http (HTTP/1.1, wrk)
+          --scenario NAME          l4 (default: opaque TCP, iperf3), http (HTTP/1.1, wrk) or h2 (h2c with
+                                   prior knowledge, h2load; HTTP/1.1 to the backend)
           --repeat R               rounds of every (variant, peer) pair, interleaved (default 5)
-          --duration S             seconds per load run (iperf3 -t, wrk -d; "2" or "2s"; default 3)
+          --duration S             seconds per load run (iperf3 -t, wrk -d, h2load -D; "2" or "2s"; default 3)
           --variants LIST          l4: comma list of forward,reverse,parallel (default all three)
                                    http: comma list of c32,c1,close (default all three): wrk -t1 with 32
                                    keep-alive connections, 1 connection (latency), 32 connections with
                                    'Connection: close' (connection rate)
+                                   h2: comma list of c16m10,c1m1 (default both): h2load -t1 with 16
+                                   connections x 10 concurrent streams, 1 connection x 1 stream (latency)
           --parallel-streams N     l4: streams for the "parallel" variant, -P (default 4)
           --startup-repeat N       l4: fresh starts per peer for start-up timing (default: --repeat; 0 skips)
-          --warmup S               http: seconds of wrk -c32 through each peer before the measured rounds
-                                   (JIT tiering, pools; default 2; 0 skips)
+          --warmup S               http, h2: seconds of wrk -c32 (h2: h2load -c16 -m10) through each peer
+                                   before the measured rounds (JIT tiering, pools; default 2; 0 skips)
 
         Peers
           --peers LIST             l4: comma list of direct,haproxy,sidecar-jit,sidecar-aot,sidecar-splice-off
-                                   http: comma list of direct,haproxy,nginx,yarp,sidecar-jit,sidecar-aot
+                                   http, h2: comma list of direct,haproxy,nginx,yarp,sidecar-jit,sidecar-aot
+                                   (h2's direct is nghttpd, not the nginx backend)
                                    (default all of the scenario's)
           --jit / --aot            which sidecar builds to publish and run (default both); sidecar-splice-off
                                    uses the JIT build when it is selected, else the AOT build
-          --sidecar-protocol P     http: the bench listener's "protocol" value in the sidecar config (default
+          --sidecar-protocol P     http, h2: the bench listener's "protocol" value in the sidecar config (default
                                    http); "none" leaves the key out (the listener is then opaque TCP)
           --sidecar-arg ARG        extra argument for every sidecar peer (repeatable), e.g.
                                    --sidecar-arg=--inline-scheduling --sidecar-arg=true
@@ -37,7 +41,7 @@ internal sealed class E2eOptions
 
         Measurement
           --syscalls               also count each proxy's system calls per run (perf stat; l4: all and
-                                   splice, per MB; http: all, per request)
+                                   splice, per MB; http: all, per request; not in h2)
 
         Housekeeping
           --output DIR             where the markdown table goes (default bench/results)
@@ -100,13 +104,21 @@ internal sealed class E2eOptions
 
     public static IReadOnlyList<string> HttpVariants { get; } = ["c32", "c1", "close"];
 
-    public static IReadOnlyList<string> Scenarios { get; } = ["l4", "http"];
+    /// <summary>The h2c scenario's variants: h2load -c16 -m10 (the configuration) and -c1 -m1 (latency).</summary>
+    public static IReadOnlyList<string> H2Variants { get; } = ["c16m10", "c1m1"];
 
-    /// <summary>Peers a scenario knows, in table order.</summary>
-    public static IReadOnlySet<string> PeersOf(string scenario) => scenario == "http" ? HttpPeers : AllPeers;
+    public static IReadOnlyList<string> Scenarios { get; } = ["l4", "http", "h2"];
+
+    /// <summary>Peers a scenario knows, in table order (h2 has the HTTP/1.1 scenario's, with nghttpd as direct).</summary>
+    public static IReadOnlySet<string> PeersOf(string scenario) => scenario is "http" or "h2" ? HttpPeers : AllPeers;
 
     /// <summary>Variants a scenario knows, in run order.</summary>
-    public static IReadOnlyList<string> VariantsOf(string scenario) => scenario == "http" ? HttpVariants : ["forward", "reverse", "parallel"];
+    public static IReadOnlyList<string> VariantsOf(string scenario) => scenario switch
+    {
+        "http" => HttpVariants,
+        "h2" => H2Variants,
+        _ => ["forward", "reverse", "parallel"],
+    };
 
     /// <summary>Parses <paramref name="args"/>; throws <see cref="E2eException"/> naming every bad option at once.</summary>
     public static E2eOptions Parse(IReadOnlyList<string> args)

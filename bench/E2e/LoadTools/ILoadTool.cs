@@ -17,8 +17,9 @@ internal interface ILoadRequest
 internal sealed record LoadResult(long Bytes, double Seconds, double BitsPerSecond, long Operations, string Raw);
 
 /// <summary>
-/// A load generator run to completion against a target (iperf3). wrk (<see cref="WrkClient"/>) returns its own
-/// richer <see cref="WrkResult"/> (latency distribution, error counts) instead.
+/// A load generator run to completion against a target (iperf3). wrk (<see cref="WrkClient"/>) and h2load
+/// (<see cref="H2loadClient"/>) return their own richer results instead (<see cref="WrkResult"/>,
+/// <see cref="H2loadResult"/>: latency figures, error counts).
 /// </summary>
 internal interface ILoadTool<in TRequest>
     where TRequest : ILoadRequest

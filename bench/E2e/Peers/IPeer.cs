@@ -3,7 +3,7 @@ using Proxy.Bench.E2e.Infrastructure;
 
 namespace Proxy.Bench.E2e.Peers;
 
-/// <summary>What a peer proxies: opaque TCP now; HTTP/1.1 and HTTP/2 scenarios come later.</summary>
+/// <summary>What a peer proxies: opaque TCP, HTTP/1.1, or HTTP/2 cleartext from clients (h2c, prior knowledge; HTTP/1.1 upstream).</summary>
 internal enum ProxyProtocol
 {
     Tcp,

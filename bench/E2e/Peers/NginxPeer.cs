@@ -6,7 +6,7 @@ using Proxy.Bench.E2e.Infrastructure;
 namespace Proxy.Bench.E2e.Peers;
 
 /// <summary>
-/// nginx as a reverse proxy for the HTTP/1.1 (and later h2c) scenarios: one worker, no master
+/// nginx as a reverse proxy for the HTTP/1.1 and h2c scenarios: one worker, no master
 /// (<c>master_process off</c>, so the pid we start is the one doing the work), foreground, logs off, temp paths
 /// in its own work dir, keep-alive to the upstream. Readiness: a second server answering 200 on /ready.
 /// </summary>
@@ -24,7 +24,8 @@ internal sealed class NginxPeer : ProcessPeer
 
     public override string Name => "nginx";
 
-    public override string Description => $"{_version}, 1 worker, master_process off, upstream keepalive 64";
+    public override string Description =>
+        $"{_version}, 1 worker, master_process off{(Config?.Protocol == ProxyProtocol.Http2 ? ", listen http2 (h2c prior knowledge)" : string.Empty)}, upstream keepalive 64";
 
     public static ToolRequirement Requirement { get; } = new("nginx", "nginx");
 

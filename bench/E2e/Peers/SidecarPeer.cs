@@ -37,6 +37,8 @@ internal sealed class SidecarPeer : ProcessPeer
     {
         ProxyProtocol.Http1 when _listenerProtocol is null => ", listener without \"protocol\" (opaque TCP)",
         ProxyProtocol.Http1 => $", listener \"protocol\": \"{_listenerProtocol}\"",
+        ProxyProtocol.Http2 when _listenerProtocol is null => ", listener without \"protocol\" (opaque TCP: h2c passes through to the HTTP/1.1 backend and fails)",
+        ProxyProtocol.Http2 => $", listener \"protocol\": \"{_listenerProtocol}\" (h2c by preface sniffing, HTTP/1.1 upstream)",
         _ => string.Empty,
     };
 
@@ -51,7 +53,8 @@ internal sealed class SidecarPeer : ProcessPeer
         var http = config.Protocol switch
         {
             ProxyProtocol.Tcp => false,
-            ProxyProtocol.Http1 => true,
+            // h2c needs nothing else: an HTTP listener sniffs the HTTP/2 preface and forwards streams as HTTP/1.1.
+            ProxyProtocol.Http1 or ProxyProtocol.Http2 => true,
             _ => throw new NotSupportedException($"the sidecar peer has no {config.Protocol} configuration yet"),
         };
 

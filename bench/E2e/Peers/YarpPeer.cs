@@ -26,7 +26,8 @@ internal sealed class YarpPeer : ProcessPeer
 
     public override string Name => "yarp";
 
-    public override string Description => $"YARP {_version} (bench yarp: Kestrel + LoadFromMemory, HttpClient keep-alive), logging off, workstation GC";
+    public override string Description =>
+        $"YARP {_version} (bench yarp: Kestrel{(Config?.Protocol == ProxyProtocol.Http2 ? " HTTP/2-only listener (h2c)" : string.Empty)} + LoadFromMemory, HttpClient keep-alive), logging off, workstation GC";
 
     /// <summary>This bench's own assembly (Proxy.Bench.dll), which hosts YARP with its <c>yarp</c> subcommand.</summary>
     public static string BenchAssemblyPath { get; } =
@@ -46,12 +47,14 @@ internal sealed class YarpPeer : ProcessPeer
     /// <summary>The child's command line after the dotnet executable.</summary>
     public static IReadOnlyList<string> BuildArguments(string benchAssembly, PeerConfig config, IPEndPoint listen, IPEndPoint ready)
     {
-        if (config.Protocol != ProxyProtocol.Http1)
+        var http2 = config.Protocol switch
         {
-            throw new NotSupportedException($"the yarp peer is set up for HTTP/1.1 only, not {config.Protocol}");
-        }
+            ProxyProtocol.Http1 => false,
+            ProxyProtocol.Http2 => true,
+            _ => throw new NotSupportedException($"the yarp peer is set up for HTTP/1.1 and h2c only, not {config.Protocol}"),
+        };
 
-        return [benchAssembly, "yarp", .. new YarpOptions(listen, config.Upstream, ready).ToArguments()];
+        return [benchAssembly, "yarp", .. new YarpOptions(listen, config.Upstream, ready, http2).ToArguments()];
     }
 
     protected override ChildProcess StartProcess(PeerConfig config, IPEndPoint listen, IPEndPoint ready)

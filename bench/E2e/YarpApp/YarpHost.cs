@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -10,22 +11,25 @@ using Yarp.ReverseProxy.Configuration;
 namespace Proxy.Bench.E2e.YarpApp;
 
 /// <summary>Options of <c>bench yarp</c>.</summary>
-internal sealed record YarpOptions(IPEndPoint Listen, IPEndPoint Upstream, IPEndPoint? Ready)
+internal sealed record YarpOptions(IPEndPoint Listen, IPEndPoint Upstream, IPEndPoint? Ready, bool Http2 = false)
 {
     public const string Usage = """
-        usage: bench yarp --listen IP:PORT --upstream IP:PORT [--ready IP:PORT]
+        usage: bench yarp --listen IP:PORT --upstream IP:PORT [--ready IP:PORT] [--http2]
 
         A stock YARP reverse proxy (Yarp.ReverseProxy, in-memory config: one catch-all route to one
         destination), the "yarp" peer of the e2e HTTP scenario. Logging off, workstation GC.
           --listen     where clients connect
           --upstream   the one destination (http://IP:PORT)
           --ready      optional second listener answering 200 "ready" on every path (readiness probe)
+          --http2      the --listen listener speaks HTTP/2 only (h2c with prior knowledge: Kestrel does not
+                       offer h2c on an Http1AndHttp2 listener without TLS); the upstream stays HTTP/1.1
         """;
 
     /// <summary>Parses the arguments after "yarp"; throws <see cref="E2eException"/> naming every problem.</summary>
     public static YarpOptions Parse(IReadOnlyList<string> args)
     {
         IPEndPoint? listen = null, upstream = null, ready = null;
+        var http2 = false;
         var errors = new List<string>();
         for (var i = 0; i < args.Count; i++)
         {
@@ -61,6 +65,9 @@ internal sealed record YarpOptions(IPEndPoint Listen, IPEndPoint Upstream, IPEnd
                 case "--ready":
                     ready = EndPoint(arg, value!, errors);
                     break;
+                case "--http2" when value is null:
+                    http2 = true;
+                    break;
                 default:
                     errors.Add($"unknown option '{args[i]}'");
                     break;
@@ -82,7 +89,7 @@ internal sealed record YarpOptions(IPEndPoint Listen, IPEndPoint Upstream, IPEnd
             throw new E2eException(string.Join('\n', errors) + "\n\n" + Usage);
         }
 
-        return new YarpOptions(listen!, upstream!, ready);
+        return new YarpOptions(listen!, upstream!, ready, http2);
     }
 
     /// <summary>The arguments that <see cref="Parse"/> reads back into these options.</summary>
@@ -92,6 +99,11 @@ internal sealed record YarpOptions(IPEndPoint Listen, IPEndPoint Upstream, IPEnd
         if (Ready is not null)
         {
             arguments.AddRange(["--ready", Ready.ToString()]);
+        }
+
+        if (Http2)
+        {
+            arguments.Add("--http2");
         }
 
         return arguments;
@@ -152,7 +164,15 @@ internal static class YarpHost
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
-            kestrel.Listen(options.Listen);
+            kestrel.Listen(options.Listen, listen =>
+            {
+                // h2c needs an HTTP/2-only listener; otherwise Kestrel's default (the HTTP/1.1 scenario's peer).
+                // The readiness listener keeps the default so the HTTP/1.1 probe works.
+                if (options.Http2)
+                {
+                    listen.Protocols = HttpProtocols.Http2;
+                }
+            });
             if (options.Ready is not null)
             {
                 kestrel.Listen(options.Ready);

@@ -92,4 +92,47 @@ public sealed class E2eOptionsTests
 
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Parse_H2Scenario_DefaultsToItsVariantsAndTheHttpPeers()
+    {
+        var options = E2eOptions.Parse(["--scenario", "h2"]);
+
+        Assert.Equal("h2", options.Scenario);
+        Assert.Equal(["c16m10", "c1m1"], options.Variants);
+        Assert.True(options.Peers.SetEquals(["direct", "haproxy", "nginx", "yarp", "sidecar-jit", "sidecar-aot"]));
+        Assert.Equal("http", options.SidecarProtocol);
+        Assert.Equal(TimeSpan.FromSeconds(2), options.Warmup);
+        Assert.Equal(5, options.Repeat);
+    }
+
+    [Fact]
+    public void Parse_H2ScenarioGivenAfterItsLists_ChecksListsAgainstH2Names()
+    {
+        var options = E2eOptions.Parse(["--variants", "c1m1", "--peers", "haproxy,sidecar-aot", "--repeat", "1", "--duration", "2", "--warmup=1", "--aot", "--scenario=h2"]);
+
+        Assert.Equal(["c1m1"], options.Variants);
+        Assert.True(options.Peers.SetEquals(["haproxy", "sidecar-aot"]));
+        Assert.Equal(1, options.Repeat);
+        Assert.Equal(TimeSpan.FromSeconds(2), options.Duration);
+        Assert.Equal(TimeSpan.FromSeconds(1), options.Warmup);
+        Assert.False(options.Jit);
+    }
+
+    [Fact]
+    public void Parse_H2ScenarioWithHttpOrL4Names_RejectsThemNamingTheScenario()
+    {
+        var error = Assert.Throws<E2eException>(() => E2eOptions.Parse(["--scenario", "h2", "--variants", "c32,c16m10", "--peers", "sidecar-splice-off"]));
+
+        Assert.Contains("--variants: unknown 'c32' for scenario h2 (known: c16m10,c1m1)", error.Message, StringComparison.Ordinal);
+        Assert.Contains("--peers: unknown 'sidecar-splice-off' for scenario h2", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("'c16m10'", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Usage_MentionsTheH2Scenario()
+    {
+        Assert.Contains("h2 (h2c with", E2eOptions.Usage, StringComparison.Ordinal);
+        Assert.Contains("c16m10,c1m1", E2eOptions.Usage, StringComparison.Ordinal);
+    }
 }

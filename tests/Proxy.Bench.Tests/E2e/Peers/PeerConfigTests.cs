@@ -76,7 +76,7 @@ public sealed class PeerConfigTests
     [Fact]
     public void BuildConfig_UnsupportedProtocol_Throws()
     {
-        Assert.Throws<NotSupportedException>(() => SidecarPeer.BuildConfig(new PeerConfig(ProxyProtocol.Http2, Upstream), Listen));
+        Assert.Throws<NotSupportedException>(() => SidecarPeer.BuildConfig(new PeerConfig((ProxyProtocol)99, Upstream), Listen));
         Assert.Throws<NotSupportedException>(() => NginxPeer.BuildConfig(new PeerConfig(ProxyProtocol.Tcp, Upstream), Listen, Ready, "/tmp"));
     }
 

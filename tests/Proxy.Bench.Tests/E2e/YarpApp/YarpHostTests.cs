@@ -58,4 +58,45 @@ public sealed class YarpHostTests
             await app.StopAsync().WaitAsync(Timeout);
         }
     }
+
+    [Fact]
+    public void Parse_Http2Flag_RoundTripsThroughToArguments()
+    {
+        var options = YarpOptions.Parse(["--listen", "127.0.0.1:5000", "--upstream", "127.0.0.1:6000", "--http2"]);
+
+        Assert.True(options.Http2);
+        Assert.Equal("--http2", options.ToArguments()[^1]);
+        Assert.Equal(options, YarpOptions.Parse([.. options.ToArguments()]));
+        Assert.False(YarpOptions.Parse(["--listen", "127.0.0.1:5000", "--upstream", "127.0.0.1:6000"]).Http2);
+    }
+
+    [Fact]
+    public async Task Build_Http2_ForwardsH2cPriorKnowledgeRequestsToHttp11Upstream()
+    {
+        await using var upstream = new HelloServer();
+        var options = new YarpOptions(FreePorts.Next(), upstream.EndPoint, FreePorts.Next(), Http2: true);
+        await using var app = YarpHost.Build(options);
+        await app.StartAsync().WaitAsync(Timeout);
+        try
+        {
+            using var client = new HttpClient();
+            var ready = await client.GetStringAsync(new Uri($"http://{options.Ready}/anything")).WaitAsync(Timeout);
+            Assert.Equal("ready\n", ready);
+
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri($"http://{options.Listen}/hello"))
+            {
+                Version = HttpVersion.Version20,
+                VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            };
+            using var response = await client.SendAsync(request).WaitAsync(Timeout);
+
+            Assert.Equal(HttpVersion.Version20, response.Version);
+            Assert.Equal("hello", await response.Content.ReadAsStringAsync().WaitAsync(Timeout));
+            Assert.Equal(1, upstream.Requests);
+        }
+        finally
+        {
+            await app.StopAsync().WaitAsync(Timeout);
+        }
+    }
 }
