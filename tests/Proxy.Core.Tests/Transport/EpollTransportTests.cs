@@ -85,6 +85,48 @@ public sealed class EpollTransportTests
     }
 
     [Fact]
+    public void IoBatch_OffTheLoop_NothingDeferred()
+    {
+        var ran = false;
+        Assert.False(IoBatch.TryDefer(_ => ran = true, null));
+        Assert.False(ran);
+    }
+
+    [Fact]
+    public async Task IoBatch_OnTheLoop_RunsAfterTheCodeThatDeferredOnTheSameThread()
+    {
+        using var listener = TestListener.Start();
+        using var connector = new UpstreamConnector(new UpstreamConnectorOptions { Transport = new SocketTransportOptions { IoThreads = 1 } });
+        var result = await connector.TryConnectAsync(new Proxy.Core.Addresses.UpstreamAddress(listener.EndPoint), default).AsTask().WaitAsync(TestTimeouts.Short);
+        await using var connection = result.Connection!;
+        using var server = await listener.AcceptAsync();
+        var outcome = new TaskCompletionSource<(bool Deferred, bool SameThread, bool AfterCaller)>(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        // The read completes on the loop thread (the transport resumes readers inline); defer from there.
+        _ = connection.Transport.Input.ReadAsync().AsTask().ContinueWith(
+            _ =>
+            {
+                var thread = Environment.CurrentManagedThreadId;
+                var callerDone = false;
+                var deferred = IoBatch.TryDefer(_ => outcome.TrySetResult((true, thread == Environment.CurrentManagedThreadId, callerDone)), null);
+                callerDone = true;
+                if (!deferred)
+                {
+                    outcome.TrySetResult((false, false, false));
+                }
+            },
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+        await server.SendAllAsync(Encoding.ASCII.GetBytes("x"));
+
+        var (wasDeferred, sameThread, afterCaller) = await outcome.Task.WaitAsync(TestTimeouts.Short);
+        Assert.True(wasDeferred);
+        Assert.True(sameThread);
+        Assert.True(afterCaller);
+    }
+
+    [Fact]
     public async Task Connector_OnEventLoop_RefusedIsReportedAsRefused()
     {
         using var connector = new UpstreamConnector(new UpstreamConnectorOptions { Transport = new SocketTransportOptions { IoThreads = 1 } });

@@ -1,9 +1,11 @@
 using System.Buffers;
 using System.Globalization;
+using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
+using Proxy.Core.Transport;
 using Proxy.Http.Forwarding;
 using Proxy.Http.Http1;
 using Proxy.Http.Http2.Frames;
@@ -81,7 +83,8 @@ internal sealed partial class Http2ServerSession
     /// <summary>HEADERS for a response head: :status and the fields HTTP/2 allows (hop-by-hop fields dropped, names lowercased).</summary>
     // Pooled state machine: this runs for every stream or frame.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    internal async ValueTask<bool> WriteResponseHeadersAsync(Http2ServerStream stream, Http1ResponseHead head, bool endStream)
+    /// <param name="flush">False when DATA follows at once (its flush sends both).</param>
+    internal async ValueTask<bool> WriteResponseHeadersAsync(Http2ServerStream stream, Http1ResponseHead head, bool endStream, bool flush = true)
     {
         await _writeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
         try
@@ -114,7 +117,7 @@ internal sealed partial class Http2ServerSession
                 stream.LocalClosed = true;
             }
 
-            return await FlushUnlockedAsync().ConfigureAwait(false);
+            return flush ? await FlushUnlockedAsync().ConfigureAwait(false) : !_outputBroken;
         }
         finally
         {
@@ -344,19 +347,109 @@ internal sealed partial class Http2ServerSession
         Log.ProxyAnswer(_server.Logger, stream.Id, status, error);
     }
 
-    /// <summary>Flushes the connection output; the caller holds the write lock. False once the client is gone.</summary>
-    // Pooled state machine: this runs for every stream or frame.
+    /// <summary>
+    /// Flushes the connection output; the caller holds the write lock. False once the client is gone.
+    /// On an event loop thread the flush is deferred to the end of the loop's batch, so the frames of every stream
+    /// answered in that batch (and the read loop's ACKs and window updates) leave in one send, as HAProxy does.
+    /// A deferred flush that the client's slowness holds up is awaited by the next writer (back-pressure).
+    /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> FlushUnlockedAsync()
     {
+        if (_pendingFlush is { } pending)
+        {
+            _pendingFlush = null;
+            await CompleteFlushAsync(new ValueTask<FlushResult>(pending)).ConfigureAwait(false);
+        }
+
         if (_outputBroken)
         {
             return false;
         }
 
+        if (_flushDeferred)
+        {
+            // A flush at the end of this batch is already due: it sends these bytes too.
+            return true;
+        }
+
+        if (IoBatch.TryDefer(s_deferredFlush, this))
+        {
+            _flushDeferred = true;
+            return true;
+        }
+
+        await CompleteFlushAsync(_output.FlushAsync(CancellationToken.None)).ConfigureAwait(false);
+        return !_outputBroken;
+    }
+
+    /// <summary>Flushes at once (the caller holds the write lock), after any flush still pending.</summary>
+    private async ValueTask FlushNowUnlockedAsync()
+    {
+        if (_pendingFlush is { } pending)
+        {
+            _pendingFlush = null;
+            await CompleteFlushAsync(new ValueTask<FlushResult>(pending)).ConfigureAwait(false);
+        }
+
+        if (!_outputBroken)
+        {
+            await CompleteFlushAsync(_output.FlushAsync(CancellationToken.None)).ConfigureAwait(false);
+        }
+    }
+
+    private static readonly Action<object?> s_deferredFlush = static state => ((Http2ServerSession)state!).DeferredFlush();
+
+    /// <summary>Runs on the loop thread after its batch: one flush for everything written meanwhile.</summary>
+    private void DeferredFlush()
+    {
+        _flushDeferred = false;
+        if (!_writeLock.Wait(0))
+        {
+            // A writer holds the lock: it flushes (or defers again) after writing, which commits these bytes too.
+            return;
+        }
+
         try
         {
-            var result = await _output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            if (_outputBroken || _pendingFlush is not null)
+            {
+                return;
+            }
+
+            ValueTask<FlushResult> flush;
+            try
+            {
+                flush = _output.FlushAsync(CancellationToken.None);
+            }
+            catch (Exception e) when (e is IOException or InvalidOperationException or ConnectionAbortedException)
+            {
+                _outputBroken = true;
+                return;
+            }
+
+            if (flush.IsCompletedSuccessfully)
+            {
+                var result = flush.Result;
+                _outputBroken |= result.IsCompleted || result.IsCanceled;
+            }
+            else
+            {
+                // The client reads slowly: the next writer waits for this flush first.
+                _pendingFlush = flush.AsTask();
+            }
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private async ValueTask CompleteFlushAsync(ValueTask<FlushResult> flush)
+    {
+        try
+        {
+            var result = await flush.ConfigureAwait(false);
             if (result.IsCompleted || result.IsCanceled)
             {
                 _outputBroken = true;
@@ -366,8 +459,6 @@ internal sealed partial class Http2ServerSession
         {
             _outputBroken = true;
         }
-
-        return !_outputBroken;
     }
 
     // ---- HPACK sinks --------------------------------------------------------------------------------

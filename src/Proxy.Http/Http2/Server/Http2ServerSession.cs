@@ -73,6 +73,8 @@ internal sealed partial class Http2ServerSession : IDisposable
     private bool _blockIsTrailers;
     private bool _blockDiscard;
     private bool _outputBroken;
+    private bool _flushDeferred;
+    private Task<FlushResult>? _pendingFlush;
 
     public Http2ServerSession(Http2Server server, ConnectionContext connection, Http1Routing routing, CancellationToken cancellationToken)
     {
@@ -1067,7 +1069,9 @@ internal sealed partial class Http2ServerSession : IDisposable
             try
             {
                 Http2FrameWriter.WriteGoAway(_output, _lastStreamId, code, reason is null ? default : System.Text.Encoding.UTF8.GetBytes(reason));
-                await FlushUnlockedAsync().ConfigureAwait(false);
+
+                // Not deferred: the connection ends when this method returns.
+                await FlushNowUnlockedAsync().ConfigureAwait(false);
             }
             catch (Exception e) when (e is IOException or InvalidOperationException or ConnectionAbortedException)
             {

@@ -115,6 +115,7 @@ internal sealed class Http2ServerStream
             {
                 // 1. head (interim 1xx heads are relayed and the loop goes on to the final one)
                 SequencePosition consumed;
+                ReadOnlySequence<byte> headBuffer;
                 while (true)
                 {
                     var result = await input.ReadAsync().ConfigureAwait(false);
@@ -134,6 +135,7 @@ internal sealed class Http2ServerStream
 
                     if (parsed)
                     {
+                        headBuffer = buffer;
                         break;
                     }
 
@@ -161,7 +163,9 @@ internal sealed class Http2ServerStream
                     return false;
                 }
 
-                if (!await _session.WriteResponseHeadersAsync(this, _response, endStream: noBody && !_response.IsInterim).ConfigureAwait(false))
+                // Body bytes already behind the head (a small response): HEADERS and DATA leave in one send.
+                var flush = noBody || _response.IsInterim || headBuffer.Slice(consumed).IsEmpty;
+                if (!await _session.WriteResponseHeadersAsync(this, _response, endStream: noBody && !_response.IsInterim, flush).ConfigureAwait(false))
                 {
                     input.AdvanceTo(consumed);
                     return false;
