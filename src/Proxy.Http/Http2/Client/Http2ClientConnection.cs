@@ -41,6 +41,7 @@ public sealed class Http2ClientConnection : IAsyncDisposable
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly Lock _lock = new();
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _goingAwayTask = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private Http2FlowWindow _connectionSendWindow = new();
     private Http2ReceiveWindow _connectionReceiveWindow = new();
@@ -115,6 +116,9 @@ public sealed class Http2ClientConnection : IAsyncDisposable
 
     /// <summary>The server sent GOAWAY, or we are closing: no new streams.</summary>
     public bool IsGoingAway => Volatile.Read(ref _goingAway) || Volatile.Read(ref _isClosed);
+
+    /// <summary>Completes when the connection stops taking new streams (GOAWAY received, or closing): the pool's signal to open another.</summary>
+    public Task GoingAway => _goingAwayTask.Task;
 
     /// <summary>Completes when the connection has ended (frame loop done, streams ended, output completed).</summary>
     public Task Closed => _closed.Task;
@@ -701,6 +705,7 @@ public sealed class Http2ClientConnection : IAsyncDisposable
         lock (_lock)
         {
             _goingAway = true;
+            _goingAwayTask.TrySetResult();
             foreach (var stream in _streams.Values)
             {
                 if (stream.Id > last)
@@ -1130,6 +1135,7 @@ public sealed class Http2ClientConnection : IAsyncDisposable
         lock (_lock)
         {
             _isClosed = true;
+            _goingAwayTask.TrySetResult();
             open = [.. _streams.Values];
             foreach (var stream in open)
             {
