@@ -721,6 +721,8 @@ public sealed class Http2ClientConnection : IAsyncDisposable
                     ReleaseUnsynchronized(stream);
                 }
             }
+
+            CloseIfDrainedUnsynchronized();
         }
 
         if (refused is not null)
@@ -1126,6 +1128,17 @@ public sealed class Http2ClientConnection : IAsyncDisposable
         if (stream.Id != 0)
         {
             _streams.Remove(stream.Id);
+        }
+
+        CloseIfDrainedUnsynchronized();
+    }
+
+    /// <summary>After the server's GOAWAY, the last stream to end closes the connection (GOAWAY NO_ERROR, then FIN).</summary>
+    private void CloseIfDrainedUnsynchronized()
+    {
+        if (_goingAway && _active == 0 && !_isClosed)
+        {
+            AbortConnection(Http2ErrorCode.NoError, "the server sent GOAWAY and no streams remain");
         }
     }
 

@@ -229,8 +229,11 @@ public sealed class Http2ClientConnectionTests
         await using var server = await KestrelH2Upstream.StartAsync(async context =>
         {
             await context.Response.WriteAsync("partial");
-            await context.Response.Body.FlushAsync();
-            context.Features.Get<IHttpResetFeature>()!.Reset((int)Http2ErrorCode.Cancel);
+            if (context.Request.Path == "/reset")
+            {
+                await context.Response.Body.FlushAsync();
+                context.Features.Get<IHttpResetFeature>()!.Reset((int)Http2ErrorCode.Cancel);
+            }
         });
         var (connection, transport) = await ClientTransport.ConnectAsync(server.EndPoint);
         using var _ = transport;
