@@ -463,6 +463,13 @@ public sealed class Http2ClientConnection : IAsyncDisposable
 
         if (_blockTrailers)
         {
+            if (stream.ExpectedLength >= 0 && stream.ReceivedLength != stream.ExpectedLength)
+            {
+                fields.Dispose();
+                ResetStream(stream, Http2ErrorCode.ProtocolError, "malformed response: DATA length differs from content-length");
+                return;
+            }
+
             stream.Trailers = fields;
             OnRemoteEnd(stream);
             return;
@@ -478,6 +485,8 @@ public sealed class Http2ClientConnection : IAsyncDisposable
             else
             {
                 stream.FinalHeadReceived = true;
+                // RFC 9113 §8.1.1: DATA must add up to content-length, except where no body is sent (HEAD, 204, 304).
+                stream.ExpectedLength = !stream.IsHeadRequest && status is not (204 or 304) && fields.TryGetValue("content-length"u8, out var cl) && TryParseLength(cl, out var length) ? length : -1;
             }
         }
 
@@ -488,12 +497,22 @@ public sealed class Http2ClientConnection : IAsyncDisposable
             return;
         }
 
+        if (_blockEndStream && !interim && stream.ExpectedLength > 0)
+        {
+            fields.Dispose();
+            ResetStream(stream, Http2ErrorCode.ProtocolError, "malformed response: content-length without DATA");
+            return;
+        }
+
         stream.EnqueueHead(new Http2ClientResponseHead(status, fields));
         if (_blockEndStream)
         {
             OnRemoteEnd(stream);
         }
     }
+
+    private static bool TryParseLength(ReadOnlySpan<byte> value, out long length) =>
+        System.Buffers.Text.Utf8Parser.TryParse(value, out length, out var consumed) && consumed == value.Length && length >= 0;
 
     /// <summary>END_STREAM from the server: the response is complete.</summary>
     private void OnRemoteEnd(Http2ClientStream stream)
@@ -545,9 +564,14 @@ public sealed class Http2ClientConnection : IAsyncDisposable
                 error = "DATA beyond the stream's flow-control window";
                 code = Http2ErrorCode.FlowControlError;
             }
+            else if (stream.ExpectedLength >= 0 && (stream.ReceivedLength + payload.Length > stream.ExpectedLength || (_frame.EndStream && stream.ReceivedLength + payload.Length != stream.ExpectedLength)))
+            {
+                error = "DATA length differs from content-length";
+            }
             else
             {
                 stream.ReceiveWindow.OnData(length, id);
+                stream.ReceivedLength += payload.Length;
             }
         }
 
@@ -852,6 +876,7 @@ public sealed class Http2ClientConnection : IAsyncDisposable
                     _nextStreamId += 2;
                     _lastSentStreamId = stream.Id;
                     stream.HeadersSent = true;
+                    stream.IsHeadRequest = fields.TryGetValue(":method"u8, out var method) && method.SequenceEqual("HEAD"u8);
                     stream.SendWindow = new Http2FlowWindow(_peerInitialWindow);
                     stream.ReceiveWindow = new Http2ReceiveWindow(_options.InitialStreamWindowSize);
                     _streams.Add(stream.Id, stream);

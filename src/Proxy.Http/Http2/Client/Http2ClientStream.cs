@@ -39,6 +39,9 @@ public sealed class Http2ClientStream : IDisposable
     internal bool FinalHeadReceived;
     internal bool Released;
     internal int InterimCount;
+    internal bool IsHeadRequest;
+    internal long ExpectedLength = -1;
+    internal long ReceivedLength;
 
     internal Http2ClientStream(Http2ClientConnection connection)
     {

@@ -345,4 +345,35 @@ public sealed class Http2ClientProtocolTests
         Assert.Equal((uint)Http2ErrorCode.FlowControlError, rst.ErrorCode);
         stream.Dispose();
     }
+
+    [Theory]
+    [InlineData("5", "abcdef", true)]
+    [InlineData("10", "abcdef", true)]
+    [InlineData("6", "abcdef", false)]
+    public async Task ContentLength_DataMismatch_RstStreamProtocolError(string contentLength, string body, bool malformed)
+    {
+        var (server, connection, transport) = await StartAsync();
+        await using var _ = server;
+        using var __ = transport;
+        await using var ___ = connection;
+        var stream = await OpenGetAsync(connection);
+        var headers = await server.ReadUntilAsync(H2Frame.Headers);
+
+        await server.SendHeadersAsync(headers.StreamId, endStream: false, (":status", "200"), ("content-length", contentLength));
+        await server.SendAsync(H2Frame.Data, 0x1, headers.StreamId, Encoding.ASCII.GetBytes(body));
+        var end = await stream.Completion.WaitAsync(Timeouts.Short);
+
+        if (malformed)
+        {
+            var rst = await server.ReadUntilAsync(H2Frame.RstStream);
+            Assert.Equal((uint)Http2ErrorCode.ProtocolError, rst.ErrorCode);
+            Assert.Equal(Http2StreamEndKind.ResetLocally, end.Kind);
+        }
+        else
+        {
+            Assert.True(end.IsCompleted);
+        }
+
+        stream.Dispose();
+    }
 }
