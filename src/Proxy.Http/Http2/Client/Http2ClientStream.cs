@@ -107,7 +107,7 @@ public sealed class Http2ClientStream : IDisposable
         }
     }
 
-    /// <summary>Resets the stream with CANCEL unless it already ended; returns pooled buffers of what the caller did not take.</summary>
+    /// <summary>Resets the stream with CANCEL unless it already ended; returns pooled buffers (heads not taken, <see cref="Trailers"/>: read them first).</summary>
     public void Dispose()
     {
         lock (_sync)
@@ -129,6 +129,8 @@ public sealed class Http2ClientStream : IDisposable
                 head.Dispose();
             }
         }
+
+        Trailers?.Dispose();
     }
 
     // ---- called by the connection -------------------------------------------------------------------
