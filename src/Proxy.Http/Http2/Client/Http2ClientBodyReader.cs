@@ -28,7 +28,11 @@ internal sealed class Http2ClientBodyReader(PipeReader inner, Http2ClientStream 
 
     public override void CancelPendingRead() => inner.CancelPendingRead();
 
-    public override void Complete(Exception? exception = null) => inner.Complete(exception);
+    public override void Complete(Exception? exception = null)
+    {
+        inner.Complete(exception);
+        stream.OnReaderCompleted();
+    }
 
     // Pooled builder: a read that waits for the next DATA frame would otherwise allocate its state machine box.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]

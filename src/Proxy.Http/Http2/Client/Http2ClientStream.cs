@@ -28,6 +28,8 @@ public sealed class Http2ClientStream : IDisposable
     private TaskCompletionSource? _windowWaiter;
     private Http2StreamEnd? _end;
     private bool _bodyWriterDone;
+    private bool _readerDone;
+    private long _buffered;
     private bool _disposed;
 
     // Connection-owned state, guarded by the connection's lock.
@@ -170,11 +172,12 @@ public sealed class Http2ClientStream : IDisposable
     {
         lock (_sync)
         {
-            if (_bodyWriterDone)
+            if (_bodyWriterDone || _readerDone)
             {
                 return false;
             }
 
+            _buffered += payload.Length;
             var writer = _body.Writer;
             foreach (var segment in payload)
             {
@@ -214,7 +217,37 @@ public sealed class Http2ClientStream : IDisposable
         return true;
     }
 
-    internal void OnBodyConsumed(long bytes) => _connection.OnBodyConsumed(this, bytes);
+    internal void OnBodyConsumed(long bytes)
+    {
+        lock (_sync)
+        {
+            _buffered -= bytes;
+        }
+
+        _connection.OnBodyConsumed(this, bytes);
+    }
+
+    /// <summary>The consumer completed the body reader: bytes it left unread are credited now, so the connection window does not leak.</summary>
+    internal void OnReaderCompleted()
+    {
+        long rest;
+        lock (_sync)
+        {
+            if (_readerDone)
+            {
+                return;
+            }
+
+            _readerDone = true;
+            rest = _buffered;
+            _buffered = 0;
+        }
+
+        if (rest > 0)
+        {
+            _connection.OnBodyConsumed(this, rest);
+        }
+    }
 
     internal void SignalWindow() => Interlocked.Exchange(ref _windowWaiter, null)?.TrySetResult();
 

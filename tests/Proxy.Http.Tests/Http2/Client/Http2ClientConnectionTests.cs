@@ -304,4 +304,71 @@ public sealed class Http2ClientConnectionTests
         await stop.WaitAsync(Timeouts.Short);
         await connection.Closed.WaitAsync(Timeouts.Short);
     }
+
+    [Fact]
+    public async Task Streams_HalfResetMidDownload_OthersCompleteAndConnectionWindowNotLeaked()
+    {
+        var payload = Pattern(512 * 1024);
+        await using var server = await KestrelH2Upstream.StartAsync(async context =>
+        {
+            try
+            {
+                await context.Response.Body.WriteAsync(payload, context.RequestAborted);
+            }
+            catch (OperationCanceledException)
+            {
+                // The client reset this stream.
+            }
+        });
+        // Connection window smaller than the total: bytes of reset streams must be credited back or the rest stall.
+        var options = new Http2ClientOptions { InitialStreamWindowSize = 128 * 1024, InitialConnectionWindowSize = 256 * 1024 };
+        var (connection, transport) = await ClientTransport.ConnectAsync(server.EndPoint, options);
+        using var _ = transport;
+        await using var __ = connection;
+
+        async Task<int> RunAsync(int i)
+        {
+            Assert.True(connection.TryOpenStream(out var stream));
+            using (stream)
+            {
+                using var head = ClientExchange.Request("GET", "/d" + i);
+                Assert.True(await stream.WriteHeadersAsync(head, endStream: true).AsTask().WaitAsync(Timeouts.Short));
+                using var response = await stream.ReadResponseHeadAsync().AsTask().WaitAsync(Timeouts.Short);
+                if (i % 2 == 1)
+                {
+                    // Read a little, then give up on the rest.
+                    var first = await stream.ResponseBody.ReadAsync().AsTask().WaitAsync(Timeouts.Short);
+                    stream.ResponseBody.AdvanceTo(first.Buffer.End);
+                    stream.Reset(Http2ErrorCode.Cancel);
+                    var end = await stream.Completion.WaitAsync(Timeouts.Short);
+                    Assert.Equal(Http2StreamEndKind.ResetLocally, end.Kind);
+                    return -1;
+                }
+
+                var total = 0;
+                while (true)
+                {
+                    var result = await stream.ResponseBody.ReadAsync().AsTask().WaitAsync(Timeouts.Bulk);
+                    total += (int)result.Buffer.Length;
+                    stream.ResponseBody.AdvanceTo(result.Buffer.End);
+                    if (result.IsCompleted)
+                    {
+                        return total;
+                    }
+                }
+            }
+        }
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 20).Select(RunAsync)).WaitAsync(Timeouts.Bulk);
+
+        Assert.All(results.Where((_, i) => i % 2 == 0), r => Assert.Equal(payload.Length, r));
+        // Several more full windows' worth on the same connection: nothing leaked.
+        for (var i = 0; i < 3; i++)
+        {
+            var response = await ClientExchange.SendAsync(connection, "GET", "/after" + i);
+            Assert.True(payload.AsSpan().SequenceEqual(response.Body));
+        }
+
+        Assert.Equal(0, connection.ActiveStreams);
+    }
 }

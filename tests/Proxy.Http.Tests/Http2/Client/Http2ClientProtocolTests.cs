@@ -376,4 +376,37 @@ public sealed class Http2ClientProtocolTests
 
         stream.Dispose();
     }
+
+    [Fact]
+    public async Task Dispose_WithUnreadBody_RstCancelAndUnreadBytesCreditedToConnection()
+    {
+        var options = new Http2ClientOptions { InitialStreamWindowSize = 40_000, InitialConnectionWindowSize = 65_535 };
+        var server = new RawH2Server();
+        await using var _ = server;
+        var accept = server.AcceptAsync();
+        var (connection, transport) = await ClientTransport.ConnectAsync(server.EndPoint, options);
+        using var __ = transport;
+        await using var ___ = connection;
+        await accept;
+        await server.HandshakeAsync();
+        var stream = await OpenGetAsync(connection);
+        var headers = await server.ReadUntilAsync(H2Frame.Headers);
+        await server.SendHeadersAsync(headers.StreamId, endStream: false, (":status", "200"));
+        for (var i = 0; i < 3; i++)
+        {
+            await server.SendAsync(H2Frame.Data, 0, headers.StreamId, new byte[12_000]);
+        }
+
+        using var head = await stream.ReadResponseHeadAsync().AsTask().WaitAsync(Timeouts.Short);
+        await server.SendAsync(H2Frame.Ping, 0, 0, new byte[8]);
+        await server.ReadUntilAsync(H2Frame.Ping);
+
+        stream.Dispose();
+        var frames = new List<H2Frame>();
+        var update = await server.ReadUntilAsync(H2Frame.WindowUpdate, frames);
+
+        Assert.Contains(frames, f => f.Type == H2Frame.RstStream && f.StreamId == headers.StreamId && f.ErrorCode == (uint)Http2ErrorCode.Cancel);
+        Assert.Equal(0u, update.StreamId);
+        Assert.Equal(36_000u, BinaryPrimitives.ReadUInt32BigEndian(update.Payload));
+    }
 }
