@@ -834,6 +834,8 @@ public sealed class Http2ClientConnection : IAsyncDisposable
 
     // ---- writing ------------------------------------------------------------------------------------
 
+    // Pooled builder: a write that waits for the lock or the flush would otherwise allocate its state machine box per call.
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     internal async ValueTask<bool> WriteHeadersAsync(Http2ClientStream stream, Http2FieldList fields, bool endStream, bool trailers, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(fields);
@@ -942,6 +944,8 @@ public sealed class Http2ClientConnection : IAsyncDisposable
         }
     }
 
+    // Pooled builder: called once per DATA frame sent; a wait would otherwise allocate its state machine box.
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     internal async ValueTask<bool> WriteDataAsync(Http2ClientStream stream, ReadOnlySequence<byte> data, bool endStream, CancellationToken cancellationToken)
     {
         if (data.IsEmpty && !endStream)

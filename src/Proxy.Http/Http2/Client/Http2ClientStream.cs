@@ -84,6 +84,8 @@ public sealed class Http2ClientStream : IDisposable
     /// The next response head: interim 1xx heads first (one per call, <see cref="Http2ClientResponseHead.IsInformational"/>),
     /// then the final head. Throws <see cref="Http2StreamAbortedException"/> if the stream ends without one.
     /// </summary>
+    // Pooled builder: the read usually waits for the server, which would allocate the state machine box per response.
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<Http2ClientResponseHead> ReadResponseHeadAsync(CancellationToken cancellationToken = default)
     {
         while (true)
