@@ -1,0 +1,263 @@
+using System.Buffers;
+using System.IO.Pipelines;
+
+namespace Proxy.Http.Http2.Client;
+
+/// <summary>
+/// One request/response exchange on an <see cref="Http2ClientConnection"/> (from <see cref="Http2ClientConnection.TryOpenStream"/>).
+/// <code>
+/// request:  WriteHeadersAsync(fields, endStream) ─► [WriteDataAsync(body, endStream)]* ─► [WriteTrailersAsync(trailers)]
+/// response: ReadResponseHeadAsync() (1xx heads first, one call each) ─► ResponseBody (PipeReader) ─► Trailers
+/// outcome:  Completion (END_STREAM, RST_STREAM with code, refused by GOAWAY, connection lost)
+/// </code>
+/// The stream id is assigned when the HEADERS leave (under the connection's write lock), so ids grow in the order
+/// streams really open whatever order callers open them in (RFC 9113 §5.1.1). Writes return false once the stream
+/// has ended (see <see cref="Completion"/>). Response body bytes are credited back to the server (WINDOW_UPDATE,
+/// per half window) only as the consumer advances <see cref="ResponseBody"/>, so at most one stream window of
+/// unread body is buffered. Dispose when done: an unfinished stream is reset with CANCEL.
+/// </summary>
+public sealed class Http2ClientStream : IDisposable
+{
+    private readonly Http2ClientConnection _connection;
+    private readonly Lock _sync = new();
+    private readonly Queue<Http2ClientResponseHead> _heads = new();
+    private readonly TaskCompletionSource<Http2StreamEnd> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Pipe _body;
+    private readonly Http2ClientBodyReader _bodyReader;
+    private TaskCompletionSource? _headWaiter;
+    private TaskCompletionSource? _windowWaiter;
+    private Http2StreamEnd? _end;
+    private bool _bodyWriterDone;
+    private bool _readerDone;
+    private long _buffered;
+    private bool _disposed;
+
+    // Connection-owned state, guarded by the connection's lock.
+    internal Http2FlowWindow SendWindow;
+    internal Http2ReceiveWindow ReceiveWindow;
+    internal bool HeadersSent;
+    internal bool LocalClosed;
+    internal bool RemoteClosed;
+    internal bool FinalHeadReceived;
+    internal bool Released;
+    internal int InterimCount;
+    internal bool IsHeadRequest;
+    internal long ExpectedLength = -1;
+    internal long ReceivedLength;
+
+    internal Http2ClientStream(Http2ClientConnection connection)
+    {
+        _connection = connection;
+        // Never pauses: the stream receive window already bounds what can be buffered, and the frame loop must not block.
+        _body = new Pipe(new PipeOptions(pauseWriterThreshold: 0, resumeWriterThreshold: 0, useSynchronizationContext: false));
+        _bodyReader = new Http2ClientBodyReader(_body.Reader, this);
+    }
+
+    /// <summary>The stream id (0 until the HEADERS are written).</summary>
+    public uint Id { get; internal set; }
+
+    /// <summary>Completes when the stream ends: how (END_STREAM, reset, refused, connection lost). Never faults.</summary>
+    public Task<Http2StreamEnd> Completion => _completion.Task;
+
+    /// <summary>The response body (DATA payloads in order). Completes at END_STREAM; fails with <see cref="Http2StreamAbortedException"/> otherwise.</summary>
+    public PipeReader ResponseBody => _bodyReader;
+
+    /// <summary>Response trailers (a HEADERS with END_STREAM after the final head), once the body has ended; null when none came.</summary>
+    public Http2FieldList? Trailers { get; internal set; }
+
+    /// <summary>Sends the request head (pseudo-headers first, whatever their place in <paramref name="fields"/>); false when the stream already ended (refused, connection gone).</summary>
+    public ValueTask<bool> WriteHeadersAsync(Http2FieldList fields, bool endStream, CancellationToken cancellationToken = default) =>
+        _connection.WriteHeadersAsync(this, fields, endStream, trailers: false, cancellationToken);
+
+    /// <summary>Sends request body bytes as DATA frames within the stream and connection windows, waiting for WINDOW_UPDATE as needed; false when the stream ended.</summary>
+    public ValueTask<bool> WriteDataAsync(ReadOnlySequence<byte> data, bool endStream, CancellationToken cancellationToken = default) =>
+        _connection.WriteDataAsync(this, data, endStream, cancellationToken);
+
+    /// <summary>Sends request trailers (HEADERS with END_STREAM; pseudo-headers are not allowed); false when the stream ended.</summary>
+    public ValueTask<bool> WriteTrailersAsync(Http2FieldList trailers, CancellationToken cancellationToken = default) =>
+        _connection.WriteHeadersAsync(this, trailers, endStream: true, trailers: true, cancellationToken);
+
+    /// <summary>Resets the stream (RST_STREAM with <paramref name="code"/> if it was opened on the wire). Idempotent.</summary>
+    public void Reset(Http2ErrorCode code) => _connection.ResetStream(this, code, "reset by the caller");
+
+    /// <summary>
+    /// The next response head: interim 1xx heads first (one per call, <see cref="Http2ClientResponseHead.IsInformational"/>),
+    /// then the final head. Throws <see cref="Http2StreamAbortedException"/> if the stream ends without one.
+    /// </summary>
+    // Pooled builder: the read usually waits for the server, which would allocate the state machine box per response.
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<Http2ClientResponseHead> ReadResponseHeadAsync(CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            Task wait;
+            lock (_sync)
+            {
+                if (_heads.TryDequeue(out var head))
+                {
+                    return head;
+                }
+
+                if (_end is { } end)
+                {
+                    throw new Http2StreamAbortedException(end.IsCompleted ? new Http2StreamEnd(Http2StreamEndKind.ConnectionLost, Http2ErrorCode.ProtocolError, "no final head") : end);
+                }
+
+                _headWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                wait = _headWaiter.Task;
+            }
+
+            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Resets the stream with CANCEL unless it already ended; returns pooled buffers (heads not taken, <see cref="Trailers"/>: read them first).</summary>
+    public void Dispose()
+    {
+        lock (_sync)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+        }
+
+        _connection.ResetStream(this, Http2ErrorCode.Cancel, "disposed before the end");
+        _bodyReader.Complete();
+        lock (_sync)
+        {
+            while (_heads.TryDequeue(out var head))
+            {
+                head.Dispose();
+            }
+        }
+
+        Trailers?.Dispose();
+    }
+
+    // ---- called by the connection -------------------------------------------------------------------
+
+    internal bool HasEnded
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _end is not null;
+            }
+        }
+    }
+
+    internal void EnqueueHead(Http2ClientResponseHead head)
+    {
+        TaskCompletionSource? waiter;
+        lock (_sync)
+        {
+            if (_end is not null || _disposed)
+            {
+                head.Dispose();
+                return;
+            }
+
+            _heads.Enqueue(head);
+            waiter = _headWaiter;
+            _headWaiter = null;
+        }
+
+        waiter?.TrySetResult();
+    }
+
+    /// <summary>Appends a DATA payload to the body; false when the consumer is gone (the caller then credits the bytes at once).</summary>
+    internal bool WriteBody(in ReadOnlySequence<byte> payload)
+    {
+        lock (_sync)
+        {
+            if (_bodyWriterDone || _readerDone)
+            {
+                return false;
+            }
+
+            _buffered += payload.Length;
+            var writer = _body.Writer;
+            foreach (var segment in payload)
+            {
+                writer.Write(segment.Span);
+            }
+
+            // Completes synchronously: the pipe never pauses (pauseWriterThreshold 0).
+            var flush = writer.FlushAsync();
+            return !flush.IsCompleted || !flush.Result.IsCompleted;
+        }
+    }
+
+    /// <summary>Ends the stream (first call wins): completes the body, wakes readers and writers, resolves <see cref="Completion"/>.</summary>
+    internal bool End(Http2StreamEnd end)
+    {
+        TaskCompletionSource? headWaiter;
+        lock (_sync)
+        {
+            if (_end is not null)
+            {
+                return false;
+            }
+
+            _end = end;
+            headWaiter = _headWaiter;
+            _headWaiter = null;
+            if (!_bodyWriterDone)
+            {
+                _bodyWriterDone = true;
+                _body.Writer.Complete(end.IsCompleted ? null : new Http2StreamAbortedException(end));
+            }
+        }
+
+        headWaiter?.TrySetResult();
+        SignalWindow();
+        _completion.TrySetResult(end);
+        return true;
+    }
+
+    internal void OnBodyConsumed(long bytes)
+    {
+        lock (_sync)
+        {
+            _buffered -= bytes;
+        }
+
+        _connection.OnBodyConsumed(this, bytes);
+    }
+
+    /// <summary>The consumer completed the body reader: bytes it left unread are credited now, so the connection window does not leak.</summary>
+    internal void OnReaderCompleted()
+    {
+        long rest;
+        lock (_sync)
+        {
+            if (_readerDone)
+            {
+                return;
+            }
+
+            _readerDone = true;
+            rest = _buffered;
+            _buffered = 0;
+        }
+
+        if (rest > 0)
+        {
+            _connection.OnBodyConsumed(this, rest);
+        }
+    }
+
+    internal void SignalWindow() => Interlocked.Exchange(ref _windowWaiter, null)?.TrySetResult();
+
+    /// <summary>A task completing at the next <see cref="SignalWindow"/>; the window must be checked again after taking it.</summary>
+    internal Task WaitForWindowAsync()
+    {
+        var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _windowWaiter, waiter);
+        return waiter.Task;
+    }
+}
