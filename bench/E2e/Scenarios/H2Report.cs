@@ -38,7 +38,7 @@ internal sealed record H2Sample(
 }
 
 /// <summary>Collects the h2c samples and renders the markdown report and the CSV of every sample.</summary>
-internal sealed class H2Report
+internal sealed class H2Report : IHttpPeerReport
 {
     private const string Baseline = "haproxy";
 

@@ -84,7 +84,7 @@ internal sealed class H2Scenario : IScenario
 
             var h2load = new H2loadClient(ToolInstaller.Require("h2load"));
             await WarmUpAsync(h2load, running, options, report, cancellationToken);
-            await MeasureScrapeCostsAsync(running, report, cancellationToken);
+            await HttpPeerSetup.MeasureScrapeCostsAsync(running, report, cancellationToken);
 
             var total = options.Repeat * options.Variants.Count * running.Count;
             Console.WriteLine(string.Create(
@@ -138,58 +138,7 @@ internal sealed class H2Scenario : IScenario
             peers.Add(new NghttpdPeer(nghttpd, version, context.CreateWorkDirectory("nghttpd")));
         }
 
-        if (options.Peers.Contains("haproxy"))
-        {
-            var haproxy = ToolInstaller.Require("haproxy");
-            var version = await HaproxyPeer.ReadVersionAsync(haproxy, cancellationToken);
-            peers.Add(new HaproxyPeer(haproxy, version, "off", context.CreateWorkDirectory("haproxy")));
-        }
-
-        if (options.Peers.Contains("nginx"))
-        {
-            peers.Add(new NginxPeer(nginx, nginxVersion, context.CreateWorkDirectory("nginx")));
-        }
-
-        if (options.Peers.Contains("yarp"))
-        {
-            var dotnet = ToolInstaller.Find("dotnet");
-            if (dotnet is null)
-            {
-                report.AddFailure("yarp", "'dotnet' is not on PATH");
-            }
-            else
-            {
-                peers.Add(new YarpPeer(dotnet, YarpPeer.BenchAssemblyPath, YarpPeer.PackageVersion(), context.CreateWorkDirectory("yarp")));
-            }
-        }
-
-        foreach (var (name, flavor, wanted) in new[] { ("sidecar-jit", SidecarFlavor.Jit, options.Jit), ("sidecar-aot", SidecarFlavor.Aot, options.Aot) })
-        {
-            if (!wanted || !options.Peers.Contains(name))
-            {
-                continue;
-            }
-
-            SidecarBuild build;
-            try
-            {
-                build = await context.GetSidecarBuildAsync(flavor, cancellationToken);
-            }
-            catch (E2eException ex)
-            {
-                report.AddFailure(name, $"not built: {ex.Message}");
-                continue;
-            }
-
-            report.AddBuild(build);
-            peers.Add(new SidecarPeer(name, build, options.SidecarArguments, context.CreateWorkDirectory(name), options.SidecarProtocol));
-        }
-
-        foreach (var peer in peers)
-        {
-            report.AddPeer(peer);
-        }
-
+        await HttpPeerSetup.AddProxiesAsync(peers, context, report, nginx, nginxVersion, cancellationToken);
         return peers;
     }
 
@@ -223,50 +172,7 @@ internal sealed class H2Scenario : IScenario
         }
     }
 
-    /// <summary>Bytes one admin /metrics scrape allocates in each sidecar (two back-to-back scrapes, no traffic).</summary>
-    private static async Task MeasureScrapeCostsAsync(List<IPeer> peers, H2Report report, CancellationToken cancellationToken)
-    {
-        foreach (var peer in peers)
-        {
-            if (peer is not SidecarPeer sidecar)
-            {
-                continue;
-            }
 
-            var deltas = new List<double>();
-            try
-            {
-                for (var i = 0; i < 4; i++)
-                {
-                    var first = await ReadAllocatedBytesAsync(sidecar, cancellationToken);
-                    var second = await ReadAllocatedBytesAsync(sidecar, cancellationToken);
-                    if (first is null || second is null)
-                    {
-                        report.AddNote($"{peer.Name}: its admin /metrics has no {PrometheusText.AllocatedBytes} sample, so bytes allocated per request are not reported.");
-                        break;
-                    }
-
-                    deltas.Add(second.Value - first.Value);
-                }
-            }
-            catch (E2eException ex)
-            {
-                report.AddNote($"{peer.Name}: reading its admin /metrics failed ({ex.Message}); bytes allocated per request are not reported.");
-                continue;
-            }
-
-            if (Summary.Of(deltas) is { } cost)
-            {
-                report.SetScrapeCost(peer.Name, cost.Median);
-            }
-        }
-    }
-
-    private static async Task<double?> ReadAllocatedBytesAsync(SidecarPeer sidecar, CancellationToken cancellationToken)
-    {
-        var text = await PrometheusText.FetchAsync(sidecar.AdminEndPoint, "/metrics", cancellationToken);
-        return PrometheusText.TryGetValue(text, PrometheusText.AllocatedBytes);
-    }
 
     private static async Task RunOneAsync(
         H2loadClient h2load, IPeer peer, string variant, int round, E2eOptions options, H2Report report, CancellationToken cancellationToken)
@@ -281,7 +187,7 @@ internal sealed class H2Scenario : IScenario
             double? allocatedBefore = null;
             if (sidecar is not null && report.HasScrapeCost(peer.Name))
             {
-                allocatedBefore = await ReadAllocatedBytesAsync(sidecar, cancellationToken);
+                allocatedBefore = await HttpPeerSetup.ReadAllocatedBytesAsync(sidecar, cancellationToken);
             }
 
             var cpuBefore = default(CpuTimes);
@@ -301,7 +207,7 @@ internal sealed class H2Scenario : IScenario
             }
 
             double? allocated = null;
-            if (sidecar is not null && allocatedBefore is { } before && await ReadAllocatedBytesAsync(sidecar, cancellationToken) is { } after)
+            if (sidecar is not null && allocatedBefore is { } before && await HttpPeerSetup.ReadAllocatedBytesAsync(sidecar, cancellationToken) is { } after)
             {
                 allocated = Math.Max(0, after - before - report.ScrapeCost(peer.Name));
             }

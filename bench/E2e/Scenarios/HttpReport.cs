@@ -39,7 +39,7 @@ internal sealed record HttpSample(
 }
 
 /// <summary>Collects the HTTP/1.1 samples and renders the markdown report and the CSV of every sample.</summary>
-internal sealed class HttpReport
+internal sealed class HttpReport : IHttpPeerReport
 {
     private const string Baseline = "haproxy";
     private const string Direct = "direct";

@@ -80,7 +80,7 @@ internal sealed class HttpScenario : IScenario
 
             var wrk = new WrkClient(ToolInstaller.Require("wrk"));
             await WarmUpAsync(wrk, running, options, report, cancellationToken);
-            await MeasureScrapeCostsAsync(running, report, cancellationToken);
+            await HttpPeerSetup.MeasureScrapeCostsAsync(running, report, cancellationToken);
             var perfOutput = context.Temp.Combine("perf-stat.csv");
 
             var total = options.Repeat * options.Variants.Count * running.Count;
@@ -133,58 +133,7 @@ internal sealed class HttpScenario : IScenario
             peers.Add(new DirectPeer());
         }
 
-        if (options.Peers.Contains("haproxy"))
-        {
-            var haproxy = ToolInstaller.Require("haproxy");
-            var version = await HaproxyPeer.ReadVersionAsync(haproxy, cancellationToken);
-            peers.Add(new HaproxyPeer(haproxy, version, "off", context.CreateWorkDirectory("haproxy")));
-        }
-
-        if (options.Peers.Contains("nginx"))
-        {
-            peers.Add(new NginxPeer(nginx, nginxVersion, context.CreateWorkDirectory("nginx")));
-        }
-
-        if (options.Peers.Contains("yarp"))
-        {
-            var dotnet = ToolInstaller.Find("dotnet");
-            if (dotnet is null)
-            {
-                report.AddFailure("yarp", "'dotnet' is not on PATH");
-            }
-            else
-            {
-                peers.Add(new YarpPeer(dotnet, YarpPeer.BenchAssemblyPath, YarpPeer.PackageVersion(), context.CreateWorkDirectory("yarp")));
-            }
-        }
-
-        foreach (var (name, flavor, wanted) in new[] { ("sidecar-jit", SidecarFlavor.Jit, options.Jit), ("sidecar-aot", SidecarFlavor.Aot, options.Aot) })
-        {
-            if (!wanted || !options.Peers.Contains(name))
-            {
-                continue;
-            }
-
-            SidecarBuild build;
-            try
-            {
-                build = await context.GetSidecarBuildAsync(flavor, cancellationToken);
-            }
-            catch (E2eException ex)
-            {
-                report.AddFailure(name, $"not built: {ex.Message}");
-                continue;
-            }
-
-            report.AddBuild(build);
-            peers.Add(new SidecarPeer(name, build, options.SidecarArguments, context.CreateWorkDirectory(name), options.SidecarProtocol));
-        }
-
-        foreach (var peer in peers)
-        {
-            report.AddPeer(peer);
-        }
-
+        await HttpPeerSetup.AddProxiesAsync(peers, context, report, nginx, nginxVersion, cancellationToken);
         return peers;
     }
 
@@ -218,55 +167,7 @@ internal sealed class HttpScenario : IScenario
         }
     }
 
-    /// <summary>
-    /// Reading /metrics allocates in the sidecar too (the rendered text). Two back-to-back scrapes with no traffic
-    /// measure that cost, which is subtracted from every run's delta (one scrape's allocations fall inside it).
-    /// </summary>
-    private static async Task MeasureScrapeCostsAsync(List<IPeer> peers, HttpReport report, CancellationToken cancellationToken)
-    {
-        foreach (var peer in peers)
-        {
-            if (peer is not SidecarPeer sidecar)
-            {
-                continue;
-            }
 
-            var deltas = new List<double>();
-            try
-            {
-                for (var i = 0; i < 4; i++)
-                {
-                    var first = await ReadAllocatedBytesAsync(sidecar, cancellationToken);
-                    var second = await ReadAllocatedBytesAsync(sidecar, cancellationToken);
-                    if (first is null || second is null)
-                    {
-                        report.AddNote(
-                            $"{peer.Name}: its admin /metrics has no {PrometheusText.AllocatedBytes} sample, so bytes allocated per request " +
-                            "are not reported (the exporter must export observable counters, observed at scrape time).");
-                        break;
-                    }
-
-                    deltas.Add(second.Value - first.Value);
-                }
-            }
-            catch (E2eException ex)
-            {
-                report.AddNote($"{peer.Name}: reading its admin /metrics failed ({ex.Message}); bytes allocated per request are not reported.");
-                continue;
-            }
-
-            if (Summary.Of(deltas) is { } cost)
-            {
-                report.SetScrapeCost(peer.Name, cost.Median);
-            }
-        }
-    }
-
-    private static async Task<double?> ReadAllocatedBytesAsync(SidecarPeer sidecar, CancellationToken cancellationToken)
-    {
-        var text = await PrometheusText.FetchAsync(sidecar.AdminEndPoint, "/metrics", cancellationToken);
-        return PrometheusText.TryGetValue(text, PrometheusText.AllocatedBytes);
-    }
 
     /// <summary>
     /// Bytes the sidecar allocated per request it served between 30% and 80% of a run: connection set-up (wrk's
@@ -313,7 +214,7 @@ internal sealed class HttpScenario : IScenario
             double? allocatedBefore = null;
             if (sidecar is not null && report.HasScrapeCost(peer.Name))
             {
-                allocatedBefore = await ReadAllocatedBytesAsync(sidecar, cancellationToken);
+                allocatedBefore = await HttpPeerSetup.ReadAllocatedBytesAsync(sidecar, cancellationToken);
             }
 
             var cpuBefore = default(CpuTimes);
@@ -348,7 +249,7 @@ internal sealed class HttpScenario : IScenario
             }
 
             double? allocated = null;
-            if (sidecar is not null && allocatedBefore is { } before && await ReadAllocatedBytesAsync(sidecar, cancellationToken) is { } after)
+            if (sidecar is not null && allocatedBefore is { } before && await HttpPeerSetup.ReadAllocatedBytesAsync(sidecar, cancellationToken) is { } after)
             {
                 // Our own scrapes inside the run (the steady-state window's) are not the proxy's work either.
                 allocated = Math.Max(0, after - before - ((1 + steadyScrapes) * report.ScrapeCost(peer.Name)));
