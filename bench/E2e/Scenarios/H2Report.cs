@@ -38,109 +38,32 @@ internal sealed record H2Sample(
 }
 
 /// <summary>Collects the h2c samples and renders the markdown report and the CSV of every sample.</summary>
-internal sealed class H2Report : IHttpPeerReport
+internal sealed class H2Report(E2eOptions options) : HttpPeerReport(options)
 {
     private const string Baseline = "haproxy";
 
-    private readonly E2eOptions _options;
     private readonly List<H2Sample> _samples = [];
-    private readonly List<(string Peer, string Message)> _failures = [];
-    private readonly List<string> _notes = [];
-    private readonly List<IPeer> _peers = [];
-    private readonly List<SidecarBuild> _builds = [];
-    private readonly List<(string Name, string Value)> _environment = [];
-    private readonly Dictionary<string, double> _scrapeCosts = new(StringComparer.Ordinal);
-    private readonly DateTimeOffset _started = DateTimeOffset.UtcNow;
-    private string? _backend;
-
-    public H2Report(E2eOptions options) => _options = options;
 
     public IReadOnlyList<H2Sample> Samples => _samples;
 
     public void AddSample(H2Sample sample) => _samples.Add(sample);
 
-    public void AddFailure(string peer, string message) => _failures.Add((peer, message));
-
-    public void AddNote(string note) => _notes.Add(note);
-
-    public void AddPeer(IPeer peer) => _peers.Add(peer);
-
-    public void SetBackend(string description) => _backend = description;
-
-    /// <summary>Bytes one /metrics scrape allocates in <paramref name="peer"/>, subtracted from every run's delta.</summary>
-    public void SetScrapeCost(string peer, double bytes) => _scrapeCosts[peer] = bytes;
-
-    public bool HasScrapeCost(string peer) => _scrapeCosts.ContainsKey(peer);
-
-    public double ScrapeCost(string peer) => _scrapeCosts.GetValueOrDefault(peer);
-
-    public void AddBuild(SidecarBuild build)
+    protected override async Task<(string Tool, string? Version)> ReadToolVersionAsync(CancellationToken cancellationToken)
     {
-        if (!_builds.Contains(build))
+        if (ToolInstaller.Find("h2load") is not { } h2load)
         {
-            _builds.Add(build);
-        }
-    }
-
-    /// <summary>Kernel, CPU, .NET, h2load version, git commit and load, for the report header.</summary>
-    public async Task CollectEnvironmentAsync(E2eContext context, CancellationToken cancellationToken)
-    {
-        _environment.Add(("kernel", (await L4Report.TryReadAsync("/proc/sys/kernel/osrelease", cancellationToken)).Trim()));
-        _environment.Add(("cpu", $"{Environment.ProcessorCount} x {L4Report.CpuModel(await L4Report.TryReadAsync("/proc/cpuinfo", cancellationToken))}"));
-        _environment.Add((".NET runtime", Environment.Version.ToString()));
-        if (ToolInstaller.Find("h2load") is { } h2load)
-        {
-            var version = await ProcessRunner.RunAsync(h2load, ["--version"], TimeSpan.FromSeconds(10), cancellationToken);
-            _environment.Add(("h2load", version.RecentOutput.Split('\n')[0].Trim()));
+            return ("h2load", null);
         }
 
-        if (ToolInstaller.Find("git") is { } git)
-        {
-            var head = await ProcessRunner.RunAsync(git, ["-C", context.RepositoryRoot, "describe", "--always", "--dirty"], TimeSpan.FromSeconds(10), cancellationToken);
-            _environment.Add(("commit", head.StandardOutput.Trim()));
-        }
-
-        _environment.Add(("load average at start", (await L4Report.TryReadAsync("/proc/loadavg", cancellationToken)).Trim()));
+        var version = await ProcessRunner.RunAsync(h2load, ["--version"], TimeSpan.FromSeconds(10), cancellationToken);
+        return ("h2load", version.RecentOutput.Split('\n')[0].Trim());
     }
 
     public string Render()
     {
         var md = new StringBuilder();
         var inv = CultureInfo.InvariantCulture;
-        md.AppendLine("# HTTP/2 (h2c): h2load through each peer");
-        md.AppendLine();
-        md.AppendLine(inv, $"Run {_started:yyyy-MM-dd HH:mm} UTC, {(DateTimeOffset.UtcNow - _started).TotalMinutes:F1} min. {_options.Repeat} interleaved rounds x {_options.Duration.TotalSeconds:0} s per h2load run, after {_options.Warmup.TotalSeconds:0} s of warm-up per proxy.");
-        md.AppendLine();
-        foreach (var (name, value) in _environment)
-        {
-            md.AppendLine(inv, $"- {name}: {value}");
-        }
-
-        md.AppendLine(inv, $"- load average at end: {L4Report.ReadLoadAverage()}");
-        if (_backend is not null)
-        {
-            md.AppendLine(inv, $"- backend: {_backend}");
-        }
-
-        md.AppendLine();
-        md.AppendLine("| peer | configuration |");
-        md.AppendLine("| --- | --- |");
-        foreach (var peer in _peers)
-        {
-            md.AppendLine(inv, $"| {peer.Name} | {peer.Description} |");
-        }
-
-        if (_builds.Count > 0)
-        {
-            md.AppendLine();
-            md.AppendLine("| sidecar build | publish time | published size (no symbols; JIT excludes the shared runtime) |");
-            md.AppendLine("| --- | --- | --- |");
-            foreach (var build in _builds)
-            {
-                md.AppendLine(inv, $"| {build.Flavor} | {build.PublishTime.TotalSeconds:F0} s | {build.PublishedBytes / 1048576.0:F1} MiB |");
-            }
-        }
-
+        RenderHeader(md, "# HTTP/2 (h2c): h2load through each peer", string.Create(inv, $"Run {_started:yyyy-MM-dd HH:mm} UTC, {(DateTimeOffset.UtcNow - _started).TotalMinutes:F1} min. {_options.Repeat} interleaved rounds x {_options.Duration.TotalSeconds:0} s per h2load run, after {_options.Warmup.TotalSeconds:0} s of warm-up per proxy."));
         md.AppendLine();
         md.AppendLine("No numeric h2 targets yet: the tables are informational.");
         foreach (var variant in _options.Variants)
