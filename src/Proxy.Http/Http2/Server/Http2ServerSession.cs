@@ -533,8 +533,8 @@ internal sealed partial class Http2ServerSession : IDisposable
     {
         var id = _frame.StreamId;
         var frameLength = _frame.PayloadLength;
-        _connectionReceiveWindow -= frameLength;
-        if (_connectionReceiveWindow < 0)
+        // Credits are added from the threads that consume request bytes: the read loop subtracts atomically too.
+        if (Interlocked.Add(ref _connectionReceiveWindow, -frameLength) < 0)
         {
             throw new Http2ConnectionException(Http2ErrorCode.FlowControlError, "DATA beyond the connection's flow-control window");
         }
@@ -563,8 +563,14 @@ internal sealed partial class Http2ServerSession : IDisposable
             throw new Http2StreamException(id, Http2ErrorCode.StreamClosed, "DATA after the client ended the stream");
         }
 
-        stream.ReceiveWindow -= frameLength;
-        if (stream.ReceiveWindow < 0)
+        long streamWindow;
+        lock (_lock)
+        {
+            // Credits are added under the same lock by the thread that consumes the request bytes.
+            streamWindow = stream.ReceiveWindow -= frameLength;
+        }
+
+        if (streamWindow < 0)
         {
             await CreditConnectionAsync(frameLength).ConfigureAwait(false);
             throw new Http2StreamException(id, Http2ErrorCode.FlowControlError, "DATA beyond the stream's flow-control window");

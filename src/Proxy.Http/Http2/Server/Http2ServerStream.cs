@@ -34,7 +34,7 @@ internal sealed class Http2ServerStream
     /// <summary>Bytes this side may still send on the stream (may go negative after a SETTINGS change). Guarded by the session's window lock.</summary>
     public long SendWindow { get; set; }
 
-    /// <summary>Bytes the client may still send on the stream before we credit more. Read loop only.</summary>
+    /// <summary>Bytes the client may still send on the stream before we credit more. Guarded by the session's lock.</summary>
     public long ReceiveWindow { get; set; }
 
     /// <summary>Consumed request bytes not yet credited to the client (Interlocked).</summary>
