@@ -25,7 +25,7 @@ internal sealed class Http2Lane : ConnectionContext
     private readonly Pipe _request;
     private readonly Pipe _response;
     private readonly CountingReader _requestReader;
-    private readonly ConnectionFeatureCollection _features = new();
+    private readonly FeatureCollection _features = new();
     private readonly CancellationTokenSource _closed = new();
     private readonly long _id = Interlocked.Increment(ref s_lastId);
     private IDictionary<object, object?>? _items;
@@ -182,9 +182,5 @@ internal sealed class Http2Lane : ConnectionContext
             _last = result.Buffer;
             return result;
         }
-    }
-
-    private sealed class ConnectionFeatureCollection : FeatureCollection
-    {
     }
 }

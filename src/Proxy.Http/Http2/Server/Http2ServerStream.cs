@@ -69,9 +69,6 @@ internal sealed class Http2ServerStream
     /// <summary>The client reset the stream, or we did.</summary>
     public bool Reset { get; set; }
 
-    /// <summary>A trailer section is being decoded (HEADERS after the request head).</summary>
-    public bool ReceivingTrailers { get; set; }
-
     /// <summary>The request head section is being decoded (HEADERS without END_HEADERS so far).</summary>
     public bool ReceivingHeaders { get; set; }
 
