@@ -149,8 +149,10 @@ internal sealed class Http2ServerStream
                     }
                 }
 
+                // content-length: 0 (e.g. a gRPC trailers-only response) has no DATA to carry END_STREAM: the HEADERS do.
                 var noBody = _response.BodyKind == Http1BodyKind.None || Method == Http1Method.Head
-                    || _response.StatusCode is 204 or 304 || _response.IsInterim;
+                    || _response.StatusCode is 204 or 304 || _response.IsInterim
+                    || (_response.BodyKind == Http1BodyKind.ContentLength && _response.ContentLength == 0);
                 var status = _response.StatusCode;
                 if (status == 101)
                 {

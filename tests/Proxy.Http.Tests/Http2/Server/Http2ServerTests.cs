@@ -205,6 +205,28 @@ public sealed class Http2ServerTests
         Assert.Contains(("x-checksum", "abc"), response.Trailers);
     }
 
+    [Fact]
+    public async Task HandleAsync_EmptyContentLengthResponse_StreamEndsWithTheHeaders()
+    {
+        using var upstream = new RawUpstream(async (socket, _) =>
+        {
+            var reader = new RawHttpReader(new NetworkStream(socket));
+            await RawUpstreamHttp.ReadRequestAsync(reader);
+            await RawUpstreamHttp.SendAsync(socket, "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: 5\r\nContent-Length: 0\r\n\r\n");
+            await Task.Delay(Timeout.Infinite).WaitAsync(Timeouts.Short);
+        });
+        await using var proxy = await ForwarderHarness.StartAsync(Http1Routing.ForService(Http1ForwarderTests.ServiceOf("web", upstream.EndPoint)), http2: true);
+        await using var h2 = await H2TestConnection.ConnectAsync(proxy.EndPoint);
+
+        await h2.SendGetAsync(1, "/empty");
+        var response = await h2.ReadResponseAsync(1);
+
+        Assert.Equal(200, response.Status);
+        Assert.Equal("", response.BodyText);
+        Assert.Equal("5", response.Header("grpc-status"));
+        Assert.Equal("0", response.Header("content-length"));
+    }
+
     private sealed class UnseekableStream(byte[] data) : Stream
     {
         private int _position;
