@@ -112,6 +112,11 @@ public static class ConfigJson
                 RouteConfigJson.Write(s.Routes, w);
             }
 
+            if (s.UpstreamProtocol != UpstreamProtocol.Same)
+            {
+                w.WriteString("upstreamProtocol", s.UpstreamProtocol == UpstreamProtocol.Http2 ? "http2" : "http1");
+            }
+
             w.WriteEndObject();
         }
 

@@ -356,7 +356,7 @@ public static class ConfigLoader
 
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes"))
+        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol"))
         {
             return;
         }
@@ -439,6 +439,30 @@ public static class ConfigLoader
             ok = false;
         }
 
+        var upstreamProtocol = UpstreamProtocol.Same;
+        if (e.TryGetProperty("upstreamProtocol", out _))
+        {
+            var text = ReadString(e, "upstreamProtocol", key, errors);
+            switch (text)
+            {
+                case null:
+                    ok = false;
+                    break;
+                case "same":
+                    break;
+                case "http1":
+                    upstreamProtocol = UpstreamProtocol.Http1;
+                    break;
+                case "http2":
+                    upstreamProtocol = UpstreamProtocol.Http2;
+                    break;
+                default:
+                    errors.Add($"{key}.upstreamProtocol: \"{text}\" is not an upstream protocol (same, http1, http2)");
+                    ok = false;
+                    break;
+            }
+        }
+
         var subsets = ReadSubsets(e, key, endpoints, errors, ref ok);
 
         var routes = ReadRoutes(e, key, errors, ref ok);
@@ -453,6 +477,7 @@ public static class ConfigLoader
                 Weights = weights,
                 Subsets = subsets,
                 Routes = routes,
+                UpstreamProtocol = upstreamProtocol,
             });
             draft.ServiceKeys.Add(key);
         }

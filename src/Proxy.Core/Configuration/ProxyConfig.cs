@@ -181,12 +181,31 @@ public sealed record ServiceConfig(string Name, IReadOnlyList<IPEndPoint> Addres
     /// </summary>
     public IReadOnlyList<RouteConfig> Routes { get; init; } = [];
 
+    /// <summary>
+    /// The protocol HTTP requests are sent to this service's endpoints in; config key <c>upstreamProtocol</c>
+    /// (<c>same</c>, <c>http1</c>, <c>http2</c>).
+    /// </summary>
+    public UpstreamProtocol UpstreamProtocol { get; init; } = UpstreamProtocol.Same;
+
     /// <summary>The weight of endpoint <paramref name="index"/> (1 when no weights are given).</summary>
     public int WeightOf(int index) => Weights.Count == 0 ? 1 : Weights[index];
 }
 
 /// <summary>A named subset of a service's endpoints (each must be one of the service's endpoints); balanced like the service.</summary>
 public sealed record SubsetConfig(string Name, IReadOnlyList<IPEndPoint> Endpoints);
+
+/// <summary>The HTTP version spoken to a service's endpoints.</summary>
+public enum UpstreamProtocol
+{
+    /// <summary>As the client spoke: HTTP/2 (h2c) for HTTP/2 clients, HTTP/1.1 for HTTP/1.x clients (transparent).</summary>
+    Same,
+
+    /// <summary>Always HTTP/1.1 (HTTP/2 clients are translated).</summary>
+    Http1,
+
+    /// <summary>Always HTTP/2 with prior knowledge (h2c), many requests multiplexed on one connection per endpoint.</summary>
+    Http2,
+}
 
 /// <summary>The key a hashing balancer uses. Opaque TCP knows only the source IP; HTTP adds a header or cookie.</summary>
 public enum HashOn

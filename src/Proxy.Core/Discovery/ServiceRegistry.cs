@@ -27,13 +27,16 @@ public sealed class Service(string name, ILoadBalancer balancer, HashOn hashOn =
     /// <summary>Header or cookie name hashed when <see cref="HashOn"/> is Header or Cookie (ASCII bytes), else empty.</summary>
     public byte[] HashKey { get; } = hashKey is null ? [] : System.Text.Encoding.ASCII.GetBytes(hashKey);
 
+    /// <summary>The HTTP version requests are sent to the endpoints in (<see cref="ServiceConfig.UpstreamProtocol"/>).</summary>
+    public UpstreamProtocol UpstreamProtocol { get; init; }
+
     /// <summary>The named subset (e.g. <c>v2</c>), or null when the service has no such subset.</summary>
     public Service? FindSubset(string subset) => _subsets?.GetValueOrDefault(subset);
 
     internal void AddSubset(string subset, ILoadBalancer balancer)
     {
         _subsets ??= new Dictionary<string, Service>(StringComparer.Ordinal);
-        _subsets.Add(subset, new Service(Name, balancer, HashOn, HashKey.Length == 0 ? null : System.Text.Encoding.ASCII.GetString(HashKey)) { SubsetName = subset });
+        _subsets.Add(subset, new Service(Name, balancer, HashOn, HashKey.Length == 0 ? null : System.Text.Encoding.ASCII.GetString(HashKey)) { SubsetName = subset, UpstreamProtocol = UpstreamProtocol });
     }
 
     /// <summary>Picks an endpoint for a connection from <paramref name="client"/> (its IP is the hash key when the service hashes on the source IP).</summary>
@@ -74,7 +77,10 @@ public sealed class ServiceRegistry
             }
 
             var set = EndpointSet.Create(endpoints, options);
-            var service = new Service(config.Name, LoadBalancers.Create(config.Balancer, set, options), config.HashOn, config.HashKey);
+            var service = new Service(config.Name, LoadBalancers.Create(config.Balancer, set, options), config.HashOn, config.HashKey)
+            {
+                UpstreamProtocol = config.UpstreamProtocol,
+            };
             foreach (var subset in config.Subsets)
             {
                 var members = new List<Endpoint>(subset.Endpoints.Count);

@@ -15,7 +15,12 @@ namespace Proxy.Http.Forwarding;
 /// </summary>
 public sealed class Http1Forwarder
 {
-    public Http1Forwarder(string listener, IUpstreamPool pool, Http1ForwarderOptions? options = null)
+    /// <param name="listener">Listener name used in records and proxy-made responses.</param>
+    /// <param name="pool">HTTP/1.1 keep-alive connections to upstreams.</param>
+    /// <param name="options">Parser limits, timeouts, observer.</param>
+    /// <param name="http2Pool">HTTP/2 upstream streams (services whose upstream protocol is HTTP/2, or "same" for
+    /// HTTP/2 clients); null: every request goes over <paramref name="pool"/>.</param>
+    public Http1Forwarder(string listener, IUpstreamPool pool, Http1ForwarderOptions? options = null, IUpstreamPool? http2Pool = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(listener);
         ArgumentNullException.ThrowIfNull(pool);
@@ -28,6 +33,7 @@ public sealed class Http1Forwarder
 
         Listener = listener;
         Pool = pool;
+        Http2Pool = http2Pool;
         Options = options;
         RequestParser = new Http1RequestHeadParser(options.Parser);
         ResponseParser = new Http1ResponseHeadParser(options.Parser);
@@ -42,6 +48,8 @@ public sealed class Http1Forwarder
     public Http1ForwarderOptions Options { get; }
 
     internal IUpstreamPool Pool { get; }
+
+    internal IUpstreamPool? Http2Pool { get; }
 
     internal Http1RequestHeadParser RequestParser { get; }
 

@@ -49,7 +49,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private readonly ChunkedBodyReader _requestChunks;
     private readonly ChunkedBodyReader _responseChunks;
     private readonly ITimer? _idleTimer;
-    private readonly ITimer? _responseTimer;
+    private ITimer? _responseTimer;
     private CancellationTokenRegistration _cancellation;
 
     // Timer and cancellation state (written by timer callbacks on other threads).
@@ -58,6 +58,12 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private volatile bool _idleTimedOut;
     private volatile PipeReader? _awaitingResponse;
     private volatile bool _responseTimedOut;
+
+    // gRPC (GrpcSemantics): the request is a gRPC call; its grpc-timeout as an absolute deadline (timestamp; 0: none).
+    private bool _grpc;
+    private long _deadline;
+    private TimeSpan _grpcTimeout;
+    private volatile bool _deadlineExpired;
     private long _responseClockStart;
     private long _lastRequestProgress;
 
@@ -83,6 +89,9 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private string? _badResponseReason;
     private long _requestStart;
     private string _service = "unknown";
+
+    // The pool of the current exchange: HTTP/1.1 connections or HTTP/2 streams (per service, see ChoosePool).
+    private IUpstreamPool _pool;
     private string? _subset;
     private string _route = "";
     private bool _routed;
@@ -120,6 +129,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _options = forwarder.Options;
         _downstream = downstream;
         _isHttp2Lane = downstream is Http2.Server.Http2Lane;
+        _pool = forwarder.Pool;
         _client = downstream.Transport;
         _routing = routing;
         _cancellationToken = cancellationToken;
@@ -404,6 +414,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<Step> StartExchangeAsync()
     {
+        if (GrpcSemantics.IsGrpc(_request.Headers))
+        {
+            StartGrpcCall();
+        }
+
         var requestMutations = HeaderMutations.None;
         var responseMutations = HeaderMutations.None;
         Service? service = null;
@@ -445,6 +460,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             _service = routing.AddressService;
         }
 
+        _pool = ChoosePool(service?.UpstreamProtocol ?? UpstreamProtocol.Same);
         Endpoint? endpoint = null;
         if (service is not null)
         {
@@ -464,6 +480,44 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _responseMutations = responseMutations;
         _hasBody = _request.BodyKind == Http1BodyKind.Chunked || (_request.BodyKind == Http1BodyKind.ContentLength && _request.ContentLength > 0);
         return await AttemptAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// HTTP/2 upstream streams for services that ask for HTTP/2, and for HTTP/2 clients when the service says "same"
+    /// (also captured traffic to unknown destinations: a client that spoke HTTP/2 with prior knowledge knows the
+    /// server does). Upgrade requests always go over HTTP/1.1: HTTP/2 has no Upgrade.
+    /// </summary>
+    private IUpstreamPool ChoosePool(UpstreamProtocol protocol)
+    {
+        if (_forwarder.Http2Pool is not { } http2 || _request.IsUpgrade || _request.Method == Http1Method.Connect)
+        {
+            return _forwarder.Pool;
+        }
+
+        return protocol == UpstreamProtocol.Http2 || (protocol == UpstreamProtocol.Same && _isHttp2Lane) ? http2 : _forwarder.Pool;
+    }
+
+    /// <summary>
+    /// A gRPC call: proxy-made failures answer in gRPC form, and its <c>grpc-timeout</c> (forwarded unchanged) also
+    /// bounds how long the proxy waits for the response head: past it the caller gets DEADLINE_EXCEEDED from us.
+    /// After the head the deadline is the endpoints' business (both the gRPC client and server enforce it).
+    /// </summary>
+    private void StartGrpcCall()
+    {
+        _grpc = true;
+        if (!_request.Headers.TryGetValue("grpc-timeout"u8, out var value) || !GrpcSemantics.TryParseTimeout(value, out var timeout))
+        {
+            return;
+        }
+
+        _grpcTimeout = timeout;
+        var stamps = timeout.TotalSeconds * _time.TimestampFrequency;
+        _deadline = stamps >= long.MaxValue / 2 ? 0 : _requestStart + Math.Max(1, (long)stamps);
+        if (_deadline != 0 && _responseTimer is null)
+        {
+            // Made on the first call that needs it (no response timeout configured): a gRPC-free session never pays.
+            _responseTimer = _time.CreateTimer(static s => ((Http1ForwardingSession)s!).OnResponseTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
     }
 
     private static Step ToStep(bool keepAlive) => keepAlive ? Step.KeepAlive : Step.Close;
@@ -541,7 +595,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         {
             _attempts++;
             _responseBytesSeen = false;
-            var renting = _forwarder.Pool.RentAsync(address, _cancellationToken);
+            var renting = _pool.RentAsync(address, _cancellationToken);
             var rent = renting.IsCompletedSuccessfully ? renting.Result : await renting.ConfigureAwait(false);
             if (!rent.IsSuccess)
             {
@@ -555,7 +609,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             if (!await FlushUpstreamAsync(upstream.Output).ConfigureAwait(false))
             {
                 // The pooled connection was dead before a byte left: always safe to retry once.
-                _forwarder.Pool.Return(connection, reusable: false);
+                _pool.Return(connection, reusable: false);
                 if (_reused && _attempts < 2)
                 {
                     Log.Retrying(_forwarder.Logger, address);
@@ -610,7 +664,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             // Settle the pump before the pool may complete the connection's output it still writes to.
             var pump = _pumpStarted ? await SettlePumpAsync(cancel: true).ConfigureAwait(false) : PumpOutcome.Completed;
             _connection = null;
-            _forwarder.Pool.Return(connection, reusable: false);
+            _pool.Return(connection, reusable: false);
             if (outcome is ResponseOutcome.Closed or ResponseOutcome.Reset && !_responseBytesSeen && _reused && _attempts < 2 && !hasBody && IsIdempotent(_request.Method))
             {
                 // The reuse race: the upstream closed its idle connection while our request was on the way.
@@ -655,7 +709,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             }
 
             // Only now that the pump is settled: the pool may complete the connection's output.
-            _forwarder.Pool.Return(connection, reusable: false);
+            _pool.Return(connection, reusable: false);
 
             return await RespondUpstreamFailureAsync(ResponseOutcome.BadResponse, hasBody).ConfigureAwait(false);
         }
@@ -702,7 +756,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         }
 
         var reusable = body == BodyOutcome.Completed && pump == PumpOutcome.Completed && response.KeepAlive && response.BodyKind != Http1BodyKind.CloseDelimited;
-        _forwarder.Pool.Return(connection, reusable);
+        _pool.Return(connection, reusable);
         switch (body)
         {
             case BodyOutcome.Completed:
@@ -745,6 +799,13 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             writer.Write("Transfer-Encoding: chunked\r\n"u8);
         }
 
+        // TE is hop-by-hop, but this hop takes trailers too (forwarded as chunked trailers or HTTP/2 trailers), so
+        // the client's "trailers" is said again: gRPC servers expect it (RFC 9110 §10.1.4).
+        if (AcceptsTrailers(head.Headers))
+        {
+            writer.Write("TE: trailers\r\n"u8);
+        }
+
         if (head.IsUpgrade)
         {
             writer.Write("Connection: upgrade\r\n"u8);
@@ -756,6 +817,33 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         }
 
         Http1HeadWriter.WriteEndOfHead(writer);
+    }
+
+    /// <summary>True when a TE field lists the <c>trailers</c> token (case-insensitive, RFC 9110 §10.1.4).</summary>
+    internal static bool AcceptsTrailers(Http1HeaderList headers)
+    {
+        for (var i = headers.IndexOf(Http1KnownHeader.TE); i >= 0; i = headers.IndexOf("te"u8, i + 1))
+        {
+            var rest = headers.GetValue(i);
+            while (!rest.IsEmpty)
+            {
+                var comma = rest.IndexOf((byte)',');
+                var item = comma < 0 ? rest : rest[..comma];
+                rest = comma < 0 ? default : rest[(comma + 1)..];
+                var semi = item.IndexOf((byte)';');
+                if (semi >= 0)
+                {
+                    item = item[..semi];
+                }
+
+                if (System.Text.Ascii.EqualsIgnoreCase(item.Trim(" \t"u8), "trailers"u8))
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
     }
 
     private void WriteResponseHead(PipeWriter writer, HeaderMutations mutations, bool keepAlive, bool dechunk)
@@ -1130,7 +1218,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         upstream.Input.AdvanceTo(_responseHeadEnd);
         if (_pumpStarted && await SettlePumpAsync(cancel: false).ConfigureAwait(false) != PumpOutcome.Completed)
         {
-            _forwarder.Pool.Return(connection, reusable: false);
+            _pool.Return(connection, reusable: false);
             _error = ProxyErrors.ClientClosed;
             return false;
         }
@@ -1138,7 +1226,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         ConsumeRequestHead();
         if (!await FlushClientAsync().ConfigureAwait(false))
         {
-            _forwarder.Pool.Return(connection, reusable: false);
+            _pool.Return(connection, reusable: false);
             _error = ProxyErrors.ClientClosed;
             return false;
         }
@@ -1154,7 +1242,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         };
 
         // The upstream connection carried a tunnel: never reusable.
-        _forwarder.Pool.Return(connection, reusable: false);
+        _pool.Return(connection, reusable: false);
         return false;
     }
 
@@ -1275,8 +1363,18 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _proxyMade = true;
         Log.ProxyResponse(_forwarder.Logger, status, error, sentence);
         ConsumeRequestHead();
-        ProxyResponse.Write(_client.Output, status, error, sentence, close: !keepAlive,
-            http10KeepAlive: keepAlive && _request.Version == Http1Version.Http10, omitBody: _request.Method == Http1Method.Head);
+        if (_grpc)
+        {
+            // A gRPC client cannot read an HTTP error page: the failure goes out as the call's status.
+            _status = 200;
+            ProxyResponse.WriteGrpc(_client.Output, status, error, sentence, close: !keepAlive);
+        }
+        else
+        {
+            ProxyResponse.Write(_client.Output, status, error, sentence, close: !keepAlive,
+                http10KeepAlive: keepAlive && _request.Version == Http1Version.Http10, omitBody: _request.Method == Http1Method.Head);
+        }
+
         return await FlushClientAsync().ConfigureAwait(false) && keepAlive;
     }
 
@@ -1297,6 +1395,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         var upstream = $"upstream {_endpoint} of service {_service}";
         return outcome switch
         {
+            ResponseOutcome.Timeout when _deadlineExpired => RespondAsync(504, ProxyErrors.DeadlineExceeded,
+                $"{upstream} sent no response head within the call's grpc-timeout of {_grpcTimeout.TotalMilliseconds:0} ms", hasBody),
             ResponseOutcome.Timeout => RespondAsync(504, ProxyErrors.ResponseTimeout,
                 $"{upstream} sent no response head within the response timeout of {_options.ResponseTimeout.TotalMilliseconds:0} ms", hasBody),
             ResponseOutcome.BadResponse => RespondAsync(502, ProxyErrors.UpstreamBadResponse,
@@ -1353,6 +1453,9 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private void BeginRequest()
     {
         _requestStart = _time.GetTimestamp();
+        _grpc = false;
+        _deadline = 0;
+        _deadlineExpired = false;
         _service = "unknown";
         _subset = null;
         _route = "";
@@ -1501,10 +1604,26 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
         Volatile.Write(ref _responseClockStart, headWritten);
         _awaitingResponse = input;
-        if (Interlocked.Exchange(ref _responseScheduled, 1) == 0)
+        // A timer still scheduled from an earlier request keeps its due time (it re-checks when it fires), unless
+        // this call's gRPC deadline may come first.
+        if (Interlocked.Exchange(ref _responseScheduled, 1) == 0 || _deadline != 0)
         {
-            ChangeTimer(_responseTimer, _options.ResponseTimeout);
+            ChangeTimer(_responseTimer, DueIn(_options.ResponseTimeout));
         }
+    }
+
+    /// <summary>The earlier of <paramref name="due"/> and the gRPC deadline (if any) from now.</summary>
+    private TimeSpan DueIn(TimeSpan due)
+    {
+        var deadline = _deadline;
+        if (deadline == 0)
+        {
+            return due;
+        }
+
+        var left = TimeSpan.FromSeconds((double)(deadline - _time.GetTimestamp()) / _time.TimestampFrequency);
+        left = left < TimeSpan.Zero ? TimeSpan.Zero : left;
+        return due == Timeout.InfiniteTimeSpan || left < due ? left : due;
     }
 
     private void DisarmResponseTimer() => _awaitingResponse = null;
@@ -1525,18 +1644,35 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 continue;
             }
 
-            // The clock restarts with every piece of request body sent: a progressing upload is not a silent upstream.
-            var since = Math.Max(Volatile.Read(ref _responseClockStart), _pumpStarted ? Volatile.Read(ref _lastRequestProgress) : 0);
-            var elapsed = _time.GetElapsedTime(since);
-            if (elapsed >= _options.ResponseTimeout)
+            // The gRPC deadline is absolute; the response timeout's clock restarts with every piece of request body
+            // sent: a progressing upload is not a silent upstream.
+            var deadline = _deadline;
+            if (deadline != 0 && _time.GetTimestamp() >= deadline)
             {
                 Volatile.Write(ref _responseScheduled, 0);
+                _deadlineExpired = true;
                 _responseTimedOut = true;
                 input.CancelPendingRead();
                 return;
             }
 
-            ChangeTimer(_responseTimer!, _options.ResponseTimeout - elapsed);
+            var left = Timeout.InfiniteTimeSpan;
+            if (_options.ResponseTimeout != Timeout.InfiniteTimeSpan)
+            {
+                var since = Math.Max(Volatile.Read(ref _responseClockStart), _pumpStarted ? Volatile.Read(ref _lastRequestProgress) : 0);
+                var elapsed = _time.GetElapsedTime(since);
+                if (elapsed >= _options.ResponseTimeout)
+                {
+                    Volatile.Write(ref _responseScheduled, 0);
+                    _responseTimedOut = true;
+                    input.CancelPendingRead();
+                    return;
+                }
+
+                left = _options.ResponseTimeout - elapsed;
+            }
+
+            ChangeTimer(_responseTimer!, DueIn(left));
             return;
         }
     }

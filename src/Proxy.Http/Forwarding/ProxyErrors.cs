@@ -43,6 +43,9 @@ public static class ProxyErrors
     /// <summary>504: no response head from the upstream within the response timeout.</summary>
     public const string ResponseTimeout = "response_timeout";
 
+    /// <summary>504 (gRPC DEADLINE_EXCEEDED): no response head before the call's <c>grpc-timeout</c> expired.</summary>
+    public const string DeadlineExceeded = "deadline_exceeded";
+
     /// <summary>The client went away (closed or reset) before the exchange finished; nothing is sent.</summary>
     public const string ClientClosed = "client_closed";
 }

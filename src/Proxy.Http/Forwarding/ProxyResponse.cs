@@ -43,6 +43,31 @@ public static class ProxyResponse
         }
     }
 
+    /// <summary>
+    /// Writes a gRPC "trailers-only" response for a failed gRPC call: HTTP 200, <c>content-type: application/grpc</c>,
+    /// <c>grpc-status</c> (see <see cref="GrpcSemantics.StatusFor"/>), <c>grpc-message</c> (the sentence,
+    /// percent-encoded), <c>x-proxy-error</c> and <c>content-length: 0</c>; over HTTP/2 it becomes one HEADERS frame
+    /// with END_STREAM, which gRPC clients read as the call's status.
+    /// </summary>
+    public static void WriteGrpc(IBufferWriter<byte> writer, int httpStatus, string error, string sentence, bool close)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        Http1HeadWriter.WriteStatusLine(writer, Http1Version.Http11, 200, "OK"u8);
+        writer.Write("content-type: application/grpc\r\n"u8);
+        Span<byte> code = stackalloc byte[11];
+        GrpcSemantics.StatusFor(httpStatus, error).TryFormat(code, out var written, default, System.Globalization.CultureInfo.InvariantCulture);
+        Http1HeadWriter.WriteHeader(writer, "grpc-status"u8, code[..written]);
+        Http1HeadWriter.WriteHeader(writer, "grpc-message"u8, GrpcSemantics.EncodeMessage(sentence));
+        Http1HeadWriter.WriteHeader(writer, Encoding.ASCII.GetBytes(ProxyErrors.HeaderName), Encoding.ASCII.GetBytes(error));
+        writer.Write("content-length: 0\r\n"u8);
+        if (close)
+        {
+            writer.Write("connection: close\r\n"u8);
+        }
+
+        Http1HeadWriter.WriteEndOfHead(writer);
+    }
+
     /// <summary>The standard reason phrase of the statuses the proxy makes.</summary>
     public static string ReasonPhrase(int statusCode) => statusCode switch
     {

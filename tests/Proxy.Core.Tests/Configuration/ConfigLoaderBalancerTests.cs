@@ -47,6 +47,31 @@ public sealed class ConfigLoaderBalancerTests
         Assert.Equal(HashOn.SourceIp, result.Config!.Services[0].HashOn);
     }
 
+    [Theory]
+    [InlineData("", UpstreamProtocol.Same)]
+    [InlineData(", \"upstreamProtocol\": \"same\"", UpstreamProtocol.Same)]
+    [InlineData(", \"upstreamProtocol\": \"http1\"", UpstreamProtocol.Http1)]
+    [InlineData(", \"upstreamProtocol\": \"http2\"", UpstreamProtocol.Http2)]
+    public void Load_UpstreamProtocol_ReadAndCarriedToTheServiceAndBackToJson(string key, UpstreamProtocol expected)
+    {
+        var result = Load("{ \"services\": [ { \"name\": \"a\", \"endpoints\": [\"127.0.0.1:1\"]" + key + " } ] }");
+
+        Assert.True(result.Ok, string.Join("\n", result.Errors));
+        Assert.Equal(expected, result.Config!.Services[0].UpstreamProtocol);
+        Assert.Equal(expected, new ServiceRegistry(result.Config.Services).FindByName("a")!.UpstreamProtocol);
+        var again = ConfigLoader.Load(new Dictionary<string, string>(), ConfigJson.ToJson(result.Config));
+        Assert.Equal(expected, again.Config!.Services[0].UpstreamProtocol);
+    }
+
+    [Fact]
+    public void Load_BadUpstreamProtocol_ErrorNamesTheKey()
+    {
+        var result = Load("""{ "services": [ { "name": "a", "endpoints": ["127.0.0.1:1"], "upstreamProtocol": "h2" } ] }""");
+
+        Assert.False(result.Ok);
+        Assert.Contains("services[0].upstreamProtocol: \"h2\" is not an upstream protocol (same, http1, http2)", result.Errors);
+    }
+
     [Fact]
     public void Load_BadBalancerKeys_EveryErrorNamesItsKey()
     {

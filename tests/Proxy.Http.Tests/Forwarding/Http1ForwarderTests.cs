@@ -129,9 +129,9 @@ public sealed class Http1ForwarderTests
 
         Assert.Equal(200, response.Status);
         var forwarded = await received.Task.WaitAsync(Timeouts.Short);
-        Assert.StartsWith("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", forwarded, StringComparison.Ordinal);
+        // TE is hop-by-hop, but the proxy takes trailers on this hop too, so it says so again (once, in its own words).
+        Assert.StartsWith("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\r\n", forwarded, StringComparison.Ordinal);
         Assert.EndsWith("\r\n\r\n5;name=v\r\nhello\r\n6\r\n world\r\n0\r\nx-checksum: 42\r\n\r\n", forwarded, StringComparison.Ordinal);
-        Assert.DoesNotContain("TE: trailers", forwarded, StringComparison.Ordinal);
         var record = (await proxy.Observer.WaitForAsync(1))[0];
         Assert.Equal(11, record.RequestBytes);
         Assert.Equal("passthrough", record.Service);
