@@ -32,6 +32,9 @@ internal sealed class E2eOptions
                                    (default all of the scenario's)
           --jit / --aot            which sidecar builds to publish and run (default both); sidecar-splice-off
                                    uses the JIT build when it is selected, else the AOT build
+          --upstream h1|h2         h2: the backend and every proxy's upstream side: HTTP/1.1 (default) or h2c
+                                   (nginx backend with listen http2; HAProxy server proto h2, YARP HTTP/2.0
+                                   exact, sidecar upstreamProtocol http2; the nginx peer cannot, and is left out)
           --sidecar-protocol P     http, h2: the bench listener's "protocol" value in the sidecar config (default
                                    http); "none" leaves the key out (the listener is then opaque TCP)
           --sidecar-arg ARG        extra argument for every sidecar peer (repeatable), e.g.
@@ -63,6 +66,9 @@ internal sealed class E2eOptions
 
     /// <summary>HTTP scenario: the sidecar listener's "protocol" value; null leaves the key out.</summary>
     public string? SidecarProtocol { get; private set; } = "http";
+
+    /// <summary>h2 scenario: the proxies forward to an h2c backend over HTTP/2 (<c>--upstream h2</c>).</summary>
+    public bool Http2Upstream { get; private set; }
 
     public int ParallelStreams { get; private set; } = 4;
 
@@ -224,6 +230,15 @@ internal sealed class E2eOptions
                     if (protocol.Length == 0)
                     {
                         errors.Add("--sidecar-protocol: empty value (use none to leave the key out)");
+                    }
+
+                    break;
+                case "--upstream":
+                    var upstream = Value();
+                    options.Http2Upstream = upstream == "h2";
+                    if (upstream is not ("h1" or "h2"))
+                    {
+                        errors.Add($"--upstream: '{upstream}' is not h1 or h2");
                     }
 
                     break;

@@ -28,7 +28,7 @@ internal sealed class HaproxyPeer : ProcessPeer
     public override string Name => "haproxy";
 
     public override string Description => Config?.Protocol is ProxyProtocol.Http1 or ProxyProtocol.Http2
-        ? $"{_version}, mode http{(Config.Protocol == ProxyProtocol.Http2 ? ", bind proto h2 (h2c), h1 to the backend" : string.Empty)}, http-reuse always, nbthread 1"
+        ? $"{_version}, mode http{(Config.Protocol == ProxyProtocol.Http2 ? ", bind proto h2 (h2c)" + (Config.Http2Upstream ? ", server proto h2" : ", h1 to the backend") : string.Empty)}, http-reuse always, nbthread 1"
         : $"{_version}, mode tcp, {string.Join(" + ", SpliceOptions(_splice).DefaultIfEmpty("no splice"))}, nbthread 1";
 
     /// <summary>The configuration text for <paramref name="config"/> (kept testable and printable).</summary>
@@ -75,8 +75,8 @@ internal sealed class HaproxyPeer : ProcessPeer
                 text.AppendLine("    default_backend upstream");
                 text.AppendLine("backend upstream");
                 text.AppendLine("    http-reuse always");
-                // h2c from clients (prior knowledge), HTTP/1.1 to the backend like every other peer.
-                text.AppendLine(CultureInfo.InvariantCulture, $"    server target {config.Upstream}");
+                // h2c from clients (prior knowledge); HTTP/1.1 to the backend, or h2c with --upstream h2.
+                text.AppendLine(CultureInfo.InvariantCulture, $"    server target {config.Upstream}{(config.Http2Upstream ? " proto h2" : string.Empty)}");
                 break;
             default:
                 throw new NotSupportedException($"no HAProxy configuration for {config.Protocol}");

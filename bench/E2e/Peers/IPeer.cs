@@ -11,8 +11,11 @@ internal enum ProxyProtocol
     Http2,
 }
 
-/// <summary>How a peer is configured for one scenario: protocol and the single upstream it forwards to.</summary>
-internal sealed record PeerConfig(ProxyProtocol Protocol, IPEndPoint Upstream);
+/// <summary>
+/// How a peer is configured for one scenario: protocol and the single upstream it forwards to;
+/// <paramref name="Http2Upstream"/>: the upstream speaks h2c (prior knowledge) and the peer forwards over HTTP/2.
+/// </summary>
+internal sealed record PeerConfig(ProxyProtocol Protocol, IPEndPoint Upstream, bool Http2Upstream = false);
 
 /// <summary>
 /// A proxy under comparison (or "direct", no proxy at all). A peer can be launched, stopped and launched

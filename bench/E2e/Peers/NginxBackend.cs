@@ -30,7 +30,9 @@ internal sealed class NginxBackend : IAsyncDisposable
     public bool IsRunning => !_process.HasExited;
 
     /// <summary>The nginx.conf text; <paramref name="workDirectory"/> holds its pid and temp files.</summary>
-    public static string BuildConfig(IPEndPoint listen, string workDirectory)
+    /// <param name="http2">Listen for h2c (prior knowledge) instead of HTTP/1.1.</param>
+    /// <param name="probe">With <paramref name="http2"/>: an extra HTTP/1.1 listener for the readiness probe.</param>
+    public static string BuildConfig(IPEndPoint listen, string workDirectory, bool http2 = false, IPEndPoint? probe = null)
     {
         var text = new StringBuilder();
         text.AppendLine("daemon off;");
@@ -51,7 +53,20 @@ internal sealed class NginxBackend : IAsyncDisposable
         text.AppendLine("    server_tokens off;");
         text.AppendLine("    default_type text/plain;");
         text.AppendLine("    server {");
-        text.AppendLine(CultureInfo.InvariantCulture, $"        listen {listen} backlog=4096;");
+        text.AppendLine(CultureInfo.InvariantCulture, $"        listen {listen}{(http2 ? " http2" : string.Empty)} backlog=4096;");
+        if (probe is not null)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"        listen {probe};");
+        }
+
+        if (http2)
+        {
+            // Peers multiplex many streams on few connections: nginx's default of 128 streams per connection
+            // and 1000 requests per connection would close them under load.
+            text.AppendLine("        http2_max_concurrent_streams 1000;");
+            text.AppendLine("        http2_max_requests 1000000;");
+        }
+
         text.AppendLine(CultureInfo.InvariantCulture, $"        location / {{ return 200 \"{Body}\"; }}");
         text.AppendLine("    }");
         text.AppendLine("}");
@@ -59,15 +74,16 @@ internal sealed class NginxBackend : IAsyncDisposable
     }
 
     /// <summary>Starts the backend on a free port and waits until it answers 200.</summary>
-    public static async Task<NginxBackend> StartAsync(string executable, string workDirectory, CancellationToken cancellationToken)
+    public static async Task<NginxBackend> StartAsync(string executable, string workDirectory, CancellationToken cancellationToken, bool http2 = false)
     {
         var endPoint = FreePorts.Next();
         var path = Path.Combine(workDirectory, "nginx-backend.conf");
-        await File.WriteAllTextAsync(path, BuildConfig(endPoint, workDirectory), cancellationToken);
+        var probe = http2 ? FreePorts.Next() : endPoint;
+        await File.WriteAllTextAsync(path, BuildConfig(endPoint, workDirectory, http2, http2 ? probe : null), cancellationToken);
         var process = ChildProcess.Start("nginx-backend", executable, ["-p", workDirectory, "-c", path, "-e", "stderr"]);
         try
         {
-            await Probes.WaitForHttp200Async(endPoint, "/", process.StartTimestamp, process, TimeSpan.FromSeconds(20), cancellationToken);
+            await Probes.WaitForHttp200Async(probe, "/", process.StartTimestamp, process, TimeSpan.FromSeconds(20), cancellationToken);
         }
         catch
         {

@@ -38,7 +38,7 @@ internal sealed class SidecarPeer : ProcessPeer
         ProxyProtocol.Http1 when _listenerProtocol is null => ", listener without \"protocol\" (opaque TCP)",
         ProxyProtocol.Http1 => $", listener \"protocol\": \"{_listenerProtocol}\"",
         ProxyProtocol.Http2 when _listenerProtocol is null => ", listener without \"protocol\" (opaque TCP: h2c passes through to the HTTP/1.1 backend and fails)",
-        ProxyProtocol.Http2 => $", listener \"protocol\": \"{_listenerProtocol}\" (h2c by preface sniffing, HTTP/1.1 upstream)",
+        ProxyProtocol.Http2 => $", listener \"protocol\": \"{_listenerProtocol}\" (h2c by preface sniffing, {(Config.Http2Upstream ? "h2c upstream, one multiplexed connection" : "HTTP/1.1 upstream")})",
         _ => string.Empty,
     };
 
@@ -99,6 +99,12 @@ internal sealed class SidecarPeer : ProcessPeer
             json.WriteStartArray("endpoints");
             json.WriteStringValue(config.Upstream.ToString());
             json.WriteEndArray();
+            if (http)
+            {
+                // Said explicitly either way: the default ("same") would follow the client's protocol.
+                json.WriteString("upstreamProtocol", config.Http2Upstream ? "http2" : "http1");
+            }
+
             json.WriteEndObject();
             json.WriteEndArray();
             json.WriteEndObject();

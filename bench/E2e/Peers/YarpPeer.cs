@@ -27,7 +27,7 @@ internal sealed class YarpPeer : ProcessPeer
     public override string Name => "yarp";
 
     public override string Description =>
-        $"YARP {_version} (bench yarp: Kestrel{(Config?.Protocol == ProxyProtocol.Http2 ? " HTTP/2-only listener (h2c)" : string.Empty)} + LoadFromMemory, HttpClient keep-alive), logging off, workstation GC";
+        $"YARP {_version} (bench yarp: Kestrel{(Config?.Protocol == ProxyProtocol.Http2 ? " HTTP/2-only listener (h2c)" : string.Empty)}{(Config?.Http2Upstream == true ? ", h2c upstream (HTTP/2.0, RequestVersionExact)" : string.Empty)} + LoadFromMemory, HttpClient keep-alive), logging off, workstation GC";
 
     /// <summary>This bench's own assembly (Proxy.Bench.dll), which hosts YARP with its <c>yarp</c> subcommand.</summary>
     public static string BenchAssemblyPath { get; } =
@@ -54,7 +54,7 @@ internal sealed class YarpPeer : ProcessPeer
             _ => throw new NotSupportedException($"the yarp peer is set up for HTTP/1.1 and h2c only, not {config.Protocol}"),
         };
 
-        return [benchAssembly, "yarp", .. new YarpOptions(listen, config.Upstream, ready, http2).ToArguments()];
+        return [benchAssembly, "yarp", .. new YarpOptions(listen, config.Upstream, ready, http2, config.Http2Upstream).ToArguments()];
     }
 
     protected override ChildProcess StartProcess(PeerConfig config, IPEndPoint listen, IPEndPoint ready)

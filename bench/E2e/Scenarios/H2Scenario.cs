@@ -62,11 +62,11 @@ internal sealed class H2Scenario : IScenario
         var nginx = ToolInstaller.Require("nginx");
         var nginxVersion = await NginxPeer.ReadVersionAsync(nginx, cancellationToken);
         var peers = await CreatePeersAsync(context, report, nginx, nginxVersion, cancellationToken);
-        var backend = await NginxBackend.StartAsync(nginx, context.CreateWorkDirectory("backend"), cancellationToken);
-        report.SetBackend($"{nginxVersion}, HTTP/1.1, 1 worker, master_process off, {NginxBackend.Body.Length}-byte body, on {backend.EndPoint}");
+        var backend = await NginxBackend.StartAsync(nginx, context.CreateWorkDirectory("backend"), cancellationToken, http2: options.Http2Upstream);
+        report.SetBackend($"{nginxVersion}, {(options.Http2Upstream ? "h2c (listen http2; every proxy forwards over HTTP/2)" : "HTTP/1.1")}, 1 worker, master_process off, {NginxBackend.Body.Length}-byte body, on {backend.EndPoint}");
         try
         {
-            var config = new PeerConfig(ProxyProtocol.Http2, backend.EndPoint);
+            var config = new PeerConfig(ProxyProtocol.Http2, backend.EndPoint, options.Http2Upstream);
             var running = new List<IPeer>();
             foreach (var peer in peers)
             {
@@ -139,6 +139,11 @@ internal sealed class H2Scenario : IScenario
         }
 
         await HttpPeerSetup.AddProxiesAsync(peers, context, report, nginx, nginxVersion, cancellationToken);
+        if (options.Http2Upstream && peers.RemoveAll(p => p is NginxPeer) > 0)
+        {
+            report.AddNote("nginx is left out with --upstream h2: its proxy module speaks HTTP/1.x to upstreams only (grpc_pass is gRPC-specific).");
+        }
+
         return peers;
     }
 

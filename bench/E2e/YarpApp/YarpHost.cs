@@ -11,10 +11,10 @@ using Yarp.ReverseProxy.Configuration;
 namespace Proxy.Bench.E2e.YarpApp;
 
 /// <summary>Options of <c>bench yarp</c>.</summary>
-internal sealed record YarpOptions(IPEndPoint Listen, IPEndPoint Upstream, IPEndPoint? Ready, bool Http2 = false)
+internal sealed record YarpOptions(IPEndPoint Listen, IPEndPoint Upstream, IPEndPoint? Ready, bool Http2 = false, bool Http2Upstream = false)
 {
     public const string Usage = """
-        usage: bench yarp --listen IP:PORT --upstream IP:PORT [--ready IP:PORT] [--http2]
+        usage: bench yarp --listen IP:PORT --upstream IP:PORT [--ready IP:PORT] [--http2] [--http2-upstream]
 
         A stock YARP reverse proxy (Yarp.ReverseProxy, in-memory config: one catch-all route to one
         destination), the "yarp" peer of the e2e HTTP scenario. Logging off, workstation GC.
@@ -23,6 +23,7 @@ internal sealed record YarpOptions(IPEndPoint Listen, IPEndPoint Upstream, IPEnd
           --ready      optional second listener answering 200 "ready" on every path (readiness probe)
           --http2      the --listen listener speaks HTTP/2 only (h2c with prior knowledge: Kestrel does not
                        offer h2c on an Http1AndHttp2 listener without TLS); the upstream stays HTTP/1.1
+          --http2-upstream  forward over h2c (HTTP/2.0, exact version policy) instead of HTTP/1.1
         """;
 
     /// <summary>Parses the arguments after "yarp"; throws <see cref="E2eException"/> naming every problem.</summary>
@@ -30,6 +31,7 @@ internal sealed record YarpOptions(IPEndPoint Listen, IPEndPoint Upstream, IPEnd
     {
         IPEndPoint? listen = null, upstream = null, ready = null;
         var http2 = false;
+        var http2Upstream = false;
         var errors = new List<string>();
         for (var i = 0; i < args.Count; i++)
         {
@@ -68,6 +70,9 @@ internal sealed record YarpOptions(IPEndPoint Listen, IPEndPoint Upstream, IPEnd
                 case "--http2" when value is null:
                     http2 = true;
                     break;
+                case "--http2-upstream" when value is null:
+                    http2Upstream = true;
+                    break;
                 default:
                     errors.Add($"unknown option '{args[i]}'");
                     break;
@@ -89,7 +94,7 @@ internal sealed record YarpOptions(IPEndPoint Listen, IPEndPoint Upstream, IPEnd
             throw new E2eException(string.Join('\n', errors) + "\n\n" + Usage);
         }
 
-        return new YarpOptions(listen!, upstream!, ready, http2);
+        return new YarpOptions(listen!, upstream!, ready, http2, http2Upstream);
     }
 
     /// <summary>The arguments that <see cref="Parse"/> reads back into these options.</summary>
@@ -104,6 +109,11 @@ internal sealed record YarpOptions(IPEndPoint Listen, IPEndPoint Upstream, IPEnd
         if (Http2)
         {
             arguments.Add("--http2");
+        }
+
+        if (Http2Upstream)
+        {
+            arguments.Add("--http2-upstream");
         }
 
         return arguments;
@@ -192,6 +202,10 @@ internal static class YarpHost
                 {
                     ["target"] = new DestinationConfig { Address = $"http://{options.Upstream}/" },
                 },
+                // h2c to the upstream needs HTTP/2.0 with an exact version policy (no ALPN without TLS).
+                HttpRequest = options.Http2Upstream
+                    ? new Yarp.ReverseProxy.Forwarder.ForwarderRequestConfig { Version = System.Net.HttpVersion.Version20, VersionPolicy = System.Net.Http.HttpVersionPolicy.RequestVersionExact }
+                    : null,
             },
         ];
         builder.Services.AddReverseProxy().LoadFromMemory(routes, clusters);

@@ -86,11 +86,20 @@ public sealed class E2eOptionsTests
     [InlineData("--duration", "0s", "--duration: '0s' is not a whole number of seconds >= 1")]
     [InlineData("--warmup", "-1", "--warmup: '-1' is not a whole number of seconds >= 0")]
     [InlineData("--sidecar-protocol", "", "--sidecar-protocol: empty value")]
+    [InlineData("--upstream", "h3", "--upstream: 'h3' is not h1 or h2")]
     public void Parse_BadHttpOptionValue_IsReported(string option, string value, string expected)
     {
         var error = Assert.Throws<E2eException>(() => E2eOptions.Parse([option, value]));
 
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Parse_Upstream_H2SetsHttp2UpstreamDefaultH1()
+    {
+        Assert.True(E2eOptions.Parse(["--scenario", "h2", "--upstream", "h2"]).Http2Upstream);
+        Assert.False(E2eOptions.Parse(["--scenario", "h2", "--upstream", "h1"]).Http2Upstream);
+        Assert.False(E2eOptions.Parse(["--scenario", "h2"]).Http2Upstream);
     }
 
     [Fact]

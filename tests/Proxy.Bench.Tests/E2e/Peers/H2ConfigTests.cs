@@ -63,6 +63,51 @@ public sealed class H2ConfigTests
     }
 
     [Fact]
+    public void HaproxyBuildConfig_Http2Upstream_ServerSpeaksProtoH2()
+    {
+        var text = HaproxyPeer.BuildConfig(new PeerConfig(ProxyProtocol.Http2, Upstream, Http2Upstream: true), Listen, Ready);
+        var lines = text.Split('\n', StringSplitOptions.TrimEntries);
+
+        Assert.Contains("bind 127.0.0.1:40002 proto h2", lines);
+        Assert.Contains("server target 127.0.0.1:40001 proto h2", lines);
+    }
+
+    [Fact]
+    public void SidecarBuildConfig_UpstreamProtocolSaidExplicitly()
+    {
+        using var h1 = JsonDocument.Parse(SidecarPeer.BuildConfig(new PeerConfig(ProxyProtocol.Http2, Upstream), Listen, Ready));
+        using var h2 = JsonDocument.Parse(SidecarPeer.BuildConfig(new PeerConfig(ProxyProtocol.Http2, Upstream, Http2Upstream: true), Listen, Ready));
+        using var tcp = JsonDocument.Parse(SidecarPeer.BuildConfig(new PeerConfig(ProxyProtocol.Tcp, Upstream), Listen, Ready));
+
+        Assert.Equal("http1", h1.RootElement.GetProperty("services")[0].GetProperty("upstreamProtocol").GetString());
+        Assert.Equal("http2", h2.RootElement.GetProperty("services")[0].GetProperty("upstreamProtocol").GetString());
+        Assert.False(tcp.RootElement.GetProperty("services")[0].TryGetProperty("upstreamProtocol", out _));
+    }
+
+    [Fact]
+    public void YarpBuildArguments_Http2Upstream_RoundTrips()
+    {
+        var arguments = YarpPeer.BuildArguments("/b/Proxy.Bench.dll", new PeerConfig(ProxyProtocol.Http2, Upstream, Http2Upstream: true), Listen, Ready);
+
+        Assert.Equal("--http2-upstream", arguments[^1]);
+        Assert.Equal(new YarpOptions(Listen, Upstream, Ready, Http2: true, Http2Upstream: true), YarpOptions.Parse([.. arguments.Skip(2)]));
+    }
+
+    [Fact]
+    public void NginxBackendBuildConfig_Http2_ListensH2cWithAnHttp11ProbeListener()
+    {
+        var probe = new IPEndPoint(IPAddress.Loopback, 40009);
+        var text = NginxBackend.BuildConfig(Listen, "/tmp/w", http2: true, probe: probe);
+        var plain = NginxBackend.BuildConfig(Listen, "/tmp/w");
+
+        Assert.Contains("listen 127.0.0.1:40002 http2 backlog=4096;", text, StringComparison.Ordinal);
+        Assert.Contains("listen 127.0.0.1:40009;", text, StringComparison.Ordinal);
+        Assert.Contains("http2_max_concurrent_streams 1000;", text, StringComparison.Ordinal);
+        Assert.Contains("listen 127.0.0.1:40002 backlog=4096;", plain, StringComparison.Ordinal);
+        Assert.DoesNotContain("http2", plain, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void NghttpdBuildArguments_NoTlsOneWorkerBoundToTheAddress()
     {
         var arguments = NghttpdPeer.BuildArguments(Listen, "/tmp/w/htdocs");
