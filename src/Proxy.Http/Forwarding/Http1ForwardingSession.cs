@@ -1694,6 +1694,12 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _cancelled = true;
         _client.Input.CancelPendingRead();
         _awaitingResponse?.CancelPendingRead();
+        // Also the response body's reads and the client flushes: a cancelled stream (an HTTP/2 client's RST_STREAM)
+        // must not keep pumping a long response, and its upstream exchange is then returned unreusable (closed or
+        // reset), which is how the upstream learns the call is over. Should the exchange have just ended, the
+        // spurious cancel only makes the pool's next liveness check discard that idle connection.
+        _connection?.Connection.Transport.Input.CancelPendingRead();
+        _client.Output.CancelPendingFlush();
     }
 
     private static partial class Log

@@ -838,13 +838,13 @@ internal sealed partial class Http2ServerSession : IDisposable
             }
         }
 
-        var lane = new Http2Lane(_connection.LocalEndPoint, _connection.RemoteEndPoint, _server.LanePool) { Consumed = _onConsumed };
+        var lane = new Http2Lane(_connection.LocalEndPoint, _connection.RemoteEndPoint, _server.LanePool, _cancellationToken) { Consumed = _onConsumed };
         lock (_lock)
         {
             _lanes.Add(lane);
         }
 
-        lane.Session = _server.Forwarder.HandleAsync(lane, _routing, _cancellationToken);
+        lane.Session = _server.Forwarder.HandleAsync(lane, _routing, lane.ConnectionClosed);
         return lane;
     }
 
@@ -898,11 +898,7 @@ internal sealed partial class Http2ServerSession : IDisposable
 
     private static void AbortLane(Http2ServerStream stream)
     {
-        if (stream.Lane is { } lane)
-        {
-            lane.RequestWriter.Complete(new ConnectionAbortedException("The client reset the HTTP/2 stream."));
-            lane.ResponseReader.CancelPendingRead();
-        }
+        stream.Lane?.Reset();
     }
 
     /// <summary>The forwarder consumed request bytes of a lane: credit the stream and the connection.</summary>
