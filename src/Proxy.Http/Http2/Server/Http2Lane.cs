@@ -58,6 +58,24 @@ internal sealed class Http2Lane : ConnectionContext
     /// <summary>The forwarder's session on this lane; completes when the lane is closed.</summary>
     public Task Session { get; set; } = Task.CompletedTask;
 
+    // The response pump of the lane's latest stream (a pooled ValueTask, not awaited by anyone): observed once it
+    // has completed, when the lane is rented again, so its state machine goes back to the pool.
+    private ValueTask _pump;
+
+    /// <summary>Keeps the pump of the stream the lane now carries (see <see cref="ObservePump"/>).</summary>
+    public void SetPump(ValueTask pump) => _pump = pump;
+
+    /// <summary>Observes the last pump if it has completed (it never throws); one still finishing is let go.</summary>
+    public void ObservePump()
+    {
+        var pump = _pump;
+        _pump = default;
+        if (pump.IsCompleted)
+        {
+            pump.GetAwaiter().GetResult();
+        }
+    }
+
     /// <summary>Set when the forwarder aborted the lane (a failure after the response head was sent).</summary>
     public bool Aborted { get; private set; }
 
