@@ -98,15 +98,21 @@ public sealed class GrpcProxyFailureTests : IAsyncLifetime
         Assert.Equal("no_route", e.Trailers.GetValue("x-proxy-error"));
     }
 
-    [Fact]
-    public async Task Explicit_UpstreamNeverAnswers_ProxyAnswersDeadlineExceededAtGrpcTimeout()
+    [Theory]
+    [InlineData(UpstreamProtocol.Http1, false)]
+    [InlineData(UpstreamProtocol.Http2, true)]
+    [InlineData(UpstreamProtocol.Http2, false)]
+    public async Task Explicit_UpstreamNeverAnswers_ProxyAnswersDeadlineExceededAtGrpcTimeout(UpstreamProtocol protocol, bool speaksHttp2)
     {
-        // An endpoint that accepts and reads but never answers: only the call's deadline ends the wait. The raw
-        // request carries grpc-timeout but the client sets no timer of its own, so the answer must be the proxy's.
-        await using var silent = new SilentServer();
+        // An endpoint that accepts and reads but never answers the call: only the call's deadline ends the wait. The
+        // raw request carries grpc-timeout but the client sets no timer of its own, so the answer must be the proxy's.
+        // speaksHttp2: the endpoint completes the HTTP/2 handshake (SETTINGS both ways) and then ignores the stream;
+        // otherwise it never writes a byte, so for an HTTP/2 upstream even the connection's handshake never ends
+        // (the deadline must bound that wait too).
+        await using var silent = new SilentServer(speaksHttp2);
         var config = GrpcPathSetup.BaseConfig() with
         {
-            Services = [GrpcPathSetup.Service(UpstreamProtocol.Http2, silent.EndPoint)],
+            Services = [GrpcPathSetup.Service(protocol, silent.EndPoint)],
             Listeners = [GrpcPathSetup.Edge(GrpcPathSetup.ServiceName)],
         };
         var setup = await StartAsync(config, GrpcPathSetup.VirtualAddress, GrpcPathSetup.ListenerName);
@@ -127,7 +133,7 @@ public sealed class GrpcProxyFailureTests : IAsyncLifetime
         await response.Content.ReadAsByteArrayAsync().WaitAsync(Timeout);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.InRange(watch.Elapsed, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(10));
+        Assert.InRange(watch.Elapsed, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(5));
         // Trailers-only: the status is in the one HEADERS frame, which HttpClient files under the headers.
         Assert.Equal(((int)StatusCode.DeadlineExceeded).ToString(System.Globalization.CultureInfo.InvariantCulture), Assert.Single(response.Headers.GetValues("grpc-status")));
         Assert.Contains("grpc-timeout", Uri.UnescapeDataString(Assert.Single(response.Headers.GetValues("grpc-message"))), StringComparison.Ordinal);
@@ -137,16 +143,24 @@ public sealed class GrpcProxyFailureTests : IAsyncLifetime
         Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
     }
 
-    /// <summary>Accepts connections on 127.0.0.1:0 and reads them without ever writing.</summary>
+    /// <summary>
+    /// Accepts connections on 127.0.0.1:0 and reads them, never answering a request. With <c>speaksHttp2</c> it plays
+    /// the HTTP/2 server's part of the handshake first: its (empty) SETTINGS at once, and the ACK of the client's
+    /// SETTINGS once the client preface and that frame have arrived.
+    /// </summary>
     private sealed class SilentServer : IAsyncDisposable
     {
+        private static readonly byte[] Settings = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+        private static readonly byte[] SettingsAck = [0, 0, 0, 4, 1, 0, 0, 0, 0];
         private readonly Socket _listener = new(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         private readonly CancellationTokenSource _stop = new();
         private readonly List<Socket> _accepted = [];
+        private readonly bool _speaksHttp2;
         private readonly Task _loop;
 
-        public SilentServer()
+        public SilentServer(bool speaksHttp2)
         {
+            _speaksHttp2 = speaksHttp2;
             _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
             _listener.Listen();
             EndPoint = (IPEndPoint)_listener.LocalEndPoint!;
@@ -167,7 +181,7 @@ public sealed class GrpcProxyFailureTests : IAsyncLifetime
                         _accepted.Add(socket);
                     }
 
-                    _ = DrainAsync(socket, _stop.Token);
+                    _ = ServeAsync(socket, _speaksHttp2, _stop.Token);
                 }
             }
             catch (OperationCanceledException)
@@ -175,13 +189,33 @@ public sealed class GrpcProxyFailureTests : IAsyncLifetime
             }
         }
 
-        private static async Task DrainAsync(Socket socket, CancellationToken stop)
+        private static async Task ServeAsync(Socket socket, bool speaksHttp2, CancellationToken stop)
         {
             var buffer = new byte[16384];
             try
             {
-                while (await socket.ReceiveAsync(buffer, SocketFlags.None, stop) > 0)
+                if (speaksHttp2)
                 {
+                    await socket.SendAsync(Settings, SocketFlags.None, stop);
+                }
+
+                // Client preface (24 bytes), then the client's SETTINGS frame: 9-byte header + its payload.
+                var received = new List<byte>();
+                var acked = !speaksHttp2;
+                int n;
+                while ((n = await socket.ReceiveAsync(buffer, SocketFlags.None, stop)) > 0)
+                {
+                    if (acked)
+                    {
+                        continue;
+                    }
+
+                    received.AddRange(buffer.AsSpan(0, n));
+                    if (received.Count >= 24 + 9 && received.Count >= 24 + 9 + ((received[24] << 16) | (received[25] << 8) | received[26]))
+                    {
+                        await socket.SendAsync(SettingsAck, SocketFlags.None, stop);
+                        acked = true;
+                    }
                 }
             }
             catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
