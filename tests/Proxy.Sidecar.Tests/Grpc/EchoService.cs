@@ -27,6 +27,11 @@ internal sealed class EchoService(CallLog log) : Echo.Echo.EchoBase
         await BeginAsync(request, context);
         for (var i = 0; i < request.Count; i++)
         {
+            if (i > 0 && request.IntervalMs > 0)
+            {
+                await Task.Delay(request.IntervalMs, context.CancellationToken);
+            }
+
             await responseStream.WriteAsync(Reply(request, context, i), context.CancellationToken);
         }
 

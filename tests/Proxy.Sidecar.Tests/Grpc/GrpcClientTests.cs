@@ -330,6 +330,30 @@ public sealed class GrpcClientTests : IAsyncLifetime
         Assert.False(record.Completed.Task.IsCompleted);
     }
 
+    [Theory]
+    [InlineData(GrpcPath.Direct)]
+    [InlineData(GrpcPath.Explicit)]
+    [InlineData(GrpcPath.Captured)]
+    [InlineData(GrpcPath.CapturedPassthrough)]
+    public async Task ClientCancellation_ServerStreamMidStream_ServerSeesCallCancelled(GrpcPath path)
+    {
+        // The request is complete and replies are flowing (one every 50 ms, for a minute) when the client cancels.
+        var client = await ClientAsync(path);
+        var id = Guid.NewGuid().ToString("N");
+        var record = _server.Calls.Get(id);
+        using var cts = new CancellationTokenSource();
+        using var call = client.ServerStream(new EchoRequest { Count = 1200, IntervalMs = 50 }, new Metadata { { "x-call-id", id } }, cancellationToken: cts.Token);
+
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(Timeout));
+        }
+
+        await cts.CancelAsync();
+        await record.Cancelled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.False(record.Completed.Task.IsCompleted);
+    }
+
     /// <summary>Adapts a synchronous dispose to the test's disposal list.</summary>
     private sealed class DisposeAction(Action dispose) : IAsyncDisposable
     {
