@@ -6,7 +6,8 @@ namespace Proxy.Sidecar.Tests.Grpc;
 
 /// <summary>
 /// The node gRPC client (@grpc/grpc-js, <c>node/client.js</c>) against the Grpc.AspNetCore service: directly (the
-/// baseline, which also proves the script) and through the sidecar's explicit listener. Needs <c>node</c> on PATH and
+/// baseline, which also proves the script), through the sidecar's explicit listener and through its outbound capture
+/// listener to a service's virtual address. Needs <c>node</c> on PATH and
 /// <c>npm ci</c> run in <c>Grpc/node</c> (.ci/run does both); a missing piece fails the test saying which.
 /// </summary>
 public sealed class GrpcNodeClientTests : IAsyncLifetime
@@ -106,6 +107,7 @@ public sealed class GrpcNodeClientTests : IAsyncLifetime
     [Theory]
     [InlineData(GrpcPath.Direct)]
     [InlineData(GrpcPath.Explicit)]
+    [InlineData(GrpcPath.Captured)]
     public async Task NodeClient_AllCallKinds_Answered(GrpcPath path)
     {
         var server = await GrpcTestServer.StartAsync();
