@@ -41,6 +41,43 @@ public sealed class GrpcProxyFailureTests : IAsyncLifetime
         return await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync.WaitAsync(Timeout));
     }
 
+    /// <summary>
+    /// A unary call made by hand over HTTP/2 (HttpClient, h2c), so nothing but the proxy sets a timer, and the answer
+    /// checked to be trailers-only: HTTP 200, <c>application/grpc</c>, the status in the one HEADERS frame (which
+    /// HttpClient files under the headers), no body, no trailers. Returns grpc-status, the decoded grpc-message and
+    /// the proxy's reason (<c>x-proxy-error</c>).
+    /// </summary>
+    private static async Task<(int Status, string Message, string? Reason)> RawTrailersOnlyCallAsync(GrpcPathSetup setup, string? grpcTimeout = null)
+    {
+        using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { Timeout = Timeout };
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(setup.Address, "/proxy.tests.echo.Echo/Unary"))
+        {
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            // One empty gRPC message: uncompressed flag, length 0.
+            Content = new ByteArrayContent([0, 0, 0, 0, 0]),
+        };
+        request.Content.Headers.ContentType = new("application/grpc");
+        request.Headers.TryAddWithoutValidation("te", "trailers");
+        if (grpcTimeout is not null)
+        {
+            request.Headers.TryAddWithoutValidation("grpc-timeout", grpcTimeout);
+        }
+
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).WaitAsync(Timeout);
+        var body = await response.Content.ReadAsByteArrayAsync().WaitAsync(Timeout);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(HttpVersion.Version20, response.Version);
+        Assert.Equal("application/grpc", response.Content.Headers.ContentType?.MediaType);
+        Assert.Empty(body);
+        Assert.Empty(response.TrailingHeaders);
+        var status = int.Parse(Assert.Single(response.Headers.GetValues("grpc-status")), System.Globalization.CultureInfo.InvariantCulture);
+        var message = Uri.UnescapeDataString(Assert.Single(response.Headers.GetValues("grpc-message")));
+        var reason = response.Headers.TryGetValues("x-proxy-error", out var values) ? values.Single() : null;
+        return (status, message, reason);
+    }
+
     [Theory]
     [InlineData(UpstreamProtocol.Http2)]
     [InlineData(UpstreamProtocol.Same)]
@@ -60,6 +97,11 @@ public sealed class GrpcProxyFailureTests : IAsyncLifetime
         Assert.Contains(dead.ToString(), e.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("refused", e.Status.Detail, StringComparison.Ordinal);
         Assert.Equal("upstream_refused", e.Trailers.GetValue("x-proxy-error"));
+
+        var (status, message, reason) = await RawTrailersOnlyCallAsync(setup);
+        Assert.Equal((int)StatusCode.Unavailable, status);
+        Assert.Contains(dead.ToString(), message, StringComparison.Ordinal);
+        Assert.Equal("upstream_refused", reason);
     }
 
     [Fact]
@@ -96,6 +138,10 @@ public sealed class GrpcProxyFailureTests : IAsyncLifetime
         Assert.Contains("no route", e.Status.Detail, StringComparison.Ordinal);
         Assert.Contains("/proxy.tests.echo.Echo/Unary", e.Status.Detail, StringComparison.Ordinal);
         Assert.Equal("no_route", e.Trailers.GetValue("x-proxy-error"));
+
+        var (status, _, reason) = await RawTrailersOnlyCallAsync(setup);
+        Assert.Equal((int)StatusCode.Unimplemented, status);
+        Assert.Equal("no_route", reason);
     }
 
     [Theory]
@@ -117,26 +163,13 @@ public sealed class GrpcProxyFailureTests : IAsyncLifetime
         };
         var setup = await StartAsync(config, GrpcPathSetup.VirtualAddress, GrpcPathSetup.ListenerName);
 
-        using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { Timeout = Timeout };
-        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(setup.Address, "/proxy.tests.echo.Echo/Unary"))
-        {
-            Version = HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-            // One empty gRPC message: uncompressed flag, length 0.
-            Content = new ByteArrayContent([0, 0, 0, 0, 0]),
-        };
-        request.Content.Headers.ContentType = new("application/grpc");
-        request.Headers.TryAddWithoutValidation("te", "trailers");
-        request.Headers.TryAddWithoutValidation("grpc-timeout", "300m");
         var watch = System.Diagnostics.Stopwatch.StartNew();
-        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).WaitAsync(Timeout);
-        await response.Content.ReadAsByteArrayAsync().WaitAsync(Timeout);
+        var (grpcStatus, grpcMessage, reason) = await RawTrailersOnlyCallAsync(setup, grpcTimeout: "300m");
 
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.InRange(watch.Elapsed, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(5));
-        // Trailers-only: the status is in the one HEADERS frame, which HttpClient files under the headers.
-        Assert.Equal(((int)StatusCode.DeadlineExceeded).ToString(System.Globalization.CultureInfo.InvariantCulture), Assert.Single(response.Headers.GetValues("grpc-status")));
-        Assert.Contains("grpc-timeout", Uri.UnescapeDataString(Assert.Single(response.Headers.GetValues("grpc-message"))), StringComparison.Ordinal);
+        Assert.Equal((int)StatusCode.DeadlineExceeded, grpcStatus);
+        Assert.Contains("grpc-timeout", grpcMessage, StringComparison.Ordinal);
+        Assert.Equal("deadline_exceeded", reason);
 
         // Grpc.Net.Client with a deadline: DEADLINE_EXCEEDED too, whichever of client and proxy is first.
         var e = await UnaryFailsAsync(setup, DateTime.UtcNow.AddMilliseconds(300));
