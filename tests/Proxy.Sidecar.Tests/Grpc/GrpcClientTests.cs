@@ -52,6 +52,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Explicit)]
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
+    [InlineData(GrpcPath.Inbound)]
     public async Task Unary_PayloadAndRequestMetadata_EchoedBack(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -73,6 +74,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Explicit)]
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
+    [InlineData(GrpcPath.Inbound)]
     public async Task Unary_TwentyConcurrentCalls_EachGetsItsOwnReply(GrpcPath path)
     {
         // Concurrent streams on one client connection (and, through the sidecar, multiplexed upstream): no reply may
@@ -93,6 +95,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Explicit)]
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
+    [InlineData(GrpcPath.Inbound)]
     public async Task ServerStream_HundredReplies_AllInOrderThenOk(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -113,6 +116,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Explicit)]
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
+    [InlineData(GrpcPath.Inbound)]
     public async Task ClientStream_FiftyRequests_AllArriveInOrder(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -137,6 +141,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Explicit)]
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
+    [InlineData(GrpcPath.Inbound)]
     public async Task Bidi_PingPong_EachReplyBeforeTheNextRequest(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -161,6 +166,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Explicit)]
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
+    [InlineData(GrpcPath.Inbound)]
     public async Task LargeMessages_OneToFourMegabytes_ByteExactBothWays(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -190,6 +196,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Explicit)]
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
+    [InlineData(GrpcPath.Inbound)]
     public async Task Metadata_ResponseHeadersAndTrailers_Arrive(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -223,6 +230,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Explicit)]
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
+    [InlineData(GrpcPath.Inbound)]
     public async Task ServerError_StatusAndNonAsciiMessage_Preserved(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -266,6 +274,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Explicit)]
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
+    [InlineData(GrpcPath.Inbound)]
     public async Task Deadline_ServerSlowerThanGrpcTimeout_DeadlineExceeded(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -287,6 +296,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Explicit)]
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
+    [InlineData(GrpcPath.Inbound)]
     public async Task ClientCancellation_Unary_ServerSeesCallCancelled(GrpcPath path)
     {
         // The client's RST_STREAM(CANCEL) must reach the server as a reset of the upstream stream (or a closed
@@ -312,6 +322,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Explicit)]
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
+    [InlineData(GrpcPath.Inbound)]
     public async Task ClientCancellation_BidiMidStream_ServerSeesCallCancelled(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -335,6 +346,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Explicit)]
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
+    [InlineData(GrpcPath.Inbound)]
     public async Task ClientCancellation_ServerStreamMidStream_ServerSeesCallCancelled(GrpcPath path)
     {
         // The request is complete and replies are flowing (one every 50 ms, for a minute) when the client cancels.

@@ -25,6 +25,12 @@ public enum GrpcPath
 
     /// <summary>Client (h2c) to the outbound capture listener, the original destination being the server itself (no service: passthrough).</summary>
     CapturedPassthrough,
+
+    /// <summary>
+    /// Client (h2c, as a peer's sidecar would call) to the inbound capture listener, the original destination being
+    /// the local app (the server), dialled from the inbound passthrough address 127.0.0.6.
+    /// </summary>
+    Inbound,
 }
 
 /// <summary>
@@ -86,6 +92,8 @@ internal sealed class GrpcPathSetup : IAsyncDisposable
 
             case GrpcPath.CapturedPassthrough:
                 return await StartSidecarAsync(BaseConfig(), server, "outbound");
+            case GrpcPath.Inbound:
+                return await StartSidecarAsync(BaseConfig(), server, "inbound");
             default:
                 throw new ArgumentOutOfRangeException(nameof(path), path, null);
         }
