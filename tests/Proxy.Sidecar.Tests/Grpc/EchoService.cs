@@ -149,7 +149,7 @@ internal sealed class CallLog
     {
         var id = context.RequestHeaders.GetValue("x-call-id");
         var call = id is null ? new CallRecord() : Get(id);
-        // The token also fires when the call ends normally; only a firing before completion is a cancellation.
+        // Only a firing before the handler completed is a cancellation (not one while the connection is torn down later).
         context.CancellationToken.Register(static state =>
         {
             var c = (CallRecord)state!;
