@@ -665,7 +665,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         }
 
         // One small array per status code for the life of the process.
-        return ReasonCache[status] ??= Encoding.ASCII.GetBytes(ProxyResponse.ReasonPhrase(status));
+        return ReasonCache[status] ??= Encoding.ASCII.GetBytes(Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status));
     }
 }
 
