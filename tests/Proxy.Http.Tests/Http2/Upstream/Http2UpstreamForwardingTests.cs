@@ -286,6 +286,63 @@ public sealed class Http2UpstreamForwardingTests
     }
 
     [Fact]
+    public async Task Http2Client_SameProtocol_Get_GoesUpstreamOverHttp2()
+    {
+        await using var upstream = await EchoUpstreamAsync();
+        using var connector = NewConnector();
+        await using var pool = new Http2UpstreamPool(connector);
+        var service = new ServiceRegistry([new ServiceConfig("web", [], [upstream.EndPoint])]).FindByName("web")!;
+        await using var proxy = await ForwarderHarness.StartAsync(Http1Routing.ForService(service), http2: true, http2Pool: pool);
+        using var client = proxy.CreateHttp2Client();
+
+        using var response = await client.GetAsync("/lane").WaitAsync(Timeouts.Short);
+
+        Assert.Equal(HttpVersion.Version20, response.Version);
+        Assert.Equal("GET /lane 0", await response.Content.ReadAsStringAsync().WaitAsync(Timeouts.Short));
+        Assert.Equal("HTTP/2", string.Join(",", response.Headers.GetValues("x-upstream-protocol")));
+    }
+
+    [Fact]
+    public async Task Http2Client_SameProtocol_GoesUpstreamOverHttp2_WithGrpcStyleTrailers()
+    {
+        await using var upstream = await KestrelH2Upstream.StartAsync(async ctx =>
+        {
+            using var body = new MemoryStream();
+            await ctx.Request.Body.CopyToAsync(body);
+            ctx.Response.ContentType = "application/grpc";
+            ctx.Response.Headers["x-upstream-protocol"] = ctx.Request.Protocol;
+            await ctx.Response.Body.WriteAsync(body.ToArray());
+            ctx.Response.AppendTrailer("grpc-status", "0");
+            ctx.Response.AppendTrailer("grpc-message", "done");
+        });
+        using var connector = NewConnector();
+        await using var pool = new Http2UpstreamPool(connector);
+        var service = new ServiceRegistry([new ServiceConfig("grpc", [], [upstream.EndPoint])]).FindByName("grpc")!;
+        await using var proxy = await ForwarderHarness.StartAsync(Http1Routing.ForService(service), http2: true, http2Pool: pool);
+        using var client = proxy.CreateHttp2Client();
+        var message = new byte[] { 0, 0, 0, 0, 3, 1, 2, 3 };
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/pkg.Svc/Call") { Content = new ByteArrayContent(message) };
+            request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
+            request.Headers.TE.ParseAdd("trailers");
+            request.Version = HttpVersion.Version20;
+            request.VersionPolicy = HttpVersionPolicy.RequestVersionExact;
+            using var response = await client.SendAsync(request).WaitAsync(Timeouts.Short);
+            var body = await response.Content.ReadAsByteArrayAsync().WaitAsync(Timeouts.Short);
+
+            Assert.Equal(HttpVersion.Version20, response.Version);
+            Assert.Equal("HTTP/2", string.Join(",", response.Headers.GetValues("x-upstream-protocol")));
+            Assert.Equal(message, body);
+            Assert.Equal("0", string.Join(",", response.TrailingHeaders.GetValues("grpc-status")));
+            Assert.Equal("done", string.Join(",", response.TrailingHeaders.GetValues("grpc-message")));
+        }
+
+        Assert.Equal(1, pool.ConnectionsOpened);
+    }
+
+    [Fact]
     public async Task Http1OnlyEndpoint_Answers502UpstreamProtocol()
     {
         await using var upstream = await KestrelUpstream.StartAsync(ctx => ctx.Response.WriteAsync("http/1.1 only"));
