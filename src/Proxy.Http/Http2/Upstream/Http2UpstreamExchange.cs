@@ -117,6 +117,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         _failure = null;
         LastEnd = null;
         _connectionId = null;
+        _items?.Clear();
         _refs = 2;
         if (_pooled is null || !_pooled.Address.Equals(endpoint.Address))
         {

@@ -133,7 +133,6 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
         var owner = exchange.Owner!;
         var endpoint = exchange.Endpoint!;
         exchange.Finish();
-        TaskCompletionSource? waiter = null;
         lock (endpoint.Lock)
         {
             owner.Streams--;
@@ -141,7 +140,17 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
             {
                 owner.IdleSince = _time.GetTimestamp();
             }
+        }
 
+        WakeOne(endpoint);
+    }
+
+    /// <summary>A stream slot came free: the oldest rent still waiting looks again.</summary>
+    private static void WakeOne(EndpointState endpoint)
+    {
+        TaskCompletionSource? waiter = null;
+        lock (endpoint.Lock)
+        {
             while (endpoint.Waiters.TryDequeue(out var next))
             {
                 if (!next.Task.IsCompleted)
@@ -227,7 +236,6 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
             ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
             Task<ConnectFailure?>? connecting = null;
             TaskCompletionSource? waiter = null;
-            var startConnect = false;
             lock (endpoint.Lock)
             {
                 if (TryOpenUnsynchronized(endpoint, out var result))
@@ -244,7 +252,6 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
                     var tcs = new TaskCompletionSource<ConnectFailure?>(TaskCreationOptions.RunContinuationsAsynchronously);
                     endpoint.Connecting = tcs.Task;
                     connecting = tcs.Task;
-                    startConnect = true;
                     _ = ConnectAsync(endpoint, tcs);
                 }
                 else
@@ -262,7 +269,6 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
                     return PoolRentResult.Failed(f);
                 }
 
-                _ = startConnect;
                 continue;
             }
 
@@ -278,10 +284,20 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
             {
                 await waiter!.Task.WaitAsync(left, _time, cancellationToken).ConfigureAwait(false);
             }
-            catch (TimeoutException)
+            catch (Exception e) when (e is TimeoutException or OperationCanceledException)
             {
-                waiter!.TrySetResult();
-                // One more look: a slot may have come free just now.
+                if (!waiter!.TrySetResult())
+                {
+                    // A Return picked this waiter just as it gave up: hand the free slot on to the next one.
+                    WakeOne(endpoint);
+                }
+
+                if (e is OperationCanceledException)
+                {
+                    throw;
+                }
+
+                // Timed out: one more look, a slot may have come free just now.
             }
         }
     }
