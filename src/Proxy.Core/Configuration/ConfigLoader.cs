@@ -32,6 +32,7 @@ internal sealed class ConfigDraft
     public TimeSpan HttpIdleTimeout;
     public int PoolMaxConnections;
     public int PoolMaxIdle;
+    public int Http2PoolMaxConnections;
     public TimeSpan PoolIdleTimeout;
     public string? AccessLog;
     public int Http2MaxConcurrentStreams;
@@ -73,6 +74,7 @@ internal sealed class ConfigDraft
         HttpIdleTimeout = d.Http.IdleTimeout;
         PoolMaxConnections = d.Http.PoolMaxConnections;
         PoolMaxIdle = d.Http.PoolMaxIdle;
+        Http2PoolMaxConnections = d.Http.Http2PoolMaxConnections;
         PoolIdleTimeout = d.Http.PoolIdleTimeout;
         AccessLog = d.Http.AccessLog;
         Http2MaxConcurrentStreams = d.Http2.MaxConcurrentStreams;
@@ -116,6 +118,7 @@ internal sealed class ConfigDraft
             IdleTimeout = HttpIdleTimeout,
             PoolMaxConnections = PoolMaxConnections,
             PoolMaxIdle = PoolMaxIdle,
+            Http2PoolMaxConnections = Http2PoolMaxConnections,
             PoolIdleTimeout = PoolIdleTimeout,
             AccessLog = AccessLog,
         },

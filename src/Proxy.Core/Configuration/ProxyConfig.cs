@@ -130,6 +130,9 @@ public sealed record HttpConfig
     /// <summary>Idle pooled upstream connections kept per endpoint at most.</summary>
     public int PoolMaxIdle { get; init; } = 1024;
 
+    /// <summary>HTTP/2 upstream connections per endpoint at most (each multiplexes many streams); 0 = unlimited.</summary>
+    public int Http2PoolMaxConnections { get; init; } = 16;
+
     /// <summary>A pooled upstream connection idle longer than this is closed.</summary>
     public TimeSpan PoolIdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
 

@@ -19,6 +19,9 @@ public enum ConnectFailureCause
 
     /// <summary>The endpoint's pool is at its connection limit and none came free within the connect timeout.</summary>
     PoolExhausted,
+
+    /// <summary>The endpoint answered, but not in the protocol asked for (e.g. no HTTP/2 SETTINGS to an h2c prior-knowledge preface).</summary>
+    ProtocolError,
 }
 
 /// <summary>A failed upstream connect: where to, why, and the system's own words.</summary>
@@ -28,7 +31,12 @@ public readonly record struct ConnectFailure(UpstreamAddress Destination, Connec
     public string CauseTag => CauseToTag(Cause);
 
     /// <summary>What went wrong in words: "connection refused", "timed out", or for errors the system's message.</summary>
-    public string Reason => Cause == ConnectFailureCause.Error ? $"error ({Detail})" : Describe(Cause);
+    public string Reason => Cause switch
+    {
+        ConnectFailureCause.Error => $"error ({Detail})",
+        ConnectFailureCause.ProtocolError when !string.IsNullOrEmpty(Detail) => $"{Describe(Cause)} ({Detail})",
+        _ => Describe(Cause),
+    };
 
     /// <summary>E.g. "connect to 10.0.0.7:8080 failed: connection refused".</summary>
     public override string ToString() => $"connect to {Destination} failed: {Reason}";
@@ -39,6 +47,7 @@ public readonly record struct ConnectFailure(UpstreamAddress Destination, Connec
         ConnectFailureCause.Timeout => "timeout",
         ConnectFailureCause.Unreachable => "unreachable",
         ConnectFailureCause.PoolExhausted => "pool_exhausted",
+        ConnectFailureCause.ProtocolError => "protocol_error",
         _ => "error",
     };
 
@@ -48,6 +57,7 @@ public readonly record struct ConnectFailure(UpstreamAddress Destination, Connec
         ConnectFailureCause.Timeout => "no answer within the connect timeout",
         ConnectFailureCause.Unreachable => "destination unreachable",
         ConnectFailureCause.PoolExhausted => "the endpoint's connection pool is at its limit",
+        ConnectFailureCause.ProtocolError => "the endpoint does not speak HTTP/2 (h2c prior knowledge)",
         _ => "error",
     };
 }

@@ -107,6 +107,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private string? _error;
     private bool _proxyMade;
     private bool _abortClient;
+    private string? _upstreamFailure;
 
     // The exchange in flight (set by StartExchangeAsync/AttemptAsync, read after the response wait in RunAsync).
     private PooledConnection? _connection;
@@ -729,10 +730,21 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             // Settle the pump before the pool may complete the connection's output it still writes to.
             var pump = _pumpStarted ? await SettlePumpAsync(cancel: true).ConfigureAwait(false) : PumpOutcome.Completed;
             _connection = null;
-            _pool.Return(connection, reusable: false);
-            if (outcome is ResponseOutcome.Closed or ResponseOutcome.Reset && !_responseBytesSeen && _reused && _attempts < 2 && !hasBody && IsIdempotent(_request.Method))
+            // An HTTP/2 stream says how it ended (read before Return: the pool reuses the object).
+            var refused = false;
+            if (connection.Connection is IUpstreamExchangeStatus status)
             {
-                // The reuse race: the upstream closed its idle connection while our request was on the way.
+                refused = status.WasRefused;
+                _upstreamFailure = status.FailureDescription;
+            }
+
+            _pool.Return(connection, reusable: false);
+            var retry = outcome is ResponseOutcome.Closed or ResponseOutcome.Reset && !_responseBytesSeen && _attempts < 2 && !hasBody
+                && ((_reused && IsIdempotent(_request.Method)) || refused);
+            if (retry)
+            {
+                // The reuse race (the upstream closed its idle connection while our request was on the way), or an
+                // HTTP/2 stream the upstream refused unprocessed (REFUSED_STREAM, GOAWAY): once more on a new connection/stream.
                 Log.Retrying(_forwarder.Logger, _address);
                 var step = await AttemptAsync().ConfigureAwait(false);
                 if (step != Step.AwaitResponse)
@@ -1451,6 +1463,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             ConnectFailureCause.Refused => RespondAsync(502, ProxyErrors.UpstreamRefused, $"{upstream} refused the connection", hasBody),
             ConnectFailureCause.Timeout => RespondAsync(504, ProxyErrors.UpstreamConnectTimeout, $"{upstream} did not accept the connection within the connect timeout", hasBody),
             ConnectFailureCause.PoolExhausted => RespondAsync(503, ProxyErrors.PoolExhausted, $"{upstream} has no free connection: its pool is at its limit", hasBody),
+            ConnectFailureCause.ProtocolError => RespondAsync(502, ProxyErrors.UpstreamProtocol, $"{upstream} answered, but {failure.Reason}", hasBody),
             _ => RespondAsync(502, ProxyErrors.UpstreamConnectError, $"connecting to {upstream} failed: {failure.Reason}", hasBody),
         };
     }
@@ -1468,6 +1481,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 $"{upstream} sent no response head within the response timeout of {_options.ResponseTimeout.TotalMilliseconds:0} ms", hasBody),
             ResponseOutcome.BadResponse => RespondAsync(502, ProxyErrors.UpstreamBadResponse,
                 $"{upstream} sent a response that breaks HTTP/1.1 rules ({_badResponseReason})", hasBody),
+            ResponseOutcome.Closed or ResponseOutcome.Reset when _upstreamFailure is { } failure => RespondAsync(502, ProxyErrors.UpstreamReset,
+                $"{upstream} failed before sending a complete response head: {failure}", hasBody),
             ResponseOutcome.Closed => RespondAsync(502, ProxyErrors.UpstreamClosed,
                 $"{upstream} closed the connection before sending a complete response head", hasBody),
             ResponseOutcome.Cancelled => CancelledAsync(),
@@ -1520,6 +1535,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private void BeginRequest()
     {
         _requestStart = _time.GetTimestamp();
+        _upstreamFailure = null;
         _grpc = false;
         _deadline = 0;
         _deadlineExpired = false;

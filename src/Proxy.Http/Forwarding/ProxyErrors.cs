@@ -31,6 +31,12 @@ public static class ProxyErrors
     /// <summary>503: the endpoint's pool is at its connection limit.</summary>
     public const string PoolExhausted = "pool_exhausted";
 
+    /// <summary>
+    /// 502: the endpoint does not speak the upstream protocol asked for (no HTTP/2 SETTINGS to an h2c preface; connect
+    /// failure cause <c>protocol_error</c>); 501 from the HTTP/2 upstream pool for a request HTTP/2 cannot carry (CONNECT, Upgrade).
+    /// </summary>
+    public const string UpstreamProtocol = "upstream_protocol";
+
     /// <summary>502: the upstream reset the connection before its response was complete.</summary>
     public const string UpstreamReset = "upstream_reset";
 

@@ -111,6 +111,7 @@ public sealed class HttpTelemetry : IHttpRequestObserver
         ProxyErrors.UpstreamConnectTimeout => ProxyErrors.UpstreamConnectTimeout,
         ProxyErrors.UpstreamConnectError => ProxyErrors.UpstreamConnectError,
         ProxyErrors.PoolExhausted => ProxyErrors.PoolExhausted,
+        ProxyErrors.UpstreamProtocol => ProxyErrors.UpstreamProtocol,
         ProxyErrors.UpstreamReset => ProxyErrors.UpstreamReset,
         ProxyErrors.UpstreamClosed => ProxyErrors.UpstreamClosed,
         ProxyErrors.UpstreamBadResponse => ProxyErrors.UpstreamBadResponse,

@@ -13,6 +13,7 @@ using Proxy.Core.Transport;
 using Proxy.Core.Upstream;
 using Proxy.Http.Forwarding;
 using Proxy.Http.Http2.Server;
+using Proxy.Http.Http2.Upstream;
 using Proxy.Http.Http1;
 using Proxy.Http.Routing;
 using Proxy.Http.Telemetry;
@@ -44,6 +45,8 @@ internal sealed class SidecarHost : IAsyncDisposable
     private SpliceForwarder? _splice;
     private UpstreamPool? _pool;
     private UpstreamPool? _inboundPool;
+    private Http2UpstreamPool? _http2Pool;
+    private Http2UpstreamPool? _inboundHttp2Pool;
     private JsonAccessLog? _accessLog;
 
     public SidecarHost(ProxyConfig config, ILoggerFactory loggerFactory, IOriginalDestinationResolver? resolver = null)
@@ -108,6 +111,17 @@ internal sealed class SidecarHost : IAsyncDisposable
         };
         _pool = new UpstreamPool(_connector, poolOptions, Metrics, _loggerFactory);
         _inboundPool = new UpstreamPool(_inboundConnector, poolOptions, Metrics, _loggerFactory);
+
+        // HTTP/2 upstreams (services with upstreamProtocol http2, or "same" for HTTP/2 clients): streams multiplexed
+        // over h2c connections, one pool per connector like the HTTP/1.1 pools.
+        var http2PoolOptions = new Http2UpstreamPoolOptions
+        {
+            MaxConnectionsPerEndpoint = http.Http2PoolMaxConnections,
+            IdleTimeout = http.PoolIdleTimeout,
+            HandshakeTimeout = _config.Tcp.ConnectTimeout,
+        };
+        _http2Pool = new Http2UpstreamPool(_connector, http2PoolOptions, Metrics, _loggerFactory);
+        _inboundHttp2Pool = new Http2UpstreamPool(_inboundConnector, http2PoolOptions, Metrics, _loggerFactory);
         _accessLog = http.AccessLog is { } accessLogTarget
             ? JsonAccessLog.Open(accessLogTarget, Metrics, logger: _loggerFactory.CreateLogger<JsonAccessLog>())
             : null;
@@ -142,7 +156,8 @@ internal sealed class SidecarHost : IAsyncDisposable
 
         HttpStage HttpFor(string name, ListenerKind kind, ListenerConfig? explicitListener)
         {
-            var forwarder = new Http1Forwarder(name, kind == ListenerKind.Inbound ? _inboundPool : _pool, forwarderOptions);
+            var inbound = kind == ListenerKind.Inbound;
+            var forwarder = new Http1Forwarder(name, inbound ? _inboundPool : _pool, forwarderOptions, inbound ? _inboundHttp2Pool : _http2Pool);
             Http1Routing? listenerRouting = null;
             if (explicitListener is not null)
             {
@@ -229,6 +244,16 @@ internal sealed class SidecarHost : IAsyncDisposable
         if (_inboundPool is not null)
         {
             await _inboundPool.DisposeAsync();
+        }
+
+        if (_http2Pool is not null)
+        {
+            await _http2Pool.DisposeAsync();
+        }
+
+        if (_inboundHttp2Pool is not null)
+        {
+            await _inboundHttp2Pool.DisposeAsync();
         }
 
         if (_accessLog is not null)

@@ -57,6 +57,25 @@ public class HttpConfigTests
     }
 
     [Fact]
+    public void Load_H2PoolMaxConnections_DefaultFileAndFlag()
+    {
+        Assert.Equal(16, Load(null).Config!.Http.Http2PoolMaxConnections);
+        var fromFile = Load("""{ "outboundListen": "off", "inboundListen": "off", "adminListen": "off", "http": { "h2PoolMaxConnections": 4 } }""");
+        Assert.True(fromFile.Ok, string.Join("\n", fromFile.Errors));
+        Assert.Equal(4, fromFile.Config!.Http.Http2PoolMaxConnections);
+        Assert.Equal(0, Load(null, ("h2-pool-max-connections", "0")).Config!.Http.Http2PoolMaxConnections);
+    }
+
+    [Fact]
+    public void Load_H2PoolMaxConnectionsInvalid_ErrorNamesTheKey()
+    {
+        var result = Load(null, ("h2-pool-max-connections", "-1"));
+
+        Assert.False(result.Ok);
+        Assert.Contains(result.Errors, e => e.Contains("h2-pool-max-connections", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Load_ListenerWithRoutes_HttpWithoutService()
     {
         var c = Load(Canary).Config!;

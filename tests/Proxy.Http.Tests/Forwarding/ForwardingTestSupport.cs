@@ -220,13 +220,14 @@ internal sealed class ForwarderHarness : IAsyncDisposable
     /// <see cref="TestUpstreamPool"/>; with <paramref name="record"/> false the options' observer is kept
     /// (<see cref="Observer"/> then sees nothing), e.g. for allocation measurements.
     /// </summary>
-    /// <para>With <paramref name="http2"/> the listener serves HTTP/2 with prior knowledge (h2c) through <see cref="Http2Server"/>.</para>
-    public static async Task<ForwarderHarness> StartAsync(Http1Routing routing, Http1ForwarderOptions? options = null, string listener = "test", IUpstreamPool? pool = null, bool record = true, bool http2 = false, Http2ServerOptions? http2Options = null)
+    /// <para>With <paramref name="http2"/> the listener serves HTTP/2 with prior knowledge (h2c) through <see cref="Http2Server"/>;
+    /// <paramref name="http2Pool"/> is the forwarder's HTTP/2 upstream pool.</para>
+    public static async Task<ForwarderHarness> StartAsync(Http1Routing routing, Http1ForwarderOptions? options = null, string listener = "test", IUpstreamPool? pool = null, bool record = true, bool http2 = false, Http2ServerOptions? http2Options = null, IUpstreamPool? http2Pool = null)
     {
         var observer = new RecordingObserver();
         var testPool = pool is null ? new TestUpstreamPool() : null;
         options ??= new Http1ForwarderOptions();
-        var forwarder = new Http1Forwarder(listener, pool ?? testPool!, record ? options with { Observer = observer } : options);
+        var forwarder = new Http1Forwarder(listener, pool ?? testPool!, record ? options with { Observer = observer } : options, http2Pool);
         var kestrelOptions = new KestrelServerOptions();
         ListenOptions? listen = null;
         kestrelOptions.Listen(new IPEndPoint(IPAddress.Loopback, 0), lo =>

@@ -26,17 +26,26 @@ internal sealed class HttpTestApp : IAsyncDisposable
 
     public IPEndPoint EndPoint { get; }
 
-    public static async Task<HttpTestApp> StartAsync(string name)
+    /// <param name="name">The app's name in responses.</param>
+    /// <param name="http2Only">Serve HTTP/2 with prior knowledge (h2c) only; responses then also carry <c>x-protocol</c>.</param>
+    public static async Task<HttpTestApp> StartAsync(string name, bool http2Only = false)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
+        builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Loopback, 0, l =>
+        {
+            if (http2Only)
+            {
+                l.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2;
+            }
+        }));
         var app = builder.Build();
         app.Run(async context =>
         {
             var request = context.Request;
             context.Response.Headers["x-app"] = name;
             context.Response.Headers["x-client"] = context.Connection.RemoteIpAddress?.ToString();
+            context.Response.Headers["x-protocol"] = request.Protocol;
             if (request.Path == "/status" && int.TryParse(request.Query["code"], out var code))
             {
                 context.Response.StatusCode = code;

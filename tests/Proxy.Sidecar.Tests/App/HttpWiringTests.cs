@@ -38,8 +38,10 @@ public sealed class HttpWiringTests : IAsyncLifetime
         }
     }
 
+    // The test apps speak HTTP/1.1 only: h2c clients must not be sent on as HTTP/2 ("same", the default).
     private ServiceConfig Web(params RouteConfig[] routes) => new("web", [VirtualAddress], [_v1.EndPoint, _v2.EndPoint])
     {
+        UpstreamProtocol = UpstreamProtocol.Http1,
         Subsets = [new SubsetConfig("v1", [_v1.EndPoint]), new SubsetConfig("v2", [_v2.EndPoint])],
         Routes = routes,
     };
@@ -341,6 +343,43 @@ public sealed class HttpWiringTests : IAsyncLifetime
             Assert.Equal(HttpVersion.Version20, response.Version);
             Assert.Equal("v2", Assert.Single(response.Headers.GetValues("x-app")));
         }
+    }
+
+    [Fact]
+    public async Task ExplicitListener_Http11Client_ReachesH2cUpstream_WhenServiceSaysHttp2()
+    {
+        await using var h2App = await HttpTestApp.StartAsync("h2app", http2Only: true);
+        var grpcish = new ServiceConfig("web", [VirtualAddress], [h2App.EndPoint]) { UpstreamProtocol = UpstreamProtocol.Http2 };
+        var host = await StartAsync(Config([Edge([], "web")], grpcish));
+        using var http = Client();
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var response = await http.GetAsync(Url(host, "edge", $"/via-h2?i={i}")).WaitAsync(Timeout);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal(HttpVersion.Version11, response.Version);
+            Assert.Equal("HTTP/2", Assert.Single(response.Headers.GetValues("x-protocol")));
+            Assert.StartsWith($"h2app GET /via-h2?i={i}\n", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        // An HTTP/2 client goes on as HTTP/2 too.
+        using var h2 = Http2Client();
+        using var viaH2 = await h2.GetAsync(Url(host, "edge", "/h2-to-h2")).WaitAsync(Timeout);
+        Assert.Equal("HTTP/2", Assert.Single(viaH2.Headers.GetValues("x-protocol")));
+    }
+
+    [Fact]
+    public async Task ExplicitListener_ServiceSaysHttp2_Http11OnlyUpstream_502UpstreamProtocol()
+    {
+        var h1Only = new ServiceConfig("web", [VirtualAddress], [_v1.EndPoint]) { UpstreamProtocol = UpstreamProtocol.Http2 };
+        var host = await StartAsync(Config([Edge([], "web")], h1Only));
+        using var http = Client();
+
+        using var response = await http.GetAsync(Url(host, "edge", "/x")).WaitAsync(Timeout);
+
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        Assert.Equal("upstream_protocol", Assert.Single(response.Headers.GetValues("x-proxy-error")));
+        Assert.Contains("does not speak HTTP/2", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
     [Fact]

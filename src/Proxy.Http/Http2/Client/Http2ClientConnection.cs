@@ -42,6 +42,9 @@ public sealed class Http2ClientConnection : IAsyncDisposable
     private readonly Lock _lock = new();
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _goingAwayTask = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<bool> _peerSettings = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private bool _firstFrameSeen;
+    private string? _closeReason;
 
     private Http2FlowWindow _connectionSendWindow = new();
     private Http2ReceiveWindow _connectionReceiveWindow = new();
@@ -122,6 +125,15 @@ public sealed class Http2ClientConnection : IAsyncDisposable
 
     /// <summary>Completes when the connection has ended (frame loop done, streams ended, output completed).</summary>
     public Task Closed => _closed.Task;
+
+    /// <summary>
+    /// True once the server's first SETTINGS frame (which must be its first frame, RFC 9113 §3.4) was processed; false
+    /// when the connection ended before (not an HTTP/2 server, or it closed): see <see cref="CloseReason"/>.
+    /// </summary>
+    public Task<bool> PeerSettingsReceived => _peerSettings.Task;
+
+    /// <summary>Why the connection ended (null while it runs).</summary>
+    public string? CloseReason => Volatile.Read(ref _closeReason);
 
     /// <summary>Sends the preface, our SETTINGS and the connection WINDOW_UPDATE, then starts the frame loop (it runs until the connection ends).</summary>
     public async Task StartAsync(CancellationToken cancellationToken = default)
@@ -306,6 +318,17 @@ public sealed class Http2ClientConnection : IAsyncDisposable
     private ValueTask ProcessFrameAsync(ReadOnlySequence<byte> payload)
     {
         var frame = _frame;
+        if (!_firstFrameSeen)
+        {
+            // RFC 9113 §3.4: the server's preface is a SETTINGS frame; anything else is not an HTTP/2 server.
+            if (frame.Type != Http2FrameType.Settings || frame.IsAck)
+            {
+                throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"the server's first frame was {frame.Type}, not SETTINGS");
+            }
+
+            _firstFrameSeen = true;
+        }
+
         var endsBlock = _assembler.OnFrame(frame, payload.Length);
         switch (frame.Type)
         {
@@ -653,6 +676,8 @@ public sealed class Http2ClientConnection : IAsyncDisposable
         {
             _writeLock.Release();
         }
+
+        _peerSettings.TrySetResult(true);
     }
 
     private void ApplyInitialWindow(int value)
@@ -1174,6 +1199,8 @@ public sealed class Http2ClientConnection : IAsyncDisposable
     private async ValueTask ShutdownAsync(Http2ErrorCode code, string? reason, bool sendGoAway)
     {
         List<Http2ClientStream> open;
+        Interlocked.CompareExchange(ref _closeReason, reason ?? "closed", null);
+        _peerSettings.TrySetResult(false);
         lock (_lock)
         {
             _isClosed = true;

@@ -1,0 +1,702 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
+using System.Text;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http.Features;
+using Proxy.Core.Upstream;
+using Proxy.Http.Forwarding;
+using Proxy.Http.Http1;
+using Proxy.Http.Http2.Client;
+
+namespace Proxy.Http.Http2.Upstream;
+
+/// <summary>
+/// One HTTP/2 stream dressed as an HTTP/1.1 upstream connection: the <see cref="ConnectionContext"/> inside the
+/// <see cref="PooledConnection"/> that <see cref="Http2UpstreamPool"/> hands out. The forwarder writes HTTP/1.1 request
+/// bytes to <see cref="Transport"/>.Output and reads an HTTP/1.1 response from its Input; in between:
+/// <code>
+/// request pipe ─► Http1RequestHeadParser ─► fields (:method :scheme :authority :path, hop-by-hop dropped) ─► HEADERS
+///              ─► Content-Length slices / chunked payload ─► DATA (stream + connection windows) ─► trailers ─► HEADERS
+/// stream ─► 1xx heads ─► "HTTP/1.1 1xx" · final head ─► status line + fields (+ transfer-encoding: chunked when the
+///           response has a body and no content-length) ─► DATA ─► chunks (or raw with content-length) ─► trailers ─► last chunk
+/// failure before the head ─► the response pipe fails (IOException: the forwarder answers 502, or retries a refused stream)
+/// </code>
+/// Reused: after <see cref="Finish"/> (the pool's Return) and the end of its pumps, the pipes are reset and the object
+/// goes back to the pool.
+/// </summary>
+internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IUpstreamExchangeStatus
+{
+    private static readonly byte[]?[] ReasonCache = new byte[1000][];
+
+    private readonly Pipe _requestPipe;
+    private readonly Pipe _responsePipe;
+    private readonly Http1RequestHeadParser _parser;
+    private readonly Http1RequestHead _head = new();
+    private readonly ContentLengthBodyReader _length = new();
+    private readonly ChunkedBodyReader _chunks;
+    private readonly Http2FieldList _fields = new();
+    private readonly Action _onRunCompleted;
+    private Http2UpstreamPool? _pool;
+    private Http2ClientStream? _stream;
+    private PooledConnection? _pooled;
+    private ValueTask _run;
+    private int _refs;
+    private volatile bool _finished;
+    private volatile bool _refused;
+    private volatile string? _failure;
+    private IFeatureCollection? _features;
+    private IDictionary<object, object?>? _items;
+    private string? _connectionId;
+
+    public Http2UpstreamExchange(Http1ParserOptions parserOptions)
+    {
+        // The forwarder's writes never wait on an unread head; the body is bounded by the HTTP/2 windows behind it.
+        var options = new PipeOptions(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024, useSynchronizationContext: false);
+        _requestPipe = new Pipe(options);
+        _responsePipe = new Pipe(options);
+        _parser = new Http1RequestHeadParser(parserOptions);
+        _chunks = new ChunkedBodyReader(parserOptions);
+        _onRunCompleted = OnRunCompleted;
+    }
+
+    internal Http2UpstreamPool.EndpointState? Endpoint { get; private set; }
+
+    internal Http2UpstreamPool.Http2PooledConnection? Owner { get; private set; }
+
+    /// <summary>How the stream ended, once it did (null while it runs or when it never opened).</summary>
+    public Http2StreamEnd? LastEnd { get; private set; }
+
+    public bool WasRefused => _refused;
+
+    public string? FailureDescription => _failure;
+
+    // ---- ConnectionContext / IDuplexPipe ----------------------------------------------------------
+
+    public PipeReader Input => _responsePipe.Reader;
+
+    public PipeWriter Output => _requestPipe.Writer;
+
+    public override IDuplexPipe Transport
+    {
+        get => this;
+        set => throw new NotSupportedException("The transport of an HTTP/2 upstream exchange is fixed.");
+    }
+
+    public override string ConnectionId
+    {
+        get => _connectionId ??= "h2-" + Owner?.Client.GetHashCode().ToString("x", System.Globalization.CultureInfo.InvariantCulture);
+        set => _connectionId = value;
+    }
+
+    public override IFeatureCollection Features => _features ??= new FeatureCollection();
+
+    public override IDictionary<object, object?> Items
+    {
+        get => _items ??= new Dictionary<object, object?>();
+        set => _items = value;
+    }
+
+    /// <summary>The renter gives up on the exchange mid-way: the stream is reset (RST_STREAM CANCEL) and the pumps stop.</summary>
+    public override void Abort(ConnectionAbortedException abortReason)
+    {
+        _stream?.Reset(Http2ErrorCode.Cancel);
+        _requestPipe.Reader.CancelPendingRead();
+    }
+
+    // ---- lifecycle -------------------------------------------------------------------------------
+
+    internal PooledConnection Start(Http2UpstreamPool pool, Http2UpstreamPool.EndpointState endpoint, Http2UpstreamPool.Http2PooledConnection owner, Http2ClientStream stream, bool reused)
+    {
+        _pool = pool;
+        Endpoint = endpoint;
+        Owner = owner;
+        _stream = stream;
+        _finished = false;
+        _refused = false;
+        _failure = null;
+        LastEnd = null;
+        _connectionId = null;
+        _items?.Clear();
+        _refs = 2;
+        if (_pooled is null || !_pooled.Address.Equals(endpoint.Address))
+        {
+            _pooled = new PooledConnection(endpoint.Address, this);
+        }
+
+        _pooled.IsReused = reused;
+        _pooled.UseCount = owner.Carried - 1;
+        // Stored and consumed exactly once by OnRunCompleted (pooled builder: no allocation per exchange).
+#pragma warning disable CA2012
+        _run = RunAsync();
+#pragma warning restore CA2012
+        if (_run.IsCompleted)
+        {
+            OnRunCompleted();
+        }
+        else
+        {
+            _run.GetAwaiter().UnsafeOnCompleted(_onRunCompleted);
+        }
+
+        return _pooled;
+    }
+
+    /// <summary>The pool's Return: ends the stream unless it completed (RST_STREAM CANCEL) and unblocks the pumps.</summary>
+    internal void Finish()
+    {
+        _finished = true;
+        var stream = _stream!;
+        stream.Reset(Http2ErrorCode.Cancel);
+        // The renter no longer touches the transport: complete its ends so the pumps see the end of both pipes.
+        _requestPipe.Writer.Complete();
+        _responsePipe.Reader.Complete();
+        Release();
+    }
+
+    private void OnRunCompleted()
+    {
+        try
+        {
+            _run.GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException or Http1ParseException or Http2StreamAbortedException)
+        {
+            // Reported through the pipes already.
+        }
+
+        _run = default;
+        Release();
+    }
+
+    private void Release()
+    {
+        if (Interlocked.Decrement(ref _refs) != 0)
+        {
+            return;
+        }
+
+        // Both pumps ended and the renter returned the exchange: make it new.
+        var stream = _stream!;
+        _stream = null;
+        stream.Dispose();
+        _requestPipe.Reader.Complete();
+        _responsePipe.Writer.Complete();
+        _requestPipe.Reset();
+        _responsePipe.Reset();
+        var pool = _pool!;
+        _pool = null;
+        Owner = null;
+        Endpoint = null;
+        pool.Recycle(this);
+    }
+
+    internal void DisposeBuffers() => _fields.Dispose();
+
+    // ---- the exchange ----------------------------------------------------------------------------
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask RunAsync()
+    {
+        var stream = _stream!;
+        var input = _requestPipe.Reader;
+        var output = _responsePipe.Writer;
+
+        // 1. The request head.
+        ReadResult result;
+        ReadOnlySequence<byte> buffer;
+        SequencePosition consumed;
+        while (true)
+        {
+            result = await input.ReadAsync().ConfigureAwait(false);
+            buffer = result.Buffer;
+            if (_finished || result.IsCanceled)
+            {
+                input.AdvanceTo(buffer.Start);
+                FailResponse(output, "the exchange was abandoned before its request head");
+                return;
+            }
+
+            if (_parser.TryParse(buffer, _head, out consumed))
+            {
+                break;
+            }
+
+            if (result.IsCompleted)
+            {
+                input.AdvanceTo(buffer.End);
+                FailResponse(output, "the request head ended early");
+                return;
+            }
+
+            input.AdvanceTo(buffer.Start, buffer.End);
+        }
+
+        var head = _head;
+        if (head.Method == Http1Method.Connect || head.IsUpgrade)
+        {
+            input.AdvanceTo(consumed);
+            await RespondNotImplementedAsync(output).ConfigureAwait(false);
+            return;
+        }
+
+        var bodyKind = head.BodyKind;
+        var hasBody = bodyKind == Http1BodyKind.Chunked || (bodyKind == Http1BodyKind.ContentLength && head.ContentLength > 0);
+        var isHead = head.Method == Http1Method.Head;
+        BuildRequestFields(head, _fields, Owner!.Transport.RemoteEndPoint);
+        input.AdvanceTo(consumed);
+
+        // 2. HEADERS, then the response side runs while the body goes up.
+        if (!await stream.WriteHeadersAsync(_fields, endStream: !hasBody).ConfigureAwait(false))
+        {
+            await FailFromStreamAsync(stream, output).ConfigureAwait(false);
+            return;
+        }
+
+        var response = ForwardResponseAsync(stream, output, isHead);
+        if (hasBody)
+        {
+            await SendBodyAsync(stream, input, bodyKind, head.ContentLength).ConfigureAwait(false);
+        }
+
+        await response.ConfigureAwait(false);
+    }
+
+    /// <summary>Request fields for HTTP/2: pseudo-headers from the request line and Host, the rest minus connection-specific fields.</summary>
+    internal static void BuildRequestFields(Http1RequestHead head, Http2FieldList fields, System.Net.EndPoint? endpoint)
+    {
+        fields.Clear();
+        fields.Add(":method"u8, head.MethodBytes);
+        fields.Add(":scheme"u8, "http"u8);
+        var target = head.Target;
+        ReadOnlySpan<byte> path = target;
+        ReadOnlySpan<byte> authority = head.Host;
+        if (head.TargetForm == Http1TargetForm.Absolute)
+        {
+            // scheme "://" authority path-abempty [ "?" query ]: the authority of the URI wins over Host (RFC 9112 §3.2.2).
+            var rest = target;
+            var sep = rest.IndexOf("://"u8);
+            rest = sep < 0 ? rest : rest[(sep + 3)..];
+            var end = rest.IndexOfAny((byte)'/', (byte)'?');
+            authority = end < 0 ? rest : rest[..end];
+            path = end < 0 ? "/"u8 : rest[end..];
+            if (!path.IsEmpty && path[0] == (byte)'?')
+            {
+                // "http://a?x" has an empty path: "/" comes first.
+                fields.Add(":authority"u8, authority);
+                AddPathWithSlash(fields, path);
+                AddRegularFields(head, fields);
+                return;
+            }
+        }
+
+        if (authority.IsEmpty && endpoint is not null)
+        {
+            // HTTP/1.0 without Host: name the endpoint (rare; allocates).
+            authority = Encoding.ASCII.GetBytes(endpoint.ToString() ?? "");
+        }
+
+        if (!authority.IsEmpty)
+        {
+            fields.Add(":authority"u8, authority);
+        }
+
+        fields.Add(":path"u8, path);
+        AddRegularFields(head, fields);
+    }
+
+    private static void AddPathWithSlash(Http2FieldList fields, ReadOnlySpan<byte> query)
+    {
+        Span<byte> scratch = query.Length < 256 ? stackalloc byte[query.Length + 1] : new byte[query.Length + 1];
+        scratch[0] = (byte)'/';
+        query.CopyTo(scratch[1..]);
+        fields.Add(":path"u8, scratch);
+    }
+
+    private static void AddRegularFields(Http1RequestHead head, Http2FieldList fields)
+    {
+        var headers = head.Headers;
+        for (var i = 0; i < headers.Count; i++)
+        {
+            var known = headers.GetKnown(i);
+            if (known == Http1KnownHeader.Host)
+            {
+                continue;
+            }
+
+            if (known == Http1KnownHeader.TE)
+            {
+                // The only TE value HTTP/2 allows (RFC 9113 §8.2.2); the forwarder says it again when the client did.
+                if (ListsTrailers(headers.GetValue(i)))
+                {
+                    fields.Add("te"u8, "trailers"u8);
+                }
+
+                continue;
+            }
+
+            if (headers.IsHopByHop(i))
+            {
+                continue;
+            }
+
+            // Names go out lowercased by the HPACK encoder.
+            fields.Add(headers.GetName(i), headers.GetValue(i));
+        }
+    }
+
+    private static bool ListsTrailers(ReadOnlySpan<byte> value)
+    {
+        while (!value.IsEmpty)
+        {
+            var comma = value.IndexOf((byte)',');
+            var item = comma < 0 ? value : value[..comma];
+            value = comma < 0 ? default : value[(comma + 1)..];
+            var semi = item.IndexOf((byte)';');
+            if (semi >= 0)
+            {
+                item = item[..semi];
+            }
+
+            if (Ascii.EqualsIgnoreCase(item.Trim(" \t"u8), "trailers"u8))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask SendBodyAsync(Http2ClientStream stream, PipeReader input, Http1BodyKind kind, long contentLength)
+    {
+        if (kind == Http1BodyKind.ContentLength)
+        {
+            _length.Reset(contentLength);
+        }
+        else
+        {
+            _chunks.Reset();
+        }
+
+        while (true)
+        {
+            var result = await input.ReadAsync().ConfigureAwait(false);
+            var buffer = result.Buffer;
+            if (_finished || result.IsCanceled)
+            {
+                input.AdvanceTo(buffer.Start, buffer.End);
+                stream.Reset(Http2ErrorCode.Cancel);
+                return;
+            }
+
+            if (kind == Http1BodyKind.ContentLength)
+            {
+                var slice = _length.Read(buffer);
+                var done = _length.IsComplete;
+                var sent = slice.IsEmpty && !done || await stream.WriteDataAsync(slice, endStream: done).ConfigureAwait(false);
+                input.AdvanceTo(slice.End, buffer.End);
+                if (!sent || done)
+                {
+                    return;
+                }
+            }
+            else
+            {
+                var rest = buffer;
+                while (true)
+                {
+                    ChunkedReadResult read;
+                    ReadOnlySequence<byte> data;
+                    SequencePosition position;
+                    try
+                    {
+                        read = _chunks.Read(rest, out data, out position);
+                    }
+                    catch (Http1ParseException)
+                    {
+                        // The forwarder validated the chunks it forwards: this is our bug or its abort.
+                        input.AdvanceTo(buffer.End);
+                        stream.Reset(Http2ErrorCode.Cancel);
+                        return;
+                    }
+
+                    if (read == ChunkedReadResult.Data)
+                    {
+                        if (!await stream.WriteDataAsync(data, endStream: false).ConfigureAwait(false))
+                        {
+                            input.AdvanceTo(buffer.End);
+                            return;
+                        }
+
+                        rest = rest.Slice(position);
+                        continue;
+                    }
+
+                    if (read == ChunkedReadResult.Completed)
+                    {
+                        var trailers = _chunks.Trailers;
+                        if (trailers.Count > 0)
+                        {
+                            _fields.Clear();
+                            for (var i = 0; i < trailers.Count; i++)
+                            {
+                                if (!trailers.IsHopByHop(i))
+                                {
+                                    _fields.Add(trailers.GetName(i), trailers.GetValue(i));
+                                }
+                            }
+
+                            input.AdvanceTo(position);
+                            if (_fields.Count > 0)
+                            {
+                                await stream.WriteTrailersAsync(_fields).ConfigureAwait(false);
+                            }
+                            else
+                            {
+                                await stream.WriteDataAsync(default, endStream: true).ConfigureAwait(false);
+                            }
+
+                            return;
+                        }
+
+                        input.AdvanceTo(position);
+                        await stream.WriteDataAsync(default, endStream: true).ConfigureAwait(false);
+                        return;
+                    }
+
+                    // Need more data: framing up to position is decoded.
+                    input.AdvanceTo(position, buffer.End);
+                    break;
+                }
+            }
+
+            if (result.IsCompleted)
+            {
+                // The forwarder's side ended in the middle of the body.
+                stream.Reset(Http2ErrorCode.Cancel);
+                return;
+            }
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ForwardResponseAsync(Http2ClientStream stream, PipeWriter output, bool isHead)
+    {
+        Http2ClientResponseHead head;
+        int status;
+        bool chunked;
+        while (true)
+        {
+            try
+            {
+                head = await stream.ReadResponseHeadAsync().ConfigureAwait(false);
+            }
+            catch (Http2StreamAbortedException e)
+            {
+                Fail(output, e.End, beforeHead: true);
+                return;
+            }
+
+            status = head.StatusCode;
+            var fields = head.Fields;
+            var noBody = isHead || status is < 200 or 204 or 304;
+            chunked = !noBody && !fields.TryGetValue("content-length"u8, out _);
+            Http1HeadWriter.WriteStatusLine(output, Http1Version.Http11, status, Reason(status));
+            for (var i = 0; i < fields.Count; i++)
+            {
+                Http1HeadWriter.WriteHeader(output, fields.GetName(i), fields.GetValue(i));
+            }
+
+            if (chunked)
+            {
+                output.Write("transfer-encoding: chunked\r\n"u8);
+            }
+
+            Http1HeadWriter.WriteEndOfHead(output);
+            head.Dispose();
+            if (status >= 200)
+            {
+                break;
+            }
+
+            // 1xx: on its way now (a 100 lets the client send its body).
+            var interim = await output.FlushAsync().ConfigureAwait(false);
+            if (interim.IsCompleted || _finished)
+            {
+                return;
+            }
+        }
+
+        // The body: DATA payloads as they come, chunk-framed unless the length is known.
+        var body = stream.ResponseBody;
+        while (true)
+        {
+            var flush = await output.FlushAsync().ConfigureAwait(false);
+            if (flush.IsCompleted || _finished)
+            {
+                body.Complete();
+                return;
+            }
+
+            ReadResult result;
+            try
+            {
+                result = await body.ReadAsync().ConfigureAwait(false);
+            }
+            catch (Http2StreamAbortedException e)
+            {
+                Fail(output, e.End, beforeHead: false);
+                return;
+            }
+
+            var buffer = result.Buffer;
+            if (!buffer.IsEmpty)
+            {
+                if (chunked)
+                {
+                    WriteChunkHeader(output, buffer.Length);
+                }
+
+                foreach (var segment in buffer)
+                {
+                    output.Write(segment.Span);
+                }
+
+                if (chunked)
+                {
+                    output.Write("\r\n"u8);
+                }
+            }
+
+            body.AdvanceTo(buffer.End);
+            if (result.IsCompleted)
+            {
+                if (chunked)
+                {
+                    output.Write("0\r\n"u8);
+                    if (stream.Trailers is { } trailers)
+                    {
+                        for (var i = 0; i < trailers.Count; i++)
+                        {
+                            Http1HeadWriter.WriteHeader(output, trailers.GetName(i), trailers.GetValue(i));
+                        }
+                    }
+
+                    output.Write("\r\n"u8);
+                }
+
+                body.Complete();
+                await output.FlushAsync().ConfigureAwait(false);
+                LastEnd = await stream.Completion.ConfigureAwait(false);
+                return;
+            }
+        }
+    }
+
+    private static void WriteChunkHeader(PipeWriter output, long length)
+    {
+        var span = output.GetSpan(18);
+        length.TryFormat(span, out var written, "x", System.Globalization.CultureInfo.InvariantCulture);
+        span[written++] = (byte)'\r';
+        span[written++] = (byte)'\n';
+        output.Advance(written);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask FailFromStreamAsync(Http2ClientStream stream, PipeWriter output)
+    {
+        var end = await stream.Completion.ConfigureAwait(false);
+        Fail(output, end, beforeHead: true);
+    }
+
+    private void Fail(PipeWriter output, Http2StreamEnd end, bool beforeHead)
+    {
+        LastEnd = end;
+        _refused = beforeHead && end.IsRetryable;
+        _failure = Describe(end);
+        output.Complete(new Http2UpstreamStreamException(end, _failure));
+    }
+
+    private void FailResponse(PipeWriter output, string reason)
+    {
+        _failure = reason;
+        _stream?.Reset(Http2ErrorCode.Cancel);
+        output.Complete(new IOException(reason));
+    }
+
+    internal static string Describe(Http2StreamEnd end) => end.Kind switch
+    {
+        Http2StreamEndKind.ResetByPeer => $"the upstream reset the HTTP/2 stream (RST_STREAM {ErrorName(end.ErrorCode)})",
+        Http2StreamEndKind.Refused => $"the upstream refused the HTTP/2 stream without processing it ({(end.ErrorCode == Http2ErrorCode.RefusedStream ? "RST_STREAM REFUSED_STREAM" : "GOAWAY " + ErrorName(end.ErrorCode))})",
+        Http2StreamEndKind.ResetLocally => $"the proxy reset the HTTP/2 stream ({end.Reason ?? ErrorName(end.ErrorCode)})",
+        Http2StreamEndKind.ConnectionLost => $"the HTTP/2 connection ended ({end.Reason ?? ErrorName(end.ErrorCode)})",
+        _ => "the HTTP/2 stream ended without a response",
+    };
+
+    private static string ErrorName(Http2ErrorCode code) => code switch
+    {
+        Http2ErrorCode.NoError => "NO_ERROR",
+        Http2ErrorCode.ProtocolError => "PROTOCOL_ERROR",
+        Http2ErrorCode.InternalError => "INTERNAL_ERROR",
+        Http2ErrorCode.FlowControlError => "FLOW_CONTROL_ERROR",
+        Http2ErrorCode.StreamClosed => "STREAM_CLOSED",
+        Http2ErrorCode.RefusedStream => "REFUSED_STREAM",
+        Http2ErrorCode.Cancel => "CANCEL",
+        Http2ErrorCode.EnhanceYourCalm => "ENHANCE_YOUR_CALM",
+        _ => code.ToString(),
+    };
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask RespondNotImplementedAsync(PipeWriter output)
+    {
+        // The forwarder sends CONNECT and Upgrade over HTTP/1.1; arriving here is a wiring mistake, said plainly.
+        _failure = "HTTP/2 cannot carry CONNECT or Upgrade requests";
+        ProxyResponse.Write(output, 501, ProxyErrors.UpstreamProtocol,
+            "the HTTP/2 upstream pool cannot carry a CONNECT or Upgrade request (HTTP/2 has no Upgrade; CONNECT goes over HTTP/1.1)",
+            close: true, http10KeepAlive: false, omitBody: false);
+        await output.FlushAsync().ConfigureAwait(false);
+    }
+
+    private static byte[] Reason(int status)
+    {
+        if ((uint)status >= (uint)ReasonCache.Length)
+        {
+            return [];
+        }
+
+        // One small array per status code for the life of the process.
+        return ReasonCache[status] ??= Encoding.ASCII.GetBytes(Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status));
+    }
+}
+
+/// <summary>The HTTP/2 stream behind an exchange ended before its response did (the forwarder reads it as an upstream reset).</summary>
+public sealed class Http2UpstreamStreamException : IOException
+{
+    /// <summary>Creates the exception.</summary>
+    public Http2UpstreamStreamException(Http2StreamEnd end, string message)
+        : base(message)
+    {
+        End = end;
+    }
+
+    /// <summary>Not used; present for the standard exception constructors.</summary>
+    public Http2UpstreamStreamException()
+    {
+    }
+
+    /// <summary>Not used; present for the standard exception constructors.</summary>
+    public Http2UpstreamStreamException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Not used; present for the standard exception constructors.</summary>
+    public Http2UpstreamStreamException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+
+    /// <summary>How the stream ended.</summary>
+    public Http2StreamEnd End { get; }
+}
