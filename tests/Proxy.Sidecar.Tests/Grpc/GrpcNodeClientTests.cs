@@ -7,8 +7,8 @@ namespace Proxy.Sidecar.Tests.Grpc;
 /// <summary>
 /// The node gRPC client (@grpc/grpc-js, <c>node/client.js</c>) against the Grpc.AspNetCore service: directly (the
 /// baseline, which also proves the script), through the sidecar's explicit listener and through its outbound capture
-/// listener to a service's virtual address. Needs <c>node</c> on PATH and
-/// <c>npm ci</c> run in <c>Grpc/node</c> (.ci/run does both); a missing piece fails the test saying which.
+/// listener to a service's virtual address. Needs <c>node</c> and <c>npm ci</c> run in <c>Grpc/node</c>: the tests
+/// (as root) and .ci/run arrange both on a fresh machine; what cannot be arranged fails the test saying why.
 /// </summary>
 public sealed class GrpcNodeClientTests : IAsyncLifetime
 {
@@ -43,9 +43,10 @@ public sealed class GrpcNodeClientTests : IAsyncLifetime
     private static async Task<JsonElement> RunClientAsync(Uri address)
     {
         var folder = NodeFolder();
+        var prepared = Prepare(folder);
         Assert.True(
             Directory.Exists(Path.Combine(folder, "node_modules", "@grpc", "grpc-js")),
-            $"node_modules is missing in {folder}: run 'npm ci --no-audit --no-fund' there (.ci/run does).");
+            $"node_modules is missing in {folder} and preparing it failed: {prepared}");
 
         var start = new ProcessStartInfo("node", ["client.js", $"{address.Host}:{address.Port}"])
         {
@@ -80,6 +81,70 @@ public sealed class GrpcNodeClientTests : IAsyncLifetime
             var output = await stdout;
             Assert.True(process.ExitCode == 0, $"node client.js exited {process.ExitCode}: {await stderr}{output}");
             return JsonDocument.Parse(output).RootElement.Clone();
+        }
+    }
+
+    private static readonly Lock PrepareLock = new();
+    private static string? s_prepared;
+
+    /// <summary>
+    /// Once per test run, what a fresh machine lacks (it has only the .NET SDK): as root, node and npm from Debian
+    /// (nodejs, npm) when they are not on PATH, then <c>npm ci</c> when node_modules is missing (the versions pinned
+    /// by package-lock.json). .ci/run does the same up front. Returns what was done, for failure messages.
+    /// </summary>
+    private static string Prepare(string folder)
+    {
+        lock (PrepareLock)
+        {
+            if (s_prepared is not null)
+            {
+                return s_prepared;
+            }
+
+            var log = new System.Text.StringBuilder();
+            var runner = new Proxy.Sidecar.Iptables.ProcessCommandRunner();
+            if (runner.Locate("node") is null || runner.Locate("npm") is null)
+            {
+                Run("apt-get", ["update", "-q"], null, log);
+                Run("apt-get", ["install", "-y", "-q", "nodejs", "npm"], null, log);
+            }
+
+            if (!Directory.Exists(Path.Combine(folder, "node_modules", "@grpc", "grpc-js")))
+            {
+                Run("npm", ["ci", "--no-audit", "--no-fund"], folder, log);
+            }
+
+            return s_prepared = log.Length == 0 ? "nothing to prepare" : log.ToString();
+        }
+    }
+
+    private static void Run(string program, string[] args, string? folder, System.Text.StringBuilder log)
+    {
+        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = folder ?? "" };
+        foreach (var a in args)
+        {
+            start.ArgumentList.Add(a);
+        }
+
+        start.Environment["DEBIAN_FRONTEND"] = "noninteractive";
+        try
+        {
+            using var process = Process.Start(start)!;
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
+            {
+                process.Kill(entireProcessTree: true);
+                log.Append($"{program} {args[0]} did not finish within 5 minutes; ");
+                return;
+            }
+
+            log.Append($"{program} {string.Join(' ', args)} exited {process.ExitCode}: {stderr.Result.Trim()}; ");
+            _ = stdout.Result;
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            log.Append($"{program} could not be started ({e.Message}); ");
         }
     }
 
