@@ -18,7 +18,6 @@ namespace Proxy.Bench.Micro;
 [MemoryDiagnoser]
 public class Http1ForwardBenchmarks
 {
-    private static readonly PipeOptions Inline = new(readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, pauseWriterThreshold: 0, useSynchronizationContext: false);
     private static readonly byte[] GetRequest = "GET /plaintext HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"u8.ToArray();
     private static readonly byte[] PostRequest = "POST /submit HTTP/1.1\r\nHost: bench.example\r\nContent-Length: 5\r\n\r\nhello"u8.ToArray();
     private static readonly byte[] Response = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\nServer: bench\r\n\r\nHello, World!"u8.ToArray();
@@ -36,8 +35,8 @@ public class Http1ForwardBenchmarks
     {
         _request = Request == "POST" ? PostRequest : GetRequest;
         var address = new UpstreamAddress(new IPEndPoint(IPAddress.Loopback, 9));
-        var (clientSide, client) = CreatePair("client");
-        var (upstreamSide, upstream) = CreatePair("upstream");
+        var (clientSide, client) = InMemoryForwarding.CreatePair("client");
+        var (upstreamSide, upstream) = InMemoryForwarding.CreatePair("upstream");
         _client = client;
         _upstream = upstream;
         var forwarder = new Http1Forwarder("bench", new SingleConnectionPool(new PooledConnection(address, upstreamSide)));
@@ -58,7 +57,7 @@ public class Http1ForwardBenchmarks
     {
         // Client -> proxy: the forwarder runs inline up to waiting for the upstream's response.
         _client.Output.Write(_request);
-        Complete(_client.Output.FlushAsync());
+        InMemoryForwarding.Complete(_client.Output.FlushAsync());
         if (!_upstream.Input.TryRead(out var request))
         {
             throw new InvalidOperationException("The forwarder did not send the request upstream.");
@@ -69,7 +68,7 @@ public class Http1ForwardBenchmarks
 
         // Upstream -> proxy: the forwarder runs inline up to waiting for the client's next request.
         _upstream.Output.Write(Response);
-        Complete(_upstream.Output.FlushAsync());
+        InMemoryForwarding.Complete(_upstream.Output.FlushAsync());
         if (!_client.Input.TryRead(out var response))
         {
             throw new InvalidOperationException("The forwarder did not send the response to the client.");
@@ -78,45 +77,5 @@ public class Http1ForwardBenchmarks
         var responseLength = response.Buffer.Length;
         _client.Input.AdvanceTo(response.Buffer.End);
         return requestLength + responseLength;
-    }
-
-    private static void Complete(ValueTask<FlushResult> flush)
-    {
-        if (!flush.IsCompletedSuccessfully)
-        {
-            flush.AsTask().GetAwaiter().GetResult();
-        }
-    }
-
-    private static (DefaultConnectionContext Connection, IDuplexPipe Application) CreatePair(string id)
-    {
-        var toProxy = new Pipe(Inline);
-        var fromProxy = new Pipe(Inline);
-        return (new DefaultConnectionContext(id, new Duplex(toProxy.Reader, fromProxy.Writer), new Duplex(fromProxy.Reader, toProxy.Writer)),
-            new Duplex(fromProxy.Reader, toProxy.Writer));
-    }
-
-    private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input { get; } = input;
-
-        public PipeWriter Output { get; } = output;
-    }
-
-    /// <summary>Hands out its one in-memory connection (reused after the first rent).</summary>
-    private sealed class SingleConnectionPool(PooledConnection connection) : IUpstreamPool
-    {
-        public ValueTask<PoolRentResult> RentAsync(UpstreamAddress address, CancellationToken cancellationToken) =>
-            ValueTask.FromResult(PoolRentResult.Success(connection));
-
-        public void Return(PooledConnection returned, bool reusable)
-        {
-            if (!reusable)
-            {
-                throw new InvalidOperationException("The forwarder discarded the in-memory upstream connection.");
-            }
-
-            returned.IsReused = true;
-        }
     }
 }

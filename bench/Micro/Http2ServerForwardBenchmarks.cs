@@ -23,7 +23,6 @@ namespace Proxy.Bench.Micro;
 [MemoryDiagnoser]
 public class Http2ServerForwardBenchmarks
 {
-    private static readonly PipeOptions Inline = new(readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, pauseWriterThreshold: 0, useSynchronizationContext: false);
     private static readonly byte[] Response = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\nServer: bench\r\n\r\nHello, World!"u8.ToArray();
 
     // :method GET, :scheme http, :path / (static indexes 2, 6, 4), :authority literal without indexing (name index 1),
@@ -40,15 +39,15 @@ public class Http2ServerForwardBenchmarks
     public void Setup()
     {
         var address = new UpstreamAddress(new IPEndPoint(IPAddress.Loopback, 9));
-        var (clientSide, client) = CreatePair("client");
-        var (upstreamSide, upstream) = CreatePair("upstream");
+        var (clientSide, client) = InMemoryForwarding.CreatePair("client");
+        var (upstreamSide, upstream) = InMemoryForwarding.CreatePair("upstream");
         _client = client;
         _upstream = upstream;
         var forwarder = new Http1Forwarder("bench", new SingleConnectionPool(new PooledConnection(address, upstreamSide)));
         var server = new Http2Server(forwarder);
         _client.Output.Write(Http2Constants.ClientPreface);
         WriteFrameHeader(_client.Output, 0, Http2FrameType.Settings, 0, 0);
-        Complete(_client.Output.FlushAsync());
+        InMemoryForwarding.Complete(_client.Output.FlushAsync());
         _serving = server.HandleAsync(clientSide, Http1Routing.ForAddress(address));
         // The server's SETTINGS (and window update): read and acknowledged.
         if (!_client.Input.TryRead(out var settings))
@@ -58,7 +57,7 @@ public class Http2ServerForwardBenchmarks
 
         _client.Input.AdvanceTo(settings.Buffer.End);
         WriteFrameHeader(_client.Output, 0, Http2FrameType.Settings, Http2Flags.Ack, 0);
-        Complete(_client.Output.FlushAsync());
+        InMemoryForwarding.Complete(_client.Output.FlushAsync());
         if (_client.Input.TryRead(out var ack))
         {
             _client.Input.AdvanceTo(ack.Buffer.End);
@@ -92,7 +91,7 @@ public class Http2ServerForwardBenchmarks
         WriteFrameHeader(output, Block.Length, Http2FrameType.Headers, (byte)(Http2Flags.EndHeaders | Http2Flags.EndStream), _streamId);
         output.Write(Block);
         _streamId += 2;
-        Complete(output.FlushAsync());
+        InMemoryForwarding.Complete(output.FlushAsync());
         if (!_upstream.Input.TryRead(out var request))
         {
             throw new InvalidOperationException("The proxy did not send the request upstream.");
@@ -103,7 +102,7 @@ public class Http2ServerForwardBenchmarks
 
         // Upstream -> proxy -> client: HEADERS + DATA (END_STREAM).
         _upstream.Output.Write(Response);
-        Complete(_upstream.Output.FlushAsync());
+        InMemoryForwarding.Complete(_upstream.Output.FlushAsync());
         if (!_client.Input.TryRead(out var response))
         {
             throw new InvalidOperationException("The proxy did not send the response to the client.");
@@ -150,45 +149,5 @@ public class Http2ServerForwardBenchmarks
         header[4] = flags;
         BinaryPrimitives.WriteUInt32BigEndian(header[5..], streamId);
         output.Advance(9);
-    }
-
-    private static void Complete(ValueTask<FlushResult> flush)
-    {
-        if (!flush.IsCompletedSuccessfully)
-        {
-            flush.AsTask().GetAwaiter().GetResult();
-        }
-    }
-
-    private static (DefaultConnectionContext Connection, IDuplexPipe Application) CreatePair(string id)
-    {
-        var toProxy = new Pipe(Inline);
-        var fromProxy = new Pipe(Inline);
-        return (new DefaultConnectionContext(id, new Duplex(toProxy.Reader, fromProxy.Writer), new Duplex(fromProxy.Reader, toProxy.Writer)),
-            new Duplex(fromProxy.Reader, toProxy.Writer));
-    }
-
-    private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input { get; } = input;
-
-        public PipeWriter Output { get; } = output;
-    }
-
-    /// <summary>Hands out its one in-memory connection (reused after the first rent).</summary>
-    private sealed class SingleConnectionPool(PooledConnection connection) : IUpstreamPool
-    {
-        public ValueTask<PoolRentResult> RentAsync(UpstreamAddress address, CancellationToken cancellationToken) =>
-            ValueTask.FromResult(PoolRentResult.Success(connection));
-
-        public void Return(PooledConnection returned, bool reusable)
-        {
-            if (!reusable)
-            {
-                throw new InvalidOperationException("The forwarder discarded the in-memory upstream connection.");
-            }
-
-            returned.IsReused = true;
-        }
     }
 }
