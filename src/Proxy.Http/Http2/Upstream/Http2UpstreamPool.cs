@@ -43,6 +43,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
     private readonly long _idleTimeoutStamps;
     private readonly ITimer _sweepTimer;
     private int _freeCount;
+    private long _connectionsOpened;
     private int _disposed;
 
     /// <summary>Creates the pool over <paramref name="connector"/> (TCP, plus any client middleware it runs).</summary>
@@ -97,8 +98,6 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
 
     /// <summary>HTTP/2 connections opened so far (all endpoints); for tests and diagnostics.</summary>
     public long ConnectionsOpened => Volatile.Read(ref _connectionsOpened);
-
-    private long _connectionsOpened;
 
     /// <inheritdoc/>
     public ValueTask<PoolRentResult> RentAsync(UpstreamAddress address, CancellationToken cancellationToken)
