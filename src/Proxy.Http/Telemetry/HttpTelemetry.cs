@@ -116,6 +116,7 @@ public sealed class HttpTelemetry : IHttpRequestObserver
         ProxyErrors.UpstreamClosed => ProxyErrors.UpstreamClosed,
         ProxyErrors.UpstreamBadResponse => ProxyErrors.UpstreamBadResponse,
         ProxyErrors.ResponseTimeout => ProxyErrors.ResponseTimeout,
+        ProxyErrors.DeadlineExceeded => ProxyErrors.DeadlineExceeded,
         ProxyErrors.ClientClosed => ProxyErrors.ClientClosed,
         _ => "other",
     };

@@ -177,6 +177,8 @@ public class HttpTelemetryTests
     [InlineData("", "")]
     [InlineData("no_route", "no_route")]
     [InlineData("pool_exhausted", "pool_exhausted")]
+    [InlineData("upstream_protocol", "upstream_protocol")]
+    [InlineData("deadline_exceeded", "deadline_exceeded")]
     [InlineData("something new", "other")]
     public void ErrorTag_Reason_BoundedValue(string? error, string expected) => Assert.Equal(expected, HttpTelemetry.ErrorTag(error));
 

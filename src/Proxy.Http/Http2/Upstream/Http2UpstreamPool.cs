@@ -43,6 +43,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
     private readonly long _idleTimeoutStamps;
     private readonly ITimer _sweepTimer;
     private int _freeCount;
+    private long _connectionsOpened;
     private int _disposed;
 
     /// <summary>Creates the pool over <paramref name="connector"/> (TCP, plus any client middleware it runs).</summary>
@@ -98,8 +99,6 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
     /// <summary>HTTP/2 connections opened so far (all endpoints); for tests and diagnostics.</summary>
     public long ConnectionsOpened => Volatile.Read(ref _connectionsOpened);
 
-    private long _connectionsOpened;
-
     /// <inheritdoc/>
     public ValueTask<PoolRentResult> RentAsync(UpstreamAddress address, CancellationToken cancellationToken)
     {
@@ -109,16 +108,28 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
             return ValueTask.FromCanceled<PoolRentResult>(cancellationToken);
         }
 
-        var endpoint = _endpoints.GetOrAdd(address, static a => new EndpointState(a));
-        lock (endpoint.Lock)
+        while (true)
         {
-            if (TryOpenUnsynchronized(endpoint, out var result))
+            var endpoint = _endpoints.GetOrAdd(address, static a => new EndpointState(a));
+            lock (endpoint.Lock)
             {
-                return new ValueTask<PoolRentResult>(result);
-            }
-        }
+                if (endpoint.Retired)
+                {
+                    // The sweep forgot this endpoint (nothing open) after we looked it up: look again.
+                    continue;
+                }
 
-        return RentSlowAsync(endpoint, cancellationToken);
+                if (TryOpenUnsynchronized(endpoint, out var result))
+                {
+                    return new ValueTask<PoolRentResult>(result);
+                }
+
+                // Marked busy so the sweep keeps the endpoint while this rent connects or waits.
+                endpoint.PendingRents++;
+            }
+
+            return RentSlowAsync(endpoint, cancellationToken);
+        }
     }
 
     /// <inheritdoc/>
@@ -229,6 +240,21 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
 
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<PoolRentResult> RentSlowAsync(EndpointState endpoint, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await RentSlowCoreAsync(endpoint, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (endpoint.Lock)
+            {
+                endpoint.PendingRents--;
+            }
+        }
+    }
+
+    private async ValueTask<PoolRentResult> RentSlowCoreAsync(EndpointState endpoint, CancellationToken cancellationToken)
     {
         var deadline = _options.WaitTimeout == Timeout.InfiniteTimeSpan ? long.MaxValue : _time.GetTimestamp() + (long)(_options.WaitTimeout.TotalSeconds * _time.TimestampFrequency);
         while (true)
@@ -495,6 +521,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
         List<Http2PooledConnection>? expired = null;
         foreach (var endpoint in _endpoints.Values)
         {
+            var retire = false;
             lock (endpoint.Lock)
             {
                 var connections = endpoint.Connections;
@@ -507,6 +534,18 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
                         (expired ??= []).Add(c);
                     }
                 }
+
+                // Nothing open, draining, connecting or waiting: forget the endpoint (a later rent makes a new one).
+                if (connections.Count == 0 && endpoint.Draining.Count == 0 && endpoint.Connecting is null && endpoint.PendingRents == 0)
+                {
+                    endpoint.Retired = true;
+                    retire = true;
+                }
+            }
+
+            if (retire)
+            {
+                _endpoints.TryRemove(new KeyValuePair<UpstreamAddress, EndpointState>(endpoint.Address, endpoint));
             }
         }
 
@@ -555,6 +594,10 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
         public readonly List<Http2PooledConnection> Draining = [];
         public readonly Queue<TaskCompletionSource> Waiters = new();
         public Task<ConnectFailure?>? Connecting;
+
+        // Rents in the slow path (connecting or waiting) and whether the sweep removed the endpoint.
+        public int PendingRents;
+        public bool Retired;
     }
 
     internal sealed class Http2PooledConnection(Http2ClientConnection client, ConnectionContext transport)

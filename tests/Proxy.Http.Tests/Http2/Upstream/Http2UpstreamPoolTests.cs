@@ -206,6 +206,18 @@ public sealed class Http2UpstreamPoolTests
 
         Assert.Equal(0u, goAway.ErrorCode);
         Assert.Equal(0, pool.ConnectionCount(address));
+
+        // The endpoint may have been forgotten by the sweep meanwhile: a new rent opens a new connection.
+        var again = RentOkAsync(pool, server.EndPoint);
+        await server.AcceptAsync();
+        await server.HandshakeAsync();
+        var second = await again;
+        await WriteAsync(second, "GET /again HTTP/1.1\r\nHost: web\r\n\r\n");
+        var secondHeaders = await server.ReadUntilAsync(H2Frame.Headers);
+        await RespondAsync(server, secondHeaders.StreamId, "ok");
+        Assert.Contains("\r\n\r\nok", await ReadUntilAsync(second.Connection.Transport.Input, "\r\n\r\nok"), StringComparison.Ordinal);
+        pool.Return(second, reusable: true);
+        Assert.Equal(2, pool.ConnectionsOpened);
     }
 
     [Fact]
