@@ -47,7 +47,6 @@ public sealed partial class UpstreamPool : IUpstreamPool, IAsyncDisposable
     private const string CauseNotReusable = "not_reusable";
     private const string CauseOverflow = "overflow";
 
-    private static readonly TimeSpan MaxSweepPeriod = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan DefaultWaitTimeout = TimeSpan.FromSeconds(10);
 
     private readonly IUpstreamConnector _connector;
@@ -74,17 +73,7 @@ public sealed partial class UpstreamPool : IUpstreamPool, IAsyncDisposable
         _waitTimeout = _options.WaitTimeout ?? (connector is UpstreamConnector c ? c.Options.ConnectTimeout : DefaultWaitTimeout);
 
         // Idle ages are compared in the clock's own timestamp units: no TimeSpan math per rent.
-        var idle = _options.IdleTimeout;
-        _idleTimeoutStamps = idle == Timeout.InfiniteTimeSpan
-            ? long.MaxValue
-            : (long)Math.Min(idle.TotalSeconds * _time.TimestampFrequency, long.MaxValue / 2);
-
-        var period = idle == Timeout.InfiniteTimeSpan || idle / 2 > MaxSweepPeriod ? MaxSweepPeriod : idle / 2;
-        if (period < TimeSpan.FromMilliseconds(1))
-        {
-            period = TimeSpan.FromMilliseconds(1);
-        }
-
+        (_idleTimeoutStamps, var period) = IdleSweep.For(_options.IdleTimeout, _time);
         SweepPeriod = period;
         _sweepTimer = _time.CreateTimer(static s => ((UpstreamPool)s!).Sweep(), this, period, period);
     }

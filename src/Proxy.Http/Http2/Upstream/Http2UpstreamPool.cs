@@ -31,7 +31,6 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
     private const string CauseIdleTimeout = "idle_timeout";
     private const string CauseGoAway = "goaway";
     private const string CauseClosed = "closed";
-    private static readonly TimeSpan MaxSweepPeriod = TimeSpan.FromSeconds(5);
 
     private readonly IUpstreamConnector _connector;
     private readonly Http2UpstreamPoolOptions _options;
@@ -62,14 +61,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
         _metrics = metrics;
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<Http2UpstreamPool>();
         RequestParser = new Http1RequestHeadParser(_options.RequestParser);
-        var idle = _options.IdleTimeout;
-        _idleTimeoutStamps = idle == Timeout.InfiniteTimeSpan ? long.MaxValue : (long)Math.Min(idle.TotalSeconds * _time.TimestampFrequency, long.MaxValue / 2);
-        var period = idle == Timeout.InfiniteTimeSpan || idle / 2 > MaxSweepPeriod ? MaxSweepPeriod : idle / 2;
-        if (period < TimeSpan.FromMilliseconds(1))
-        {
-            period = TimeSpan.FromMilliseconds(1);
-        }
-
+        (_idleTimeoutStamps, var period) = IdleSweep.For(_options.IdleTimeout, _time);
         SweepPeriod = period;
         _sweepTimer = _time.CreateTimer(static s => ((Http2UpstreamPool)s!).Sweep(), this, period, period);
     }
