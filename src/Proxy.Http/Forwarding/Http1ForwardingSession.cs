@@ -51,6 +51,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private readonly ITimer? _idleTimer;
     private ITimer? _responseTimer;
     private CancellationTokenRegistration _cancellation;
+    private CancellationTokenSource? _rentDeadline;
 
     // Timer and cancellation state (written by timer callbacks on other threads).
     private volatile bool _cancelled;
@@ -64,6 +65,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private long _deadline;
     private TimeSpan _grpcTimeout;
     private volatile bool _deadlineExpired;
+    private bool _rentExpired;
     private long _responseClockStart;
     private long _lastRequestProgress;
 
@@ -222,6 +224,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     public void Dispose()
     {
         _cancellation.Dispose();
+        _rentDeadline?.Dispose();
         _idleTimer?.Dispose();
         _responseTimer?.Dispose();
         _request.Dispose();
@@ -596,8 +599,24 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         {
             _attempts++;
             _responseBytesSeen = false;
-            var renting = _pool.RentAsync(address, _cancellationToken);
-            var rent = renting.IsCompletedSuccessfully ? renting.Result : await renting.ConfigureAwait(false);
+            PoolRentResult rent;
+            if (_deadline == 0)
+            {
+                var renting = _pool.RentAsync(address, _cancellationToken);
+                rent = renting.IsCompletedSuccessfully ? renting.Result : await renting.ConfigureAwait(false);
+            }
+            else
+            {
+                // A gRPC call's deadline also bounds getting a connection (a connect, a pool wait, an HTTP/2 handshake).
+                var (outcome, result) = await RentBeforeDeadlineAsync(address).ConfigureAwait(false);
+                if (outcome != ResponseOutcome.Pending)
+                {
+                    return ToStep(await RespondUpstreamFailureAsync(outcome, hasBody).ConfigureAwait(false));
+                }
+
+                rent = result;
+            }
+
             if (!rent.IsSuccess)
             {
                 return ToStep(await RespondConnectFailureAsync(rent.Failure, hasBody).ConfigureAwait(false));
@@ -630,6 +649,52 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             _connection = connection;
             ArmResponseTimer(upstream.Input, _headWritten);
             return Step.AwaitResponse;
+        }
+    }
+
+    /// <summary>
+    /// Rents within what is left of the gRPC deadline: <see cref="ResponseOutcome.Pending"/> and the pool's result,
+    /// <see cref="ResponseOutcome.Timeout"/> (deadline expired, <see cref="_deadlineExpired"/> set) or
+    /// <see cref="ResponseOutcome.Cancelled"/> (the client went away). The pools undo a cancelled rent themselves.
+    /// </summary>
+    private async ValueTask<(ResponseOutcome Outcome, PoolRentResult Rent)> RentBeforeDeadlineAsync(UpstreamAddress address)
+    {
+        var left = DueIn(Timeout.InfiniteTimeSpan);
+        if (left <= TimeSpan.Zero)
+        {
+            _deadlineExpired = _rentExpired = true;
+            return (ResponseOutcome.Timeout, default);
+        }
+
+        // One source per session, reset after each rent; made on the first deadline-bound rent. OnCancelled cancels it.
+        var source = _rentDeadline ??= new CancellationTokenSource(Timeout.InfiniteTimeSpan, _time);
+        if (_cancelled)
+        {
+            return (ResponseOutcome.Cancelled, default);
+        }
+
+        source.CancelAfter(left);
+        try
+        {
+            return (ResponseOutcome.Pending, await _pool.RentAsync(address, source.Token).ConfigureAwait(false));
+        }
+        catch (OperationCanceledException)
+        {
+            if (_cancelled)
+            {
+                return (ResponseOutcome.Cancelled, default);
+            }
+
+            _deadlineExpired = _rentExpired = true;
+            return (ResponseOutcome.Timeout, default);
+        }
+        finally
+        {
+            if (!source.TryReset())
+            {
+                _rentDeadline = null;
+                source.Dispose();
+            }
         }
     }
 
@@ -1409,7 +1474,9 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         return outcome switch
         {
             ResponseOutcome.Timeout when _deadlineExpired => RespondAsync(504, ProxyErrors.DeadlineExceeded,
-                $"{upstream} sent no response head within the call's grpc-timeout of {_grpcTimeout.TotalMilliseconds:0} ms", hasBody),
+                _rentExpired
+                    ? $"{upstream} could not be reached (connect, pool wait or HTTP/2 handshake) within the call's grpc-timeout of {_grpcTimeout.TotalMilliseconds:0} ms"
+                    : $"{upstream} sent no response head within the call's grpc-timeout of {_grpcTimeout.TotalMilliseconds:0} ms", hasBody),
             ResponseOutcome.Timeout => RespondAsync(504, ProxyErrors.ResponseTimeout,
                 $"{upstream} sent no response head within the response timeout of {_options.ResponseTimeout.TotalMilliseconds:0} ms", hasBody),
             ResponseOutcome.BadResponse => RespondAsync(502, ProxyErrors.UpstreamBadResponse,
@@ -1472,6 +1539,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _grpc = false;
         _deadline = 0;
         _deadlineExpired = false;
+        _rentExpired = false;
         _service = "unknown";
         _subset = null;
         _route = "";
@@ -1710,6 +1778,20 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _cancelled = true;
         _client.Input.CancelPendingRead();
         _awaitingResponse?.CancelPendingRead();
+        // Also the response body's reads and the client flushes: a cancelled stream (an HTTP/2 client's RST_STREAM)
+        // must not keep pumping a long response, and its upstream exchange is then returned unreusable (closed or
+        // reset), which is how the upstream learns the call is over. Should the exchange have just ended, the
+        // spurious cancel only makes the pool's next liveness check discard that idle connection.
+        _connection?.Connection.Transport.Input.CancelPendingRead();
+        _client.Output.CancelPendingFlush();
+        try
+        {
+            _rentDeadline?.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The rent just ended and let its source go.
+        }
     }
 
     private static partial class Log

@@ -77,6 +77,58 @@ public sealed class GrpcForwardingTests
     }
 
     [Fact]
+    public async Task HandleAsync_GrpcTimeoutExpiresWhileGettingAConnection_DeadlineExceededAndTheRentIsCancelled()
+    {
+        // A pool that cannot produce a connection (think an HTTP/2 handshake that never completes) until cancelled.
+        var pool = new HangingPool();
+        var upstream = new UpstreamAddress(UnusedEndPoint());
+        await using var proxy = await ForwarderHarness.StartAsync(Http1Routing.ForAddress(upstream, "web"), listener: "outbound", pool: pool);
+        using var client = await RawClient.ConnectAsync(proxy.EndPoint);
+
+        await client.SendAsync(GrpcCall("grpc-timeout: 200m\r\n"));
+        var response = await client.Reader.ReadResponseAsync("POST");
+        var record = (await proxy.Observer.WaitForAsync(1))[0];
+
+        Assert.Equal("4", response.Header("grpc-status"));
+        Assert.Equal(ProxyErrors.DeadlineExceeded, response.Header(ProxyErrors.HeaderName));
+        Assert.Equal($"upstream {upstream} of service web could not be reached (connect, pool wait or HTTP/2 handshake) within the call's grpc-timeout of 200 ms",
+            Uri.UnescapeDataString(response.Header("grpc-message")!));
+        Assert.True(record.Duration >= TimeSpan.FromMilliseconds(190), record.Duration.ToString());
+        await pool.Cancelled.Task.WaitAsync(Timeouts.Short);
+
+        // The session is sound: the next call on the connection (no deadline) goes to the pool again.
+        await client.SendAsync(GrpcCall("grpc-timeout: 100m\r\n"));
+        var second = await client.Reader.ReadResponseAsync("POST");
+        Assert.Equal("4", second.Header("grpc-status"));
+        Assert.Equal(2, pool.Rents);
+    }
+
+    private sealed class HangingPool : Proxy.Core.Upstream.IUpstreamPool
+    {
+        public TaskCompletionSource Cancelled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public int Rents;
+
+        public async ValueTask<Proxy.Core.Upstream.PoolRentResult> RentAsync(UpstreamAddress address, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref Rents);
+            try
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken).WaitAsync(Timeouts.Short, CancellationToken.None);
+            }
+            catch (OperationCanceledException)
+            {
+                Cancelled.TrySetResult();
+                throw;
+            }
+
+            throw new InvalidOperationException("unreachable");
+        }
+
+        public void Return(Proxy.Core.Upstream.PooledConnection connection, bool reusable) => throw new InvalidOperationException("nothing was rented");
+    }
+
+    [Fact]
     public async Task HandleAsync_GrpcTimeoutShorterThanAScheduledResponseTimer_DeadlineStillFirst()
     {
         // The first (plain) request leaves the response timer scheduled for the long response timeout; the gRPC call

@@ -26,13 +26,17 @@ internal sealed class Http2Lane : ConnectionContext
     private readonly Pipe _response;
     private readonly CountingReader _requestReader;
     private readonly FeatureCollection _features = new();
-    private readonly CancellationTokenSource _closed = new();
+    private readonly CancellationTokenSource _closed;
     private readonly long _id = Interlocked.Increment(ref s_lastId);
     private IDictionary<object, object?>? _items;
     private string? _connectionId;
 
-    public Http2Lane(EndPoint? local, EndPoint? remote, MemoryPool<byte> pool)
+    /// <param name="connectionClosed">The HTTP/2 connection's token: the lane closes with it.</param>
+    public Http2Lane(EndPoint? local, EndPoint? remote, MemoryPool<byte> pool, CancellationToken connectionClosed = default)
     {
+        // One linked source per lane (lanes are reused across streams): the forwarder's session on the lane is
+        // cancelled when the connection ends and when the lane's own stream is reset (see Close/Reset).
+        _closed = connectionClosed.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(connectionClosed) : new CancellationTokenSource();
         // No pause thresholds on the request side: HTTP/2 flow control bounds what the client may send, and the
         // connection's read loop must never wait on one stream's consumer. The response side pauses the
         // forwarder when the HTTP/2 side (the client's windows) cannot keep up.
@@ -53,6 +57,24 @@ internal sealed class Http2Lane : ConnectionContext
 
     /// <summary>The forwarder's session on this lane; completes when the lane is closed.</summary>
     public Task Session { get; set; } = Task.CompletedTask;
+
+    // The response pump of the lane's latest stream (a pooled ValueTask, not awaited by anyone): observed once it
+    // has completed, when the lane is rented again, so its state machine goes back to the pool.
+    private ValueTask _pump;
+
+    /// <summary>Keeps the pump of the stream the lane now carries (see <see cref="ObservePump"/>).</summary>
+    public void SetPump(ValueTask pump) => _pump = pump;
+
+    /// <summary>Observes the last pump if it has completed (it never throws); one still finishing is let go.</summary>
+    public void ObservePump()
+    {
+        var pump = _pump;
+        _pump = default;
+        if (pump.IsCompleted)
+        {
+            pump.GetAwaiter().GetResult();
+        }
+    }
 
     /// <summary>Set when the forwarder aborted the lane (a failure after the response head was sent).</summary>
     public bool Aborted { get; private set; }
@@ -98,6 +120,18 @@ internal sealed class Http2Lane : ConnectionContext
     public void Close()
     {
         _request.Writer.Complete();
+        Cancel();
+    }
+
+    /// <summary>
+    /// The client reset the lane's stream: the forwarder's session is cancelled wherever it waits (request body,
+    /// response head, response body, flush), so its upstream exchange is abandoned (an HTTP/1.1 upstream connection
+    /// is closed, an HTTP/2 upstream stream reset) and the upstream learns the call is over. The lane is not reused.
+    /// </summary>
+    public void Reset()
+    {
+        _request.Writer.Complete(new ConnectionAbortedException("The client reset the HTTP/2 stream."));
+        _response.Reader.CancelPendingRead();
         Cancel();
     }
 

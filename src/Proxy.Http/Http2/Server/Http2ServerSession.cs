@@ -41,7 +41,9 @@ internal sealed partial class Http2ServerSession : IDisposable
     private readonly Http2RequestHeadBuilder _builder;
     private readonly Http2TrailerLines _trailers = new();
     private readonly Dictionary<uint, Http2ServerStream> _streams = [];
-    private readonly Dictionary<uint, Task> _pumps = [];
+    // Response pumps running (guarded by _lock); the shutdown waits for them through _pumpsDone.
+    private int _activePumps;
+    private TaskCompletionSource? _pumpsDone;
     private readonly Stack<Http2Lane> _idleLanes = new();
     private readonly List<Http2Lane> _lanes = [];
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -466,21 +468,13 @@ internal sealed partial class Http2ServerSession : IDisposable
         stream.Lane = lane;
         var head = _builder.Head;
         stream.LaneBytesWritten = head.Length;
-        // The entry is made first and removed by RunStreamAsync when it ends, so a pump that ends at once is not
-        // left behind in the table.
+        // Counted first and uncounted by RunStreamAsync when it ends, so a pump that ends at once is not missed.
         lock (_lock)
         {
-            _pumps[stream.Id] = Task.CompletedTask;
+            _activePumps++;
         }
 
-        var task = RunStreamAsync(stream, lane);
-        lock (_lock)
-        {
-            if (_pumps.ContainsKey(stream.Id))
-            {
-                _pumps[stream.Id] = task;
-            }
-        }
+        lane.SetPump(RunStreamAsync(stream, lane));
 
         // The lane's reader runs inline: the forwarder routes and sends the request upstream within this write.
         await lane.RequestWriter.WriteAsync(head, CancellationToken.None).ConfigureAwait(false);
@@ -834,21 +828,29 @@ internal sealed partial class Http2ServerSession : IDisposable
         {
             if (_idleLanes.TryPop(out var idle))
             {
+                idle.ObservePump();
                 return idle;
             }
         }
 
-        var lane = new Http2Lane(_connection.LocalEndPoint, _connection.RemoteEndPoint, _server.LanePool) { Consumed = _onConsumed };
+        var lane = new Http2Lane(_connection.LocalEndPoint, _connection.RemoteEndPoint, _server.LanePool, _cancellationToken) { Consumed = _onConsumed };
         lock (_lock)
         {
             _lanes.Add(lane);
         }
 
-        lane.Session = _server.Forwarder.HandleAsync(lane, _routing, _cancellationToken);
+        lane.Session = _server.Forwarder.HandleAsync(lane, _routing, lane.ConnectionClosed);
         return lane;
     }
 
-    private async Task RunStreamAsync(Http2ServerStream stream, Http2Lane lane)
+    /// <summary>
+    /// Pumps one stream's response and gives its lane back. Never throws. Pooled and not awaited: its lane keeps the
+    /// ValueTask and observes it when the lane is next rented (<see cref="Http2Lane.ObservePump"/>), which returns
+    /// the state machine to the pool, so a steady stream of requests allocates none. The shutdown waits for the
+    /// count of running pumps instead.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask RunStreamAsync(Http2ServerStream stream, Http2Lane lane)
     {
         var reusable = false;
         try
@@ -859,11 +861,20 @@ internal sealed partial class Http2ServerSession : IDisposable
         {
             reusable = false;
         }
+        catch (Exception e)
+        {
+            Log.PumpFailed(_server.Logger, stream.Id, e);
+            reusable = false;
+        }
         finally
         {
             lock (_lock)
             {
-                _pumps.Remove(stream.Id);
+                if (--_activePumps == 0)
+                {
+                    _pumpsDone?.TrySetResult();
+                }
+
                 lane.Stream = null;
                 stream.Lane = null;
                 if (!stream.RemoteClosed && !stream.Reset && stream.LocalClosed)
@@ -898,11 +909,7 @@ internal sealed partial class Http2ServerSession : IDisposable
 
     private static void AbortLane(Http2ServerStream stream)
     {
-        if (stream.Lane is { } lane)
-        {
-            lane.RequestWriter.Complete(new ConnectionAbortedException("The client reset the HTTP/2 stream."));
-            lane.ResponseReader.CancelPendingRead();
-        }
+        stream.Lane?.Reset();
     }
 
     /// <summary>The forwarder consumed request bytes of a lane: credit the stream and the connection.</summary>
@@ -1017,7 +1024,7 @@ internal sealed partial class Http2ServerSession : IDisposable
         }
 
         // Streams in flight finish (their responses are already on the way), unless the connection failed.
-        Task[] pumps;
+        Task pumps;
         lock (_lock)
         {
             if (code != Http2ErrorCode.NoError)
@@ -1030,12 +1037,12 @@ internal sealed partial class Http2ServerSession : IDisposable
                 }
             }
 
-            pumps = [.. _pumps.Values];
+            pumps = _activePumps == 0 ? Task.CompletedTask : (_pumpsDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
         }
 
         try
         {
-            await Task.WhenAll(pumps).WaitAsync(_server.Forwarder.Options.ResponseTimeout + TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
+            await pumps.WaitAsync(_server.Forwarder.Options.ResponseTimeout + TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {

@@ -227,6 +227,97 @@ public sealed class Http2ServerTests
         Assert.Equal("0", response.Header("content-length"));
     }
 
+    [Fact]
+    public async Task HandleAsync_ClientResetsWhileUpstreamThinks_UpstreamSeesTheCallAborted()
+    {
+        var aborted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var upstream = await KestrelUpstream.StartAsync(async ctx =>
+        {
+            if (ctx.Request.Path == "/slow")
+            {
+                started.TrySetResult();
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, ctx.RequestAborted).WaitAsync(Timeouts.Short);
+                }
+                catch (OperationCanceledException)
+                {
+                    aborted.TrySetResult();
+                }
+
+                return;
+            }
+
+            await ctx.Response.WriteAsync("fine");
+        });
+        await using var proxy = await ForwarderHarness.StartAsync(Http1Routing.ForService(Http1ForwarderTests.ServiceOf("web", upstream.EndPoint)), http2: true);
+        using var client = proxy.CreateHttp2Client();
+
+        using var cts = new CancellationTokenSource();
+        var call = client.GetAsync("/slow", cts.Token);
+        await started.Task.WaitAsync(Timeouts.Short);
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call.WaitAsync(Timeouts.Short));
+
+        // The RST_STREAM reached the forwarder, which abandoned the upstream exchange (closed its connection).
+        await aborted.Task.WaitAsync(Timeouts.Short);
+        var record = Assert.Single(await proxy.Observer.WaitForAsync(1));
+        Assert.Equal(ProxyErrors.ClientClosed, record.Error);
+
+        // The client connection is sound: the next stream is served.
+        using var next = await client.GetAsync("/next").WaitAsync(Timeouts.Short);
+        Assert.Equal("fine", await next.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task HandleAsync_ClientResetsMidResponseBody_UpstreamSeesTheCallAbortedAndStopsStreaming()
+    {
+        var aborted = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var upstream = await KestrelUpstream.StartAsync(async ctx =>
+        {
+            // An endless stream of small writes (a server-streaming call): only the proxy abandoning it ends it.
+            var chunk = new byte[1024];
+            long sent = 0;
+            try
+            {
+                while (true)
+                {
+                    await ctx.Response.Body.WriteAsync(chunk, ctx.RequestAborted).AsTask().WaitAsync(Timeouts.Short);
+                    await ctx.Response.Body.FlushAsync(ctx.RequestAborted).WaitAsync(Timeouts.Short);
+                    sent += chunk.Length;
+                    await Task.Delay(5, ctx.RequestAborted);
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException)
+            {
+                aborted.TrySetResult(sent);
+            }
+        });
+        await using var proxy = await ForwarderHarness.StartAsync(Http1Routing.ForService(Http1ForwarderTests.ServiceOf("web", upstream.EndPoint)), http2: true);
+        using var client = proxy.CreateHttp2Client();
+
+        using (var response = await client.GetAsync("/stream", HttpCompletionOption.ResponseHeadersRead).WaitAsync(Timeouts.Short))
+        {
+            await using var body = await response.Content.ReadAsStreamAsync();
+            var buffer = new byte[4096];
+            var read = 0;
+            while (read < 8192)
+            {
+                var n = await body.ReadAsync(buffer).AsTask().WaitAsync(Timeouts.Short);
+                Assert.NotEqual(0, n);
+                read += n;
+            }
+
+            // Disposing an unfinished HTTP/2 response sends RST_STREAM(CANCEL).
+        }
+
+        var sent = await aborted.Task.WaitAsync(Timeouts.Short);
+        Assert.True(sent >= 8192, $"the upstream sent {sent} bytes before it saw the abort");
+        var record = Assert.Single(await proxy.Observer.WaitForAsync(1));
+        Assert.Equal(ProxyErrors.ClientClosed, record.Error);
+    }
+
     private sealed class UnseekableStream(byte[] data) : Stream
     {
         private int _position;
