@@ -22,6 +22,7 @@ namespace Proxy.Bench.Micro;
 /// hand-offs; the allocation is per forwarded request (client stream objects of <c>Http2ClientConnection</c> included).
 /// </summary>
 [MemoryDiagnoser]
+[ThreadingDiagnoser]
 public class Http2UpstreamForwardBenchmarks
 {
     private static readonly PipeOptions Inline = new(readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, pauseWriterThreshold: 0, useSynchronizationContext: false);
