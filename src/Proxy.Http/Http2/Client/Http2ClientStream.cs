@@ -18,6 +18,11 @@ namespace Proxy.Http.Http2.Client;
 /// </summary>
 public sealed class Http2ClientStream : IDisposable
 {
+    // Never pauses: the stream receive window already bounds what can be buffered, and the frame loop must not block.
+    // Inline reader: the frame loop runs the consumer's continuation itself (no thread-pool hop per DATA frame); it
+    // never writes or completes this pipe under a lock (WriteBody, End). Shared: one options object, not one per stream.
+    private static readonly PipeOptions BodyPipeOptions = new(pauseWriterThreshold: 0, resumeWriterThreshold: 0, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false);
+
     private readonly Http2ClientConnection _connection;
     private readonly Lock _sync = new();
     private readonly Queue<Http2ClientResponseHead> _heads = new();
@@ -51,10 +56,7 @@ public sealed class Http2ClientStream : IDisposable
     internal Http2ClientStream(Http2ClientConnection connection)
     {
         _connection = connection;
-        // Never pauses: the stream receive window already bounds what can be buffered, and the frame loop must not block.
-        // Inline reader: the frame loop runs the consumer's continuation itself (no thread-pool hop per DATA frame); it
-        // never writes or completes this pipe under a lock (WriteBody, End).
-        _body = new Pipe(new PipeOptions(pauseWriterThreshold: 0, resumeWriterThreshold: 0, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
+        _body = new Pipe(BodyPipeOptions);
         _bodyReader = new Http2ClientBodyReader(_body.Reader, this);
     }
 
