@@ -18,10 +18,14 @@ namespace Proxy.Bench.Micro;
 /// <see cref="Http2UpstreamPool"/>: client pipes (inline) ─► forwarder ─► exchange (request parsed, HEADERS encoded)
 /// ─► one multiplexed HTTP/2 connection over in-memory pipes ─► a canned server (HEADERS :status 200 +
 /// content-length 13, DATA "Hello, World!" END_STREAM) ─► exchange renders the HTTP/1.1 response ─► client.
-/// The exchange pumps and the client connection's frame loop run on the thread pool, so the figure includes thread
-/// hand-offs; the allocation is per forwarded request (client stream objects of <c>Http2ClientConnection</c> included).
+/// <see cref="InlineUpstream"/> false: the canned server's pipes use the thread pool (as a socket completing on another
+/// thread), so the figure includes two hand-offs per request (to the server, back to the frame loop) and is noisy on a
+/// shared machine; "Completed Work Items" counts the hops. True: the server's pipes are inline too, so a request runs
+/// start to end on the benchmark's thread unless the proxy itself hops (the proxy's CPU cost alone). The allocation is
+/// per forwarded request (client stream objects of <c>Http2ClientConnection</c> included).
 /// </summary>
 [MemoryDiagnoser]
+[ThreadingDiagnoser]
 public class Http2UpstreamForwardBenchmarks
 {
     private static readonly PipeOptions Inline = new(readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, pauseWriterThreshold: 0, useSynchronizationContext: false);
@@ -38,11 +42,15 @@ public class Http2UpstreamForwardBenchmarks
     private Http2UpstreamPool _pool = null!;
     private CannedH2Server _server = null!;
 
+    /// <summary>The canned server's pipes run continuations inline (no thread of its own).</summary>
+    [Params(false, true)]
+    public bool InlineUpstream { get; set; }
+
     [GlobalSetup]
     public void Setup()
     {
         var address = new UpstreamAddress(new IPEndPoint(IPAddress.Loopback, 9));
-        _server = new CannedH2Server();
+        _server = new CannedH2Server(InlineUpstream);
         _pool = new Http2UpstreamPool(_server);
         var service = new ServiceRegistry([new ServiceConfig("bench", [], [address.EndPoint]) { UpstreamProtocol = UpstreamProtocol.Http2 }]).FindByName("bench")!;
         var forwarder = new Http1Forwarder("bench", new NoHttp1Pool(), http2Pool: _pool);
@@ -109,11 +117,11 @@ public class Http2UpstreamForwardBenchmarks
     }
 
     /// <summary>The connector and the server in one: each connect gets in-memory pipes with a canned HTTP/2 server behind.</summary>
-    private sealed class CannedH2Server : IUpstreamConnector
+    private sealed class CannedH2Server(bool inline) : IUpstreamConnector
     {
         public ValueTask<UpstreamConnectResult> TryConnectAsync(UpstreamAddress destination, CancellationToken cancellationToken)
         {
-            var options = new PipeOptions(pauseWriterThreshold: 0, useSynchronizationContext: false);
+            var options = inline ? Inline : new PipeOptions(pauseWriterThreshold: 0, useSynchronizationContext: false);
             var toServer = new Pipe(options);
             var toProxy = new Pipe(options);
             var connection = new DefaultConnectionContext("h2", new Duplex(toProxy.Reader, toServer.Writer), new Duplex(toServer.Reader, toProxy.Writer));

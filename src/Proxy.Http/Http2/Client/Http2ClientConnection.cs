@@ -25,6 +25,12 @@ namespace Proxy.Http.Http2.Client;
 /// </code>
 /// Locks: <c>_writeLock</c> (async; owns the output pipe, the HPACK encoder and the header block buffer) may be
 /// held while taking <c>_lock</c> (state: stream table, windows, limits), never the other way round.
+/// Inline delivery: a stream's head, body and end reach its consumer synchronously (no thread-pool hop): the frame
+/// loop's EnqueueHead / WriteBody / End run the consumer's continuation (the upstream exchange, the forwarder) on
+/// the loop's thread. So none of them is ever called under <c>_lock</c>, <c>_writeLock</c> or the stream's lock;
+/// waking the frame loop (<c>CancelPendingRead</c>, which may run the loop inline) is never done under <c>_lock</c>;
+/// and the frame loop touches no stream after delivering its END_STREAM (the consumer may have disposed it).
+/// Waiters of <c>_writeLock</c> (SemaphoreSlim) and of the window signal still resume on the thread pool.
 /// </summary>
 public sealed class Http2ClientConnection : IAsyncDisposable
 {
@@ -527,7 +533,8 @@ public sealed class Http2ClientConnection : IAsyncDisposable
             return;
         }
 
-        stream.EnqueueHead(new Http2ClientResponseHead(status, fields));
+        // With END_STREAM the reader wakes at the end (End), so it never sees a complete response on a stream still open.
+        stream.EnqueueHead(new Http2ClientResponseHead(status, fields), wake: !_blockEndStream);
         if (_blockEndStream)
         {
             OnRemoteEnd(stream);
@@ -606,20 +613,29 @@ public sealed class Http2ClientConnection : IAsyncDisposable
 
         // Padding counts against the windows but never reaches the consumer: credit it now.
         var immediate = length - (int)payload.Length;
-        if (!payload.IsEmpty && !stream.WriteBody(payload))
+        var endStream = _frame.EndStream;
+        // With END_STREAM the bytes are flushed by the end itself: the consumer (run inline) sees body and end at once.
+        if (!payload.IsEmpty && !stream.WriteBody(payload, flush: !endStream))
         {
             // The consumer stopped reading: nothing will consume these bytes.
             immediate += (int)payload.Length;
         }
 
+        if (endStream)
+        {
+            // The stream is not touched after this (its consumer may have finished and disposed it): connection credit only.
+            OnRemoteEnd(stream);
+            if (immediate > 0)
+            {
+                await CreditAsync(null, immediate).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
         if (immediate > 0)
         {
             await CreditAsync(stream, immediate).ConfigureAwait(false);
-        }
-
-        if (_frame.EndStream)
-        {
-            OnRemoteEnd(stream);
         }
     }
 
@@ -1190,9 +1206,11 @@ public sealed class Http2ClientConnection : IAsyncDisposable
     /// <summary>After the server's GOAWAY, the last stream to end closes the connection (GOAWAY NO_ERROR, then FIN).</summary>
     private void CloseIfDrainedUnsynchronized()
     {
-        if (_goingAway && _active == 0 && !_isClosed)
+        if (_goingAway && _active == 0 && !_isClosed && Interlocked.CompareExchange(ref _abortReason, "the server sent GOAWAY and no streams remain", null) is null)
         {
-            AbortConnection(Http2ErrorCode.NoError, "the server sent GOAWAY and no streams remain");
+            // Under _lock: waking the frame loop here could run it (and the streams' consumers) inline, so it is queued.
+            _abortCode = Http2ErrorCode.NoError;
+            ThreadPool.UnsafeQueueUserWorkItem(static input => input.CancelPendingRead(), _input, preferLocal: false);
         }
     }
 

@@ -18,16 +18,24 @@ namespace Proxy.Http.Http2.Client;
 /// </summary>
 public sealed class Http2ClientStream : IDisposable
 {
+    // Never pauses: the stream receive window already bounds what can be buffered, and the frame loop must not block.
+    // Inline reader: the frame loop runs the consumer's continuation itself (no thread-pool hop per DATA frame); it
+    // never writes or completes this pipe under a lock (WriteBody, End). Shared: one options object, not one per stream.
+    private static readonly PipeOptions BodyPipeOptions = new(pauseWriterThreshold: 0, resumeWriterThreshold: 0, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false);
+
     private readonly Http2ClientConnection _connection;
     private readonly Lock _sync = new();
     private readonly Queue<Http2ClientResponseHead> _heads = new();
-    private readonly TaskCompletionSource<Http2StreamEnd> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Synchronous continuations: End runs them, and End is never called under a lock (see Http2ClientConnection).
+    private readonly TaskCompletionSource<Http2StreamEnd> _completion = new();
     private readonly Pipe _body;
     private readonly Http2ClientBodyReader _bodyReader;
     private TaskCompletionSource? _headWaiter;
     private TaskCompletionSource? _windowWaiter;
     private Http2StreamEnd? _end;
     private bool _bodyWriterDone;
+    private bool _bodyWriting;
+    private bool _bodyCompletePending;
     private bool _readerDone;
     private long _buffered;
     private bool _disposed;
@@ -48,8 +56,7 @@ public sealed class Http2ClientStream : IDisposable
     internal Http2ClientStream(Http2ClientConnection connection)
     {
         _connection = connection;
-        // Never pauses: the stream receive window already bounds what can be buffered, and the frame loop must not block.
-        _body = new Pipe(new PipeOptions(pauseWriterThreshold: 0, resumeWriterThreshold: 0, useSynchronizationContext: false));
+        _body = new Pipe(BodyPipeOptions);
         _bodyReader = new Http2ClientBodyReader(_body.Reader, this);
     }
 
@@ -103,7 +110,8 @@ public sealed class Http2ClientStream : IDisposable
                     throw new Http2StreamAbortedException(end.IsCompleted ? new Http2StreamEnd(Http2StreamEndKind.ConnectionLost, Http2ErrorCode.ProtocolError, "no final head") : end);
                 }
 
-                _headWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                // Synchronous continuation: EnqueueHead and End complete it outside every lock.
+                _headWaiter ??= new TaskCompletionSource();
                 wait = _headWaiter.Task;
             }
 
@@ -150,7 +158,8 @@ public sealed class Http2ClientStream : IDisposable
         }
     }
 
-    internal void EnqueueHead(Http2ClientResponseHead head)
+    /// <summary>Queues a response head; <paramref name="wake"/> false leaves the reader asleep (the <see cref="End"/> that follows wakes it).</summary>
+    internal void EnqueueHead(Http2ClientResponseHead head, bool wake = true)
     {
         TaskCompletionSource? waiter;
         lock (_sync)
@@ -162,6 +171,11 @@ public sealed class Http2ClientStream : IDisposable
             }
 
             _heads.Enqueue(head);
+            if (!wake)
+            {
+                return;
+            }
+
             waiter = _headWaiter;
             _headWaiter = null;
         }
@@ -169,9 +183,15 @@ public sealed class Http2ClientStream : IDisposable
         waiter?.TrySetResult();
     }
 
-    /// <summary>Appends a DATA payload to the body; false when the consumer is gone (the caller then credits the bytes at once).</summary>
-    internal bool WriteBody(in ReadOnlySequence<byte> payload)
+    /// <summary>
+    /// Appends a DATA payload to the body; false when the consumer is gone (the caller then credits the bytes at once).
+    /// With <paramref name="flush"/> false the bytes wait for the <see cref="End"/> that follows (END_STREAM): the
+    /// consumer sees them and the end together. Called by the frame loop only, under no lock: the flush may run the
+    /// consumer inline, which may call back into the stream (End, Dispose) and the connection.
+    /// </summary>
+    internal bool WriteBody(in ReadOnlySequence<byte> payload, bool flush = true)
     {
+        var writer = _body.Writer;
         lock (_sync)
         {
             if (_bodyWriterDone || _readerDone)
@@ -180,22 +200,56 @@ public sealed class Http2ClientStream : IDisposable
             }
 
             _buffered += payload.Length;
-            var writer = _body.Writer;
             foreach (var segment in payload)
             {
                 writer.Write(segment.Span);
             }
 
-            // Completes synchronously: the pipe never pauses (pauseWriterThreshold 0).
-            var flush = writer.FlushAsync();
-            return !flush.IsCompleted || !flush.Result.IsCompleted;
+            if (!flush)
+            {
+                return true;
+            }
+
+            // An End meanwhile (another thread, or the consumer run inline by the flush) leaves completing the writer to us.
+            _bodyWriting = true;
         }
+
+        // Completes synchronously: the pipe never pauses (pauseWriterThreshold 0). The result is decided before the
+        // reader runs, so a consumer that completes inline still counts as alive for these bytes (it credits them).
+        var result = writer.FlushAsync();
+        var alive = !result.IsCompleted || !result.Result.IsCompleted;
+        Exception? completeWith = null;
+        bool complete;
+        lock (_sync)
+        {
+            _bodyWriting = false;
+            complete = _bodyCompletePending;
+            _bodyCompletePending = false;
+            if (complete)
+            {
+                completeWith = BodyError(_end!.Value);
+            }
+        }
+
+        if (complete)
+        {
+            writer.Complete(completeWith);
+        }
+
+        return alive;
     }
 
-    /// <summary>Ends the stream (first call wins): completes the body, wakes readers and writers, resolves <see cref="Completion"/>.</summary>
+    private static Http2StreamAbortedException? BodyError(Http2StreamEnd end) => end.IsCompleted ? null : new Http2StreamAbortedException(end);
+
+    /// <summary>
+    /// Ends the stream (first call wins): completes the body, wakes readers and writers, resolves <see cref="Completion"/>.
+    /// Never call it under the connection's locks: the body reader, the head reader and <see cref="Completion"/>'s
+    /// awaiters run inline.
+    /// </summary>
     internal bool End(Http2StreamEnd end)
     {
         TaskCompletionSource? headWaiter;
+        var completeBody = false;
         lock (_sync)
         {
             if (_end is not null)
@@ -209,8 +263,22 @@ public sealed class Http2ClientStream : IDisposable
             if (!_bodyWriterDone)
             {
                 _bodyWriterDone = true;
-                _body.Writer.Complete(end.IsCompleted ? null : new Http2StreamAbortedException(end));
+                // A WriteBody flushing right now (its consumer may be what called us) completes the writer after its flush.
+                if (_bodyWriting)
+                {
+                    _bodyCompletePending = true;
+                }
+                else
+                {
+                    completeBody = true;
+                }
             }
+        }
+
+        if (completeBody)
+        {
+            // Outside the lock: with the inline reader this runs the consumer.
+            _body.Writer.Complete(BodyError(end));
         }
 
         headWaiter?.TrySetResult();

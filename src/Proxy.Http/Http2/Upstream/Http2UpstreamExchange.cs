@@ -52,7 +52,10 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     public Http2UpstreamExchange(Http1ParserOptions parserOptions)
     {
         // The forwarder's writes never wait on an unread head; the body is bounded by the HTTP/2 windows behind it.
-        var options = new PipeOptions(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024, useSynchronizationContext: false);
+        // Inline schedulers: the forwarder's flush runs the request pump, and the client connection's frame loop runs the
+        // response pump and then the forwarder, on the caller's thread (no thread-pool hop). Neither side flushes,
+        // advances or completes these pipes under a lock.
+        var options = new PipeOptions(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false);
         _requestPipe = new Pipe(options);
         _responsePipe = new Pipe(options);
         _parser = new Http1RequestHeadParser(parserOptions);
