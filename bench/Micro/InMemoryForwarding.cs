@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
 using Proxy.Core.Addresses;
@@ -29,6 +30,30 @@ internal static class InMemoryForwarding
         {
             flush.AsTask().GetAwaiter().GetResult();
         }
+    }
+
+    /// <summary>
+    /// After the client side flushed a request: takes what the proxy sent upstream, answers <paramref name="response"/>
+    /// (the proxy runs inline up to its next wait), and takes what reached the client. Both byte counts summed.
+    /// </summary>
+    public static long Relay(IDuplexPipe upstream, IDuplexPipe client, byte[] response)
+    {
+        var requestLength = Drain(upstream.Input, "The proxy did not send the request upstream.");
+        upstream.Output.Write(response);
+        Complete(upstream.Output.FlushAsync());
+        return requestLength + Drain(client.Input, "The proxy did not send the response to the client.");
+    }
+
+    private static long Drain(PipeReader input, string missing)
+    {
+        if (!input.TryRead(out var result))
+        {
+            throw new InvalidOperationException(missing);
+        }
+
+        var length = result.Buffer.Length;
+        input.AdvanceTo(result.Buffer.End);
+        return length;
     }
 
     private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
