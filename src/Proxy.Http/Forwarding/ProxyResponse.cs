@@ -23,7 +23,7 @@ public static class ProxyResponse
     {
         ArgumentNullException.ThrowIfNull(writer);
         var body = Encoding.UTF8.GetBytes(sentence + "\n");
-        Http1HeadWriter.WriteStatusLine(writer, Http1Version.Http11, statusCode, Encoding.ASCII.GetBytes(ReasonPhrase(statusCode)));
+        Http1HeadWriter.WriteStatusLine(writer, Http1Version.Http11, statusCode, Http1ReasonPhrases.For(statusCode));
         Http1HeadWriter.WriteHeader(writer, Encoding.ASCII.GetBytes(ProxyErrors.HeaderName), Encoding.ASCII.GetBytes(error));
         writer.Write("content-type: text/plain; charset=utf-8\r\n"u8);
         Http1HeadWriter.WriteHeader(writer, "content-length"u8, Encoding.ASCII.GetBytes(body.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)));
@@ -67,19 +67,4 @@ public static class ProxyResponse
 
         Http1HeadWriter.WriteEndOfHead(writer);
     }
-
-    /// <summary>The standard reason phrase of the statuses the proxy makes.</summary>
-    public static string ReasonPhrase(int statusCode) => statusCode switch
-    {
-        400 => "Bad Request",
-        404 => "Not Found",
-        414 => "URI Too Long",
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "Error",
-    };
 }

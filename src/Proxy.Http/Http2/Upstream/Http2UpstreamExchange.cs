@@ -27,8 +27,6 @@ namespace Proxy.Http.Http2.Upstream;
 /// </summary>
 internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IUpstreamExchangeStatus
 {
-    private static readonly byte[]?[] ReasonCache = new byte[1000][];
-
     private readonly Pipe _requestPipe;
     private readonly Pipe _responsePipe;
     private readonly Http1RequestHeadParser _parser;
@@ -505,7 +503,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
             var fields = head.Fields;
             var noBody = isHead || status is < 200 or 204 or 304;
             chunked = !noBody && !fields.TryGetValue("content-length"u8, out _);
-            Http1HeadWriter.WriteStatusLine(output, Http1Version.Http11, status, Reason(status));
+            Http1HeadWriter.WriteStatusLine(output, Http1Version.Http11, status, Http1ReasonPhrases.For(status));
             for (var i = 0; i < fields.Count; i++)
             {
                 Http1HeadWriter.WriteHeader(output, fields.GetName(i), fields.GetValue(i));
@@ -659,17 +657,6 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
             "the HTTP/2 upstream pool cannot carry a CONNECT or Upgrade request (HTTP/2 has no Upgrade; CONNECT goes over HTTP/1.1)",
             close: true, http10KeepAlive: false, omitBody: false);
         await output.FlushAsync().ConfigureAwait(false);
-    }
-
-    private static byte[] Reason(int status)
-    {
-        if ((uint)status >= (uint)ReasonCache.Length)
-        {
-            return [];
-        }
-
-        // One small array per status code for the life of the process.
-        return ReasonCache[status] ??= Encoding.ASCII.GetBytes(Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status));
     }
 }
 
