@@ -29,7 +29,8 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     // Heads that arrived before a read took them; created on first use (a waiting reader is handed its head directly).
     private Queue<Http2ClientResponseHead>? _heads;
     // Synchronous continuations: End runs them, and End is never called under a lock (see Http2ClientConnection).
-    private readonly TaskCompletionSource<Http2StreamEnd> _completion = new();
+    // One per stream use (a reused object gets a new one: callers may still hold the last one's task).
+    private TaskCompletionSource<Http2StreamEnd> _completion = new();
     private readonly Pipe _body;
     private readonly Http2ClientBodyReader _bodyReader;
     private TaskCompletionSource? _headWaiter;
@@ -190,6 +191,56 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
         }
 
         Trailers?.Dispose();
+        Trailers = null;
+
+        // The owner is done with it: the connection may hand this object (pipe, reader, lock) to a later stream.
+        _connection.Retire(this);
+    }
+
+    /// <summary>
+    /// True when the object can carry another stream: disposed, ended, and both ends of the body pipe completed (the
+    /// frame loop, the only caller, holds no reference to it and no body write is in progress).
+    /// </summary>
+    internal bool CanBeReused
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _disposed && _end is not null && _bodyWriterDone && !_bodyWriting && !_bodyCompletePending && _readerDone && !_headReadPending;
+            }
+        }
+    }
+
+    /// <summary>Makes a retired stream new (see <see cref="Http2ClientConnection.Retire"/>); called by the frame loop only.</summary>
+    internal void ResetForReuse()
+    {
+        _body.Reset();
+        _bodyReader.ResetForReuse();
+        _completion = new TaskCompletionSource<Http2StreamEnd>();
+        _headWaiter = null;
+        _windowWaiter = null;
+        _end = null;
+        _bodyWriterDone = false;
+        _bodyWriting = false;
+        _bodyCompletePending = false;
+        _readerDone = false;
+        _buffered = 0;
+        _disposed = false;
+        _headReadPending = false;
+        SendWindow = default;
+        ReceiveWindow = default;
+        HeadersSent = false;
+        LocalClosed = false;
+        RemoteClosed = false;
+        FinalHeadReceived = false;
+        Released = false;
+        InterimCount = 0;
+        IsHeadRequest = false;
+        ExpectedLength = -1;
+        ReceivedLength = 0;
+        Id = 0;
+        Trailers = null;
     }
 
     // ---- called by the connection -------------------------------------------------------------------
