@@ -1,3 +1,4 @@
+using System.Formats.Asn1;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
@@ -58,9 +59,7 @@ public sealed class MeshCertificateAuthority : IDisposable
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(certificateAuthority: true, hasPathLengthConstraint: false, pathLengthConstraint: 0, critical: true));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, critical: true));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, critical: false));
-        var san = new SubjectAlternativeNameBuilder();
-        san.AddUri(new Uri(SpiffeId.Prefix + trustDomain));
-        request.CertificateExtensions.Add(san.Build(critical: false));
+        request.CertificateExtensions.Add(SubjectAlternativeName(SpiffeId.Prefix + trustDomain, [], critical: false));
 
         var certificate = request.CreateSelfSigned(now - ClockSkewAllowance, now + lifetime);
         return new MeshCertificateAuthority(certificate, [], trustDomain);
@@ -162,20 +161,16 @@ public sealed class MeshCertificateAuthority : IDisposable
 
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest(new X500DistinguishedName(""), key, HashAlgorithmName.SHA256);
-        var san = new SubjectAlternativeNameBuilder();
-        san.AddUri(new Uri(identity.Uri));
         foreach (var name in dnsNames)
         {
-            if (Uri.CheckHostName(name.TrimStart('*', '.')) != UriHostNameType.Dns || name.Length > 253)
+            if (Uri.CheckHostName(name.StartsWith("*.", StringComparison.Ordinal) ? name[2..] : name) != UriHostNameType.Dns || name.Length > 253 || !Ascii.IsValid(name))
             {
                 throw new ArgumentException($"\"{name}\" is not a DNS name", nameof(dnsNames));
             }
-
-            san.AddDnsName(name);
         }
 
         // An empty subject needs a critical SAN (RFC 5280 4.2.1.6).
-        request.CertificateExtensions.Add(san.Build(critical: true));
+        request.CertificateExtensions.Add(SubjectAlternativeName(identity.Uri, dnsNames, critical: true));
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(certificateAuthority: false, hasPathLengthConstraint: false, pathLengthConstraint: 0, critical: true));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, critical: true));
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(
@@ -218,6 +213,26 @@ public sealed class MeshCertificateAuthority : IDisposable
 
     /// <summary>The PEM a workload's tls.crt holds: the issued leaf, then the CA and its chain.</summary>
     public string WorkloadChainPem(X509Certificate2 leaf) => leaf.ExportCertificatePem() + "\n" + CertificateChainPem();
+
+    /// <summary>
+    /// The SAN extension with the URI written exactly as given. (SubjectAlternativeNameBuilder.AddUri takes a
+    /// <see cref="Uri"/>, whose text gains a trailing '/' for a bare authority: <c>spiffe://td/</c> is not a valid SPIFFE ID.)
+    /// <c>GeneralNames ::= SEQUENCE OF GeneralName</c>; <c>dNSName [2] IA5String</c>, <c>uniformResourceIdentifier [6] IA5String</c>.
+    /// </summary>
+    private static X509Extension SubjectAlternativeName(string uri, IReadOnlyList<string> dnsNames, bool critical)
+    {
+        var writer = new AsnWriter(AsnEncodingRules.DER);
+        using (writer.PushSequence())
+        {
+            writer.WriteCharacterString(UniversalTagNumber.IA5String, uri, new Asn1Tag(TagClass.ContextSpecific, 6));
+            foreach (var name in dnsNames)
+            {
+                writer.WriteCharacterString(UniversalTagNumber.IA5String, name, new Asn1Tag(TagClass.ContextSpecific, 2));
+            }
+        }
+
+        return new X509Extension(CertificateIdentity.SubjectAlternativeNameOid, writer.Encode(), critical);
+    }
 
     private static X500DistinguishedName CommonName(string commonName)
     {

@@ -9,7 +9,7 @@ public sealed class MeshTrustTests : IDisposable
 {
     private const string Web = "spiffe://cluster.local/ns/default/sa/web";
     // Made a month ago, so leaves with past dates can be issued under it.
-    private readonly Ca.MeshCertificateAuthority _ca = Ca.MeshCertificateAuthority.CreateRoot("cluster.local", TimeSpan.FromDays(365), new TestClock(DateTimeOffset.UtcNow.AddDays(-30)));
+    private readonly Proxy.Tls.Ca.MeshCertificateAuthority _ca = Proxy.Tls.Ca.MeshCertificateAuthority.CreateRoot("cluster.local", TimeSpan.FromDays(365), new TestClock(DateTimeOffset.UtcNow.AddDays(-30)));
     private readonly MeshTrust _trust;
 
     public MeshTrustTests() => _trust = new MeshTrust([_ca.Certificate]);

@@ -220,8 +220,9 @@ public sealed class MutualTlsHandshakeTests : IDisposable
                     }
                 }
             }
-            catch (OperationCanceledException)
+            catch (Exception e) when (e is OperationCanceledException or InvalidOperationException or SocketException or ObjectDisposedException)
             {
+                // Stopped.
             }
         }
 
