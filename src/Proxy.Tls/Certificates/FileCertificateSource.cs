@@ -24,10 +24,13 @@ public sealed record FileCertificateSourceOptions
     /// <summary>How long after a file-system event the files are read, so a burst of events (cert, then key, then a symlink swap) becomes one reload.</summary>
     public TimeSpan DebounceDelay { get; init; } = TimeSpan.FromMilliseconds(100);
 
-    /// <summary>Warn when less than this fraction of the certificate's lifetime remains...</summary>
+    /// <summary>
+    /// The expiry warning is logged when the time left drops below min(<see cref="ExpiryWarningFraction"/> x lifetime,
+    /// <see cref="ExpiryWarningCap"/>): a 24 h workload certificate warns with 4.8 h left, a one-year one with 24 h left.
+    /// </summary>
     public double ExpiryWarningFraction { get; init; } = 0.2;
 
-    /// <summary>...or, for long-lived certificates, when less than this remains (whichever comes later for short-lived ones, earlier for long-lived: the warning time is the smaller of the two).</summary>
+    /// <summary>See <see cref="ExpiryWarningFraction"/>.</summary>
     public TimeSpan ExpiryWarningCap { get; init; } = TimeSpan.FromHours(24);
 }
 

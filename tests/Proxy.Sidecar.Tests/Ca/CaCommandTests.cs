@@ -72,6 +72,7 @@ public sealed class CaCommandTests : IDisposable
         Assert.Contains("CA:TRUE", caText, StringComparison.Ordinal);
         Assert.Contains("Certificate Sign, CRL Sign", caText, StringComparison.Ordinal);
         Assert.Contains("ASN1 OID: prime256v1", caText, StringComparison.Ordinal);
+        Assert.Contains("URI:spiffe://cluster.local\n", caText, StringComparison.Ordinal); // the trust domain's ID: no trailing '/'
 
         using var trust = MeshTrust.FromPemFile(caCrt);
         X509Certificate2Collection chain = [];
