@@ -83,28 +83,7 @@ public sealed class MeshCertificateAuthorityTests : IDisposable
     {
         using var root = TestCertificates.NewCa();
 
-        // An intermediate CA signed by the root, saved as files (intermediate first, then the root).
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=cluster.local intermediate", key, HashAlgorithmName.SHA256);
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
-        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
-        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
-        // URI SAN spiffe://cluster.local, written exactly (System.Uri would add a trailing '/').
-        var san = new System.Formats.Asn1.AsnWriter(System.Formats.Asn1.AsnEncodingRules.DER);
-        using (san.PushSequence())
-        {
-            san.WriteCharacterString(System.Formats.Asn1.UniversalTagNumber.IA5String, "spiffe://cluster.local", new System.Formats.Asn1.Asn1Tag(System.Formats.Asn1.TagClass.ContextSpecific, 6));
-        }
-
-        request.CertificateExtensions.Add(new X509Extension("2.5.29.17", san.Encode(), false));
-        var now = DateTimeOffset.UtcNow;
-        using var intermediate = request.Create(root.Certificate, now.AddMinutes(-1), now.AddDays(30), [0x42, 0x01]);
-        var certPath = Path.Combine(_dir, "ca.crt");
-        var keyPath = Path.Combine(_dir, "ca.key");
-        File.WriteAllText(certPath, intermediate.ExportCertificatePem() + "\n" + root.Certificate.ExportCertificatePem() + "\n");
-        File.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem());
-
-        using var ca = MeshCertificateAuthority.Load(certPath, keyPath);
+        using var ca = TestCertificates.NewIntermediate(root, _dir);
         Assert.Equal("cluster.local", ca.TrustDomain);
         Assert.Single(ca.Chain);
         using var leaf = ca.Issue(SpiffeId.Parse("spiffe://cluster.local/ns/a/sa/b"), [], TimeSpan.FromHours(1));

@@ -47,6 +47,23 @@ public sealed class MutualTlsHandshakeTests : IDisposable
     }
 
     [Fact]
+    public async Task MutualTls_IntermediateCa_PeersSendTheirChain_RootIsEnough()
+    {
+        using var intermediate = TestCertificates.NewIntermediate(_ca, _dir);
+        using var serverCert = TestCertificates.Issue(intermediate, Api);
+        using var clientCert = TestCertificates.Issue(intermediate, Web);
+        await using var server = new EchoServer(CertificateSources.Fixed(serverCert, [intermediate.Certificate]), _trust, IdentityPattern.Exact(SpiffeId.Parse(Web)));
+
+        PeerVerification? clientSaw = null;
+        await using var client = await ConnectAsync(server.Port, CertificateSources.Fixed(clientCert, [intermediate.Certificate]), IdentityPattern.Exact(SpiffeId.Parse(Api)), r => clientSaw = r);
+        Assert.Equal("hi", await EchoAsync(client, "hi"));
+        Assert.True(clientSaw?.IsValid, clientSaw?.ToString());
+        var serverSaw = await server.Verifications.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
+        Assert.True(serverSaw.IsValid, serverSaw.ToString());
+        Assert.Equal(Web, serverSaw.Identity?.Uri);
+    }
+
+    [Fact]
     public async Task MutualTls_ServerHasWrongIdentity_ClientRefuses()
     {
         using var serverCert = TestCertificates.Issue(_ca, Api);

@@ -14,6 +14,33 @@ internal static class TestCertificates
     public static X509Certificate2 Issue(MeshCertificateAuthority ca, string identity, TimeSpan? lifetime = null)
         => ca.Issue(SpiffeId.Parse(identity), [], lifetime ?? TimeSpan.FromHours(24));
 
+    /// <summary>
+    /// An intermediate CA under <paramref name="root"/> for the same trust domain (URI SAN <c>spiffe://td</c> written
+    /// exactly: System.Uri would add a trailing '/'), loaded back through <see cref="MeshCertificateAuthority.Load"/>.
+    /// </summary>
+    public static MeshCertificateAuthority NewIntermediate(MeshCertificateAuthority root, string dir)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN={root.TrustDomain} intermediate", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        var san = new System.Formats.Asn1.AsnWriter(System.Formats.Asn1.AsnEncodingRules.DER);
+        using (san.PushSequence())
+        {
+            san.WriteCharacterString(System.Formats.Asn1.UniversalTagNumber.IA5String, "spiffe://" + root.TrustDomain, new System.Formats.Asn1.Asn1Tag(System.Formats.Asn1.TagClass.ContextSpecific, 6));
+        }
+
+        request.CertificateExtensions.Add(new X509Extension("2.5.29.17", san.Encode(), false));
+        var now = DateTimeOffset.UtcNow;
+        using var intermediate = request.Create(root.Certificate, now.AddMinutes(-1), now.AddDays(30), [0x42, 0x01]);
+        var certPath = Path.Combine(dir, "intermediate.crt");
+        var keyPath = Path.Combine(dir, "intermediate.key");
+        File.WriteAllText(certPath, intermediate.ExportCertificatePem() + "\n" + root.Certificate.ExportCertificatePem() + "\n");
+        File.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem());
+        return MeshCertificateAuthority.Load(certPath, keyPath);
+    }
+
     /// <summary>A leaf signed by <paramref name="ca"/> with exactly the given dates, URIs and usages.</summary>
     public static X509Certificate2 Custom(
         MeshCertificateAuthority ca,
