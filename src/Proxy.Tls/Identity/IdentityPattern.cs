@@ -70,6 +70,56 @@ public sealed class IdentityPattern
         return new(other => Array.Exists(copy, p => p.Matches(other)), string.Join(" or ", copy.Select(static p => p._text)));
     }
 
+    /// <summary>
+    /// Parses the text form used in configuration: <c>*</c> (any), <c>spiffe://td/*</c> (the trust domain),
+    /// <c>spiffe://td/ns/prod/*</c> (a Kubernetes namespace), <c>spiffe://td/some/path/*</c> (that path and below),
+    /// or a full SPIFFE ID (exact). A '*' is allowed only as the whole last segment.
+    /// </summary>
+    public static bool TryParse(string? text, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out IdentityPattern? pattern, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        pattern = null;
+        if (text == "*")
+        {
+            pattern = Any;
+            error = null;
+            return true;
+        }
+
+        if (text is not null && text.EndsWith("/*", StringComparison.Ordinal))
+        {
+            var baseText = text[..^2];
+            if (!SpiffeId.TryParse(baseText, out var baseId, out var baseError))
+            {
+                error = $"\"{text}\": {baseError}";
+                return false;
+            }
+
+            pattern = baseId.IsTrustDomainId
+                ? TrustDomain(baseId.TrustDomain)
+                : baseId.Path.StartsWith("/ns/", StringComparison.Ordinal) && baseId.Path.IndexOf('/', 4) < 0
+                    ? Namespace(baseId.TrustDomain, baseId.Path[4..])
+                    : Prefix(baseId.Uri + "/");
+            error = null;
+            return true;
+        }
+
+        if (text is not null && text.Contains('*', StringComparison.Ordinal))
+        {
+            error = $"\"{text}\": '*' may only be the whole pattern or its whole last segment (spiffe://td/ns/prod/*)";
+            return false;
+        }
+
+        if (!SpiffeId.TryParse(text, out var id, out var idError))
+        {
+            error = idError;
+            return false;
+        }
+
+        pattern = Exact(id);
+        error = null;
+        return true;
+    }
+
     /// <summary>True when <paramref name="id"/> is acceptable.</summary>
     public bool Matches(SpiffeId id) => _matches(id);
 

@@ -122,4 +122,32 @@ public sealed class SpiffeIdTests
         Assert.Equal("spiffe://other.org/ns/prod/sa/web or any identity in trust domain cluster.local",
             IdentityPattern.AnyOf(IdentityPattern.Exact(other), IdentityPattern.TrustDomain("cluster.local")).ToString());
     }
+
+    [Theory]
+    [InlineData("*", "spiffe://any.org/x", true)]
+    [InlineData("spiffe://cluster.local/*", "spiffe://cluster.local/ns/a/sa/b", true)]
+    [InlineData("spiffe://cluster.local/*", "spiffe://other.org/ns/a/sa/b", false)]
+    [InlineData("spiffe://cluster.local/ns/prod/*", "spiffe://cluster.local/ns/prod/sa/web", true)]
+    [InlineData("spiffe://cluster.local/ns/prod/*", "spiffe://cluster.local/ns/production/sa/web", false)]
+    [InlineData("spiffe://cluster.local/ns/prod/*", "spiffe://cluster.local/ns/dev/sa/web", false)]
+    [InlineData("spiffe://cluster.local/batch/*", "spiffe://cluster.local/batch/nightly", true)]
+    [InlineData("spiffe://cluster.local/batch/*", "spiffe://cluster.local/batchx/nightly", false)]
+    [InlineData("spiffe://cluster.local/ns/prod/sa/web", "spiffe://cluster.local/ns/prod/sa/web", true)]
+    [InlineData("spiffe://cluster.local/ns/prod/sa/web", "spiffe://cluster.local/ns/prod/sa/api", false)]
+    public void IdentityPattern_TryParse_Matches(string pattern, string id, bool matches)
+    {
+        Assert.True(IdentityPattern.TryParse(pattern, out var parsed, out var error), error);
+        Assert.Equal(matches, parsed.Matches(SpiffeId.Parse(id)));
+    }
+
+    [Theory]
+    [InlineData("spiffe://cluster.local/ns/*/sa/web", "'*' may only be")]
+    [InlineData("spiffe://Cluster/*", "lower case")]
+    [InlineData("web", "does not start with spiffe://")]
+    [InlineData("", "empty")]
+    public void IdentityPattern_TryParse_Invalid(string pattern, string reason)
+    {
+        Assert.False(IdentityPattern.TryParse(pattern, out _, out var error));
+        Assert.Contains(reason, error, StringComparison.Ordinal);
+    }
 }
