@@ -180,6 +180,33 @@ public sealed class CaCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task IssueForce_WhileASourceWatchesTheFiles_SourceReloads()
+    {
+        var ca = await InitAsync();
+        var workload = Path.Combine(_dir, "w");
+        Assert.Equal(ExitCodes.Ok, (await RunAsync("ca", "issue", "--ca-dir", ca, "--identity", Web, "--out", workload)).Code);
+        using var source = new Proxy.Tls.Certificates.FileCertificateSource(
+            Path.Combine(workload, "tls.crt"),
+            Path.Combine(workload, "tls.key"),
+            new Proxy.Tls.Certificates.FileCertificateSourceOptions { DebounceDelay = TimeSpan.FromMilliseconds(20), PollInterval = Timeout.InfiniteTimeSpan });
+        var first = source.Certificate.Thumbprint;
+        var reloaded = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        source.Reloaded += (_, e) =>
+        {
+            if (e.Outcome == Proxy.Tls.Certificates.CertificateReloadOutcome.Reloaded)
+            {
+                reloaded.TrySetResult(e.Current.Thumbprint);
+            }
+        };
+
+        const string Rotated = "spiffe://cluster.local/ns/default/sa/web-v2";
+        Assert.Equal(ExitCodes.Ok, (await RunAsync("ca", "issue", "--ca-dir", ca, "--identity", Rotated, "--out", workload, "--force")).Code);
+        var now = await reloaded.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.NotEqual(first, now);
+        Assert.Equal(Rotated, source.Identity?.Uri);
+    }
+
+    [Fact]
     public async Task Init_BadTrustDomainAndTtl_Exit64()
     {
         var (code, _, err) = await RunAsync("ca", "init", "--trust-domain", "Bad_Domain", "--ttl", "10y");
