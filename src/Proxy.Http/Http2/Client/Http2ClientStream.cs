@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Threading.Tasks.Sources;
 
 namespace Proxy.Http.Http2.Client;
 
@@ -16,7 +17,7 @@ namespace Proxy.Http.Http2.Client;
 /// per half window) only as the consumer advances <see cref="ResponseBody"/>, so at most one stream window of
 /// unread body is buffered. Dispose when done: an unfinished stream is reset with CANCEL.
 /// </summary>
-public sealed class Http2ClientStream : IDisposable
+public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2ClientResponseHead>
 {
     // Never pauses: the stream receive window already bounds what can be buffered, and the frame loop must not block.
     // Inline reader: the frame loop runs the consumer's continuation itself (no thread-pool hop per DATA frame); it
@@ -25,12 +26,16 @@ public sealed class Http2ClientStream : IDisposable
 
     private readonly Http2ClientConnection _connection;
     private readonly Lock _sync = new();
-    private readonly Queue<Http2ClientResponseHead> _heads = new();
+    // Heads that arrived before a read took them; created on first use (a waiting reader is handed its head directly).
+    private Queue<Http2ClientResponseHead>? _heads;
     // Synchronous continuations: End runs them, and End is never called under a lock (see Http2ClientConnection).
     private readonly TaskCompletionSource<Http2StreamEnd> _completion = new();
     private readonly Pipe _body;
     private readonly Http2ClientBodyReader _bodyReader;
     private TaskCompletionSource? _headWaiter;
+    // A token-less ReadResponseHeadAsync waiting (completed outside the lock by EnqueueHead or End).
+    private ManualResetValueTaskSourceCore<Http2ClientResponseHead> _headRead;
+    private bool _headReadPending;
     private TaskCompletionSource? _windowWaiter;
     private Http2StreamEnd? _end;
     private bool _bodyWriterDone;
@@ -89,25 +94,57 @@ public sealed class Http2ClientStream : IDisposable
 
     /// <summary>
     /// The next response head: interim 1xx heads first (one per call, <see cref="Http2ClientResponseHead.IsInformational"/>),
-    /// then the final head. Throws <see cref="Http2StreamAbortedException"/> if the stream ends without one.
+    /// then the final head. Throws <see cref="Http2StreamAbortedException"/> if the stream ends without one. One read at a time.
     /// </summary>
+    public ValueTask<Http2ClientResponseHead> ReadResponseHeadAsync(CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.CanBeCanceled)
+        {
+            return ReadResponseHeadCancelableAsync(cancellationToken);
+        }
+
+        // Without a token (the upstream exchange): a wait completes through the stream's own reusable source, so no
+        // state machine or task is allocated per response.
+        lock (_sync)
+        {
+            if (_heads is not null && _heads.TryDequeue(out var head))
+            {
+                return new ValueTask<Http2ClientResponseHead>(head);
+            }
+
+            if (_end is { } end)
+            {
+                return ValueTask.FromException<Http2ClientResponseHead>(NoHead(end));
+            }
+
+            if (_headReadPending)
+            {
+                throw new InvalidOperationException("A response head read is already pending on this stream.");
+            }
+
+            _headRead.Reset();
+            _headReadPending = true;
+            return new ValueTask<Http2ClientResponseHead>(this, _headRead.Version);
+        }
+    }
+
     // Pooled builder: the read usually waits for the server, which would allocate the state machine box per response.
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<Http2ClientResponseHead> ReadResponseHeadAsync(CancellationToken cancellationToken = default)
+    private async ValueTask<Http2ClientResponseHead> ReadResponseHeadCancelableAsync(CancellationToken cancellationToken)
     {
         while (true)
         {
             Task wait;
             lock (_sync)
             {
-                if (_heads.TryDequeue(out var head))
+                if (_heads is not null && _heads.TryDequeue(out var head))
                 {
                     return head;
                 }
 
                 if (_end is { } end)
                 {
-                    throw new Http2StreamAbortedException(end.IsCompleted ? new Http2StreamEnd(Http2StreamEndKind.ConnectionLost, Http2ErrorCode.ProtocolError, "no final head") : end);
+                    throw NoHead(end);
                 }
 
                 // Synchronous continuation: EnqueueHead and End complete it outside every lock.
@@ -118,6 +155,16 @@ public sealed class Http2ClientStream : IDisposable
             await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
     }
+
+    private static Http2StreamAbortedException NoHead(Http2StreamEnd end) =>
+        new(end.IsCompleted ? new Http2StreamEnd(Http2StreamEndKind.ConnectionLost, Http2ErrorCode.ProtocolError, "no final head") : end);
+
+    Http2ClientResponseHead IValueTaskSource<Http2ClientResponseHead>.GetResult(short token) => _headRead.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<Http2ClientResponseHead>.GetStatus(short token) => _headRead.GetStatus(token);
+
+    void IValueTaskSource<Http2ClientResponseHead>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _headRead.OnCompleted(continuation, state, token, flags);
 
     /// <summary>Resets the stream with CANCEL unless it already ended; returns pooled buffers (heads not taken, <see cref="Trailers"/>: read them first).</summary>
     public void Dispose()
@@ -136,7 +183,7 @@ public sealed class Http2ClientStream : IDisposable
         _bodyReader.Complete();
         lock (_sync)
         {
-            while (_heads.TryDequeue(out var head))
+            while (_heads is not null && _heads.TryDequeue(out var head))
             {
                 head.Dispose();
             }
@@ -161,7 +208,8 @@ public sealed class Http2ClientStream : IDisposable
     /// <summary>Queues a response head; <paramref name="wake"/> false leaves the reader asleep (the <see cref="End"/> that follows wakes it).</summary>
     internal void EnqueueHead(Http2ClientResponseHead head, bool wake = true)
     {
-        TaskCompletionSource? waiter;
+        TaskCompletionSource? waiter = null;
+        var handed = false;
         lock (_sync)
         {
             if (_end is not null || _disposed)
@@ -170,14 +218,28 @@ public sealed class Http2ClientStream : IDisposable
                 return;
             }
 
-            _heads.Enqueue(head);
-            if (!wake)
+            if (wake && _headReadPending && (_heads is null || _heads.Count == 0))
             {
-                return;
+                // Straight to the waiting reader.
+                _headReadPending = false;
+                handed = true;
             }
+            else
+            {
+                (_heads ??= new Queue<Http2ClientResponseHead>(2)).Enqueue(head);
+                if (!wake)
+                {
+                    return;
+                }
 
-            waiter = _headWaiter;
-            _headWaiter = null;
+                waiter = _headWaiter;
+                _headWaiter = null;
+            }
+        }
+
+        if (handed)
+        {
+            _headRead.SetResult(head);
         }
 
         waiter?.TrySetResult();
@@ -250,6 +312,8 @@ public sealed class Http2ClientStream : IDisposable
     {
         TaskCompletionSource? headWaiter;
         var completeBody = false;
+        var wakeHeadRead = false;
+        Http2ClientResponseHead? pendingHead = null;
         lock (_sync)
         {
             if (_end is not null)
@@ -260,6 +324,12 @@ public sealed class Http2ClientStream : IDisposable
             _end = end;
             headWaiter = _headWaiter;
             _headWaiter = null;
+            if (_headReadPending)
+            {
+                _headReadPending = false;
+                wakeHeadRead = true;
+                _heads?.TryDequeue(out pendingHead);
+            }
             if (!_bodyWriterDone)
             {
                 _bodyWriterDone = true;
@@ -279,6 +349,18 @@ public sealed class Http2ClientStream : IDisposable
         {
             // Outside the lock: with the inline reader this runs the consumer.
             _body.Writer.Complete(BodyError(end));
+        }
+
+        if (wakeHeadRead)
+        {
+            if (pendingHead is not null)
+            {
+                _headRead.SetResult(pendingHead);
+            }
+            else
+            {
+                _headRead.SetException(NoHead(end));
+            }
         }
 
         headWaiter?.TrySetResult();

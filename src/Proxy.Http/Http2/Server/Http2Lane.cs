@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
+using System.Threading.Tasks.Sources;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Features;
 using Proxy.Http.Forwarding;
@@ -18,7 +19,7 @@ namespace Proxy.Http.Http2.Server;
 /// stream turns into HTTP/2 flow-control credit: the client can never have more request body in flight than
 /// the windows it was granted.
 /// </summary>
-internal sealed class Http2Lane : ConnectionContext
+internal sealed class Http2Lane : ConnectionContext, IValueTaskSource<Http2ServerStream?>
 {
     private static long s_lastId;
 
@@ -58,21 +59,75 @@ internal sealed class Http2Lane : ConnectionContext
     /// <summary>The forwarder's session on this lane; completes when the lane is closed.</summary>
     public Task Session { get; set; } = Task.CompletedTask;
 
-    // The response pump of the lane's latest stream (a pooled ValueTask, not awaited by anyone): observed once it
-    // has completed, when the lane is rented again, so its state machine goes back to the pool.
-    private ValueTask _pump;
+    // The lane's response pump (Http2ServerSession.PumpLaneAsync) waits here for the next stream to carry: one
+    // long-lived loop per lane instead of one async call per stream, so steady-state streams allocate no state machine.
+    // _next is armed (Reset) before the lane can be rented, and completed once: with the stream (Assign) or null (Close).
+    private ManualResetValueTaskSourceCore<Http2ServerStream?> _next;
+    private readonly Lock _nextLock = new();
+    private int _nextState; // 0 = not armed (pumping a stream), 1 = armed and waiting, 2 = completed
+    private bool _closing;
 
-    /// <summary>Keeps the pump of the stream the lane now carries (see <see cref="ObservePump"/>).</summary>
-    public void SetPump(ValueTask pump) => _pump = pump;
+    /// <summary>The lane's pump loop; completes when the lane is closed.</summary>
+    public Task Pump { get; set; } = Task.CompletedTask;
 
-    /// <summary>Observes the last pump if it has completed (it never throws); one still finishing is let go.</summary>
-    public void ObservePump()
+    /// <summary>Arms the lane for its next stream; false when the lane is closing (its pump should end).</summary>
+    public bool ArmForNextStream()
     {
-        var pump = _pump;
-        _pump = default;
-        if (pump.IsCompleted)
+        lock (_nextLock)
         {
-            pump.GetAwaiter().GetResult();
+            if (_closing)
+            {
+                return false;
+            }
+
+            _next.Reset();
+            _nextState = 1;
+            return true;
+        }
+    }
+
+    /// <summary>Hands the lane (armed, just rented) its stream: its pump starts on it, inline.</summary>
+    public void Assign(Http2ServerStream stream)
+    {
+        lock (_nextLock)
+        {
+            if (_nextState != 1)
+            {
+                throw new InvalidOperationException("The lane was not waiting for a stream.");
+            }
+
+            _nextState = 2;
+        }
+
+        _next.SetResult(stream);
+    }
+
+    /// <summary>The next stream to pump, or null once the lane is closed.</summary>
+    public ValueTask<Http2ServerStream?> NextStreamAsync() => new(this, _next.Version);
+
+    Http2ServerStream? IValueTaskSource<Http2ServerStream?>.GetResult(short token) => _next.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<Http2ServerStream?>.GetStatus(short token) => _next.GetStatus(token);
+
+    void IValueTaskSource<Http2ServerStream?>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _next.OnCompleted(continuation, state, token, flags);
+
+    private void StopPump()
+    {
+        bool wake;
+        lock (_nextLock)
+        {
+            _closing = true;
+            wake = _nextState == 1;
+            if (wake)
+            {
+                _nextState = 2;
+            }
+        }
+
+        if (wake)
+        {
+            _next.SetResult(null);
         }
     }
 
@@ -113,6 +168,7 @@ internal sealed class Http2Lane : ConnectionContext
         Aborted = true;
         _response.Writer.Complete(abortReason);
         _request.Reader.Complete();
+        StopPump();
         Cancel();
     }
 
@@ -120,6 +176,7 @@ internal sealed class Http2Lane : ConnectionContext
     public void Close()
     {
         _request.Writer.Complete();
+        StopPump();
         Cancel();
     }
 
@@ -132,6 +189,7 @@ internal sealed class Http2Lane : ConnectionContext
     {
         _request.Writer.Complete(new ConnectionAbortedException("The client reset the HTTP/2 stream."));
         _response.Reader.CancelPendingRead();
+        StopPump();
         Cancel();
     }
 
@@ -161,9 +219,12 @@ internal sealed class Http2Lane : ConnectionContext
     }
 
     /// <summary>Reports consumed bytes: the difference between the last buffer's start and the consumed position.</summary>
-    private sealed class CountingReader(PipeReader inner, Http2Lane lane) : PipeReader
+    private sealed class CountingReader(PipeReader inner, Http2Lane lane) : PipeReader, IValueTaskSource<ReadResult>
     {
         private ReadOnlySequence<byte> _last;
+        private ManualResetValueTaskSourceCore<ReadResult> _read;
+        private System.Runtime.CompilerServices.ValueTaskAwaiter<ReadResult> _pending;
+        private Action? _onInnerCompleted;
 
         public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
 
@@ -186,7 +247,10 @@ internal sealed class Http2Lane : ConnectionContext
 
         public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
         {
+            // CA2012: the read is consumed once, either here when it has completed or by OnInnerCompleted when it has.
+#pragma warning disable CA2012
             var read = inner.ReadAsync(cancellationToken);
+#pragma warning restore CA2012
             if (read.IsCompletedSuccessfully)
             {
                 var result = read.Result;
@@ -194,7 +258,12 @@ internal sealed class Http2Lane : ConnectionContext
                 return new ValueTask<ReadResult>(result);
             }
 
-            return Remember(read);
+            // The forwarder's reads wait here whenever the client's bytes have not arrived yet: completed through
+            // this reader's own reusable source (an async helper would allocate a state machine per wait under load).
+            _read.Reset();
+            _pending = read.GetAwaiter();
+            _pending.UnsafeOnCompleted(_onInnerCompleted ??= OnInnerCompleted);
+            return new ValueTask<ReadResult>(this, _read.Version);
         }
 
         public override bool TryRead(out ReadResult result)
@@ -208,13 +277,30 @@ internal sealed class Http2Lane : ConnectionContext
             return false;
         }
 
-        // Pooled state machine: the forwarder's reads wait here whenever the client's bytes have not arrived yet.
-        [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-        private async ValueTask<ReadResult> Remember(ValueTask<ReadResult> read)
+        private void OnInnerCompleted()
         {
-            var result = await read.ConfigureAwait(false);
+            ReadResult result;
+            try
+            {
+                result = _pending.GetResult();
+            }
+            catch (Exception e)
+            {
+                _pending = default;
+                _read.SetException(e);
+                return;
+            }
+
+            _pending = default;
             _last = result.Buffer;
-            return result;
+            _read.SetResult(result);
         }
+
+        ReadResult IValueTaskSource<ReadResult>.GetResult(short token) => _read.GetResult(token);
+
+        ValueTaskSourceStatus IValueTaskSource<ReadResult>.GetStatus(short token) => _read.GetStatus(token);
+
+        void IValueTaskSource<ReadResult>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _read.OnCompleted(continuation, state, token, flags);
     }
 }

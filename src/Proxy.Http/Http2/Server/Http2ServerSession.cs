@@ -474,7 +474,8 @@ internal sealed partial class Http2ServerSession : IDisposable
             _activePumps++;
         }
 
-        lane.SetPump(RunStreamAsync(stream, lane));
+        // Its pump starts on the stream inline, and waits for the response head.
+        lane.Assign(stream);
 
         // The lane's reader runs inline: the forwarder routes and sends the request upstream within this write.
         await lane.RequestWriter.WriteAsync(head, CancellationToken.None).ConfigureAwait(false);
@@ -828,7 +829,6 @@ internal sealed partial class Http2ServerSession : IDisposable
         {
             if (_idleLanes.TryPop(out var idle))
             {
-                idle.ObservePump();
                 return idle;
             }
         }
@@ -840,71 +840,9 @@ internal sealed partial class Http2ServerSession : IDisposable
         }
 
         lane.Session = _server.Forwarder.HandleAsync(lane, _routing, lane.ConnectionClosed);
+        lane.ArmForNextStream();
+        lane.Pump = PumpLaneAsync(lane);
         return lane;
-    }
-
-    /// <summary>
-    /// Pumps one stream's response and gives its lane back. Never throws. Pooled and not awaited: its lane keeps the
-    /// ValueTask and observes it when the lane is next rented (<see cref="Http2Lane.ObservePump"/>), which returns
-    /// the state machine to the pool, so a steady stream of requests allocates none. The shutdown waits for the
-    /// count of running pumps instead.
-    /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask RunStreamAsync(Http2ServerStream stream, Http2Lane lane)
-    {
-        var reusable = false;
-        try
-        {
-            reusable = await stream.PumpResponseAsync(lane, _server.Forwarder.ResponseParser).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or InvalidOperationException or ConnectionAbortedException or OperationCanceledException)
-        {
-            reusable = false;
-        }
-        catch (Exception e)
-        {
-            Log.PumpFailed(_server.Logger, stream.Id, e);
-            reusable = false;
-        }
-        finally
-        {
-            lock (_lock)
-            {
-                if (--_activePumps == 0)
-                {
-                    _pumpsDone?.TrySetResult();
-                }
-
-                lane.Stream = null;
-                stream.Lane = null;
-                if (!stream.RemoteClosed && !stream.Reset && stream.LocalClosed)
-                {
-                    // Answered before the client finished sending (RFC 9113 §8.1). Rather than RST_STREAM(NO_ERROR),
-                    // which some clients (curl 7.88) report as a failure, the rest of a small body is taken and
-                    // dropped; past DrainLimit the stream is reset with NO_ERROR.
-                    stream.Draining = true;
-                    reusable = false;
-                }
-                else
-                {
-                    _streams.Remove(stream.Id);
-                }
-
-                if (reusable && !stream.Reset && !lane.Aborted)
-                {
-                    _idleLanes.Push(lane);
-                }
-                else
-                {
-                    _lanes.Remove(lane);
-                }
-            }
-
-            if (!reusable || stream.Reset || lane.Aborted)
-            {
-                lane.Close();
-            }
-        }
     }
 
     private static void AbortLane(Http2ServerStream stream)

@@ -34,11 +34,12 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     private readonly ContentLengthBodyReader _length = new();
     private readonly ChunkedBodyReader _chunks;
     private readonly Http2FieldList _fields = new();
-    private readonly Action _onRunCompleted;
+    private readonly Turn _requestTurn = new();
+    private readonly Turn _responseTurn = new();
     private Http2UpstreamPool? _pool;
     private Http2ClientStream? _stream;
     private PooledConnection? _pooled;
-    private ValueTask _run;
+    private bool _responseIsHead;
     private int _refs;
     private volatile bool _finished;
     private volatile bool _refused;
@@ -58,7 +59,11 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         _responsePipe = new Pipe(options);
         _parser = new Http1RequestHeadParser(parserOptions);
         _chunks = new ChunkedBodyReader(parserOptions);
-        _onRunCompleted = OnRunCompleted;
+
+        // The exchange's two pumps: long-lived loops woken per exchange (see Turn), so a steady stream of exchanges
+        // allocates no state machine. They end when the exchange's buffers are disposed.
+        _ = RequestLoopAsync();
+        _ = ResponseLoopAsync();
     }
 
     internal Http2UpstreamPool.EndpointState? Endpoint { get; private set; }
@@ -127,19 +132,9 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
 
         _pooled.IsReused = reused;
         _pooled.UseCount = owner.Carried - 1;
-        // Stored and consumed exactly once by OnRunCompleted (pooled builder: no allocation per exchange).
-#pragma warning disable CA2012
-        _run = RunAsync();
-#pragma warning restore CA2012
-        if (_run.IsCompleted)
-        {
-            OnRunCompleted();
-        }
-        else
-        {
-            _run.GetAwaiter().UnsafeOnCompleted(_onRunCompleted);
-        }
-
+        // References: the request pump, the response pump and the renter; the last to let go recycles the exchange.
+        _refs = 3;
+        _requestTurn.Signal(true);
         return _pooled;
     }
 
@@ -152,21 +147,6 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         // The renter no longer touches the transport: complete its ends so the pumps see the end of both pipes.
         _requestPipe.Writer.Complete();
         _responsePipe.Reader.Complete();
-        Release();
-    }
-
-    private void OnRunCompleted()
-    {
-        try
-        {
-            _run.GetAwaiter().GetResult();
-        }
-        catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException or Http1ParseException or Http2StreamAbortedException)
-        {
-            // Reported through the pipes already.
-        }
-
-        _run = default;
         Release();
     }
 
@@ -192,75 +172,103 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         pool.Recycle(this);
     }
 
-    internal void DisposeBuffers() => _fields.Dispose();
+    /// <summary>The exchange will not be used again: its buffers are freed and its pumps end.</summary>
+    internal void DisposeBuffers()
+    {
+        _fields.Dispose();
+        _requestTurn.Signal(false);
+        _responseTurn.Signal(false);
+    }
 
     // ---- the exchange ----------------------------------------------------------------------------
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask RunAsync()
+    /// <summary>
+    /// The request pump, one iteration per exchange: the request head becomes HEADERS (then the response pump starts),
+    /// the body DATA and trailers. Never throws.
+    /// </summary>
+    private async Task RequestLoopAsync()
     {
-        var stream = _stream!;
-        var input = _requestPipe.Reader;
-        var output = _responsePipe.Writer;
-
-        // 1. The request head.
-        ReadResult result;
-        ReadOnlySequence<byte> buffer;
-        SequencePosition consumed;
-        while (true)
+        while (await _requestTurn.WaitAsync().ConfigureAwait(false))
         {
-            result = await input.ReadAsync().ConfigureAwait(false);
-            buffer = result.Buffer;
-            if (_finished || result.IsCanceled)
+            var responseStarted = false;
+            var stream = _stream!;
+            var input = _requestPipe.Reader;
+            var output = _responsePipe.Writer;
+            try
             {
-                input.AdvanceTo(buffer.Start);
-                FailResponse(output, "the exchange was abandoned before its request head");
-                return;
+                // 1. The request head.
+                ReadResult result;
+                ReadOnlySequence<byte> buffer;
+                SequencePosition consumed;
+                while (true)
+                {
+                    result = await input.ReadAsync().ConfigureAwait(false);
+                    buffer = result.Buffer;
+                    if (_finished || result.IsCanceled)
+                    {
+                        input.AdvanceTo(buffer.Start);
+                        FailResponse(output, "the exchange was abandoned before its request head");
+                        goto Done;
+                    }
+
+                    if (_parser.TryParse(buffer, _head, out consumed))
+                    {
+                        break;
+                    }
+
+                    if (result.IsCompleted)
+                    {
+                        input.AdvanceTo(buffer.End);
+                        FailResponse(output, "the request head ended early");
+                        goto Done;
+                    }
+
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                }
+
+                var head = _head;
+                if (head.Method == Http1Method.Connect || head.IsUpgrade)
+                {
+                    input.AdvanceTo(consumed);
+                    await RespondNotImplementedAsync(output).ConfigureAwait(false);
+                    goto Done;
+                }
+
+                var bodyKind = head.BodyKind;
+                var hasBody = bodyKind == Http1BodyKind.Chunked || (bodyKind == Http1BodyKind.ContentLength && head.ContentLength > 0);
+                var contentLength = head.ContentLength;
+                _responseIsHead = head.Method == Http1Method.Head;
+                BuildRequestFields(head, _fields, Owner!.Transport.RemoteEndPoint);
+                input.AdvanceTo(consumed);
+
+                // 2. HEADERS, then the response side runs while the body goes up.
+                if (!await stream.WriteHeadersAsync(_fields, endStream: !hasBody).ConfigureAwait(false))
+                {
+                    await FailFromStreamAsync(stream, output).ConfigureAwait(false);
+                    goto Done;
+                }
+
+                responseStarted = true;
+                _responseTurn.Signal(true);
+                if (hasBody)
+                {
+                    await SendBodyAsync(stream, input, bodyKind, contentLength).ConfigureAwait(false);
+                }
+            }
+            catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException or Http1ParseException or Http2StreamAbortedException)
+            {
+                // Reported through the pipes, or the stream was reset.
             }
 
-            if (_parser.TryParse(buffer, _head, out consumed))
+        Done:
+            _requestTurn.Arm();
+            if (!responseStarted)
             {
-                break;
+                Release();
             }
 
-            if (result.IsCompleted)
-            {
-                input.AdvanceTo(buffer.End);
-                FailResponse(output, "the request head ended early");
-                return;
-            }
-
-            input.AdvanceTo(buffer.Start, buffer.End);
+            Release();
         }
-
-        var head = _head;
-        if (head.Method == Http1Method.Connect || head.IsUpgrade)
-        {
-            input.AdvanceTo(consumed);
-            await RespondNotImplementedAsync(output).ConfigureAwait(false);
-            return;
-        }
-
-        var bodyKind = head.BodyKind;
-        var hasBody = bodyKind == Http1BodyKind.Chunked || (bodyKind == Http1BodyKind.ContentLength && head.ContentLength > 0);
-        var isHead = head.Method == Http1Method.Head;
-        BuildRequestFields(head, _fields, Owner!.Transport.RemoteEndPoint);
-        input.AdvanceTo(consumed);
-
-        // 2. HEADERS, then the response side runs while the body goes up.
-        if (!await stream.WriteHeadersAsync(_fields, endStream: !hasBody).ConfigureAwait(false))
-        {
-            await FailFromStreamAsync(stream, output).ConfigureAwait(false);
-            return;
-        }
-
-        var response = ForwardResponseAsync(stream, output, isHead);
-        if (hasBody)
-        {
-            await SendBodyAsync(stream, input, bodyKind, head.ContentLength).ConfigureAwait(false);
-        }
-
-        await response.ConfigureAwait(false);
     }
 
     /// <summary>Request fields for HTTP/2: pseudo-headers from the request line and Host, the rest minus connection-specific fields.</summary>
@@ -481,117 +489,137 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ForwardResponseAsync(Http2ClientStream stream, PipeWriter output, bool isHead)
+    /// <summary>
+    /// The response pump, one iteration per exchange (started once HEADERS left): response heads become an HTTP/1.1
+    /// head, DATA the body (chunk-framed unless the length is known), trailers chunked trailers. Never throws.
+    /// </summary>
+    private async Task ResponseLoopAsync()
     {
-        Http2ClientResponseHead head;
-        int status;
-        bool chunked;
-        while (true)
+        while (await _responseTurn.WaitAsync().ConfigureAwait(false))
         {
+            var stream = _stream!;
+            var output = _responsePipe.Writer;
+            var isHead = _responseIsHead;
             try
             {
-                head = await stream.ReadResponseHeadAsync().ConfigureAwait(false);
-            }
-            catch (Http2StreamAbortedException e)
-            {
-                Fail(output, e.End, beforeHead: true);
-                return;
-            }
-
-            status = head.StatusCode;
-            var fields = head.Fields;
-            var noBody = isHead || status is < 200 or 204 or 304;
-            chunked = !noBody && !fields.TryGetValue("content-length"u8, out _);
-            Http1HeadWriter.WriteStatusLine(output, Http1Version.Http11, status, Http1ReasonPhrases.For(status));
-            for (var i = 0; i < fields.Count; i++)
-            {
-                Http1HeadWriter.WriteHeader(output, fields.GetName(i), fields.GetValue(i));
-            }
-
-            if (chunked)
-            {
-                output.Write("transfer-encoding: chunked\r\n"u8);
-            }
-
-            Http1HeadWriter.WriteEndOfHead(output);
-            head.Dispose();
-            if (status >= 200)
-            {
-                break;
-            }
-
-            // 1xx: on its way now (a 100 lets the client send its body).
-            var interim = await output.FlushAsync().ConfigureAwait(false);
-            if (interim.IsCompleted || _finished)
-            {
-                return;
-            }
-        }
-
-        // The body: DATA payloads as they come, chunk-framed unless the length is known.
-        var body = stream.ResponseBody;
-        while (true)
-        {
-            var flush = await output.FlushAsync().ConfigureAwait(false);
-            if (flush.IsCompleted || _finished)
-            {
-                body.Complete();
-                return;
-            }
-
-            ReadResult result;
-            try
-            {
-                result = await body.ReadAsync().ConfigureAwait(false);
-            }
-            catch (Http2StreamAbortedException e)
-            {
-                Fail(output, e.End, beforeHead: false);
-                return;
-            }
-
-            var buffer = result.Buffer;
-            if (!buffer.IsEmpty)
-            {
-                if (chunked)
+                Http2ClientResponseHead head;
+                int status;
+                bool chunked;
+                while (true)
                 {
-                    WriteChunkHeader(output, buffer.Length);
-                }
-
-                foreach (var segment in buffer)
-                {
-                    output.Write(segment.Span);
-                }
-
-                if (chunked)
-                {
-                    output.Write("\r\n"u8);
-                }
-            }
-
-            body.AdvanceTo(buffer.End);
-            if (result.IsCompleted)
-            {
-                if (chunked)
-                {
-                    output.Write("0\r\n"u8);
-                    if (stream.Trailers is { } trailers)
+                    try
                     {
-                        for (var i = 0; i < trailers.Count; i++)
+                        head = await stream.ReadResponseHeadAsync().ConfigureAwait(false);
+                    }
+                    catch (Http2StreamAbortedException e)
+                    {
+                        Fail(output, e.End, beforeHead: true);
+                        goto Done;
+                    }
+
+                    status = head.StatusCode;
+                    var fields = head.Fields;
+                    var noBody = isHead || status is < 200 or 204 or 304;
+                    chunked = !noBody && !fields.TryGetValue("content-length"u8, out _);
+                    Http1HeadWriter.WriteStatusLine(output, Http1Version.Http11, status, Http1ReasonPhrases.For(status));
+                    for (var i = 0; i < fields.Count; i++)
+                    {
+                        Http1HeadWriter.WriteHeader(output, fields.GetName(i), fields.GetValue(i));
+                    }
+
+                    if (chunked)
+                    {
+                        output.Write("transfer-encoding: chunked\r\n"u8);
+                    }
+
+                    Http1HeadWriter.WriteEndOfHead(output);
+                    head.Dispose();
+                    if (status >= 200)
+                    {
+                        break;
+                    }
+
+                    // 1xx: on its way now (a 100 lets the client send its body).
+                    var interim = await output.FlushAsync().ConfigureAwait(false);
+                    if (interim.IsCompleted || _finished)
+                    {
+                        goto Done;
+                    }
+                }
+
+                // The body: DATA payloads as they come, chunk-framed unless the length is known.
+                var body = stream.ResponseBody;
+                while (true)
+                {
+                    var flush = await output.FlushAsync().ConfigureAwait(false);
+                    if (flush.IsCompleted || _finished)
+                    {
+                        body.Complete();
+                        goto Done;
+                    }
+
+                    ReadResult result;
+                    try
+                    {
+                        result = await body.ReadAsync().ConfigureAwait(false);
+                    }
+                    catch (Http2StreamAbortedException e)
+                    {
+                        Fail(output, e.End, beforeHead: false);
+                        goto Done;
+                    }
+
+                    var buffer = result.Buffer;
+                    if (!buffer.IsEmpty)
+                    {
+                        if (chunked)
                         {
-                            Http1HeadWriter.WriteHeader(output, trailers.GetName(i), trailers.GetValue(i));
+                            WriteChunkHeader(output, buffer.Length);
+                        }
+
+                        foreach (var segment in buffer)
+                        {
+                            output.Write(segment.Span);
+                        }
+
+                        if (chunked)
+                        {
+                            output.Write("\r\n"u8);
                         }
                     }
 
-                    output.Write("\r\n"u8);
-                }
+                    body.AdvanceTo(buffer.End);
+                    if (result.IsCompleted)
+                    {
+                        if (chunked)
+                        {
+                            output.Write("0\r\n"u8);
+                            if (stream.Trailers is { } trailers)
+                            {
+                                for (var i = 0; i < trailers.Count; i++)
+                                {
+                                    Http1HeadWriter.WriteHeader(output, trailers.GetName(i), trailers.GetValue(i));
+                                }
+                            }
 
-                body.Complete();
-                await output.FlushAsync().ConfigureAwait(false);
-                LastEnd = await stream.Completion.ConfigureAwait(false);
-                return;
+                            output.Write("\r\n"u8);
+                        }
+
+                        body.Complete();
+                        await output.FlushAsync().ConfigureAwait(false);
+                        LastEnd = await stream.Completion.ConfigureAwait(false);
+                        goto Done;
+                    }
+                }
             }
+            catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException or Http1ParseException or Http2StreamAbortedException)
+            {
+                // Reported through the pipes, or the stream was reset.
+            }
+
+        Done:
+            _responseTurn.Arm();
+            Release();
         }
     }
 
@@ -657,6 +685,27 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
             "the HTTP/2 upstream pool cannot carry a CONNECT or Upgrade request (HTTP/2 has no Upgrade; CONNECT goes over HTTP/1.1)",
             close: true, http10KeepAlive: false, omitBody: false);
         await output.FlushAsync().ConfigureAwait(false);
+    }
+    /// <summary>
+    /// A reusable one-shot signal that wakes one of the exchange's long-lived pumps: armed (reset) by the pump before it
+    /// lets go of the exchange, signalled with true for the next exchange or false when the exchange is dropped.
+    /// </summary>
+    private sealed class Turn : System.Threading.Tasks.Sources.IValueTaskSource<bool>
+    {
+        private System.Threading.Tasks.Sources.ManualResetValueTaskSourceCore<bool> _core;
+
+        public void Arm() => _core.Reset();
+
+        public void Signal(bool go) => _core.SetResult(go);
+
+        public ValueTask<bool> WaitAsync() => new(this, _core.Version);
+
+        public bool GetResult(short token) => _core.GetResult(token);
+
+        public System.Threading.Tasks.Sources.ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, System.Threading.Tasks.Sources.ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
     }
 }
 
