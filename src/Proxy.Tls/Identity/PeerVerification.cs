@@ -1,3 +1,5 @@
+using Proxy.Core.Identity;
+
 namespace Proxy.Tls.Identity;
 
 /// <summary>Which side the verified peer is: its certificate must allow that use (extended key usage).</summary>
@@ -73,6 +75,13 @@ public readonly record struct PeerVerification(PeerVerificationError Error, Spif
     public static PeerVerification Success(SpiffeId identity) => new(PeerVerificationError.None, identity, null);
 
     public static PeerVerification Failure(PeerVerificationError error, string reason, SpiffeId? identity = null) => new(error, identity, reason);
+
+    /// <summary>
+    /// The connection feature a terminating TLS stage sets after a successful mutual-TLS handshake (call only when
+    /// <see cref="IsValid"/>): the verified SPIFFE ID, transport <see cref="PeerTransport.MutualTls"/>.
+    /// </summary>
+    public PeerIdentityFeature ToPeerIdentityFeature()
+        => IsValid ? new PeerIdentityFeature(Identity!.Uri, PeerTransport.MutualTls) : throw new InvalidOperationException($"the peer was not verified: {this}");
 
     public override string ToString() => IsValid ? $"ok: {Identity}" : $"{PeerVerificationErrors.Code(Error)}: {Reason}";
 }

@@ -44,6 +44,9 @@ public sealed class MutualTlsHandshakeTests : IDisposable
         var serverSaw = await server.Verifications.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
         Assert.True(serverSaw.IsValid, serverSaw.ToString());
         Assert.Equal(Web, serverSaw.Identity?.Uri);
+        var feature = serverSaw.ToPeerIdentityFeature();
+        Assert.Equal(Web, feature.PeerIdentity);
+        Assert.Equal(Proxy.Core.Identity.PeerTransport.MutualTls, feature.Transport);
     }
 
     [Fact]
