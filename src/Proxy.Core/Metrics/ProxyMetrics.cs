@@ -128,7 +128,9 @@ public sealed class ProxyMetrics : IDisposable
 
     /// <summary>
     /// Reports a certificate in <c>proxy_tls_certificate_expiry_seconds{name}</c> until the returned handle is disposed.
-    /// <paramref name="secondsLeft"/> is called on each export (keep it cheap and thread-safe).
+    /// <paramref name="secondsLeft"/> is called on each export (keep it cheap and thread-safe). After disposal the
+    /// PrometheusExporter keeps showing the series' last value (it never forgets a series); names are per configured
+    /// certificate, so that is one stale line per removed certificate at most.
     /// </summary>
     public IDisposable TrackCertificateExpiry(string name, Func<double> secondsLeft)
     {

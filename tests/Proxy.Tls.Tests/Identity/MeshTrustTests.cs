@@ -77,6 +77,7 @@ public sealed class MeshTrustTests : IDisposable
         Assert.Equal(PeerVerificationError.WrongIdentity, result.Error);
         Assert.Equal(Web, result.Identity?.Uri);
         Assert.Equal($"the peer identity {Web} is not spiffe://cluster.local/ns/default/sa/api", result.Reason);
+        Assert.Throws<InvalidOperationException>(() => result.ToPeerIdentityFeature());
 
         Assert.True(_trust.Verify(leaf, null, PeerRole.Server, IdentityPattern.Namespace("cluster.local", "default")).IsValid);
     }
