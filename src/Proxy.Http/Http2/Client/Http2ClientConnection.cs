@@ -498,7 +498,7 @@ public sealed class Http2ClientConnection : IAsyncDisposable
             else
             {
                 _blockTrailers = finalHead;
-                _blockFields = new Http2FieldList();
+                _blockFields = stream.TakeFields();
                 _collector.Begin(_blockFields, _blockTrailers);
             }
         }
@@ -618,7 +618,7 @@ public sealed class Http2ClientConnection : IAsyncDisposable
         }
 
         // With END_STREAM the reader wakes at the end (End), so it never sees a complete response on a stream still open.
-        stream.EnqueueHead(new Http2ClientResponseHead(status, fields), wake: !_blockEndStream);
+        stream.EnqueueHead(stream.CreateHead(status, fields), wake: !_blockEndStream);
         if (_blockEndStream)
         {
             OnRemoteEnd(stream);

@@ -607,7 +607,8 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
 
                         body.Complete();
                         await output.FlushAsync().ConfigureAwait(false);
-                        LastEnd = await stream.Completion.ConfigureAwait(false);
+                        // The body completed, so the stream has ended: read without allocating its Completion task.
+                        LastEnd = stream.TryGetEnd(out var ended) ? ended : await stream.Completion.ConfigureAwait(false);
                         goto Done;
                     }
                 }
