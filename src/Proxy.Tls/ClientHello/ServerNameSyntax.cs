@@ -67,4 +67,18 @@ public static class ServerNameSyntax
 
         return name.Length;
     }
+
+    /// <summary>Whether <paramref name="pattern"/> is a DNS name or <c>*.</c> followed by one (a server-name route).</summary>
+    public static bool IsValidPattern(string? pattern)
+    {
+        if (string.IsNullOrEmpty(pattern) || pattern.Length > MaxLength || !System.Text.Ascii.IsValid(pattern))
+        {
+            return false;
+        }
+
+        var name = pattern.StartsWith("*.", StringComparison.Ordinal) ? pattern.AsSpan(2) : pattern.AsSpan();
+        Span<byte> bytes = stackalloc byte[MaxLength];
+        var n = System.Text.Encoding.ASCII.GetBytes(name, bytes);
+        return IsValid(bytes[..n]);
+    }
 }
