@@ -157,11 +157,7 @@ public static class ClientHelloParser
                 return ClientHelloResult.Invalid(recordError);
             }
 
-            if (++records > MaxRecords)
-            {
-                return ClientHelloResult.Invalid(ClientHelloError.TooManyRecords);
-            }
-
+            records++;
             var fragmentStart = pos + RecordHeaderLength;
             var available = Math.Min(recordLength, input.Length - fragmentStart);
             var fragment = input.Slice(fragmentStart, available);
@@ -210,6 +206,12 @@ public static class ClientHelloParser
 
             collected += recordLength;
             pos = fragmentStart + recordLength;
+            if (records == MaxRecords)
+            {
+                // The hello needs another record, which would be one too many. Said now rather than after its header
+                // arrives, so BytesNeeded never exceeds MaxWireLength.
+                return ClientHelloResult.Invalid(ClientHelloError.TooManyRecords);
+            }
         }
     }
 

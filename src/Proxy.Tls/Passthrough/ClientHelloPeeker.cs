@@ -97,7 +97,13 @@ public sealed class ClientHelloPeeker(SocketPeeker peeker)
                     return result;
                 }
 
-                if (peek.Outcome != PeekOutcome.Enough || needed <= peek.BytesPeeked)
+                if (needed <= peek.BytesPeeked || needed > ClientHelloParser.MaxWireLength)
+                {
+                    // Cannot happen (the parser promises BytesPeeked < needed <= MaxWireLength); never spin on it.
+                    return new ClientHelloPeekResult(ClientHelloPeekOutcome.Invalid, ClientHelloError.Oversize, null, ClientHelloFlags.None, 0, peek.BytesPeeked);
+                }
+
+                if (peek.Outcome != PeekOutcome.Enough)
                 {
                     var outcome = peek.Outcome == PeekOutcome.ClientClosed ? ClientHelloPeekOutcome.ClientClosed : ClientHelloPeekOutcome.TimedOut;
                     return new ClientHelloPeekResult(outcome, ClientHelloError.None, null, ClientHelloFlags.None, 0, peek.BytesPeeked);

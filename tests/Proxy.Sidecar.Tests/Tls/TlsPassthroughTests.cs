@@ -237,6 +237,28 @@ public sealed class TlsPassthroughTests : IAsyncLifetime
         Assert.Contains("listeners[0].sni: SNI routes forward TLS unterminated and need protocol tcp, not http", result.Errors);
     }
 
+    [Fact]
+    public async Task CommandLine_BadSniConfig_Exit64NamingTheKey()
+    {
+        var file = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllTextAsync(file, """
+                { "listeners": [ { "name": "tls", "address": "127.0.0.1:0", "sni": [ { "serverNames": ["bad name"], "service": "gone" } ] } ] }
+                """);
+            var stdout = new StringWriter();
+            var stderr = new StringWriter();
+            var code = await Proxy.Sidecar.Cli.SidecarCommandLine.InvokeAsync(["--config", file], stdout, stderr).WaitAsync(Timeout);
+            Assert.Equal(Proxy.Sidecar.Cli.ExitCodes.Usage, code);
+            Assert.Equal(64, code);
+            Assert.Contains("error: listeners[0].sni[0].serverNames[0]: \"bad name\" is not a server name", stderr.ToString(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
     private static ConfigResult LoadJson(string json) => ConfigLoader.Load(new Dictionary<string, string>(), json);
 
     private static async Task<(string Body, string PeerSubject)> GetOverTlsAsync(IPEndPoint proxy, string serverName)

@@ -142,6 +142,37 @@ public sealed class ClientHelloParserTests
     }
 
     [Fact]
+    public void TryParse_MaxRecordsCompleteButHelloIsNot_TooManyRecordsWithoutAskingForMore()
+    {
+        // 64 complete one-byte records of a longer hello: the 65th record could only be too many.
+        var message = ClientHelloVectors.Message(ClientHelloVectors.Load("curl-http2"));
+        var fragmented = ClientHelloVectors.Fragment(message, 1)[..(ClientHelloParser.MaxRecords * 6)];
+        Assert.Equal(ClientHelloError.TooManyRecords, Parse(fragmented).Result.Error);
+        var oneLess = fragmented[..((ClientHelloParser.MaxRecords - 1) * 6)];
+        var result = Parse(oneLess).Result;
+        Assert.Equal(ClientHelloStatus.Incomplete, result.Status);
+        Assert.Equal(oneLess.Length + 5, result.BytesNeeded);
+    }
+
+    [Fact]
+    public void TryParse_LargestMessageOverMaxRecords_NeedsAtMostMaxWireLength()
+    {
+        // 64 records, the last one incomplete: what is asked for never exceeds MaxWireLength.
+        var padding = ClientHelloParser.MaxMessageLength - Message(ServerName("big.example.com")).Length - 4;
+        var largest = Message(ServerName("big.example.com"), (21, new byte[padding]));
+        var size = (largest.Length + ClientHelloParser.MaxRecords - 1) / ClientHelloParser.MaxRecords;
+        var fragmented = ClientHelloVectors.Fragment(largest, size);
+        Assert.Equal(ClientHelloParser.MaxWireLength, fragmented.Length);
+        Assert.Equal(ClientHelloStatus.Parsed, Parse(fragmented).Result.Status);
+        for (var cut = fragmented.Length - 300; cut < fragmented.Length; cut++)
+        {
+            var result = Parse(fragmented.AsSpan(0, cut)).Result;
+            Assert.Equal(ClientHelloStatus.Incomplete, result.Status);
+            Assert.InRange(result.BytesNeeded, cut + 1, ClientHelloParser.MaxWireLength);
+        }
+    }
+
+    [Fact]
     public void TryParse_RecordOfAnotherTypeBetweenFragments_UnexpectedRecordType()
     {
         var message = ClientHelloVectors.Message(ClientHelloVectors.Load("curl-http2"));
