@@ -176,6 +176,11 @@ internal sealed partial class ListenerHandler
                     sni = _listenerSni;
                     sniDeadline = Environment.TickCount64 + (long)Math.Ceiling(_tls!.Timeout.TotalMilliseconds);
                 }
+                else if (_explicitHttp)
+                {
+                    // An explicit HTTP listener serves HTTP/1.x and h2c with prior knowledge: the first bytes tell.
+                    useHttp2 = await Http2Server.StartsWithPrefaceAsync(connection.Transport.Input, connection.ConnectionClosed);
+                }
 
                 // --- TLS passthrough: route by the ClientHello's SNI (peeked, not consumed), then forward opaque ---
                 if (sni is not null)
@@ -195,11 +200,6 @@ internal sealed partial class ListenerHandler
 
                     await ForwardOpaqueAsync(connection, destination with { Service = decision.Service, ServiceName = decision.Service!.Name }, decision.ServerName);
                     return;
-                }
-                else if (_explicitHttp)
-                {
-                    // An explicit HTTP listener serves HTTP/1.x and h2c with prior knowledge: the first bytes tell.
-                    useHttp2 = await Http2Server.StartsWithPrefaceAsync(connection.Transport.Input, connection.ConnectionClosed);
                 }
 
                 if (useHttp || useHttp2)
