@@ -44,6 +44,8 @@ public static class ConfigJson
                 RouteConfigJson.Write(l.Routes, w);
             }
 
+            WriteSni(l.Sni, w);
+
             w.WriteEndObject();
         }
 
@@ -117,11 +119,38 @@ public static class ConfigJson
                 w.WriteString("upstreamProtocol", s.UpstreamProtocol == UpstreamProtocol.Http2 ? "http2" : "http1");
             }
 
+            WriteSni(s.Sni, w);
+
             w.WriteEndObject();
         }
 
         w.WriteEndArray();
         w.WriteEndObject();
+    }
+
+    private static void WriteSni(IReadOnlyList<SniRouteConfig> routes, Utf8JsonWriter w)
+    {
+        if (routes.Count == 0)
+        {
+            return;
+        }
+
+        w.WriteStartArray("sni");
+        foreach (var route in routes)
+        {
+            w.WriteStartObject();
+            w.WriteStartArray("serverNames");
+            foreach (var name in route.ServerNames)
+            {
+                w.WriteStringValue(name);
+            }
+
+            w.WriteEndArray();
+            w.WriteString("service", route.Service);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
     }
 
     private static void WriteSection(ProxyConfig config, Utf8JsonWriter w, string section)

@@ -300,7 +300,7 @@ public static class ConfigLoader
 
     private static void ReadListener(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "address", "service", "protocol", "routes"))
+        if (!CheckKeys(e, key, errors, "name", "address", "service", "protocol", "routes", "sni"))
         {
             return;
         }
@@ -309,10 +309,17 @@ public static class ConfigLoader
         var addressText = ReadString(e, "address", key, errors);
         var ok = true;
         var routes = ReadRoutes(e, key, errors, ref ok);
+        var sni = ReadSni(e, key, errors, ref ok);
+        var hasSni = e.TryGetProperty("sni", out _);
+        if (hasSni && routes.Count > 0)
+        {
+            errors.Add($"{key}.sni: SNI routes (TLS passthrough) and HTTP routes cannot be on one listener");
+            ok = false;
+        }
 
-        // A listener that routes needs no default service; one that does not must name it.
+        // A listener that routes (by HTTP routes or by SNI) needs no default service; one that does not must name it.
         string? service = "";
-        if (e.TryGetProperty("service", out _) || routes.Count == 0)
+        if (e.TryGetProperty("service", out _) || (routes.Count == 0 && !hasSni))
         {
             service = ReadString(e, "service", key, errors);
         }
@@ -327,6 +334,12 @@ public static class ConfigLoader
                     break;
                 case "http":
                     protocol = ListenerProtocol.Http;
+                    if (hasSni && routes.Count == 0)
+                    {
+                        errors.Add($"{key}.sni: SNI routes forward TLS unterminated and need protocol tcp, not http");
+                        ok = false;
+                    }
+
                     break;
                 case "tcp":
                     protocol = ListenerProtocol.Tcp;
@@ -352,14 +365,14 @@ public static class ConfigLoader
 
         if (ok && name is not null && address is not null && service is not null)
         {
-            draft.Listeners.Add(new ListenerConfig(name, address, service) { Protocol = protocol, Routes = routes });
+            draft.Listeners.Add(new ListenerConfig(name, address, service) { Protocol = protocol, Routes = routes, Sni = sni });
             draft.ListenerKeys.Add(key);
         }
     }
 
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol"))
+        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni"))
         {
             return;
         }
@@ -469,6 +482,7 @@ public static class ConfigLoader
         var subsets = ReadSubsets(e, key, endpoints, errors, ref ok);
 
         var routes = ReadRoutes(e, key, errors, ref ok);
+        var sni = ReadSni(e, key, errors, ref ok);
 
         if (ok && name is not null && addresses is not null && endpoints is not null)
         {
@@ -481,6 +495,7 @@ public static class ConfigLoader
                 Subsets = subsets,
                 Routes = routes,
                 UpstreamProtocol = upstreamProtocol,
+                Sni = sni,
             });
             draft.ServiceKeys.Add(key);
         }
@@ -498,6 +513,17 @@ public static class ConfigLoader
         errors.AddRange(read.Errors);
         ok &= read.Ok;
         return read.Routes ?? [];
+    }
+
+    /// <summary>The optional "sni" array of a listener or service (see <see cref="SniRouteConfigReader"/>); empty when absent.</summary>
+    private static List<SniRouteConfig> ReadSni(JsonElement e, string key, List<string> errors, ref bool ok)
+    {
+        if (!e.TryGetProperty("sni", out var sni))
+        {
+            return [];
+        }
+
+        return SniRouteConfigReader.Read(sni, $"{key}.sni", errors, ref ok);
     }
 
     /// <summary>"subsets": { "v1": ["ip:port", ...], "v2": [...] }; every address must be one of the service's endpoints.</summary>
@@ -712,6 +738,7 @@ public static class ConfigLoader
         for (var i = 0; i < d.Services.Count; i++)
         {
             ValidateRoutes(d, d.Services[i].Routes, $"{d.ServiceKeys[i]}.routes", errors);
+            ValidateSni(d, d.Services[i].Sni, $"{d.ServiceKeys[i]}.sni", errors);
         }
 
         var listenerNames = new HashSet<string>(StringComparer.Ordinal) { "outbound", "inbound", "admin" };
@@ -734,6 +761,7 @@ public static class ConfigLoader
             }
 
             ValidateRoutes(d, l.Routes, $"{key}.routes", errors);
+            ValidateSni(d, l.Sni, $"{key}.sni", errors);
 
             AddBound(l.Address, $"{key}.address");
         }
@@ -780,6 +808,19 @@ public static class ConfigLoader
                 {
                     errors.Add($"{where}.subset: service \"{dest.Service}\" has no subset \"{dest.Subset}\"");
                 }
+            }
+        }
+    }
+
+    /// <summary>Every SNI route names a configured service.</summary>
+    private static void ValidateSni(ConfigDraft d, IReadOnlyList<SniRouteConfig> routes, string key, List<string> errors)
+    {
+        for (var r = 0; r < routes.Count; r++)
+        {
+            var service = routes[r].Service;
+            if (!d.Services.Exists(s => s.Name == service) && !d.DeclaredServices.Contains(service))
+            {
+                errors.Add($"{key}[{r}].service: no service is named \"{service}\"");
             }
         }
     }

@@ -94,6 +94,12 @@ public sealed record ListenerConfig(string Name, IPEndPoint Address, string Serv
 
     /// <summary>Config key <c>routes</c> (see <see cref="RouteConfigReader"/>).</summary>
     public IReadOnlyList<RouteConfig> Routes { get; init; } = [];
+
+    /// <summary>
+    /// Config key <c>sni</c>: TLS passthrough by server name (protocol tcp only). A ClientHello whose SNI matches goes to
+    /// that route's service; no SNI, no match or not TLS goes to <see cref="Service"/>, or is closed when it is empty.
+    /// </summary>
+    public IReadOnlyList<SniRouteConfig> Sni { get; init; } = [];
 }
 
 /// <summary>What an explicit listener speaks.</summary>
@@ -189,6 +195,12 @@ public sealed record ServiceConfig(string Name, IReadOnlyList<IPEndPoint> Addres
     /// (<c>same</c>, <c>http1</c>, <c>http2</c>).
     /// </summary>
     public UpstreamProtocol UpstreamProtocol { get; init; } = UpstreamProtocol.Same;
+
+    /// <summary>
+    /// Config key <c>sni</c>: captured TLS connections to this service's addresses are routed by the ClientHello's server
+    /// name to other services (passthrough, not terminated); no SNI or no match stays with this service.
+    /// </summary>
+    public IReadOnlyList<SniRouteConfig> Sni { get; init; } = [];
 
     /// <summary>The weight of endpoint <paramref name="index"/> (1 when no weights are given).</summary>
     public int WeightOf(int index) => Weights.Count == 0 ? 1 : Weights[index];

@@ -25,4 +25,7 @@ public sealed record TcpProxyContext(string ListenerName, string ServiceName)
     public IRawSocketForwarder? RawForwarder { get; init; }
 
     public SpliceMode SpliceMode { get; init; } = SpliceMode.Auto;
+
+    /// <summary>The SNI of a TLS passthrough connection (lower-cased), logged with it; null for other connections.</summary>
+    public string? ServerName { get; init; }
 }

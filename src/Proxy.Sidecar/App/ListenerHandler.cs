@@ -57,9 +57,10 @@ internal sealed class HttpStage(Http1Forwarder forwarder, IReadOnlyDictionary<st
 ///    the raw socket (<see cref="ProtocolDetector"/>) unless the destination port is configured opaque. HTTP/1.x goes
 ///    to the HTTP stage (<see cref="Http1Forwarder"/>: per-request routing, balancing and pooled upstream connections);
 ///    HTTP/2 with prior knowledge (h2c, detected by its preface) to <see cref="Http2Server"/>, whose streams reach the
-///    same forwarder; everything else (TLS until its stage lands, opaque, timed out) to the opaque TCP stage
-///    (<see cref="TcpProxy"/>), which picks one endpoint for the whole connection. Nothing was consumed by the peek,
-///    so splice stays possible.
+///    same forwarder; TLS to a service (captured) or listener (explicit) with SNI routes to the TLS passthrough stage
+///    (<see cref="TlsPassthroughStage"/>: peek the ClientHello, pick the service by server name); everything else
+///    (TLS without SNI routes, opaque, timed out) and TLS passthrough to the opaque TCP stage (<see cref="TcpProxy"/>),
+///    which picks one endpoint for the whole connection. Nothing was consumed by the peeks, so splice stays possible.
 /// A connection whose destination cannot be found, or that fails during detection, is reset and logged with the reason.
 /// </summary>
 internal sealed partial class ListenerHandler
@@ -77,6 +78,8 @@ internal sealed partial class ListenerHandler
     private readonly ProtocolDetector? _detector;
     private readonly HttpStage? _http;
     private readonly bool _explicitHttp;
+    private readonly TlsPassthroughStage? _tls;
+    private readonly SniRouter? _listenerSni;
     private readonly ProxyMetrics _metrics;
     private readonly ILogger _logger;
 
@@ -92,7 +95,9 @@ internal sealed partial class ListenerHandler
         ProxyMetrics metrics,
         ILogger logger,
         ProtocolDetector? detector = null,
-        HttpStage? http = null)
+        HttpStage? http = null,
+        TlsPassthroughStage? tls = null,
+        SniRouter? listenerSni = null)
     {
         _name = name;
         _kind = kind;
@@ -105,11 +110,13 @@ internal sealed partial class ListenerHandler
         _detector = kind == ListenerKind.Explicit ? null : detector;
         _http = http;
         _explicitHttp = kind == ListenerKind.Explicit && http?.ListenerRouting is not null;
+        _tls = tls;
+        _listenerSni = kind == ListenerKind.Explicit && tls is not null ? listenerSni : null;
         _metrics = metrics;
         _logger = logger;
-        if (kind == ListenerKind.Explicit && service is null && !_explicitHttp)
+        if (kind == ListenerKind.Explicit && service is null && !_explicitHttp && _listenerSni is null)
         {
-            throw new ArgumentException($"explicit listener {name} needs a service or HTTP routes", nameof(service));
+            throw new ArgumentException($"explicit listener {name} needs a service, HTTP routes or SNI routes", nameof(service));
         }
     }
 
@@ -141,10 +148,14 @@ internal sealed partial class ListenerHandler
             {
                 var useHttp = _explicitHttp;
                 var useHttp2 = false;
+                SniRouter? sni = null;
+                long sniDeadline = 0;
 
                 // --- protocol detection: captured listeners, before the transport starts reading ---
                 if (_detector is not null && connection.Features.Get<IConnectionSocketFeature>()?.Socket is { } socket)
                 {
+                    // The ClientHello peek (TLS passthrough) shares the detection timeout.
+                    sniDeadline = Environment.TickCount64 + (long)Math.Ceiling(_detector.Options.Timeout.TotalMilliseconds);
                     var detection = await _detector.DetectAsync(socket, destination.Port, connection.ConnectionClosed);
                     if (detection.Outcome == DetectionOutcome.Failed)
                     {
@@ -155,11 +166,40 @@ internal sealed partial class ListenerHandler
                     var detected = _http is not null && detection.Outcome == DetectionOutcome.Detected;
                     useHttp = detected && detection.Protocol == Protocol.Http1;
                     useHttp2 = detected && detection.Protocol == Protocol.Http2;
+                    if (detection.Outcome == DetectionOutcome.Detected && detection.Protocol == Protocol.Tls && destination.Service is { } dialled)
+                    {
+                        sni = _tls?.ForService(dialled);
+                    }
+                }
+                else if (_listenerSni is not null)
+                {
+                    sni = _listenerSni;
+                    sniDeadline = Environment.TickCount64 + (long)Math.Ceiling(_tls!.Timeout.TotalMilliseconds);
                 }
                 else if (_explicitHttp)
                 {
                     // An explicit HTTP listener serves HTTP/1.x and h2c with prior knowledge: the first bytes tell.
                     useHttp2 = await Http2Server.StartsWithPrefaceAsync(connection.Transport.Input, connection.ConnectionClosed);
+                }
+
+                // --- TLS passthrough: route by the ClientHello's SNI (peeked, not consumed), then forward opaque ---
+                if (sni is not null)
+                {
+                    if (connection.Features.Get<IConnectionSocketFeature>()?.Socket is not { } tlsSocket)
+                    {
+                        Reset(connection, destination.ServiceName, "no_socket", "the connection has no socket to peek its TLS ClientHello from");
+                        return;
+                    }
+
+                    var decision = await _tls!.RouteAsync(_name, tlsSocket, sni, sniDeadline, connection.ConnectionClosed);
+                    if (decision.Close)
+                    {
+                        Reset(connection, destination.ServiceName, decision.Cause!, decision.Reason!);
+                        return;
+                    }
+
+                    await ForwardOpaqueAsync(connection, destination with { Service = decision.Service, ServiceName = decision.Service!.Name }, decision.ServerName);
+                    return;
                 }
 
                 if (useHttp || useHttp2)
@@ -192,7 +232,14 @@ internal sealed partial class ListenerHandler
         }
     }
 
-    private async Task ForwardOpaqueAsync(ConnectionContext connection, Destination destination)
+    private void Reset(ConnectionContext connection, string service, string cause, string reason)
+    {
+        _metrics.ConnectFailures.Add(1, new KeyValuePair<string, object?>("listener", _name), new KeyValuePair<string, object?>("service", service), new KeyValuePair<string, object?>("cause", cause));
+        LogUnroutable(_logger, _name, connection.RemoteEndPoint, reason);
+        connection.Abort(new ConnectionAbortedException(reason));
+    }
+
+    private async Task ForwardOpaqueAsync(ConnectionContext connection, Destination destination, string? serverName = null)
     {
         // One endpoint for the whole connection. The balancer's in-flight count is the endpoint's open
         // connections (least_request); a connection's lifetime says nothing about the endpoint's speed,
@@ -202,7 +249,9 @@ internal sealed partial class ListenerHandler
         endpoint?.OnRequestStart();
         try
         {
-            var context = destination.ServiceName == _tcpContext.ServiceName ? _tcpContext : _tcpContext with { ServiceName = destination.ServiceName };
+            var context = destination.ServiceName == _tcpContext.ServiceName && serverName is null
+                ? _tcpContext
+                : _tcpContext with { ServiceName = destination.ServiceName, ServerName = serverName };
             await _tcp.HandleAsync(connection, target, context, connection.ConnectionClosed);
         }
         finally

@@ -18,6 +18,7 @@ using Proxy.Http.Http1;
 using Proxy.Http.Routing;
 using Proxy.Http.Telemetry;
 using Proxy.Sidecar.Admin;
+using Proxy.Tls.Passthrough;
 
 namespace Proxy.Sidecar.App;
 
@@ -27,7 +28,8 @@ namespace Proxy.Sidecar.App;
 /// <code>
 ///   outbound :15001 ─┐                  destination (original destination / service)
 ///   inbound  :15006 ─┼─ ListenerHandler ─ detect protocol (captured only, peek) ─┬─ HTTP/1.x: Http1Forwarder ─ UpstreamPool ─ upstream
-///   explicit ...    ─┘                    (explicit: by its configured protocol) └─ other:    TcpProxy ──────────────── upstream
+///   explicit ...    ─┘                    (explicit: by its configured protocol) ├─ TLS + SNI routes: TlsPassthroughStage ─┐
+///                                                                                └─ other:    TcpProxy ◄──────────────────┴─ upstream
 ///   admin    :15000 ── AdminApplication (/ready, /metrics, /config)
 /// </code>
 /// </summary>
@@ -173,13 +175,27 @@ internal sealed class SidecarHost : IAsyncDisposable
         var detectOptions = new ProtocolDetectorOptions { Timeout = _config.Detect.Timeout, OpaquePorts = _config.Detect.OpaquePorts };
         var detectLogger = _loggerFactory.CreateLogger<ProtocolDetector>();
 
+        // TLS passthrough by SNI (issue 5): routers of the services (captured traffic) and explicit listeners that have
+        // "sni" routes; the ClientHello peek shares the detection timeout.
+        var serviceSni = new Dictionary<string, SniRouter>(StringComparer.Ordinal);
+        foreach (var s in _config.Services)
+        {
+            if (s.Sni.Count > 0)
+            {
+                serviceSni[s.Name] = SniRouter.Build(s.Sni, services, services.FindByName(s.Name));
+            }
+        }
+
+        var tlsStage = new TlsPassthroughStage(new ClientHelloPeeker(), _config.Detect.Timeout, serviceSni, logger);
+
         void AddListener(string name, IPEndPoint address, ListenerKind kind, ListenerConfig? explicitListener)
         {
             var detector = kind == ListenerKind.Explicit ? null : new ProtocolDetector(name, detectOptions, Metrics, detectLogger);
             var httpStage = explicitListener is { Protocol: ListenerProtocol.Tcp } ? null : HttpFor(name, kind, explicitListener);
             var service = explicitListener is { Service.Length: > 0 } ? services.FindByName(explicitListener.Service) : null;
+            var listenerSni = explicitListener is { Sni.Count: > 0 } ? SniRouter.Build(explicitListener.Sni, services, service) : null;
             var handler = new ListenerHandler(name, kind, service, services, _resolver, kind == ListenerKind.Inbound ? inboundTcp : tcp, tcpContext with { ListenerName = name },
-                _config.Tcp.MaxConnections, Metrics, logger, detector, httpStage);
+                _config.Tcp.MaxConnections, Metrics, logger, detector, httpStage, tlsStage, listenerSni);
             _kestrelOptions.Listen(address, options =>
             {
                 options.Use(_ => handler.HandleAsync);
