@@ -44,6 +44,9 @@ public sealed class ProxyMetrics : IDisposable
             static () => GC.GetTotalAllocatedBytes(precise: false),
             "By",
             "Bytes allocated on the managed heap by the whole process since it started (GC.GetTotalAllocatedBytes, not precise).");
+
+        // --- TLS termination and origination (Proxy.Tls) ---
+        TlsHandshakes = _meter.CreateCounter<long>("proxy_tls_handshakes", "{handshake}", "TLS handshakes by listener (or service, for origination), role and result.");
     }
 
     /// <summary>
@@ -106,6 +109,16 @@ public sealed class ProxyMetrics : IDisposable
     /// to report bytes allocated per forwarded request.
     /// </summary>
     public ObservableCounter<long> ProcessAllocatedBytes { get; }
+
+    // --- TLS termination and origination (Proxy.Tls) ---
+
+    /// <summary>
+    /// Tags "listener" (termination: the listener's name; origination: ""), "service" (origination: the upstream service;
+    /// termination: ""), "role" (server: termination, client: origination) and "result" (ok, timeout, failed, no_certificate,
+    /// client_certificate_missing, client_certificate_rejected, untrusted, name_mismatch). Exported as
+    /// <c>proxy_tls_handshakes_total</c>.
+    /// </summary>
+    public Counter<long> TlsHandshakes { get; }
 
     public static TagList Tags(string listener, string service) => new() { { "listener", listener }, { "service", service } };
 
