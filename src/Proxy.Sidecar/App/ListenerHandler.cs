@@ -10,6 +10,8 @@ using Proxy.Core.Metrics;
 using Proxy.Core.Tcp;
 using Proxy.Http.Forwarding;
 using Proxy.Http.Http2.Server;
+using Proxy.Tls.Connections;
+using Proxy.Tls.Termination;
 
 namespace Proxy.Sidecar.App;
 
@@ -61,6 +63,9 @@ internal sealed class HttpStage(Http1Forwarder forwarder, IReadOnlyDictionary<st
 ///    (<see cref="TcpProxy"/>), which picks one endpoint for the whole connection. Nothing was consumed by the peek,
 ///    so splice stays possible.
 /// A connection whose destination cannot be found, or that fails during detection, is reset and logged with the reason.
+/// Explicit listeners with <c>tls</c> first terminate TLS (<see cref="TlsTerminator"/>; a failed handshake is counted and
+/// the connection reset), then choose by ALPN: h2 to <see cref="Http2Server"/>; http/1.1 or none to the listener's
+/// protocol (HTTP/1.1 forwarder, or opaque TCP carrying the decrypted bytes).
 /// </summary>
 internal sealed partial class ListenerHandler
 {
@@ -79,6 +84,7 @@ internal sealed partial class ListenerHandler
     private readonly bool _explicitHttp;
     private readonly ProxyMetrics _metrics;
     private readonly ILogger _logger;
+    private readonly TlsTerminator? _tls;
 
     public ListenerHandler(
         string name,
@@ -92,7 +98,8 @@ internal sealed partial class ListenerHandler
         ProxyMetrics metrics,
         ILogger logger,
         ProtocolDetector? detector = null,
-        HttpStage? http = null)
+        HttpStage? http = null,
+        TlsTerminator? tls = null)
     {
         _name = name;
         _kind = kind;
@@ -107,6 +114,7 @@ internal sealed partial class ListenerHandler
         _explicitHttp = kind == ListenerKind.Explicit && http?.ListenerRouting is not null;
         _metrics = metrics;
         _logger = logger;
+        _tls = kind == ListenerKind.Explicit ? tls : null;
         if (kind == ListenerKind.Explicit && service is null && !_explicitHttp)
         {
             throw new ArgumentException($"explicit listener {name} needs a service or HTTP routes", nameof(service));
@@ -137,8 +145,22 @@ internal sealed partial class ListenerHandler
             var tags = ProxyMetrics.Tags(_name, destination.ServiceName);
             _metrics.ConnectionsOpened.Add(1, tags);
             _metrics.ConnectionsActive.Add(1, tags);
+            TlsConnection? tls = null;
             try
             {
+                // --- TLS termination (explicit listeners with tls): the stages below see the decrypted connection ---
+                if (_tls is not null)
+                {
+                    tls = await _tls.TerminateAsync(connection, connection.ConnectionClosed);
+                    if (tls is null)
+                    {
+                        return;
+                    }
+
+                    await HandleDecryptedAsync(tls, destination);
+                    return;
+                }
+
                 var useHttp = _explicitHttp;
                 var useHttp2 = false;
 
@@ -183,6 +205,11 @@ internal sealed partial class ListenerHandler
             }
             finally
             {
+                if (tls is not null)
+                {
+                    await tls.DisposeAsync();
+                }
+
                 _metrics.ConnectionsActive.Add(-1, tags);
             }
         }
@@ -190,6 +217,30 @@ internal sealed partial class ListenerHandler
         {
             _limiter?.Release();
         }
+    }
+
+    /// <summary>After termination: ALPN h2 to the HTTP/2 server; else the listener's protocol (HTTP/1.1, h2c preface, or opaque).</summary>
+    private async Task HandleDecryptedAsync(TlsConnection connection, Destination destination)
+    {
+        if (_explicitHttp)
+        {
+            var alpn = connection.Info.ApplicationProtocol;
+            var useHttp2 = connection.Info.IsHttp2
+                || (alpn == default && await Http2Server.StartsWithPrefaceAsync(connection.Transport.Input, connection.ConnectionClosed));
+            var routing = _http!.ListenerRouting!;
+            if (useHttp2)
+            {
+                await _http.Http2.HandleAsync(connection, routing, connection.ConnectionClosed);
+            }
+            else
+            {
+                await _http.Forwarder.HandleAsync(connection, routing, connection.ConnectionClosed);
+            }
+
+            return;
+        }
+
+        await ForwardOpaqueAsync(connection, destination);
     }
 
     private async Task ForwardOpaqueAsync(ConnectionContext connection, Destination destination)
@@ -202,7 +253,11 @@ internal sealed partial class ListenerHandler
         endpoint?.OnRequestStart();
         try
         {
-            var context = destination.ServiceName == _tcpContext.ServiceName ? _tcpContext : _tcpContext with { ServiceName = destination.ServiceName };
+            // A service with TLS origination dials through its own connector.
+            var connector = destination.Service?.Upstreams?.Connector;
+            var context = destination.ServiceName == _tcpContext.ServiceName && connector is null
+                ? _tcpContext
+                : _tcpContext with { ServiceName = destination.ServiceName, Connector = connector };
             await _tcp.HandleAsync(connection, target, context, connection.ConnectionClosed);
         }
         finally

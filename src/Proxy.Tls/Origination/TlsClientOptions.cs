@@ -24,7 +24,7 @@ public sealed record TlsClientOptions
     /// <summary>The client certificate presented when the endpoint asks (mutual TLS); null: none.</summary>
     public ICertificateSource? ClientCertificate { get; init; }
 
-    /// <summary>Accept any certificate (no chain, no name check). For tests and migrations only; logged as a warning.</summary>
+    /// <summary>Accept any certificate (no chain, no name check). For tests and migrations only; whoever configures it should log a warning (the sidecar does, once per service).</summary>
     public bool InsecureSkipVerify { get; init; }
 
     public SslProtocols EnabledProtocols { get; init; } = SslProtocols.Tls12 | SslProtocols.Tls13;

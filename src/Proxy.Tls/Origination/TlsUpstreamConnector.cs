@@ -52,11 +52,6 @@ public sealed partial class TlsUpstreamConnector : IUpstreamConnector
             _chainPolicy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
             _chainPolicy.CustomTrustStore.AddRange(roots);
         }
-
-        if (options.InsecureSkipVerify)
-        {
-            Log.InsecureSkipVerify(_logger, service);
-        }
     }
 
     public TlsClientOptions Options => _options;
@@ -176,8 +171,5 @@ public sealed partial class TlsUpstreamConnector : IUpstreamConnector
     {
         [LoggerMessage(EventId = 4201, Level = LogLevel.Debug, Message = "TLS handshake with {Destination} (service {Service}) failed ({Result}): {Detail}")]
         public static partial void HandshakeFailed(ILogger logger, UpstreamAddress destination, string service, string result, string detail);
-
-        [LoggerMessage(EventId = 4202, Level = LogLevel.Warning, Message = "Service {Service}: TLS to its endpoints accepts any certificate (insecureSkipVerify): the connection is encrypted but the endpoint is not authenticated")]
-        public static partial void InsecureSkipVerify(ILogger logger, string service);
     }
 }
