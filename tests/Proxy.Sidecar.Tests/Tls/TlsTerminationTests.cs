@@ -148,6 +148,25 @@ public sealed class TlsTerminationTests : IAsyncLifetime
         Assert.Contains("role=\"server\"", metrics, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Start_CertificateFileThatIsNoCertificate_ExitsWithUsageCodeNamingTheListener()
+    {
+        var garbage = _certs.TempFile("not a certificate");
+        var config = new ProxyConfig
+        {
+            OutboundListen = null,
+            InboundListen = null,
+            AdminListen = null,
+            Services = [new ServiceConfig("web", [], [_web.EndPoint])],
+            Listeners = [new ListenerConfig("edge", new IPEndPoint(IPAddress.Loopback, 0), "web") { Tls = new ListenerTlsConfig(garbage, _keyPath) }],
+        };
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        var code = await SidecarApp.RunAsync(config, stdout, stderr, CancellationToken.None).WaitAsync(Timeout);
+        Assert.Equal(64, code);
+        Assert.Contains($"error: listener edge: tls: the certificate file {garbage} holds no PEM certificate", stderr.ToString(), StringComparison.Ordinal);
+    }
+
     private X509ChainPolicy TrustOurCa()
     {
         var policy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
