@@ -148,6 +148,24 @@ public sealed class TlsTerminationTests : IAsyncLifetime
         Assert.Contains("role=\"server\"", metrics, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("-tls1_3")]
+    [InlineData("-tls1_2")]
+    public async Task OpensslSClient_SecondConnectionWithTheSession_Resumed(string version)
+    {
+        // What SslStream offers on Linux (OpenSSL): session tickets in server mode, for TLS 1.3 and 1.2, as long as
+        // the listener presents the same SslStreamCertificateContext (its SSL_CTX is cached with it).
+        var host = await StartAsync(Tls(alpn: []), ListenerProtocol.Tcp);
+        var session = _certs.TempFile("");
+        var common = $"s_client -connect 127.0.0.1:{Port(host)} -servername localhost -CAfile {_caPath} {version}";
+        // stdbuf: s_client's stdout is block-buffered into a pipe; line buffering lets the marker through at once.
+        var first = await RunUntilAsync("stdbuf", $"-oL openssl {common} -sess_out {session}", version == "-tls1_3" ? "Post-Handshake New Session Ticket arrived" : "Verify return code");
+        Assert.Contains("New, TLSv1.", first, StringComparison.Ordinal);
+        var (code, second) = await RunAsync("openssl", $"{common} -sess_in {session}", closeStdin: true);
+        Assert.True(code == 0, second);
+        Assert.Contains("Reused, TLSv1.", second, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Start_CertificateFileThatIsNoCertificate_ExitsWithUsageCodeNamingTheListener()
     {
@@ -188,6 +206,32 @@ public sealed class TlsTerminationTests : IAsyncLifetime
 
             await Task.Delay(20);
         }
+    }
+
+    /// <summary>Runs a client with stdin open until its output shows <paramref name="marker"/>, then closes stdin (it quits).</summary>
+    private static async Task<string> RunUntilAsync(string file, string arguments, string marker)
+    {
+        using var process = Process.Start(new ProcessStartInfo(file, arguments)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+        })!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        var output = new System.Text.StringBuilder();
+        while (await process.StandardOutput.ReadLineAsync().WaitAsync(Timeout) is { } line)
+        {
+            output.AppendLine(line);
+            if (line.Contains(marker, StringComparison.Ordinal))
+            {
+                break;
+            }
+        }
+
+        process.StandardInput.Close();
+        output.Append(await process.StandardOutput.ReadToEndAsync().WaitAsync(Timeout));
+        await process.WaitForExitAsync().WaitAsync(Timeout);
+        return output + await stderr;
     }
 
     internal static async Task<(int Code, string Output)> RunAsync(string file, string arguments, bool closeStdin = false)
