@@ -38,9 +38,12 @@ public sealed class TlsOriginationTests : IAsyncLifetime
         _certs.Dispose();
     }
 
-    private async Task<SidecarHost> StartAsync(TimeSpan? handshakeTimeout = null, params ServiceConfig[] services)
+    private Task<SidecarHost> StartAsync(TimeSpan? handshakeTimeout = null, params ServiceConfig[] services)
+        => StartAsync(ListenerProtocol.Http, handshakeTimeout, services);
+
+    private async Task<SidecarHost> StartAsync(ListenerProtocol protocol, TimeSpan? handshakeTimeout, params ServiceConfig[] services)
     {
-        var listeners = services.Select((s, i) => new ListenerConfig($"l{i}", new IPEndPoint(IPAddress.Loopback, 0), s.Name) { Protocol = ListenerProtocol.Http }).ToArray();
+        var listeners = services.Select((s, i) => new ListenerConfig($"l{i}", new IPEndPoint(IPAddress.Loopback, 0), s.Name) { Protocol = protocol }).ToArray();
         var config = new ProxyConfig
         {
             OutboundListen = null,
@@ -143,6 +146,46 @@ public sealed class TlsOriginationTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
         Assert.Equal("upstream_tls", response.Headers.GetValues("x-proxy-error").Single());
         Assert.Contains("no complete handshake within 300 ms", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TcpListener_ServiceWithTls_PlainBytesGoOutEncrypted()
+    {
+        // Opaque TCP: the client speaks plain HTTP/1.1 to a tcp listener; the proxy originates TLS to the HTTPS app.
+        var host = await StartAsync(ListenerProtocol.Tcp, null, Secure(new UpstreamTlsConfig { Sni = "backend.example", CaPath = _caPath }));
+        using var http = Client();
+        using var response = await http.GetAsync(Url(host, "l0", "/opaque"));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains("secure GET /opaque", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TcpListener_UntrustedEndpoint_ClientResetAndCountedAsTls()
+    {
+        using var other = new TestCertificates("Other CA");
+        var host = await StartAsync(ListenerProtocol.Tcp, null, Secure(new UpstreamTlsConfig { Sni = "backend.example", CaPath = other.WriteCaPem() }));
+        using var http = Client();
+        await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync(Url(host, "l0", "/opaque")));
+        var metrics = await MetricsWhenAsync(host, static m => m.Contains("cause=\"tls\"", StringComparison.Ordinal));
+
+        Assert.Contains("proxy_tcp_connect_failures_total{listener=\"l0\",service=\"secure\",cause=\"tls\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("result=\"untrusted\"", metrics, StringComparison.Ordinal);
+    }
+
+    private static async Task<string> MetricsWhenAsync(SidecarHost host, Func<string, bool> ready)
+    {
+        using var admin = Client();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (true)
+        {
+            var metrics = await admin.GetStringAsync(Url(host, "admin", "/metrics"));
+            if (ready(metrics) || DateTime.UtcNow > deadline)
+            {
+                return metrics;
+            }
+
+            await Task.Delay(20);
+        }
     }
 
     [Fact]
