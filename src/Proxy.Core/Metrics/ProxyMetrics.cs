@@ -114,7 +114,7 @@ public sealed class ProxyMetrics : IDisposable
 
     /// <summary>
     /// Tags "listener" (termination: the listener's name; origination: ""), "service" (origination: the upstream service;
-    /// termination: ""), "role" (server: termination, client: origination) and "result" (ok, timeout, failed, no_certificate,
+    /// termination: ""), "role" (server: termination, client: origination) and "result" (ok, timeout, failed, closed, no_certificate,
     /// client_certificate_missing, client_certificate_rejected, untrusted, name_mismatch). Exported as
     /// <c>proxy_tls_handshakes_total</c>.
     /// </summary>

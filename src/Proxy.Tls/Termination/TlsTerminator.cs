@@ -19,7 +19,7 @@ namespace Proxy.Tls.Termination;
 /// client certificates per <see cref="TlsServerOptions.ClientCertificateMode"/>.</item>
 /// <item>Success: a <see cref="TlsConnection"/> whose <see cref="TlsConnection.Info"/> says what ALPN chose; the
 /// caller dispatches on it (h2 to the HTTP/2 server, else HTTP/1.1 or opaque TCP).</item>
-/// <item>Failure: the raw connection is aborted (reset), the reason logged at debug, and the handshake counted in
+/// <item>Failure (or the connection closing mid-handshake, result <c>closed</c>): the raw connection is aborted (reset), the reason logged at debug, and the handshake counted in
 /// <c>proxy_tls_handshakes_total{listener, role=server, result}</c>; null is returned.</item>
 /// </list>
 /// Session resumption is what SslStream offers on the platform (see the project README).
@@ -61,8 +61,9 @@ public sealed partial class TlsTerminator
 
     /// <summary>
     /// Handshakes on <paramref name="connection"/>. Returns the decrypted connection (dispose it when done: that
-    /// closes the SslStream and the raw connection), or null when the handshake failed (the raw connection is
-    /// aborted then). Only <paramref name="cancellationToken"/> throws.
+    /// closes the SslStream and the raw connection), or null when the handshake failed or
+    /// <paramref name="cancellationToken"/> (typically the connection's ConnectionClosed) fired: the raw connection is
+    /// aborted then, the result counted and logged. Never throws for network causes.
     /// </summary>
     public async ValueTask<TlsConnection?> TerminateAsync(ConnectionContext connection, CancellationToken cancellationToken)
     {
@@ -87,9 +88,9 @@ public sealed partial class TlsTerminator
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            await stream.DisposeAsync().ConfigureAwait(false);
-            connection.Abort(new ConnectionAbortedException("The proxy is shutting down."));
-            throw;
+            // The listener passes the connection's ConnectionClosed: the client went away (or the proxy is stopping).
+            result = "closed";
+            reason = "the connection closed during the handshake";
         }
         catch (OperationCanceledException)
         {

@@ -151,6 +151,17 @@ public sealed class TlsTerminatorTests : IDisposable
     }
 
     [Fact]
+    public async Task Terminate_ConnectionClosesMidHandshake_NullAndCountedClosed()
+    {
+        await using var pair = await SocketPair.CreateAsync();
+        using var closed = new CancellationTokenSource();
+        var serverTask = Terminator().TerminateAsync(pair.Connection, closed.Token).AsTask();
+        await closed.CancelAsync();
+        Assert.Null(await serverTask.WaitAsync(Timeout));
+        Assert.Equal(["server/closed"], _counter.Seen);
+    }
+
+    [Fact]
     public async Task Terminate_PlaintextInsteadOfTls_FailsAndCountedFailed()
     {
         await using var pair = await SocketPair.CreateAsync();
