@@ -39,6 +39,7 @@ internal sealed class ConfigDraft
     public int Http2StreamWindow;
     public int Http2ConnectionWindow;
     public int Http2MaxHeaderList;
+    public TimeSpan TlsHandshakeTimeout;
     public List<ListenerConfig> Listeners = [];
     public List<ServiceConfig> Services = [];
 
@@ -81,6 +82,7 @@ internal sealed class ConfigDraft
         Http2StreamWindow = d.Http2.InitialStreamWindow;
         Http2ConnectionWindow = d.Http2.InitialConnectionWindow;
         Http2MaxHeaderList = d.Http2.MaxHeaderListSize;
+        TlsHandshakeTimeout = d.Tls.HandshakeTimeout;
     }
 
     public ProxyConfig Build() => new()
@@ -129,6 +131,7 @@ internal sealed class ConfigDraft
             InitialConnectionWindow = Http2ConnectionWindow,
             MaxHeaderListSize = Http2MaxHeaderList,
         },
+        Tls = new TlsConfig { HandshakeTimeout = TlsHandshakeTimeout },
         Listeners = Listeners.ToArray(),
         Services = Services.ToArray(),
         LogLevel = LogLevel,
@@ -241,6 +244,7 @@ public static class ConfigLoader
                     case "detect":
                     case "http":
                     case "http2":
+                    case "tls":
                         if (property.Value.ValueKind != JsonValueKind.Object)
                         {
                             errors.Add($"{property.Name}: must be an object");
@@ -300,7 +304,7 @@ public static class ConfigLoader
 
     private static void ReadListener(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "address", "service", "protocol", "routes", "sni"))
+        if (!CheckKeys(e, key, errors, "name", "address", "service", "protocol", "routes", "sni", "tls"))
         {
             return;
         }
@@ -363,16 +367,24 @@ public static class ConfigLoader
             errors.Add($"{key}.address: {error}");
         }
 
+        // TLS termination (its own block: the SNI routing keys land beside it).
+        ListenerTlsConfig? tls = null;
+        if (e.TryGetProperty("tls", out var tlsElement))
+        {
+            tls = TlsConfigReader.ReadListener(tlsElement, $"{key}.tls", protocol, errors);
+            ok &= tls is not null;
+        }
+
         if (ok && name is not null && address is not null && service is not null)
         {
-            draft.Listeners.Add(new ListenerConfig(name, address, service) { Protocol = protocol, Routes = routes, Sni = sni });
+            draft.Listeners.Add(new ListenerConfig(name, address, service) { Protocol = protocol, Routes = routes, Sni = sni, Tls = tls });
             draft.ListenerKeys.Add(key);
         }
     }
 
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni"))
+        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls"))
         {
             return;
         }
@@ -484,6 +496,14 @@ public static class ConfigLoader
         var routes = ReadRoutes(e, key, errors, ref ok);
         var sni = ReadSni(e, key, errors, ref ok);
 
+        // TLS origination.
+        UpstreamTlsConfig? tls = null;
+        if (e.TryGetProperty("tls", out var tlsElement))
+        {
+            tls = TlsConfigReader.ReadUpstream(tlsElement, $"{key}.tls", errors);
+            ok &= tls is not null;
+        }
+
         if (ok && name is not null && addresses is not null && endpoints is not null)
         {
             draft.Services.Add(new ServiceConfig(name, addresses, endpoints)
@@ -496,6 +516,7 @@ public static class ConfigLoader
                 Routes = routes,
                 UpstreamProtocol = upstreamProtocol,
                 Sni = sni,
+                Tls = tls,
             });
             draft.ServiceKeys.Add(key);
         }

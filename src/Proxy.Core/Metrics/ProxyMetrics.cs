@@ -53,6 +53,8 @@ public sealed class ProxyMetrics : IDisposable
             ObserveCertificateExpiries,
             "s",
             "Seconds until each certificate the proxy presents expires (negative once expired), by certificate name.");
+        // --- TLS termination and origination (Proxy.Tls) ---
+        TlsHandshakes = _meter.CreateCounter<long>("proxy_tls_handshakes", "{handshake}", "TLS handshakes by listener (or service, for origination), role and result.");
     }
 
     /// <summary>
@@ -153,6 +155,16 @@ public sealed class ProxyMetrics : IDisposable
     }
 
     // ---- end of TLS certificates ----
+
+    // --- TLS termination and origination (Proxy.Tls) ---
+
+    /// <summary>
+    /// Tags "listener" (termination: the listener's name; origination: ""), "service" (origination: the upstream service;
+    /// termination: ""), "role" (server: termination, client: origination) and "result" (ok, timeout, failed, closed, no_certificate,
+    /// client_certificate_missing, client_certificate_rejected, untrusted, name_mismatch). Exported as
+    /// <c>proxy_tls_handshakes_total</c>.
+    /// </summary>
+    public Counter<long> TlsHandshakes { get; }
 
     public static TagList Tags(string listener, string service) => new() { { "listener", listener }, { "service", service } };
 

@@ -54,7 +54,7 @@ public sealed partial class TcpProxy
         UpstreamConnectResult connect;
         try
         {
-            connect = await _connector.TryConnectAsync(target, cancellationToken);
+            connect = await (context.Connector ?? _connector).TryConnectAsync(target, cancellationToken);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {

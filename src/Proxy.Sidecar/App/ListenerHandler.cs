@@ -10,6 +10,8 @@ using Proxy.Core.Metrics;
 using Proxy.Core.Tcp;
 using Proxy.Http.Forwarding;
 using Proxy.Http.Http2.Server;
+using Proxy.Tls.Connections;
+using Proxy.Tls.Termination;
 
 namespace Proxy.Sidecar.App;
 
@@ -62,6 +64,9 @@ internal sealed class HttpStage(Http1Forwarder forwarder, IReadOnlyDictionary<st
 ///    (TLS without SNI routes, opaque, timed out) and TLS passthrough to the opaque TCP stage (<see cref="TcpProxy"/>),
 ///    which picks one endpoint for the whole connection. Nothing was consumed by the peeks, so splice stays possible.
 /// A connection whose destination cannot be found, or that fails during detection, is reset and logged with the reason.
+/// Explicit listeners with <c>tls</c> first terminate TLS (<see cref="TlsTerminator"/>; a failed handshake is counted and
+/// the connection reset), then choose by ALPN: h2 to <see cref="Http2Server"/>; http/1.1 or none to the listener's
+/// protocol (HTTP/1.1 forwarder, or opaque TCP carrying the decrypted bytes).
 /// </summary>
 internal sealed partial class ListenerHandler
 {
@@ -78,10 +83,11 @@ internal sealed partial class ListenerHandler
     private readonly ProtocolDetector? _detector;
     private readonly HttpStage? _http;
     private readonly bool _explicitHttp;
-    private readonly TlsPassthroughStage? _tls;
+    private readonly TlsPassthroughStage? _passthrough;
     private readonly SniRouter? _listenerSni;
     private readonly ProxyMetrics _metrics;
     private readonly ILogger _logger;
+    private readonly TlsTerminator? _terminator;
 
     public ListenerHandler(
         string name,
@@ -96,8 +102,9 @@ internal sealed partial class ListenerHandler
         ILogger logger,
         ProtocolDetector? detector = null,
         HttpStage? http = null,
-        TlsPassthroughStage? tls = null,
-        SniRouter? listenerSni = null)
+        TlsPassthroughStage? passthrough = null,
+        SniRouter? listenerSni = null,
+        TlsTerminator? terminator = null)
     {
         _name = name;
         _kind = kind;
@@ -110,10 +117,11 @@ internal sealed partial class ListenerHandler
         _detector = kind == ListenerKind.Explicit ? null : detector;
         _http = http;
         _explicitHttp = kind == ListenerKind.Explicit && http?.ListenerRouting is not null;
-        _tls = tls;
-        _listenerSni = kind == ListenerKind.Explicit && tls is not null ? listenerSni : null;
+        _passthrough = passthrough;
+        _listenerSni = kind == ListenerKind.Explicit && passthrough is not null ? listenerSni : null;
         _metrics = metrics;
         _logger = logger;
+        _terminator = kind == ListenerKind.Explicit ? terminator : null;
         if (kind == ListenerKind.Explicit && service is null && !_explicitHttp && _listenerSni is null)
         {
             throw new ArgumentException($"explicit listener {name} needs a service, HTTP routes or SNI routes", nameof(service));
@@ -144,8 +152,22 @@ internal sealed partial class ListenerHandler
             var tags = ProxyMetrics.Tags(_name, destination.ServiceName);
             _metrics.ConnectionsOpened.Add(1, tags);
             _metrics.ConnectionsActive.Add(1, tags);
+            TlsConnection? tls = null;
             try
             {
+                // --- TLS termination (explicit listeners with tls): the stages below see the decrypted connection ---
+                if (_terminator is not null)
+                {
+                    tls = await _terminator.TerminateAsync(connection, connection.ConnectionClosed);
+                    if (tls is null)
+                    {
+                        return;
+                    }
+
+                    await HandleDecryptedAsync(tls, destination);
+                    return;
+                }
+
                 var useHttp = _explicitHttp;
                 var useHttp2 = false;
                 SniRouter? sni = null;
@@ -168,13 +190,13 @@ internal sealed partial class ListenerHandler
                     useHttp2 = detected && detection.Protocol == Protocol.Http2;
                     if (detection.Outcome == DetectionOutcome.Detected && detection.Protocol == Protocol.Tls && destination.Service is { } dialled)
                     {
-                        sni = _tls?.ForService(dialled);
+                        sni = _passthrough?.ForService(dialled);
                     }
                 }
                 else if (_listenerSni is not null)
                 {
                     sni = _listenerSni;
-                    sniDeadline = Environment.TickCount64 + (long)Math.Ceiling(_tls!.Timeout.TotalMilliseconds);
+                    sniDeadline = Environment.TickCount64 + (long)Math.Ceiling(_passthrough!.Timeout.TotalMilliseconds);
                 }
                 else if (_explicitHttp)
                 {
@@ -191,7 +213,7 @@ internal sealed partial class ListenerHandler
                         return;
                     }
 
-                    var decision = await _tls!.RouteAsync(_name, tlsSocket, sni, sniDeadline, connection.ConnectionClosed);
+                    var decision = await _passthrough!.RouteAsync(_name, tlsSocket, sni, sniDeadline, connection.ConnectionClosed);
                     if (decision.Close)
                     {
                         Reset(connection, destination.ServiceName, decision.Cause!, decision.Reason!);
@@ -223,6 +245,11 @@ internal sealed partial class ListenerHandler
             }
             finally
             {
+                if (tls is not null)
+                {
+                    await tls.DisposeAsync();
+                }
+
                 _metrics.ConnectionsActive.Add(-1, tags);
             }
         }
@@ -239,6 +266,30 @@ internal sealed partial class ListenerHandler
         connection.Abort(new ConnectionAbortedException(reason));
     }
 
+    /// <summary>After termination: ALPN h2 to the HTTP/2 server; else the listener's protocol (HTTP/1.1, h2c preface, or opaque).</summary>
+    private async Task HandleDecryptedAsync(TlsConnection connection, Destination destination)
+    {
+        if (_explicitHttp)
+        {
+            var alpn = connection.Info.ApplicationProtocol;
+            var useHttp2 = connection.Info.IsHttp2
+                || (alpn == default && await Http2Server.StartsWithPrefaceAsync(connection.Transport.Input, connection.ConnectionClosed));
+            var routing = _http!.ListenerRouting!;
+            if (useHttp2)
+            {
+                await _http.Http2.HandleAsync(connection, routing, connection.ConnectionClosed);
+            }
+            else
+            {
+                await _http.Forwarder.HandleAsync(connection, routing, connection.ConnectionClosed);
+            }
+
+            return;
+        }
+
+        await ForwardOpaqueAsync(connection, destination);
+    }
+
     private async Task ForwardOpaqueAsync(ConnectionContext connection, Destination destination, string? serverName = null)
     {
         // One endpoint for the whole connection. The balancer's in-flight count is the endpoint's open
@@ -249,9 +300,11 @@ internal sealed partial class ListenerHandler
         endpoint?.OnRequestStart();
         try
         {
-            var context = destination.ServiceName == _tcpContext.ServiceName && serverName is null
+            // A service with TLS origination dials through its own connector.
+            var connector = destination.Service?.Upstreams?.Connector;
+            var context = destination.ServiceName == _tcpContext.ServiceName && serverName is null && connector is null
                 ? _tcpContext
-                : _tcpContext with { ServiceName = destination.ServiceName, ServerName = serverName };
+                : _tcpContext with { ServiceName = destination.ServiceName, ServerName = serverName, Connector = connector };
             await _tcp.HandleAsync(connection, target, context, connection.ConnectionClosed);
         }
         finally
