@@ -55,6 +55,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
     private UpstreamPool? _inboundPool;
     private Http2UpstreamPool? _http2Pool;
     private Http2UpstreamPool? _inboundHttp2Pool;
+    private readonly List<FileCertificateSource> _certificateSources = [];
     private JsonAccessLog? _accessLog;
     private readonly List<IAsyncDisposable> _servicePools = [];
 
@@ -144,7 +145,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             System.Security.Cryptography.X509Certificates.X509Certificate2Collection? roots;
             try
             {
-                clientCertificate = tls.CertificatePath is null ? null : CertificateSources.FromPemFiles(tls.CertificatePath, tls.KeyPath!);
+                clientCertificate = tls.CertificatePath is null ? null : WatchCertificate("service/" + service.Name, tls.CertificatePath, tls.KeyPath!);
                 roots = tls.CaPath is null ? null : TrustBundle.Load(tls.CaPath);
             }
             catch (CertificateLoadException e)
@@ -287,6 +288,17 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
     // --- TLS ---
 
+    /// <summary>
+    /// A certificate and key from PEM files, reloaded when the files change (new handshakes present the new one,
+    /// established connections keep theirs); its expiry is in /metrics under <paramref name="name"/>. Disposed at shutdown.
+    /// </summary>
+    private FileCertificateSource WatchCertificate(string name, string certificatePath, string keyPath)
+    {
+        var source = CertificateSources.Watch(certificatePath, keyPath, new FileCertificateSourceOptions { Name = name }, _loggerFactory.CreateLogger<FileCertificateSource>(), Metrics);
+        _certificateSources.Add(source);
+        return source;
+    }
+
     /// <summary>The TLS termination stage of an explicit listener; certificate files are read now (errors name the listener).</summary>
     private TlsTerminator TerminatorFor(string name, ListenerTlsConfig tls)
     {
@@ -295,7 +307,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         {
             options = new TlsServerOptions
             {
-                Certificate = CertificateSources.FromPemFiles(tls.CertificatePath, tls.KeyPath),
+                Certificate = WatchCertificate("listener/" + name, tls.CertificatePath, tls.KeyPath),
                 ApplicationProtocols = ToAlpn(tls.Alpn),
                 ClientCertificateMode = tls.ClientCertificate switch
                 {
@@ -371,6 +383,11 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         foreach (var pool in _servicePools)
         {
             await pool.DisposeAsync();
+        }
+
+        foreach (var source in _certificateSources)
+        {
+            source.Dispose();
         }
 
         if (_accessLog is not null)

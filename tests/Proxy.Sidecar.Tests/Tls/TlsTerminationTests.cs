@@ -185,6 +185,104 @@ public sealed class TlsTerminationTests : IAsyncLifetime
         Assert.Contains($"error: listener edge: tls: the certificate file {garbage} holds no PEM certificate", stderr.ToString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task CertificateFiles_RotatedUnderLoad_NewHandshakesGetTheNewOneAndNoRequestFails()
+    {
+        var dir = Directory.CreateTempSubdirectory("proxy-tls-rotate-");
+        try
+        {
+            var first = _certs.Server();
+            var second = _certs.Server();
+            var certPath = Path.Combine(dir.FullName, "tls.crt");
+            var keyPath = Path.Combine(dir.FullName, "tls.key");
+            WriteAtomically(keyPath, first.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
+            WriteAtomically(certPath, first.ExportCertificatePem());
+            var host = await StartAsync(new ListenerTlsConfig(certPath, keyPath) { Alpn = ["http/1.1"] });
+            var url = $"https://localhost:{Port(host)}/rotate";
+
+            // A keep-alive connection opened before the rotation must keep working after it, without a new handshake.
+            var keptHandshakes = 0;
+            using var kept = Client(() => Interlocked.Increment(ref keptHandshakes), _ => { });
+            Assert.Equal(HttpStatusCode.OK, (await kept.GetAsync(url)).StatusCode);
+
+            // Load: one new connection (and handshake) per request, recording the certificate each handshake saw.
+            var seen = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+            using var fresh = Client(() => { }, thumbprint => seen.AddOrUpdate(thumbprint, 1, (_, n) => n + 1));
+            var failures = 0;
+            var served = 0;
+            async Task<bool> RequestAsync()
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, url);
+                request.Headers.ConnectionClose = true;
+                using var response = await fresh.SendAsync(request);
+                if (response.StatusCode == HttpStatusCode.OK)
+                {
+                    Interlocked.Increment(ref served);
+                    return true;
+                }
+
+                Interlocked.Increment(ref failures);
+                return false;
+            }
+
+            Assert.True(await RequestAsync());
+            Assert.True(seen.ContainsKey(first.Thumbprint));
+
+            // Rotate as a secret update does: the key, then the certificate, each replaced by a rename.
+            WriteAtomically(keyPath, second.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
+            WriteAtomically(certPath, second.ExportCertificatePem());
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            while (!seen.ContainsKey(second.Thumbprint))
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the listener never presented the rotated certificate");
+                await Task.WhenAll(RequestAsync(), RequestAsync());
+            }
+
+            Assert.True(await RequestAsync());
+            Assert.Equal(0, failures);
+            Assert.True(served >= 3);
+            Assert.Equal(HttpStatusCode.OK, (await kept.GetAsync(url)).StatusCode);
+            Assert.Equal(1, keptHandshakes);
+            var metrics = await MetricsWhenAsync(host, static m => m.Contains("proxy_tls_certificate_reloads_total{", StringComparison.Ordinal));
+            Assert.Contains("name=\"listener/edge\"", metrics, StringComparison.Ordinal);
+            Assert.Contains("result=\"success\"", metrics, StringComparison.Ordinal);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    private HttpClient Client(Action onHandshake, Action<string> onCertificate)
+    {
+        var policy = TrustOurCa();
+        return new HttpClient(new SocketsHttpHandler
+        {
+            UseProxy = false,
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                CertificateChainPolicy = policy,
+                RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
+                {
+                    onHandshake();
+                    if (certificate is not null)
+                    {
+                        onCertificate(certificate.GetCertHashString());
+                    }
+
+                    return errors == SslPolicyErrors.None;
+                },
+            },
+        }) { Timeout = Timeout };
+    }
+
+    private static void WriteAtomically(string path, string content)
+    {
+        var temp = path + ".tmp";
+        File.WriteAllText(temp, content);
+        File.Move(temp, path, overwrite: true);
+    }
+
     private X509ChainPolicy TrustOurCa()
     {
         var policy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
