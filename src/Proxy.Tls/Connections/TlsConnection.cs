@@ -41,6 +41,14 @@ public sealed class TlsConnection : ConnectionContext, IConnectionEndPointFeatur
         _features.Set(info);
         _features.Set<IConnectionEndPointFeature>(this);
         _features.Set<IConnectionLifetimeFeature>(this);
+        if (info.Role == TlsRole.Server)
+        {
+            // Who the client is: a client certificate here passed the listener's verification (the handshake fails
+            // otherwise), and its SPIFFE ID (the single URI SAN) is its identity for policies, logs and metrics.
+            _features.Set<Proxy.Core.Identity.IPeerIdentityFeature>(info.PeerCertificate is { } peer
+                ? new Proxy.Core.Identity.PeerIdentityFeature(Proxy.Tls.Identity.CertificateIdentity.GetSpiffeIdOrNull(peer)?.ToString(), Proxy.Core.Identity.PeerTransport.MutualTls)
+                : new Proxy.Core.Identity.PeerIdentityFeature(null, Proxy.Core.Identity.PeerTransport.Tls));
+        }
     }
 
     /// <summary>The handshake's outcome: ALPN, SNI, protocol, cipher, peer certificate.</summary>

@@ -207,6 +207,43 @@ public sealed class TlsTerminatorTests : IDisposable
     }
 
     [Fact]
+    public async Task Terminate_MeshClientCertificate_PeerIdentityFeatureCarriesItsSpiffeId()
+    {
+        var mesh = TestCertificates.NewCa("cluster.local");
+        var terminator = Terminator(new TlsServerOptions
+        {
+            Certificate = CertificateSources.Fixed(_certs.Server()),
+            ClientCertificateMode = ClientCertificateMode.Required,
+            ClientCertificateAuthorities = [mesh.Certificate],
+        });
+        await using var pair = await SocketPair.CreateAsync();
+        var options = ClientOptions();
+        options.ClientCertificates = [TestCertificates.Issue(mesh, "spiffe://cluster.local/ns/shop/sa/web")];
+        var (server, client) = await HandshakeAsync(terminator, pair, options);
+        Assert.NotNull(server);
+        await using var _ = server;
+        using var __ = client;
+        var peer = server.Features.Get<Proxy.Core.Identity.IPeerIdentityFeature>();
+        Assert.NotNull(peer);
+        Assert.Equal("spiffe://cluster.local/ns/shop/sa/web", peer.PeerIdentity);
+        Assert.Equal(Proxy.Core.Identity.PeerTransport.MutualTls, peer.Transport);
+    }
+
+    [Fact]
+    public async Task Terminate_NoClientCertificate_PeerIdentityFeatureSaysTlsWithoutIdentity()
+    {
+        await using var pair = await SocketPair.CreateAsync();
+        var (server, client) = await HandshakeAsync(Terminator(), pair, ClientOptions());
+        Assert.NotNull(server);
+        await using var _ = server;
+        using var __ = client;
+        var peer = server.Features.Get<Proxy.Core.Identity.IPeerIdentityFeature>();
+        Assert.NotNull(peer);
+        Assert.Null(peer.PeerIdentity);
+        Assert.Equal(Proxy.Core.Identity.PeerTransport.Tls, peer.Transport);
+    }
+
+    [Fact]
     public async Task Terminate_RequiredClientCertificateFromAnotherCa_Rejected()
     {
         using var other = new TlsTestCertificates("Other CA");
