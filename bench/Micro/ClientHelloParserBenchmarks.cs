@@ -36,7 +36,7 @@ public class ClientHelloParserBenchmarks
     public void Setup()
     {
         _single = Convert.FromHexString(CurlHelloHex);
-        _multi = Split(_single, 3);
+        _multi = SequenceSegments.Split(_single, 3);
         var message = _single.AsSpan(5).ToArray();
         var fragments = new List<byte>();
         for (var i = 0; i < message.Length; i += 200)
@@ -83,34 +83,5 @@ public class ClientHelloParserBenchmarks
         }
 
         return result.BytesNeeded + hello.ServerName.Length + alpn + (int)hello.Flags;
-    }
-
-    private static ReadOnlySequence<byte> Split(byte[] bytes, int parts)
-    {
-        var size = (bytes.Length + parts - 1) / parts;
-        var first = new Segment(bytes.AsMemory(0, Math.Min(size, bytes.Length)), 0);
-        var last = first;
-        for (var i = size; i < bytes.Length; i += size)
-        {
-            last = last.Append(bytes.AsMemory(i, Math.Min(size, bytes.Length - i)));
-        }
-
-        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
-    }
-
-    private sealed class Segment : ReadOnlySequenceSegment<byte>
-    {
-        public Segment(ReadOnlyMemory<byte> memory, long runningIndex)
-        {
-            Memory = memory;
-            RunningIndex = runningIndex;
-        }
-
-        public Segment Append(ReadOnlyMemory<byte> memory)
-        {
-            var next = new Segment(memory, RunningIndex + Memory.Length);
-            Next = next;
-            return next;
-        }
     }
 }

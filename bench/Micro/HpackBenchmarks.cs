@@ -62,7 +62,7 @@ public class HpackBenchmarks
         var server = new HpackEncoder();
         _responseFirst = EncodeWith(server, _responseNames, _responseValues);
         _responseRepeat = EncodeWith(server, _responseNames, _responseValues);
-        _requestFirstMulti = Segments(_requestFirst, 3);
+        _requestFirstMulti = SequenceSegments.Split(_requestFirst, 3);
 
         // The decoder's table in the state the repeat blocks expect.
         var sink = new LengthSink();
@@ -186,19 +186,6 @@ public class HpackBenchmarks
         return output.WrittenSpan.ToArray();
     }
 
-    private static ReadOnlySequence<byte> Segments(byte[] bytes, int count)
-    {
-        var size = (bytes.Length + count - 1) / count;
-        var first = new Segment(bytes.AsMemory(0, Math.Min(size, bytes.Length)), 0);
-        var last = first;
-        for (var start = size; start < bytes.Length; start += size)
-        {
-            last = last.Append(bytes.AsMemory(start, Math.Min(size, bytes.Length - start)));
-        }
-
-        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
-    }
-
     /// <summary>A struct handler (calls devirtualize) that only sums lengths, so nothing is optimised away.</summary>
     private struct LengthSink : IHpackHeaderHandler
     {
@@ -209,21 +196,5 @@ public class HpackBenchmarks
         public void OnStaticIndexedHeader(int index) => Total += index;
 
         public void OnStaticIndexedHeader(int index, ReadOnlySpan<byte> value) => Total += index + value.Length;
-    }
-
-    private sealed class Segment : ReadOnlySequenceSegment<byte>
-    {
-        public Segment(ReadOnlyMemory<byte> memory, long runningIndex)
-        {
-            Memory = memory;
-            RunningIndex = runningIndex;
-        }
-
-        public Segment Append(ReadOnlyMemory<byte> memory)
-        {
-            var next = new Segment(memory, RunningIndex + Memory.Length);
-            Next = next;
-            return next;
-        }
     }
 }
