@@ -44,6 +44,17 @@ public static class ConfigJson
                 RouteConfigJson.Write(l.Routes, w);
             }
 
+            if (l.Authorization)
+            {
+                w.WriteBoolean("authorization", true);
+            }
+
+            if (l.Jwt is not null)
+            {
+                w.WritePropertyName("jwt");
+                AuthorizationConfigJson.WriteJwt(l.Jwt, w);
+            }
+
             w.WriteEndObject();
         }
 
@@ -121,6 +132,8 @@ public static class ConfigJson
         }
 
         w.WriteEndArray();
+        w.WritePropertyName("authorization");
+        AuthorizationConfigJson.Write(config.Authorization, w);
         w.WriteEndObject();
     }
 
