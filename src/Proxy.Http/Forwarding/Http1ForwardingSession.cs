@@ -119,6 +119,13 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private byte[]? _subjectValue;
     private HeaderField? _challenge;
 
+    // The connection's last validated token (a client on a keep-alive connection sends the same one every time):
+    // reused while it has not expired, for the same authenticator and JWKS snapshot, so repeats skip validation.
+    private JwtAuthenticator? _cachedJwt;
+    private JwksKeys? _cachedKeys;
+    private byte[]? _cachedToken;
+    private JwtPrincipal? _cachedPrincipal;
+
     // The exchange in flight (set by StartExchangeAsync/AttemptAsync, read after the response wait in RunAsync).
     private PooledConnection? _connection;
     private bool _hasBody;
@@ -527,8 +534,15 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         if (jwt is not null)
         {
             _subjectHeader = jwt.ForwardSubjectHeader;
-            var token = ReadBearerToken(jwt, out var problem);
-            if (token is null && problem is not null)
+            principal = CachedPrincipal(jwt);
+            string? token = null;
+            string? problem = null;
+            if (principal is null)
+            {
+                token = ReadBearerToken(jwt, out problem);
+            }
+
+            if (principal is null && token is null && problem is not null)
             {
                 return (true, await RespondUnauthorizedAsync(problem == JwtAuthenticator.Missing ? JwtAuthenticator.Missing : JwtAuthenticator.Invalid,
                     problem == JwtAuthenticator.Missing
@@ -545,6 +559,14 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 }
 
                 principal = result.Principal!;
+                _cachedJwt = jwt;
+                _cachedKeys = jwt.Keys.Keys;
+                _cachedToken = System.Text.Encoding.ASCII.GetBytes(token);
+                _cachedPrincipal = principal;
+            }
+
+            if (principal is not null)
+            {
                 _subjectValue = principal.SubjectBytes;
             }
         }
@@ -561,6 +583,19 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         }
 
         return (false, true);
+    }
+
+    /// <summary>The principal of the connection's last token when this request carries the same, still valid one.</summary>
+    private JwtPrincipal? CachedPrincipal(JwtAuthenticator jwt)
+    {
+        if (_cachedPrincipal is not { } cached || !ReferenceEquals(_cachedJwt, jwt) || !ReferenceEquals(_cachedKeys, jwt.Keys.Keys)
+            || !_request.Headers.TryGetValue(jwt.FromHeader, out var value) || !JwtAuthenticator.TryGetBearer(value, out var token)
+            || !token.SequenceEqual(_cachedToken) || cached.ValidTo <= _time.GetUtcNow().UtcDateTime)
+        {
+            return null;
+        }
+
+        return cached;
     }
 
     /// <summary>The bearer token of the request (a string: the validator needs one), or null with why (null: none and not required).</summary>

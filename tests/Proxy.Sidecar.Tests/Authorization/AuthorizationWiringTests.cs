@@ -150,6 +150,26 @@ public sealed class AuthorizationWiringTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Inbound_PoliciesApply_PortIsTheOriginalDestinationPort()
+    {
+        var policies = Policies($$"""
+            { "policies": [ { "name": "app-port", "action": "allow", "rules": [ { "ports": [{{_app.EndPoint.Port}}], "namespaces": ["web"] } ] } ] }
+            """);
+        var host = await StartAsync(Config(policies, Edge(authorization: false)) with { InboundListen = new IPEndPoint(IPAddress.Loopback, 0) });
+        async Task<HttpStatusCode> InboundAsync(string? peer)
+        {
+            _peer = peer;
+            using var http = Client();
+            using var response = await http.GetAsync(new Uri($"http://{host.AddressOf("inbound")}/")).WaitAsync(Timeout);
+            return response.StatusCode;
+        }
+
+        Assert.Equal(HttpStatusCode.OK, await InboundAsync(WebPeer));
+        Assert.Equal(HttpStatusCode.Forbidden, await InboundAsync(BatchPeer));
+        Assert.Equal(HttpStatusCode.Forbidden, await InboundAsync(null));
+    }
+
+    [Fact]
     public async Task Http_ListenerWithoutOptIn_NotChecked()
     {
         var host = await StartAsync(Config(Policies(MeshPolicies), Edge(authorization: false)));
@@ -273,6 +293,32 @@ public sealed class AuthorizationWiringTests : IAsyncLifetime
         var user = await GetAsync(host, null, "/admin/panel", issuer.Token("k1", claims: new Dictionary<string, object> { ["role"] = "user" }));
         Assert.Equal(HttpStatusCode.Forbidden, user.Status);
         Assert.Contains("no allow policy matched", user.Body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Jwt_KeepAliveConnection_CachedTokenReusedOnlyWhenIdentical()
+    {
+        using var issuer = new JwtTestIssuer("k1");
+        var host = await StartAsync(Config(Policies(AdminPolicy), Edge(jwt: Jwt(TempFile(issuer.Jwks())))));
+        var alice = issuer.Token("k1", sub: "alice");
+        var expired = issuer.Token("k1", sub: "bob", expiresIn: TimeSpan.FromMinutes(-5));
+        using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false, MaxConnectionsPerServer = 1 }) { Timeout = Timeout };
+        async Task<(HttpStatusCode, string)> SendAsync(string token)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, Url(host, "/public/x"));
+            request.Headers.TryAddWithoutValidation("authorization", "Bearer " + token);
+            using var response = await http.SendAsync(request).WaitAsync(Timeout);
+            return (response.StatusCode, await response.Content.ReadAsStringAsync().WaitAsync(Timeout));
+        }
+
+        for (var i = 0; i < 3; i++)
+        {
+            var (status, body) = await SendAsync(alice);
+            Assert.Equal(HttpStatusCode.OK, status);
+            Assert.Contains("x-user-id: alice\n", body, StringComparison.Ordinal);
+            Assert.Equal(HttpStatusCode.Unauthorized, (await SendAsync(expired)).Item1);
+            Assert.Equal(HttpStatusCode.Unauthorized, (await SendAsync(alice + "x")).Item1);
+        }
     }
 
     [Fact]
