@@ -170,6 +170,26 @@ public sealed class AuthorizationWiringTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Http2_StreamsCarryTheConnectionsPeerIdentity()
+    {
+        var host = await StartAsync(Config(Policies(MeshPolicies), Edge()));
+        async Task<HttpResponseMessage> H2cAsync(string? peer)
+        {
+            _peer = peer;
+            using var http = Client();
+            using var request = new HttpRequestMessage(HttpMethod.Get, Url(host, "/x")) { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+            return await http.SendAsync(request).WaitAsync(Timeout);
+        }
+
+        using var ok = await H2cAsync(WebPeer);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        Assert.Equal(HttpVersion.Version20, ok.Version);
+        using var denied = await H2cAsync(BatchPeer);
+        Assert.Equal(HttpStatusCode.Forbidden, denied.StatusCode);
+        Assert.Contains("no-batch", await denied.Content.ReadAsStringAsync().WaitAsync(Timeout), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Http_ListenerWithoutOptIn_NotChecked()
     {
         var host = await StartAsync(Config(Policies(MeshPolicies), Edge(authorization: false)));
