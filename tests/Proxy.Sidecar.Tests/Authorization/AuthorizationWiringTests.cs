@@ -250,6 +250,29 @@ public sealed class AuthorizationWiringTests : IAsyncLifetime
         Assert.Equal("policy_denied", e.Trailers.GetValue("x-proxy-error"));
     }
 
+    [Fact]
+    public async Task Grpc_NoToken_UnauthenticatedJwtMissing()
+    {
+        using var issuer = new JwtTestIssuer("k1");
+        await using var server = await GrpcTestServer.StartAsync();
+        var config = GrpcPathSetup.BaseConfig() with
+        {
+            Services = [GrpcPathSetup.Service(UpstreamProtocol.Http2, server.EndPoint)],
+            Listeners = [GrpcPathSetup.Edge(GrpcPathSetup.ServiceName) with { Jwt = Jwt(TempFile(issuer.Jwks())) }],
+        };
+        await using var setup = await GrpcPathSetup.StartSidecarAsync(config, GrpcPathSetup.VirtualAddress, GrpcPathSetup.ListenerName);
+        using var channel = setup.Channel();
+        var client = new Proxy.Sidecar.Tests.Grpc.Echo.Echo.EchoClient(channel);
+        using var call = client.UnaryAsync(new Proxy.Sidecar.Tests.Grpc.Echo.EchoRequest());
+        var e = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync.WaitAsync(Timeout));
+        Assert.Equal(StatusCode.Unauthenticated, e.StatusCode);
+        Assert.Equal("jwt_missing", e.Trailers.GetValue("x-proxy-error"));
+
+        var headers = new Metadata { { "authorization", "Bearer " + issuer.Token("k1") } };
+        using var ok = client.UnaryAsync(new Proxy.Sidecar.Tests.Grpc.Echo.EchoRequest(), headers);
+        await ok.ResponseAsync.WaitAsync(Timeout);
+    }
+
     // ---- JWT ------------------------------------------------------------------------------------
 
     private string TempFile(string text)
