@@ -25,6 +25,7 @@ public static class ConfigJson
         WriteSection(config, w, "tcp");
         WriteSection(config, w, "detect");
         WriteSection(config, w, "http");
+        WriteSection(config, w, "tls");
 
         w.WriteStartArray("listeners");
         foreach (var l in config.Listeners)
@@ -53,6 +54,12 @@ public static class ConfigJson
             {
                 w.WritePropertyName("jwt");
                 AuthorizationConfigJson.WriteJwt(l.Jwt, w);
+            }
+
+            WriteSni(l.Sni, w);
+            if (l.Tls is { } tls)
+            {
+                WriteListenerTls(tls, w);
             }
 
             w.WriteEndObject();
@@ -128,6 +135,12 @@ public static class ConfigJson
                 w.WriteString("upstreamProtocol", s.UpstreamProtocol == UpstreamProtocol.Http2 ? "http2" : "http1");
             }
 
+            WriteSni(s.Sni, w);
+            if (s.Tls is { } upstreamTls)
+            {
+                WriteUpstreamTls(upstreamTls, w);
+            }
+
             w.WriteEndObject();
         }
 
@@ -135,6 +148,96 @@ public static class ConfigJson
         w.WritePropertyName("authorization");
         AuthorizationConfigJson.Write(config.Authorization, w);
         w.WriteEndObject();
+    }
+
+    private static void WriteSni(IReadOnlyList<SniRouteConfig> routes, Utf8JsonWriter w)
+    {
+        if (routes.Count == 0)
+        {
+            return;
+        }
+
+        w.WriteStartArray("sni");
+        foreach (var route in routes)
+        {
+            w.WriteStartObject();
+            w.WriteStartArray("serverNames");
+            foreach (var name in route.ServerNames)
+            {
+                w.WriteStringValue(name);
+            }
+
+            w.WriteEndArray();
+            w.WriteString("service", route.Service);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+    }
+
+    // --- TLS ---
+
+    private static void WriteListenerTls(ListenerTlsConfig tls, Utf8JsonWriter w)
+    {
+        w.WriteStartObject("tls");
+        w.WriteString("certificate", tls.CertificatePath);
+        w.WriteString("key", tls.KeyPath);
+        WriteStrings(w, "alpn", tls.Alpn);
+        w.WriteString("clientCertificate", tls.ClientCertificate switch
+        {
+            TlsClientCertificateMode.Optional => "optional",
+            TlsClientCertificateMode.Required => "required",
+            _ => "none",
+        });
+        if (tls.CaPath is not null)
+        {
+            w.WriteString("ca", tls.CaPath);
+        }
+
+        w.WriteEndObject();
+    }
+
+    private static void WriteUpstreamTls(UpstreamTlsConfig tls, Utf8JsonWriter w)
+    {
+        w.WriteStartObject("tls");
+        if (tls.Sni is not null)
+        {
+            w.WriteString("sni", tls.Sni);
+        }
+
+        if (tls.Alpn is not null)
+        {
+            WriteStrings(w, "alpn", tls.Alpn);
+        }
+
+        if (tls.CaPath is not null)
+        {
+            w.WriteString("ca", tls.CaPath);
+        }
+
+        if (tls.CertificatePath is not null)
+        {
+            w.WriteString("certificate", tls.CertificatePath);
+            w.WriteString("key", tls.KeyPath);
+        }
+
+        if (tls.InsecureSkipVerify)
+        {
+            w.WriteBoolean("insecureSkipVerify", true);
+        }
+
+        w.WriteEndObject();
+    }
+
+    private static void WriteStrings(Utf8JsonWriter w, string name, IReadOnlyList<string> values)
+    {
+        w.WriteStartArray(name);
+        foreach (var v in values)
+        {
+            w.WriteStringValue(v);
+        }
+
+        w.WriteEndArray();
     }
 
     private static void WriteSection(ProxyConfig config, Utf8JsonWriter w, string section)

@@ -39,6 +39,7 @@ internal sealed class ConfigDraft
     public int Http2StreamWindow;
     public int Http2ConnectionWindow;
     public int Http2MaxHeaderList;
+    public TimeSpan TlsHandshakeTimeout;
     public List<ListenerConfig> Listeners = [];
     public List<ServiceConfig> Services = [];
     public AuthorizationConfig Authorization = new();
@@ -82,6 +83,7 @@ internal sealed class ConfigDraft
         Http2StreamWindow = d.Http2.InitialStreamWindow;
         Http2ConnectionWindow = d.Http2.InitialConnectionWindow;
         Http2MaxHeaderList = d.Http2.MaxHeaderListSize;
+        TlsHandshakeTimeout = d.Tls.HandshakeTimeout;
     }
 
     public ProxyConfig Build() => new()
@@ -130,6 +132,7 @@ internal sealed class ConfigDraft
             InitialConnectionWindow = Http2ConnectionWindow,
             MaxHeaderListSize = Http2MaxHeaderList,
         },
+        Tls = new TlsConfig { HandshakeTimeout = TlsHandshakeTimeout },
         Listeners = Listeners.ToArray(),
         Services = Services.ToArray(),
         Authorization = Authorization,
@@ -243,6 +246,7 @@ public static class ConfigLoader
                     case "detect":
                     case "http":
                     case "http2":
+                    case "tls":
                         if (property.Value.ValueKind != JsonValueKind.Object)
                         {
                             errors.Add($"{property.Name}: must be an object");
@@ -305,7 +309,7 @@ public static class ConfigLoader
 
     private static void ReadListener(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "address", "service", "protocol", "routes", "authorization", "jwt"))
+        if (!CheckKeys(e, key, errors, "name", "address", "service", "protocol", "routes", "sni", "tls", "authorization", "jwt"))
         {
             return;
         }
@@ -314,10 +318,17 @@ public static class ConfigLoader
         var addressText = ReadString(e, "address", key, errors);
         var ok = true;
         var routes = ReadRoutes(e, key, errors, ref ok);
+        var sni = ReadSni(e, key, errors, ref ok);
+        var hasSni = e.TryGetProperty("sni", out _);
+        if (hasSni && routes.Count > 0)
+        {
+            errors.Add($"{key}.sni: SNI routes (TLS passthrough) and HTTP routes cannot be on one listener");
+            ok = false;
+        }
 
-        // A listener that routes needs no default service; one that does not must name it.
+        // A listener that routes (by HTTP routes or by SNI) needs no default service; one that does not must name it.
         string? service = "";
-        if (e.TryGetProperty("service", out _) || routes.Count == 0)
+        if (e.TryGetProperty("service", out _) || (routes.Count == 0 && !hasSni))
         {
             service = ReadString(e, "service", key, errors);
         }
@@ -332,6 +343,12 @@ public static class ConfigLoader
                     break;
                 case "http":
                     protocol = ListenerProtocol.Http;
+                    if (hasSni && routes.Count == 0)
+                    {
+                        errors.Add($"{key}.sni: SNI routes forward TLS unterminated and need protocol tcp, not http");
+                        ok = false;
+                    }
+
                     break;
                 case "tcp":
                     protocol = ListenerProtocol.Tcp;
@@ -382,16 +399,24 @@ public static class ConfigLoader
             errors.Add($"{key}.address: {error}");
         }
 
+        // TLS termination (its own block: the SNI routing keys land beside it).
+        ListenerTlsConfig? tls = null;
+        if (e.TryGetProperty("tls", out var tlsElement))
+        {
+            tls = TlsConfigReader.ReadListener(tlsElement, $"{key}.tls", protocol, errors);
+            ok &= tls is not null;
+        }
+
         if (ok && name is not null && address is not null && service is not null)
         {
-            draft.Listeners.Add(new ListenerConfig(name, address, service) { Protocol = protocol, Routes = routes, Authorization = authorization, Jwt = jwt });
+            draft.Listeners.Add(new ListenerConfig(name, address, service) { Protocol = protocol, Routes = routes, Sni = sni, Tls = tls, Authorization = authorization, Jwt = jwt });
             draft.ListenerKeys.Add(key);
         }
     }
 
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol"))
+        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls"))
         {
             return;
         }
@@ -501,6 +526,15 @@ public static class ConfigLoader
         var subsets = ReadSubsets(e, key, endpoints, errors, ref ok);
 
         var routes = ReadRoutes(e, key, errors, ref ok);
+        var sni = ReadSni(e, key, errors, ref ok);
+
+        // TLS origination.
+        UpstreamTlsConfig? tls = null;
+        if (e.TryGetProperty("tls", out var tlsElement))
+        {
+            tls = TlsConfigReader.ReadUpstream(tlsElement, $"{key}.tls", errors);
+            ok &= tls is not null;
+        }
 
         if (ok && name is not null && addresses is not null && endpoints is not null)
         {
@@ -513,6 +547,8 @@ public static class ConfigLoader
                 Subsets = subsets,
                 Routes = routes,
                 UpstreamProtocol = upstreamProtocol,
+                Sni = sni,
+                Tls = tls,
             });
             draft.ServiceKeys.Add(key);
         }
@@ -530,6 +566,17 @@ public static class ConfigLoader
         errors.AddRange(read.Errors);
         ok &= read.Ok;
         return read.Routes ?? [];
+    }
+
+    /// <summary>The optional "sni" array of a listener or service (see <see cref="SniRouteConfigReader"/>); empty when absent.</summary>
+    private static List<SniRouteConfig> ReadSni(JsonElement e, string key, List<string> errors, ref bool ok)
+    {
+        if (!e.TryGetProperty("sni", out var sni))
+        {
+            return [];
+        }
+
+        return SniRouteConfigReader.Read(sni, $"{key}.sni", errors, ref ok);
     }
 
     /// <summary>"subsets": { "v1": ["ip:port", ...], "v2": [...] }; every address must be one of the service's endpoints.</summary>
@@ -744,6 +791,7 @@ public static class ConfigLoader
         for (var i = 0; i < d.Services.Count; i++)
         {
             ValidateRoutes(d, d.Services[i].Routes, $"{d.ServiceKeys[i]}.routes", errors);
+            ValidateSni(d, d.Services[i].Sni, $"{d.ServiceKeys[i]}.sni", errors);
         }
 
         var listenerNames = new HashSet<string>(StringComparer.Ordinal) { "outbound", "inbound", "admin" };
@@ -766,6 +814,7 @@ public static class ConfigLoader
             }
 
             ValidateRoutes(d, l.Routes, $"{key}.routes", errors);
+            ValidateSni(d, l.Sni, $"{key}.sni", errors);
 
             AddBound(l.Address, $"{key}.address");
         }
@@ -812,6 +861,19 @@ public static class ConfigLoader
                 {
                     errors.Add($"{where}.subset: service \"{dest.Service}\" has no subset \"{dest.Subset}\"");
                 }
+            }
+        }
+    }
+
+    /// <summary>Every SNI route names a configured service.</summary>
+    private static void ValidateSni(ConfigDraft d, IReadOnlyList<SniRouteConfig> routes, string key, List<string> errors)
+    {
+        for (var r = 0; r < routes.Count; r++)
+        {
+            var service = routes[r].Service;
+            if (!d.Services.Exists(s => s.Name == service) && !d.DeclaredServices.Contains(service))
+            {
+                errors.Add($"{key}[{r}].service: no service is named \"{service}\"");
             }
         }
     }

@@ -30,6 +30,9 @@ public sealed record ProxyConfig
     /// <summary>HTTP/2 clients (h2c): streams, windows, header list limit.</summary>
     public Http2Config Http2 { get; init; } = new();
 
+    /// <summary>TLS termination and origination settings shared by every listener and service; file section <c>tls</c>.</summary>
+    public TlsConfig Tls { get; init; } = new();
+
     /// <summary>Explicit (non-captured) listeners, each forwarding to one service.</summary>
     public IReadOnlyList<ListenerConfig> Listeners { get; init; } = [];
 
@@ -97,6 +100,15 @@ public sealed record ListenerConfig(string Name, IPEndPoint Address, string Serv
 
     /// <summary>Config key <c>routes</c> (see <see cref="RouteConfigReader"/>).</summary>
     public IReadOnlyList<RouteConfig> Routes { get; init; } = [];
+
+    /// <summary>
+    /// Config key <c>sni</c>: TLS passthrough by server name (protocol tcp only). A ClientHello whose SNI matches goes to
+    /// that route's service; no SNI, no match or not TLS goes to <see cref="Service"/>, or is closed when it is empty.
+    /// </summary>
+    public IReadOnlyList<SniRouteConfig> Sni { get; init; } = [];
+
+    /// <summary>Config key <c>tls</c>: terminate TLS on this listener (null: plaintext).</summary>
+    public ListenerTlsConfig? Tls { get; init; }
 
     /// <summary>Config key <c>authorization</c>: apply the top-level authorization policies to this listener's traffic.</summary>
     public bool Authorization { get; init; }
@@ -199,6 +211,15 @@ public sealed record ServiceConfig(string Name, IReadOnlyList<IPEndPoint> Addres
     /// </summary>
     public UpstreamProtocol UpstreamProtocol { get; init; } = UpstreamProtocol.Same;
 
+    /// <summary>
+    /// Config key <c>sni</c>: captured TLS connections to this service's addresses are routed by the ClientHello's server
+    /// name to other services (passthrough, not terminated); no SNI or no match stays with this service.
+    /// </summary>
+    public IReadOnlyList<SniRouteConfig> Sni { get; init; } = [];
+
+    /// <summary>Config key <c>tls</c>: speak TLS to the endpoints (origination); null: plaintext.</summary>
+    public UpstreamTlsConfig? Tls { get; init; }
+
     /// <summary>The weight of endpoint <paramref name="index"/> (1 when no weights are given).</summary>
     public int WeightOf(int index) => Weights.Count == 0 ? 1 : Weights[index];
 }
@@ -233,4 +254,61 @@ public enum HashOn
 
     /// <summary>The value of the cookie named by <see cref="ServiceConfig.HashKey"/> (HTTP only; absent: random point).</summary>
     Cookie,
+}
+
+// --- TLS termination (listeners) and origination (services) ---
+
+/// <summary>TLS settings that are not per listener or service; file section <c>tls</c>.</summary>
+public sealed record TlsConfig
+{
+    /// <summary>A TLS handshake (either role) not finished within this is abandoned. Flag <c>--tls-handshake-timeout</c>.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+}
+
+/// <summary>Whether a terminating listener asks clients for a certificate (config key <c>clientCertificate</c>).</summary>
+public enum TlsClientCertificateMode
+{
+    None,
+    Optional,
+    Required,
+}
+
+/// <summary>
+/// A listener's <c>tls</c> object: terminate TLS with <see cref="CertificatePath"/>/<see cref="KeyPath"/> (PEM), offer
+/// <see cref="Alpn"/>, then dispatch by what ALPN chose (h2: the HTTP/2 server; http/1.1 or none: the listener's protocol).
+/// </summary>
+public sealed record ListenerTlsConfig(string CertificatePath, string KeyPath)
+{
+    /// <summary>Key <c>alpn</c>: protocols offered in order. Default: h2, http/1.1 for protocol http; none for tcp.</summary>
+    public IReadOnlyList<string> Alpn { get; init; } = [];
+
+    /// <summary>Key <c>clientCertificate</c>: none, optional, required.</summary>
+    public TlsClientCertificateMode ClientCertificate { get; init; } = TlsClientCertificateMode.None;
+
+    /// <summary>Key <c>ca</c>: PEM bundle of the roots client certificates must chain to; null: the system trust store.</summary>
+    public string? CaPath { get; init; }
+}
+
+/// <summary>
+/// A service's <c>tls</c> object: originate TLS to its endpoints. Connections to them are pooled apart from
+/// plaintext ones (a pool per service with TLS).
+/// </summary>
+public sealed record UpstreamTlsConfig
+{
+    /// <summary>Key <c>sni</c>: the server name sent and checked; null: none sent, the certificate must carry the endpoint's IP.</summary>
+    public string? Sni { get; init; }
+
+    /// <summary>Key <c>alpn</c>; null: from the upstream protocol (h2 for HTTP/2, http/1.1 for HTTP/1.1, none for opaque TCP).</summary>
+    public IReadOnlyList<string>? Alpn { get; init; }
+
+    /// <summary>Key <c>ca</c>: PEM bundle of trusted roots; null: the system trust store.</summary>
+    public string? CaPath { get; init; }
+
+    /// <summary>Keys <c>certificate</c> and <c>key</c>: the client certificate for endpoints that ask for one (mutual TLS).</summary>
+    public string? CertificatePath { get; init; }
+
+    public string? KeyPath { get; init; }
+
+    /// <summary>Key <c>insecureSkipVerify</c>: accept any endpoint certificate (logged as a warning at start).</summary>
+    public bool InsecureSkipVerify { get; init; }
 }

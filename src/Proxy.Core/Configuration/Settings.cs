@@ -156,6 +156,11 @@ public sealed class Setting
             "Largest decoded HTTP/2 header list in bytes (name + value + 32 per field), 1024-16777216; larger is answered 431.",
             static c => Int(c.Http2.MaxHeaderListSize),
             static (d, t) => ValueParsers.ParseInt(t, 1024, 16 * 1024 * 1024, out d.Http2MaxHeaderList)),
+        // --- TLS ---
+        new("tls-handshake-timeout", "tls.handshakeTimeout",
+            "How long a TLS handshake (termination on a listener, or origination to an upstream) may take before it is abandoned (e.g. 10s).",
+            static c => ValueParsers.FormatDuration(c.Tls.HandshakeTimeout),
+            static (d, t) => ValueParsers.ParseDuration(t, allowOff: false, out d.TlsHandshakeTimeout)),
         new("log-level", "logLevel",
             "Minimum log level: trace, debug, information, warning, error, critical, none.",
             static c => c.LogLevel,

@@ -2,6 +2,7 @@ using System.Net;
 using Proxy.Core.Addresses;
 using Proxy.Core.Balancing;
 using Proxy.Core.Configuration;
+using Proxy.Core.Upstream;
 
 namespace Proxy.Core.Discovery;
 
@@ -30,13 +31,16 @@ public sealed class Service(string name, ILoadBalancer balancer, HashOn hashOn =
     /// <summary>The HTTP version requests are sent to the endpoints in (<see cref="ServiceConfig.UpstreamProtocol"/>).</summary>
     public UpstreamProtocol UpstreamProtocol { get; init; }
 
+    /// <summary>The service's own connector and pools (TLS origination), or null: the listener's shared ones.</summary>
+    public ServiceUpstreams? Upstreams { get; init; }
+
     /// <summary>The named subset (e.g. <c>v2</c>), or null when the service has no such subset.</summary>
     public Service? FindSubset(string subset) => _subsets?.GetValueOrDefault(subset);
 
     internal void AddSubset(string subset, ILoadBalancer balancer)
     {
         _subsets ??= new Dictionary<string, Service>(StringComparer.Ordinal);
-        _subsets.Add(subset, new Service(Name, balancer, HashOn, HashKey.Length == 0 ? null : System.Text.Encoding.ASCII.GetString(HashKey)) { SubsetName = subset, UpstreamProtocol = UpstreamProtocol });
+        _subsets.Add(subset, new Service(Name, balancer, HashOn, HashKey.Length == 0 ? null : System.Text.Encoding.ASCII.GetString(HashKey)) { SubsetName = subset, UpstreamProtocol = UpstreamProtocol, Upstreams = Upstreams });
     }
 
     /// <summary>Picks an endpoint for a connection from <paramref name="client"/> (its IP is the hash key when the service hashes on the source IP).</summary>
@@ -61,7 +65,8 @@ public sealed class ServiceRegistry
     private readonly Dictionary<string, Service> _byName = new(StringComparer.Ordinal);
     private readonly Dictionary<IPEndPoint, Service> _byAddress = [];
 
-    public ServiceRegistry(IEnumerable<ServiceConfig> services, BalancerOptions? options = null)
+    /// <param name="upstreams">Gives a service its own connector and pools (TLS origination); null or a null answer: the listener's.</param>
+    public ServiceRegistry(IEnumerable<ServiceConfig> services, BalancerOptions? options = null, Func<ServiceConfig, ServiceUpstreams?>? upstreams = null)
     {
         foreach (var config in services)
         {
@@ -80,6 +85,7 @@ public sealed class ServiceRegistry
             var service = new Service(config.Name, LoadBalancers.Create(config.Balancer, set, options), config.HashOn, config.HashKey)
             {
                 UpstreamProtocol = config.UpstreamProtocol,
+                Upstreams = upstreams?.Invoke(config),
             };
             foreach (var subset in config.Subsets)
             {

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 
@@ -45,6 +46,16 @@ public sealed class ProxyMetrics : IDisposable
             static () => GC.GetTotalAllocatedBytes(precise: false),
             "By",
             "Bytes allocated on the managed heap by the whole process since it started (GC.GetTotalAllocatedBytes, not precise).");
+
+        // TLS certificates (mesh identity): see the "TLS certificates" block below.
+        CertificateReloads = _meter.CreateCounter<long>("proxy_tls_certificate_reloads", "{reload}", "Certificate file reloads, by certificate name and result (success, failure).");
+        CertificateExpirySeconds = _meter.CreateObservableGauge(
+            "proxy_tls_certificate_expiry_seconds",
+            ObserveCertificateExpiries,
+            "s",
+            "Seconds until each certificate the proxy presents expires (negative once expired), by certificate name.");
+        // --- TLS termination and origination (Proxy.Tls) ---
+        TlsHandshakes = _meter.CreateCounter<long>("proxy_tls_handshakes", "{handshake}", "TLS handshakes by listener (or service, for origination), role and result.");
     }
 
     /// <summary>
@@ -113,6 +124,54 @@ public sealed class ProxyMetrics : IDisposable
     /// to report bytes allocated per forwarded request.
     /// </summary>
     public ObservableCounter<long> ProcessAllocatedBytes { get; }
+
+    // ---- TLS certificates (mesh identity: certificate files reloaded on change; Proxy.Tls FileCertificateSource) ----
+
+    private readonly ConcurrentDictionary<object, (string Name, Func<double> SecondsLeft)> _certificateExpiries = new();
+
+    /// <summary>Tags "name" (the certificate's configured name) and "result": success, failure. Exported as <c>proxy_tls_certificate_reloads_total</c>.</summary>
+    public Counter<long> CertificateReloads { get; }
+
+    /// <summary>Tag "name"; one series per tracked certificate (<see cref="TrackCertificateExpiry"/>), observed when exported.</summary>
+    public ObservableGauge<double> CertificateExpirySeconds { get; }
+
+    /// <summary>
+    /// Reports a certificate in <c>proxy_tls_certificate_expiry_seconds{name}</c> until the returned handle is disposed.
+    /// <paramref name="secondsLeft"/> is called on each export (keep it cheap and thread-safe). After disposal the
+    /// PrometheusExporter keeps showing the series' last value (it never forgets a series); names are per configured
+    /// certificate, so that is one stale line per removed certificate at most.
+    /// </summary>
+    public IDisposable TrackCertificateExpiry(string name, Func<double> secondsLeft)
+    {
+        var token = new CertificateExpiryRegistration(_certificateExpiries);
+        _certificateExpiries[token] = (name, secondsLeft);
+        return token;
+    }
+
+    private IEnumerable<Measurement<double>> ObserveCertificateExpiries()
+    {
+        foreach (var (_, (name, secondsLeft)) in _certificateExpiries)
+        {
+            yield return new Measurement<double>(secondsLeft(), new KeyValuePair<string, object?>("name", name));
+        }
+    }
+
+    private sealed class CertificateExpiryRegistration(ConcurrentDictionary<object, (string Name, Func<double> SecondsLeft)> owner) : IDisposable
+    {
+        public void Dispose() => owner.TryRemove(this, out _);
+    }
+
+    // ---- end of TLS certificates ----
+
+    // --- TLS termination and origination (Proxy.Tls) ---
+
+    /// <summary>
+    /// Tags "listener" (termination: the listener's name; origination: ""), "service" (origination: the upstream service;
+    /// termination: ""), "role" (server: termination, client: origination) and "result" (ok, timeout, failed, closed, no_certificate,
+    /// client_certificate_missing, client_certificate_rejected, untrusted, name_mismatch). Exported as
+    /// <c>proxy_tls_handshakes_total</c>.
+    /// </summary>
+    public Counter<long> TlsHandshakes { get; }
 
     public static TagList Tags(string listener, string service) => new() { { "listener", listener }, { "service", service } };
 

@@ -54,7 +54,7 @@ public sealed partial class TcpProxy
         UpstreamConnectResult connect;
         try
         {
-            connect = await _connector.TryConnectAsync(target, cancellationToken);
+            connect = await (context.Connector ?? _connector).TryConnectAsync(target, cancellationToken);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -88,7 +88,14 @@ public sealed partial class TcpProxy
                 result = await _pipeForwarder.ForwardAsync(downstream.Transport, upstream.Transport, context.ForwardOptions, observer, cancellationToken);
             }
 
-            Log.Forwarded(_logger, context.ListenerName, context.ServiceName, target, result.Outcome, result.BytesToUpstream, result.BytesToDownstream);
+            if (context.ServerName is { } serverName)
+            {
+                Log.ForwardedTls(_logger, context.ListenerName, context.ServiceName, target, serverName, result.Outcome, result.BytesToUpstream, result.BytesToDownstream);
+            }
+            else
+            {
+                Log.Forwarded(_logger, context.ListenerName, context.ServiceName, target, result.Outcome, result.BytesToUpstream, result.BytesToDownstream);
+            }
         }
         finally
         {
@@ -138,6 +145,9 @@ public sealed partial class TcpProxy
 
         [LoggerMessage(EventId = 1202, Level = LogLevel.Debug, Message = "{Listener}: connection to {Destination} for service {Service} ended: {Outcome}, {BytesToUpstream} bytes up, {BytesToDownstream} bytes down")]
         public static partial void Forwarded(ILogger logger, string listener, string service, UpstreamAddress destination, TcpForwardOutcome outcome, long bytesToUpstream, long bytesToDownstream);
+
+        [LoggerMessage(EventId = 1205, Level = LogLevel.Debug, Message = "{Listener}: TLS passthrough connection to {Destination} for service {Service} (SNI {ServerName}) ended: {Outcome}, {BytesToUpstream} bytes up, {BytesToDownstream} bytes down")]
+        public static partial void ForwardedTls(ILogger logger, string listener, string service, UpstreamAddress destination, string serverName, TcpForwardOutcome outcome, long bytesToUpstream, long bytesToDownstream);
 
         [LoggerMessage(EventId = 1203, Level = LogLevel.Warning, Message = "{Listener}: splice was required for service {Service} but it is unavailable (no supported splice forwarder, or a socket was already read); forwarding through pipes")]
         public static partial void SpliceUnavailable(ILogger logger, string listener, string service);

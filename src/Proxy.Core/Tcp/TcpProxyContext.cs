@@ -25,4 +25,10 @@ public sealed record TcpProxyContext(string ListenerName, string ServiceName)
     public IRawSocketForwarder? RawForwarder { get; init; }
 
     public SpliceMode SpliceMode { get; init; } = SpliceMode.Auto;
+
+    /// <summary>The SNI of a TLS passthrough connection (lower-cased), logged with it; null for other connections.</summary>
+    public string? ServerName { get; init; }
+
+    /// <summary>Dials instead of the stage's own connector (a service with TLS origination); null: the stage's.</summary>
+    public Upstream.IUpstreamConnector? Connector { get; init; }
 }

@@ -22,6 +22,9 @@ public enum ConnectFailureCause
 
     /// <summary>The endpoint answered, but not in the protocol asked for (e.g. no HTTP/2 SETTINGS to an h2c prior-knowledge preface).</summary>
     ProtocolError,
+
+    /// <summary>TLS origination: the handshake with the endpoint failed (untrusted certificate, name mismatch, timeout...).</summary>
+    Tls,
 }
 
 /// <summary>A failed upstream connect: where to, why, and the system's own words.</summary>
@@ -35,6 +38,7 @@ public readonly record struct ConnectFailure(UpstreamAddress Destination, Connec
     {
         ConnectFailureCause.Error => $"error ({Detail})",
         ConnectFailureCause.ProtocolError when !string.IsNullOrEmpty(Detail) => $"{Describe(Cause)} ({Detail})",
+        ConnectFailureCause.Tls => $"{Describe(Cause)}: {Detail}",
         _ => Describe(Cause),
     };
 
@@ -48,6 +52,7 @@ public readonly record struct ConnectFailure(UpstreamAddress Destination, Connec
         ConnectFailureCause.Unreachable => "unreachable",
         ConnectFailureCause.PoolExhausted => "pool_exhausted",
         ConnectFailureCause.ProtocolError => "protocol_error",
+        ConnectFailureCause.Tls => "tls",
         _ => "error",
     };
 
@@ -58,6 +63,7 @@ public readonly record struct ConnectFailure(UpstreamAddress Destination, Connec
         ConnectFailureCause.Unreachable => "destination unreachable",
         ConnectFailureCause.PoolExhausted => "the endpoint's connection pool is at its limit",
         ConnectFailureCause.ProtocolError => "the endpoint does not speak HTTP/2 (h2c prior knowledge)",
+        ConnectFailureCause.Tls => "the TLS handshake failed",
         _ => "error",
     };
 }

@@ -491,7 +491,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             _service = routing.AddressService;
         }
 
-        _pool = ChoosePool(service?.UpstreamProtocol ?? UpstreamProtocol.Same);
+        _pool = ChoosePool(service?.UpstreamProtocol ?? UpstreamProtocol.Same, service?.Upstreams);
         Endpoint? endpoint = null;
         if (service is not null)
         {
@@ -632,15 +632,17 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     /// HTTP/2 upstream streams for services that ask for HTTP/2, and for HTTP/2 clients when the service says "same"
     /// (also captured traffic to unknown destinations: a client that spoke HTTP/2 with prior knowledge knows the
     /// server does). Upgrade requests always go over HTTP/1.1: HTTP/2 has no Upgrade.
+    /// A service with its own pools (<see cref="ServiceUpstreams"/>: TLS origination) is served from those.
     /// </summary>
-    private IUpstreamPool ChoosePool(UpstreamProtocol protocol)
+    private IUpstreamPool ChoosePool(UpstreamProtocol protocol, ServiceUpstreams? own)
     {
-        if (_forwarder.Http2Pool is not { } http2 || _request.IsUpgrade || _request.Method == Http1Method.Connect)
+        var http1 = own?.Http1Pool ?? _forwarder.Pool;
+        if ((own?.Http2Pool ?? _forwarder.Http2Pool) is not { } http2 || _request.IsUpgrade || _request.Method == Http1Method.Connect)
         {
-            return _forwarder.Pool;
+            return http1;
         }
 
-        return protocol == UpstreamProtocol.Http2 || (protocol == UpstreamProtocol.Same && _isHttp2Lane) ? http2 : _forwarder.Pool;
+        return protocol == UpstreamProtocol.Http2 || (protocol == UpstreamProtocol.Same && _isHttp2Lane) ? http2 : http1;
     }
 
     /// <summary>
@@ -1617,6 +1619,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             ConnectFailureCause.Timeout => RespondAsync(504, ProxyErrors.UpstreamConnectTimeout, $"{upstream} did not accept the connection within the connect timeout", hasBody),
             ConnectFailureCause.PoolExhausted => RespondAsync(503, ProxyErrors.PoolExhausted, $"{upstream} has no free connection: its pool is at its limit", hasBody),
             ConnectFailureCause.ProtocolError => RespondAsync(502, ProxyErrors.UpstreamProtocol, $"{upstream} answered, but {failure.Reason}", hasBody),
+            ConnectFailureCause.Tls => RespondAsync(502, ProxyErrors.UpstreamTls, $"the TLS handshake with {upstream} failed: {failure.Detail}", hasBody),
             _ => RespondAsync(502, ProxyErrors.UpstreamConnectError, $"connecting to {upstream} failed: {failure.Reason}", hasBody),
         };
     }

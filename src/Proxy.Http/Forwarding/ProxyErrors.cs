@@ -37,6 +37,9 @@ public static class ProxyErrors
     /// </summary>
     public const string UpstreamProtocol = "upstream_protocol";
 
+    /// <summary>502: the TLS handshake with the endpoint failed (TLS origination: untrusted certificate, name mismatch, timeout).</summary>
+    public const string UpstreamTls = "upstream_tls";
+
     /// <summary>502: the upstream reset the connection before its response was complete.</summary>
     public const string UpstreamReset = "upstream_reset";
 

@@ -112,6 +112,7 @@ public sealed class HttpTelemetry : IHttpRequestObserver
         ProxyErrors.UpstreamConnectError => ProxyErrors.UpstreamConnectError,
         ProxyErrors.PoolExhausted => ProxyErrors.PoolExhausted,
         ProxyErrors.UpstreamProtocol => ProxyErrors.UpstreamProtocol,
+        ProxyErrors.UpstreamTls => ProxyErrors.UpstreamTls,
         ProxyErrors.UpstreamReset => ProxyErrors.UpstreamReset,
         ProxyErrors.UpstreamClosed => ProxyErrors.UpstreamClosed,
         ProxyErrors.UpstreamBadResponse => ProxyErrors.UpstreamBadResponse,

@@ -12,6 +12,8 @@ using Proxy.Core.Tcp;
 using Proxy.Http.Authorization;
 using Proxy.Http.Forwarding;
 using Proxy.Http.Http2.Server;
+using Proxy.Tls.Connections;
+using Proxy.Tls.Termination;
 
 namespace Proxy.Sidecar.App;
 
@@ -59,10 +61,14 @@ internal sealed class HttpStage(Http1Forwarder forwarder, IReadOnlyDictionary<st
 ///    the raw socket (<see cref="ProtocolDetector"/>) unless the destination port is configured opaque. HTTP/1.x goes
 ///    to the HTTP stage (<see cref="Http1Forwarder"/>: per-request routing, balancing and pooled upstream connections);
 ///    HTTP/2 with prior knowledge (h2c, detected by its preface) to <see cref="Http2Server"/>, whose streams reach the
-///    same forwarder; everything else (TLS until its stage lands, opaque, timed out) to the opaque TCP stage
-///    (<see cref="TcpProxy"/>), which picks one endpoint for the whole connection. Nothing was consumed by the peek,
-///    so splice stays possible.
+///    same forwarder; TLS to a service (captured) or listener (explicit) with SNI routes to the TLS passthrough stage
+///    (<see cref="TlsPassthroughStage"/>: peek the ClientHello, pick the service by server name); everything else
+///    (TLS without SNI routes, opaque, timed out) and TLS passthrough to the opaque TCP stage (<see cref="TcpProxy"/>),
+///    which picks one endpoint for the whole connection. Nothing was consumed by the peeks, so splice stays possible.
 /// A connection whose destination cannot be found, or that fails during detection, is reset and logged with the reason.
+/// Explicit listeners with <c>tls</c> first terminate TLS (<see cref="TlsTerminator"/>; a failed handshake is counted and
+/// the connection reset), then choose by ALPN: h2 to <see cref="Http2Server"/>; http/1.1 or none to the listener's
+/// protocol (HTTP/1.1 forwarder, or opaque TCP carrying the decrypted bytes).
 /// </summary>
 internal sealed partial class ListenerHandler
 {
@@ -79,8 +85,11 @@ internal sealed partial class ListenerHandler
     private readonly ProtocolDetector? _detector;
     private readonly HttpStage? _http;
     private readonly bool _explicitHttp;
+    private readonly TlsPassthroughStage? _passthrough;
+    private readonly SniRouter? _listenerSni;
     private readonly ProxyMetrics _metrics;
     private readonly ILogger _logger;
+    private readonly TlsTerminator? _terminator;
 
     // Authorization of opaque TCP connections (HTTP requests are checked by the forwarder): null when not applied.
     private readonly AuthorizationState? _authorization;
@@ -99,6 +108,9 @@ internal sealed partial class ListenerHandler
         ILogger logger,
         ProtocolDetector? detector = null,
         HttpStage? http = null,
+        TlsPassthroughStage? passthrough = null,
+        SniRouter? listenerSni = null,
+        TlsTerminator? terminator = null,
         AuthorizationState? authorization = null,
         Action<ConnectionContext>? connectionHook = null)
     {
@@ -115,11 +127,14 @@ internal sealed partial class ListenerHandler
         _detector = kind == ListenerKind.Explicit ? null : detector;
         _http = http;
         _explicitHttp = kind == ListenerKind.Explicit && http?.ListenerRouting is not null;
+        _passthrough = passthrough;
+        _listenerSni = kind == ListenerKind.Explicit && passthrough is not null ? listenerSni : null;
         _metrics = metrics;
         _logger = logger;
-        if (kind == ListenerKind.Explicit && service is null && !_explicitHttp)
+        _terminator = kind == ListenerKind.Explicit ? terminator : null;
+        if (kind == ListenerKind.Explicit && service is null && !_explicitHttp && _listenerSni is null)
         {
-            throw new ArgumentException($"explicit listener {name} needs a service or HTTP routes", nameof(service));
+            throw new ArgumentException($"explicit listener {name} needs a service, HTTP routes or SNI routes", nameof(service));
         }
     }
 
@@ -148,14 +163,32 @@ internal sealed partial class ListenerHandler
             var tags = ProxyMetrics.Tags(_name, destination.ServiceName);
             _metrics.ConnectionsOpened.Add(1, tags);
             _metrics.ConnectionsActive.Add(1, tags);
+            TlsConnection? tls = null;
             try
             {
+                // --- TLS termination (explicit listeners with tls): the stages below see the decrypted connection ---
+                if (_terminator is not null)
+                {
+                    tls = await _terminator.TerminateAsync(connection, connection.ConnectionClosed);
+                    if (tls is null)
+                    {
+                        return;
+                    }
+
+                    await HandleDecryptedAsync(tls, destination);
+                    return;
+                }
+
                 var useHttp = _explicitHttp;
                 var useHttp2 = false;
+                SniRouter? sni = null;
+                long sniDeadline = 0;
 
                 // --- protocol detection: captured listeners, before the transport starts reading ---
                 if (_detector is not null && connection.Features.Get<IConnectionSocketFeature>()?.Socket is { } socket)
                 {
+                    // The ClientHello peek (TLS passthrough) shares the detection timeout.
+                    sniDeadline = Environment.TickCount64 + (long)Math.Ceiling(_detector.Options.Timeout.TotalMilliseconds);
                     var detection = await _detector.DetectAsync(socket, destination.Port, connection.ConnectionClosed);
                     if (detection.Outcome == DetectionOutcome.Failed)
                     {
@@ -166,11 +199,40 @@ internal sealed partial class ListenerHandler
                     var detected = _http is not null && detection.Outcome == DetectionOutcome.Detected;
                     useHttp = detected && detection.Protocol == Protocol.Http1;
                     useHttp2 = detected && detection.Protocol == Protocol.Http2;
+                    if (detection.Outcome == DetectionOutcome.Detected && detection.Protocol == Protocol.Tls && destination.Service is { } dialled)
+                    {
+                        sni = _passthrough?.ForService(dialled);
+                    }
+                }
+                else if (_listenerSni is not null)
+                {
+                    sni = _listenerSni;
+                    sniDeadline = Environment.TickCount64 + (long)Math.Ceiling(_passthrough!.Timeout.TotalMilliseconds);
                 }
                 else if (_explicitHttp)
                 {
                     // An explicit HTTP listener serves HTTP/1.x and h2c with prior knowledge: the first bytes tell.
                     useHttp2 = await Http2Server.StartsWithPrefaceAsync(connection.Transport.Input, connection.ConnectionClosed);
+                }
+
+                // --- TLS passthrough: route by the ClientHello's SNI (peeked, not consumed), then forward opaque ---
+                if (sni is not null)
+                {
+                    if (connection.Features.Get<IConnectionSocketFeature>()?.Socket is not { } tlsSocket)
+                    {
+                        Reset(connection, destination.ServiceName, "no_socket", "the connection has no socket to peek its TLS ClientHello from");
+                        return;
+                    }
+
+                    var decision = await _passthrough!.RouteAsync(_name, tlsSocket, sni, sniDeadline, connection.ConnectionClosed);
+                    if (decision.Close)
+                    {
+                        Reset(connection, destination.ServiceName, decision.Cause!, decision.Reason!);
+                        return;
+                    }
+
+                    await ForwardOpaqueAsync(connection, destination with { Service = decision.Service, ServiceName = decision.Service!.Name }, decision.ServerName);
+                    return;
                 }
 
                 if (useHttp || useHttp2)
@@ -190,15 +252,15 @@ internal sealed partial class ListenerHandler
                     return;
                 }
 
-                if (!AuthorizeOpaque(connection, destination))
-                {
-                    return;
-                }
-
                 await ForwardOpaqueAsync(connection, destination);
             }
             finally
             {
+                if (tls is not null)
+                {
+                    await tls.DisposeAsync();
+                }
+
                 _metrics.ConnectionsActive.Add(-1, tags);
             }
         }
@@ -232,8 +294,45 @@ internal sealed partial class ListenerHandler
         return false;
     }
 
-    private async Task ForwardOpaqueAsync(ConnectionContext connection, Destination destination)
+    private void Reset(ConnectionContext connection, string service, string cause, string reason)
     {
+        _metrics.ConnectFailures.Add(1, new KeyValuePair<string, object?>("listener", _name), new KeyValuePair<string, object?>("service", service), new KeyValuePair<string, object?>("cause", cause));
+        LogUnroutable(_logger, _name, connection.RemoteEndPoint, reason);
+        connection.Abort(new ConnectionAbortedException(reason));
+    }
+
+    /// <summary>After termination: ALPN h2 to the HTTP/2 server; else the listener's protocol (HTTP/1.1, h2c preface, or opaque).</summary>
+    private async Task HandleDecryptedAsync(TlsConnection connection, Destination destination)
+    {
+        if (_explicitHttp)
+        {
+            var alpn = connection.Info.ApplicationProtocol;
+            var useHttp2 = connection.Info.IsHttp2
+                || (alpn == default && await Http2Server.StartsWithPrefaceAsync(connection.Transport.Input, connection.ConnectionClosed));
+            var routing = _http!.ListenerRouting!;
+            if (useHttp2)
+            {
+                await _http.Http2.HandleAsync(connection, routing, connection.ConnectionClosed);
+            }
+            else
+            {
+                await _http.Forwarder.HandleAsync(connection, routing, connection.ConnectionClosed);
+            }
+
+            return;
+        }
+
+        await ForwardOpaqueAsync(connection, destination);
+    }
+
+    private async Task ForwardOpaqueAsync(ConnectionContext connection, Destination destination, string? serverName = null)
+    {
+        // Every opaque path (plain, SNI passthrough, after TLS termination) is checked at L4 first.
+        if (!AuthorizeOpaque(connection, destination))
+        {
+            return;
+        }
+
         // One endpoint for the whole connection. The balancer's in-flight count is the endpoint's open
         // connections (least_request); a connection's lifetime says nothing about the endpoint's speed,
         // so no latency sample.
@@ -242,7 +341,11 @@ internal sealed partial class ListenerHandler
         endpoint?.OnRequestStart();
         try
         {
-            var context = destination.ServiceName == _tcpContext.ServiceName ? _tcpContext : _tcpContext with { ServiceName = destination.ServiceName };
+            // A service with TLS origination dials through its own connector.
+            var connector = destination.Service?.Upstreams?.Connector;
+            var context = destination.ServiceName == _tcpContext.ServiceName && serverName is null && connector is null
+                ? _tcpContext
+                : _tcpContext with { ServiceName = destination.ServiceName, ServerName = serverName, Connector = connector };
             await _tcp.HandleAsync(connection, target, context, connection.ConnectionClosed);
         }
         finally

@@ -30,6 +30,12 @@ internal static class SidecarApp
             await stderr.WriteLineAsync($"error: cannot start listeners: {e.Message}");
             return 1;
         }
+        catch (Proxy.Tls.Certificates.CertificateLoadException e)
+        {
+            // A certificate, key or CA file that exists but cannot be used: a configuration error.
+            await stderr.WriteLineAsync($"error: {e.Message}");
+            return Cli.ExitCodes.Usage;
+        }
         catch (OperationCanceledException)
         {
             return 0;

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Security;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -19,6 +20,10 @@ using Proxy.Http.Http1;
 using Proxy.Http.Routing;
 using Proxy.Http.Telemetry;
 using Proxy.Sidecar.Admin;
+using Proxy.Tls.Passthrough;
+using Proxy.Tls.Certificates;
+using Proxy.Tls.Origination;
+using Proxy.Tls.Termination;
 
 namespace Proxy.Sidecar.App;
 
@@ -28,11 +33,14 @@ namespace Proxy.Sidecar.App;
 /// <code>
 ///   outbound :15001 ─┐                  destination (original destination / service)
 ///   inbound  :15006 ─┼─ ListenerHandler ─ detect protocol (captured only, peek) ─┬─ HTTP/1.x: Http1Forwarder ─ UpstreamPool ─ upstream
-///   explicit ...    ─┘                    (explicit: by its configured protocol) └─ other:    TcpProxy ──────────────── upstream
+///   explicit ...    ─┘                    (explicit: by its configured protocol) ├─ TLS + SNI routes: TlsPassthroughStage ─┐
+///                                                                                └─ other:    TcpProxy ◄──────────────────┴─ upstream
+///   explicit + tls ── TlsTerminator ── ALPN h2: Http2Server; http/1.1 or none: as its protocol
+///   services with tls: their own TlsUpstreamConnector + pools (ServiceUpstreams), so TLS never shares a plaintext connection
 ///   admin    :15000 ── AdminApplication (/ready, /metrics, /config)
 /// </code>
 /// </summary>
-internal sealed class SidecarHost : IAsyncDisposable
+internal sealed partial class SidecarHost : IAsyncDisposable
 {
     private readonly ProxyConfig _config;
     private readonly ILoggerFactory _loggerFactory;
@@ -49,6 +57,7 @@ internal sealed class SidecarHost : IAsyncDisposable
     private Http2UpstreamPool? _http2Pool;
     private Http2UpstreamPool? _inboundHttp2Pool;
     private JsonAccessLog? _accessLog;
+    private readonly List<IAsyncDisposable> _servicePools = [];
 
     // Authorization and JWT (issue 5): the policies shared by the inbound and opted-in listeners, the JWKS sources,
     // the config file watcher that swaps in new policies.
@@ -119,7 +128,6 @@ internal sealed class SidecarHost : IAsyncDisposable
             RawForwarder = _splice,
             SpliceMode = _config.Tcp.Splice,
         };
-        var services = new ServiceRegistry(_config.Services);
         var logger = _loggerFactory.CreateLogger("Proxy.Sidecar.Listener");
 
         // HTTP/1.1 stage: one pool set per connector (the inbound one dials from 127.0.0.6), one forwarder per listener.
@@ -143,6 +151,51 @@ internal sealed class SidecarHost : IAsyncDisposable
         };
         _http2Pool = new Http2UpstreamPool(_connector, http2PoolOptions, Metrics, _loggerFactory);
         _inboundHttp2Pool = new Http2UpstreamPool(_inboundConnector, http2PoolOptions, Metrics, _loggerFactory);
+
+        // TLS origination: services with "tls" get their own connectors (ALPN by upstream protocol) and pools.
+        var tlsLogger = _loggerFactory.CreateLogger<TlsUpstreamConnector>();
+        ServiceUpstreams? UpstreamsFor(ServiceConfig service)
+        {
+            if (service.Tls is not { } tls)
+            {
+                return null;
+            }
+
+            ICertificateSource? clientCertificate;
+            System.Security.Cryptography.X509Certificates.X509Certificate2Collection? roots;
+            try
+            {
+                clientCertificate = tls.CertificatePath is null ? null : CertificateSources.FromPemFiles(tls.CertificatePath, tls.KeyPath!);
+                roots = tls.CaPath is null ? null : TrustBundle.Load(tls.CaPath);
+            }
+            catch (CertificateLoadException e)
+            {
+                throw new CertificateLoadException($"service {service.Name}: tls: {e.Message}", e);
+            }
+
+            if (tls.InsecureSkipVerify)
+            {
+                LogInsecureSkipVerify(logger, service.Name);
+            }
+
+            var options = new TlsClientOptions
+            {
+                ServerName = tls.Sni,
+                TrustedAuthorities = roots,
+                ClientCertificate = clientCertificate,
+                InsecureSkipVerify = tls.InsecureSkipVerify,
+                HandshakeTimeout = _config.Tls.HandshakeTimeout,
+            };
+            TlsUpstreamConnector Connector(params string[] alpn)
+                => new(_connector, options with { ApplicationProtocols = ToAlpn(tls.Alpn ?? alpn) }, service.Name, Metrics, tlsLogger);
+            var http1 = new UpstreamPool(Connector("http/1.1"), poolOptions, Metrics, _loggerFactory);
+            var http2 = new Http2UpstreamPool(Connector("h2"), http2PoolOptions, Metrics, _loggerFactory);
+            _servicePools.Add(http1);
+            _servicePools.Add(http2);
+            return new ServiceUpstreams(Connector(), http1, http2);
+        }
+
+        var services = new ServiceRegistry(_config.Services, upstreams: UpstreamsFor);
         _accessLog = http.AccessLog is { } accessLogTarget
             ? JsonAccessLog.Open(accessLogTarget, Metrics, logger: _loggerFactory.CreateLogger<JsonAccessLog>())
             : null;
@@ -227,13 +280,28 @@ internal sealed class SidecarHost : IAsyncDisposable
         var detectOptions = new ProtocolDetectorOptions { Timeout = _config.Detect.Timeout, OpaquePorts = _config.Detect.OpaquePorts };
         var detectLogger = _loggerFactory.CreateLogger<ProtocolDetector>();
 
+        // TLS passthrough by SNI (issue 5): routers of the services (captured traffic) and explicit listeners that have
+        // "sni" routes; the ClientHello peek shares the detection timeout.
+        var serviceSni = new Dictionary<string, SniRouter>(StringComparer.Ordinal);
+        foreach (var s in _config.Services)
+        {
+            if (s.Sni.Count > 0)
+            {
+                serviceSni[s.Name] = SniRouter.Build(s.Sni, services, services.FindByName(s.Name));
+            }
+        }
+
+        var tlsStage = new TlsPassthroughStage(new ClientHelloPeeker(), _config.Detect.Timeout, serviceSni, logger);
+
         void AddListener(string name, IPEndPoint address, ListenerKind kind, ListenerConfig? explicitListener)
         {
             var detector = kind == ListenerKind.Explicit ? null : new ProtocolDetector(name, detectOptions, Metrics, detectLogger);
             var httpStage = explicitListener is { Protocol: ListenerProtocol.Tcp } ? null : HttpFor(name, kind, explicitListener);
             var service = explicitListener is { Service.Length: > 0 } ? services.FindByName(explicitListener.Service) : null;
+            var listenerSni = explicitListener is { Sni.Count: > 0 } ? SniRouter.Build(explicitListener.Sni, services, service) : null;
+            var terminator = explicitListener?.Tls is { } tls ? TerminatorFor(name, tls) : null;
             var handler = new ListenerHandler(name, kind, service, services, _resolver, kind == ListenerKind.Inbound ? inboundTcp : tcp, tcpContext with { ListenerName = name },
-                _config.Tcp.MaxConnections, Metrics, logger, detector, httpStage,
+                _config.Tcp.MaxConnections, Metrics, logger, detector, httpStage, tlsStage, listenerSni, terminator,
                 kind == ListenerKind.Inbound || explicitListener is { Authorization: true } ? Authorization : null, ConnectionHookForTests);
             _kestrelOptions.Listen(address, options =>
             {
@@ -283,6 +351,50 @@ internal sealed class SidecarHost : IAsyncDisposable
         Readiness.MarkReady();
     }
 
+    // --- TLS ---
+
+    /// <summary>The TLS termination stage of an explicit listener; certificate files are read now (errors name the listener).</summary>
+    private TlsTerminator TerminatorFor(string name, ListenerTlsConfig tls)
+    {
+        TlsServerOptions options;
+        try
+        {
+            options = new TlsServerOptions
+            {
+                Certificate = CertificateSources.FromPemFiles(tls.CertificatePath, tls.KeyPath),
+                ApplicationProtocols = ToAlpn(tls.Alpn),
+                ClientCertificateMode = tls.ClientCertificate switch
+                {
+                    TlsClientCertificateMode.Optional => ClientCertificateMode.Optional,
+                    TlsClientCertificateMode.Required => ClientCertificateMode.Required,
+                    _ => ClientCertificateMode.None,
+                },
+                ClientCertificateAuthorities = tls.CaPath is null ? null : TrustBundle.Load(tls.CaPath),
+                HandshakeTimeout = _config.Tls.HandshakeTimeout,
+            };
+        }
+        catch (CertificateLoadException e)
+        {
+            throw new CertificateLoadException($"listener {name}: tls: {e.Message}", e);
+        }
+
+        return new TlsTerminator(name, options, Metrics, _loggerFactory.CreateLogger<TlsTerminator>());
+    }
+
+    private static SslApplicationProtocol[] ToAlpn(IReadOnlyList<string> protocols)
+    {
+        var result = new SslApplicationProtocol[protocols.Count];
+        for (var i = 0; i < result.Length; i++)
+        {
+            result[i] = new SslApplicationProtocol(protocols[i]);
+        }
+
+        return result;
+    }
+
+    [LoggerMessage(EventId = 4301, Level = LogLevel.Warning, Message = "Service {Service}: TLS to its endpoints accepts any certificate (insecureSkipVerify): the connection is encrypted but the endpoint is not authenticated")]
+    private static partial void LogInsecureSkipVerify(ILogger logger, string service);
+
     private static TimeSpan OffIsInfinite(TimeSpan value) => value <= TimeSpan.Zero ? Timeout.InfiniteTimeSpan : value;
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -326,6 +438,11 @@ internal sealed class SidecarHost : IAsyncDisposable
         if (_inboundHttp2Pool is not null)
         {
             await _inboundHttp2Pool.DisposeAsync();
+        }
+
+        foreach (var pool in _servicePools)
+        {
+            await pool.DisposeAsync();
         }
 
         if (_accessLog is not null)

@@ -43,6 +43,7 @@ internal static class SidecarCommandLine
         root.Subcommands.Add(run);
         root.Subcommands.Add(Iptables.IptablesCommand.Create());
         root.Subcommands.Add(Demo.DemoCommand.Create());
+        root.Subcommands.Add(Ca.CaCommand.Create());
         return root;
     }
 }

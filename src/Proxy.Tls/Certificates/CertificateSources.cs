@@ -14,6 +14,20 @@ public static class CertificateSources
     public static ICertificateSource FromPemFiles(string certificatePath, string keyPath)
         => StaticCertificateSource.Load(certificatePath, keyPath);
 
+    /// <summary>
+    /// Like <see cref="FromPemFiles"/>, but the files are watched and reloaded when they change (see
+    /// <see cref="FileCertificateSource"/>). Dispose the result to stop watching.
+    /// </summary>
+    /// <exception cref="CertificateLoadException">The files cannot be used now.</exception>
+    public static FileCertificateSource Watch(
+        string certificatePath,
+        string keyPath,
+        FileCertificateSourceOptions? options = null,
+        Microsoft.Extensions.Logging.ILogger? logger = null,
+        Proxy.Core.Metrics.ProxyMetrics? metrics = null,
+        TimeProvider? time = null)
+        => new(certificatePath, keyPath, options, logger, metrics, time);
+
     /// <summary>A fixed certificate (tests, embedded defaults). The certificate must have its private key.</summary>
     public static ICertificateSource Fixed(X509Certificate2 certificate, X509Certificate2Collection? intermediates = null)
         => new StaticCertificateSource(certificate, intermediates);
@@ -42,37 +56,7 @@ internal sealed class StaticCertificateSource : ICertificateSource
 
     public static StaticCertificateSource Load(string certificatePath, string keyPath)
     {
-        X509Certificate2Collection all = [];
-        try
-        {
-            all.ImportFromPemFile(certificatePath);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
-        {
-            throw new CertificateLoadException($"cannot read the certificate file {certificatePath}: {e.Message}", e);
-        }
-
-        if (all.Count == 0)
-        {
-            throw new CertificateLoadException($"the certificate file {certificatePath} holds no PEM certificate");
-        }
-
-        X509Certificate2 leaf;
-        try
-        {
-            leaf = X509Certificate2.CreateFromPemFile(certificatePath, keyPath);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException or ArgumentException)
-        {
-            throw new CertificateLoadException($"cannot pair the certificate {certificatePath} with the key {keyPath}: {e.Message}", e);
-        }
-
-        var intermediates = new X509Certificate2Collection();
-        for (var i = 1; i < all.Count; i++)
-        {
-            intermediates.Add(all[i]);
-        }
-
+        var (leaf, intermediates) = PemCertificateLoader.LoadFiles(certificatePath, keyPath);
         return new StaticCertificateSource(leaf, intermediates);
     }
 }

@@ -31,12 +31,20 @@ internal sealed class GrpcTestServer : IAsyncDisposable
     /// <summary>What the server saw of each call that carried <c>x-call-id</c>.</summary>
     public CallLog Calls { get; }
 
-    public static async Task<GrpcTestServer> StartAsync()
+    /// <param name="certificate">Serve HTTPS (HTTP/2 by ALPN) with this certificate instead of h2c (TLS tests).</param>
+    public static async Task<GrpcTestServer> StartAsync(System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null)
     {
         var calls = new CallLog();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Loopback, 0, listen => listen.Protocols = HttpProtocols.Http2));
+        builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Loopback, 0, listen =>
+        {
+            listen.Protocols = HttpProtocols.Http2;
+            if (certificate is not null)
+            {
+                listen.UseHttps(certificate);
+            }
+        }));
         builder.Services.AddSingleton(calls);
         builder.Services.AddGrpc(o =>
         {

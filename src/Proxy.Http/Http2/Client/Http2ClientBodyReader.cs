@@ -28,6 +28,9 @@ internal sealed class Http2ClientBodyReader(PipeReader inner, Http2ClientStream 
 
     public override void CancelPendingRead() => inner.CancelPendingRead();
 
+    /// <summary>The stream object is reused for another stream (its pipe was reset).</summary>
+    internal void ResetForReuse() => _last = default;
+
     public override void Complete(Exception? exception = null)
     {
         inner.Complete(exception);

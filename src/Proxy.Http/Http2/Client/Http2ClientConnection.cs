@@ -69,6 +69,13 @@ public sealed class Http2ClientConnection : IAsyncDisposable
     private string? _abortReason;
     private Task? _loop;
 
+    // Stream objects kept for reuse (see Retire), guarded by _lock; _retiredCount is read without it by the frame loop.
+    private const int MaxFreeStreams = 256;
+    private readonly List<Http2ClientStream> _retiredStreams = [];
+    private readonly Stack<Http2ClientStream> _freeStreams = new();
+    private volatile int _retiredCount;
+    private readonly List<Http2ClientStream> _recycling = []; // the frame loop's scratch list
+
     // The field block being received (HEADERS + CONTINUATIONs): its stream and what it is.
     private Http2ClientStream? _blockStream;
     private Http2FieldList? _blockFields;
@@ -198,10 +205,82 @@ public sealed class Http2ClientConnection : IAsyncDisposable
             }
 
             _active++;
+            if (_freeStreams.TryPop(out var reused))
+            {
+                stream = reused;
+                return true;
+            }
         }
 
         stream = new Http2ClientStream(this);
         return true;
+    }
+
+    /// <summary>
+    /// A disposed stream object may carry a later stream: it waits in the retired list until the frame loop, which is
+    /// the only other code that may still hold it (a frame being processed, a header block in progress), is between
+    /// frames; there <see cref="RecycleRetired"/> makes it new and puts it in the free list.
+    /// </summary>
+    internal void Retire(Http2ClientStream stream)
+    {
+        lock (_lock)
+        {
+            if (_isClosed || _retiredStreams.Count >= MaxFreeStreams)
+            {
+                return;
+            }
+
+            _retiredStreams.Add(stream);
+            _retiredCount = _retiredStreams.Count;
+        }
+    }
+
+    /// <summary>Between frames, on the frame loop: retired streams that nothing can reach any more become free.</summary>
+    private void RecycleRetired()
+    {
+        var picked = _recycling;
+        lock (_lock)
+        {
+            for (var i = _retiredStreams.Count - 1; i >= 0; i--)
+            {
+                var stream = _retiredStreams[i];
+                if (ReferenceEquals(stream, _blockStream) || !stream.Released)
+                {
+                    // Its header block is still arriving (or it is somehow still in the table): next time.
+                    continue;
+                }
+
+                _retiredStreams.RemoveAt(i);
+                picked.Add(stream);
+            }
+
+            _retiredCount = _retiredStreams.Count;
+        }
+
+        // Outside the connection's lock: the stream's own lock is never taken inside it.
+        foreach (var stream in picked)
+        {
+            Recycle(stream);
+        }
+
+        picked.Clear();
+    }
+
+    private void Recycle(Http2ClientStream stream)
+    {
+        if (!stream.CanBeReused)
+        {
+            return;
+        }
+
+        stream.ResetForReuse();
+        lock (_lock)
+        {
+            if (!_isClosed && _freeStreams.Count < MaxFreeStreams)
+            {
+                _freeStreams.Push(stream);
+            }
+        }
     }
 
     /// <summary>Ends the connection: GOAWAY(NO_ERROR), every unfinished stream ends ConnectionLost, the output completes.</summary>
@@ -279,6 +358,11 @@ public sealed class Http2ClientConnection : IAsyncDisposable
             {
                 while (true)
                 {
+                    if (_retiredCount > 0)
+                    {
+                        RecycleRetired();
+                    }
+
                     ReadOnlySequence<byte> payload;
                     try
                     {
@@ -414,7 +498,7 @@ public sealed class Http2ClientConnection : IAsyncDisposable
             else
             {
                 _blockTrailers = finalHead;
-                _blockFields = new Http2FieldList();
+                _blockFields = stream.TakeFields();
                 _collector.Begin(_blockFields, _blockTrailers);
             }
         }
@@ -534,7 +618,7 @@ public sealed class Http2ClientConnection : IAsyncDisposable
         }
 
         // With END_STREAM the reader wakes at the end (End), so it never sees a complete response on a stream still open.
-        stream.EnqueueHead(new Http2ClientResponseHead(status, fields), wake: !_blockEndStream);
+        stream.EnqueueHead(stream.CreateHead(status, fields), wake: !_blockEndStream);
         if (_blockEndStream)
         {
             OnRemoteEnd(stream);

@@ -6,23 +6,50 @@ namespace Proxy.Http.Http2.Client;
 /// <summary>A response head received on a client stream: an interim (1xx) head or the final one.</summary>
 public sealed class Http2ClientResponseHead : IDisposable
 {
-    internal Http2ClientResponseHead(int statusCode, Http2FieldList fields)
+    private readonly Http2ClientStream? _owner;
+    private bool _returned;
+
+    internal Http2ClientResponseHead(int statusCode, Http2FieldList fields, Http2ClientStream? owner = null)
     {
         StatusCode = statusCode;
         Fields = fields;
+        _owner = owner;
     }
 
     /// <summary>The :status value (100..999).</summary>
-    public int StatusCode { get; }
+    public int StatusCode { get; private set; }
 
     /// <summary>Regular fields in the order received (no pseudo-headers), validated per RFC 9113 §8.2.</summary>
-    public Http2FieldList Fields { get; }
+    public Http2FieldList Fields { get; private set; }
 
     /// <summary>1xx: more heads follow on the same stream.</summary>
     public bool IsInformational => StatusCode is >= 100 and < 200;
 
     /// <summary>Returns the fields' pooled buffers.</summary>
-    public void Dispose() => Fields.Dispose();
+    public void Dispose()
+    {
+        if (_owner is null)
+        {
+            Fields.Dispose();
+            return;
+        }
+
+        // Kept by its stream for the next head it receives (the object and the field buffers): Dispose once, and
+        // not use the head after.
+        if (!_returned)
+        {
+            _returned = true;
+            _owner.ReturnHead(this);
+        }
+    }
+
+    /// <summary>Makes a returned head carry a new status and fields (its stream's frame loop only).</summary>
+    internal void Reuse(int statusCode, Http2FieldList fields)
+    {
+        StatusCode = statusCode;
+        Fields = fields;
+        _returned = false;
+    }
 }
 
 /// <summary>

@@ -29,7 +29,9 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     // Heads that arrived before a read took them; created on first use (a waiting reader is handed its head directly).
     private Queue<Http2ClientResponseHead>? _heads;
     // Synchronous continuations: End runs them, and End is never called under a lock (see Http2ClientConnection).
-    private readonly TaskCompletionSource<Http2StreamEnd> _completion = new();
+    // Created when someone asks for Completion (most ends are read with TryGetEnd); one per stream use, since callers
+    // may still hold the last one's task when the object is reused.
+    private TaskCompletionSource<Http2StreamEnd>? _completion;
     private readonly Pipe _body;
     private readonly Http2ClientBodyReader _bodyReader;
     private TaskCompletionSource? _headWaiter;
@@ -44,6 +46,9 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     private bool _readerDone;
     private long _buffered;
     private bool _disposed;
+    // A head and a field list kept from earlier heads and trailers (buffers included), for the next ones.
+    private Http2ClientResponseHead? _spareHead;
+    private Http2FieldList? _spareFields;
 
     // Connection-owned state, guarded by the connection's lock.
     internal Http2FlowWindow SendWindow;
@@ -69,7 +74,36 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     public uint Id { get; internal set; }
 
     /// <summary>Completes when the stream ends: how (END_STREAM, reset, refused, connection lost). Never faults.</summary>
-    public Task<Http2StreamEnd> Completion => _completion.Task;
+    public Task<Http2StreamEnd> Completion
+    {
+        get
+        {
+            lock (_sync)
+            {
+                if (_completion is null)
+                {
+                    _completion = new TaskCompletionSource<Http2StreamEnd>();
+                    if (_end is { } end)
+                    {
+                        // Nothing awaits it yet: completing it under the lock runs no continuation.
+                        _completion.TrySetResult(end);
+                    }
+                }
+
+                return _completion.Task;
+            }
+        }
+    }
+
+    /// <summary>How the stream ended, if it has (without allocating, unlike <see cref="Completion"/>).</summary>
+    public bool TryGetEnd(out Http2StreamEnd end)
+    {
+        lock (_sync)
+        {
+            end = _end ?? default;
+            return _end is not null;
+        }
+    }
 
     /// <summary>The response body (DATA payloads in order). Completes at END_STREAM; fails with <see cref="Http2StreamAbortedException"/> otherwise.</summary>
     public PipeReader ResponseBody => _bodyReader;
@@ -189,7 +223,123 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
             }
         }
 
-        Trailers?.Dispose();
+        if (Trailers is { } trailers)
+        {
+            Trailers = null;
+            ReturnFields(trailers);
+        }
+
+        // The owner is done with it: the connection may hand this object (pipe, reader, lock) to a later stream.
+        _connection.Retire(this);
+    }
+
+    /// <summary>A field list for a head or trailers being received (the frame loop).</summary>
+    internal Http2FieldList TakeFields()
+    {
+        lock (_sync)
+        {
+            var fields = _spareFields;
+            _spareFields = null;
+            return fields ?? new Http2FieldList();
+        }
+    }
+
+    /// <summary>A head for a received head block (the frame loop).</summary>
+    internal Http2ClientResponseHead CreateHead(int status, Http2FieldList fields)
+    {
+        Http2ClientResponseHead? head;
+        lock (_sync)
+        {
+            head = _spareHead;
+            _spareHead = null;
+        }
+
+        if (head is null)
+        {
+            return new Http2ClientResponseHead(status, fields, this);
+        }
+
+        head.Reuse(status, fields);
+        return head;
+    }
+
+    /// <summary>The consumer disposed a head: it and its fields are kept for the next head, or let go.</summary>
+    internal void ReturnHead(Http2ClientResponseHead head)
+    {
+        var fields = head.Fields;
+        lock (_sync)
+        {
+            _spareHead ??= head;
+            if (_spareFields is null)
+            {
+                fields.Clear();
+                _spareFields = fields;
+                return;
+            }
+        }
+
+        fields.Dispose();
+    }
+
+    private void ReturnFields(Http2FieldList fields)
+    {
+        lock (_sync)
+        {
+            if (_spareFields is null)
+            {
+                fields.Clear();
+                _spareFields = fields;
+                return;
+            }
+        }
+
+        fields.Dispose();
+    }
+
+    /// <summary>
+    /// True when the object can carry another stream: disposed, ended, and both ends of the body pipe completed (the
+    /// frame loop, the only caller, holds no reference to it and no body write is in progress).
+    /// </summary>
+    internal bool CanBeReused
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _disposed && _end is not null && _bodyWriterDone && !_bodyWriting && !_bodyCompletePending && _readerDone && !_headReadPending;
+            }
+        }
+    }
+
+    /// <summary>Makes a retired stream new (see <see cref="Http2ClientConnection.Retire"/>); called by the frame loop only.</summary>
+    internal void ResetForReuse()
+    {
+        _body.Reset();
+        _bodyReader.ResetForReuse();
+        _completion = null;
+        _headWaiter = null;
+        _windowWaiter = null;
+        _end = null;
+        _bodyWriterDone = false;
+        _bodyWriting = false;
+        _bodyCompletePending = false;
+        _readerDone = false;
+        _buffered = 0;
+        _disposed = false;
+        _headReadPending = false;
+        SendWindow = default;
+        ReceiveWindow = default;
+        HeadersSent = false;
+        LocalClosed = false;
+        RemoteClosed = false;
+        FinalHeadReceived = false;
+        Released = false;
+        InterimCount = 0;
+        IsHeadRequest = false;
+        ExpectedLength = -1;
+        ReceivedLength = 0;
+        Id = 0;
+        Trailers = null;
     }
 
     // ---- called by the connection -------------------------------------------------------------------
@@ -311,6 +461,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     internal bool End(Http2StreamEnd end)
     {
         TaskCompletionSource? headWaiter;
+        TaskCompletionSource<Http2StreamEnd>? completion;
         var completeBody = false;
         var wakeHeadRead = false;
         Http2ClientResponseHead? pendingHead = null;
@@ -322,6 +473,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
             }
 
             _end = end;
+            completion = _completion;
             headWaiter = _headWaiter;
             _headWaiter = null;
             if (_headReadPending)
@@ -365,7 +517,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
 
         headWaiter?.TrySetResult();
         SignalWindow();
-        _completion.TrySetResult(end);
+        completion?.TrySetResult(end);
         return true;
     }
 

@@ -238,7 +238,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                 var hasBody = bodyKind == Http1BodyKind.Chunked || (bodyKind == Http1BodyKind.ContentLength && head.ContentLength > 0);
                 var contentLength = head.ContentLength;
                 _responseIsHead = head.Method == Http1Method.Head;
-                BuildRequestFields(head, _fields, Owner!.Transport.RemoteEndPoint);
+                BuildRequestFields(head, _fields, Owner!.Transport.RemoteEndPoint, Owner.Secure);
                 input.AdvanceTo(consumed);
 
                 // 2. HEADERS, then the response side runs while the body goes up.
@@ -272,11 +272,11 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     }
 
     /// <summary>Request fields for HTTP/2: pseudo-headers from the request line and Host, the rest minus connection-specific fields.</summary>
-    internal static void BuildRequestFields(Http1RequestHead head, Http2FieldList fields, System.Net.EndPoint? endpoint)
+    internal static void BuildRequestFields(Http1RequestHead head, Http2FieldList fields, System.Net.EndPoint? endpoint, bool secure = false)
     {
         fields.Clear();
         fields.Add(":method"u8, head.MethodBytes);
-        fields.Add(":scheme"u8, "http"u8);
+        fields.Add(":scheme"u8, secure ? "https"u8 : "http"u8);
         var target = head.Target;
         ReadOnlySpan<byte> path = target;
         ReadOnlySpan<byte> authority = head.Host;
@@ -607,7 +607,8 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
 
                         body.Complete();
                         await output.FlushAsync().ConfigureAwait(false);
-                        LastEnd = await stream.Completion.ConfigureAwait(false);
+                        // The body completed, so the stream has ended: read without allocating its Completion task.
+                        LastEnd = stream.TryGetEnd(out var ended) ? ended : await stream.Completion.ConfigureAwait(false);
                         goto Done;
                     }
                 }

@@ -597,6 +597,9 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
         public readonly Http2ClientConnection Client = client;
         public readonly ConnectionContext Transport = transport;
 
+        /// <summary>The connection is TLS (origination): requests carry <c>:scheme https</c> (servers check it matches).</summary>
+        public readonly bool Secure = transport.Features.Get<Microsoft.AspNetCore.Http.Features.ITlsConnectionFeature>() is not null;
+
         // Guarded by the endpoint's lock.
         public int Streams;
         public int Carried;

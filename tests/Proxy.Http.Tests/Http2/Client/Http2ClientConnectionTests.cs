@@ -44,6 +44,85 @@ public sealed class Http2ClientConnectionTests
     }
 
     [Fact]
+    public async Task Streams_DisposedStreamObject_ReusedForALaterStreamAndNotReachableThroughTheOldOne()
+    {
+        await using var server = await KestrelH2Upstream.StartAsync(async context =>
+        {
+            await context.Response.WriteAsync("path " + context.Request.Path.Value);
+        });
+        var (connection, transport) = await ClientTransport.ConnectAsync(server.EndPoint);
+        using var _ = transport;
+        await using var __ = connection;
+
+        // A: a whole exchange, then disposed by its owner.
+        Assert.True(connection.TryOpenStream(out var a));
+        var aCompletion = a.Completion;
+        using (var head = ClientExchange.Request("GET", "/a"))
+        {
+            Assert.True(await a.WriteHeadersAsync(head, endStream: true).AsTask().WaitAsync(Timeouts.Short));
+        }
+
+        var aResponse = await ClientExchange.ReadResponseAsync(a);
+        var aId = a.Id;
+        a.Dispose();
+
+        // B: its response frames pass through the frame loop, which recycles A between frames.
+        var b = await ClientExchange.SendAsync(connection, "GET", "/b");
+        Assert.Equal("path /b", Encoding.ASCII.GetString(b.Body));
+
+        // C gets A's object, made new: its own id, completion, body and end.
+        Assert.True(connection.TryOpenStream(out var c));
+        Assert.Same(a, c);
+        Assert.Equal(0u, c.Id);
+        Assert.NotSame(aCompletion, c.Completion);
+        using (c)
+        {
+            using (var head = ClientExchange.Request("GET", "/c"))
+            {
+                Assert.True(await c.WriteHeadersAsync(head, endStream: true).AsTask().WaitAsync(Timeouts.Short));
+            }
+
+            var cResponse = await ClientExchange.ReadResponseAsync(c);
+            Assert.Equal(200, cResponse.Status);
+            Assert.Equal("path /c", Encoding.ASCII.GetString(cResponse.Body));
+            Assert.Equal(Http2StreamEndKind.Completed, cResponse.End.Kind);
+            Assert.True(c.Id > aId);
+        }
+
+        // A's result, taken before the reuse, is untouched.
+        Assert.Equal("path /a", Encoding.ASCII.GetString(aResponse.Body));
+        Assert.Equal(Http2StreamEndKind.Completed, (await aCompletion.WaitAsync(Timeouts.Short)).Kind);
+        Assert.Equal(0, connection.ActiveStreams);
+    }
+
+    [Fact]
+    public async Task Streams_NotDisposed_NeverReused()
+    {
+        await using var server = await KestrelH2Upstream.StartAsync(context => context.Response.WriteAsync("ok"));
+        var (connection, transport) = await ClientTransport.ConnectAsync(server.EndPoint);
+        using var _ = transport;
+        await using var __ = connection;
+
+        Assert.True(connection.TryOpenStream(out var kept));
+        using (var head = ClientExchange.Request("GET", "/kept"))
+        {
+            Assert.True(await kept.WriteHeadersAsync(head, endStream: true).AsTask().WaitAsync(Timeouts.Short));
+        }
+
+        var keptResponse = await ClientExchange.ReadResponseAsync(kept);
+        for (var i = 0; i < 3; i++)
+        {
+            await ClientExchange.SendAsync(connection, "GET", "/other");
+        }
+
+        Assert.True(connection.TryOpenStream(out var next));
+        Assert.NotSame(kept, next);
+        next.Dispose();
+        Assert.Equal("ok", Encoding.ASCII.GetString(keptResponse.Body));
+        kept.Dispose();
+    }
+
+    [Fact]
     public async Task Post_SeveralMegabytesBothWays_EchoedByteExact()
     {
         await using var server = await KestrelH2Upstream.StartAsync(async context =>
