@@ -45,6 +45,17 @@ public static class ConfigJson
                 RouteConfigJson.Write(l.Routes, w);
             }
 
+            if (l.Authorization)
+            {
+                w.WriteBoolean("authorization", true);
+            }
+
+            if (l.Jwt is not null)
+            {
+                w.WritePropertyName("jwt");
+                AuthorizationConfigJson.WriteJwt(l.Jwt, w);
+            }
+
             WriteSni(l.Sni, w);
             if (l.Tls is { } tls)
             {
@@ -134,6 +145,8 @@ public static class ConfigJson
         }
 
         w.WriteEndArray();
+        w.WritePropertyName("authorization");
+        AuthorizationConfigJson.Write(config.Authorization, w);
         w.WriteEndObject();
     }
 

@@ -42,6 +42,7 @@ internal sealed class ConfigDraft
     public TimeSpan TlsHandshakeTimeout;
     public List<ListenerConfig> Listeners = [];
     public List<ServiceConfig> Services = [];
+    public AuthorizationConfig Authorization = new();
 
     // The file key of each entry above (entries with errors are left out, so list index != file index).
     public List<string> ListenerKeys = [];
@@ -134,6 +135,7 @@ internal sealed class ConfigDraft
         Tls = new TlsConfig { HandshakeTimeout = TlsHandshakeTimeout },
         Listeners = Listeners.ToArray(),
         Services = Services.ToArray(),
+        Authorization = Authorization,
         LogLevel = LogLevel,
     };
 }
@@ -263,6 +265,9 @@ public static class ConfigLoader
                     case "services":
                         ReadArray(property.Value, "services", errors, (e, key) => ReadService(draft, e, key, errors));
                         break;
+                    case "authorization":
+                        draft.Authorization = AuthorizationConfigReader.Read(property.Value, "authorization", errors) ?? draft.Authorization;
+                        break;
                     default:
                         ApplyScalar(draft, property.Name, property.Value, errors);
                         break;
@@ -304,7 +309,7 @@ public static class ConfigLoader
 
     private static void ReadListener(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "address", "service", "protocol", "routes", "sni", "tls"))
+        if (!CheckKeys(e, key, errors, "name", "address", "service", "protocol", "routes", "sni", "tls", "authorization", "jwt"))
         {
             return;
         }
@@ -361,6 +366,33 @@ public static class ConfigLoader
             }
         }
 
+        // Authorization and JWT (issue 5): opt-in policies, end-user tokens (HTTP only).
+        var authorization = false;
+        if (e.TryGetProperty("authorization", out var authz))
+        {
+            if (authz.ValueKind is JsonValueKind.True or JsonValueKind.False)
+            {
+                authorization = authz.GetBoolean();
+            }
+            else
+            {
+                errors.Add($"{key}.authorization: must be true or false");
+                ok = false;
+            }
+        }
+
+        JwtConfig? jwt = null;
+        if (e.TryGetProperty("jwt", out var jwtElement))
+        {
+            jwt = AuthorizationConfigReader.ReadJwt(jwtElement, $"{key}.jwt", errors);
+            ok &= jwt is not null;
+            if (protocol == ListenerProtocol.Tcp)
+            {
+                errors.Add($"{key}.jwt: needs protocol http, not tcp");
+                ok = false;
+            }
+        }
+
         IPEndPoint? address = null;
         if (addressText is not null && ValueParsers.ParseListenAddress(addressText, out address) is { } error)
         {
@@ -377,7 +409,7 @@ public static class ConfigLoader
 
         if (ok && name is not null && address is not null && service is not null)
         {
-            draft.Listeners.Add(new ListenerConfig(name, address, service) { Protocol = protocol, Routes = routes, Sni = sni, Tls = tls });
+            draft.Listeners.Add(new ListenerConfig(name, address, service) { Protocol = protocol, Routes = routes, Sni = sni, Tls = tls, Authorization = authorization, Jwt = jwt });
             draft.ListenerKeys.Add(key);
         }
     }

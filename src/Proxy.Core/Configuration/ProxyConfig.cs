@@ -38,6 +38,9 @@ public sealed record ProxyConfig
 
     public IReadOnlyList<ServiceConfig> Services { get; init; } = [];
 
+    /// <summary>Authorization policies (file section <c>authorization</c>); reloaded when the config file changes.</summary>
+    public AuthorizationConfig Authorization { get; init; } = new();
+
     /// <summary>Minimum log level: trace, debug, information, warning, error, critical, none.</summary>
     public string LogLevel { get; init; } = "information";
 }
@@ -106,6 +109,12 @@ public sealed record ListenerConfig(string Name, IPEndPoint Address, string Serv
 
     /// <summary>Config key <c>tls</c>: terminate TLS on this listener (null: plaintext).</summary>
     public ListenerTlsConfig? Tls { get; init; }
+
+    /// <summary>Config key <c>authorization</c>: apply the top-level authorization policies to this listener's traffic.</summary>
+    public bool Authorization { get; init; }
+
+    /// <summary>Config key <c>jwt</c>: end-user JWT authentication for this listener's HTTP requests (routes may override).</summary>
+    public JwtConfig? Jwt { get; init; }
 }
 
 /// <summary>What an explicit listener speaks.</summary>

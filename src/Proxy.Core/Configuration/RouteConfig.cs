@@ -9,6 +9,9 @@ public sealed record RouteConfig
     public RouteMatchConfig Match { get; init; } = new();
 
     public required RouteActionConfig Action { get; init; }
+
+    /// <summary>Config key <c>jwt</c>: end-user JWT authentication for requests this route matches (overrides the listener's).</summary>
+    public JwtConfig? Jwt { get; init; }
 }
 
 /// <summary>All conditions must hold (an absent condition holds for every request).</summary>

@@ -16,6 +16,12 @@ public static class RouteConfigJson
             w.WriteString("name", r.Name);
             WriteMatch(r.Match, w);
             WriteAction(r.Action, w);
+            if (r.Jwt is not null)
+            {
+                w.WritePropertyName("jwt");
+                AuthorizationConfigJson.WriteJwt(r.Jwt, w);
+            }
+
             w.WriteEndObject();
         }
 

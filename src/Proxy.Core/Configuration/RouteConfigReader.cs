@@ -86,7 +86,7 @@ public static class RouteConfigReader
 
     private static RouteConfig? ReadRoute(JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "match", "action"))
+        if (!CheckKeys(e, key, errors, "name", "match", "action", "jwt"))
         {
             return null;
         }
@@ -104,8 +104,10 @@ public static class RouteConfigReader
             action = ReadAction(a, $"{key}.action", errors);
         }
 
+        var jwt = e.TryGetProperty("jwt", out var j) ? AuthorizationConfigReader.ReadJwt(j, $"{key}.jwt", errors) : null;
+
         return errors.Count == before && name is not null && match is not null && action is not null
-            ? new RouteConfig { Name = name, Match = match, Action = action }
+            ? new RouteConfig { Name = name, Match = match, Action = action, Jwt = jwt }
             : null;
     }
 

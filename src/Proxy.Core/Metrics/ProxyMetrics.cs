@@ -39,6 +39,7 @@ public sealed class ProxyMetrics : IDisposable
         HttpRequestBodyBytes = _meter.CreateCounter<long>("proxy_http_request_body_bytes", "By", "HTTP request body bytes read from clients (payload, without chunk framing).");
         HttpResponseBodyBytes = _meter.CreateCounter<long>("proxy_http_response_body_bytes", "By", "HTTP response body bytes sent to clients (payload, without chunk framing).");
         AccessLogDropped = _meter.CreateCounter<long>("proxy_access_log_dropped", "{entry}", "Access log entries dropped because the writer fell behind.");
+        AuthzDecisions = _meter.CreateCounter<long>("proxy_authz_decisions", "{decision}", "Authorization policy decisions, by listener, decision (allow, deny) and policy.");
 
         ProcessAllocatedBytes = _meter.CreateObservableCounter(
             "proxy_process_allocated_bytes",
@@ -111,6 +112,12 @@ public sealed class ProxyMetrics : IDisposable
 
     /// <summary>No tags. Exported as <c>proxy_access_log_dropped_total</c>.</summary>
     public Counter<long> AccessLogDropped { get; }
+
+    /// <summary>
+    /// Tags "listener", "decision" (allow, deny) and "policy" (a configured policy name, <c>no_allow_match</c> or
+    /// <c>none</c>: bounded by the config). Exported as <c>proxy_authz_decisions_total</c>.
+    /// </summary>
+    public Counter<long> AuthzDecisions { get; }
 
     /// <summary>
     /// Process-wide managed allocation, observed when exported; the e2e bench reads it before and after a load run

@@ -38,6 +38,9 @@ public sealed record Http1ForwarderOptions
     /// <summary>Logger factory; null logs nothing.</summary>
     public ILoggerFactory? LoggerFactory { get; init; }
 
+    /// <summary>JWT authentication and authorization policies checked before routing; null: none (the default).</summary>
+    public Authorization.HttpSecurity? Security { get; init; }
+
     /// <summary>Every problem with these settings (empty when valid).</summary>
     public IReadOnlyList<string> Validate()
     {

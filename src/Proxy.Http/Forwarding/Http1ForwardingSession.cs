@@ -9,7 +9,9 @@ using Proxy.Core.Balancing;
 using Proxy.Core.Configuration;
 using Proxy.Core.Discovery;
 using Proxy.Core.Tcp;
+using Proxy.Core.Identity;
 using Proxy.Core.Upstream;
+using Proxy.Http.Authorization;
 using Proxy.Http.Http1;
 using Proxy.Http.Routing;
 
@@ -109,6 +111,21 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private bool _abortClient;
     private string? _upstreamFailure;
 
+    // Security (Authorization/HttpSecurity): the connection's verified peer (read once), the policy that decided the
+    // request (access log), the subject header to strip and set upstream, the challenge header of a proxy-made 401.
+    private readonly IPeerIdentityFeature? _peer;
+    private string? _policy;
+    private byte[]? _subjectHeader;
+    private byte[]? _subjectValue;
+    private HeaderField? _challenge;
+
+    // The connection's last validated token (a client on a keep-alive connection sends the same one every time):
+    // reused while it has not expired, for the same authenticator and JWKS snapshot, so repeats skip validation.
+    private JwtAuthenticator? _cachedJwt;
+    private JwksKeys? _cachedKeys;
+    private byte[]? _cachedToken;
+    private JwtPrincipal? _cachedPrincipal;
+
     // The exchange in flight (set by StartExchangeAsync/AttemptAsync, read after the response wait in RunAsync).
     private PooledConnection? _connection;
     private bool _hasBody;
@@ -140,6 +157,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _observer = _options.Observer;
         _requestChunks = new ChunkedBodyReader(_options.Parser);
         _responseChunks = new ChunkedBodyReader(_options.Parser);
+        _peer = downstream.Features.Get<IPeerIdentityFeature>();
         if (_options.IdleTimeout != Timeout.InfiniteTimeSpan)
         {
             _idleTimer = _time.CreateTimer(static s => ((Http1ForwardingSession)s!).OnIdleTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
@@ -423,6 +441,15 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             StartGrpcCall();
         }
 
+        if (_options.Security is { } security)
+        {
+            var (refused, keepAlive) = await AuthorizeAsync(security).ConfigureAwait(false);
+            if (refused)
+            {
+                return ToStep(keepAlive);
+            }
+        }
+
         var requestMutations = HeaderMutations.None;
         var responseMutations = HeaderMutations.None;
         Service? service = null;
@@ -485,6 +512,121 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _hasBody = _request.BodyKind == Http1BodyKind.Chunked || (_request.BodyKind == Http1BodyKind.ContentLength && _request.ContentLength > 0);
         return await AttemptAsync().ConfigureAwait(false);
     }
+
+    // ---- 2a. authentication and authorization (Authorization/README.md) ---------------------------
+
+    /// <summary>
+    /// JWT (the matched route's authenticator, else the listener's), then the policies. Refused: the proxy answered
+    /// (401 jwt_missing / jwt_invalid, 403 policy_denied) and KeepAlive says whether the connection stays usable.
+    /// Without a JWT authenticator this completes synchronously and allocates nothing.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<(bool Refused, bool KeepAlive)> AuthorizeAsync(HttpSecurity security)
+    {
+        JwtPrincipal? principal = null;
+        var jwt = security.ListenerJwt;
+        if (security.HasRouteJwt && _routing.Routes is { } routes)
+        {
+            // Matched again by StartExchangeAsync: the double match is paid only on listeners with per-route JWT.
+            jwt = security.For(routes.TryMatch(_request, out var route) ? route.Config : null);
+        }
+
+        if (jwt is not null)
+        {
+            _subjectHeader = jwt.ForwardSubjectHeader;
+            principal = CachedPrincipal(jwt);
+            string? token = null;
+            string? problem = null;
+            if (principal is null)
+            {
+                token = ReadBearerToken(jwt, out problem);
+            }
+
+            if (principal is null && token is null && problem is not null)
+            {
+                return (true, await RespondUnauthorizedAsync(problem == JwtAuthenticator.Missing ? JwtAuthenticator.Missing : JwtAuthenticator.Invalid,
+                    problem == JwtAuthenticator.Missing
+                        ? $"listener {_forwarder.Listener} requires a JWT bearer token in the {jwt.Config.FromHeader} field and the request has none"
+                        : $"listener {_forwarder.Listener} refused the token: {problem}").ConfigureAwait(false));
+            }
+
+            if (token is not null)
+            {
+                var result = await jwt.ValidateAsync(token, _cancellationToken).ConfigureAwait(false);
+                if (!result.Ok)
+                {
+                    return (true, await RespondUnauthorizedAsync(result.Error!, $"listener {_forwarder.Listener} refused the token: {result.Reason}").ConfigureAwait(false));
+                }
+
+                principal = result.Principal!;
+                _cachedJwt = jwt;
+                _cachedKeys = jwt.Keys.Keys;
+                _cachedToken = System.Text.Encoding.ASCII.GetBytes(token);
+                _cachedPrincipal = principal;
+            }
+
+            if (principal is not null)
+            {
+                _subjectValue = principal.SubjectBytes;
+            }
+        }
+
+        if (security.Policies is { } state && state.Current is { IsEmpty: false } policies)
+        {
+            var decision = policies.EvaluateHttp(_peer, DestinationPort(), _request, principal);
+            state.Record(_forwarder.Listener, in decision);
+            _policy = decision.Policy;
+            if (!decision.Allowed)
+            {
+                return (true, await RespondAsync(403, ProxyErrors.PolicyDenied, decision.Describe(_forwarder.Listener)).ConfigureAwait(false));
+            }
+        }
+
+        return (false, true);
+    }
+
+    /// <summary>The principal of the connection's last token when this request carries the same, still valid one.</summary>
+    private JwtPrincipal? CachedPrincipal(JwtAuthenticator jwt)
+    {
+        if (_cachedPrincipal is not { } cached || !ReferenceEquals(_cachedJwt, jwt) || !ReferenceEquals(_cachedKeys, jwt.Keys.Keys)
+            || !_request.Headers.TryGetValue(jwt.FromHeader, out var value) || !JwtAuthenticator.TryGetBearer(value, out var token)
+            || !token.SequenceEqual(_cachedToken) || cached.ValidTo <= _time.GetUtcNow().UtcDateTime)
+        {
+            return null;
+        }
+
+        return cached;
+    }
+
+    /// <summary>The bearer token of the request (a string: the validator needs one), or null with why (null: none and not required).</summary>
+    private string? ReadBearerToken(JwtAuthenticator jwt, out string? problem)
+    {
+        problem = null;
+        if (!_request.Headers.TryGetValue(jwt.FromHeader, out var value))
+        {
+            problem = jwt.Config.Required ? JwtAuthenticator.Missing : null;
+            return null;
+        }
+
+        if (!JwtAuthenticator.TryGetBearer(value, out var token))
+        {
+            problem = $"the {jwt.Config.FromHeader} field is not a Bearer credential (the token is malformed)";
+            return null;
+        }
+
+        return System.Text.Encoding.ASCII.GetString(token);
+    }
+
+    private ValueTask<bool> RespondUnauthorizedAsync(string error, string sentence)
+    {
+        // RFC 6750 §3: the challenge says why; the description is the sentence without characters a quoted string cannot hold.
+        var description = sentence.Replace('"', '\'').Replace('\\', '/');
+        _challenge = new HeaderField("www-authenticate"u8.ToArray(), System.Text.Encoding.UTF8.GetBytes($"Bearer error=\"invalid_token\", error_description=\"{description}\""));
+        return RespondAsync(401, error, sentence);
+    }
+
+    /// <summary>The port the client dialled: the original destination's (captured), else the listener's own.</summary>
+    private int DestinationPort() => _routing.Address is { } address ? address.EndPoint.Port : (_downstream.LocalEndPoint as IPEndPoint)?.Port ?? 0;
 
     /// <summary>
     /// HTTP/2 upstream streams for services that ask for HTTP/2, and for HTTP/2 clients when the service says "same"
@@ -872,7 +1014,13 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         // HTTP/1.0 requests go upstream as HTTP/1.0 (transparency: no Host is invented, and the upstream frames
         // its response for a 1.0 client), asking for keep-alive so the upstream connection can be pooled.
         Http1HeadWriter.WriteRequestLine(writer, head.MethodBytes, head.Target, head.Version);
-        WriteFields(writer, head.Headers, mutations);
+        WriteFields(writer, head.Headers, mutations, _subjectHeader);
+        if (_subjectHeader is not null && _subjectValue is not null)
+        {
+            // The validated token's subject; every incoming copy was dropped above, so a client cannot forge it.
+            Http1HeadWriter.WriteHeader(writer, _subjectHeader, _subjectValue);
+        }
+
         if (head.BodyKind == Http1BodyKind.Chunked)
         {
             writer.Write("Transfer-Encoding: chunked\r\n"u8);
@@ -947,7 +1095,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         Http1HeadWriter.WriteEndOfHead(writer);
     }
 
-    private static void WriteFields(PipeWriter writer, Http1HeaderList headers, HeaderMutations mutations)
+    private static void WriteFields(PipeWriter writer, Http1HeaderList headers, HeaderMutations mutations, byte[]? drop = null)
     {
         var check = !mutations.IsEmpty;
         for (var i = 0; i < headers.Count; i++)
@@ -959,6 +1107,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             var name = headers.GetName(i);
             if (check && mutations.IsRemoved(name))
+            {
+                continue;
+            }
+
+            if (drop is not null && name.Length == drop.Length && System.Text.Ascii.EqualsIgnoreCase(name, drop))
             {
                 continue;
             }
@@ -1451,7 +1604,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         else
         {
             ProxyResponse.Write(_client.Output, status, error, sentence, close: !keepAlive,
-                http10KeepAlive: keepAlive && _request.Version == Http1Version.Http10, omitBody: _request.Method == Http1Method.Head);
+                http10KeepAlive: keepAlive && _request.Version == Http1Version.Http10, omitBody: _request.Method == Http1Method.Head, extraHeader: _challenge);
         }
 
         return await FlushClientAsync().ConfigureAwait(false) && keepAlive;
@@ -1539,6 +1692,10 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     {
         _requestStart = _time.GetTimestamp();
         _upstreamFailure = null;
+        _policy = null;
+        _subjectHeader = null;
+        _subjectValue = null;
+        _challenge = null;
         _grpc = false;
         _deadline = 0;
         _deadlineExpired = false;
@@ -1626,6 +1783,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             ProxyMade = _proxyMade,
             Attempts = _attempts,
             ReusedConnection = _reused,
+            Policy = _policy,
+            PeerIdentity = _peer?.PeerIdentity,
         };
         _observer.OnRequestCompleted(in record);
     }

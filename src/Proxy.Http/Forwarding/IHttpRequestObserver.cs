@@ -84,6 +84,12 @@ public readonly ref struct HttpRequestRecord
 
     /// <summary>True when the last attempt used a pooled (reused) upstream connection.</summary>
     public bool ReusedConnection { get; init; }
+
+    /// <summary>The authorization policy that decided the request (or <c>no_allow_match</c> / <c>none</c>); null when none was evaluated.</summary>
+    public string? Policy { get; init; }
+
+    /// <summary>The connection's verified peer identity (SPIFFE ID), or null.</summary>
+    public string? PeerIdentity { get; init; }
 }
 
 /// <summary>Does nothing (tests, or telemetry turned off).</summary>

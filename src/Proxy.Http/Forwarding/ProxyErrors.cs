@@ -55,6 +55,15 @@ public static class ProxyErrors
     /// <summary>504 (gRPC DEADLINE_EXCEEDED): no response head before the call's <c>grpc-timeout</c> expired.</summary>
     public const string DeadlineExceeded = "deadline_exceeded";
 
+    /// <summary>403 (gRPC PERMISSION_DENIED): an authorization policy denied the request (the body names it).</summary>
+    public const string PolicyDenied = "policy_denied";
+
+    /// <summary>401 (gRPC UNAUTHENTICATED): a JWT is required and the request has none.</summary>
+    public const string JwtMissing = "jwt_missing";
+
+    /// <summary>401 (gRPC UNAUTHENTICATED): the request's JWT failed validation (the body says why).</summary>
+    public const string JwtInvalid = "jwt_invalid";
+
     /// <summary>The client went away (closed or reset) before the exchange finished; nothing is sent.</summary>
     public const string ClientClosed = "client_closed";
 }

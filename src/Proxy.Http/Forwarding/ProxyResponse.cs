@@ -19,13 +19,19 @@ public static class ProxyResponse
     /// <param name="close">True when the connection closes after this response (<c>connection: close</c>).</param>
     /// <param name="http10KeepAlive">True for an HTTP/1.0 client whose connection stays open (<c>connection: keep-alive</c>).</param>
     /// <param name="omitBody">True for HEAD requests: the fields announce the body, which is not sent.</param>
-    public static void Write(IBufferWriter<byte> writer, int statusCode, string error, string sentence, bool close, bool http10KeepAlive = false, bool omitBody = false)
+    /// <param name="extraHeader">One more field, e.g. the <c>www-authenticate</c> challenge of a 401.</param>
+    public static void Write(IBufferWriter<byte> writer, int statusCode, string error, string sentence, bool close, bool http10KeepAlive = false, bool omitBody = false, Routing.HeaderField? extraHeader = null)
     {
         ArgumentNullException.ThrowIfNull(writer);
         var body = Encoding.UTF8.GetBytes(sentence + "\n");
         Http1HeadWriter.WriteStatusLine(writer, Http1Version.Http11, statusCode, Http1ReasonPhrases.For(statusCode));
         Http1HeadWriter.WriteHeader(writer, Encoding.ASCII.GetBytes(ProxyErrors.HeaderName), Encoding.ASCII.GetBytes(error));
         writer.Write("content-type: text/plain; charset=utf-8\r\n"u8);
+        if (extraHeader is { } extra)
+        {
+            Http1HeadWriter.WriteHeader(writer, extra.Name, extra.Value);
+        }
+
         Http1HeadWriter.WriteHeader(writer, "content-length"u8, Encoding.ASCII.GetBytes(body.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         if (close)
         {

@@ -37,6 +37,8 @@ internal static class AccessLogFormatter
     private static readonly JsonEncodedText Error = JsonEncodedText.Encode("error");
     private static readonly JsonEncodedText ProxyMade = JsonEncodedText.Encode("proxy_made");
     private static readonly JsonEncodedText Attempts = JsonEncodedText.Encode("attempts");
+    private static readonly JsonEncodedText Policy = JsonEncodedText.Encode("policy");
+    private static readonly JsonEncodedText Peer = JsonEncodedText.Encode("peer");
 
     /// <summary>
     /// Writer options: not indented; the relaxed encoder keeps valid non-ASCII UTF-8 readable (a log line is not
@@ -85,6 +87,17 @@ internal static class AccessLogFormatter
         writer.WriteString(Error, record.Error);
         writer.WriteBoolean(ProxyMade, record.ProxyMade);
         writer.WriteNumber(Attempts, record.Attempts);
+
+        // Present only when known: the authorization policy that decided, the mTLS peer identity.
+        if (record.Policy is not null)
+        {
+            writer.WriteString(Policy, record.Policy);
+        }
+
+        if (record.PeerIdentity is not null)
+        {
+            writer.WriteString(Peer, record.PeerIdentity);
+        }
 
         writer.WriteEndObject();
         writer.Flush();

@@ -6,8 +6,10 @@ using Proxy.Core.Balancing;
 using Proxy.Core.Capture;
 using Proxy.Core.Detection;
 using Proxy.Core.Discovery;
+using Proxy.Core.Identity;
 using Proxy.Core.Metrics;
 using Proxy.Core.Tcp;
+using Proxy.Http.Authorization;
 using Proxy.Http.Forwarding;
 using Proxy.Http.Http2.Server;
 using Proxy.Tls.Connections;
@@ -89,6 +91,10 @@ internal sealed partial class ListenerHandler
     private readonly ILogger _logger;
     private readonly TlsTerminator? _terminator;
 
+    // Authorization of opaque TCP connections (HTTP requests are checked by the forwarder): null when not applied.
+    private readonly AuthorizationState? _authorization;
+    private readonly Action<ConnectionContext>? _connectionHook;
+
     public ListenerHandler(
         string name,
         ListenerKind kind,
@@ -104,8 +110,12 @@ internal sealed partial class ListenerHandler
         HttpStage? http = null,
         TlsPassthroughStage? passthrough = null,
         SniRouter? listenerSni = null,
-        TlsTerminator? terminator = null)
+        TlsTerminator? terminator = null,
+        AuthorizationState? authorization = null,
+        Action<ConnectionContext>? connectionHook = null)
     {
+        _authorization = authorization;
+        _connectionHook = connectionHook;
         _name = name;
         _kind = kind;
         _service = service;
@@ -132,6 +142,7 @@ internal sealed partial class ListenerHandler
 
     public async Task HandleAsync(ConnectionContext connection)
     {
+        _connectionHook?.Invoke(connection);
         if (_limiter is not null && !_limiter.TryAcquire())
         {
             LogRejected(_logger, _name, connection.RemoteEndPoint, _limiter.Max);
@@ -259,6 +270,30 @@ internal sealed partial class ListenerHandler
         }
     }
 
+    /// <summary>
+    /// The policies at L4 (peer identity, destination port): a denied connection is closed at once (reset) and logged.
+    /// </summary>
+    private bool AuthorizeOpaque(ConnectionContext connection, Destination destination)
+    {
+        if (_authorization is null || _authorization.Current is not { IsEmpty: false } policies)
+        {
+            return true;
+        }
+
+        var port = destination.Port != 0 ? destination.Port : (connection.LocalEndPoint as System.Net.IPEndPoint)?.Port ?? 0;
+        var peer = connection.Features.Get<IPeerIdentityFeature>();
+        var decision = policies.EvaluateConnection(peer, port);
+        _authorization.Record(_name, in decision);
+        if (decision.Allowed)
+        {
+            return true;
+        }
+
+        LogDenied(_logger, _name, connection.RemoteEndPoint, peer?.PeerIdentity ?? "(no identity)", port, decision.Policy == AuthorizationPolicies.NoAllowMatched ? "no allow policy matched" : $"denied by policy {decision.Policy}");
+        connection.Abort(new ConnectionAbortedException("Denied by an authorization policy."));
+        return false;
+    }
+
     private void Reset(ConnectionContext connection, string service, string cause, string reason)
     {
         _metrics.ConnectFailures.Add(1, new KeyValuePair<string, object?>("listener", _name), new KeyValuePair<string, object?>("service", service), new KeyValuePair<string, object?>("cause", cause));
@@ -292,6 +327,12 @@ internal sealed partial class ListenerHandler
 
     private async Task ForwardOpaqueAsync(ConnectionContext connection, Destination destination, string? serverName = null)
     {
+        // Every opaque path (plain, SNI passthrough, after TLS termination) is checked at L4 first.
+        if (!AuthorizeOpaque(connection, destination))
+        {
+            return;
+        }
+
         // One endpoint for the whole connection. The balancer's in-flight count is the endpoint's open
         // connections (least_request); a connection's lifetime says nothing about the endpoint's speed,
         // so no latency sample.
@@ -364,6 +405,9 @@ internal sealed partial class ListenerHandler
 
     [LoggerMessage(EventId = 100, Level = LogLevel.Warning, Message = "Listener {Listener}: connection from {Client} reset: the listener's limit of {Limit} connections is reached")]
     private static partial void LogRejected(ILogger logger, string listener, System.Net.EndPoint? client, long limit);
+
+    [LoggerMessage(EventId = 102, Level = LogLevel.Warning, Message = "Listener {Listener}: TCP connection from {Client} (peer {Peer}) to port {Port} closed: {Reason}")]
+    private static partial void LogDenied(ILogger logger, string listener, System.Net.EndPoint? client, string peer, int port, string reason);
 
     [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Listener {Listener}: connection from {Client} reset: {Reason}")]
     private static partial void LogUnroutable(ILogger logger, string listener, System.Net.EndPoint? client, string reason);

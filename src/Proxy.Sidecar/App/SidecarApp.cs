@@ -7,7 +7,7 @@ namespace Proxy.Sidecar.App;
 /// <summary>Runs the sidecar until cancelled (SIGINT/SIGTERM): logging, host, the start-up banner.</summary>
 internal static class SidecarApp
 {
-    public static async Task<int> RunAsync(ProxyConfig config, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(ProxyConfig config, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken, ConfigSource? source = null)
     {
         // Must run before the first socket is created: .NET reads this switch once.
         SocketEngineSetup.Configure(config.Transport.InlineScheduling);
@@ -20,7 +20,7 @@ internal static class SidecarApp
                 o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
                 o.UseUtcTimestamp = true;
             }));
-        await using var host = new SidecarHost(config, loggerFactory);
+        await using var host = new SidecarHost(config, loggerFactory, source: source);
         try
         {
             await host.StartAsync(cancellationToken);

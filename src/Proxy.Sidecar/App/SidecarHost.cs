@@ -12,6 +12,7 @@ using Proxy.Core.Tcp;
 using Proxy.Core.Tcp.Splice;
 using Proxy.Core.Transport;
 using Proxy.Core.Upstream;
+using Proxy.Http.Authorization;
 using Proxy.Http.Forwarding;
 using Proxy.Http.Http2.Server;
 using Proxy.Http.Http2.Upstream;
@@ -59,14 +60,34 @@ internal sealed partial class SidecarHost : IAsyncDisposable
     private JsonAccessLog? _accessLog;
     private readonly List<IAsyncDisposable> _servicePools = [];
 
-    public SidecarHost(ProxyConfig config, ILoggerFactory loggerFactory, IOriginalDestinationResolver? resolver = null)
+    // Authorization and JWT (issue 5): the policies shared by the inbound and opted-in listeners, the JWKS sources,
+    // the config file watcher that swaps in new policies.
+    private readonly ConfigSource? _source;
+    private readonly List<JwksSource> _jwks = [];
+    private ConfigReloader? _reloader;
+
+    public SidecarHost(ProxyConfig config, ILoggerFactory loggerFactory, IOriginalDestinationResolver? resolver = null, ConfigSource? source = null)
     {
         _config = config;
         _loggerFactory = loggerFactory;
         _resolver = resolver ?? new SoOriginalDstResolver();
+        _source = source;
         Metrics = new ProxyMetrics();
         Exporter = new PrometheusExporter(Metrics.Meter);
+        Authorization = new AuthorizationState(new AuthorizationPolicies(config.Authorization), Metrics);
     }
+
+    /// <summary>The authorization policies in force (swapped on reload).</summary>
+    public AuthorizationState Authorization { get; }
+
+    /// <summary>The config file watcher (null without a config file).</summary>
+    public ConfigReloader? Reloader => _reloader;
+
+    /// <summary>Tests only: called first for every accepted connection (e.g. to set an <c>IPeerIdentityFeature</c> before the TLS stage exists).</summary>
+    internal Action<Microsoft.AspNetCore.Connections.ConnectionContext>? ConnectionHookForTests { get; init; }
+
+    /// <summary>Tests only: the HTTP handler JWKS URLs are fetched with (e.g. trusting a test certificate).</summary>
+    internal HttpMessageHandler? JwksHandlerForTests { get; init; }
 
     public ProxyMetrics Metrics { get; }
 
@@ -208,10 +229,43 @@ internal sealed partial class SidecarHost : IAsyncDisposable
                 : Http1Routing.ForService(services.FindByName(s.Name)!);
         }
 
+        // --- authorization and JWT: one authenticator (with its JWKS source) per jwt object of the config ---
+        foreach (var warning in Authorization.Current.Warnings)
+        {
+            ConfigReloader.LogPolicyWarning(logger, warning);
+        }
+
+        var jwtLogger = _loggerFactory.CreateLogger<JwksSource>();
+        JwtAuthenticator Authenticator(JwtConfig jwt)
+        {
+            var jwks = new JwksSource(jwt.Jwks, jwt.JwksRefresh, logger: jwtLogger, handler: JwksHandlerForTests);
+            _jwks.Add(jwks);
+            return new JwtAuthenticator(jwt, jwks);
+        }
+
+        var routeJwt = new List<KeyValuePair<RouteConfig, JwtAuthenticator>>();
+        foreach (var route in _config.Services.SelectMany(static s => s.Routes).Concat(_config.Listeners.SelectMany(static l => l.Routes)))
+        {
+            if (route.Jwt is { } jwt)
+            {
+                routeJwt.Add(new(route, Authenticator(jwt)));
+            }
+        }
+
+        HttpSecurity? SecurityFor(ListenerKind kind, ListenerConfig? explicitListener)
+        {
+            var policies = kind == ListenerKind.Inbound || explicitListener is { Authorization: true } ? Authorization : null;
+            var listenerJwt = explicitListener?.Jwt is { } jwt ? Authenticator(jwt) : null;
+            var security = new HttpSecurity(policies, listenerJwt, routeJwt);
+            return security.IsEmpty ? null : security;
+        }
+
         HttpStage HttpFor(string name, ListenerKind kind, ListenerConfig? explicitListener)
         {
             var inbound = kind == ListenerKind.Inbound;
-            var forwarder = new Http1Forwarder(name, inbound ? _inboundPool : _pool, forwarderOptions, inbound ? _inboundHttp2Pool : _http2Pool);
+            var security = SecurityFor(kind, explicitListener);
+            var options = security is null ? forwarderOptions : forwarderOptions with { Security = security };
+            var forwarder = new Http1Forwarder(name, inbound ? _inboundPool : _pool, options, inbound ? _inboundHttp2Pool : _http2Pool);
             Http1Routing? listenerRouting = null;
             if (explicitListener is not null)
             {
@@ -248,7 +302,8 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             var listenerSni = explicitListener is { Sni.Count: > 0 } ? SniRouter.Build(explicitListener.Sni, services, service) : null;
             var terminator = explicitListener?.Tls is { } tls ? TerminatorFor(name, tls) : null;
             var handler = new ListenerHandler(name, kind, service, services, _resolver, kind == ListenerKind.Inbound ? inboundTcp : tcp, tcpContext with { ListenerName = name },
-                _config.Tcp.MaxConnections, Metrics, logger, detector, httpStage, tlsStage, listenerSni, terminator);
+                _config.Tcp.MaxConnections, Metrics, logger, detector, httpStage, tlsStage, listenerSni, terminator,
+                kind == ListenerKind.Inbound || explicitListener is { Authorization: true } ? Authorization : null, ConnectionHookForTests);
             _kestrelOptions.Listen(address, options =>
             {
                 options.Use(_ => handler.HandleAsync);
@@ -278,6 +333,17 @@ internal sealed partial class SidecarHost : IAsyncDisposable
                 options.Protocols = HttpProtocols.Http1;
                 _listeners.Add(("admin", options));
             });
+        }
+
+        foreach (var jwks in _jwks)
+        {
+            await jwks.StartAsync(cancellationToken);
+        }
+
+        if (_source is not null)
+        {
+            _reloader = new ConfigReloader(_source, _config, Authorization, _loggerFactory.CreateLogger<ConfigReloader>());
+            _reloader.Start();
         }
 
         _transport = new SocketTransportFactory(transport, _loggerFactory);
@@ -358,6 +424,12 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
             await _server.StopAsync(cts.Token);
             _server.Dispose();
+        }
+
+        _reloader?.Dispose();
+        foreach (var jwks in _jwks)
+        {
+            jwks.Dispose();
         }
 
         if (_pool is not null)

@@ -68,7 +68,9 @@ internal static class RunCommand
                 return ExitCodes.Usage;
             }
 
-            return await SidecarApp.RunAsync(loaded.Config!, stdout, stderr, cancellationToken);
+            // With a config file, its authorization section is reloaded when the file changes (App/ConfigReloader).
+            var source = file is null ? null : new App.ConfigSource(file.FullName, flags);
+            return await SidecarApp.RunAsync(loaded.Config!, stdout, stderr, cancellationToken, source);
         });
     }
 }

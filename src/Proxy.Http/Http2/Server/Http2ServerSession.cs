@@ -834,6 +834,13 @@ internal sealed partial class Http2ServerSession : IDisposable
         }
 
         var lane = new Http2Lane(_connection.LocalEndPoint, _connection.RemoteEndPoint, _server.LanePool, _cancellationToken) { Consumed = _onConsumed };
+
+        // The connection's verified peer (set by its TLS stage) is every stream's peer: policies and logs read it.
+        if (_connection.Features.Get<Proxy.Core.Identity.IPeerIdentityFeature>() is { } peer)
+        {
+            lane.Features.Set(peer);
+        }
+
         lock (_lock)
         {
             _lanes.Add(lane);
