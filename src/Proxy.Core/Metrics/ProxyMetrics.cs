@@ -56,6 +56,7 @@ public sealed class ProxyMetrics : IDisposable
             "Seconds until each certificate the proxy presents expires (negative once expired), by certificate name.");
         // --- TLS termination and origination (Proxy.Tls) ---
         TlsHandshakes = _meter.CreateCounter<long>("proxy_tls_handshakes", "{handshake}", "TLS handshakes by listener (or service, for origination), role and result.");
+        PeerConnections = _meter.CreateCounter<long>("proxy_tls_peer_connections", "{connection}", "TLS-terminated connections by listener, peer identity (bounded) and transport (mtls, tls).");
     }
 
     /// <summary>
@@ -172,6 +173,34 @@ public sealed class ProxyMetrics : IDisposable
     /// <c>proxy_tls_handshakes_total</c>.
     /// </summary>
     public Counter<long> TlsHandshakes { get; }
+
+    /// <summary>
+    /// Tags "listener", "peer" (the verified SPIFFE ID; "" without one; "other" past <see cref="MaxPeerLabels"/> distinct
+    /// identities, so a mesh with many workloads cannot grow the series without bound) and "transport" (mtls, tls).
+    /// Exported as <c>proxy_tls_peer_connections_total</c>.
+    /// </summary>
+    public Counter<long> PeerConnections { get; }
+
+    /// <summary>Distinct peer identities given their own "peer" label value; later ones count as "other".</summary>
+    public const int MaxPeerLabels = 256;
+
+    private readonly ConcurrentDictionary<string, string> _peerLabels = new(StringComparer.Ordinal);
+
+    /// <summary>The "peer" label value for <paramref name="identity"/>: itself while fewer than <see cref="MaxPeerLabels"/> are known, else "other".</summary>
+    public string PeerLabel(string? identity)
+    {
+        if (identity is null)
+        {
+            return "";
+        }
+
+        if (_peerLabels.TryGetValue(identity, out var label))
+        {
+            return label;
+        }
+
+        return _peerLabels.Count >= MaxPeerLabels ? "other" : _peerLabels.GetOrAdd(identity, identity);
+    }
 
     public static TagList Tags(string listener, string service) => new() { { "listener", listener }, { "service", service } };
 

@@ -175,6 +175,15 @@ internal sealed partial class ListenerHandler
                         return;
                     }
 
+                    if (tls.Features.Get<IPeerIdentityFeature>() is { } peer)
+                    {
+                        _metrics.PeerConnections.Add(
+                            1,
+                            new KeyValuePair<string, object?>("listener", _name),
+                            new KeyValuePair<string, object?>("peer", _metrics.PeerLabel(peer.PeerIdentity)),
+                            new KeyValuePair<string, object?>("transport", peer.Transport == PeerTransport.MutualTls ? "mtls" : "tls"));
+                    }
+
                     await HandleDecryptedAsync(tls, destination);
                     return;
                 }

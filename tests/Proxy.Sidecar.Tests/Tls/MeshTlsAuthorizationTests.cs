@@ -43,7 +43,7 @@ public sealed class MeshTlsAuthorizationTests : IAsyncLifetime
         {
             OutboundListen = null,
             InboundListen = null,
-            AdminListen = null,
+            AdminListen = new IPEndPoint(IPAddress.Loopback, 0),
             Services = [new ServiceConfig("app", [], [_app.EndPoint]) { UpstreamProtocol = UpstreamProtocol.Http1 }],
             Listeners =
             [
@@ -75,6 +75,18 @@ public sealed class MeshTlsAuthorizationTests : IAsyncLifetime
         var (status, body, _) = await GetAsync("spiffe://cluster.local/ns/web/sa/frontend", Version.Parse(version));
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Contains("app GET /mesh", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task PeerIdentity_CountedByListenerPeerAndTransport()
+    {
+        Assert.Equal(HttpStatusCode.OK, (await GetAsync("spiffe://cluster.local/ns/web/sa/frontend", HttpVersion.Version11)).Status);
+        using var http = new HttpClient { Timeout = Timeout };
+        var metrics = await http.GetStringAsync(new Uri($"http://{_host.AddressOf("admin")}/metrics"));
+        Assert.Contains(
+            "proxy_tls_peer_connections_total{listener=\"edge\",peer=\"spiffe://cluster.local/ns/web/sa/frontend\",transport=\"mtls\"} 1",
+            metrics,
+            StringComparison.Ordinal);
     }
 
     [Fact]
