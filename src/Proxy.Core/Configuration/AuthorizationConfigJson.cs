@@ -66,32 +66,7 @@ public static class AuthorizationConfigJson
             w.WriteEndArray();
         }
 
-        if (r.Headers.Count != 0)
-        {
-            w.WriteStartArray("headers");
-            foreach (var h in r.Headers)
-            {
-                w.WriteStartObject();
-                w.WriteString("name", h.Name);
-                switch (h.Kind)
-                {
-                    case HeaderMatchKind.Exact:
-                        w.WriteString("exact", h.Value);
-                        break;
-                    case HeaderMatchKind.Prefix:
-                        w.WriteString("prefix", h.Value);
-                        break;
-                    default:
-                        w.WriteBoolean("present", true);
-                        break;
-                }
-
-                w.WriteEndObject();
-            }
-
-            w.WriteEndArray();
-        }
-
+        RouteConfigJson.WriteHeaderMatches(w, r.Headers);
         Strings(w, "requestPrincipals", r.RequestPrincipals);
         if (r.Claims.Count != 0)
         {

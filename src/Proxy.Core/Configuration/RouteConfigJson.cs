@@ -71,32 +71,7 @@ public static class RouteConfigJson
             w.WriteEndArray();
         }
 
-        if (m.Headers.Count != 0)
-        {
-            w.WriteStartArray("headers");
-            foreach (var h in m.Headers)
-            {
-                w.WriteStartObject();
-                w.WriteString("name", h.Name);
-                switch (h.Kind)
-                {
-                    case HeaderMatchKind.Present:
-                        w.WriteBoolean("present", true);
-                        break;
-                    case HeaderMatchKind.Absent:
-                        w.WriteBoolean("absent", true);
-                        break;
-                    default:
-                        w.WriteString(h.Kind switch { HeaderMatchKind.Exact => "exact", HeaderMatchKind.Prefix => "prefix", _ => "regex" }, h.Value);
-                        break;
-                }
-
-                w.WriteEndObject();
-            }
-
-            w.WriteEndArray();
-        }
-
+        WriteHeaderMatches(w, m.Headers);
         if (m.Query.Count != 0)
         {
             w.WriteStartArray("query");
@@ -194,6 +169,38 @@ public static class RouteConfigJson
             w.WriteStartObject();
             w.WriteString("name", key);
             w.WriteString("value", value);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+    }
+
+    /// <summary>A match's <c>headers</c> array (routes and authorization rules share the shape); nothing when empty.</summary>
+    internal static void WriteHeaderMatches(Utf8JsonWriter w, IReadOnlyList<HeaderMatchConfig> headers)
+    {
+        if (headers.Count == 0)
+        {
+            return;
+        }
+
+        w.WriteStartArray("headers");
+        foreach (var h in headers)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", h.Name);
+            switch (h.Kind)
+            {
+                case HeaderMatchKind.Present:
+                    w.WriteBoolean("present", true);
+                    break;
+                case HeaderMatchKind.Absent:
+                    w.WriteBoolean("absent", true);
+                    break;
+                default:
+                    w.WriteString(h.Kind switch { HeaderMatchKind.Exact => "exact", HeaderMatchKind.Prefix => "prefix", _ => "regex" }, h.Value);
+                    break;
+            }
+
             w.WriteEndObject();
         }
 
