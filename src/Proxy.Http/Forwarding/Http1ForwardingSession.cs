@@ -1824,6 +1824,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             ReusedConnection = _reused,
             Policy = _policy,
             PeerIdentity = _peer?.PeerIdentity,
+            Transport = _peer?.Transport,
         };
         _observer.OnRequestCompleted(in record);
     }

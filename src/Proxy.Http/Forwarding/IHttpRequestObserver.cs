@@ -90,6 +90,9 @@ public readonly ref struct HttpRequestRecord
 
     /// <summary>The connection's verified peer identity (SPIFFE ID), or null.</summary>
     public string? PeerIdentity { get; init; }
+
+    /// <summary>How the client's connection arrived when it was TLS (mutual TLS: mesh peers), else null (plaintext).</summary>
+    public Proxy.Core.Identity.PeerTransport? Transport { get; init; }
 }
 
 /// <summary>Does nothing (tests, or telemetry turned off).</summary>

@@ -57,6 +57,7 @@ public sealed class MeshMtlsTests : IAsyncLifetime
             AdminListen = any,
             Mesh = _pki.MeshFor(AppIdentity) with { Ports = new Dictionary<int, MeshMode> { [_app.EndPoint.Port] = MeshMode.Strict } },
             Authorization = authorization,
+            Http = new HttpConfig { AccessLog = Path.Combine(_pki.DirectoryPath, "b-access.log") },
             Services =
             [
                 new ServiceConfig("app", [], [_app.EndPoint]),
@@ -138,6 +139,11 @@ public sealed class MeshMtlsTests : IAsyncLifetime
 
         var metrics = await MetricsAsync(_b);
         Assert.Contains($"proxy_tls_peer_connections_total{{listener=\"in-h1\",peer=\"{FrontendIdentity}\",transport=\"mtls\"}}", metrics, StringComparison.Ordinal);
+
+        // The inbound side's access log names the caller and how it came.
+        var line = await AccessLogLineAsync("/hello/2");
+        Assert.Contains($"\"peer\":\"{FrontendIdentity}\"", line, StringComparison.Ordinal);
+        Assert.Contains("\"transport\":\"mtls\"", line, StringComparison.Ordinal);
         Assert.Contains("proxy_mesh_inbound_connections_total{listener=\"in-h1\",mode=\"strict\",result=\"mtls\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains("proxy_tls_handshakes_total{listener=\"\",service=\"b-h1\",role=\"client\",result=\"ok\"} 1", await MetricsAsync(_a), StringComparison.Ordinal);
     }
@@ -301,6 +307,30 @@ public sealed class MeshMtlsTests : IAsyncLifetime
     }
 
     // ---- helpers ----
+
+    /// <summary>The first line of B's access log that mentions <paramref name="path"/> (the log is written asynchronously).</summary>
+    private async Task<string> AccessLogLineAsync(string path)
+    {
+        var file = Path.Combine(_pki.DirectoryPath, "b-access.log");
+        var deadline = DateTime.UtcNow + Timeout;
+        while (true)
+        {
+            if (File.Exists(file))
+            {
+                using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                using var reader = new StreamReader(stream);
+                var text = await reader.ReadToEndAsync();
+                var line = text.Split('\n').FirstOrDefault(l => l.Contains(path, StringComparison.Ordinal));
+                if (line is not null)
+                {
+                    return line;
+                }
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"no access log line for {path} within {Timeout}");
+            await Task.Delay(20);
+        }
+    }
 
     private async Task AssertHandshakeResultAsync(string listener, string result)
         => Assert.Contains($"proxy_tls_handshakes_total{{listener=\"{listener}\",service=\"\",role=\"server\",result=\"{result}\"}}", await MetricsAsync(_b), StringComparison.Ordinal);
