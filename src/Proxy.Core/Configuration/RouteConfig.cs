@@ -29,6 +29,12 @@ public sealed record RouteMatchConfig
     public IReadOnlyList<HeaderMatchConfig> Headers { get; init; } = [];
 
     public IReadOnlyList<QueryMatchConfig> Query { get; init; } = [];
+
+    /// <summary>
+    /// Any of these caller identities (the connection's verified SPIFFE ID: mesh mTLS or a client certificate): exact,
+    /// <c>prefix*</c>, <c>*suffix</c> or <c>*</c> (any verified identity). Empty = any caller, identified or not.
+    /// </summary>
+    public IReadOnlyList<string> SourcePrincipals { get; init; } = [];
 }
 
 public enum PathMatchKind

@@ -94,6 +94,17 @@ public static class RouteConfigJson
             w.WriteEndArray();
         }
 
+        if (m.SourcePrincipals.Count != 0)
+        {
+            w.WriteStartArray("sourcePrincipals");
+            foreach (var source in m.SourcePrincipals)
+            {
+                w.WriteStringValue(source);
+            }
+
+            w.WriteEndArray();
+        }
+
         w.WriteEndObject();
     }
 

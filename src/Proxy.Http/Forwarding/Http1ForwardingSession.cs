@@ -460,7 +460,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         var routing = _routing;
         if (routing.Routes is { } routes)
         {
-            if (!routes.TryMatch(_request, out var route))
+            if (!routes.TryMatch(_request, _peer?.PeerIdentity, out var route))
             {
                 return ToStep(await RespondAsync(404, ProxyErrors.NoRoute, RouteTable.DescribeNoRoute(_request, _forwarder.Listener)).ConfigureAwait(false));
             }
@@ -531,7 +531,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         if (security.HasRouteJwt && _routing.Routes is { } routes)
         {
             // Matched again by StartExchangeAsync: the double match is paid only on listeners with per-route JWT.
-            jwt = security.For(routes.TryMatch(_request, out var route) ? route.Config : null);
+            jwt = security.For(routes.TryMatch(_request, _peer?.PeerIdentity, out var route) ? route.Config : null);
         }
 
         if (jwt is not null)
