@@ -12,6 +12,9 @@ public sealed record RouteConfig
 
     /// <summary>Config key <c>jwt</c>: end-user JWT authentication for requests this route matches (overrides the listener's).</summary>
     public JwtConfig? Jwt { get; init; }
+
+    /// <summary>Config key <c>retries</c>: the retry policy of requests this route matches (overrides the service's).</summary>
+    public RetryPolicyConfig? Retries { get; init; }
 }
 
 /// <summary>All conditions must hold (an absent condition holds for every request).</summary>

@@ -22,6 +22,11 @@ public static class RouteConfigJson
                 AuthorizationConfigJson.WriteJwt(r.Jwt, w);
             }
 
+            if (r.Retries is not null)
+            {
+                RetryConfigReader.WritePolicy(w, r.Retries);
+            }
+
             w.WriteEndObject();
         }
 

@@ -87,7 +87,7 @@ public static class RouteConfigReader
 
     private static RouteConfig? ReadRoute(JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "match", "action", "jwt"))
+        if (!CheckKeys(e, key, errors, "name", "match", "action", "jwt", "retries"))
         {
             return null;
         }
@@ -106,9 +106,10 @@ public static class RouteConfigReader
         }
 
         var jwt = e.TryGetProperty("jwt", out var j) ? AuthorizationConfigReader.ReadJwt(j, $"{key}.jwt", errors) : null;
+        var retries = e.TryGetProperty("retries", out var rt) ? RetryConfigReader.ReadPolicy(rt, $"{key}.retries", errors) : null;
 
         return errors.Count == before && name is not null && match is not null && action is not null
-            ? new RouteConfig { Name = name, Match = match, Action = action, Jwt = jwt }
+            ? new RouteConfig { Name = name, Match = match, Action = action, Jwt = jwt, Retries = retries }
             : null;
     }
 
