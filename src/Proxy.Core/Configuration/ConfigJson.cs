@@ -26,6 +26,7 @@ public static class ConfigJson
         WriteSection(config, w, "detect");
         WriteSection(config, w, "http");
         WriteSection(config, w, "tls");
+        WriteMesh(config, w);
 
         w.WriteStartArray("listeners");
         foreach (var l in config.Listeners)
@@ -60,6 +61,11 @@ public static class ConfigJson
             if (l.Tls is { } tls)
             {
                 WriteListenerTls(tls, w);
+            }
+
+            if (l.Mesh is { } listenerMesh)
+            {
+                w.WriteString("mesh", MeshConfig.Name(listenerMesh));
             }
 
             w.WriteEndObject();
@@ -139,6 +145,13 @@ public static class ConfigJson
             if (s.Tls is { } upstreamTls)
             {
                 WriteUpstreamTls(upstreamTls, w);
+            }
+
+            if (s.Mesh is { } serviceMesh)
+            {
+                w.WriteStartObject("mesh");
+                w.WriteString("identity", serviceMesh.Identity);
+                w.WriteEndObject();
             }
 
             w.WriteEndObject();
@@ -240,7 +253,21 @@ public static class ConfigJson
         w.WriteEndArray();
     }
 
-    private static void WriteSection(ProxyConfig config, Utf8JsonWriter w, string section)
+    /// <summary>The "mesh" section: its scalar settings (unset paths as ""), then the per-port modes.</summary>
+    private static void WriteMesh(ProxyConfig config, Utf8JsonWriter w)
+    {
+        WriteSection(config, w, "mesh", end: false);
+        w.WriteStartObject("ports");
+        foreach (var (port, mode) in config.Mesh.Ports.OrderBy(static p => p.Key))
+        {
+            w.WriteString(port.ToString(System.Globalization.CultureInfo.InvariantCulture), MeshConfig.Name(mode));
+        }
+
+        w.WriteEndObject();
+        w.WriteEndObject();
+    }
+
+    private static void WriteSection(ProxyConfig config, Utf8JsonWriter w, string section, bool end = true)
     {
         w.WriteStartObject(section);
         var prefix = section + ".";
@@ -267,7 +294,10 @@ public static class ConfigJson
             }
         }
 
-        w.WriteEndObject();
+        if (end)
+        {
+            w.WriteEndObject();
+        }
     }
 
     public static string ToJson(ProxyConfig config, bool indented = true)

@@ -40,6 +40,12 @@ internal sealed class ConfigDraft
     public int Http2ConnectionWindow;
     public int Http2MaxHeaderList;
     public TimeSpan TlsHandshakeTimeout;
+    public string? MeshCertificate;
+    public string? MeshKey;
+    public string? MeshTrustBundle;
+    public MeshMode MeshMode;
+    public bool MeshHttp2;
+    public Dictionary<int, MeshMode> MeshPorts = [];
     public List<ListenerConfig> Listeners = [];
     public List<ServiceConfig> Services = [];
     public AuthorizationConfig Authorization = new();
@@ -84,6 +90,12 @@ internal sealed class ConfigDraft
         Http2ConnectionWindow = d.Http2.InitialConnectionWindow;
         Http2MaxHeaderList = d.Http2.MaxHeaderListSize;
         TlsHandshakeTimeout = d.Tls.HandshakeTimeout;
+        MeshCertificate = d.Mesh.CertificatePath;
+        MeshKey = d.Mesh.KeyPath;
+        MeshTrustBundle = d.Mesh.TrustBundlePath;
+        MeshMode = d.Mesh.Mode;
+        MeshHttp2 = d.Mesh.Http2;
+        MeshPorts = new Dictionary<int, MeshMode>(d.Mesh.Ports);
     }
 
     public ProxyConfig Build() => new()
@@ -133,6 +145,15 @@ internal sealed class ConfigDraft
             MaxHeaderListSize = Http2MaxHeaderList,
         },
         Tls = new TlsConfig { HandshakeTimeout = TlsHandshakeTimeout },
+        Mesh = new MeshConfig
+        {
+            CertificatePath = MeshCertificate,
+            KeyPath = MeshKey,
+            TrustBundlePath = MeshTrustBundle,
+            Mode = MeshMode,
+            Http2 = MeshHttp2,
+            Ports = new Dictionary<int, MeshMode>(MeshPorts),
+        },
         Listeners = Listeners.ToArray(),
         Services = Services.ToArray(),
         Authorization = Authorization,
@@ -247,6 +268,7 @@ public static class ConfigLoader
                     case "http":
                     case "http2":
                     case "tls":
+                    case "mesh":
                         if (property.Value.ValueKind != JsonValueKind.Object)
                         {
                             errors.Add($"{property.Name}: must be an object");
@@ -255,6 +277,12 @@ public static class ConfigLoader
 
                         foreach (var inner in property.Value.EnumerateObject())
                         {
+                            if (property.Name == "mesh" && inner.Name == "ports")
+                            {
+                                ReadMeshPorts(draft, inner.Value, errors);
+                                continue;
+                            }
+
                             ApplyScalar(draft, $"{property.Name}.{inner.Name}", inner.Value, errors);
                         }
 
@@ -309,7 +337,7 @@ public static class ConfigLoader
 
     private static void ReadListener(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "address", "service", "protocol", "routes", "sni", "tls", "authorization", "jwt"))
+        if (!CheckKeys(e, key, errors, "name", "address", "service", "protocol", "routes", "sni", "tls", "authorization", "jwt", "mesh"))
         {
             return;
         }
@@ -407,16 +435,46 @@ public static class ConfigLoader
             ok &= tls is not null;
         }
 
+        // Mesh mTLS termination for peers that dial this listener directly.
+        MeshMode? mesh = null;
+        if (e.TryGetProperty("mesh", out _))
+        {
+            var text = ReadString(e, "mesh", key, errors);
+            if (text is null)
+            {
+                ok = false;
+            }
+            else if (text == "disable" || MeshConfig.ParseMode(text, out var mode) is not null)
+            {
+                errors.Add($"{key}.mesh: \"{text}\" is not one of strict, permissive (leave the key out for no mesh TLS)");
+                ok = false;
+            }
+            else if (tls is not null)
+            {
+                errors.Add($"{key}.mesh: a listener terminates either its own tls or mesh mTLS, not both");
+                ok = false;
+            }
+            else if (hasSni)
+            {
+                errors.Add($"{key}.mesh: SNI routes forward TLS unterminated; mesh mTLS cannot be terminated on the same listener");
+                ok = false;
+            }
+            else
+            {
+                mesh = mode;
+            }
+        }
+
         if (ok && name is not null && address is not null && service is not null)
         {
-            draft.Listeners.Add(new ListenerConfig(name, address, service) { Protocol = protocol, Routes = routes, Sni = sni, Tls = tls, Authorization = authorization, Jwt = jwt });
+            draft.Listeners.Add(new ListenerConfig(name, address, service) { Protocol = protocol, Routes = routes, Sni = sni, Tls = tls, Authorization = authorization, Jwt = jwt, Mesh = mesh });
             draft.ListenerKeys.Add(key);
         }
     }
 
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls"))
+        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls", "mesh"))
         {
             return;
         }
@@ -536,6 +594,19 @@ public static class ConfigLoader
             ok &= tls is not null;
         }
 
+        // Mesh mTLS to the endpoints' sidecars.
+        ServiceMeshConfig? mesh = null;
+        if (e.TryGetProperty("mesh", out var meshElement))
+        {
+            mesh = ReadServiceMesh(meshElement, $"{key}.mesh", errors);
+            ok &= mesh is not null || meshElement.ValueKind == JsonValueKind.False;
+            if (mesh is not null && tls is not null)
+            {
+                errors.Add($"{key}.mesh: a service is reached either with its own tls or with mesh mTLS, not both");
+                ok = false;
+            }
+        }
+
         if (ok && name is not null && addresses is not null && endpoints is not null)
         {
             draft.Services.Add(new ServiceConfig(name, addresses, endpoints)
@@ -549,8 +620,104 @@ public static class ConfigLoader
                 UpstreamProtocol = upstreamProtocol,
                 Sni = sni,
                 Tls = tls,
+                Mesh = mesh,
             });
             draft.ServiceKeys.Add(key);
+        }
+    }
+
+    /// <summary>A service's "mesh": true, false (not meshed: null without error), or { "identity": "spiffe://..." }.</summary>
+    private static ServiceMeshConfig? ReadServiceMesh(JsonElement e, string key, List<string> errors)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.True:
+                return new ServiceMeshConfig();
+            case JsonValueKind.False:
+                return null;
+            case JsonValueKind.Object:
+                if (!CheckKeys(e, key, errors, "identity"))
+                {
+                    return null;
+                }
+
+                if (!e.TryGetProperty("identity", out _))
+                {
+                    return new ServiceMeshConfig();
+                }
+
+                var identity = ReadString(e, "identity", key, errors);
+                if (identity is null)
+                {
+                    return null;
+                }
+
+                if (CheckIdentityPattern(identity) is { } error)
+                {
+                    errors.Add($"{key}.identity: {error}");
+                    return null;
+                }
+
+                return new ServiceMeshConfig { Identity = identity };
+            default:
+                errors.Add($"{key}: must be true, false or {{ \"identity\": \"spiffe://...\" }}");
+                return null;
+        }
+    }
+
+    /// <summary>
+    /// The shape of an identity pattern: "*", a SPIFFE ID, or one ending in "/*" (trust domain, namespace, path prefix).
+    /// The sidecar parses it fully at start (Proxy.Tls IdentityPattern) and names this key if it is still wrong.
+    /// </summary>
+    internal static string? CheckIdentityPattern(string text)
+    {
+        if (text == "*")
+        {
+            return null;
+        }
+
+        if (!text.StartsWith("spiffe://", StringComparison.Ordinal))
+        {
+            return $"\"{text}\" is not a SPIFFE ID (spiffe://<trust-domain>/ns/<namespace>/sa/<account>), a pattern ending in /* or *";
+        }
+
+        var star = text.IndexOf('*', StringComparison.Ordinal);
+        return star >= 0 && (star != text.Length - 1 || text[^2] != '/')
+            ? $"\"{text}\": '*' may only be the whole pattern or its whole last segment (spiffe://td/ns/prod/*)"
+            : null;
+    }
+
+    /// <summary>"mesh.ports": { "8080": "strict", "9000": "disable" } — inbound modes by destination port.</summary>
+    private static void ReadMeshPorts(ConfigDraft draft, JsonElement e, List<string> errors)
+    {
+        if (e.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add("mesh.ports: must be an object { \"8080\": \"strict\", ... }");
+            return;
+        }
+
+        foreach (var port in e.EnumerateObject())
+        {
+            var key = $"mesh.ports.{port.Name}";
+            if (!int.TryParse(port.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var number) || number is < 1 or > 65535)
+            {
+                errors.Add($"{key}: \"{port.Name}\" is not a port (1-65535)");
+                continue;
+            }
+
+            if (port.Value.ValueKind != JsonValueKind.String)
+            {
+                errors.Add($"{key}: must be a string (strict, permissive, disable)");
+                continue;
+            }
+
+            if (MeshConfig.ParseMode(port.Value.GetString()!, out var mode) is { } error)
+            {
+                errors.Add($"{key}: {error}");
+                continue;
+            }
+
+            draft.MeshPorts[number] = mode;
         }
     }
 
@@ -769,6 +936,8 @@ public static class ConfigLoader
 
     private static void Validate(ConfigDraft d, List<string> errors)
     {
+        ValidateMesh(d, errors);
+
         var services = new Dictionary<string, int>(StringComparer.Ordinal);
         var virtualAddresses = new Dictionary<IPEndPoint, string>();
         for (var i = 0; i < d.Services.Count; i++)
@@ -835,6 +1004,59 @@ public static class ConfigLoader
             }
 
             bound.Add((address, key));
+        }
+    }
+
+    /// <summary>
+    /// The mesh identity comes as a whole (certificate, key, trust bundle) or not at all; what needs it (meshed services,
+    /// mesh listeners, an explicit inbound mode) says so when it is missing.
+    /// </summary>
+    private static void ValidateMesh(ConfigDraft d, List<string> errors)
+    {
+        var given = new List<string>();
+        var missing = new List<string>();
+        (d.MeshCertificate is null ? missing : given).Add("mesh.certificate");
+        (d.MeshKey is null ? missing : given).Add("mesh.key");
+        (d.MeshTrustBundle is null ? missing : given).Add("mesh.trustBundle");
+        if (given.Count > 0 && missing.Count > 0)
+        {
+            errors.Add($"{missing[0]}: missing ({string.Join(", ", given)} given; the mesh identity needs certificate, key and trustBundle)");
+            return;
+        }
+
+        if (missing.Count == 0)
+        {
+            return;
+        }
+
+        const string Needs = "needs the mesh identity (mesh.certificate, mesh.key, mesh.trustBundle, or --mesh-certificate, --mesh-key, --mesh-trust-bundle)";
+        for (var i = 0; i < d.Services.Count; i++)
+        {
+            if (d.Services[i].Mesh is not null)
+            {
+                errors.Add($"{d.ServiceKeys[i]}.mesh: {Needs}");
+            }
+        }
+
+        for (var i = 0; i < d.Listeners.Count; i++)
+        {
+            if (d.Listeners[i].Mesh is not null)
+            {
+                errors.Add($"{d.ListenerKeys[i]}.mesh: {Needs}");
+            }
+        }
+
+        if (d.MeshMode == MeshMode.Strict)
+        {
+            errors.Add($"mesh.mode: strict {Needs}");
+        }
+
+        foreach (var (port, mode) in d.MeshPorts)
+        {
+            if (mode == MeshMode.Strict)
+            {
+                errors.Add($"mesh.ports.{port}: strict {Needs}");
+            }
         }
     }
 

@@ -33,6 +33,9 @@ public sealed record ProxyConfig
     /// <summary>TLS termination and origination settings shared by every listener and service; file section <c>tls</c>.</summary>
     public TlsConfig Tls { get; init; } = new();
 
+    /// <summary>Mesh mTLS between sidecars: the workload identity, trust bundle and inbound modes; file section <c>mesh</c>.</summary>
+    public MeshConfig Mesh { get; init; } = new();
+
     /// <summary>Explicit (non-captured) listeners, each forwarding to one service.</summary>
     public IReadOnlyList<ListenerConfig> Listeners { get; init; } = [];
 
@@ -115,6 +118,12 @@ public sealed record ListenerConfig(string Name, IPEndPoint Address, string Serv
 
     /// <summary>Config key <c>jwt</c>: end-user JWT authentication for this listener's HTTP requests (routes may override).</summary>
     public JwtConfig? Jwt { get; init; }
+
+    /// <summary>
+    /// Config key <c>mesh</c> (strict or permissive): terminate mesh mTLS from peer sidecars on this listener (they dial it
+    /// directly: no capture), then forward to <see cref="Service"/> as the listener's protocol would. Null: no mesh TLS.
+    /// </summary>
+    public MeshMode? Mesh { get; init; }
 }
 
 /// <summary>What an explicit listener speaks.</summary>
@@ -219,6 +228,9 @@ public sealed record ServiceConfig(string Name, IReadOnlyList<IPEndPoint> Addres
 
     /// <summary>Config key <c>tls</c>: speak TLS to the endpoints (origination); null: plaintext.</summary>
     public UpstreamTlsConfig? Tls { get; init; }
+
+    /// <summary>Config key <c>mesh</c>: the endpoints run sidecars of this mesh: speak mesh mTLS to them; null: not meshed.</summary>
+    public ServiceMeshConfig? Mesh { get; init; }
 
     /// <summary>The weight of endpoint <paramref name="index"/> (1 when no weights are given).</summary>
     public int WeightOf(int index) => Weights.Count == 0 ? 1 : Weights[index];

@@ -161,6 +161,27 @@ public sealed class Setting
             "How long a TLS handshake (termination on a listener, or origination to an upstream) may take before it is abandoned (e.g. 10s).",
             static c => ValueParsers.FormatDuration(c.Tls.HandshakeTimeout),
             static (d, t) => ValueParsers.ParseDuration(t, allowOff: false, out d.TlsHandshakeTimeout)),
+        // --- mesh mTLS (MeshConfig) ---
+        new("mesh-certificate", "mesh.certificate",
+            "The workload certificate chain (PEM, leaf first; its URI SAN is the sidecar's SPIFFE ID). With --mesh-key and --mesh-trust-bundle it turns the mesh on.",
+            static c => c.Mesh.CertificatePath ?? "",
+            static (d, t) => PathOrNone(t, out d.MeshCertificate)),
+        new("mesh-key", "mesh.key",
+            "The workload's private key (PEM).",
+            static c => c.Mesh.KeyPath ?? "",
+            static (d, t) => PathOrNone(t, out d.MeshKey)),
+        new("mesh-trust-bundle", "mesh.trustBundle",
+            "The mesh root CA certificates (PEM) peers' certificates must chain to.",
+            static c => c.Mesh.TrustBundlePath ?? "",
+            static (d, t) => PathOrNone(t, out d.MeshTrustBundle)),
+        new("mesh-mode", "mesh.mode",
+            "Inbound mesh mTLS on ports without their own mode (mesh.ports): strict (plaintext refused), permissive (both accepted), disable.",
+            static c => MeshConfig.Name(c.Mesh.Mode),
+            static (d, t) => MeshConfig.ParseMode(t, out d.MeshMode)),
+        new("mesh-http2", "mesh.http2",
+            "Carry HTTP/1.1 requests to meshed services as HTTP/2 between the sidecars (the app still sees HTTP/1.1) (true or false).",
+            static c => Bool(c.Mesh.Http2),
+            static (d, t) => ValueParsers.ParseBool(t, out d.MeshHttp2)),
         new("log-level", "logLevel",
             "Minimum log level: trace, debug, information, warning, error, critical, none.",
             static c => c.LogLevel,
@@ -200,6 +221,12 @@ public sealed class Setting
         SpliceMode.Never => "off",
         _ => "auto",
     };
+
+    private static string? PathOrNone(string text, out string? path)
+    {
+        path = text.Length == 0 ? null : text;
+        return null;
+    }
 
     private static string? ParseAccessLog(string text, out string? target)
     {

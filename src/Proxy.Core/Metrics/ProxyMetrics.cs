@@ -57,6 +57,7 @@ public sealed class ProxyMetrics : IDisposable
         // --- TLS termination and origination (Proxy.Tls) ---
         TlsHandshakes = _meter.CreateCounter<long>("proxy_tls_handshakes", "{handshake}", "TLS handshakes by listener (or service, for origination), role and result.");
         PeerConnections = _meter.CreateCounter<long>("proxy_tls_peer_connections", "{connection}", "TLS-terminated connections by listener, peer identity (bounded) and transport (mtls, tls).");
+        MeshInbound = _meter.CreateCounter<long>("proxy_mesh_inbound_connections", "{connection}", "Connections on mesh-aware inbound ports by listener, the port's mesh mode and what arrived (mtls, plaintext, tls, refused).");
     }
 
     /// <summary>
@@ -180,6 +181,13 @@ public sealed class ProxyMetrics : IDisposable
     /// Exported as <c>proxy_tls_peer_connections_total</c>.
     /// </summary>
     public Counter<long> PeerConnections { get; }
+
+    /// <summary>
+    /// Tags "listener", "mode" (strict, permissive: the mesh mode of the port dialled) and "result": mtls (mesh mTLS from
+    /// a peer sidecar, terminated; its handshake outcome is in <see cref="TlsHandshakes"/>), plaintext or tls (the app's own
+    /// TLS) accepted in permissive mode, refused (strict mode, not mesh mTLS).
+    /// </summary>
+    public Counter<long> MeshInbound { get; }
 
     /// <summary>Distinct peer identities given their own "peer" label value; later ones count as "other".</summary>
     public const int MaxPeerLabels = 256;

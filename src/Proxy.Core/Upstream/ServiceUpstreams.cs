@@ -8,4 +8,11 @@ namespace Proxy.Core.Upstream;
 /// <param name="Connector">Opaque TCP connections (TcpProxy).</param>
 /// <param name="Http1Pool">HTTP/1.1 exchanges.</param>
 /// <param name="Http2Pool">HTTP/2 streams (services with upstream protocol http2, or "same" for HTTP/2 clients).</param>
-public sealed record ServiceUpstreams(IUpstreamConnector? Connector, IUpstreamPool? Http1Pool, IUpstreamPool? Http2Pool);
+public sealed record ServiceUpstreams(IUpstreamConnector? Connector, IUpstreamPool? Http1Pool, IUpstreamPool? Http2Pool)
+{
+    /// <summary>
+    /// Mesh: HTTP/1.1 requests (not 1.0, not Upgrade or CONNECT) of a service whose upstream protocol is "same" go as
+    /// HTTP/2 streams over <see cref="Http2Pool"/>, marked so that the peer sidecar gives them to its app as HTTP/1.1.
+    /// </summary>
+    public bool UpgradeHttp1 { get; init; }
+}

@@ -131,6 +131,9 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private bool _hasBody;
     private UpstreamAddress _address;
     private HeaderMutations _requestMutations = HeaderMutations.None;
+
+    // This request goes to a peer sidecar as an HTTP/2 stream although its client spoke HTTP/1.1 (mesh, ChoosePool).
+    private bool _meshUpgrade;
     private HeaderMutations _responseMutations = HeaderMutations.None;
     private Endpoint? _pickedEndpoint;
     private long _endpointToken;
@@ -636,14 +639,40 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     /// </summary>
     private IUpstreamPool ChoosePool(UpstreamProtocol protocol, ServiceUpstreams? own)
     {
+        _meshUpgrade = false;
         var http1 = own?.Http1Pool ?? _forwarder.Pool;
         if ((own?.Http2Pool ?? _forwarder.Http2Pool) is not { } http2 || _request.IsUpgrade || _request.Method == Http1Method.Connect)
         {
             return http1;
         }
 
-        return protocol == UpstreamProtocol.Http2 || (protocol == UpstreamProtocol.Same && _isHttp2Lane) ? http2 : http1;
+        if (protocol != UpstreamProtocol.Same)
+        {
+            return protocol == UpstreamProtocol.Http2 ? http2 : http1;
+        }
+
+        if (_isHttp2Lane)
+        {
+            // A stream a peer sidecar upgraded from HTTP/1.1 (mesh mTLS only: a client cannot ask for this) goes to the
+            // app as the HTTP/1.1 it was.
+            return _peer is { Transport: PeerTransport.MutualTls } && IsMeshUpgraded(_request.Headers) ? http1 : http2;
+        }
+
+        _meshUpgrade = own is { UpgradeHttp1: true } && _request.Version == Http1Version.Http11;
+        return _meshUpgrade ? http2 : http1;
     }
+
+    /// <summary>
+    /// The field a sidecar adds to an HTTP/1.1 request it carries to a peer sidecar as an HTTP/2 stream (mesh mTLS), so
+    /// the peer hands it to its app as HTTP/1.1 again (Linkerd's l5d-orig-proto). Never forwarded to an app: every copy
+    /// is dropped when a request head is written.
+    /// </summary>
+    internal static ReadOnlySpan<byte> MeshOrigProtoName => "proxy-mesh-orig-proto"u8;
+
+    private static ReadOnlySpan<byte> MeshOrigProtoHttp11 => "HTTP/1.1"u8;
+
+    private static bool IsMeshUpgraded(Http1HeaderList headers)
+        => headers.TryGetValue(MeshOrigProtoName, out var value) && value.SequenceEqual(MeshOrigProtoHttp11);
 
     /// <summary>
     /// A gRPC call: proxy-made failures answer in gRPC form, and its <c>grpc-timeout</c> (forwarded unchanged) also
@@ -1021,6 +1050,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             Http1HeadWriter.WriteHeader(writer, _subjectHeader, _subjectValue);
         }
 
+        if (_meshUpgrade)
+        {
+            Http1HeadWriter.WriteHeader(writer, MeshOrigProtoName, MeshOrigProtoHttp11);
+        }
+
         if (head.BodyKind == Http1BodyKind.Chunked)
         {
             writer.Write("Transfer-Encoding: chunked\r\n"u8);
@@ -1112,6 +1146,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             }
 
             if (drop is not null && name.Length == drop.Length && System.Text.Ascii.EqualsIgnoreCase(name, drop))
+            {
+                continue;
+            }
+
+            if (name.Length == MeshOrigProtoName.Length && System.Text.Ascii.EqualsIgnoreCase(name, MeshOrigProtoName))
             {
                 continue;
             }

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Proxy.Core.Addresses;
 using Proxy.Core.Balancing;
 using Proxy.Core.Capture;
+using Proxy.Core.Configuration;
 using Proxy.Core.Detection;
 using Proxy.Core.Discovery;
 using Proxy.Core.Identity;
@@ -13,6 +14,7 @@ using Proxy.Http.Authorization;
 using Proxy.Http.Forwarding;
 using Proxy.Http.Http2.Server;
 using Proxy.Tls.Connections;
+using Proxy.Tls.Mesh;
 using Proxy.Tls.Termination;
 
 namespace Proxy.Sidecar.App;
@@ -95,6 +97,11 @@ internal sealed partial class ListenerHandler
     private readonly AuthorizationState? _authorization;
     private readonly Action<ConnectionContext>? _connectionHook;
 
+    // Mesh mTLS termination (inbound capture listener, explicit listeners with "mesh"): null when the mesh is off here.
+    private readonly MeshInboundStage? _mesh;
+    private readonly MeshMode? _listenerMesh;
+    private readonly HttpStage? _meshHttp;
+
     public ListenerHandler(
         string name,
         ListenerKind kind,
@@ -112,8 +119,14 @@ internal sealed partial class ListenerHandler
         SniRouter? listenerSni = null,
         TlsTerminator? terminator = null,
         AuthorizationState? authorization = null,
-        Action<ConnectionContext>? connectionHook = null)
+        Action<ConnectionContext>? connectionHook = null,
+        MeshInboundStage? mesh = null,
+        MeshMode? listenerMesh = null,
+        HttpStage? meshHttp = null)
     {
+        _mesh = kind == ListenerKind.Outbound || (kind == ListenerKind.Explicit && listenerMesh is null) ? null : mesh;
+        _listenerMesh = listenerMesh;
+        _meshHttp = meshHttp ?? http;
         _authorization = authorization;
         _connectionHook = connectionHook;
         _name = name;
@@ -166,6 +179,36 @@ internal sealed partial class ListenerHandler
             TlsConnection? tls = null;
             try
             {
+                // --- mesh mTLS from peer sidecars (inbound, mesh listeners): terminated here; strict refuses the rest ---
+                if (_mesh is not null && connection.Features.Get<IConnectionSocketFeature>()?.Socket is { } meshSocket)
+                {
+                    var port = destination.Port != 0 ? destination.Port : (connection.LocalEndPoint as System.Net.IPEndPoint)?.Port ?? 0;
+                    var mode = _mesh.ModeFor(port, _listenerMesh);
+                    if (mode != MeshMode.Disable)
+                    {
+                        var deadline = Environment.TickCount64 + (long)Math.Ceiling(_mesh.Timeout.TotalMilliseconds);
+                        switch (await _mesh.ArriveAsync(_name, connection, meshSocket, mode, port, deadline))
+                        {
+                            case MeshArrival.Closed:
+                                return;
+                            case MeshArrival.Mesh:
+                                tls = await _mesh.TerminateAsync(connection);
+                                if (tls is null)
+                                {
+                                    return;
+                                }
+
+                                CountPeer(tls);
+                                await HandleMeshAsync(tls, destination);
+                                return;
+                            case MeshArrival.Silent:
+                                // Nothing arrived within the detection timeout: a server-speaks-first client (as detection would decide).
+                                await ForwardOpaqueAsync(connection, destination);
+                                return;
+                        }
+                    }
+                }
+
                 // --- TLS termination (explicit listeners with tls): the stages below see the decrypted connection ---
                 if (_terminator is not null)
                 {
@@ -175,15 +218,7 @@ internal sealed partial class ListenerHandler
                         return;
                     }
 
-                    if (tls.Features.Get<IPeerIdentityFeature>() is { } peer)
-                    {
-                        _metrics.PeerConnections.Add(
-                            1,
-                            new KeyValuePair<string, object?>("listener", _name),
-                            new KeyValuePair<string, object?>("peer", _metrics.PeerLabel(peer.PeerIdentity)),
-                            new KeyValuePair<string, object?>("transport", peer.Transport == PeerTransport.MutualTls ? "mtls" : "tls"));
-                    }
-
+                    CountPeer(tls);
                     await HandleDecryptedAsync(tls, destination);
                     return;
                 }
@@ -308,6 +343,45 @@ internal sealed partial class ListenerHandler
         _metrics.ConnectFailures.Add(1, new KeyValuePair<string, object?>("listener", _name), new KeyValuePair<string, object?>("service", service), new KeyValuePair<string, object?>("cause", cause));
         LogUnroutable(_logger, _name, connection.RemoteEndPoint, reason);
         connection.Abort(new ConnectionAbortedException(reason));
+    }
+
+    private void CountPeer(TlsConnection tls)
+    {
+        if (tls.Features.Get<IPeerIdentityFeature>() is { } peer)
+        {
+            _metrics.PeerConnections.Add(
+                1,
+                new KeyValuePair<string, object?>("listener", _name),
+                new KeyValuePair<string, object?>("peer", _metrics.PeerLabel(peer.PeerIdentity)),
+                new KeyValuePair<string, object?>("transport", peer.Transport == PeerTransport.MutualTls ? "mtls" : "tls"));
+        }
+    }
+
+    /// <summary>
+    /// After mesh termination, by the inner protocol the ALPN chose: HTTP/2 streams to the HTTP/2 server, HTTP/1.1 to the
+    /// forwarder (both routed as the listener routes plaintext: the app's address on the inbound listener, the listener's
+    /// service or routes on an explicit one), opaque TCP to the TCP stage. Policies see the verified peer identity.
+    /// </summary>
+    private async Task HandleMeshAsync(TlsConnection connection, Destination destination)
+    {
+        var inner = MeshInboundStage.InnerProtocol(connection);
+        if (inner is MeshInnerProtocol.Http2 or MeshInnerProtocol.Http1 && _meshHttp is { } http)
+        {
+            var routing = http.ListenerRouting
+                ?? (destination.Service is { } service ? http.ForService(service) : Http1Routing.ForAddress(destination.Address));
+            if (inner == MeshInnerProtocol.Http2)
+            {
+                await http.Http2.HandleAsync(connection, routing, connection.ConnectionClosed);
+            }
+            else
+            {
+                await http.Forwarder.HandleAsync(connection, routing, connection.ConnectionClosed);
+            }
+
+            return;
+        }
+
+        await ForwardOpaqueAsync(connection, destination);
     }
 
     /// <summary>After termination: ALPN h2 to the HTTP/2 server; else the listener's protocol (HTTP/1.1, h2c preface, or opaque).</summary>

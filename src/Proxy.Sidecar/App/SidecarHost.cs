@@ -22,6 +22,8 @@ using Proxy.Http.Telemetry;
 using Proxy.Sidecar.Admin;
 using Proxy.Tls.Passthrough;
 using Proxy.Tls.Certificates;
+using Proxy.Tls.Identity;
+using Proxy.Tls.Mesh;
 using Proxy.Tls.Origination;
 using Proxy.Tls.Termination;
 
@@ -57,6 +59,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
     private Http2UpstreamPool? _http2Pool;
     private Http2UpstreamPool? _inboundHttp2Pool;
     private readonly List<FileCertificateSource> _certificateSources = [];
+    private MeshTrust? _meshTrust;
     private JsonAccessLog? _accessLog;
     private readonly List<IAsyncDisposable> _servicePools = [];
 
@@ -153,10 +156,38 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         _http2Pool = new Http2UpstreamPool(_connector, http2PoolOptions, Metrics, _loggerFactory);
         _inboundHttp2Pool = new Http2UpstreamPool(_inboundConnector, http2PoolOptions, Metrics, _loggerFactory);
 
+        // Mesh identity (issue 5 part 4): the workload certificate (watched), the trust bundle, checked now.
+        var mesh = _config.Mesh.Enabled ? LoadMesh(logger) : null;
+
         // TLS origination: services with "tls" get their own connectors (ALPN by upstream protocol) and pools.
         var tlsLogger = _loggerFactory.CreateLogger<TlsUpstreamConnector>();
         ServiceUpstreams? UpstreamsFor(ServiceConfig service)
         {
+            if (service.Mesh is { } serviceMesh && mesh is not null)
+            {
+                // Mesh mTLS to the endpoints' sidecars: the workload certificate, the mesh's trust and the expected
+                // identity; ALPN says what is inside (HTTP/1.1, HTTP/2 or opaque TCP), one connector and pool per protocol.
+                if (!IdentityPattern.TryParse(serviceMesh.Identity, out var expected, out var patternError))
+                {
+                    throw new CertificateLoadException($"service {service.Name}: mesh.identity: {patternError}");
+                }
+
+                var meshOptions = new TlsClientOptions
+                {
+                    ClientCertificate = mesh.Certificate,
+                    PeerTrust = mesh.Trust,
+                    ExpectedPeer = serviceMesh.Identity == "*" ? null : expected,
+                    HandshakeTimeout = _config.Tls.HandshakeTimeout,
+                };
+                TlsUpstreamConnector MeshConnector(MeshInnerProtocol inner)
+                    => new(_connector, meshOptions with { ApplicationProtocols = [MeshAlpn.For(inner)] }, service.Name, Metrics, tlsLogger);
+                var meshHttp1 = new UpstreamPool(MeshConnector(MeshInnerProtocol.Http1), poolOptions, Metrics, _loggerFactory);
+                var meshHttp2 = new Http2UpstreamPool(MeshConnector(MeshInnerProtocol.Http2), http2PoolOptions, Metrics, _loggerFactory);
+                _servicePools.Add(meshHttp1);
+                _servicePools.Add(meshHttp2);
+                return new ServiceUpstreams(MeshConnector(MeshInnerProtocol.Tcp), meshHttp1, meshHttp2) { UpgradeHttp1 = _config.Mesh.Http2 };
+            }
+
             if (service.Tls is not { } tls)
             {
                 return null;
@@ -294,16 +325,36 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
         var tlsStage = new TlsPassthroughStage(new ClientHelloPeeker(), _config.Detect.Timeout, serviceSni, logger);
 
+        MeshInboundStage? MeshStageFor(string name)
+            => mesh is null ? null : new MeshInboundStage(
+                _config.Mesh,
+                new TlsTerminator(name, new TlsServerOptions
+                {
+                    Certificate = mesh.Certificate,
+                    ApplicationProtocols = MeshAlpn.All,
+                    PeerTrust = mesh.Trust,
+                    HandshakeTimeout = _config.Tls.HandshakeTimeout,
+                }, Metrics, _loggerFactory.CreateLogger<TlsTerminator>()),
+                new ClientHelloPeeker(),
+                _config.Detect.Timeout,
+                Metrics,
+                logger);
+
         void AddListener(string name, IPEndPoint address, ListenerKind kind, ListenerConfig? explicitListener)
         {
             var detector = kind == ListenerKind.Explicit ? null : new ProtocolDetector(name, detectOptions, Metrics, detectLogger);
             var httpStage = explicitListener is { Protocol: ListenerProtocol.Tcp } ? null : HttpFor(name, kind, explicitListener);
+            var meshStage = kind == ListenerKind.Inbound || explicitListener?.Mesh is not null ? MeshStageFor(name) : null;
+
+            // A TCP listener with mesh still serves the HTTP a peer sidecar sends inside mesh mTLS (to its service).
+            var meshHttp = meshStage is not null && httpStage is null ? HttpFor(name, kind, explicitListener! with { Protocol = ListenerProtocol.Http }) : null;
             var service = explicitListener is { Service.Length: > 0 } ? services.FindByName(explicitListener.Service) : null;
             var listenerSni = explicitListener is { Sni.Count: > 0 } ? SniRouter.Build(explicitListener.Sni, services, service) : null;
             var terminator = explicitListener?.Tls is { } tls ? TerminatorFor(name, tls) : null;
             var handler = new ListenerHandler(name, kind, service, services, _resolver, kind == ListenerKind.Inbound ? inboundTcp : tcp, tcpContext with { ListenerName = name },
                 _config.Tcp.MaxConnections, Metrics, logger, detector, httpStage, tlsStage, listenerSni, terminator,
-                kind == ListenerKind.Inbound || explicitListener is { Authorization: true } ? Authorization : null, ConnectionHookForTests);
+                kind == ListenerKind.Inbound || explicitListener is { Authorization: true } ? Authorization : null, ConnectionHookForTests,
+                meshStage, explicitListener?.Mesh, meshHttp);
             _kestrelOptions.Listen(address, options =>
             {
                 options.Use(_ => handler.HandleAsync);
@@ -353,6 +404,52 @@ internal sealed partial class SidecarHost : IAsyncDisposable
     }
 
     // --- TLS ---
+
+    /// <summary>The sidecar's mesh identity: its certificate source and the mesh's trust.</summary>
+    private sealed record MeshIdentity(FileCertificateSource Certificate, MeshTrust Trust);
+
+    /// <summary>
+    /// Loads the workload certificate (watched: a rotated file applies to new handshakes) and the trust bundle, and checks
+    /// that the certificate is a mesh identity the bundle vouches for; every failure names its config key.
+    /// </summary>
+    private MeshIdentity LoadMesh(ILogger logger)
+    {
+        var config = _config.Mesh;
+        FileCertificateSource certificate;
+        try
+        {
+            certificate = WatchCertificate("mesh", config.CertificatePath!, config.KeyPath!);
+        }
+        catch (CertificateLoadException e)
+        {
+            throw new CertificateLoadException($"mesh.certificate: {e.Message}", e);
+        }
+
+        MeshTrust trust;
+        try
+        {
+            trust = MeshTrust.FromPemFile(config.TrustBundlePath!);
+        }
+        catch (CertificateLoadException e)
+        {
+            throw new CertificateLoadException($"mesh.trustBundle: {e.Message}", e);
+        }
+
+        _meshTrust = trust;
+        var check = trust.Verify(certificate.Certificate, [.. certificate.Current.IntermediateCertificates], PeerRole.Server);
+        if (!check.IsValid)
+        {
+            throw new CertificateLoadException($"mesh.certificate: {config.CertificatePath} is not a usable mesh identity: {check.Reason}");
+        }
+
+        var identity = check.Identity!.Uri;
+        var mode = MeshConfig.Name(config.Mode);
+        LogMeshIdentity(logger, identity, certificate.NotAfter, mode);
+        return new MeshIdentity(certificate, trust);
+    }
+
+    [LoggerMessage(EventId = 4402, Level = LogLevel.Information, Message = "Mesh identity {Identity} (certificate valid until {NotAfter:u}); inbound mode {Mode}")]
+    private static partial void LogMeshIdentity(ILogger logger, string identity, DateTimeOffset notAfter, string mode);
 
     /// <summary>
     /// A certificate and key from PEM files, reloaded when the files change (new handshakes present the new one,
@@ -461,6 +558,8 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         {
             source.Dispose();
         }
+
+        _meshTrust?.Dispose();
 
         if (_accessLog is not null)
         {

@@ -24,6 +24,16 @@ public sealed record TlsClientOptions
     /// <summary>The client certificate presented when the endpoint asks (mutual TLS); null: none.</summary>
     public ICertificateSource? ClientCertificate { get; init; }
 
+    /// <summary>
+    /// Mesh mutual TLS: the endpoint's certificate is verified by the mesh's trust (chain to its roots, serverAuth usage,
+    /// a SPIFFE ID in the root's trust domain matching <see cref="ExpectedPeer"/>) instead of by name and
+    /// <see cref="TrustedAuthorities"/>. A refusal fails the connect with the verification's reason.
+    /// </summary>
+    public Identity.MeshTrust? PeerTrust { get; init; }
+
+    /// <summary>With <see cref="PeerTrust"/>: the identities the endpoint may prove (null: any identity of the mesh).</summary>
+    public Identity.IdentityPattern? ExpectedPeer { get; init; }
+
     /// <summary>Accept any certificate (no chain, no name check). For tests and migrations only; whoever configures it should log a warning (the sidecar does, once per service).</summary>
     public bool InsecureSkipVerify { get; init; }
 

@@ -73,7 +73,7 @@ public sealed partial class TlsUpstreamConnector : IUpstreamConnector
             TargetHost = targetHost,
             ApplicationProtocols = _alpn,
             EnabledSslProtocols = _options.EnabledProtocols,
-            CertificateChainPolicy = _chainPolicy,
+            CertificateChainPolicy = _options.PeerTrust is null ? _chainPolicy : null,
             CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
             ClientCertificateContext = _options.ClientCertificate?.Current,
             RemoteCertificateValidationCallback = validation.Callback,
@@ -141,6 +141,19 @@ public sealed partial class TlsUpstreamConnector : IUpstreamConnector
 
         public bool Callback(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
         {
+            if (owner._options.PeerTrust is { } trust)
+            {
+                var verification = trust.Verify(certificate, chain, Identity.PeerRole.Server, owner._options.ExpectedPeer);
+                if (verification.IsValid)
+                {
+                    return true;
+                }
+
+                Result = Identity.PeerVerificationErrors.Code(verification.Error);
+                Detail = $"the peer sidecar was refused: {verification.Reason}";
+                return false;
+            }
+
             if (owner._options.InsecureSkipVerify || errors == SslPolicyErrors.None)
             {
                 return true;

@@ -40,6 +40,9 @@ public readonly record struct ClientHelloPeekResult(
     ushort MaxVersion,
     int BytesPeeked)
 {
+    /// <summary>The mesh protocol the ClientHello's ALPN offers (<see cref="Mesh.MeshAlpn"/>): None for any other TLS client.</summary>
+    public Mesh.MeshInnerProtocol MeshProtocol { get; init; }
+
     /// <summary>Short text for logs and metric tags: parsed, not_tls, timeout, client_closed, failed, or the parse error.</summary>
     public string Describe() => Outcome switch
     {
@@ -129,7 +132,10 @@ public sealed class ClientHelloPeeker(SocketPeeker peeker)
         switch (result.Status)
         {
             case ClientHelloStatus.Parsed:
-                peekResult = new ClientHelloPeekResult(ClientHelloPeekOutcome.Parsed, ClientHelloError.None, hello.GetServerName(), hello.Flags, hello.MaxVersion, peeked);
+                peekResult = new ClientHelloPeekResult(ClientHelloPeekOutcome.Parsed, ClientHelloError.None, hello.GetServerName(), hello.Flags, hello.MaxVersion, peeked)
+                {
+                    MeshProtocol = Mesh.MeshAlpn.Offered(hello.AlpnProtocols),
+                };
                 return true;
             case ClientHelloStatus.Invalid:
                 var outcome = result.Error is ClientHelloError.NotHandshake or ClientHelloError.NotClientHello or ClientHelloError.BadRecordVersion

@@ -46,6 +46,14 @@ public sealed record TlsServerOptions
     /// </summary>
     public X509Certificate2Collection? ClientCertificateAuthorities { get; init; }
 
+    /// <summary>
+    /// Mesh mutual TLS: a client certificate is required and verified by the mesh's trust (chain to its roots, clientAuth
+    /// usage, a SPIFFE ID in the root's trust domain; <see cref="MeshTrust.Verify(X509Certificate2?, X509Certificate2Collection?, PeerRole, IdentityPattern?)"/>),
+    /// instead of SslStream's chain and <see cref="ClientCertificateValidator"/>. A refusal is counted with the
+    /// verification's code (e.g. <c>untrusted_issuer</c>, <c>expired</c>, <c>no_certificate</c>).
+    /// </summary>
+    public Identity.MeshTrust? PeerTrust { get; init; }
+
     /// <summary>Decides instead of the default rule (chain valid, certificate present when required).</summary>
     public ClientCertificateValidator? ClientCertificateValidator { get; init; }
 

@@ -146,7 +146,7 @@ public sealed partial class TlsTerminator
                 throw new AuthenticationException(FailureReason);
             }
 
-            var mode = o.ClientCertificateMode;
+            var mode = o.PeerTrust is null ? o.ClientCertificateMode : ClientCertificateMode.Required;
             var options = new SslServerAuthenticationOptions
             {
                 ServerCertificateContext = source.Current,
@@ -156,13 +156,30 @@ public sealed partial class TlsTerminator
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
                 AllowRenegotiation = false,
             };
-            if (mode != ClientCertificateMode.None)
+            if (o.PeerTrust is { } trust)
+            {
+                options.RemoteCertificateValidationCallback = (_, certificate, chain, _) => ValidateMesh(trust, certificate, chain);
+            }
+            else if (mode != ClientCertificateMode.None)
             {
                 options.CertificateChainPolicy = owner._clientChainPolicy;
                 options.RemoteCertificateValidationCallback = (_, certificate, chain, errors) => Validate(certificate as X509Certificate2, chain, errors);
             }
 
             return ValueTask.FromResult(options);
+        }
+
+        private bool ValidateMesh(Identity.MeshTrust trust, X509Certificate? certificate, X509Chain? chain)
+        {
+            var result = trust.Verify(certificate, chain, Identity.PeerRole.Client);
+            if (result.IsValid)
+            {
+                return true;
+            }
+
+            Failure = Identity.PeerVerificationErrors.Code(result.Error);
+            FailureReason = result.Reason;
+            return false;
         }
 
         private bool Validate(X509Certificate2? certificate, X509Chain? chain, SslPolicyErrors errors)
