@@ -132,6 +132,9 @@ internal sealed class SidecarMeshPeer : MeshPairPeer
 
     public override string Name { get; }
 
+    /// <summary>Mesh mTLS between the hops (sidecar-mtls), not plaintext.</summary>
+    public bool Mtls => _certificates is not null;
+
     public override string Description =>
         $"two sidecars ({_build.Flavor}{(_extraArguments.Count == 0 ? string.Empty : ", " + string.Join(' ', _extraArguments))}), " +
         "listeners \"protocol\": \"http\"; " +

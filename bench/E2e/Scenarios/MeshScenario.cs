@@ -108,6 +108,8 @@ internal sealed class MeshScenario : IScenario
                     }
                 }
             }
+
+            await NoteMeshTrafficAsync(running, report, cancellationToken);
         }
         finally
         {
@@ -212,6 +214,31 @@ internal sealed class MeshScenario : IScenario
         }
 
         return peers;
+    }
+
+    /// <summary>For sidecar-mtls: what its hops' /metrics say went over mesh mTLS during the whole run, as a report note.</summary>
+    private static async Task NoteMeshTrafficAsync(List<IPeer> running, MeshReport report, CancellationToken cancellationToken)
+    {
+        foreach (var peer in running)
+        {
+            if (peer is not SidecarMeshPeer { Mtls: true } sidecar || sidecar.Hops is not [var hop1, var hop2])
+            {
+                continue;
+            }
+
+            try
+            {
+                var hop2Metrics = await PrometheusText.FetchAsync(hop2.Ready, "/metrics", cancellationToken);
+                var hop1Metrics = await PrometheusText.FetchAsync(hop1.Ready, "/metrics", cancellationToken);
+                var note = MeshMetrics.Describe(peer.Name, hop2Metrics, hop1Metrics, MeshCertificates.IdentityOf("hop1"));
+                report.AddNote(note);
+                Console.WriteLine($"  {note}");
+            }
+            catch (E2eException ex)
+            {
+                report.AddNote($"{peer.Name}: reading its hops' admin /metrics failed ({ex.Message}); mTLS traffic not confirmed.");
+            }
+        }
     }
 
     private static async Task WarmUpAsync(WrkClient wrk, List<IPeer> peers, E2eOptions options, MeshReport report, CancellationToken cancellationToken)
