@@ -19,7 +19,7 @@ namespace Proxy.Sidecar.Tests.Capture;
 /// through the target (the server's peer is not the client) and that the target dialled exactly the
 /// original destination (the only place it can have learned it is SO_ORIGINAL_DST).
 /// </summary>
-public sealed class RealCaptureTests
+public sealed partial class RealCaptureTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 

@@ -53,6 +53,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
     [InlineData(GrpcPath.Inbound)]
+    [InlineData(GrpcPath.Mesh)]
     public async Task Unary_PayloadAndRequestMetadata_EchoedBack(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -75,6 +76,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
     [InlineData(GrpcPath.Inbound)]
+    [InlineData(GrpcPath.Mesh)]
     public async Task Unary_TwentyConcurrentCalls_EachGetsItsOwnReply(GrpcPath path)
     {
         // Concurrent streams on one client connection (and, through the sidecar, multiplexed upstream): no reply may
@@ -96,6 +98,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
     [InlineData(GrpcPath.Inbound)]
+    [InlineData(GrpcPath.Mesh)]
     public async Task ServerStream_HundredReplies_AllInOrderThenOk(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -117,6 +120,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
     [InlineData(GrpcPath.Inbound)]
+    [InlineData(GrpcPath.Mesh)]
     public async Task ClientStream_FiftyRequests_AllArriveInOrder(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -142,6 +146,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
     [InlineData(GrpcPath.Inbound)]
+    [InlineData(GrpcPath.Mesh)]
     public async Task Bidi_PingPong_EachReplyBeforeTheNextRequest(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -167,6 +172,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
     [InlineData(GrpcPath.Inbound)]
+    [InlineData(GrpcPath.Mesh)]
     public async Task LargeMessages_OneToFourMegabytes_ByteExactBothWays(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -197,6 +203,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
     [InlineData(GrpcPath.Inbound)]
+    [InlineData(GrpcPath.Mesh)]
     public async Task Metadata_ResponseHeadersAndTrailers_Arrive(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -231,6 +238,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
     [InlineData(GrpcPath.Inbound)]
+    [InlineData(GrpcPath.Mesh)]
     public async Task ServerError_StatusAndNonAsciiMessage_Preserved(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -275,6 +283,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
     [InlineData(GrpcPath.Inbound)]
+    [InlineData(GrpcPath.Mesh)]
     public async Task Deadline_ServerSlowerThanGrpcTimeout_DeadlineExceeded(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -297,6 +306,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
     [InlineData(GrpcPath.Inbound)]
+    [InlineData(GrpcPath.Mesh)]
     public async Task ClientCancellation_Unary_ServerSeesCallCancelled(GrpcPath path)
     {
         // The client's RST_STREAM(CANCEL) must reach the server as a reset of the upstream stream (or a closed
@@ -323,6 +333,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
     [InlineData(GrpcPath.Inbound)]
+    [InlineData(GrpcPath.Mesh)]
     public async Task ClientCancellation_BidiMidStream_ServerSeesCallCancelled(GrpcPath path)
     {
         var client = await ClientAsync(path);
@@ -347,6 +358,7 @@ public sealed class GrpcClientTests : IAsyncLifetime
     [InlineData(GrpcPath.Captured)]
     [InlineData(GrpcPath.CapturedPassthrough)]
     [InlineData(GrpcPath.Inbound)]
+    [InlineData(GrpcPath.Mesh)]
     public async Task ClientCancellation_ServerStreamMidStream_ServerSeesCallCancelled(GrpcPath path)
     {
         // The request is complete and replies are flowing (one every 50 ms, for a minute) when the client cancels.

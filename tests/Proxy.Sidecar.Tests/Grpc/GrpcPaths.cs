@@ -31,6 +31,13 @@ public enum GrpcPath
     /// the local app (the server), dialled from the inbound passthrough address 127.0.0.6.
     /// </summary>
     Inbound,
+
+    /// <summary>
+    /// Two sidecars with mesh mTLS between them, both captured: client (h2c) to sidecar A's outbound listener (original
+    /// destination the virtual address of <c>echo</c>, a meshed service whose endpoint is sidecar B), mesh mTLS (ALPN
+    /// proxy-mesh/h2) to B's inbound listener (strict), B to the server (original destination faked as the server).
+    /// </summary>
+    Mesh,
 }
 
 /// <summary>
@@ -44,6 +51,9 @@ internal sealed class GrpcPathSetup : IAsyncDisposable
 
     /// <summary>The service's virtual address (a ClusterIP-like address nothing listens on; the capture is faked).</summary>
     public static readonly IPEndPoint VirtualAddress = IPEndPoint.Parse("10.96.0.20:50051");
+
+    private readonly List<IAsyncDisposable> _more = [];
+    private Tls.MeshTestPki? _pki;
 
     private GrpcPathSetup(EndPoint address, SidecarHost? host)
     {
@@ -94,6 +104,31 @@ internal sealed class GrpcPathSetup : IAsyncDisposable
                 return await StartSidecarAsync(BaseConfig(), server, "outbound");
             case GrpcPath.Inbound:
                 return await StartSidecarAsync(BaseConfig(), server, "inbound");
+            case GrpcPath.Mesh:
+            {
+                var pki = new Tls.MeshTestPki();
+                try
+                {
+                    var inbound = await StartSidecarAsync(
+                        BaseConfig() with { Mesh = pki.MeshFor("spiffe://cluster.local/ns/shop/sa/echo", MeshMode.Strict) }, server, "inbound");
+                    var peer = (IPEndPoint)inbound.Host!.AddressOf("inbound")!;
+                    var outboundConfig = BaseConfig() with
+                    {
+                        Mesh = pki.MeshFor("spiffe://cluster.local/ns/web/sa/frontend"),
+                        Services = [Service(UpstreamProtocol.Same, peer) with { Mesh = new ServiceMeshConfig { Identity = "spiffe://cluster.local/ns/shop/sa/echo" } }],
+                    };
+                    var outbound = await StartSidecarAsync(outboundConfig, VirtualAddress, "outbound");
+                    outbound._more.Add(inbound);
+                    outbound._pki = pki;
+                    return outbound;
+                }
+                catch
+                {
+                    pki.Dispose();
+                    throw;
+                }
+            }
+
             default:
                 throw new ArgumentOutOfRangeException(nameof(path), path, null);
         }
@@ -139,5 +174,12 @@ internal sealed class GrpcPathSetup : IAsyncDisposable
         {
             await Host.DisposeAsync();
         }
+
+        foreach (var more in _more)
+        {
+            await more.DisposeAsync();
+        }
+
+        _pki?.Dispose();
     }
 }
