@@ -198,6 +198,10 @@ internal sealed class MeshReport(E2eOptions options) : HttpPeerReport(options)
         md.AppendLine();
         md.AppendLine("## What TLS between the hops costs (TLS pair vs the same proxy's plaintext pair, same round)");
         md.AppendLine();
+        md.AppendLine("The plaintext pairs speak HTTP/1.1 between the hops; haproxy-tls offers the ALPN of `--haproxy-alpn` (h2 by");
+        md.AppendLine("default) and sidecar-mtls carries HTTP/1.1 as HTTP/2 (the mesh's default `mesh.http2`): with h2 the figures");
+        md.AppendLine("are TLS plus the change to one multiplexed connection, not TLS alone.");
+        md.AppendLine();
         md.AppendLine("| variant | proxy | req/s ratio | CPU µs/req added (both hops) | p50 µs added |");
         md.AppendLine("| --- | --- | --- | --- | --- |");
         foreach (var row in rows)
