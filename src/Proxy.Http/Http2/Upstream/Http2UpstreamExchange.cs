@@ -540,13 +540,16 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                     var noBody = isHead || status is < 200 or 204 or 304;
                     // HTTP/2 may send trailers after any body, also one with content-length (gRPC-like servers do);
                     // HTTP/1.1 carries trailers only in chunked framing, and never with content-length (RFC 9112 §6.2).
-                    // So when the client takes trailers (TE: trailers; gRPC clients always say it), a body with
-                    // content-length is relayed chunked without it: the trailers, if any come, go on after the last
-                    // chunk (to an HTTP/2 client: a final HEADERS with END_STREAM). The upstream's DATA are still
-                    // checked against its content-length by the client connection. Otherwise the length is kept, and
-                    // trailers after such a body are dropped (RFC 9110 §6.5.1 lets a recipient discard them).
+                    // So when the client takes trailers (TE: trailers; gRPC clients always say it) and trailers may
+                    // still come, a body with content-length is relayed chunked without it: the trailers go on after
+                    // the last chunk (to an HTTP/2 client: a final HEADERS with END_STREAM). The upstream's DATA are
+                    // still checked against its content-length by the client connection. Otherwise the length is
+                    // kept: when the stream has already ended without trailers (e.g. a gRPC trailers-only answer,
+                    // HEADERS with END_STREAM and content-length: 0, which must stay one HEADERS with END_STREAM), or
+                    // when the client does not take trailers (dropped then, as RFC 9110 §6.5.1 allows).
                     var hasLength = fields.TryGetValue("content-length"u8, out _);
-                    chunked = !noBody && (!hasLength || acceptsTrailers);
+                    var trailersMayCome = !stream.TryGetEnd(out _) || stream.Trailers is not null;
+                    chunked = !noBody && (!hasLength || (acceptsTrailers && trailersMayCome));
                     Http1HeadWriter.WriteStatusLine(output, Http1Version.Http11, status, Http1ReasonPhrases.For(status));
                     for (var i = 0; i < fields.Count; i++)
                     {

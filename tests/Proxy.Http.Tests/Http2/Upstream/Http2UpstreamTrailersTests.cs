@@ -94,6 +94,35 @@ public sealed class Http2UpstreamTrailersTests
     }
 
     [Fact]
+    public async Task Http2Client_TrailersOnlyAnswerWithContentLengthZero_StaysOneHeadersWithEndStream()
+    {
+        // A gRPC error as ASP.NET Core answers it: status in the only HEADERS (END_STREAM), with content-length: 0.
+        await using var upstream = await KestrelH2Upstream.StartAsync(ctx =>
+        {
+            ctx.Response.ContentType = "application/grpc";
+            ctx.Response.ContentLength = 0;
+            ctx.Response.Headers["grpc-status"] = "5";
+            ctx.Response.Headers["grpc-message"] = "not here";
+            return Task.CompletedTask;
+        });
+        using var connector = Http2UpstreamForwardingTests.NewConnector();
+        await using var pool = new Http2UpstreamPool(connector);
+        await using var proxy = await ForwarderHarness.StartAsync(Http1Routing.ForService(GrpcService(upstream.EndPoint)), http2: true, http2Pool: pool);
+        await using var h2 = await H2TestConnection.ConnectAsync(proxy.EndPoint);
+
+        await h2.SendHeadersAsync(1, false, (":method", "POST"), (":scheme", "http"), (":authority", "grpc"), (":path", "/pkg.Svc/Call"),
+            ("content-type", "application/grpc"), ("te", "trailers"));
+        await h2.SendDataAsync(1, [0, 0, 0, 0, 0], endStream: true);
+        var (first, _) = await h2.ReadUntilAsync(f => f.StreamId == 1 && f.Type is H2Frame.Headers or H2Frame.Data or H2Frame.RstStream);
+        var fields = h2.Decode(first.Payload);
+
+        Assert.Equal(H2Frame.Headers, first.Type);
+        Assert.True(first.EndStream);
+        Assert.Contains(("grpc-status", "5"), fields);
+        Assert.Contains(("grpc-message", "not here"), fields);
+    }
+
+    [Fact]
     public async Task Http2HttpClient_ContentLengthResponseWithTrailers_TrailingHeadersAndBody()
     {
         await using var upstream = await LengthAndTrailersUpstreamAsync();
