@@ -548,8 +548,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                     // HEADERS with END_STREAM and content-length: 0, which must stay one HEADERS with END_STREAM), or
                     // when the client does not take trailers (dropped then, as RFC 9110 §6.5.1 allows).
                     var hasLength = fields.TryGetValue("content-length"u8, out _);
-                    var trailersMayCome = !stream.TryGetEnd(out _) || stream.Trailers is not null;
-                    chunked = !noBody && (!hasLength || (acceptsTrailers && trailersMayCome));
+                    chunked = !noBody && (!hasLength || (acceptsTrailers && (!stream.TryGetEnd(out _) || stream.Trailers is not null)));
                     Http1HeadWriter.WriteStatusLine(output, Http1Version.Http11, status, Http1ReasonPhrases.For(status));
                     for (var i = 0; i < fields.Count; i++)
                     {
