@@ -163,16 +163,16 @@ public sealed class Setting
             static (d, t) => ValueParsers.ParseDuration(t, allowOff: false, out d.TlsHandshakeTimeout)),
         // --- mesh mTLS (MeshConfig) ---
         new("mesh-certificate", "mesh.certificate",
-            "The workload certificate chain (PEM, leaf first; its URI SAN is the sidecar's SPIFFE ID). With --mesh-key and --mesh-trust-bundle it turns the mesh on.",
-            static c => c.Mesh.CertificatePath ?? "",
+            "The workload certificate chain (PEM, leaf first; its URI SAN is the sidecar's SPIFFE ID), or none. With --mesh-key and --mesh-trust-bundle it turns the mesh on.",
+            static c => c.Mesh.CertificatePath ?? "none",
             static (d, t) => PathOrNone(t, out d.MeshCertificate)),
         new("mesh-key", "mesh.key",
             "The workload's private key (PEM).",
-            static c => c.Mesh.KeyPath ?? "",
+            static c => c.Mesh.KeyPath ?? "none",
             static (d, t) => PathOrNone(t, out d.MeshKey)),
         new("mesh-trust-bundle", "mesh.trustBundle",
             "The mesh root CA certificates (PEM) peers' certificates must chain to.",
-            static c => c.Mesh.TrustBundlePath ?? "",
+            static c => c.Mesh.TrustBundlePath ?? "none",
             static (d, t) => PathOrNone(t, out d.MeshTrustBundle)),
         new("mesh-mode", "mesh.mode",
             "Inbound mesh mTLS on ports without their own mode (mesh.ports): strict (plaintext refused), permissive (both accepted), disable.",
@@ -222,9 +222,10 @@ public sealed class Setting
         _ => "auto",
     };
 
+    /// <summary>A file path, or <c>none</c> (or empty) for no file; a file really named "none" is given as <c>./none</c>.</summary>
     private static string? PathOrNone(string text, out string? path)
     {
-        path = text.Length == 0 ? null : text;
+        path = text.Length == 0 || text == "none" ? null : text;
         return null;
     }
 
