@@ -69,7 +69,7 @@ for target in "${targets[@]}"; do
   echo "== $target: afl-fuzz for ${seconds}s (log: $out/logs/$target.log)"
   start=$(date +%s)
   nice -n 19 afl-fuzz -V "$seconds" -i "$out/seeds/$target" -o "$findings" -t 2000 -m none \
-    -- dotnet "$out/bin/Proxy.Fuzz.dll" "$target" >"$out/logs/$target.log" 2>&1 || {
+    -- "$(command -v dotnet)" "$out/bin/Proxy.Fuzz.dll" "$target" >"$out/logs/$target.log" 2>&1 || {
       echo "   afl-fuzz failed, last lines of its log:"; tail -n 20 "$out/logs/$target.log"; }
   echo "   wall time $(( $(date +%s) - start ))s"
 done

@@ -7,7 +7,7 @@ namespace Proxy.Fuzz;
 /// Chunked body decoder, driven as its documented pipe loop: Read, forward data, advance to <c>consumed</c> (examined
 /// to the end on NeedMoreData), read more. Contract checked: the only failure is <see cref="Http1ParseException"/>;
 /// Data is never empty; NeedMoreData means no progress is possible without more bytes; the decoded payload, trailers,
-/// end offset and outcome are the same whether the body arrives at once or in pieces of any size.
+/// end offset and outcome (for a refusal, not its status) are the same whether the body arrives at once or in pieces of any size.
 /// <para>Control bits: 0 small limits (chunk line 16, trailers 64 bytes).</para>
 /// </summary>
 internal static class ChunkedTarget
@@ -19,8 +19,13 @@ internal static class ChunkedTarget
         var payload = input.Payload;
         var whole = Decode(payload, [], options);
         var pieces = Decode(payload, input.Cuts(payload.Length), options);
-        ContractViolationException.Equal(whole, pieces, "outcome with the body in pieces");
+
+        // A refusal's status may depend on arrival (a partial trailer line with a bare CR is refused with 400 before the
+        // section grows past the trailer limit, which all at once gives 431): both refuse, so refusals compare without it.
+        ContractViolationException.Equal(WithoutStatus(whole), WithoutStatus(pieces), "outcome with the body in pieces");
     }
+
+    private static string WithoutStatus(string outcome) => outcome.StartsWith("error ", StringComparison.Ordinal) ? "error" + outcome[9..] : outcome;
 
     /// <summary>Feeds <paramref name="payload"/> as reads that end at <paramref name="arrivals"/> (then the rest).</summary>
     private static string Decode(ReadOnlyMemory<byte> payload, int[] arrivals, Http1ParserOptions options)
