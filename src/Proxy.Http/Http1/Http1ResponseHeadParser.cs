@@ -77,15 +77,17 @@ public sealed class Http1ResponseHeadParser
             return -1;
         }
 
-        if (lf == 0 || span[lineStart + lf - 1] != Http1Syntax.CR)
-        {
-            Http1ParseErrors.Throw(Http1ParseError.BareLf);
-        }
-
+        // Length before the CR check: a first segment without the LF is refused on its length alone (above), so the
+        // same bytes must get the same error wherever a segment ends.
         var lineLength = lf - 1;
         if (lineStart + lineLength > options.MaxStartLineBytes)
         {
             Http1ParseErrors.Throw(Http1ParseError.RequestLineTooLong);
+        }
+
+        if (lf == 0 || span[lineStart + lf - 1] != Http1Syntax.CR)
+        {
+            Http1ParseErrors.Throw(Http1ParseError.BareLf);
         }
 
         head.Headers.Reset(memory);
