@@ -291,6 +291,7 @@ internal sealed partial class Http2ServerSession
             lane.Close();
         }
 
+        WakeIfDrained();
         return rearmed;
     }
 }
