@@ -12,12 +12,12 @@ namespace Proxy.Sidecar.Admin;
 /// <item><c>GET /ready</c>: 200 once every listener is bound, 503 before and from the moment a drain is asked for.</item>
 /// <item><c>GET /metrics</c>: Prometheus text exposition of the proxy's instruments.</item>
 /// <item><c>GET /config</c>: the effective configuration as JSON, in the config file's schema.</item>
-/// <item><c>POST /drain</c>: graceful drain, then exit (as on SIGTERM; see <see cref="Lifecycle"/>).</item>
-/// <item><c>POST /quitquitquit</c>: the same drain bounded by <see cref="Lifecycle.QuitTimeout"/>, then exit (jobs).</item>
+/// <item><c>POST /drain</c>: graceful drain, then exit (as on SIGTERM; see <see cref="SidecarLifecycle"/>).</item>
+/// <item><c>POST /quitquitquit</c>: the same drain bounded by <see cref="SidecarLifecycle.QuitTimeout"/>, then exit (jobs).</item>
 /// </list>
 /// The admin listener keeps answering during the drain; it closes when the process exits.
 /// </summary>
-internal sealed class AdminApplication(ProxyConfig config, Lifecycle lifecycle, PrometheusExporter exporter) : IHttpApplication<IFeatureCollection>
+internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle lifecycle, PrometheusExporter exporter) : IHttpApplication<IFeatureCollection>
 {
     private const string Text = "text/plain; charset=utf-8";
 
@@ -60,7 +60,7 @@ internal sealed class AdminApplication(ProxyConfig config, Lifecycle lifecycle, 
     {
         var first = lifecycle.RequestStop(reason);
         var message = first
-            ? $"{(reason == StopReason.Quit ? "quitting" : "draining")}: /ready answers 503, listeners stop accepting, open connections get up to {Lifecycle.Timeout(reason, config.DrainTimeout).TotalSeconds:0.###} s to finish, then the process exits\n"
+            ? $"{(reason == StopReason.Quit ? "quitting" : "draining")}: /ready answers 503, listeners stop accepting, open connections get up to {SidecarLifecycle.Timeout(reason, config.DrainTimeout).TotalSeconds:0.###} s to finish, then the process exits\n"
             : "already draining\n";
         return RespondAsync(context, 200, Text, Encoding.UTF8.GetBytes(message));
     }

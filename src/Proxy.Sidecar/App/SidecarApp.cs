@@ -7,7 +7,7 @@ using Proxy.Sidecar.Admin;
 namespace Proxy.Sidecar.App;
 
 /// <summary>
-/// Runs the sidecar until it is stopped, then drains it (Admin/Lifecycle.cs): logging, host, the start-up banner, signals.
+/// Runs the sidecar until it is stopped, then drains it (Admin/SidecarLifecycle.cs): logging, host, the start-up banner, signals.
 /// SIGTERM or SIGINT (or <c>cancellationToken</c>), admin POST /drain and POST /quitquitquit all start the graceful
 /// drain; a second SIGTERM/SIGINT during it closes what is left at once. Exits 0 once drained, timeout or not.
 /// </summary>
@@ -51,13 +51,13 @@ internal static class SidecarApp
         await stdout.FlushAsync(CancellationToken.None);
         var lifecycle = host.Lifecycle;
         using var signals = new StopSignals(lifecycle);
-        using var cancelled = cancellationToken.Register(static s => ((Lifecycle)s!).RequestStop(StopReason.Signal), lifecycle);
+        using var cancelled = cancellationToken.Register(static s => ((SidecarLifecycle)s!).RequestStop(StopReason.Signal), lifecycle);
         var reason = await lifecycle.StopRequested;
-        await stdout.WriteLineAsync($"sidecar: draining ({Lifecycle.Name(reason)}), up to {ValueParsers.FormatDuration(Lifecycle.Timeout(reason, config.DrainTimeout))}");
+        await stdout.WriteLineAsync($"sidecar: draining ({SidecarLifecycle.Name(reason)}), up to {ValueParsers.FormatDuration(SidecarLifecycle.Timeout(reason, config.DrainTimeout))}");
         await stdout.FlushAsync(CancellationToken.None);
         var result = await host.Stopped;
         await stdout.WriteLineAsync(System.FormattableString.Invariant(
-            $"sidecar: stopped ({Lifecycle.Name(result.Reason)}): drained in {result.Elapsed.TotalMilliseconds:0} ms; {result.OpenAtStart} connection(s) were open, {result.Cut} cut at the drain timeout"));
+            $"sidecar: stopped ({SidecarLifecycle.Name(result.Reason)}): drained in {result.Elapsed.TotalMilliseconds:0} ms; {result.OpenAtStart} connection(s) were open, {result.Cut} cut at the drain timeout"));
         await stdout.FlushAsync(CancellationToken.None);
         return 0;
     }
@@ -68,12 +68,12 @@ internal static class SidecarApp
     /// </summary>
     private sealed class StopSignals : IDisposable
     {
-        private readonly Lifecycle _lifecycle;
+        private readonly SidecarLifecycle _lifecycle;
         private readonly PosixSignalRegistration _term;
         private readonly PosixSignalRegistration _interrupt;
         private int _count;
 
-        public StopSignals(Lifecycle lifecycle)
+        public StopSignals(SidecarLifecycle lifecycle)
         {
             _lifecycle = lifecycle;
             _term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);

@@ -41,8 +41,8 @@ namespace Proxy.Sidecar.App;
 ///   services with tls: their own TlsUpstreamConnector + pools (ServiceUpstreams), so TLS never shares a plaintext connection
 ///   admin    :15000 ── AdminApplication (/ready, /metrics, /config, /drain, /quitquitquit): a Kestrel server of its own
 /// </code>
-/// Lifecycle (Admin/Lifecycle.cs): a stop request (signal, POST /drain, POST /quitquitquit) drains: the HTTP stages watch
-/// <see cref="Lifecycle.DrainToken"/>, the proxy's Kestrel server stops accepting and waits for its connections up to the
+/// Lifecycle (Admin/SidecarLifecycle.cs): a stop request (signal, POST /drain, POST /quitquitquit) drains: the HTTP stages watch
+/// <see cref="SidecarLifecycle.DrainToken"/>, the proxy's Kestrel server stops accepting and waits for its connections up to the
 /// drain timeout; the admin server keeps answering (/ready 503) until the host is disposed.
 /// </summary>
 internal sealed partial class SidecarHost : IAsyncDisposable
@@ -86,11 +86,11 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         Metrics = new ProxyMetrics();
         Exporter = new PrometheusExporter(Metrics.Meter);
         Authorization = new AuthorizationState(new AuthorizationPolicies(config.Authorization), Metrics);
-        Lifecycle = new Lifecycle(Metrics.Meter);
+        Lifecycle = new SidecarLifecycle(Metrics.Meter);
     }
 
-    /// <summary>Readiness, stop requests and the drain (see Admin/Lifecycle.cs).</summary>
-    public Lifecycle Lifecycle { get; }
+    /// <summary>Readiness, stop requests and the drain (see Admin/SidecarLifecycle.cs).</summary>
+    public SidecarLifecycle Lifecycle { get; }
 
     /// <summary>Completes when a requested stop has drained the proxy's listeners (after <see cref="StartAsync"/>).</summary>
     public Task<DrainResult> Stopped => _stopped ?? throw new InvalidOperationException("The host has not started.");
@@ -370,7 +370,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             var handler = new ListenerHandler(name, kind, service, services, _resolver, kind == ListenerKind.Inbound ? inboundTcp : tcp, tcpContext with { ListenerName = name },
                 _config.Tcp.MaxConnections, Metrics, logger, detector, httpStage, tlsStage, listenerSni, terminator,
                 kind == ListenerKind.Inbound || explicitListener is { Authorization: true } ? Authorization : null, ConnectionHookForTests,
-                meshStage, explicitListener?.Mesh, meshHttp);
+                meshStage, explicitListener?.Mesh, meshHttp, Lifecycle.CutToken);
             _kestrelOptions.Listen(address, options =>
             {
                 options.Use(_ => Lifecycle.Track(handler.HandleAsync));

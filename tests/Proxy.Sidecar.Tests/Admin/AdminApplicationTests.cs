@@ -27,7 +27,7 @@ public class AdminApplicationTests
     {
         using var metrics = new ProxyMetrics();
         using var exporter = new PrometheusExporter(metrics.Meter);
-        using var lifecycle = new Lifecycle(metrics.Meter);
+        using var lifecycle = new SidecarLifecycle(metrics.Meter);
         var readiness = lifecycle.Readiness;
         var app = new AdminApplication(new ProxyConfig(), lifecycle, exporter);
 
@@ -41,7 +41,7 @@ public class AdminApplicationTests
     {
         using var metrics = new ProxyMetrics();
         using var exporter = new PrometheusExporter(metrics.Meter);
-        using var lifecycle = new Lifecycle(metrics.Meter);
+        using var lifecycle = new SidecarLifecycle(metrics.Meter);
         var app = new AdminApplication(new ProxyConfig(), lifecycle, exporter);
         Assert.Equal((405, "POST is not allowed on /metrics; use GET\n"), await GetAsync(app, "/metrics", "POST"));
     }
@@ -53,7 +53,7 @@ public class AdminApplicationTests
     {
         using var metrics = new ProxyMetrics();
         using var exporter = new PrometheusExporter(metrics.Meter);
-        using var lifecycle = new Lifecycle(metrics.Meter);
+        using var lifecycle = new SidecarLifecycle(metrics.Meter);
         lifecycle.Readiness.MarkReady();
         var app = new AdminApplication(new ProxyConfig(), lifecycle, exporter);
         Assert.Equal((405, $"GET is not allowed on {path}; use POST\n"), await GetAsync(app, path));
@@ -69,7 +69,7 @@ public class AdminApplicationTests
         var reason = path == "/drain" ? StopReason.Drain : StopReason.Quit;
         using var metrics = new ProxyMetrics();
         using var exporter = new PrometheusExporter(metrics.Meter);
-        using var lifecycle = new Lifecycle(metrics.Meter);
+        using var lifecycle = new SidecarLifecycle(metrics.Meter);
         lifecycle.Readiness.MarkReady();
         var app = new AdminApplication(new ProxyConfig(), lifecycle, exporter);
 

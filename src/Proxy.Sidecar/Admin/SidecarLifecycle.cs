@@ -31,7 +31,7 @@ internal enum StopReason
     /// <summary>Admin <c>POST /drain</c>: the same graceful drain.</summary>
     Drain,
 
-    /// <summary>Admin <c>POST /quitquitquit</c> (jobs): the same drain, bounded by <see cref="Lifecycle.QuitTimeout"/>.</summary>
+    /// <summary>Admin <c>POST /quitquitquit</c> (jobs): the same drain, bounded by <see cref="SidecarLifecycle.QuitTimeout"/>.</summary>
     Quit,
 }
 
@@ -48,7 +48,7 @@ internal sealed record DrainResult(StopReason Reason, TimeSpan Elapsed, int Open
 /// </code>
 /// It counts the open client connections itself (<see cref="Track"/>), so a drain can say how many it had to cut.
 /// </summary>
-internal sealed partial class Lifecycle : IDisposable
+internal sealed partial class SidecarLifecycle : IDisposable
 {
     /// <summary>
     /// Upper bound of a /quitquitquit drain: prompt, as Envoy's /quitquitquit is for jobs, yet HTTP requests in flight
@@ -63,7 +63,7 @@ internal sealed partial class Lifecycle : IDisposable
     private readonly Counter<long> _cutConnections;
     private int _open;
 
-    public Lifecycle(Meter meter)
+    public SidecarLifecycle(Meter meter)
     {
         _drains = meter.CreateCounter<long>("proxy_drains", "{drain}", "Graceful drains begun, by reason (signal, drain, quitquitquit).");
         _cutConnections = meter.CreateCounter<long>("proxy_drain_connections_cut", "{connection}", "Client connections still open when a drain's timeout passed, closed by the proxy, by reason.");
@@ -73,6 +73,9 @@ internal sealed partial class Lifecycle : IDisposable
 
     /// <summary>Fires when the drain begins; the HTTP stages watch it (<c>Http1ForwarderOptions.Drain</c>).</summary>
     public CancellationToken DrainToken => _drain.Token;
+
+    /// <summary>Fires when a drain's timeout passes (or on <see cref="CutNow"/>): what is still open is closed.</summary>
+    public CancellationToken CutToken => _cut.Token;
 
     /// <summary>Completes with the reason of the first stop request.</summary>
     public Task<StopReason> StopRequested => _stop.Task;
@@ -149,14 +152,12 @@ internal sealed partial class Lifecycle : IDisposable
         LogDraining(logger, name, openAtStart, timeout.TotalSeconds);
         _drain.Cancel();
 
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_cut.Token);
-        deadline.CancelAfter(timeout);
-
         // The connections still open when the deadline passes are the ones cut.
         var box = new CutBox(this);
-        using (deadline.Token.UnsafeRegister(static s => ((CutBox)s!).Capture(), box))
+        using (_cut.Token.UnsafeRegister(static s => ((CutBox)s!).Capture(), box))
         {
-            await stopListeners(deadline.Token).ConfigureAwait(false);
+            _cut.CancelAfter(timeout);
+            await stopListeners(_cut.Token).ConfigureAwait(false);
         }
 
         var cut = box.Cut;
@@ -178,7 +179,7 @@ internal sealed partial class Lifecycle : IDisposable
         _cut.Dispose();
     }
 
-    private sealed class CutBox(Lifecycle lifecycle)
+    private sealed class CutBox(SidecarLifecycle lifecycle)
     {
         private int _cut = -1;
 
