@@ -90,6 +90,7 @@ internal static class E2eCommand
         "l4" => new L4Scenario(),
         "http" => new HttpScenario(),
         "h2" => new H2Scenario(),
-        _ => throw new E2eException($"unknown scenario '{name}' (known: l4, http, h2)"),
+        "mesh" => new MeshScenario(),
+        _ => throw new E2eException($"unknown scenario '{name}' (known: l4, http, h2, mesh)"),
     };
 }

@@ -10,8 +10,9 @@ internal sealed class E2eOptions
         usage: dotnet run -c Release --project bench -- e2e [options]
 
         Scenario
-          --scenario NAME          l4 (default: opaque TCP, iperf3), http (HTTP/1.1, wrk) or h2 (h2c with
-                                   prior knowledge, h2load; HTTP/1.1 to the backend)
+          --scenario NAME          l4 (default: opaque TCP, iperf3), http (HTTP/1.1, wrk), h2 (h2c with
+                                   prior knowledge, h2load; HTTP/1.1 to the backend) or mesh (HTTP/1.1, wrk
+                                   through two proxy processes: hop 1 -> hop 2 -> backend, plaintext or mTLS)
           --repeat R               rounds of every (variant, peer) pair, interleaved (default 5)
           --duration S             seconds per load run (iperf3 -t, wrk -d, h2load -D; "2" or "2s"; default 3)
           --variants LIST          l4: comma list of forward,reverse,parallel (default all three)
@@ -20,18 +21,22 @@ internal sealed class E2eOptions
                                    'Connection: close' (connection rate)
                                    h2: comma list of c16m10,c1m1 (default both): h2load -t1 with 16
                                    connections x 10 concurrent streams, 1 connection x 1 stream (latency)
+                                   mesh: comma list of c32,c1 (default both), as in http
           --parallel-streams N     l4: streams for the "parallel" variant, -P (default 4)
           --startup-repeat N       l4: fresh starts per peer for start-up timing (default: --repeat; 0 skips)
-          --warmup S               http, h2: seconds of wrk -c32 (h2: h2load -c16 -m10) through each peer
+          --warmup S               http, h2, mesh: seconds of wrk -c32 (h2: h2load -c16 -m10) through each peer
                                    before the measured rounds (JIT tiering, pools; default 2; 0 skips)
 
         Peers
           --peers LIST             l4: comma list of direct,haproxy,sidecar-jit,sidecar-aot,sidecar-splice-off
                                    http, h2: comma list of direct,haproxy,nginx,yarp,sidecar-jit,sidecar-aot
                                    (h2's direct is nghttpd, not the nginx backend)
+                                   mesh: comma list of direct,haproxy-plain,haproxy-tls,sidecar-plain,
+                                   sidecar-mtls (each peer but direct is a pair of processes)
                                    (default all of the scenario's)
           --jit / --aot            which sidecar builds to publish and run (default both); sidecar-splice-off
-                                   uses the JIT build when it is selected, else the AOT build
+                                   uses the JIT build when it is selected, else the AOT build; mesh runs
+                                   one build: AOT unless only --jit is given
           --upstream h1|h2         h2: the backend and every proxy's upstream side: HTTP/1.1 (default) or h2c
                                    (nginx backend with listen http2; HAProxy server proto h2, YARP HTTP/2.0
                                    exact, sidecar upstreamProtocol http2; the nginx peer cannot, and is left out)
@@ -41,6 +46,8 @@ internal sealed class E2eOptions
                                    --sidecar-arg=--inline-scheduling --sidecar-arg=true
           --haproxy-splice MODE    auto (option splice-auto, default), always (splice-request and
                                    splice-response) or off
+          --haproxy-alpn P         mesh: the ALPN haproxy-tls's hop 1 offers hop 2: h2 (default, one
+                                   multiplexed connection) or http/1.1
 
         Measurement
           --syscalls               also count each proxy's system calls per run (perf stat; l4: all and
@@ -86,6 +93,9 @@ internal sealed class E2eOptions
 
     public string HaproxySplice { get; private set; } = "auto";
 
+    /// <summary>Mesh scenario: the ALPN protocol haproxy-tls's hop 1 offers hop 2 ("h2" or "http/1.1").</summary>
+    public string HaproxyAlpn { get; private set; } = "h2";
+
     public bool CountSyscalls { get; private set; }
 
     public bool AllowInstall { get; private set; } = true;
@@ -110,19 +120,34 @@ internal sealed class E2eOptions
 
     public static IReadOnlyList<string> HttpVariants { get; } = ["c32", "c1", "close"];
 
+    /// <summary>The two-hop mesh scenario's peers, in table order: each but direct is a pair of processes.</summary>
+    public static IReadOnlySet<string> MeshPeers { get; } = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "direct", "haproxy-plain", "haproxy-tls", "sidecar-plain", "sidecar-mtls",
+    };
+
+    /// <summary>The mesh scenario's variants: the HTTP/1.1 scenario's keep-alive ones.</summary>
+    public static IReadOnlyList<string> MeshVariants { get; } = ["c32", "c1"];
+
     /// <summary>The h2c scenario's variants: h2load -c16 -m10 (the configuration) and -c1 -m1 (latency).</summary>
     public static IReadOnlyList<string> H2Variants { get; } = ["c16m10", "c1m1"];
 
-    public static IReadOnlyList<string> Scenarios { get; } = ["l4", "http", "h2"];
+    public static IReadOnlyList<string> Scenarios { get; } = ["l4", "http", "h2", "mesh"];
 
     /// <summary>Peers a scenario knows, in table order (h2 has the HTTP/1.1 scenario's, with nghttpd as direct).</summary>
-    public static IReadOnlySet<string> PeersOf(string scenario) => scenario is "http" or "h2" ? HttpPeers : AllPeers;
+    public static IReadOnlySet<string> PeersOf(string scenario) => scenario switch
+    {
+        "http" or "h2" => HttpPeers,
+        "mesh" => MeshPeers,
+        _ => AllPeers,
+    };
 
     /// <summary>Variants a scenario knows, in run order.</summary>
     public static IReadOnlyList<string> VariantsOf(string scenario) => scenario switch
     {
         "http" => HttpVariants,
         "h2" => H2Variants,
+        "mesh" => MeshVariants,
         _ => ["forward", "reverse", "parallel"],
     };
 
@@ -256,6 +281,14 @@ internal sealed class E2eOptions
                     if (options.HaproxySplice is not ("auto" or "always" or "off"))
                     {
                         errors.Add($"--haproxy-splice: '{options.HaproxySplice}' is not auto, always or off");
+                    }
+
+                    break;
+                case "--haproxy-alpn":
+                    options.HaproxyAlpn = Value();
+                    if (options.HaproxyAlpn is not ("h2" or "http/1.1"))
+                    {
+                        errors.Add($"--haproxy-alpn: '{options.HaproxyAlpn}' is not h2 or http/1.1");
                     }
 
                     break;

@@ -18,7 +18,10 @@ namespace Proxy.Bench.Micro;
 /// stable HPACK block, plus a connection WINDOW_UPDATE giving back the last response's bytes) and the HTTP/1.1
 /// upstream (reads the translated request, writes a 13-byte response); the response comes back to the client as
 /// HEADERS + DATA. This is the server half of "0 bytes allocated per forwarded stream in steady state": frame
-/// parsing, HPACK decode, the lane to the forwarder, and HPACK encode of the response.
+/// parsing, HPACK decode, the lane to the forwarder, and HPACK encode of the response. <see cref="ForwardPost"/> adds a
+/// 13-byte request body (HEADERS with content-length, then DATA with END_STREAM, in one flush): the DATA path into the
+/// lane and the flow-control credit taken as the forwarder consumes it. The stream objects are reused by the session
+/// (see src/Proxy.Http/Http2/Server/README.md, "Allocation and stream reuse").
 /// </summary>
 [MemoryDiagnoser]
 public class Http2ServerForwardBenchmarks
@@ -28,6 +31,11 @@ public class Http2ServerForwardBenchmarks
     // :method GET, :scheme http, :path / (static indexes 2, 6, 4), :authority literal without indexing (name index 1),
     // user-agent literal without indexing (name index 58): the same bytes for every stream.
     private static readonly byte[] Block = BuildBlock();
+
+    // :method POST (static index 3), the same fields, and content-length: 13 (literal without indexing, name index 28).
+    private static readonly byte[] PostBlock = BuildPostBlock();
+
+    private static readonly byte[] RequestBody = "Hello, Proxy!"u8.ToArray();
 
     private IDuplexPipe _client = null!;
     private IDuplexPipe _upstream = null!;
@@ -79,6 +87,34 @@ public class Http2ServerForwardBenchmarks
     {
         // Client -> proxy: HEADERS (END_STREAM) for a new stream, and the connection credit for what it last received.
         var output = _client.Output;
+        WriteWindowUpdate(output);
+        WriteFrameHeader(output, Block.Length, Http2FrameType.Headers, (byte)(Http2Flags.EndHeaders | Http2Flags.EndStream), _streamId);
+        output.Write(Block);
+        _streamId += 2;
+        InMemoryForwarding.Complete(output.FlushAsync());
+        _unacknowledged += 13;
+        // Upstream -> proxy -> client; the proxy runs inline up to waiting for the client's next request.
+        return InMemoryForwarding.Relay(_upstream, _client, Response);
+    }
+
+    [Benchmark]
+    public long ForwardPost()
+    {
+        var output = _client.Output;
+        WriteWindowUpdate(output);
+        WriteFrameHeader(output, PostBlock.Length, Http2FrameType.Headers, Http2Flags.EndHeaders, _streamId);
+        output.Write(PostBlock);
+        WriteFrameHeader(output, RequestBody.Length, Http2FrameType.Data, Http2Flags.EndStream, _streamId);
+        output.Write(RequestBody);
+        _streamId += 2;
+        InMemoryForwarding.Complete(output.FlushAsync());
+        _unacknowledged += 13;
+        return InMemoryForwarding.Relay(_upstream, _client, Response);
+    }
+
+    /// <summary>The connection credit for what the client last received (its stream windows are fresh per stream).</summary>
+    private void WriteWindowUpdate(PipeWriter output)
+    {
         if (_unacknowledged > 0)
         {
             WriteFrameHeader(output, 4, Http2FrameType.WindowUpdate, 0, 0);
@@ -87,14 +123,15 @@ public class Http2ServerForwardBenchmarks
             output.Advance(4);
             _unacknowledged = 0;
         }
+    }
 
-        WriteFrameHeader(output, Block.Length, Http2FrameType.Headers, (byte)(Http2Flags.EndHeaders | Http2Flags.EndStream), _streamId);
-        output.Write(Block);
-        _streamId += 2;
-        InMemoryForwarding.Complete(output.FlushAsync());
-        _unacknowledged += 13;
-        // Upstream -> proxy -> client; the proxy runs inline up to waiting for the client's next request.
-        return InMemoryForwarding.Relay(_upstream, _client, Response);
+    private static byte[] BuildPostBlock()
+    {
+        var block = new List<byte> { 0x83, 0x86, 0x84 };
+        AddLiteral(block, 1, "bench.example"u8);
+        AddLiteral(block, 58, "h2load"u8);
+        AddLiteral(block, 28, "13"u8);
+        return [.. block];
     }
 
     private static byte[] BuildBlock()

@@ -125,13 +125,13 @@ internal sealed class SidecarPeer : ProcessPeer
             "--admin-listen", ready.ToString(),
             .. _extraArguments,
         ];
-        return ChildProcess.Start(Name, _build.ExecutablePath, arguments, environment: JitEnvironment());
+        return ChildProcess.Start(Name, _build.ExecutablePath, arguments, environment: JitEnvironment(_build));
     }
 
     /// <summary>The JIT build's apphost must find the runtime: point DOTNET_ROOT at the dotnet on PATH if unset.</summary>
-    private Dictionary<string, string>? JitEnvironment()
+    internal static Dictionary<string, string>? JitEnvironment(SidecarBuild build)
     {
-        if (_build.Flavor != SidecarFlavor.Jit || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("DOTNET_ROOT")))
+        if (build.Flavor != SidecarFlavor.Jit || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("DOTNET_ROOT")))
         {
             return null;
         }

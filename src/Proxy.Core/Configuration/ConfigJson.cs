@@ -154,6 +154,13 @@ public static class ConfigJson
                 w.WriteEndObject();
             }
 
+            if (s.Retries is { } retries)
+            {
+                RetryConfigReader.WritePolicy(w, retries);
+            }
+
+            RetryConfigReader.WriteBudget(w, s.RetryBudget);
+
             w.WriteEndObject();
         }
 

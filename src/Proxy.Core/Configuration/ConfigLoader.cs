@@ -477,7 +477,7 @@ public static class ConfigLoader
 
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls", "mesh"))
+        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls", "mesh", "retries", "retryBudget"))
         {
             return;
         }
@@ -610,6 +610,21 @@ public static class ConfigLoader
             }
         }
 
+        RetryPolicyConfig? retries = null;
+        if (e.TryGetProperty("retries", out var retriesElement))
+        {
+            retries = RetryConfigReader.ReadPolicy(retriesElement, $"{key}.retries", errors);
+            ok &= retries is not null;
+        }
+
+        var retryBudget = new RetryBudgetConfig();
+        if (e.TryGetProperty("retryBudget", out var budgetElement))
+        {
+            var budget = RetryConfigReader.ReadBudget(budgetElement, $"{key}.retryBudget", errors);
+            ok &= budget is not null;
+            retryBudget = budget ?? retryBudget;
+        }
+
         if (ok && name is not null && addresses is not null && endpoints is not null)
         {
             draft.Services.Add(new ServiceConfig(name, addresses, endpoints)
@@ -624,6 +639,8 @@ public static class ConfigLoader
                 Sni = sni,
                 Tls = tls,
                 Mesh = mesh,
+                Retries = retries,
+                RetryBudget = retryBudget,
             });
             draft.ServiceKeys.Add(key);
         }

@@ -238,6 +238,12 @@ public sealed record ServiceConfig(string Name, IReadOnlyList<IPEndPoint> Addres
     /// <summary>Config key <c>mesh</c>: the endpoints run sidecars of this mesh: speak mesh mTLS to them; null: not meshed.</summary>
     public ServiceMeshConfig? Mesh { get; init; }
 
+    /// <summary>Config key <c>retries</c>: the retry policy of requests to this service whose route has none; null: no retries.</summary>
+    public RetryPolicyConfig? Retries { get; init; }
+
+    /// <summary>Config key <c>retryBudget</c>: how many retries the service's requests may cause.</summary>
+    public RetryBudgetConfig RetryBudget { get; init; } = new();
+
     /// <summary>The weight of endpoint <paramref name="index"/> (1 when no weights are given).</summary>
     public int WeightOf(int index) => Weights.Count == 0 ? 1 : Weights[index];
 }

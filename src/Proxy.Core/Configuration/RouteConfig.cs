@@ -12,6 +12,9 @@ public sealed record RouteConfig
 
     /// <summary>Config key <c>jwt</c>: end-user JWT authentication for requests this route matches (overrides the listener's).</summary>
     public JwtConfig? Jwt { get; init; }
+
+    /// <summary>Config key <c>retries</c>: the retry policy of requests this route matches (overrides the service's).</summary>
+    public RetryPolicyConfig? Retries { get; init; }
 }
 
 /// <summary>All conditions must hold (an absent condition holds for every request).</summary>
@@ -29,6 +32,12 @@ public sealed record RouteMatchConfig
     public IReadOnlyList<HeaderMatchConfig> Headers { get; init; } = [];
 
     public IReadOnlyList<QueryMatchConfig> Query { get; init; } = [];
+
+    /// <summary>
+    /// Any of these caller identities (the connection's verified SPIFFE ID: mesh mTLS or a client certificate): exact,
+    /// <c>prefix*</c>, <c>*suffix</c> or <c>*</c> (any verified identity). Empty = any caller, identified or not.
+    /// </summary>
+    public IReadOnlyList<string> SourcePrincipals { get; init; } = [];
 }
 
 public enum PathMatchKind

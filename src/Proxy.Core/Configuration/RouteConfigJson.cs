@@ -22,6 +22,11 @@ public static class RouteConfigJson
                 AuthorizationConfigJson.WriteJwt(r.Jwt, w);
             }
 
+            if (r.Retries is not null)
+            {
+                RetryConfigReader.WritePolicy(w, r.Retries);
+            }
+
             w.WriteEndObject();
         }
 
@@ -89,6 +94,17 @@ public static class RouteConfigJson
                 }
 
                 w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+        }
+
+        if (m.SourcePrincipals.Count != 0)
+        {
+            w.WriteStartArray("sourcePrincipals");
+            foreach (var source in m.SourcePrincipals)
+            {
+                w.WriteStringValue(source);
             }
 
             w.WriteEndArray();

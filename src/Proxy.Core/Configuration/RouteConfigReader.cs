@@ -19,7 +19,8 @@ public sealed record RouteConfigResult(IReadOnlyList<RouteConfig>? Routes, IRead
 ///                "methods": ["GET", "POST"],
 ///                "headers": [ { "name": "x-user", "exact" | "prefix" | "regex": "..." }
 ///                           | { "name": "x-debug", "present": true } | { "name": "x-debug", "absent": true } ],
-///                "query": [ { "name": "a", "exact": "1" } | { "name": "b", "present": true } ] },
+///                "query": [ { "name": "a", "exact": "1" } | { "name": "b", "present": true } ],
+///                "sourcePrincipals": ["spiffe://cluster.local/ns/web/*"] },
 ///     "action": { "service": "web", "subset": "v1" }
 ///             | { "split": [ { "service": "web", "subset": "v1", "weight": 90 },
 ///                            { "service": "web", "subset": "v2", "weight": 10 } ] },
@@ -86,7 +87,7 @@ public static class RouteConfigReader
 
     private static RouteConfig? ReadRoute(JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "match", "action", "jwt"))
+        if (!CheckKeys(e, key, errors, "name", "match", "action", "jwt", "retries"))
         {
             return null;
         }
@@ -105,15 +106,16 @@ public static class RouteConfigReader
         }
 
         var jwt = e.TryGetProperty("jwt", out var j) ? AuthorizationConfigReader.ReadJwt(j, $"{key}.jwt", errors) : null;
+        var retries = e.TryGetProperty("retries", out var rt) ? RetryConfigReader.ReadPolicy(rt, $"{key}.retries", errors) : null;
 
         return errors.Count == before && name is not null && match is not null && action is not null
-            ? new RouteConfig { Name = name, Match = match, Action = action, Jwt = jwt }
+            ? new RouteConfig { Name = name, Match = match, Action = action, Jwt = jwt, Retries = retries }
             : null;
     }
 
     private static RouteMatchConfig? ReadMatch(JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "hosts", "path", "methods", "headers", "query"))
+        if (!CheckKeys(e, key, errors, "hosts", "path", "methods", "headers", "query", "sourcePrincipals"))
         {
             return null;
         }
@@ -179,7 +181,29 @@ public static class RouteConfigReader
             });
         }
 
-        return new RouteMatchConfig { Hosts = hosts, Path = path, Methods = methods, Headers = headers, Query = query };
+        var sources = new List<string>();
+        if (e.TryGetProperty("sourcePrincipals", out var ss))
+        {
+            ReadArray(ss, $"{key}.sourcePrincipals", errors, (item, itemKey) =>
+            {
+                if (ReadStringValue(item, itemKey, errors) is not { } pattern)
+                {
+                    return;
+                }
+
+                var star = pattern.IndexOf('*', StringComparison.Ordinal);
+                if (star >= 0 && (pattern.LastIndexOf('*') != star || (star != 0 && star != pattern.Length - 1)))
+                {
+                    errors.Add($"{itemKey}: \"{pattern}\" may have one * only, at its start (suffix match) or end (prefix match)");
+                }
+                else
+                {
+                    sources.Add(pattern);
+                }
+            });
+        }
+
+        return new RouteMatchConfig { Hosts = hosts, Path = path, Methods = methods, Headers = headers, Query = query, SourcePrincipals = sources };
     }
 
     private static PathMatchConfig? ReadPath(JsonElement e, string key, List<string> errors)

@@ -34,13 +34,19 @@ public sealed class Service(string name, ILoadBalancer balancer, HashOn hashOn =
     /// <summary>The service's own connector and pools (TLS origination), or null: the listener's shared ones.</summary>
     public ServiceUpstreams? Upstreams { get; init; }
 
+    /// <summary>The retry policy of requests whose route has none (<see cref="ServiceConfig.Retries"/>), or null.</summary>
+    public RetryPolicyConfig? Retries { get; init; }
+
+    /// <summary>How many retries requests to this service may cause (shared by its subsets).</summary>
+    public RetryBudget RetryBudget { get; init; } = new(new RetryBudgetConfig());
+
     /// <summary>The named subset (e.g. <c>v2</c>), or null when the service has no such subset.</summary>
     public Service? FindSubset(string subset) => _subsets?.GetValueOrDefault(subset);
 
     internal void AddSubset(string subset, ILoadBalancer balancer)
     {
         _subsets ??= new Dictionary<string, Service>(StringComparer.Ordinal);
-        _subsets.Add(subset, new Service(Name, balancer, HashOn, HashKey.Length == 0 ? null : System.Text.Encoding.ASCII.GetString(HashKey)) { SubsetName = subset, UpstreamProtocol = UpstreamProtocol, Upstreams = Upstreams });
+        _subsets.Add(subset, new Service(Name, balancer, HashOn, HashKey.Length == 0 ? null : System.Text.Encoding.ASCII.GetString(HashKey)) { SubsetName = subset, UpstreamProtocol = UpstreamProtocol, Upstreams = Upstreams, Retries = Retries, RetryBudget = RetryBudget });
     }
 
     /// <summary>Picks an endpoint for a connection from <paramref name="client"/> (its IP is the hash key when the service hashes on the source IP).</summary>
@@ -86,6 +92,8 @@ public sealed class ServiceRegistry
             {
                 UpstreamProtocol = config.UpstreamProtocol,
                 Upstreams = upstreams?.Invoke(config),
+                Retries = config.Retries,
+                RetryBudget = new RetryBudget(config.RetryBudget, options?.Time),
             };
             foreach (var subset in config.Subsets)
             {

@@ -57,6 +57,8 @@ public sealed class ProxyMetrics : IDisposable
         // --- TLS termination and origination (Proxy.Tls) ---
         TlsHandshakes = _meter.CreateCounter<long>("proxy_tls_handshakes", "{handshake}", "TLS handshakes by listener (or service, for origination), role and result.");
         PeerConnections = _meter.CreateCounter<long>("proxy_tls_peer_connections", "{connection}", "TLS-terminated connections by listener, peer identity (bounded) and transport (mtls, tls).");
+        HttpRetries = _meter.CreateCounter<long>("proxy_http_retries", "{retry}", "HTTP requests tried again by their retry policy, by listener, service and reason (connect-failure, refused-stream, reset, or the status).");
+        HttpRetryBudgetExhausted = _meter.CreateCounter<long>("proxy_http_retry_budget_exhausted", "{retry}", "Retries a retry policy allowed but the service's retry budget refused, by listener and service.");
         MeshInbound = _meter.CreateCounter<long>("proxy_mesh_inbound_connections", "{connection}", "Connections on mesh-aware inbound ports by listener, the port's mesh mode and what arrived (mtls, plaintext, tls, refused).");
     }
 
@@ -188,6 +190,12 @@ public sealed class ProxyMetrics : IDisposable
     /// TLS) accepted in permissive mode, refused (strict mode, not mesh mTLS).
     /// </summary>
     public Counter<long> MeshInbound { get; }
+
+    /// <summary>Tags "listener", "service", "reason". Exported as <c>proxy_http_retries_total</c>.</summary>
+    public Counter<long> HttpRetries { get; }
+
+    /// <summary>Tags "listener", "service". Exported as <c>proxy_http_retry_budget_exhausted_total</c>.</summary>
+    public Counter<long> HttpRetryBudgetExhausted { get; }
 
     /// <summary>Distinct peer identities given their own "peer" label value; later ones count as "other".</summary>
     public const int MaxPeerLabels = 256;

@@ -140,6 +140,12 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private HeaderMutations _responseMutations = HeaderMutations.None;
     private Endpoint? _pickedEndpoint;
     private long _endpointToken;
+
+    // Retries (issue 6): the request's policy (its route's, else its service's), the balanced service it retries
+    // within, and how many retries were made.
+    private RetryPolicyConfig? _retryPolicy;
+    private Service? _retryService;
+    private int _retries;
     private long _headWritten;
 
     // Copies of method, target and authority for the record (the head's spans die when the head is consumed).
@@ -467,12 +473,13 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         var routing = _routing;
         if (routing.Routes is { } routes)
         {
-            if (!routes.TryMatch(_request, out var route))
+            if (!routes.TryMatch(_request, _peer?.PeerIdentity, out var route))
             {
                 return ToStep(await RespondAsync(404, ProxyErrors.NoRoute, RouteTable.DescribeNoRoute(_request, _forwarder.Listener)).ConfigureAwait(false));
             }
 
             _route = route.Name;
+            _retryPolicy = route.Config.Retries;
             requestMutations = route.Action.RequestHeaders;
             responseMutations = route.Action.ResponseHeaders;
             var destination = route.Action.PickDestination(_options.Random);
@@ -505,6 +512,13 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         Endpoint? endpoint = null;
         if (service is not null)
         {
+            _retryPolicy ??= service.Retries;
+            if (_retryPolicy is not null)
+            {
+                _retryService = service;
+                service.RetryBudget.OnRequest();
+            }
+
             var context = BalancerContextFor(service);
             endpoint = service.Balancer.Pick(in context);
             address = endpoint.Address;
@@ -538,7 +552,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         if (security.HasRouteJwt && _routing.Routes is { } routes)
         {
             // Matched again by StartExchangeAsync: the double match is paid only on listeners with per-route JWT.
-            jwt = security.For(routes.TryMatch(_request, out var route) ? route.Config : null);
+            jwt = security.For(routes.TryMatch(_request, _peer?.PeerIdentity, out var route) ? route.Config : null);
         }
 
         if (jwt is not null)
@@ -799,6 +813,17 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             if (!rent.IsSuccess)
             {
+                if (rent.Failure.Cause != ConnectFailureCause.PoolExhausted && ShouldRetry(RetryOn.ConnectFailure, safe: true, "connect-failure"))
+                {
+                    if (!await PrepareRetryAsync().ConfigureAwait(false))
+                    {
+                        return ToStep(await CancelledAsync().ConfigureAwait(false));
+                    }
+
+                    address = _address;
+                    continue;
+                }
+
                 return ToStep(await RespondConnectFailureAsync(rent.Failure, hasBody).ConfigureAwait(false));
             }
 
@@ -903,6 +928,25 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             if (outcome == ResponseOutcome.Parsed)
             {
+                if (_retryPolicy is not null && RetriableResponse(_retryPolicy) is { } reason && ShouldRetry(RetryOn.None, safe: false, reason))
+                {
+                    // Drop this answer (the connection goes with it: its body is not read) and try again.
+                    _connection = null;
+                    _pool.Return(connection, reusable: false);
+                    if (!await PrepareRetryAsync().ConfigureAwait(false))
+                    {
+                        return await CancelledAsync().ConfigureAwait(false);
+                    }
+
+                    var again = await AttemptAsync().ConfigureAwait(false);
+                    if (again != Step.AwaitResponse)
+                    {
+                        return again == Step.KeepAlive;
+                    }
+
+                    continue;
+                }
+
                 _upstreamDuration = _time.GetElapsedTime(_headWritten);
                 return await ForwardResponseAsync(connection, _responseMutations, hasBody).ConfigureAwait(false);
             }
@@ -921,6 +965,18 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             _pool.Return(connection, reusable: false);
             var retry = outcome is ResponseOutcome.Closed or ResponseOutcome.Reset && !_responseBytesSeen && _attempts < 2 && !hasBody
                 && ((_reused && IsIdempotent(_request.Method)) || refused);
+            if (!retry && outcome is ResponseOutcome.Closed or ResponseOutcome.Reset && !_responseBytesSeen
+                && (refused ? ShouldRetry(RetryOn.RefusedStream, safe: true, "refused-stream") : ShouldRetry(RetryOn.Reset, safe: false, "reset")))
+            {
+                // The retry policy: another try, on another endpoint when there is one, after a backoff.
+                if (!await PrepareRetryAsync().ConfigureAwait(false))
+                {
+                    return await CancelledAsync().ConfigureAwait(false);
+                }
+
+                retry = true;
+            }
+
             if (retry)
             {
                 // The reuse race (the upstream closed its idle connection while our request was on the way), or an
@@ -1039,6 +1095,118 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 _abortClient = true;
                 return false;
         }
+    }
+
+    // ---- retries (issue 6) --------------------------------------------------------------------------
+
+    /// <summary>
+    /// Whether to try again: the policy lists the condition (<paramref name="condition"/>; None: the caller already
+    /// matched a response against it), tries are left, the request has no body (it was streamed, not kept), the method
+    /// may be repeated (<paramref name="safe"/>: nothing reached the upstream; else idempotent, or the policy allows all),
+    /// and the service's budget has a retry left. Counts the retry (or the budget refusal).
+    /// </summary>
+    private bool ShouldRetry(RetryOn condition, bool safe, string reason)
+    {
+        if (_retryPolicy is not { } policy || _retryService is not { } service || _cancelled || _hasBody
+            || (condition != RetryOn.None && (policy.On & condition) == 0) || _retries >= policy.MaxRetries
+            || !(safe || policy.NonIdempotent || IsIdempotent(_request.Method)))
+        {
+            return false;
+        }
+
+        if (!service.RetryBudget.TryRetry())
+        {
+            _observer.OnRetryBudgetExhausted(_forwarder.Listener, _service);
+            Log.RetryBudgetExhausted(_forwarder.Logger, _service, reason);
+            return false;
+        }
+
+        _retries++;
+        _observer.OnRetry(_forwarder.Listener, _service, reason);
+        return true;
+    }
+
+    /// <summary>The retry reason (the status) when the parsed response is one the policy retries, else null.</summary>
+    private string? RetriableResponse(RetryPolicyConfig policy)
+    {
+        var status = _response.StatusCode;
+        var on = policy.On;
+        if (status >= 500 && ((on & RetryOn.Status5xx) != 0 || ((on & RetryOn.GatewayError) != 0 && status is 502 or 503 or 504)))
+        {
+            return StatusReason(status);
+        }
+
+        if ((on & RetryOn.RetriableStatusCodes) != 0)
+        {
+            foreach (var code in policy.StatusCodes)
+            {
+                if (code == status)
+                {
+                    return StatusReason(status);
+                }
+            }
+        }
+
+        return null;
+    }
+
+    private static string StatusReason(int status) => status switch
+    {
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => status.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
+
+    /// <summary>
+    /// Before a retry: the failed endpoint's request ends as a failure, the backoff passes (full jitter: a random wait up
+    /// to base x 2^(retry-1), capped), and an endpoint is picked again, another one when the service has one (three
+    /// picks at most). False when the client went away meanwhile.
+    /// </summary>
+    private async ValueTask<bool> PrepareRetryAsync()
+    {
+        var failed = _address;
+        if (_pickedEndpoint is { } previous)
+        {
+            _pickedEndpoint = null;
+            previous.OnRequestEnd(_endpointToken, success: false);
+        }
+
+        var policy = _retryPolicy!;
+        var ceiling = Math.Min(policy.MaxBackoff.Ticks, policy.Backoff.Ticks << Math.Min(_retries - 1, 20));
+        var wait = TimeSpan.FromTicks((long)(ceiling * (_options.Random.Next(1_000_000) / 1_000_000.0)));
+        if (wait > TimeSpan.Zero)
+        {
+            try
+            {
+                await Task.Delay(wait, _time, _cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return false;
+            }
+        }
+
+        if (_cancelled)
+        {
+            return false;
+        }
+
+        var service = _retryService!;
+        var context = BalancerContextFor(service);
+        var endpoint = service.Balancer.Pick(in context);
+        for (var i = 0; i < 2 && endpoint.Address.Equals(failed); i++)
+        {
+            endpoint = service.Balancer.Pick(in context);
+        }
+
+        _pickedEndpoint = endpoint;
+        _endpointToken = endpoint.OnRequestStart();
+        _address = endpoint.Address;
+        _endpoint = endpoint.Address;
+        Log.RetryingPolicy(_forwarder.Logger, failed, _address, _retries, policy.MaxRetries);
+        return true;
     }
 
     private static bool IsIdempotent(Http1Method method) =>
@@ -1752,6 +1920,9 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _routed = false;
         _endpoint = null;
         _attempts = 0;
+        _retries = 0;
+        _retryPolicy = null;
+        _retryService = null;
         _reused = false;
         _requestBytes = 0;
         _responseBytes = 0;
@@ -1831,6 +2002,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             ReusedConnection = _reused,
             Policy = _policy,
             PeerIdentity = _peer?.PeerIdentity,
+            Transport = _peer?.Transport,
         };
         _observer.OnRequestCompleted(in record);
     }
@@ -2020,6 +2192,12 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
         [LoggerMessage(EventId = 3103, Level = LogLevel.Debug, Message = "Reused connection to {Endpoint} was closed before answering; retrying on a new connection")]
         public static partial void Retrying(ILogger logger, UpstreamAddress endpoint);
+
+        [LoggerMessage(EventId = 3120, Level = LogLevel.Debug, Message = "Retry {Retry} of {MaxRetries}: {Failed} failed, trying {Next}")]
+        public static partial void RetryingPolicy(ILogger logger, UpstreamAddress failed, UpstreamAddress next, int retry, int maxRetries);
+
+        [LoggerMessage(EventId = 3121, Level = LogLevel.Debug, Message = "Service {Service}: no retry after {Reason}: the retry budget is spent")]
+        public static partial void RetryBudgetExhausted(ILogger logger, string service, string reason);
 
         [LoggerMessage(EventId = 3104, Level = LogLevel.Debug, Message = "Response from {Endpoint} broke off after its head was sent ({Error}); resetting the client connection")]
         public static partial void ResponseAborted(ILogger logger, UpstreamAddress endpoint, string error);

@@ -20,6 +20,16 @@ public interface IHttpRequestObserver
     /// <see cref="HttpRequestRecord.Routed"/> is true it ends the in-flight count of the matching <see cref="OnRequestRouted"/>.
     /// </summary>
     void OnRequestCompleted(in HttpRequestRecord record);
+
+    /// <summary>A request is tried again under its retry policy (<paramref name="reason"/>: the condition, e.g. <c>connect-failure</c>, <c>503</c>).</summary>
+    void OnRetry(string listener, string service, string reason)
+    {
+    }
+
+    /// <summary>A retry the policy allowed was not made: the service's retry budget is spent.</summary>
+    void OnRetryBudgetExhausted(string listener, string service)
+    {
+    }
 }
 
 /// <summary>
@@ -90,6 +100,9 @@ public readonly ref struct HttpRequestRecord
 
     /// <summary>The connection's verified peer identity (SPIFFE ID), or null.</summary>
     public string? PeerIdentity { get; init; }
+
+    /// <summary>How the client's connection arrived when it was TLS (mutual TLS: mesh peers), else null (plaintext).</summary>
+    public Proxy.Core.Identity.PeerTransport? Transport { get; init; }
 }
 
 /// <summary>Does nothing (tests, or telemetry turned off).</summary>

@@ -15,6 +15,7 @@ public sealed class Route
     private readonly MethodMatcher _methods;
     private readonly HeaderMatcher[] _headers;
     private readonly QueryMatcher[] _query;
+    private readonly Authorization.IdentityPattern[] _sources;
 
     public Route(RouteConfig config)
     {
@@ -36,6 +37,7 @@ public sealed class Route
             _query[i] = new QueryMatcher(m.Query[i]);
         }
 
+        _sources = [.. m.SourcePrincipals.Select(static p => new Authorization.IdentityPattern(p))];
         Action = new RouteAction(config.Action);
     }
 
@@ -45,10 +47,15 @@ public sealed class Route
 
     public RouteAction Action { get; }
 
-    internal bool Matches(in RequestView request)
+    internal bool Matches(in RequestView request, string? peer)
     {
         // Cheapest checks first; regex (path or header) last.
         if (!_methods.Matches(request.Head) || !_host.Matches(request.Host))
+        {
+            return false;
+        }
+
+        if (_sources.Length != 0 && (peer is null || !Authorization.IdentityPattern.Any(_sources, peer)))
         {
             return false;
         }
@@ -110,12 +117,16 @@ public sealed class RouteTable
     /// 404 (body from <see cref="DescribeNoRoute"/>, reason <see cref="NoRouteReason"/>).
     /// </summary>
     public bool TryMatch(Http1RequestHead head, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Route? route)
+        => TryMatch(head, null, out route);
+
+    /// <summary>As <see cref="TryMatch(Http1RequestHead, out Route?)"/>, for a caller with the verified identity <paramref name="peer"/> (null: none).</summary>
+    public bool TryMatch(Http1RequestHead head, string? peer, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Route? route)
     {
         ArgumentNullException.ThrowIfNull(head);
         var request = new RequestView(head);
         foreach (var r in _routes)
         {
-            if (r.Matches(request))
+            if (r.Matches(request, peer))
             {
                 route = r;
                 return true;

@@ -39,6 +39,9 @@ internal static class AccessLogFormatter
     private static readonly JsonEncodedText Attempts = JsonEncodedText.Encode("attempts");
     private static readonly JsonEncodedText Policy = JsonEncodedText.Encode("policy");
     private static readonly JsonEncodedText Peer = JsonEncodedText.Encode("peer");
+    private static readonly JsonEncodedText Transport = JsonEncodedText.Encode("transport");
+    private static readonly JsonEncodedText MutualTls = JsonEncodedText.Encode("mtls");
+    private static readonly JsonEncodedText PlainTls = JsonEncodedText.Encode("tls");
 
     /// <summary>
     /// Writer options: not indented; the relaxed encoder keeps valid non-ASCII UTF-8 readable (a log line is not
@@ -97,6 +100,12 @@ internal static class AccessLogFormatter
         if (record.PeerIdentity is not null)
         {
             writer.WriteString(Peer, record.PeerIdentity);
+        }
+
+        // The client connection's TLS: "mtls" (mesh peers, verified client certificates) or "tls"; absent for plaintext.
+        if (record.Transport is Proxy.Core.Identity.PeerTransport.MutualTls or Proxy.Core.Identity.PeerTransport.Tls)
+        {
+            writer.WriteString(Transport, record.Transport == Proxy.Core.Identity.PeerTransport.MutualTls ? MutualTls : PlainTls);
         }
 
         writer.WriteEndObject();

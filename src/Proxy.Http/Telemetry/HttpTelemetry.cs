@@ -29,6 +29,12 @@ public sealed class HttpTelemetry : IHttpRequestObserver
 
     public JsonAccessLog? AccessLog => _accessLog;
 
+    public void OnRetry(string listener, string service, string reason)
+        => _metrics.HttpRetries.Add(1, new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("service", service), new KeyValuePair<string, object?>("reason", reason));
+
+    public void OnRetryBudgetExhausted(string listener, string service)
+        => _metrics.HttpRetryBudgetExhausted.Add(1, new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("service", service));
+
     public void OnRequestRouted(string listener, string service, string route)
     {
         // Not guarded by Enabled: the -1 in OnRequestCompleted is not either, so a listener that starts between the two

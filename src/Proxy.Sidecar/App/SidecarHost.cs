@@ -67,7 +67,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
     private Http2UpstreamPool? _http2Pool;
     private Http2UpstreamPool? _inboundHttp2Pool;
     private readonly List<FileCertificateSource> _certificateSources = [];
-    private MeshTrust? _meshTrust;
+    private FileMeshTrustSource? _meshTrust;
     private JsonAccessLog? _accessLog;
     private readonly List<IAsyncDisposable> _servicePools = [];
 
@@ -438,8 +438,8 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
     // --- TLS ---
 
-    /// <summary>The sidecar's mesh identity: its certificate source and the mesh's trust.</summary>
-    private sealed record MeshIdentity(FileCertificateSource Certificate, MeshTrust Trust);
+    /// <summary>The sidecar's mesh identity: its certificate source and the mesh's trust (both reloaded from their files).</summary>
+    private sealed record MeshIdentity(FileCertificateSource Certificate, FileMeshTrustSource Trust);
 
     /// <summary>
     /// Loads the workload certificate (watched: a rotated file applies to new handshakes) and the trust bundle, and checks
@@ -458,10 +458,10 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             throw new CertificateLoadException($"mesh.certificate: {e.Message}", e);
         }
 
-        MeshTrust trust;
+        FileMeshTrustSource trust;
         try
         {
-            trust = MeshTrust.FromPemFile(config.TrustBundlePath!);
+            trust = new FileMeshTrustSource(config.TrustBundlePath!, "mesh-trust-bundle", TimeSpan.FromSeconds(10), _loggerFactory.CreateLogger<FileMeshTrustSource>(), Metrics);
         }
         catch (CertificateLoadException e)
         {
@@ -469,7 +469,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         }
 
         _meshTrust = trust;
-        var check = trust.Verify(certificate.Certificate, [.. certificate.Current.IntermediateCertificates], PeerRole.Server);
+        var check = trust.Current.Verify(certificate.Certificate, [.. certificate.Current.IntermediateCertificates], PeerRole.Server);
         if (!check.IsValid)
         {
             throw new CertificateLoadException($"mesh.certificate: {config.CertificatePath} is not a usable mesh identity: {check.Reason}");

@@ -29,7 +29,7 @@ public sealed record TlsClientOptions
     /// a SPIFFE ID in the root's trust domain matching <see cref="ExpectedPeer"/>) instead of by name and
     /// <see cref="TrustedAuthorities"/>. A refusal fails the connect with the verification's reason.
     /// </summary>
-    public Identity.MeshTrust? PeerTrust { get; init; }
+    public Identity.IMeshTrustSource? PeerTrust { get; init; }
 
     /// <summary>With <see cref="PeerTrust"/>: the identities the endpoint may prove (null: any identity of the mesh).</summary>
     public Identity.IdentityPattern? ExpectedPeer { get; init; }

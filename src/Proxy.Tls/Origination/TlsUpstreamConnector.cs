@@ -143,7 +143,7 @@ public sealed partial class TlsUpstreamConnector : IUpstreamConnector
         {
             if (owner._options.PeerTrust is { } trust)
             {
-                var verification = trust.Verify(certificate, chain, Identity.PeerRole.Server, owner._options.ExpectedPeer);
+                var verification = trust.Current.Verify(certificate, chain, Identity.PeerRole.Server, owner._options.ExpectedPeer);
                 if (verification.IsValid)
                 {
                     return true;

@@ -52,7 +52,7 @@ public sealed record TlsServerOptions
     /// instead of SslStream's chain and <see cref="ClientCertificateValidator"/>. A refusal is counted with the
     /// verification's code (e.g. <c>untrusted_issuer</c>, <c>expired</c>, <c>no_certificate</c>).
     /// </summary>
-    public Identity.MeshTrust? PeerTrust { get; init; }
+    public Identity.IMeshTrustSource? PeerTrust { get; init; }
 
     /// <summary>Decides instead of the default rule (chain valid, certificate present when required).</summary>
     public ClientCertificateValidator? ClientCertificateValidator { get; init; }

@@ -158,7 +158,9 @@ public sealed partial class TlsTerminator
             };
             if (o.PeerTrust is { } trust)
             {
-                options.RemoteCertificateValidationCallback = (_, certificate, chain, _) => ValidateMesh(trust, certificate, chain);
+                // The trust is read once per handshake: a reloaded bundle applies to new connections.
+                var current = trust.Current;
+                options.RemoteCertificateValidationCallback = (_, certificate, chain, _) => ValidateMesh(current, certificate, chain);
             }
             else if (mode != ClientCertificateMode.None)
             {

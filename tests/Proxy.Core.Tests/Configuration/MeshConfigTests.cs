@@ -124,6 +124,23 @@ public sealed class MeshConfigTests
     }
 
     [Fact]
+    public void Routes_SourcePrincipals_ReadAndRoundTrip()
+    {
+        var first = Load("""
+            { "outboundListen": "off", "inboundListen": "off", "adminListen": "off",
+              "services": [ { "name": "web", "endpoints": ["127.0.0.1:9001"] } ],
+              "listeners": [ { "name": "edge", "address": "127.0.0.1:0", "routes": [
+                { "name": "frontend", "match": { "sourcePrincipals": ["spiffe://cluster.local/ns/web/*", "*/sa/admin"] }, "action": { "service": "web" } } ] } ] }
+            """);
+        Assert.True(first.Ok, string.Join("\n", first.Errors));
+        Assert.Equal(["spiffe://cluster.local/ns/web/*", "*/sa/admin"], first.Config!.Listeners[0].Routes[0].Match.SourcePrincipals);
+        var json = ConfigJson.ToJson(first.Config);
+        var second = Load(json);
+        Assert.True(second.Ok, string.Join("\n", second.Errors) + "\n" + json);
+        Assert.Equal(json, ConfigJson.ToJson(second.Config!));
+    }
+
+    [Fact]
     public void ToJson_MeshOff_RoundTripsAsOff()
     {
         var json = ConfigJson.ToJson(new ProxyConfig());

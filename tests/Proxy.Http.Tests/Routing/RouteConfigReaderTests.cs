@@ -46,6 +46,8 @@ public sealed class RouteConfigReaderTests
     [Theory]
     [InlineData("""[{ "action": { "service": "s" }, "extra": 1 }]""", "routes[0].extra: unknown key")]
     [InlineData("""[{ "match": { "paths": {} }, "action": { "service": "s" } }]""", "routes[0].match.paths: unknown key")]
+    [InlineData("""[{ "match": { "sourcePrincipals": ["spiffe://td/*/sa/*"] }, "action": { "service": "s" } }]""", "routes[0].match.sourcePrincipals[0]: \"spiffe://td/*/sa/*\" may have one * only")]
+    [InlineData("""[{ "match": { "sourcePrincipals": "spiffe://td/x" }, "action": { "service": "s" } }]""", "routes[0].match.sourcePrincipals: must be an array")]
     [InlineData("""[{ "match": { "path": { "regex": "(" } }, "action": { "service": "s" } }]""", "routes[0].match.path.regex: not a valid regular expression")]
     [InlineData("""[{ "match": { "path": { "regex": "(a)\\1" } }, "action": { "service": "s" } }]""", "routes[0].match.path.regex: not a valid regular expression")]
     [InlineData("""[{ "match": { "headers": [{ "name": "x", "regex": "[" }] }, "action": { "service": "s" } }]""", "routes[0].match.headers[0].regex: not a valid regular expression")]

@@ -33,6 +33,26 @@ public sealed class RouteTableTests
         Assert.Equal(expected, table.TryMatch(Get("/", host), out _));
     }
 
+    [Theory]
+    [InlineData("spiffe://cluster.local/ns/web/sa/frontend", true)]
+    [InlineData("spiffe://cluster.local/ns/web/sa/other", true)]
+    [InlineData("spiffe://cluster.local/ns/batch/sa/jobs", false)]
+    [InlineData("spiffe://other.td/sa/admin", true)]
+    [InlineData(null, false)]
+    public void TryMatch_SourcePrincipals_ByTheCallersVerifiedIdentity(string? peer, bool expected)
+    {
+        var table = One("""{ "sourcePrincipals": ["spiffe://cluster.local/ns/web/*", "*/sa/admin"] }""");
+        Assert.Equal(expected, table.TryMatch(Get("/", "example.com"), peer, out _));
+    }
+
+    [Fact]
+    public void TryMatch_SourcePrincipalsStar_AnyIdentifiedCallerOnly()
+    {
+        var table = One("""{ "sourcePrincipals": ["*"] }""");
+        Assert.True(table.TryMatch(Get("/", "example.com"), "spiffe://td/x", out _));
+        Assert.False(table.TryMatch(Get("/", "example.com"), out _));
+    }
+
     [Fact]
     public void TryMatch_StarHost_MatchesAnyHostIncludingNone()
     {

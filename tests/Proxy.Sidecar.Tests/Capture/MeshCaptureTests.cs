@@ -87,7 +87,7 @@ public sealed partial class RealCaptureTests
                 await client.ConnectAsync(httpTarget).WaitAsync(Timeout);
                 await client.SendAsync("GET /orders HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n"u8.ToArray()).WaitAsync(Timeout);
                 var response = await ReadToEndAsync(client);
-                Assert.StartsWith("HTTP/1.1 200", response, StringComparison.Ordinal);
+                Assert.True(response.StartsWith("HTTP/1.1 200", StringComparison.Ordinal), $"{response}\nsidecar A:\n{string.Join('\n', sidecarA.Lines)}\n{sidecarA.StandardError}\nsidecar B:\n{string.Join('\n', sidecarB.Lines)}\n{sidecarB.StandardError}");
                 Assert.Contains($"from {InboundPassthrough.SourceFor(AddressFamily.InterNetwork)}:", response, StringComparison.Ordinal);
                 Assert.Contains("GET /orders HTTP/1.1", response, StringComparison.Ordinal);
                 Assert.DoesNotContain("proxy-mesh", response, StringComparison.OrdinalIgnoreCase);

@@ -57,6 +57,7 @@ public sealed class MeshMtlsTests : IAsyncLifetime
             AdminListen = any,
             Mesh = _pki.MeshFor(AppIdentity) with { Ports = new Dictionary<int, MeshMode> { [_app.EndPoint.Port] = MeshMode.Strict } },
             Authorization = authorization,
+            Http = new HttpConfig { AccessLog = Path.Combine(_pki.DirectoryPath, "b-access.log") },
             Services =
             [
                 new ServiceConfig("app", [], [_app.EndPoint]),
@@ -69,6 +70,7 @@ public sealed class MeshMtlsTests : IAsyncLifetime
                 new ListenerConfig("in-h2", any, "app2") { Protocol = ListenerProtocol.Http, Mesh = MeshMode.Strict },
                 new ListenerConfig("in-tcp", any, "echo") { Protocol = ListenerProtocol.Tcp, Mesh = MeshMode.Strict },
                 new ListenerConfig("in-open", any, "app") { Protocol = ListenerProtocol.Http, Mesh = MeshMode.Permissive },
+                new ListenerConfig("in-routed", any, "") { Protocol = ListenerProtocol.Http, Mesh = MeshMode.Strict, Routes = RoutesByCaller() },
             ],
         };
         _b = new SidecarHost(bConfig, NullLoggerFactory.Instance, new FixedOriginalDestinationResolver(_app.EndPoint));
@@ -90,6 +92,7 @@ public sealed class MeshMtlsTests : IAsyncLifetime
                 Meshed("b-open", "in-open", "spiffe://cluster.local/ns/shop/*"),
                 Meshed("b-inbound", "inbound"),
                 Meshed("b-wrong", "in-h1", "spiffe://cluster.local/ns/shop/sa/other"),
+                Meshed("b-routed", "in-routed"),
                 new ServiceConfig("b-plain", [], [Address(_b, "in-h1")]),
             ],
             Listeners =
@@ -100,6 +103,7 @@ public sealed class MeshMtlsTests : IAsyncLifetime
                 new ListenerConfig("out-open", any, "b-open") { Protocol = ListenerProtocol.Http },
                 new ListenerConfig("out-inbound", any, "b-inbound") { Protocol = ListenerProtocol.Http },
                 new ListenerConfig("out-wrong", any, "b-wrong") { Protocol = ListenerProtocol.Http },
+                new ListenerConfig("out-routed", any, "b-routed") { Protocol = ListenerProtocol.Http },
                 new ListenerConfig("out-plain", any, "b-plain") { Protocol = ListenerProtocol.Http },
             ],
         };
@@ -138,6 +142,11 @@ public sealed class MeshMtlsTests : IAsyncLifetime
 
         var metrics = await MetricsAsync(_b);
         Assert.Contains($"proxy_tls_peer_connections_total{{listener=\"in-h1\",peer=\"{FrontendIdentity}\",transport=\"mtls\"}}", metrics, StringComparison.Ordinal);
+
+        // The inbound side's access log names the caller and how it came.
+        var line = await AccessLogLineAsync("/hello/2");
+        Assert.Contains($"\"peer\":\"{FrontendIdentity}\"", line, StringComparison.Ordinal);
+        Assert.Contains("\"transport\":\"mtls\"", line, StringComparison.Ordinal);
         Assert.Contains("proxy_mesh_inbound_connections_total{listener=\"in-h1\",mode=\"strict\",result=\"mtls\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains("proxy_tls_handshakes_total{listener=\"\",service=\"b-h1\",role=\"client\",result=\"ok\"} 1", await MetricsAsync(_a), StringComparison.Ordinal);
     }
@@ -216,6 +225,38 @@ public sealed class MeshMtlsTests : IAsyncLifetime
         using var http = Client();
         await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync(Url(_b, "inbound", "/plain")));
         Assert.Contains("proxy_mesh_inbound_connections_total{listener=\"inbound\",mode=\"strict\",result=\"refused\"}", await MetricsAsync(_b), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Routes_MatchTheCallersIdentity()
+    {
+        using var http = Client();
+        using (var frontend = await http.GetAsync(Url(_a, "out-routed", "/r")))
+        {
+            Assert.Equal(HttpStatusCode.OK, frontend.StatusCode);
+            Assert.Contains("x-caller: web", await frontend.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        var (certificate, key) = _pki.IssueFiles("spiffe://cluster.local/ns/batch/sa/jobs");
+        using var batch = X509Certificate2.CreateFromPemFile(certificate, key);
+        var other = await RawMeshRequestAsync(_b, "in-routed", "proxy-mesh/http1.1", batch);
+        Assert.StartsWith("HTTP/1.1 200", other, StringComparison.Ordinal);
+        Assert.Contains("x-caller: other", other, StringComparison.Ordinal);
+    }
+
+    private static RouteConfig[] RoutesByCaller()
+    {
+        static RouteConfig To(string name, string caller, params string[] sources) => new()
+        {
+            Name = name,
+            Match = new RouteMatchConfig { SourcePrincipals = sources },
+            Action = new RouteActionConfig
+            {
+                Destinations = [new WeightedDestinationConfig("app")],
+                RequestHeaders = new HeaderMutationsConfig { Set = [new("x-caller", caller)] },
+            },
+        };
+        return [To("from-web", "web", "spiffe://cluster.local/ns/web/*"), To("others", "other")];
     }
 
     // ---- modes ----
@@ -301,6 +342,30 @@ public sealed class MeshMtlsTests : IAsyncLifetime
     }
 
     // ---- helpers ----
+
+    /// <summary>The first line of B's access log that mentions <paramref name="path"/> (the log is written asynchronously).</summary>
+    private async Task<string> AccessLogLineAsync(string path)
+    {
+        var file = Path.Combine(_pki.DirectoryPath, "b-access.log");
+        var deadline = DateTime.UtcNow + Timeout;
+        while (true)
+        {
+            if (File.Exists(file))
+            {
+                using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                using var reader = new StreamReader(stream);
+                var text = await reader.ReadToEndAsync();
+                var line = text.Split('\n').FirstOrDefault(l => l.Contains(path, StringComparison.Ordinal));
+                if (line is not null)
+                {
+                    return line;
+                }
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"no access log line for {path} within {Timeout}");
+            await Task.Delay(20);
+        }
+    }
 
     private async Task AssertHandshakeResultAsync(string listener, string result)
         => Assert.Contains($"proxy_tls_handshakes_total{{listener=\"{listener}\",service=\"\",role=\"server\",result=\"{result}\"}}", await MetricsAsync(_b), StringComparison.Ordinal);

@@ -23,6 +23,9 @@ internal sealed class MeshTestPki : IDisposable
 
     public string TrustBundlePath { get; }
 
+    /// <summary>The temporary directory (removed on dispose).</summary>
+    public string DirectoryPath => _dir.FullName;
+
     /// <summary>Issues <paramref name="identity"/> (valid for an hour from <paramref name="time"/>'s now) and returns its chain and key files.</summary>
     public (string Certificate, string Key) IssueFiles(string identity, TimeProvider? time = null, TimeSpan? lifetime = null)
     {

@@ -40,6 +40,14 @@ public sealed class Http2Server
     /// </summary>
     internal Proxy.Core.Transport.PinnedBlockMemoryPool LanePool { get; } = new(4096);
 
+    private long _streamObjectsCreated;
+
+    /// <summary>Stream objects this server's connections created; every other stream reused the object of an ended one (for tests).</summary>
+    internal long StreamObjectsCreated => Interlocked.Read(ref _streamObjectsCreated);
+
+    /// <summary>Counts a new stream object (not on the steady-state path: objects are reused).</summary>
+    internal void OnStreamObjectCreated() => Interlocked.Increment(ref _streamObjectsCreated);
+
     /// <summary>
     /// Whether the client's first bytes are the HTTP/2 preface (h2c with prior knowledge), reading no further than
     /// needed to tell and consuming nothing: the next read returns the same bytes. False when the client closes first.

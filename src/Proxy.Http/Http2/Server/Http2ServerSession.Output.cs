@@ -262,10 +262,13 @@ internal sealed partial class Http2ServerSession
     internal async ValueTask ResetStreamAsync(Http2ServerStream stream, Http2ErrorCode code)
     {
         var wasClosed = stream.LocalClosed && stream.Reset;
+        var id = stream.Id;
         stream.Reset = true;
         stream.LocalClosed = true;
         AbortLane(stream);
         stream.SignalWindow();
+        // Not touched after this (unless a lane still carries it): by id only.
+        DropIfLaneless(stream);
         if (wasClosed)
         {
             return;
@@ -274,7 +277,7 @@ internal sealed partial class Http2ServerSession
         await _writeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
         try
         {
-            Http2FrameWriter.WriteRstStream(_output, stream.Id, code);
+            Http2FrameWriter.WriteRstStream(_output, id, code);
             await FlushUnlockedAsync().ConfigureAwait(false);
         }
         finally
@@ -339,12 +342,13 @@ internal sealed partial class Http2ServerSession
 
         stream.LocalClosed = true;
         stream.Reset = true;
+        var id = stream.Id;
         lock (_lock)
         {
-            _streams.Remove(stream.Id);
+            RemoveStreamLocked(stream);
         }
 
-        Log.ProxyAnswer(_server.Logger, stream.Id, status, error);
+        Log.ProxyAnswer(_server.Logger, id, status, error);
     }
 
     /// <summary>

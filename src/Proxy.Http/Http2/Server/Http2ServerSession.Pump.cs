@@ -261,6 +261,7 @@ internal sealed partial class Http2ServerSession
 
             lane.Stream = null;
             stream.Lane = null;
+            // The stream is not touched after this block: once the table lets go of it too, its object may carry a later stream.
             if (!stream.RemoteClosed && !stream.Reset && stream.LocalClosed)
             {
                 // Answered before the client finished sending (RFC 9113 §8.1). Rather than RST_STREAM(NO_ERROR),
@@ -271,11 +272,12 @@ internal sealed partial class Http2ServerSession
             }
             else
             {
-                _streams.Remove(stream.Id);
+                RemoveStreamLocked(stream);
             }
 
             // Armed before it can be rented again, so the next stream's Assign always finds it waiting.
             rearmed = reusable && !stream.Reset && !lane.Aborted && lane.ArmForNextStream();
+            ReleaseStreamLocked(stream);
             if (rearmed)
             {
                 _idleLanes.Push(lane);

@@ -41,6 +41,8 @@ internal sealed partial class Http2ServerSession : IDisposable
     private readonly Http2RequestHeadBuilder _builder;
     private readonly Http2TrailerLines _trailers = new();
     private readonly Dictionary<uint, Http2ServerStream> _streams = [];
+    // Objects of ended streams that nothing holds any more (Holds == 0), reused by new streams; guarded by _lock.
+    private readonly Stack<Http2ServerStream> _freeStreams = new();
     // Response pumps running (guarded by _lock); the shutdown waits for them through _pumpsDone.
     private int _activePumps;
     private TaskCompletionSource? _pumpsDone;
@@ -50,6 +52,9 @@ internal sealed partial class Http2ServerSession : IDisposable
     private readonly Lock _lock = new();
     private readonly ArrayBufferWriter<byte> _block = new(256);
     private readonly Action<Http2Lane, long> _onConsumed;
+
+    /// <summary>At most this many ended stream objects are kept per connection for reuse (the streams open at once, usually).</summary>
+    private const int MaxFreeStreams = 128;
 
     /// <summary>Request body bytes taken and dropped after an early complete response before the stream is reset.</summary>
     private const int DrainLimit = 1024 * 1024;
@@ -352,14 +357,24 @@ internal sealed partial class Http2ServerSession : IDisposable
         }
 
         _lastStreamId = id;
-        stream = new Http2ServerStream(this, id, _peerInitialWindow, _options.InitialStreamWindowSize)
-        {
-            ReceivingHeaders = true,
-            HeadersEndStream = endStream,
-        };
         int active;
         lock (_lock)
         {
+            // A kept object is safe to reuse here: it is held by no lane and no table entry (Holds == 0), and the frame
+            // loop, the only other code that may touch an ended stream, holds none while it starts a new one (frames
+            // are processed one at a time, and no header block is in progress: a new HEADERS may not interrupt one).
+            if (_freeStreams.TryPop(out stream))
+            {
+                stream.Reuse(id, _peerInitialWindow, _options.InitialStreamWindowSize);
+            }
+            else
+            {
+                stream = new Http2ServerStream(id, _peerInitialWindow, _options.InitialStreamWindowSize);
+                _server.OnStreamObjectCreated();
+            }
+
+            stream.ReceivingHeaders = true;
+            stream.HeadersEndStream = endStream;
             active = _streams.Count;
             _streams.Add(id, stream);
         }
@@ -410,9 +425,15 @@ internal sealed partial class Http2ServerSession : IDisposable
                 throw new Http2ConnectionException(Http2ErrorCode.EnhanceYourCalm, $"more than {_options.MaxOversizedHeaderLists} header lists over {_options.MaxHeaderListSize} bytes");
             }
 
-            if (stream is null || _blockDiscard)
+            if (stream is null)
             {
                 return ValueTask.CompletedTask;
+            }
+
+            if (_blockDiscard)
+            {
+                // A refused stream is still told so (and leaves the table); a discarded trailer block needs nothing.
+                return !_blockIsTrailers && stream.Reset && !stream.LocalClosed ? ResetStreamAsync(stream, Http2ErrorCode.RefusedStream) : ValueTask.CompletedTask;
             }
 
             return _blockIsTrailers
@@ -481,14 +502,16 @@ internal sealed partial class Http2ServerSession : IDisposable
         }
 
         var lane = RentLane();
-        lane.Stream = stream;
-        stream.Lane = lane;
         var head = _builder.Head;
         stream.LaneBytesWritten = head.Length;
-        // Counted first and uncounted by RunStreamAsync when it ends, so a pump that ends at once is not missed.
+        // Counted first and uncounted by FinishStream when it ends, so a pump that ends at once is not missed.
         lock (_lock)
         {
             _activePumps++;
+            lane.Stream = stream;
+            stream.Lane = lane;
+            // The lane's hold, let go by FinishStream.
+            stream.Holds++;
         }
 
         // Its pump starts on the stream inline, and waits for the response head.
@@ -602,12 +625,13 @@ internal sealed partial class Http2ServerSession : IDisposable
             stream.Drained += frameLength;
             if (endStream || stream.Drained > DrainLimit)
             {
+                stream.RemoteClosed = true;
                 lock (_lock)
                 {
-                    _streams.Remove(stream.Id);
+                    RemoveStreamLocked(stream);
                 }
 
-                stream.RemoteClosed = true;
+                // The stream is not touched after this point (its object may carry a later stream).
                 await CreditConnectionAsync(frameLength).ConfigureAwait(false);
                 if (!endStream)
                 {
@@ -832,6 +856,7 @@ internal sealed partial class Http2ServerSession : IDisposable
         stream.LocalClosed = true;
         AbortLane(stream);
         stream.SignalWindow();
+        DropIfLaneless(stream);
         if (wasOpen)
         {
             CountReset();
@@ -874,65 +899,121 @@ internal sealed partial class Http2ServerSession : IDisposable
         stream.Lane?.Reset();
     }
 
+    /// <summary>
+    /// A stream reset here or by the client leaves the table at once when no lane carries it (refused, malformed, answered
+    /// by the proxy, draining); with a lane, its pump's <see cref="FinishStream"/> does it. Later frames for its id are
+    /// handled as for any closed stream (DATA dropped and credited, HEADERS decoded and dropped).
+    /// </summary>
+    private void DropIfLaneless(Http2ServerStream stream)
+    {
+        lock (_lock)
+        {
+            if (stream.Lane is null)
+            {
+                RemoveStreamLocked(stream);
+            }
+        }
+    }
+
+    /// <summary>Takes the stream out of the table (if it is still there) and lets go of the table's hold on it.</summary>
+    private void RemoveStreamLocked(Http2ServerStream stream)
+    {
+        if (_streams.Remove(stream.Id))
+        {
+            ReleaseStreamLocked(stream);
+        }
+    }
+
+    /// <summary>
+    /// Lets go of one hold (the table's or a lane's): at none, the object is kept for a later stream. Whoever releases
+    /// must not touch the stream afterwards; the frame loop may still read or write an ended stream within the frame it
+    /// is processing, which is safe because only the frame loop reuses objects, when it starts a new stream.
+    /// </summary>
+    private void ReleaseStreamLocked(Http2ServerStream stream)
+    {
+        if (--stream.Holds == 0 && _freeStreams.Count < MaxFreeStreams)
+        {
+            _freeStreams.Push(stream);
+        }
+    }
+
     /// <summary>The forwarder consumed request bytes of a lane: credit the stream and the connection.</summary>
     private void OnLaneConsumed(Http2Lane lane, long count)
     {
-        var stream = lane.Stream;
-        if (stream is null)
-        {
-            return;
-        }
-
-        long credit;
+        uint id;
+        uint streamIncrement;
+        uint connectionIncrement;
         lock (_lock)
         {
+            // Read under the lock: the pump's FinishStream clears it under the same lock before it lets go of the stream,
+            // so the stream read here cannot be carrying a later stream meanwhile.
+            var stream = lane.Stream;
+            if (stream is null)
+            {
+                return;
+            }
+
             var consumed = stream.LaneBytesConsumed += count;
             // Payload still in the lane is at most what is still in the lane: never credit more than was consumed.
             var consumedPayload = Math.Max(0, stream.PayloadWritten - (stream.LaneBytesWritten - consumed));
-            credit = consumedPayload - stream.PayloadCredited;
+            var credit = consumedPayload - stream.PayloadCredited;
             if (credit <= 0)
             {
                 return;
             }
 
             stream.PayloadCredited += credit;
+            id = stream.Id;
+            TakeCreditLocked(stream, (int)credit, out streamIncrement, out connectionIncrement);
         }
 
-        _ = CreditAsync(stream, (int)credit).AsTask();
+        if (streamIncrement != 0 || connectionIncrement != 0)
+        {
+            _ = WriteCreditAsync(id, streamIncrement, connectionIncrement).AsTask();
+        }
     }
 
     /// <summary>Gives <paramref name="count"/> bytes back to the client's windows for the stream and the connection.</summary>
-    // Pooled state machine: this runs for every stream or frame.
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask CreditAsync(Http2ServerStream stream, int count)
+    private ValueTask CreditAsync(Http2ServerStream stream, int count)
     {
-        uint streamIncrement = 0;
-        uint connectionIncrement = 0;
+        uint id;
+        uint streamIncrement;
+        uint connectionIncrement;
         lock (_lock)
         {
-            stream.PendingCredit += count;
-            _connectionPendingCredit += count;
-
-            // Batch updates: one WINDOW_UPDATE per half window, not per frame.
-            if (!stream.RemoteClosed && stream.PendingCredit >= _options.InitialStreamWindowSize / 2)
-            {
-                streamIncrement = (uint)stream.PendingCredit;
-                stream.ReceiveWindow += stream.PendingCredit;
-                stream.PendingCredit = 0;
-            }
-
-            if (_connectionPendingCredit >= _options.InitialConnectionWindowSize / 2)
-            {
-                connectionIncrement = (uint)_connectionPendingCredit;
-                _connectionPendingCredit = 0;
-            }
+            id = stream.Id;
+            TakeCreditLocked(stream, count, out streamIncrement, out connectionIncrement);
         }
 
-        if (streamIncrement == 0 && connectionIncrement == 0)
+        return streamIncrement == 0 && connectionIncrement == 0 ? ValueTask.CompletedTask : WriteCreditAsync(id, streamIncrement, connectionIncrement);
+    }
+
+    /// <summary>Adds credit to the pending counts; returns the WINDOW_UPDATE increments due (batched: one per half window, not per frame).</summary>
+    private void TakeCreditLocked(Http2ServerStream stream, int count, out uint streamIncrement, out uint connectionIncrement)
+    {
+        streamIncrement = 0;
+        connectionIncrement = 0;
+        stream.PendingCredit += count;
+        _connectionPendingCredit += count;
+        if (!stream.RemoteClosed && stream.PendingCredit >= _options.InitialStreamWindowSize / 2)
         {
-            return;
+            streamIncrement = (uint)stream.PendingCredit;
+            stream.ReceiveWindow += stream.PendingCredit;
+            stream.PendingCredit = 0;
         }
 
+        if (_connectionPendingCredit >= _options.InitialConnectionWindowSize / 2)
+        {
+            connectionIncrement = (uint)_connectionPendingCredit;
+            _connectionPendingCredit = 0;
+        }
+    }
+
+    /// <summary>Writes the WINDOW_UPDATEs of a credit (by stream id: the stream object is not touched, it may have ended).</summary>
+    // Pooled state machine: this runs for every stream or frame.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteCreditAsync(uint streamId, uint streamIncrement, uint connectionIncrement)
+    {
         await _writeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
         try
         {
@@ -945,7 +1026,7 @@ internal sealed partial class Http2ServerSession : IDisposable
 
             if (streamIncrement > 0)
             {
-                Http2FrameWriter.WriteWindowUpdate(_output, stream.Id, streamIncrement);
+                Http2FrameWriter.WriteWindowUpdate(_output, streamId, streamIncrement);
             }
 
             await FlushUnlockedAsync().ConfigureAwait(false);

@@ -12,18 +12,54 @@ namespace Proxy.Http.Http2.Server;
 /// the DATA payload raw under content-length or re-framed chunked, then trailers), and the lane's HTTP/1.1
 /// response comes back out as HEADERS, DATA (within the client's flow-control windows) and trailers.
 /// </summary>
+/// <remarks>
+/// Reused: a session keeps the objects of ended streams and hands them to later streams (<see cref="Reuse"/>). An
+/// object is given back only when nothing can reach it any more: see <see cref="Holds"/> and
+/// <c>Http2ServerSession.ReleaseStream</c>.
+/// </remarks>
 internal sealed class Http2ServerStream
 {
     private TaskCompletionSource? _windowWaiter;
 
-    public Http2ServerStream(Http2ServerSession session, uint id, int sendWindow, int receiveWindow)
+    public Http2ServerStream(uint id, int sendWindow, int receiveWindow)
+    {
+        Reuse(id, sendWindow, receiveWindow);
+    }
+
+    public uint Id { get; private set; }
+
+    /// <summary>
+    /// Who still holds the stream outside the frame loop (guarded by the session's lock): 1 while it is in the stream
+    /// table, 1 while a lane carries it (from <c>Assign</c> to the pump's <c>FinishStream</c>). At 0 the object is
+    /// kept for reuse; the frame loop only reuses it for a new stream, when no frame of its own can still hold it.
+    /// </summary>
+    public int Holds { get; set; }
+
+    /// <summary>Makes the object a new stream: every field back to its initial value.</summary>
+    public void Reuse(uint id, int sendWindow, int receiveWindow)
     {
         Id = id;
         SendWindow = sendWindow;
         ReceiveWindow = receiveWindow;
+        Holds = 1;
+        PendingCredit = 0;
+        PayloadWritten = 0;
+        LaneBytesWritten = 0;
+        LaneBytesConsumed = 0;
+        PayloadCredited = 0;
+        Method = default;
+        DeclaredLength = -1;
+        ChunkedRequest = false;
+        RemoteClosed = false;
+        LocalClosed = false;
+        Reset = false;
+        ReceivingHeaders = false;
+        HeadersEndStream = false;
+        Lane = null;
+        Draining = false;
+        Drained = 0;
+        _windowWaiter = null;
     }
-
-    public uint Id { get; }
 
     /// <summary>Bytes this side may still send on the stream (may go negative after a SETTINGS change). Guarded by the session's window lock.</summary>
     public long SendWindow { get; set; }
@@ -49,7 +85,7 @@ internal sealed class Http2ServerStream
     public Http1Method Method { get; set; }
 
     /// <summary>Declared request content-length, or -1.</summary>
-    public long DeclaredLength { get; set; } = -1;
+    public long DeclaredLength { get; set; }
 
     /// <summary>Request body framed chunked towards the lane.</summary>
     public bool ChunkedRequest { get; set; }

@@ -40,6 +40,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     private Http2ClientStream? _stream;
     private PooledConnection? _pooled;
     private bool _responseIsHead;
+    private bool _acceptsTrailers;
     private int _refs;
     private volatile bool _finished;
     private volatile bool _refused;
@@ -238,6 +239,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                 var hasBody = bodyKind == Http1BodyKind.Chunked || (bodyKind == Http1BodyKind.ContentLength && head.ContentLength > 0);
                 var contentLength = head.ContentLength;
                 _responseIsHead = head.Method == Http1Method.Head;
+                _acceptsTrailers = AcceptsTrailers(head);
                 BuildRequestFields(head, _fields, Owner!.Transport.RemoteEndPoint, Owner.Secure);
                 input.AdvanceTo(consumed);
 
@@ -352,6 +354,21 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
             // Names go out lowercased by the HPACK encoder.
             fields.Add(headers.GetName(i), headers.GetValue(i));
         }
+    }
+
+    /// <summary>Whether the request says (TE: trailers) that the client takes trailers: then a response body is relayed chunked, to carry them.</summary>
+    private static bool AcceptsTrailers(Http1RequestHead head)
+    {
+        var headers = head.Headers;
+        for (var i = 0; i < headers.Count; i++)
+        {
+            if (headers.GetKnown(i) == Http1KnownHeader.TE && ListsTrailers(headers.GetValue(i)))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private static bool ListsTrailers(ReadOnlySpan<byte> value)
@@ -500,6 +517,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
             var stream = _stream!;
             var output = _responsePipe.Writer;
             var isHead = _responseIsHead;
+            var acceptsTrailers = _acceptsTrailers;
             try
             {
                 Http2ClientResponseHead head;
@@ -520,10 +538,25 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                     status = head.StatusCode;
                     var fields = head.Fields;
                     var noBody = isHead || status is < 200 or 204 or 304;
-                    chunked = !noBody && !fields.TryGetValue("content-length"u8, out _);
+                    // HTTP/2 may send trailers after any body, also one with content-length (gRPC-like servers do);
+                    // HTTP/1.1 carries trailers only in chunked framing, and never with content-length (RFC 9112 §6.2).
+                    // So when the client takes trailers (TE: trailers; gRPC clients always say it) and trailers may
+                    // still come, a body with content-length is relayed chunked without it: the trailers go on after
+                    // the last chunk (to an HTTP/2 client: a final HEADERS with END_STREAM). The upstream's DATA are
+                    // still checked against its content-length by the client connection. Otherwise the length is
+                    // kept: when the stream has already ended without trailers (e.g. a gRPC trailers-only answer,
+                    // HEADERS with END_STREAM and content-length: 0, which must stay one HEADERS with END_STREAM), or
+                    // when the client does not take trailers (dropped then, as RFC 9110 §6.5.1 allows).
+                    var hasLength = fields.TryGetValue("content-length"u8, out _);
+                    chunked = !noBody && (!hasLength || (acceptsTrailers && (!stream.TryGetEnd(out _) || stream.Trailers is not null)));
                     Http1HeadWriter.WriteStatusLine(output, Http1Version.Http11, status, Http1ReasonPhrases.For(status));
                     for (var i = 0; i < fields.Count; i++)
                     {
+                        if (chunked && hasLength && fields.GetName(i).SequenceEqual("content-length"u8))
+                        {
+                            continue;
+                        }
+
                         Http1HeadWriter.WriteHeader(output, fields.GetName(i), fields.GetValue(i));
                     }
 

@@ -1,0 +1,144 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Proxy.Sidecar.Tests.Reliability;
+
+/// <summary>
+/// An HTTP/1.1 upstream on 127.0.0.1:0 that fails on command: each request it reads takes the next action of its script
+/// (then <see cref="Default"/> when the script is empty): answer a status (keep-alive, body "name status"), or close
+/// the connection without answering (a reset before any response byte). Counts the requests it read.
+/// </summary>
+internal sealed class ScriptedUpstream : IAsyncDisposable
+{
+    public const string Close = "close";
+
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly ConcurrentQueue<string> _script = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _accepting;
+    private readonly string _name;
+    private int _requests;
+
+    public ScriptedUpstream(string name, string defaultAction = "200", params string[] script)
+    {
+        _name = name;
+        Default = defaultAction;
+        foreach (var action in script)
+        {
+            _script.Enqueue(action);
+        }
+
+        _listener.Start();
+        _accepting = AcceptLoopAsync();
+    }
+
+    public IPEndPoint EndPoint => (IPEndPoint)_listener.LocalEndpoint;
+
+    /// <summary>What a request gets when the script is empty: a status code, or <see cref="Close"/>.</summary>
+    public string Default { get; set; }
+
+    public int Requests => Volatile.Read(ref _requests);
+
+    public void Enqueue(params string[] actions)
+    {
+        foreach (var action in actions)
+        {
+            _script.Enqueue(action);
+        }
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket socket;
+            try
+            {
+                socket = await _listener.AcceptSocketAsync(_stop.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+
+            _ = ServeAsync(socket);
+        }
+    }
+
+    private async Task ServeAsync(Socket socket)
+    {
+        using var _ = socket;
+        var buffer = new byte[64 * 1024];
+        var pending = new StringBuilder();
+        try
+        {
+            while (true)
+            {
+                int end;
+                while ((end = pending.ToString().IndexOf("\r\n\r\n", StringComparison.Ordinal)) < 0)
+                {
+                    var read = await socket.ReceiveAsync(buffer, _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+                    if (read == 0)
+                    {
+                        return;
+                    }
+
+                    pending.Append(Encoding.Latin1.GetString(buffer, 0, read));
+                }
+
+                var head = pending.ToString(0, end);
+                pending.Remove(0, end + 4);
+                var length = ContentLength(head);
+                while (pending.Length < length)
+                {
+                    var read = await socket.ReceiveAsync(buffer, _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+                    if (read == 0)
+                    {
+                        return;
+                    }
+
+                    pending.Append(Encoding.Latin1.GetString(buffer, 0, read));
+                }
+
+                pending.Remove(0, length);
+                Interlocked.Increment(ref _requests);
+                var action = _script.TryDequeue(out var next) ? next : Default;
+                if (action == Close)
+                {
+                    socket.Close(0);
+                    return;
+                }
+
+                var body = $"{_name} {action}";
+                var response = $"HTTP/1.1 {action} Scripted\r\nContent-Length: {body.Length}\r\nx-upstream: {_name}\r\n\r\n{body}";
+                await socket.SendAsync(Encoding.Latin1.GetBytes(response), _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException or TimeoutException)
+        {
+        }
+    }
+
+    private static int ContentLength(string head)
+    {
+        foreach (var line in head.Split("\r\n"))
+        {
+            if (line.StartsWith("content-length:", StringComparison.OrdinalIgnoreCase))
+            {
+                return int.Parse(line.AsSpan(15).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+
+        return 0;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        await _accepting.WaitAsync(TimeSpan.FromSeconds(10));
+        _stop.Dispose();
+    }
+}
