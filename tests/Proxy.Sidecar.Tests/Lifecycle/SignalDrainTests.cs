@@ -86,7 +86,7 @@ public sealed class SignalDrainTests : IAsyncLifetime
             Assert.Equal("sidecar: draining (signal), up to 25s", draining);
 
             // Draining, not gone: /ready says so, and the open connection still forwards.
-            var (notReady, notReadyErr) = await WaitAsync(admin, "300ms");
+            var (notReady, notReadyErr) = await WaitAsync(admin, "3s");
             Assert.Equal(ExitCodes.Failure, notReady);
             Assert.Contains("last: 503 not ready: draining", notReadyErr, StringComparison.Ordinal);
             await EchoAsync(stream, "during");

@@ -65,9 +65,9 @@ public sealed class WaitCommandTests
     {
         await using var host = await StartHostAsync();
         host.Lifecycle.RequestStop(StopReason.Drain);
-        var (code, _, err) = await RunAsync("wait", "--admin", host.AddressOf("admin")!.ToString()!, "--timeout", "700ms");
+        var (code, _, err) = await RunAsync("wait", "--admin", host.AddressOf("admin")!.ToString()!, "--timeout", "3s");
         Assert.Equal(ExitCodes.Failure, code);
-        Assert.Contains($"error: the sidecar at http://{host.AddressOf("admin")}/ready is not ready within 700ms", err, StringComparison.Ordinal);
+        Assert.Contains($"error: the sidecar at http://{host.AddressOf("admin")}/ready is not ready within 3s", err, StringComparison.Ordinal);
         Assert.Contains("last: 503 not ready: draining", err, StringComparison.Ordinal);
     }
 
