@@ -25,6 +25,7 @@ internal sealed class ConfigDraft
     public TimeSpan DetectTimeout;
     public IReadOnlyList<int> OpaquePorts;
     public string LogLevel;
+    public TimeSpan DrainTimeout;
     public int HttpMaxRequestLine;
     public int HttpMaxHeaderBytes;
     public int HttpMaxHeaders;
@@ -75,6 +76,7 @@ internal sealed class ConfigDraft
         DetectTimeout = d.Detect.Timeout;
         OpaquePorts = d.Detect.OpaquePorts;
         LogLevel = d.LogLevel;
+        DrainTimeout = d.DrainTimeout;
         HttpMaxRequestLine = d.Http.MaxRequestLineBytes;
         HttpMaxHeaderBytes = d.Http.MaxHeaderBytes;
         HttpMaxHeaders = d.Http.MaxHeaderCount;
@@ -158,6 +160,7 @@ internal sealed class ConfigDraft
         Services = Services.ToArray(),
         Authorization = Authorization,
         LogLevel = LogLevel,
+        DrainTimeout = DrainTimeout,
     };
 }
 

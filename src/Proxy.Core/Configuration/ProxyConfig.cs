@@ -46,6 +46,12 @@ public sealed record ProxyConfig
 
     /// <summary>Minimum log level: trace, debug, information, warning, error, critical, none.</summary>
     public string LogLevel { get; init; } = "information";
+
+    /// <summary>
+    /// Longest a graceful drain (SIGTERM, admin POST /drain) waits for open connections to finish before it closes
+    /// the rest and the process exits. 25 s: inside Kubernetes' default terminationGracePeriodSeconds (30 s).
+    /// </summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(25);
 }
 
 /// <summary>Tuning of our socket transport (see Proxy.Core.Transport).</summary>

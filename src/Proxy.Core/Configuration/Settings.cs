@@ -49,7 +49,7 @@ public sealed class Setting
             static c => ValueParsers.FormatEndPoint(c.InboundListen),
             static (d, t) => ListenOrOff(t, out d.InboundListen)),
         new("admin-listen", "adminListen",
-            "Admin listener (/ready, /metrics, /config), or off. Keep it on loopback.",
+            "Admin listener (/ready, /metrics, /config, POST /drain, POST /quitquitquit), or off. Keep it on loopback.",
             static c => ValueParsers.FormatEndPoint(c.AdminListen),
             static (d, t) => ListenOrOff(t, out d.AdminListen)),
         new("read-buffer-size", "transport.readBufferSize",
@@ -186,6 +186,10 @@ public sealed class Setting
             "Minimum log level: trace, debug, information, warning, error, critical, none.",
             static c => c.LogLevel,
             static (d, t) => ParseLogLevel(t, out d.LogLevel)),
+        new("drain-timeout", "drainTimeout",
+            "On SIGTERM or admin POST /drain: how long to wait for open connections to finish (HTTP ones are asked to close) before closing the rest and exiting (e.g. 25s).",
+            static c => ValueParsers.FormatDuration(c.DrainTimeout),
+            static (d, t) => ValueParsers.ParseDuration(t, allowOff: false, out d.DrainTimeout)),
     ];
 
     private static string Int(int value) => value.ToString(CultureInfo.InvariantCulture);

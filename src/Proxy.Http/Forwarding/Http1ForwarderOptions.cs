@@ -41,6 +41,21 @@ public sealed record Http1ForwarderOptions
     /// <summary>JWT authentication and authorization policies checked before routing; null: none (the default).</summary>
     public Authorization.HttpSecurity? Security { get; init; }
 
+    /// <summary>
+    /// Fires when the proxy starts a graceful drain (lifecycle): HTTP/1.1 client connections answer their next
+    /// response with <c>Connection: close</c> and close once idle for <see cref="DrainIdleTimeout"/>; HTTP/2 client
+    /// connections (<see cref="Http2.Server.Http2Server"/>) get GOAWAY and close when their streams are done.
+    /// Default: never fires.
+    /// </summary>
+    public CancellationToken Drain { get; init; }
+
+    /// <summary>
+    /// During a drain, an idle HTTP/1.1 client connection is closed once it has been idle this long (at once if it
+    /// already was): a client in the middle of a request loop gets its next response with <c>Connection: close</c>
+    /// instead of racing a close. Default 1 s.
+    /// </summary>
+    public TimeSpan DrainIdleTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Every problem with these settings (empty when valid).</summary>
     public IReadOnlyList<string> Validate()
     {
@@ -53,6 +68,11 @@ public sealed record Http1ForwarderOptions
         if (IdleTimeout <= TimeSpan.Zero && IdleTimeout != Timeout.InfiniteTimeSpan)
         {
             errors.Add($"IdleTimeout must be positive or infinite, not {IdleTimeout}.");
+        }
+
+        if (DrainIdleTimeout < TimeSpan.Zero)
+        {
+            errors.Add($"DrainIdleTimeout must not be negative, not {DrainIdleTimeout}.");
         }
 
         if (TunnelIdleTimeout <= TimeSpan.Zero && TunnelIdleTimeout != Timeout.InfiniteTimeSpan)

@@ -77,6 +77,9 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     // per timeout period instead of twice per request (each change takes the runtime's timer-queue lock).
     private long _idleSince;
     private int _idleScheduled;
+
+    // The idle timeout in force (ticks; -1 ms: none): the options' until a drain shortens it (Http1ForwardingSession.Drain.cs).
+    private long _idleLimitTicks;
     private int _responseScheduled;
 
     // Per-request state, reset by BeginRequest.
@@ -167,7 +170,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _requestChunks = new ChunkedBodyReader(_options.Parser);
         _responseChunks = new ChunkedBodyReader(_options.Parser);
         _peer = downstream.Features.Get<IPeerIdentityFeature>();
-        if (_options.IdleTimeout != Timeout.InfiniteTimeSpan)
+        _idleLimitTicks = _options.IdleTimeout.Ticks;
+        if (_options.IdleTimeout != Timeout.InfiniteTimeSpan || DrainApplies)
         {
             _idleTimer = _time.CreateTimer(static s => ((Http1ForwardingSession)s!).OnIdleTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         }
@@ -229,6 +233,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             _cancellation = _cancellationToken.UnsafeRegister(static s => ((Http1ForwardingSession)s!).OnCancelled(), this);
         }
 
+        RegisterDrain();
+
         try
         {
             await RequestLoopAsync().ConfigureAwait(false);
@@ -251,6 +257,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     public void Dispose()
     {
         _cancellation.Dispose();
+        _drainRegistration.Dispose();
         _rentDeadline?.Dispose();
         _idleTimer?.Dispose();
         _responseTimer?.Dispose();
@@ -1029,7 +1036,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         var clientHttp10 = _request.Version == Http1Version.Http10;
         // An HTTP/1.0 client cannot read chunked: send the payload close-delimited.
         var dechunk = response.BodyKind == Http1BodyKind.Chunked && clientHttp10;
-        var keepAlive = _request.KeepAlive && response.BodyKind != Http1BodyKind.CloseDelimited && !dechunk;
+        var keepAlive = _request.KeepAlive && response.BodyKind != Http1BodyKind.CloseDelimited && !dechunk && !_draining;
         if (_pumpStarted && !_pump.IsCompleted && _request.ExpectContinue && !_sent100)
         {
             // Final status without 100: the client may or may not send the body now; the connection cannot be reused (RFC 9110 §10.1.1).
@@ -1796,7 +1803,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     {
         // A request body nobody read leaves the connection out of step: close it.
         var unreadBody = _request.BodyKind == Http1BodyKind.Chunked || (_request.BodyKind == Http1BodyKind.ContentLength && _request.ContentLength > 0);
-        var keepAlive = _request.KeepAlive && !unreadBody && !forceClose;
+        var keepAlive = _request.KeepAlive && !unreadBody && !forceClose && !_draining;
         _status = status;
         _error = error;
         _proxyMade = true;
@@ -2014,7 +2021,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _idleArmed = true;
         if (Interlocked.Exchange(ref _idleScheduled, 1) == 0)
         {
-            ChangeTimer(_idleTimer, _options.IdleTimeout);
+            ChangeTimer(_idleTimer, IdleLimit);
         }
     }
 
@@ -2036,8 +2043,16 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 continue;
             }
 
+            var limit = IdleLimit;
+            if (limit == Timeout.InfiniteTimeSpan)
+            {
+                // No idle timeout (woken early by a drain that has not shortened it yet): go idle.
+                Volatile.Write(ref _idleScheduled, 0);
+                return;
+            }
+
             var elapsed = _time.GetElapsedTime(Volatile.Read(ref _idleSince));
-            if (elapsed >= _options.IdleTimeout)
+            if (elapsed >= limit)
             {
                 Volatile.Write(ref _idleScheduled, 0);
                 _idleTimedOut = true;
@@ -2045,7 +2060,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 return;
             }
 
-            ChangeTimer(_idleTimer!, _options.IdleTimeout - elapsed);
+            ChangeTimer(_idleTimer!, limit - elapsed);
             return;
         }
     }

@@ -6,26 +6,21 @@ using Proxy.Core.Metrics;
 
 namespace Proxy.Sidecar.Admin;
 
-/// <summary>Set once every listener is bound; read by /ready.</summary>
-internal sealed class Readiness
-{
-    private volatile bool _ready;
-
-    public bool IsReady => _ready;
-
-    public void MarkReady() => _ready = true;
-}
-
 /// <summary>
 /// The admin listener's HTTP application (Kestrel's HTTP/1.1 stack, loopback only, never on the data path):
 /// <list type="bullet">
-/// <item><c>GET /ready</c>: 200 once every listener is bound, 503 before.</item>
+/// <item><c>GET /ready</c>: 200 once every listener is bound, 503 before and from the moment a drain is asked for.</item>
 /// <item><c>GET /metrics</c>: Prometheus text exposition of the proxy's instruments.</item>
 /// <item><c>GET /config</c>: the effective configuration as JSON, in the config file's schema.</item>
+/// <item><c>POST /drain</c>: graceful drain, then exit (as on SIGTERM; see <see cref="SidecarLifecycle"/>).</item>
+/// <item><c>POST /quitquitquit</c>: the same drain bounded by <see cref="SidecarLifecycle.QuitTimeout"/>, then exit (jobs).</item>
 /// </list>
+/// The admin listener keeps answering during the drain; it closes when the process exits.
 /// </summary>
-internal sealed class AdminApplication(ProxyConfig config, Readiness readiness, PrometheusExporter exporter) : IHttpApplication<IFeatureCollection>
+internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle lifecycle, PrometheusExporter exporter) : IHttpApplication<IFeatureCollection>
 {
+    private const string Text = "text/plain; charset=utf-8";
+
     private readonly byte[] _configJson = Encoding.UTF8.GetBytes(ConfigJson.ToJson(config) + "\n");
 
     public IFeatureCollection CreateContext(IFeatureCollection contextFeatures) => contextFeatures;
@@ -39,16 +34,42 @@ internal sealed class AdminApplication(ProxyConfig config, Readiness readiness, 
         var request = context.Get<IHttpRequestFeature>()!;
         var path = request.Path;
         var isGet = request.Method is "GET" or "HEAD";
+        var isPost = request.Method == "POST";
         return path switch
         {
-            "/ready" when isGet => readiness.IsReady
-                ? RespondAsync(context, 200, "text/plain; charset=utf-8", "ready\n"u8.ToArray())
-                : RespondAsync(context, 503, "text/plain; charset=utf-8", "not ready: listeners are still binding\n"u8.ToArray()),
+            "/ready" when isGet => Ready(context),
             "/metrics" when isGet => RespondAsync(context, 200, "text/plain; version=0.0.4; charset=utf-8", Encoding.UTF8.GetBytes(exporter.Render())),
             "/config" when isGet => RespondAsync(context, 200, "application/json", _configJson),
-            "/ready" or "/metrics" or "/config" => RespondAsync(context, 405, "text/plain; charset=utf-8", Encoding.UTF8.GetBytes($"{request.Method} is not allowed on {path}; use GET\n")),
-            _ => RespondAsync(context, 404, "text/plain; charset=utf-8", Encoding.UTF8.GetBytes($"no admin endpoint at {path}; try /ready, /metrics or /config\n")),
+            "/drain" when isPost => Stop(context, StopReason.Drain),
+            "/quitquitquit" when isPost => Stop(context, StopReason.Quit),
+            "/ready" or "/metrics" or "/config" => NotAllowed(context, path, "GET"),
+            "/drain" or "/quitquitquit" => NotAllowed(context, path, "POST"),
+            _ => RespondAsync(context, 404, Text, Encoding.UTF8.GetBytes($"no admin endpoint at {path}; try /ready, /metrics, /config, POST /drain or POST /quitquitquit\n")),
         };
+    }
+
+    private Task Ready(IFeatureCollection context)
+    {
+        var readiness = lifecycle.Readiness;
+        return readiness.IsReady ? RespondAsync(context, 200, Text, "ready\n"u8.ToArray())
+            : readiness.IsDraining ? RespondAsync(context, 503, Text, "not ready: draining\n"u8.ToArray())
+            : RespondAsync(context, 503, Text, "not ready: listeners are still binding\n"u8.ToArray());
+    }
+
+    private Task Stop(IFeatureCollection context, StopReason reason)
+    {
+        var first = lifecycle.RequestStop(reason);
+        var message = first
+            ? $"{(reason == StopReason.Quit ? "quitting" : "draining")}: /ready answers 503, listeners stop accepting, open connections get up to {SidecarLifecycle.Timeout(reason, config.DrainTimeout).TotalSeconds:0.###} s to finish, then the process exits\n"
+            : "already draining\n";
+        return RespondAsync(context, 200, Text, Encoding.UTF8.GetBytes(message));
+    }
+
+    private static Task NotAllowed(IFeatureCollection context, string path, string allowed)
+    {
+        var request = context.Get<IHttpRequestFeature>()!;
+        context.Get<IHttpResponseFeature>()!.Headers.Allow = allowed == "GET" ? "GET, HEAD" : allowed;
+        return RespondAsync(context, 405, Text, Encoding.UTF8.GetBytes($"{request.Method} is not allowed on {path}; use {allowed}\n"));
     }
 
     private static async Task RespondAsync(IFeatureCollection context, int status, string contentType, byte[] body)

@@ -102,6 +102,10 @@ internal sealed partial class ListenerHandler
     private readonly MeshMode? _listenerMesh;
     private readonly HttpStage? _meshHttp;
 
+    // Lifecycle: fires when a drain's timeout passes. Opaque TCP watches it, since a spliced socket is out of reach of
+    // the transport's abort (the HTTP stages end with the transport).
+    private readonly CancellationToken _drainCut;
+
     public ListenerHandler(
         string name,
         ListenerKind kind,
@@ -122,8 +126,10 @@ internal sealed partial class ListenerHandler
         Action<ConnectionContext>? connectionHook = null,
         MeshInboundStage? mesh = null,
         MeshMode? listenerMesh = null,
-        HttpStage? meshHttp = null)
+        HttpStage? meshHttp = null,
+        CancellationToken drainCut = default)
     {
+        _drainCut = drainCut;
         _mesh = kind == ListenerKind.Outbound || (kind == ListenerKind.Explicit && listenerMesh is null) ? null : mesh;
         _listenerMesh = listenerMesh;
         _meshHttp = meshHttp ?? http;
@@ -429,7 +435,15 @@ internal sealed partial class ListenerHandler
             var context = destination.ServiceName == _tcpContext.ServiceName && serverName is null && connector is null
                 ? _tcpContext
                 : _tcpContext with { ServiceName = destination.ServiceName, ServerName = serverName, Connector = connector };
-            await _tcp.HandleAsync(connection, target, context, connection.ConnectionClosed);
+            if (_drainCut.CanBeCanceled)
+            {
+                using var closedOrCut = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed, _drainCut);
+                await _tcp.HandleAsync(connection, target, context, closedOrCut.Token);
+            }
+            else
+            {
+                await _tcp.HandleAsync(connection, target, context, connection.ConnectionClosed);
+            }
         }
         finally
         {

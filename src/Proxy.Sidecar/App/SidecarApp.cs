@@ -1,10 +1,16 @@
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Proxy.Core.Configuration;
 using Proxy.Core.Transport;
+using Proxy.Sidecar.Admin;
 
 namespace Proxy.Sidecar.App;
 
-/// <summary>Runs the sidecar until cancelled (SIGINT/SIGTERM): logging, host, the start-up banner.</summary>
+/// <summary>
+/// Runs the sidecar until it is stopped, then drains it (Admin/SidecarLifecycle.cs): logging, host, the start-up banner, signals.
+/// SIGTERM or SIGINT (or <c>cancellationToken</c>), admin POST /drain and POST /quitquitquit all start the graceful
+/// drain; a second SIGTERM/SIGINT during it closes what is left at once. Exits 0 once drained, timeout or not.
+/// </summary>
 internal static class SidecarApp
 {
     public static async Task<int> RunAsync(ProxyConfig config, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken, ConfigSource? source = null)
@@ -42,17 +48,56 @@ internal static class SidecarApp
         }
 
         await stdout.WriteLineAsync(Banner(host, config));
-        await stdout.FlushAsync(cancellationToken);
-        try
+        await stdout.FlushAsync(CancellationToken.None);
+        var lifecycle = host.Lifecycle;
+        using var signals = new StopSignals(lifecycle);
+        using var cancelled = cancellationToken.Register(static s => ((SidecarLifecycle)s!).RequestStop(StopReason.Signal), lifecycle);
+        var reason = await lifecycle.StopRequested;
+        await stdout.WriteLineAsync($"sidecar: draining ({SidecarLifecycle.Name(reason)}), up to {ValueParsers.FormatDuration(SidecarLifecycle.Timeout(reason, config.DrainTimeout))}");
+        await stdout.FlushAsync(CancellationToken.None);
+        var result = await host.Stopped;
+        await stdout.WriteLineAsync(System.FormattableString.Invariant(
+            $"sidecar: stopped ({SidecarLifecycle.Name(result.Reason)}): drained in {result.Elapsed.TotalMilliseconds:0} ms; {result.OpenAtStart} connection(s) were open, {result.Cut} cut at the drain timeout"));
+        await stdout.FlushAsync(CancellationToken.None);
+        return 0;
+    }
+
+    /// <summary>
+    /// SIGTERM and SIGINT while the proxy runs: the first asks for a drain, a second one cuts it short. The runtime's
+    /// default (exit at once) is cancelled; System.CommandLine leaves these signals to us for the run command.
+    /// </summary>
+    private sealed class StopSignals : IDisposable
+    {
+        private readonly SidecarLifecycle _lifecycle;
+        private readonly PosixSignalRegistration _term;
+        private readonly PosixSignalRegistration _interrupt;
+        private int _count;
+
+        public StopSignals(SidecarLifecycle lifecycle)
         {
-            await Task.Delay(Timeout.Infinite, cancellationToken);
-        }
-        catch (OperationCanceledException)
-        {
+            _lifecycle = lifecycle;
+            _term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            _interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         }
 
-        await stdout.WriteLineAsync("sidecar: stopping");
-        return 0;
+        private void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            if (Interlocked.Increment(ref _count) == 1)
+            {
+                _lifecycle.RequestStop(StopReason.Signal);
+            }
+            else
+            {
+                _lifecycle.CutNow();
+            }
+        }
+
+        public void Dispose()
+        {
+            _term.Dispose();
+            _interrupt.Dispose();
+        }
     }
 
     internal static string Banner(SidecarHost host, ProxyConfig config)

@@ -39,8 +39,11 @@ namespace Proxy.Sidecar.App;
 ///                                                                                └─ other:    TcpProxy ◄──────────────────┴─ upstream
 ///   explicit + tls ── TlsTerminator ── ALPN h2: Http2Server; http/1.1 or none: as its protocol
 ///   services with tls: their own TlsUpstreamConnector + pools (ServiceUpstreams), so TLS never shares a plaintext connection
-///   admin    :15000 ── AdminApplication (/ready, /metrics, /config)
+///   admin    :15000 ── AdminApplication (/ready, /metrics, /config, /drain, /quitquitquit): a Kestrel server of its own
 /// </code>
+/// Lifecycle (Admin/SidecarLifecycle.cs): a stop request (signal, POST /drain, POST /quitquitquit) drains: the HTTP stages watch
+/// <see cref="SidecarLifecycle.DrainToken"/>, the proxy's Kestrel server stops accepting and waits for its connections up to the
+/// drain timeout; the admin server keeps answering (/ready 503) until the host is disposed.
 /// </summary>
 internal sealed partial class SidecarHost : IAsyncDisposable
 {
@@ -50,6 +53,11 @@ internal sealed partial class SidecarHost : IAsyncDisposable
     private readonly KestrelServerOptions _kestrelOptions = new() { AddServerHeader = false };
     private readonly List<(string Name, ListenOptions Options)> _listeners = [];
     private KestrelServer? _server;
+
+    // The admin listener has a server of its own, so it can answer /ready 503 while the proxy's listeners drain.
+    private readonly KestrelServerOptions _adminOptions = new() { AddServerHeader = false };
+    private KestrelServer? _adminServer;
+    private Task<DrainResult>? _stopped;
     private SocketTransportFactory? _transport;
     private UpstreamConnector? _connector;
     private UpstreamConnector? _inboundConnector;
@@ -78,7 +86,14 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         Metrics = new ProxyMetrics();
         Exporter = new PrometheusExporter(Metrics.Meter);
         Authorization = new AuthorizationState(new AuthorizationPolicies(config.Authorization), Metrics);
+        Lifecycle = new SidecarLifecycle(Metrics.Meter);
     }
+
+    /// <summary>Readiness, stop requests and the drain (see Admin/SidecarLifecycle.cs).</summary>
+    public SidecarLifecycle Lifecycle { get; }
+
+    /// <summary>Completes when a requested stop has drained the proxy's listeners (after <see cref="StartAsync"/>).</summary>
+    public Task<DrainResult> Stopped => _stopped ?? throw new InvalidOperationException("The host has not started.");
 
     /// <summary>The authorization policies in force (swapped on reload).</summary>
     public AuthorizationState Authorization { get; }
@@ -96,7 +111,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
     public PrometheusExporter Exporter { get; }
 
-    public Readiness Readiness { get; } = new();
+    public Readiness Readiness => Lifecycle.Readiness;
 
     /// <summary>The bound address of each listener, by name (ports resolved when configured as 0).</summary>
     public IReadOnlyList<(string Name, EndPoint Address)> BoundListeners
@@ -244,6 +259,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             TunnelIdleTimeout = OffIsInfinite(_config.Tcp.IdleTimeout),
             Observer = new HttpTelemetry(Metrics, _accessLog),
             LoggerFactory = _loggerFactory,
+            Drain = Lifecycle.DrainToken,
         };
         var http2Options = new Http2ServerOptions
         {
@@ -354,10 +370,10 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             var handler = new ListenerHandler(name, kind, service, services, _resolver, kind == ListenerKind.Inbound ? inboundTcp : tcp, tcpContext with { ListenerName = name },
                 _config.Tcp.MaxConnections, Metrics, logger, detector, httpStage, tlsStage, listenerSni, terminator,
                 kind == ListenerKind.Inbound || explicitListener is { Authorization: true } ? Authorization : null, ConnectionHookForTests,
-                meshStage, explicitListener?.Mesh, meshHttp);
+                meshStage, explicitListener?.Mesh, meshHttp, Lifecycle.CutToken);
             _kestrelOptions.Listen(address, options =>
             {
-                options.Use(_ => handler.HandleAsync);
+                options.Use(_ => Lifecycle.Track(handler.HandleAsync));
                 _listeners.Add((name, options));
             });
         }
@@ -377,9 +393,11 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             AddListener(listener.Name, listener.Address, ListenerKind.Explicit, listener);
         }
 
+        var adminListeners = 0;
         if (_config.AdminListen is { } admin)
         {
-            _kestrelOptions.Listen(admin, options =>
+            adminListeners = 1;
+            _adminOptions.Listen(admin, options =>
             {
                 options.Protocols = HttpProtocols.Http1;
                 _listeners.Add(("admin", options));
@@ -398,8 +416,23 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         }
 
         _transport = new SocketTransportFactory(transport, _loggerFactory);
-        _server = new KestrelServer(Options.Create(_kestrelOptions), _transport, new ScopelessLoggerFactory(_loggerFactory));
-        await _server.StartAsync(new AdminApplication(_config, Readiness, Exporter), cancellationToken);
+        var application = new AdminApplication(_config, Lifecycle, Exporter);
+        if (_listeners.Count > adminListeners)
+        {
+            _server = new KestrelServer(Options.Create(_kestrelOptions), _transport, new ScopelessLoggerFactory(_loggerFactory));
+            await _server.StartAsync(application, cancellationToken);
+        }
+
+        if (adminListeners > 0)
+        {
+            _adminServer = new KestrelServer(Options.Create(_adminOptions), _transport, new ScopelessLoggerFactory(_loggerFactory));
+            await _adminServer.StartAsync(application, cancellationToken);
+        }
+
+        // Drains once a stop is requested: stopping the proxy's server stops accepting, waits for its connections until
+        // the drain deadline, then closes the rest.
+        var server = _server;
+        _stopped = Lifecycle.RunAsync(_config.DrainTimeout, token => server is null ? Task.CompletedTask : server.StopAsync(token), _loggerFactory.CreateLogger("Proxy.Sidecar.Lifecycle"));
         Readiness.MarkReady();
     }
 
@@ -522,6 +555,15 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             await _server.StopAsync(cts.Token);
             _server.Dispose();
         }
+
+        if (_adminServer is not null)
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await _adminServer.StopAsync(cts.Token);
+            _adminServer.Dispose();
+        }
+
+        Lifecycle.Dispose();
 
         _reloader?.Dispose();
         foreach (var jwks in _jwks)

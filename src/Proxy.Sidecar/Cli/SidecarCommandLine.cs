@@ -27,9 +27,16 @@ internal static class SidecarCommandLine
             return ExitCodes.Usage;
         }
 
-        // On SIGINT/SIGTERM the action's token fires and the process gets this long to stop cleanly (close listeners,
-        // flush the access log) before System.CommandLine ends it; without it the process would end at once with 130.
-        return await parse.InvokeAsync(new InvocationConfiguration { Output = stdout, Error = stderr, ProcessTerminationTimeout = TimeSpan.FromSeconds(10) });
+        // On SIGINT/SIGTERM the action's token fires and the process gets this long to stop cleanly before
+        // System.CommandLine ends it; without it the process would end at once with 130. The proxy itself (run) handles
+        // the signals on its own (App/SidecarApp.cs): its drain may take up to --drain-timeout, then it exits 0.
+        var runsProxy = parse.CommandResult.Command is RootCommand || parse.CommandResult.Command.Name == "run";
+        return await parse.InvokeAsync(new InvocationConfiguration
+        {
+            Output = stdout,
+            Error = stderr,
+            ProcessTerminationTimeout = runsProxy ? null : TimeSpan.FromSeconds(10),
+        });
     }
 
     internal static RootCommand Build(TextWriter stdout, TextWriter stderr)
@@ -44,6 +51,7 @@ internal static class SidecarCommandLine
         root.Subcommands.Add(Iptables.IptablesCommand.Create());
         root.Subcommands.Add(Demo.DemoCommand.Create());
         root.Subcommands.Add(Ca.CaCommand.Create());
+        root.Subcommands.Add(WaitCommand.Create());
         return root;
     }
 }

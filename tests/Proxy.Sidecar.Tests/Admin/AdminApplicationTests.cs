@@ -27,8 +27,9 @@ public class AdminApplicationTests
     {
         using var metrics = new ProxyMetrics();
         using var exporter = new PrometheusExporter(metrics.Meter);
-        var readiness = new Readiness();
-        var app = new AdminApplication(new ProxyConfig(), readiness, exporter);
+        using var lifecycle = new SidecarLifecycle(metrics.Meter);
+        var readiness = lifecycle.Readiness;
+        var app = new AdminApplication(new ProxyConfig(), lifecycle, exporter);
 
         Assert.Equal((503, "not ready: listeners are still binding\n"), await GetAsync(app, "/ready"));
         readiness.MarkReady();
@@ -40,7 +41,47 @@ public class AdminApplicationTests
     {
         using var metrics = new ProxyMetrics();
         using var exporter = new PrometheusExporter(metrics.Meter);
-        var app = new AdminApplication(new ProxyConfig(), new Readiness(), exporter);
+        using var lifecycle = new SidecarLifecycle(metrics.Meter);
+        var app = new AdminApplication(new ProxyConfig(), lifecycle, exporter);
         Assert.Equal((405, "POST is not allowed on /metrics; use GET\n"), await GetAsync(app, "/metrics", "POST"));
+    }
+
+    [Theory]
+    [InlineData("/drain")]
+    [InlineData("/quitquitquit")]
+    public async Task StopEndpoints_Get_405_AndNoStop(string path)
+    {
+        using var metrics = new ProxyMetrics();
+        using var exporter = new PrometheusExporter(metrics.Meter);
+        using var lifecycle = new SidecarLifecycle(metrics.Meter);
+        lifecycle.Readiness.MarkReady();
+        var app = new AdminApplication(new ProxyConfig(), lifecycle, exporter);
+        Assert.Equal((405, $"GET is not allowed on {path}; use POST\n"), await GetAsync(app, path));
+        Assert.False(lifecycle.StopRequested.IsCompleted);
+        Assert.Equal((200, "ready\n"), await GetAsync(app, "/ready"));
+    }
+
+    [Theory]
+    [InlineData("/drain", "draining: ", "up to 25 s")]
+    [InlineData("/quitquitquit", "quitting: ", "up to 5 s")]
+    public async Task StopEndpoints_Post_RequestStop_ReadyTurns503AtOnce(string path, string start, string bound)
+    {
+        var reason = path == "/drain" ? StopReason.Drain : StopReason.Quit;
+        using var metrics = new ProxyMetrics();
+        using var exporter = new PrometheusExporter(metrics.Meter);
+        using var lifecycle = new SidecarLifecycle(metrics.Meter);
+        lifecycle.Readiness.MarkReady();
+        var app = new AdminApplication(new ProxyConfig(), lifecycle, exporter);
+
+        var (status, body) = await GetAsync(app, path, "POST");
+        Assert.Equal(200, status);
+        Assert.StartsWith(start, body, StringComparison.Ordinal);
+        Assert.Contains(bound, body, StringComparison.Ordinal);
+        Assert.Equal(reason, await lifecycle.StopRequested.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal((503, "not ready: draining\n"), await GetAsync(app, "/ready"));
+
+        // A second request changes nothing: the first reason stands.
+        Assert.Equal((200, "already draining\n"), await GetAsync(app, path == "/drain" ? "/quitquitquit" : "/drain", "POST"));
+        Assert.Equal(reason, await lifecycle.StopRequested.WaitAsync(TimeSpan.FromSeconds(10)));
     }
 }

@@ -293,6 +293,7 @@ internal sealed partial class Http2ServerSession
             lane.Close();
         }
 
+        WakeIfDrained();
         return rearmed;
     }
 }

@@ -113,6 +113,7 @@ internal sealed partial class Http2ServerSession : IDisposable
             }
 
             await WriteInitialSettingsAsync().ConfigureAwait(false);
+            RegisterDrain();
             await FrameLoopAsync().ConfigureAwait(false);
         }
         catch (Http2ConnectionException e)
@@ -207,7 +208,23 @@ internal sealed partial class Http2ServerSession : IDisposable
                 throw new Http2ConnectionException(_abortCode, reason);
             }
 
-            if (result.IsCompleted || result.IsCanceled)
+            if (result.IsCompleted)
+            {
+                return;
+            }
+
+            // Graceful drain (Http2ServerSession.Drain.cs): its wake-ups cancel the read too.
+            if (Volatile.Read(ref _drainState) != DrainNone)
+            {
+                if (await DrainStepAsync().ConfigureAwait(false))
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            if (result.IsCanceled)
             {
                 return;
             }
@@ -260,7 +277,7 @@ internal sealed partial class Http2ServerSession : IDisposable
                 return OnSettingsAsync(payload);
             case Http2FrameType.Ping:
                 CheckControlFlood(frame);
-                return frame.IsAck ? ValueTask.CompletedTask : WriteControlAsync(ControlFrame.PingAck, 0, frame.PingData);
+                return frame.IsAck ? OnPingAckAsync(frame.PingData) : WriteControlAsync(ControlFrame.PingAck, 0, frame.PingData);
             case Http2FrameType.WindowUpdate:
                 return OnWindowUpdateAsync();
             case Http2FrameType.RstStream:
@@ -325,7 +342,7 @@ internal sealed partial class Http2ServerSession : IDisposable
             return OnHeaderFragmentAsync(payload, endHeaders);
         }
 
-        if (id <= _lastStreamId || (id & 1) == 0)
+        if (id <= _lastStreamId || (id & 1) == 0 || IgnoredAfterGoAway(id))
         {
             if ((id & 1) == 0)
             {
@@ -1102,7 +1119,8 @@ internal sealed partial class Http2ServerSession : IDisposable
             await lane.DisposeAsync().ConfigureAwait(false);
         }
 
-        if (!_outputBroken)
+        // A drained connection has sent its final GOAWAY already.
+        if (!_outputBroken && !(code == Http2ErrorCode.NoError && DrainedWithGoAway))
         {
             await _writeLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
             try
@@ -1158,6 +1176,7 @@ internal sealed partial class Http2ServerSession : IDisposable
 
     public void Dispose()
     {
+        _drainRegistration.Dispose();
         _builder.Dispose();
         _trailers.Dispose();
         _decoder.Dispose();
