@@ -59,7 +59,8 @@ public sealed class RetryBudget
         return true;
     }
 
-    private long Now() => _time.GetUtcNow().ToUnixTimeSeconds();
+    /// <summary>Whole seconds of the monotonic clock (a wall-clock jump must not empty or refill the window).</summary>
+    private long Now() => _time.GetTimestamp() / _time.TimestampFrequency;
 
     /// <summary>The slot of second <paramref name="now"/>, cleared first when it still holds an older second.</summary>
     private int Slot(long now)

@@ -1,5 +1,6 @@
 using Proxy.Core.Balancing;
 using Proxy.Core.Configuration;
+using Proxy.Core.Tests.TestSupport;
 
 namespace Proxy.Core.Tests.Configuration;
 
@@ -86,7 +87,8 @@ public sealed class RetryConfigTests
     [Fact]
     public void Budget_RatioOfTheLastTenSecondsPlusTheFloor()
     {
-        var time = new ManualTime(DateTimeOffset.FromUnixTimeSeconds(1_000_000));
+        var time = new ManualTimeProvider();
+        time.Advance(TimeSpan.FromSeconds(1_000));
         var budget = new RetryBudget(new RetryBudgetConfig { Ratio = 0.2, MinPerSecond = 1 }, time);
 
         // Floor: 1 per second over the 10 s window = 10 retries with no traffic at all.
@@ -118,14 +120,5 @@ public sealed class RetryConfigTests
         }
 
         Assert.False(budget.TryRetry());
-    }
-
-    private sealed class ManualTime(DateTimeOffset now) : TimeProvider
-    {
-        private DateTimeOffset _now = now;
-
-        public override DateTimeOffset GetUtcNow() => _now;
-
-        public void Advance(TimeSpan by) => _now += by;
     }
 }
