@@ -72,7 +72,9 @@ public sealed class Http2DrainTests : IAsyncLifetime
         Assert.DoesNotContain(rest, static f => f.Type == GoAway);
         Assert.DoesNotContain(rest, static f => f.Stream == 5);
         Assert.Contains(rest, static f => f.Type == Headers && f.Stream == 1);
-        Assert.Contains(rest, static f => f.Type == Headers && f.Stream == 3);
+
+        // Stream 3 (no wait upstream) may be answered before or after the final GOAWAY: served either way.
+        Assert.Contains(frames.All, static f => f.Type == Headers && f.Stream == 3);
         Assert.Equal("done 1000", Body(frames.All, 1));
         Assert.Equal("done 0", Body(frames.All, 3));
 
