@@ -28,8 +28,6 @@ public sealed class RetryBudget
         Array.Fill(_seconds, long.MinValue);
     }
 
-    public RetryBudgetConfig Config => new() { Ratio = _ratio, MinPerSecond = _minPerSecond };
-
     /// <summary>Counts a request (first tries only) toward the budget.</summary>
     public void OnRequest() => Interlocked.Increment(ref _requests[Slot(Now())]);
 

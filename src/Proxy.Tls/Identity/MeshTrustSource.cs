@@ -12,12 +12,6 @@ public interface IMeshTrustSource
     MeshTrust Current { get; }
 }
 
-/// <summary>A trust that never changes.</summary>
-public sealed class FixedMeshTrustSource(MeshTrust trust) : IMeshTrustSource
-{
-    public MeshTrust Current { get; } = trust;
-}
-
 /// <summary>
 /// The mesh trust bundle from a PEM file, reloaded when the file changes (a root CA rotation: first a bundle with the old
 /// and the new root, then workload certificates from the new one, then the new root alone), without touching established

@@ -76,13 +76,4 @@ public static class MeshAlpn
 
         return MeshInnerProtocol.None;
     }
-
-    /// <summary>The config/log name of an inner protocol.</summary>
-    public static string Name(MeshInnerProtocol inner) => inner switch
-    {
-        MeshInnerProtocol.Http2 => "h2",
-        MeshInnerProtocol.Http1 => "http1.1",
-        MeshInnerProtocol.Tcp => "tcp",
-        _ => "none",
-    };
 }
