@@ -521,6 +521,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             var context = BalancerContextFor(service);
             endpoint = service.Balancer.Pick(in context);
+            OnEndpointPicked(service, endpoint);
             address = endpoint.Address;
         }
 
@@ -813,6 +814,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             if (!rent.IsSuccess)
             {
+                ReportConnectFailure(rent.Failure.Cause);
                 if (rent.Failure.Cause != ConnectFailureCause.PoolExhausted && ShouldRetry(RetryOn.ConnectFailure, safe: true, "connect-failure"))
                 {
                     if (!await PrepareRetryAsync().ConfigureAwait(false))
@@ -928,6 +930,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             if (outcome == ResponseOutcome.Parsed)
             {
+                ReportUpstreamStatus(_response.StatusCode);
                 if (_retryPolicy is not null && RetriableResponse(_retryPolicy) is { } reason && ShouldRetry(RetryOn.None, safe: false, reason))
                 {
                     // Drop this answer (the connection goes with it: its body is not read) and try again.
@@ -962,6 +965,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 _upstreamFailure = status.FailureDescription;
             }
 
+            ReportNoResponse(outcome, refused, stream: connection.Connection is IUpstreamExchangeStatus);
             _pool.Return(connection, reusable: false);
             var retry = outcome is ResponseOutcome.Closed or ResponseOutcome.Reset && !_responseBytesSeen && _attempts < 2 && !hasBody
                 && ((_reused && IsIdempotent(_request.Method)) || refused);
@@ -1201,6 +1205,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             endpoint = service.Balancer.Pick(in context);
         }
 
+        OnEndpointPicked(service, endpoint);
         _pickedEndpoint = endpoint;
         _endpointToken = endpoint.OnRequestStart();
         _address = endpoint.Address;
