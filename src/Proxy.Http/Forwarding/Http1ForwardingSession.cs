@@ -533,6 +533,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             var context = BalancerContextFor(service);
             endpoint = service.Balancer.Pick(in context);
+            OnEndpointPicked(service, endpoint);
             address = endpoint.Address;
         }
 
@@ -826,6 +827,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             if (!rent.IsSuccess)
             {
+                ReportConnectFailure(rent.Failure.Cause);
                 if (rent.Failure.Cause != ConnectFailureCause.PoolExhausted && ShouldRetry(RetryOn.ConnectFailure, safe: true, "connect-failure"))
                 {
                     if (!await PrepareRetryAsync().ConfigureAwait(false))
@@ -949,6 +951,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             if (outcome == ResponseOutcome.Parsed)
             {
+                ReportUpstreamStatus(_response.StatusCode);
                 if (_retryPolicy is not null && RetriableResponse(_retryPolicy, out var safe) is { } reason && RetryPermitted(RetryOn.None, safe)
                     && await SettlePumpForRetryAsync().ConfigureAwait(false) && ShouldRetry(RetryOn.None, safe, reason))
                 {
@@ -984,6 +987,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 _upstreamFailure = status.FailureDescription;
             }
 
+            ReportNoResponse(outcome, refused, stream: connection.Connection is IUpstreamExchangeStatus);
             _pool.Return(connection, reusable: false);
             var retry = outcome is ResponseOutcome.Closed or ResponseOutcome.Reset && !_responseBytesSeen && _attempts < 2 && BodyReplayable()
                 && ((_reused && IsIdempotent(_request.Method)) || refused);
@@ -1244,6 +1248,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             endpoint = service.Balancer.Pick(in context);
         }
 
+        OnEndpointPicked(service, endpoint);
         _pickedEndpoint = endpoint;
         _endpointToken = endpoint.OnRequestStart();
         _address = endpoint.Address;
