@@ -26,6 +26,7 @@ public static class ConfigJson
         WriteSection(config, w, "detect");
         WriteSection(config, w, "http");
         WriteSection(config, w, "tls");
+        WriteSection(config, w, "dns");
         WriteMesh(config, w);
 
         w.WriteStartArray("listeners");
@@ -160,6 +161,10 @@ public static class ConfigJson
             }
 
             RetryConfigReader.WriteBudget(w, s.RetryBudget);
+            if (s.Dns is { } dns)
+            {
+                DnsConfigReader.WriteService(w, dns);
+            }
 
             w.WriteEndObject();
         }
