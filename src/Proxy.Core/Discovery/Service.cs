@@ -156,6 +156,12 @@ public sealed class Service
         lock (_updateLock)
         {
             var old = _snapshot;
+            if (old.Set is { } current && SameEndpoints(current, unique))
+            {
+                // The usual refresh: nothing changed, so the balancer (and its round-robin position) stays.
+                return [];
+            }
+
             Snapshot next;
             if (unique.Count == 0)
             {
@@ -276,6 +282,31 @@ public sealed class Service
         }
 
         return result;
+    }
+
+    /// <summary>True when <paramref name="set"/> holds exactly these addresses with these weights (in any order).</summary>
+    private static bool SameEndpoints(EndpointSet set, List<WeightedAddress> wanted)
+    {
+        if (set.Count != wanted.Count)
+        {
+            return false;
+        }
+
+        var have = new HashSet<WeightedAddress>(set.Count);
+        foreach (var e in set.AsSpan())
+        {
+            have.Add(new WeightedAddress(e.Address, e.Weight));
+        }
+
+        foreach (var w in wanted)
+        {
+            if (!have.Contains(w))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private static List<Endpoint> Removed(EndpointSet? before, EndpointSet? after)
