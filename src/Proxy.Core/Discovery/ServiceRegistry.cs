@@ -64,7 +64,7 @@ public sealed class Service(string name, ILoadBalancer balancer, HashOn hashOn =
 
 /// <summary>
 /// An immutable snapshot of the known services, looked up by name (explicit listeners) or by virtual
-/// address (the original destination of a captured connection). Built once per configuration.
+/// address (the original destination of a captured connection). Built once per configuration (and again on reload).
 /// </summary>
 public sealed class ServiceRegistry
 {
@@ -72,7 +72,12 @@ public sealed class ServiceRegistry
     private readonly Dictionary<IPEndPoint, Service> _byAddress = [];
 
     /// <param name="upstreams">Gives a service its own connector and pools (TLS origination); null or a null answer: the listener's.</param>
-    public ServiceRegistry(IEnumerable<ServiceConfig> services, BalancerOptions? options = null, Func<ServiceConfig, ServiceUpstreams?>? upstreams = null)
+    /// <param name="previous">
+    /// The registry this one replaces (config reload): an endpoint of a service of the same name with the same address
+    /// and weight keeps its <see cref="Endpoint"/> object (<see cref="EndpointSet.Update"/>: in-flight count, latency
+    /// estimate), so requests started before the swap end on the object the new balancer sees.
+    /// </param>
+    public ServiceRegistry(IEnumerable<ServiceConfig> services, BalancerOptions? options = null, Func<ServiceConfig, ServiceUpstreams?>? upstreams = null, ServiceRegistry? previous = null)
     {
         foreach (var config in services)
         {
@@ -87,7 +92,7 @@ public sealed class ServiceRegistry
                 endpoints[i] = new WeightedAddress(new UpstreamAddress(Normalize(config.Endpoints[i])), config.WeightOf(i));
             }
 
-            var set = EndpointSet.Create(endpoints, options);
+            var set = previous?.FindByName(config.Name) is { } before ? before.Balancer.Endpoints.Update(endpoints, options) : EndpointSet.Create(endpoints, options);
             var service = new Service(config.Name, LoadBalancers.Create(config.Balancer, set, options), config.HashOn, config.HashKey)
             {
                 UpstreamProtocol = config.UpstreamProtocol,

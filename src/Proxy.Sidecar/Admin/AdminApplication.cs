@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Http.Features;
 using Proxy.Core.Configuration;
 using Proxy.Core.Metrics;
+using Proxy.Sidecar.App;
 
 namespace Proxy.Sidecar.Admin;
 
@@ -11,17 +12,20 @@ namespace Proxy.Sidecar.Admin;
 /// <list type="bullet">
 /// <item><c>GET /ready</c>: 200 once every listener is bound, 503 before and from the moment a drain is asked for.</item>
 /// <item><c>GET /metrics</c>: Prometheus text exposition of the proxy's instruments.</item>
-/// <item><c>GET /config</c>: the effective configuration as JSON, in the config file's schema.</item>
+/// <item><c>GET /config</c>: the effective configuration as JSON, in the config file's schema (the reloaded one after a reload).</item>
+/// <item><c>POST /reload</c>: re-reads the config file and applies it (<see cref="ConfigReloader"/>): 200 with what changed and
+/// what needs a restart, 400 with every error when the file is invalid (the configuration in force stays), 409 without a config file.</item>
 /// <item><c>POST /drain</c>: graceful drain, then exit (as on SIGTERM; see <see cref="SidecarLifecycle"/>).</item>
 /// <item><c>POST /quitquitquit</c>: the same drain bounded by <see cref="SidecarLifecycle.QuitTimeout"/>, then exit (jobs).</item>
 /// </list>
 /// The admin listener keeps answering during the drain; it closes when the process exits.
 /// </summary>
-internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle lifecycle, PrometheusExporter exporter) : IHttpApplication<IFeatureCollection>
+internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle lifecycle, PrometheusExporter exporter, ConfigReloader? reloader = null) : IHttpApplication<IFeatureCollection>
 {
     private const string Text = "text/plain; charset=utf-8";
 
-    private readonly byte[] _configJson = Encoding.UTF8.GetBytes(ConfigJson.ToJson(config) + "\n");
+    // Rendered once per configuration (the reloader's effective one changes on reload).
+    private Rendered _configJson = new(config, Encoding.UTF8.GetBytes(ConfigJson.ToJson(config) + "\n"));
 
     public IFeatureCollection CreateContext(IFeatureCollection contextFeatures) => contextFeatures;
 
@@ -39,13 +43,41 @@ internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle life
         {
             "/ready" when isGet => Ready(context),
             "/metrics" when isGet => RespondAsync(context, 200, "text/plain; version=0.0.4; charset=utf-8", Encoding.UTF8.GetBytes(exporter.Render())),
-            "/config" when isGet => RespondAsync(context, 200, "application/json", _configJson),
+            "/config" when isGet => RespondAsync(context, 200, "application/json", ConfigJsonBytes()),
+            "/reload" when isPost => Reload(context),
             "/drain" when isPost => Stop(context, StopReason.Drain),
             "/quitquitquit" when isPost => Stop(context, StopReason.Quit),
             "/ready" or "/metrics" or "/config" => NotAllowed(context, path, "GET"),
-            "/drain" or "/quitquitquit" => NotAllowed(context, path, "POST"),
-            _ => RespondAsync(context, 404, Text, Encoding.UTF8.GetBytes($"no admin endpoint at {path}; try /ready, /metrics, /config, POST /drain or POST /quitquitquit\n")),
+            "/drain" or "/quitquitquit" or "/reload" => NotAllowed(context, path, "POST"),
+            _ => RespondAsync(context, 404, Text, Encoding.UTF8.GetBytes($"no admin endpoint at {path}; try /ready, /metrics, /config, POST /reload, POST /drain or POST /quitquitquit\n")),
         };
+    }
+
+    private byte[] ConfigJsonBytes()
+    {
+        var current = reloader?.Current ?? config;
+        var cached = Volatile.Read(ref _configJson);
+        if (!ReferenceEquals(cached.Config, current))
+        {
+            cached = new Rendered(current, Encoding.UTF8.GetBytes(ConfigJson.ToJson(current) + "\n"));
+            Volatile.Write(ref _configJson, cached);
+        }
+
+        return cached.Json;
+    }
+
+    private sealed record Rendered(ProxyConfig Config, byte[] Json);
+
+    private async Task Reload(IFeatureCollection context)
+    {
+        if (reloader is null)
+        {
+            await RespondAsync(context, 409, Text, "nothing to reload: the sidecar was started without --config\n"u8.ToArray());
+            return;
+        }
+
+        var result = await reloader.ReloadAsync(context.Get<IHttpRequestLifetimeFeature>()?.RequestAborted ?? default);
+        await RespondAsync(context, result.Outcome == ReloadOutcome.Applied ? 200 : 400, Text, Encoding.UTF8.GetBytes(result.Describe()));
     }
 
     private Task Ready(IFeatureCollection context)
