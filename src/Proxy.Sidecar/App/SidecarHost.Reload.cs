@@ -32,9 +32,13 @@ internal sealed partial class SidecarHost
     private ConfigState? _state;
     private Func<ServiceConfig, ServiceUpstreams?>? _upstreamsFor;
     private Func<JwtConfig, JwtAuthenticator>? _authenticator;
+    private int _reloadDisposed;
 
     /// <summary>What a listener keeps from the start: whether the policies apply to it, its own JWT authenticator.</summary>
     private sealed record ListenerBinding(AuthorizationState? Policies, JwtAuthenticator? Jwt);
+
+    /// <summary>Tests only: false leaves the config file unwatched (reloads by POST /reload only), so a test knows which reload applied a change.</summary>
+    internal bool WatchConfigFile { get; init; } = true;
 
     /// <summary>The snapshot in force (after <see cref="StartAsync"/>).</summary>
     internal ConfigSnapshot Snapshot => (_state ?? throw new InvalidOperationException("The host has not started.")).Current;
@@ -269,6 +273,11 @@ internal sealed partial class SidecarHost
 
     private async Task DisposeRetiredAsync()
     {
+        if (Interlocked.Exchange(ref _reloadDisposed, 1) != 0)
+        {
+            return;
+        }
+
         await _disposing.CancelAsync();
         Task[] pending;
         lock (_retiring)

@@ -396,7 +396,10 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         if (_source is not null)
         {
             _reloader = new ConfigReloader(_source, _config, ApplyReload, Metrics.Meter, _loggerFactory.CreateLogger<ConfigReloader>());
-            _reloader.Start();
+            if (WatchConfigFile)
+            {
+                _reloader.Start();
+            }
         }
 
         _transport = new SocketTransportFactory(transport, _loggerFactory);
