@@ -18,8 +18,9 @@ namespace Proxy.Sidecar.App;
 /// <item>route JWT authenticators while their <c>jwt</c> object is unchanged.</item>
 /// </list>
 /// What a reload replaced (service pools, JWKS sources) is disposed once the drain timeout has passed, by when the
-/// requests that started on it have ended (or the drain would have cut them anyway). The shared per-endpoint pools stay:
-/// connections to a removed endpoint that are in use finish their exchange; idle ones age out by the pool idle timeout.
+/// requests that started on it have ended (or the drain would have cut them anyway). The shared per-endpoint pools stay;
+/// connections to a removed endpoint that are in use finish their exchange, idle ones are given up through
+/// <see cref="OnServicesReplaced"/> (discovery's retirement of endpoints) or else at the pool idle timeout.
 /// </summary>
 internal sealed partial class SidecarHost
 {
@@ -78,6 +79,7 @@ internal sealed partial class SidecarHost
             }
 
             state.Swap(snapshot);
+            OnServicesReplaced(previous.Services, snapshot.Services);
 
             // Retire what the new snapshot no longer uses, after the drain timeout.
             var retired = new List<Func<ValueTask>>();
@@ -223,6 +225,13 @@ internal sealed partial class SidecarHost
             Generation = (previous?.Generation ?? 0) + 1,
         };
     }
+
+    /// <summary>
+    /// Called after a reload swapped in a new registry: the seam for discovery (pools retire the addresses no service has
+    /// any more, DNS discovery follows the new services). Without an implementation, idle pooled connections to removed
+    /// endpoints close at the pool idle timeout.
+    /// </summary>
+    partial void OnServicesReplaced(ServiceRegistry previous, ServiceRegistry next);
 
     private static string JwtKey(JwtConfig jwt)
         => string.Join('\n', jwt.Issuer, jwt.Jwks, jwt.JwksRefresh.Ticks, jwt.ForwardSubjectHeader ?? "", string.Join(' ', jwt.Audiences));

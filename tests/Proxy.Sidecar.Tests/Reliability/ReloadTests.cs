@@ -420,6 +420,35 @@ public sealed class ReloadTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Reload_RouteWithJwtAdded_TheOpenConnectionsNextRequestMustAuthenticate()
+    {
+        using var issuer = new Proxy.Tests.Jwt.JwtTestIssuer("k1");
+        var jwks = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"reload-jwks-{Guid.NewGuid():N}.json");
+        _files.Add(jwks);
+        await System.IO.File.WriteAllTextAsync(jwks, issuer.Jwks());
+        var a = Upstream("a");
+        var (host, path) = await StartAsync(ConfigFile(Web(a.EndPoint)));
+        using var client = await RawHttp1Client.ConnectAsync(host.AddressOf("edge")!);
+        Assert.Equal(200, (await client.GetAsync("/admin/x", Timeout)).Status);
+
+        var routes = $$"""
+            [ { "name": "admin", "match": { "path": { "prefix": "/admin" } }, "action": { "service": "web" },
+                "jwt": { "issuer": "{{Proxy.Tests.Jwt.JwtTestIssuer.Issuer}}", "jwks": "{{jwks}}" } },
+              { "name": "rest", "action": { "service": "web" } } ]
+            """;
+        var (status, body) = await ReloadAsync(host, path, ConfigFile(Web(a.EndPoint), routes));
+        Assert.True(status == 200, body);
+        var (denied, _, why) = await client.GetAsync("/admin/x", Timeout);
+        Assert.Equal(401, denied);
+        Assert.Contains("token", why, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(200, (await client.GetAsync("/other", Timeout)).Status);
+
+        // And the route goes away again: open once more.
+        Assert.Equal(200, (await ReloadAsync(host, path, ConfigFile(Web(a.EndPoint)))).Status);
+        Assert.Equal(200, (await client.GetAsync("/admin/x", Timeout)).Status);
+    }
+
+    [Fact]
     public async Task Reload_WithoutConfigFile_409()
     {
         var config = new ProxyConfig { OutboundListen = null, InboundListen = null, AdminListen = new IPEndPoint(IPAddress.Loopback, 0) };
