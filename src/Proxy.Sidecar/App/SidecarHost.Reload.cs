@@ -95,13 +95,9 @@ internal sealed partial class SidecarHost
             {
                 if (!_routeJwtCache.ContainsKey(key))
                 {
+                    // Stays in _jwks (disposed again at shutdown: Dispose is idempotent), so indexes into it stay valid.
                     retired.Add(() =>
                     {
-                        lock (_jwks)
-                        {
-                            _jwks.Remove(source);
-                        }
-
                         source.Dispose();
                         return ValueTask.CompletedTask;
                     });
@@ -264,17 +260,13 @@ internal sealed partial class SidecarHost
         }
     }
 
-    private async ValueTask DisposeUpstreamsAsync(ServiceUpstreams upstreams)
+    private static async ValueTask DisposeUpstreamsAsync(ServiceUpstreams upstreams)
     {
         foreach (var pool in new[] { upstreams.Http1Pool, upstreams.Http2Pool })
         {
+            // It stays in _servicePools (disposed again at shutdown: DisposeAsync is idempotent).
             if (pool is IAsyncDisposable disposable)
             {
-                lock (_servicePools)
-                {
-                    _servicePools.Remove(disposable);
-                }
-
                 await disposable.DisposeAsync();
             }
         }

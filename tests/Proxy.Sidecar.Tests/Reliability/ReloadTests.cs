@@ -449,6 +449,32 @@ public sealed class ReloadTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Reload_TlsOriginationAddedThenChanged_NewRequestsDialTlsWithTheNewSettings()
+    {
+        var a = Upstream("a");
+        var backend = new Proxy.Sidecar.Tests.Tls.TlsBackend("backend");
+        _disposables.Add(backend);
+        var (host, path) = await StartAsync(ConfigFile(Web(a.EndPoint)));
+        using var http = Client();
+        var url = $"http://{host.AddressOf("edge")}/x";
+        Assert.Equal("a 200", await http.GetStringAsync(url).WaitAsync(Timeout));
+
+        string Tls(string sni) => ConfigFile($$"""{ "name": "web", "endpoints": ["{{backend.EndPoint}}"], "upstreamProtocol": "http1", "tls": { "sni": "{{sni}}", "insecureSkipVerify": true } }""");
+        var (status, body) = await ReloadAsync(host, path, Tls("one.example"));
+        Assert.True(status == 200, body);
+        Assert.Contains("service web changed (endpoints, tls)", body, StringComparison.Ordinal);
+        Assert.Equal("backend\n", await http.GetStringAsync(url).WaitAsync(Timeout));
+
+        // Another server name: the service gets new TLS upstreams (the old ones are closed after the drain timeout).
+        Assert.Equal(200, (await ReloadAsync(host, path, Tls("two.example"))).Status);
+        Assert.Equal("backend\n", await http.GetStringAsync(url).WaitAsync(Timeout));
+        lock (backend.ServerNames)
+        {
+            Assert.Equal(["one.example", "two.example"], backend.ServerNames.Distinct());
+        }
+    }
+
+    [Fact]
     public async Task Reload_WithoutConfigFile_409()
     {
         var config = new ProxyConfig { OutboundListen = null, InboundListen = null, AdminListen = new IPEndPoint(IPAddress.Loopback, 0) };
