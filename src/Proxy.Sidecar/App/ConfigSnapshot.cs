@@ -68,24 +68,28 @@ internal sealed class ConfigState(ConfigSnapshot initial)
     public Http1Routing FollowService(string listener, Service service)
         => _serviceFollowers.GetOrAdd((listener, service.Name), static (key, state) => Http1Routing.Follow(new ServiceSource(state, key.Listener, key.Service)), this);
 
-    private static HttpSecurity? SecurityOf(ConfigSnapshot snapshot, string listener)
-        => snapshot.Listeners.TryGetValue(listener, out var view) ? view.Security : null;
+    /// <summary>What a source found in one snapshot; looked up again only when the snapshot changes (no per-request lookups).</summary>
+    private sealed record Resolved(ConfigSnapshot Snapshot, Http1Routing? Routing, HttpSecurity? Security);
 
     /// <summary>An explicit listener's routing in the current snapshot (kept when it has none now).</summary>
     private sealed class ListenerSource(ConfigState state, string listener) : IHttp1RoutingSource
     {
+        private Resolved? _last;
+
         public bool TryGetCurrent([NotNullWhen(true)] out Http1Routing? routing, out HttpSecurity? security)
         {
             var snapshot = state.Current;
-            if (!snapshot.Listeners.TryGetValue(listener, out var view))
+            var last = Volatile.Read(ref _last);
+            if (last is null || !ReferenceEquals(last.Snapshot, snapshot))
             {
-                routing = null;
-                security = null;
-                return false;
+                // Every running listener has a view in every snapshot.
+                var view = snapshot.Listeners[listener];
+                last = new Resolved(snapshot, view.Routing, view.Security);
+                Volatile.Write(ref _last, last);
             }
 
-            security = view.Security;
-            routing = view.Routing;
+            routing = last.Routing;
+            security = last.Security;
             return routing is not null;
         }
     }
@@ -93,11 +97,21 @@ internal sealed class ConfigState(ConfigSnapshot initial)
     /// <summary>A service's routing in the current snapshot (kept when the service is gone: its open connections finish on it).</summary>
     private sealed class ServiceSource(ConfigState state, string listener, string service) : IHttp1RoutingSource
     {
+        private Resolved? _last;
+
         public bool TryGetCurrent([NotNullWhen(true)] out Http1Routing? routing, out HttpSecurity? security)
         {
             var snapshot = state.Current;
-            security = SecurityOf(snapshot, listener);
-            return snapshot.ServiceRouting.TryGetValue(service, out routing);
+            var last = Volatile.Read(ref _last);
+            if (last is null || !ReferenceEquals(last.Snapshot, snapshot))
+            {
+                last = new Resolved(snapshot, snapshot.ServiceRouting.GetValueOrDefault(service), snapshot.Listeners[listener].Security);
+                Volatile.Write(ref _last, last);
+            }
+
+            routing = last.Routing;
+            security = last.Security;
+            return routing is not null;
         }
     }
 }
