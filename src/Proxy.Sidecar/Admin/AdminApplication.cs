@@ -20,12 +20,15 @@ namespace Proxy.Sidecar.Admin;
 /// </list>
 /// The admin listener keeps answering during the drain; it closes when the process exits.
 /// </summary>
-internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle lifecycle, PrometheusExporter exporter, ConfigReloader? reloader = null) : IHttpApplication<IFeatureCollection>
+internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle lifecycle, PrometheusExporter exporter) : IHttpApplication<IFeatureCollection>
 {
     private const string Text = "text/plain; charset=utf-8";
 
     // Rendered once per configuration (the reloader's effective one changes on reload).
     private Rendered _configJson = new(config, Encoding.UTF8.GetBytes(ConfigJson.ToJson(config) + "\n"));
+
+    /// <summary>The config file's reloader (null without <c>--config</c>): <c>POST /reload</c> and the <c>/config</c> in force.</summary>
+    public ConfigReloader? Reloader { get; set; }
 
     public IFeatureCollection CreateContext(IFeatureCollection contextFeatures) => contextFeatures;
 
@@ -55,7 +58,7 @@ internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle life
 
     private byte[] ConfigJsonBytes()
     {
-        var current = reloader?.Current ?? config;
+        var current = Reloader?.Current ?? config;
         var cached = Volatile.Read(ref _configJson);
         if (!ReferenceEquals(cached.Config, current))
         {
@@ -70,7 +73,7 @@ internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle life
 
     private async Task Reload(IFeatureCollection context)
     {
-        if (reloader is null)
+        if (Reloader is not { } reloader)
         {
             await RespondAsync(context, 409, Text, "nothing to reload: the sidecar was started without --config\n"u8.ToArray());
             return;

@@ -120,16 +120,17 @@ internal sealed partial class SidecarHost
     /// <summary>
     /// The snapshot of <paramref name="config"/>: services (endpoint objects carried over from <paramref name="previous"/>),
     /// their routing and SNI routes, and a view per running listener. Certificate files of new TLS services are read here
-    /// (a failure throws <c>CertificateLoadException</c> naming the service, and nothing is swapped).
+    /// (a failure throws <c>CertificateLoadException</c> naming the service, and nothing is swapped). At start the registry
+    /// is the one <see cref="StartAsync"/> built (<paramref name="built"/>).
     /// </summary>
-    private ConfigSnapshot BuildSnapshot(ProxyConfig config, ConfigSnapshot? previous)
+    private ConfigSnapshot BuildSnapshot(ProxyConfig config, ConfigSnapshot? previous, ServiceRegistry? built = null)
     {
         // --- services: their own upstreams reused while tls and mesh are unchanged ---
         var used = new HashSet<string>(StringComparer.Ordinal);
         ServiceUpstreams? Upstreams(ServiceConfig service)
         {
             used.Add(service.Name);
-            var key = ConfigJson.ToJson(new ProxyConfig { Services = [new ServiceConfig(service.Name, [], []) { Tls = service.Tls, Mesh = service.Mesh }] }, indented: false);
+            var key = UpstreamsKey(service);
             if (_upstreamCache.TryGetValue(service.Name, out var cached) && cached.Key == key)
             {
                 return cached.Upstreams;
@@ -140,7 +141,16 @@ internal sealed partial class SidecarHost
             return made;
         }
 
-        var services = new ServiceRegistry(config.Services, upstreams: Upstreams, previous: previous?.Services);
+        var services = built ?? new ServiceRegistry(config.Services, upstreams: Upstreams, previous: previous?.Services);
+        if (built is not null)
+        {
+            foreach (var s in config.Services)
+            {
+                used.Add(s.Name);
+                _upstreamCache[s.Name] = (UpstreamsKey(s), built.FindByName(s.Name)?.Upstreams);
+            }
+        }
+
         foreach (var name in _upstreamCache.Keys.Where(n => !used.Contains(n)).ToArray())
         {
             _upstreamCache.Remove(name);
@@ -228,6 +238,10 @@ internal sealed partial class SidecarHost
     /// endpoints close at the pool idle timeout.
     /// </summary>
     partial void OnServicesReplaced(ServiceRegistry previous, ServiceRegistry next);
+
+    /// <summary>What a service's own upstreams are made from (<c>tls</c>, <c>mesh</c>), rendered in the file's schema.</summary>
+    private static string UpstreamsKey(ServiceConfig service)
+        => ConfigJson.ToJson(new ProxyConfig { Services = [new ServiceConfig(service.Name, [], []) { Tls = service.Tls, Mesh = service.Mesh }] }, indented: false);
 
     private static string JwtKey(JwtConfig jwt)
         => string.Join('\n', jwt.Issuer, jwt.Jwks, jwt.JwksRefresh.Ticks, jwt.ForwardSubjectHeader ?? "", string.Join(' ', jwt.Audiences));

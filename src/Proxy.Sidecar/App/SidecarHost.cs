@@ -242,7 +242,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             return new ServiceUpstreams(Connector(), http1, http2);
         }
 
-        _upstreamsFor = UpstreamsFor;
+        var services = new ServiceRegistry(_config.Services, upstreams: UpstreamsFor);
         _accessLog = http.AccessLog is { } accessLogTarget
             ? JsonAccessLog.Open(accessLogTarget, Metrics, logger: _loggerFactory.CreateLogger<JsonAccessLog>())
             : null;
@@ -304,7 +304,8 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         }
 
         // Everything a reload can change: services, their routes and SNI routes, listeners' routes and security.
-        var state = _state = new ConfigState(BuildSnapshot(_config, previous: null));
+        _upstreamsFor = UpstreamsFor;
+        var state = _state = new ConfigState(BuildSnapshot(_config, previous: null, services));
 
         HttpStage HttpFor(string name, ListenerKind kind, ListenerConfig? explicitListener)
         {
@@ -403,7 +404,8 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         }
 
         _transport = new SocketTransportFactory(transport, _loggerFactory);
-        var application = new AdminApplication(_config, Lifecycle, Exporter, _reloader);
+        var application = new AdminApplication(_config, Lifecycle, Exporter);
+        application.Reloader = _reloader;
         if (_listeners.Count > adminListeners)
         {
             _server = new KestrelServer(Options.Create(_kestrelOptions), _transport, new ScopelessLoggerFactory(_loggerFactory));
@@ -553,7 +555,6 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         Lifecycle.Dispose();
 
         _reloader?.Dispose();
-        await DisposeRetiredAsync();
         foreach (var jwks in _jwks)
         {
             jwks.Dispose();
@@ -591,6 +592,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
         _meshTrust?.Dispose();
 
+        await DisposeRetiredAsync();
         if (_accessLog is not null)
         {
             await _accessLog.DisposeAsync();
