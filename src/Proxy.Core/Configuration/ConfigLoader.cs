@@ -477,7 +477,8 @@ public static class ConfigLoader
 
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls", "mesh", "retries", "retryBudget"))
+        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls", "mesh", "retries", "retryBudget",
+                "outlierDetection", "healthCheck"))
         {
             return;
         }
@@ -625,6 +626,8 @@ public static class ConfigLoader
             retryBudget = budget ?? retryBudget;
         }
 
+        ok &= HealthConfigReader.ReadService(e, key, errors, out var outlierDetection, out var healthCheck);
+
         if (ok && name is not null && addresses is not null && endpoints is not null)
         {
             draft.Services.Add(new ServiceConfig(name, addresses, endpoints)
@@ -641,6 +644,8 @@ public static class ConfigLoader
                 Mesh = mesh,
                 Retries = retries,
                 RetryBudget = retryBudget,
+                OutlierDetection = outlierDetection,
+                HealthCheck = healthCheck,
             });
             draft.ServiceKeys.Add(key);
         }

@@ -13,6 +13,7 @@ namespace Proxy.Sidecar.Admin;
 /// <item><c>GET /ready</c>: 200 once every listener is bound, 503 before and from the moment a drain is asked for.</item>
 /// <item><c>GET /metrics</c>: Prometheus text exposition of the proxy's instruments.</item>
 /// <item><c>GET /config</c>: the effective configuration as JSON, in the config file's schema (the reloaded one after a reload).</item>
+/// <item><c>GET /clusters</c>: services, their endpoints, load, health and ejections as JSON (<c>?format=text</c>: Envoy's text lines).</item>
 /// <item><c>POST /reload</c>: re-reads the config file and applies it (<see cref="ConfigReloader"/>): 200 with what changed and
 /// what needs a restart, 400 with every error when the file is invalid (the configuration in force stays), 409 without a config file.</item>
 /// <item><c>POST /drain</c>: graceful drain, then exit (as on SIGTERM; see <see cref="SidecarLifecycle"/>).</item>
@@ -29,6 +30,9 @@ internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle life
 
     /// <summary>The config file's reloader (null without <c>--config</c>): <c>POST /reload</c> and the <c>/config</c> in force.</summary>
     public ConfigReloader? Reloader { get; set; }
+
+    /// <summary>Renders <c>/clusters</c>; null: the endpoint answers 404.</summary>
+    public ClustersReport? Clusters { get; init; }
 
     public IFeatureCollection CreateContext(IFeatureCollection contextFeatures) => contextFeatures;
 
@@ -47,12 +51,13 @@ internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle life
             "/ready" when isGet => Ready(context),
             "/metrics" when isGet => RespondAsync(context, 200, "text/plain; version=0.0.4; charset=utf-8", Encoding.UTF8.GetBytes(exporter.Render())),
             "/config" when isGet => RespondAsync(context, 200, "application/json", ConfigJsonBytes()),
+            "/clusters" when isGet && Clusters is not null => RespondClusters(context, Clusters),
             "/reload" when isPost => Reload(context),
             "/drain" when isPost => Stop(context, StopReason.Drain),
             "/quitquitquit" when isPost => Stop(context, StopReason.Quit),
-            "/ready" or "/metrics" or "/config" => NotAllowed(context, path, "GET"),
+            "/ready" or "/metrics" or "/config" or "/clusters" => NotAllowed(context, path, "GET"),
             "/drain" or "/quitquitquit" or "/reload" => NotAllowed(context, path, "POST"),
-            _ => RespondAsync(context, 404, Text, Encoding.UTF8.GetBytes($"no admin endpoint at {path}; try /ready, /metrics, /config, POST /reload, POST /drain or POST /quitquitquit\n")),
+            _ => RespondAsync(context, 404, Text, Encoding.UTF8.GetBytes($"no admin endpoint at {path}; try /ready, /metrics, /config, /clusters, POST /reload, POST /drain or POST /quitquitquit\n")),
         };
     }
 
@@ -81,6 +86,14 @@ internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle life
 
         var result = await reloader.ReloadAsync(context.Get<IHttpRequestLifetimeFeature>()?.RequestAborted ?? default);
         await RespondAsync(context, result.Outcome == ReloadOutcome.Applied ? 200 : 400, Text, Encoding.UTF8.GetBytes(result.Describe()));
+    }
+
+    private static Task RespondClusters(IFeatureCollection context, ClustersReport clusters)
+    {
+        var query = context.Get<IHttpRequestFeature>()!.QueryString;
+        return query.Contains("format=text", StringComparison.Ordinal)
+            ? RespondAsync(context, 200, Text, Encoding.UTF8.GetBytes(clusters.RenderText()))
+            : RespondAsync(context, 200, "application/json", Encoding.UTF8.GetBytes(clusters.RenderJson() + "\n"));
     }
 
     private Task Ready(IFeatureCollection context)

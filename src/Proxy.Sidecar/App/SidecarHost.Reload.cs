@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Proxy.Core.Configuration;
 using Proxy.Core.Discovery;
+using Proxy.Core.Health;
 using Proxy.Core.Upstream;
 using Proxy.Http.Authorization;
 using Proxy.Http.Forwarding;
@@ -79,6 +80,7 @@ internal sealed partial class SidecarHost
             }
 
             state.Swap(snapshot);
+            await ReplaceHealthAsync(snapshot.Services);
             OnServicesReplaced(previous.Services, snapshot.Services);
 
             // Retire what the new snapshot no longer uses, after the drain timeout.
@@ -230,6 +232,25 @@ internal sealed partial class SidecarHost
             Listeners = listeners,
             Generation = (previous?.Generation ?? 0) + 1,
         };
+    }
+
+    /// <summary>
+    /// Outlier detection and health checks follow the new registry: a monitor over its services (whose endpoints carried
+    /// over keep their health and ejection state, which lives on the endpoints) replaces the previous one.
+    /// </summary>
+    private async Task ReplaceHealthAsync(ServiceRegistry next)
+    {
+        if (_healthMetrics is null)
+        {
+            return;
+        }
+
+        var previous = _healthMonitor;
+        _healthMonitor = HealthMonitor.Start(next.Services, _healthMetrics, _loggerFactory);
+        if (previous is not null)
+        {
+            await previous.DisposeAsync();
+        }
     }
 
     /// <summary>

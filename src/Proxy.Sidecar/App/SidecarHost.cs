@@ -243,6 +243,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         }
 
         var services = new ServiceRegistry(_config.Services, upstreams: UpstreamsFor);
+        StartHealth(services);
         _accessLog = http.AccessLog is { } accessLogTarget
             ? JsonAccessLog.Open(accessLogTarget, Metrics, logger: _loggerFactory.CreateLogger<JsonAccessLog>())
             : null;
@@ -404,7 +405,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         }
 
         _transport = new SocketTransportFactory(transport, _loggerFactory);
-        var application = new AdminApplication(_config, Lifecycle, Exporter);
+        var application = new AdminApplication(_config, Lifecycle, Exporter) { Clusters = _clusters };
         application.Reloader = _reloader;
         if (_listeners.Count > adminListeners)
         {
@@ -553,6 +554,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         }
 
         Lifecycle.Dispose();
+        await StopHealthAsync();
 
         _reloader?.Dispose();
         foreach (var jwks in _jwks)
