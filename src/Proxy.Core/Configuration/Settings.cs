@@ -49,7 +49,7 @@ public sealed class Setting
             static c => ValueParsers.FormatEndPoint(c.InboundListen),
             static (d, t) => ListenOrOff(t, out d.InboundListen)),
         new("admin-listen", "adminListen",
-            "Admin listener (/ready, /metrics, /config, POST /drain, POST /quitquitquit), or off. Keep it on loopback.",
+            "Admin listener (/ready, /metrics, /config, POST /reload, POST /drain, POST /quitquitquit), or off. Keep it on loopback.",
             static c => ValueParsers.FormatEndPoint(c.AdminListen),
             static (d, t) => ListenOrOff(t, out d.AdminListen)),
         new("read-buffer-size", "transport.readBufferSize",

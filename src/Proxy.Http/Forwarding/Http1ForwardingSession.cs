@@ -40,7 +40,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private readonly ConnectionContext _downstream;
     private readonly bool _isHttp2Lane;
     private readonly IDuplexPipe _client;
-    private readonly Http1Routing _routing;
+    private Http1Routing _routing;
     private readonly CancellationToken _cancellationToken;
     private readonly TimeProvider _time;
     private readonly IHttpRequestObserver _observer;
@@ -175,6 +175,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _pool = forwarder.Pool;
         _client = downstream.Transport;
         _routing = routing;
+        _routingSource = routing.Source;
         _cancellationToken = cancellationToken;
         _time = _options.TimeProvider;
         _observer = _options.Observer;
@@ -469,7 +470,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             StartGrpcCall();
         }
 
-        if (_options.Security is { } security)
+        if (SecurityForRequest() is { } security)
         {
             var (refused, keepAlive) = await AuthorizeAsync(security).ConfigureAwait(false);
             if (refused)

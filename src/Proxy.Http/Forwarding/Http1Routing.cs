@@ -14,6 +14,8 @@ namespace Proxy.Http.Forwarding;
 /// <item><see cref="ForAddress"/>: every request goes to one fixed address (captured traffic to an unknown
 /// destination, or inbound traffic to the local app).</item>
 /// </list>
+/// Any of them may come from an <see cref="IHttp1RoutingSource"/> (<see cref="Follow"/>): then each request asks the
+/// source first (config reload).
 /// </summary>
 public sealed class Http1Routing
 {
@@ -43,6 +45,24 @@ public sealed class Http1Routing
 
     /// <summary>The service name recorded for <see cref="Address"/> traffic.</summary>
     public string AddressService { get; }
+
+    /// <summary>Looked up again before every request (non-null for <see cref="Follow"/>; see <see cref="IHttp1RoutingSource"/>).</summary>
+    public IHttp1RoutingSource? Source { get; private init; }
+
+    /// <summary>
+    /// The routing <paramref name="source"/> gives at the start of each request (config reload); its security replaces
+    /// <see cref="Http1ForwarderOptions.Security"/>. The source must have a routing for the first request.
+    /// </summary>
+    public static Http1Routing Follow(IHttp1RoutingSource source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (!source.TryGetCurrent(out var first, out _))
+        {
+            throw new ArgumentException("the routing source has no routing to start with", nameof(source));
+        }
+
+        return new Http1Routing(first.Routes, first.Resolve, first.Service, first.Address, first.AddressService) { Source = source };
+    }
 
     /// <summary>Routes first-match-wins; destinations resolved with <paramref name="resolve"/> (e.g. <c>registry.FindByName</c>).</summary>
     public static Http1Routing ForRoutes(RouteTable routes, Func<string, Service?> resolve)

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Http.Features;
 using Proxy.Core.Configuration;
 using Proxy.Core.Metrics;
+using Proxy.Sidecar.App;
 
 namespace Proxy.Sidecar.Admin;
 
@@ -11,8 +12,10 @@ namespace Proxy.Sidecar.Admin;
 /// <list type="bullet">
 /// <item><c>GET /ready</c>: 200 once every listener is bound, 503 before and from the moment a drain is asked for.</item>
 /// <item><c>GET /metrics</c>: Prometheus text exposition of the proxy's instruments.</item>
-/// <item><c>GET /config</c>: the effective configuration as JSON, in the config file's schema.</item>
+/// <item><c>GET /config</c>: the effective configuration as JSON, in the config file's schema (the reloaded one after a reload).</item>
 /// <item><c>GET /clusters</c>: services, their endpoints, load, health and ejections as JSON (<c>?format=text</c>: Envoy's text lines).</item>
+/// <item><c>POST /reload</c>: re-reads the config file and applies it (<see cref="ConfigReloader"/>): 200 with what changed and
+/// what needs a restart, 400 with every error when the file is invalid (the configuration in force stays), 409 without a config file.</item>
 /// <item><c>POST /drain</c>: graceful drain, then exit (as on SIGTERM; see <see cref="SidecarLifecycle"/>).</item>
 /// <item><c>POST /quitquitquit</c>: the same drain bounded by <see cref="SidecarLifecycle.QuitTimeout"/>, then exit (jobs).</item>
 /// </list>
@@ -22,7 +25,11 @@ internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle life
 {
     private const string Text = "text/plain; charset=utf-8";
 
-    private readonly byte[] _configJson = Encoding.UTF8.GetBytes(ConfigJson.ToJson(config) + "\n");
+    // Rendered once per configuration (the reloader's effective one changes on reload).
+    private Rendered _configJson = new(config, Encoding.UTF8.GetBytes(ConfigJson.ToJson(config) + "\n"));
+
+    /// <summary>The config file's reloader (null without <c>--config</c>): <c>POST /reload</c> and the <c>/config</c> in force.</summary>
+    public ConfigReloader? Reloader { get; set; }
 
     /// <summary>Renders <c>/clusters</c>; null: the endpoint answers 404.</summary>
     public ClustersReport? Clusters { get; init; }
@@ -43,14 +50,42 @@ internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle life
         {
             "/ready" when isGet => Ready(context),
             "/metrics" when isGet => RespondAsync(context, 200, "text/plain; version=0.0.4; charset=utf-8", Encoding.UTF8.GetBytes(exporter.Render())),
-            "/config" when isGet => RespondAsync(context, 200, "application/json", _configJson),
+            "/config" when isGet => RespondAsync(context, 200, "application/json", ConfigJsonBytes()),
             "/clusters" when isGet && Clusters is not null => RespondClusters(context, Clusters),
+            "/reload" when isPost => Reload(context),
             "/drain" when isPost => Stop(context, StopReason.Drain),
             "/quitquitquit" when isPost => Stop(context, StopReason.Quit),
             "/ready" or "/metrics" or "/config" or "/clusters" => NotAllowed(context, path, "GET"),
-            "/drain" or "/quitquitquit" => NotAllowed(context, path, "POST"),
-            _ => RespondAsync(context, 404, Text, Encoding.UTF8.GetBytes($"no admin endpoint at {path}; try /ready, /metrics, /config, /clusters, POST /drain or POST /quitquitquit\n")),
+            "/drain" or "/quitquitquit" or "/reload" => NotAllowed(context, path, "POST"),
+            _ => RespondAsync(context, 404, Text, Encoding.UTF8.GetBytes($"no admin endpoint at {path}; try /ready, /metrics, /config, /clusters, POST /reload, POST /drain or POST /quitquitquit\n")),
         };
+    }
+
+    private byte[] ConfigJsonBytes()
+    {
+        var current = Reloader?.Current ?? config;
+        var cached = Volatile.Read(ref _configJson);
+        if (!ReferenceEquals(cached.Config, current))
+        {
+            cached = new Rendered(current, Encoding.UTF8.GetBytes(ConfigJson.ToJson(current) + "\n"));
+            Volatile.Write(ref _configJson, cached);
+        }
+
+        return cached.Json;
+    }
+
+    private sealed record Rendered(ProxyConfig Config, byte[] Json);
+
+    private async Task Reload(IFeatureCollection context)
+    {
+        if (Reloader is not { } reloader)
+        {
+            await RespondAsync(context, 409, Text, "nothing to reload: the sidecar was started without --config\n"u8.ToArray());
+            return;
+        }
+
+        var result = await reloader.ReloadAsync(context.Get<IHttpRequestLifetimeFeature>()?.RequestAborted ?? default);
+        await RespondAsync(context, result.Outcome == ReloadOutcome.Applied ? 200 : 400, Text, Encoding.UTF8.GetBytes(result.Describe()));
     }
 
     private static Task RespondClusters(IFeatureCollection context, ClustersReport clusters)

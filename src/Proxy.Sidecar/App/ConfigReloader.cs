@@ -1,6 +1,7 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Logging;
 using Proxy.Core.Configuration;
-using Proxy.Http.Authorization;
+using Proxy.Tls.Certificates;
 
 namespace Proxy.Sidecar.App;
 
@@ -10,44 +11,91 @@ internal sealed record ConfigSource(string Path, IReadOnlyDictionary<string, str
 /// <summary>What one reload did.</summary>
 internal enum ReloadOutcome
 {
-    /// <summary>The file was valid; its authorization section is in force (other changed sections need a restart).</summary>
+    /// <summary>The file was valid; what it changes that can change live is in force (see <see cref="ReloadResult.RestartRequired"/> for the rest).</summary>
     Applied,
 
     /// <summary>The file could not be read or is invalid: the previous configuration stays in force.</summary>
     Rejected,
 }
 
+/// <summary>The outcome of one reload with what it changed, what waits for a restart, or why it was rejected.</summary>
+internal sealed record ReloadResult(ReloadOutcome Outcome, IReadOnlyList<string> Errors, IReadOnlyList<string> Applied, IReadOnlyList<string> RestartRequired, long Generation)
+{
+    /// <summary>The answer of <c>POST /reload</c>: one line per error, change or pending restart.</summary>
+    public string Describe()
+    {
+        var text = new System.Text.StringBuilder();
+        if (Outcome == ReloadOutcome.Rejected)
+        {
+            text.Append("rejected: the previous configuration stays in force\n");
+            foreach (var error in Errors)
+            {
+                text.Append("error: ").Append(error).Append('\n');
+            }
+
+            return text.ToString();
+        }
+
+        text.Append(Applied.Count == 0 ? "applied: nothing changed that applies live" : "applied").Append($" (configuration generation {Generation})\n");
+        foreach (var change in Applied)
+        {
+            text.Append("changed: ").Append(change).Append('\n');
+        }
+
+        foreach (var pending in RestartRequired)
+        {
+            text.Append("needs restart: ").Append(pending).Append('\n');
+        }
+
+        return text.ToString();
+    }
+}
+
 /// <summary>
-/// Watches the config file. On a change it re-reads and validates the whole file (with the same flags); a valid file's
-/// <c>authorization</c> section is applied at once (a new <see cref="AuthorizationPolicies"/> swapped into the shared
-/// <see cref="AuthorizationState"/>); changes to any other section are logged as needing a restart (a full reload is a
-/// later issue). An invalid file keeps the old policies and logs every error.
+/// Reloads the config file: when it changes (watched, debounced: editors write in several steps) and on
+/// <c>POST /reload</c>. Every reload reads and validates the whole file with the flags the process started with; an
+/// unreadable or invalid file is rejected with every error logged, and the configuration in force stays. A valid one
+/// goes to the host's apply step (<see cref="SidecarHost.ApplyReload"/>), which swaps in one new snapshot and says what
+/// changed and what needs a restart; both are logged. <c>proxy_config_reloads_total{result}</c> counts the outcomes
+/// and <c>proxy_config_last_reload_success_timestamp_seconds</c> says when the last one was applied.
 /// </summary>
 internal sealed partial class ConfigReloader : IDisposable
 {
     private readonly ConfigSource _source;
-    private readonly AuthorizationState _authorization;
+    private readonly Func<ProxyConfig, CancellationToken, Task<ConfigDiff>> _apply;
     private readonly ILogger _logger;
-    private readonly Lock _lock = new();
+    private readonly SemaphoreSlim _lock = new(1, 1);
     private readonly ITimer _debounce;
+    private readonly TimeProvider _time;
+    private readonly Counter<long> _reloads;
     private ProxyConfig _current;
+    private long _generation = 1;
+    private long _lastSuccessUnixMs;
     private FileSystemWatcher? _watcher;
 
-    public ConfigReloader(ConfigSource source, ProxyConfig current, AuthorizationState authorization, ILogger logger, TimeProvider? time = null)
+    public ConfigReloader(ConfigSource source, ProxyConfig current, Func<ProxyConfig, CancellationToken, Task<ConfigDiff>> apply, Meter meter, ILogger logger, TimeProvider? time = null)
     {
         _source = source;
         _current = current;
-        _authorization = authorization;
+        _apply = apply;
         _logger = logger;
-
-        // Editors write a file in several steps (truncate, write, rename): act once they settle.
-        _debounce = (time ?? TimeProvider.System).CreateTimer(static s => ((ConfigReloader)s!).ReloadNow(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _time = time ?? TimeProvider.System;
+        _lastSuccessUnixMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        _reloads = meter.CreateCounter<long>("proxy_config_reloads", "{reload}", "Config reloads (file change or POST /reload), by result (applied, rejected).");
+        meter.CreateObservableGauge(
+            "proxy_config_last_reload_success_timestamp_seconds",
+            () => Volatile.Read(ref _lastSuccessUnixMs) / 1000.0,
+            "s",
+            "When the configuration in force was applied (Unix time; the start, until a reload succeeds).");
+        meter.CreateObservableGauge("proxy_config_generation", () => Volatile.Read(ref _generation), "{generation}", "The configuration in force: 1 at start, plus one per applied reload that changed something.");
+        _debounce = _time.CreateTimer(static s => _ = ((ConfigReloader)s!).ReloadAsync(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 
     /// <summary>Raised after every reload attempt (tests wait on it).</summary>
     public event Action<ReloadOutcome>? Reloaded;
 
-    public ProxyConfig Current => _current;
+    /// <summary>The effective configuration in force (what <c>/config</c> shows).</summary>
+    public ProxyConfig Current => Volatile.Read(ref _current);
 
     public void Start()
     {
@@ -64,54 +112,80 @@ internal sealed partial class ConfigReloader : IDisposable
 
     private void OnFileEvent(object sender, FileSystemEventArgs e) => _debounce.Change(TimeSpan.FromMilliseconds(100), Timeout.InfiniteTimeSpan);
 
-    /// <summary>Reads, validates and applies the file now.</summary>
-    public void ReloadNow()
+    /// <summary>Reads, validates and applies the file now (one reload at a time); never throws.</summary>
+    public async Task<ReloadResult> ReloadAsync(CancellationToken cancellationToken = default)
     {
-        ReloadOutcome outcome;
-        lock (_lock)
+        ReloadResult result;
+        await _lock.WaitAsync(cancellationToken);
+        try
         {
-            outcome = Reload();
+            result = await ReloadLockedAsync(cancellationToken);
+        }
+        finally
+        {
+            _lock.Release();
         }
 
-        Reloaded?.Invoke(outcome);
+        _reloads.Add(1, new KeyValuePair<string, object?>("result", result.Outcome == ReloadOutcome.Applied ? "applied" : "rejected"));
+        Reloaded?.Invoke(result.Outcome);
+        return result;
     }
 
-    private ReloadOutcome Reload()
+    private async Task<ReloadResult> ReloadLockedAsync(CancellationToken cancellationToken)
     {
         string json;
         try
         {
-            json = File.ReadAllText(_source.Path);
+            json = await File.ReadAllTextAsync(_source.Path, cancellationToken);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            LogRejected(_logger, _source.Path, $"cannot read it: {e.Message}");
-            return ReloadOutcome.Rejected;
+            return Rejected([$"cannot read {_source.Path}: {e.Message}"]);
         }
 
         var loaded = ConfigLoader.Load(_source.Flags, json);
         if (!loaded.Ok)
         {
-            LogRejected(_logger, _source.Path, string.Join("; ", loaded.Errors));
-            return ReloadOutcome.Rejected;
+            return Rejected(loaded.Errors);
         }
 
-        var next = loaded.Config!;
-        var policies = new AuthorizationPolicies(next.Authorization);
-        _authorization.Update(policies);
-        foreach (var warning in policies.Warnings)
+        ConfigDiff diff;
+        try
         {
-            LogPolicyWarning(_logger, warning);
+            diff = await _apply(loaded.Config!, cancellationToken);
         }
-
-        if (ConfigJson.ToJson(next with { Authorization = _current.Authorization }, indented: false) != ConfigJson.ToJson(_current, indented: false))
+        catch (Exception e) when (e is CertificateLoadException or ArgumentException)
         {
-            LogNeedsRestart(_logger, _source.Path);
+            // A certificate file of a new TLS service, or a reference the loader cannot see: nothing was swapped.
+            return Rejected([e.Message]);
         }
 
-        LogApplied(_logger, _source.Path, next.Authorization.Policies.Count);
-        _current = next;
-        return ReloadOutcome.Applied;
+        if (!diff.IsEmpty)
+        {
+            Interlocked.Increment(ref _generation);
+            Volatile.Write(ref _current, diff.Effective);
+        }
+
+        Volatile.Write(ref _lastSuccessUnixMs, _time.GetUtcNow().ToUnixTimeMilliseconds());
+        foreach (var change in diff.Applied)
+        {
+            LogChange(_logger, _source.Path, change);
+        }
+
+        foreach (var pending in diff.RestartRequired)
+        {
+            LogNeedsRestart(_logger, _source.Path, pending);
+        }
+
+        var generation = Volatile.Read(ref _generation);
+        LogApplied(_logger, _source.Path, diff.Applied.Count, diff.RestartRequired.Count, generation);
+        return new ReloadResult(ReloadOutcome.Applied, [], diff.Applied, diff.RestartRequired, generation);
+    }
+
+    private ReloadResult Rejected(IReadOnlyList<string> errors)
+    {
+        LogRejected(_logger, _source.Path, errors.Count, string.Join("; ", errors));
+        return new ReloadResult(ReloadOutcome.Rejected, errors, [], [], Volatile.Read(ref _generation));
     }
 
     public void Dispose()
@@ -120,15 +194,18 @@ internal sealed partial class ConfigReloader : IDisposable
         _debounce.Dispose();
     }
 
-    [LoggerMessage(EventId = 120, Level = LogLevel.Information, Message = "Config {Path} reloaded: {Count} authorization policies in force")]
-    private static partial void LogApplied(ILogger logger, string path, int count);
+    [LoggerMessage(EventId = 120, Level = LogLevel.Information, Message = "Config {Path} reloaded: {Changes} change(s) applied, {Pending} waiting for a restart; configuration generation {Generation}")]
+    private static partial void LogApplied(ILogger logger, string path, int changes, int pending, long generation);
 
-    [LoggerMessage(EventId = 121, Level = LogLevel.Error, Message = "Config {Path} changed but is not valid; the previous configuration stays in force: {Errors}")]
-    private static partial void LogRejected(ILogger logger, string path, string errors);
+    [LoggerMessage(EventId = 121, Level = LogLevel.Error, Message = "Config {Path} is not valid; the previous configuration stays in force. {Count} error(s): {Errors}")]
+    private static partial void LogRejected(ILogger logger, string path, int count, string errors);
 
-    [LoggerMessage(EventId = 122, Level = LogLevel.Warning, Message = "Config {Path}: sections other than authorization changed; they take effect after a restart")]
-    private static partial void LogNeedsRestart(ILogger logger, string path);
+    [LoggerMessage(EventId = 122, Level = LogLevel.Warning, Message = "Config {Path}: {Change} (not applied)")]
+    private static partial void LogNeedsRestart(ILogger logger, string path, string change);
 
     [LoggerMessage(EventId = 123, Level = LogLevel.Warning, Message = "Authorization: {Warning}")]
     internal static partial void LogPolicyWarning(ILogger logger, string warning);
+
+    [LoggerMessage(EventId = 124, Level = LogLevel.Information, Message = "Config {Path}: {Change}")]
+    private static partial void LogChange(ILogger logger, string path, string change);
 }

@@ -41,7 +41,8 @@ internal enum ListenerKind
 /// <item>captured traffic to any other destination, and inbound traffic: that destination (passthrough).</item>
 /// </list>
 /// </summary>
-internal sealed class HttpStage(Http1Forwarder forwarder, IReadOnlyDictionary<string, Http1Routing> serviceRouting, Http1Routing? listenerRouting = null, Http2ServerOptions? http2Options = null)
+/// Routings follow the configuration snapshot (<see cref="ConfigState"/>): each request is routed by the one in force.
+internal sealed class HttpStage(Http1Forwarder forwarder, ConfigState state, string listener, Http1Routing? listenerRouting = null, Http2ServerOptions? http2Options = null)
 {
     /// <summary>HTTP/2 clients (h2c with prior knowledge): their streams go through <see cref="Forwarder"/> too.</summary>
     public Http2Server Http2 { get; } = new(forwarder, http2Options);
@@ -51,7 +52,7 @@ internal sealed class HttpStage(Http1Forwarder forwarder, IReadOnlyDictionary<st
     /// <summary>How an explicit listener routes (null on capture listeners).</summary>
     public Http1Routing? ListenerRouting { get; } = listenerRouting;
 
-    public Http1Routing ForService(Service service) => serviceRouting[service.Name];
+    public Http1Routing ForService(Service service) => state.FollowService(listener, service);
 }
 
 /// <summary>
@@ -79,8 +80,9 @@ internal sealed partial class ListenerHandler
 
     private readonly string _name;
     private readonly ListenerKind _kind;
-    private readonly Service? _service;
-    private readonly ServiceRegistry _services;
+
+    // Services, the listener's service and SNI routes: the snapshot in force when a connection arrives (config reload).
+    private readonly ConfigState _state;
     private readonly IOriginalDestinationResolver _resolver;
     private readonly TcpProxy _tcp;
     private readonly TcpProxyContext _tcpContext;
@@ -89,7 +91,6 @@ internal sealed partial class ListenerHandler
     private readonly HttpStage? _http;
     private readonly bool _explicitHttp;
     private readonly TlsPassthroughStage? _passthrough;
-    private readonly SniRouter? _listenerSni;
     private readonly ProxyMetrics _metrics;
     private readonly ILogger _logger;
     private readonly TlsTerminator? _terminator;
@@ -110,8 +111,7 @@ internal sealed partial class ListenerHandler
     public ListenerHandler(
         string name,
         ListenerKind kind,
-        Service? service,
-        ServiceRegistry services,
+        ConfigState state,
         IOriginalDestinationResolver resolver,
         TcpProxy tcp,
         TcpProxyContext tcpContext,
@@ -121,7 +121,6 @@ internal sealed partial class ListenerHandler
         ProtocolDetector? detector = null,
         HttpStage? http = null,
         TlsPassthroughStage? passthrough = null,
-        SniRouter? listenerSni = null,
         TlsTerminator? terminator = null,
         AuthorizationState? authorization = null,
         Action<ConnectionContext>? connectionHook = null,
@@ -138,8 +137,7 @@ internal sealed partial class ListenerHandler
         _connectionHook = connectionHook;
         _name = name;
         _kind = kind;
-        _service = service;
-        _services = services;
+        _state = state;
         _resolver = resolver;
         _tcp = tcp;
         _tcpContext = tcpContext;
@@ -148,13 +146,13 @@ internal sealed partial class ListenerHandler
         _http = http;
         _explicitHttp = kind == ListenerKind.Explicit && http?.ListenerRouting is not null;
         _passthrough = passthrough;
-        _listenerSni = kind == ListenerKind.Explicit && passthrough is not null ? listenerSni : null;
         _metrics = metrics;
         _logger = logger;
         _terminator = kind == ListenerKind.Explicit ? terminator : null;
-        if (kind == ListenerKind.Explicit && service is null && !_explicitHttp && _listenerSni is null)
+        var view = state.Current.Listeners.GetValueOrDefault(name);
+        if (kind == ListenerKind.Explicit && view?.Service is null && !_explicitHttp && (view?.Sni is null || passthrough is null))
         {
-            throw new ArgumentException($"explicit listener {name} needs a service, HTTP routes or SNI routes", nameof(service));
+            throw new ArgumentException($"explicit listener {name} needs a service, HTTP routes or SNI routes", nameof(state));
         }
     }
 
@@ -172,7 +170,8 @@ internal sealed partial class ListenerHandler
 
         try
         {
-            if (!TryFindDestination(connection, out var destination, out var cause, out var reason))
+            var snapshot = _state.Current;
+            if (!TryFindDestination(connection, snapshot, out var destination, out var cause, out var reason))
             {
                 _metrics.ConnectFailures.Add(1, new KeyValuePair<string, object?>("listener", _name), new KeyValuePair<string, object?>("service", "unknown"), new KeyValuePair<string, object?>("cause", cause));
                 LogUnroutable(_logger, _name, connection.RemoteEndPoint, reason);
@@ -252,12 +251,12 @@ internal sealed partial class ListenerHandler
                     useHttp2 = detected && detection.Protocol == Protocol.Http2;
                     if (detection.Outcome == DetectionOutcome.Detected && detection.Protocol == Protocol.Tls && destination.Service is { } dialled)
                     {
-                        sni = _passthrough?.ForService(dialled);
+                        sni = _passthrough is null ? null : snapshot.ServiceSni.GetValueOrDefault(dialled.Name);
                     }
                 }
-                else if (_listenerSni is not null)
+                else if (_kind == ListenerKind.Explicit && _passthrough is not null && snapshot.Listeners[_name].Sni is { } listenerSni)
                 {
-                    sni = _listenerSni;
+                    sni = listenerSni;
                     sniDeadline = Environment.TickCount64 + (long)Math.Ceiling(_passthrough!.Timeout.TotalMilliseconds);
                 }
                 else if (_explicitHttp)
@@ -470,14 +469,15 @@ internal sealed partial class ListenerHandler
     /// </summary>
     private readonly record struct Destination(Service? Service, UpstreamAddress Address, int Port, string ServiceName);
 
-    private bool TryFindDestination(ConnectionContext connection, out Destination destination, out string cause, out string reason)
+    private bool TryFindDestination(ConnectionContext connection, ConfigSnapshot snapshot, out Destination destination, out string cause, out string reason)
     {
         destination = default;
         cause = "";
         reason = "";
         if (_kind == ListenerKind.Explicit)
         {
-            destination = new Destination(_service, default, 0, _service?.Name ?? _name);
+            var service = snapshot.Listeners[_name].Service;
+            destination = new Destination(service, default, 0, service?.Name ?? _name);
             return true;
         }
 
@@ -503,9 +503,9 @@ internal sealed partial class ListenerHandler
             return false;
         }
 
-        if (_kind == ListenerKind.Outbound && _services.FindByAddress(original) is { } service)
+        if (_kind == ListenerKind.Outbound && snapshot.Services.FindByAddress(original) is { } dialled)
         {
-            destination = new Destination(service, default, original.EndPoint.Port, service.Name);
+            destination = new Destination(dialled, default, original.EndPoint.Port, dialled.Name);
             return true;
         }
 

@@ -21,7 +21,7 @@ internal sealed partial class SidecarHost
     {
         _healthMetrics ??= new HealthMetrics(Metrics.Meter);
         _healthMonitor = HealthMonitor.Start(services.Services, _healthMetrics, _loggerFactory);
-        _clusters = new ClustersReport(() => services.Services);
+        _clusters = new ClustersReport(() => _state?.Current.Services.Services ?? services.Services);
     }
 
     private async ValueTask StopHealthAsync()

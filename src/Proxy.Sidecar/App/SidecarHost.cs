@@ -270,14 +270,6 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             InitialConnectionWindowSize = _config.Http2.InitialConnectionWindow,
             MaxHeaderListSize = _config.Http2.MaxHeaderListSize,
         };
-        var serviceRouting = new Dictionary<string, Http1Routing>(StringComparer.Ordinal);
-        foreach (var s in _config.Services)
-        {
-            serviceRouting[s.Name] = s.Routes.Count > 0
-                ? Http1Routing.ForRoutes(new RouteTable(s.Routes), services.FindByName)
-                : Http1Routing.ForService(services.FindByName(s.Name)!);
-        }
-
         // --- authorization and JWT: one authenticator (with its JWKS source) per jwt object of the config ---
         foreach (var warning in Authorization.Current.Warnings)
         {
@@ -292,38 +284,42 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             return new JwtAuthenticator(jwt, jwks);
         }
 
-        var routeJwt = new List<KeyValuePair<RouteConfig, JwtAuthenticator>>();
-        foreach (var route in _config.Services.SelectMany(static s => s.Routes).Concat(_config.Listeners.SelectMany(static l => l.Routes)))
+        // Route JWT authenticators are made per snapshot (reused while their config is unchanged); a listener's own, once.
+        _authenticator = Authenticator;
+        void AddBinding(string name, ListenerKind kind, ListenerConfig? explicitListener)
+            => _bindings[name] = new ListenerBinding(
+                kind == ListenerKind.Inbound || explicitListener is { Authorization: true } ? Authorization : null,
+                explicitListener?.Jwt is { } jwt ? Authenticator(jwt) : null);
+        if (_config.OutboundListen is not null)
         {
-            if (route.Jwt is { } jwt)
-            {
-                routeJwt.Add(new(route, Authenticator(jwt)));
-            }
+            AddBinding("outbound", ListenerKind.Outbound, null);
         }
 
-        HttpSecurity? SecurityFor(ListenerKind kind, ListenerConfig? explicitListener)
+        if (_config.InboundListen is not null)
         {
-            var policies = kind == ListenerKind.Inbound || explicitListener is { Authorization: true } ? Authorization : null;
-            var listenerJwt = explicitListener?.Jwt is { } jwt ? Authenticator(jwt) : null;
-            var security = new HttpSecurity(policies, listenerJwt, routeJwt);
-            return security.IsEmpty ? null : security;
+            AddBinding("inbound", ListenerKind.Inbound, null);
         }
+
+        foreach (var listener in _config.Listeners)
+        {
+            AddBinding(listener.Name, ListenerKind.Explicit, listener);
+        }
+
+        // Everything a reload can change: services, their routes and SNI routes, listeners' routes and security.
+        _upstreamsFor = UpstreamsFor;
+        var state = _state = new ConfigState(BuildSnapshot(_config, previous: null, services));
 
         HttpStage HttpFor(string name, ListenerKind kind, ListenerConfig? explicitListener)
         {
             var inbound = kind == ListenerKind.Inbound;
-            var security = SecurityFor(kind, explicitListener);
+
+            // Requests routed by a fixed address (passthrough, inbound) check what the snapshot of the start says (policies
+            // are swapped inside AuthorizationState); routed ones take their security from the snapshot at each request.
+            var security = state.Current.Listeners[name].Security;
             var options = security is null ? forwarderOptions : forwarderOptions with { Security = security };
             var forwarder = new Http1Forwarder(name, inbound ? _inboundPool : _pool, options, inbound ? _inboundHttp2Pool : _http2Pool);
-            Http1Routing? listenerRouting = null;
-            if (explicitListener is not null)
-            {
-                listenerRouting = explicitListener.Routes.Count > 0
-                    ? Http1Routing.ForRoutes(new RouteTable(explicitListener.Routes), services.FindByName)
-                    : serviceRouting[explicitListener.Service];
-            }
-
-            return new HttpStage(forwarder, serviceRouting, listenerRouting, http2Options);
+            var listenerRouting = explicitListener is not null ? state.FollowListener(name) : null;
+            return new HttpStage(forwarder, state, name, listenerRouting, http2Options);
         }
 
         // Protocol detection (issue 3): one detector per capture listener; explicit listeners skip it.
@@ -332,16 +328,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
         // TLS passthrough by SNI (issue 5): routers of the services (captured traffic) and explicit listeners that have
         // "sni" routes; the ClientHello peek shares the detection timeout.
-        var serviceSni = new Dictionary<string, SniRouter>(StringComparer.Ordinal);
-        foreach (var s in _config.Services)
-        {
-            if (s.Sni.Count > 0)
-            {
-                serviceSni[s.Name] = SniRouter.Build(s.Sni, services, services.FindByName(s.Name));
-            }
-        }
-
-        var tlsStage = new TlsPassthroughStage(new ClientHelloPeeker(), _config.Detect.Timeout, serviceSni, logger);
+        var tlsStage = new TlsPassthroughStage(new ClientHelloPeeker(), _config.Detect.Timeout, logger);
 
         MeshInboundStage? MeshStageFor(string name)
             => mesh is null ? null : new MeshInboundStage(
@@ -366,11 +353,9 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
             // A TCP listener with mesh still serves the HTTP a peer sidecar sends inside mesh mTLS (to its service).
             var meshHttp = meshStage is not null && httpStage is null ? HttpFor(name, kind, explicitListener! with { Protocol = ListenerProtocol.Http }) : null;
-            var service = explicitListener is { Service.Length: > 0 } ? services.FindByName(explicitListener.Service) : null;
-            var listenerSni = explicitListener is { Sni.Count: > 0 } ? SniRouter.Build(explicitListener.Sni, services, service) : null;
             var terminator = explicitListener?.Tls is { } tls ? TerminatorFor(name, tls) : null;
-            var handler = new ListenerHandler(name, kind, service, services, _resolver, kind == ListenerKind.Inbound ? inboundTcp : tcp, tcpContext with { ListenerName = name },
-                _config.Tcp.MaxConnections, Metrics, logger, detector, httpStage, tlsStage, listenerSni, terminator,
+            var handler = new ListenerHandler(name, kind, state, _resolver, kind == ListenerKind.Inbound ? inboundTcp : tcp, tcpContext with { ListenerName = name },
+                _config.Tcp.MaxConnections, Metrics, logger, detector, httpStage, tlsStage, terminator,
                 kind == ListenerKind.Inbound || explicitListener is { Authorization: true } ? Authorization : null, ConnectionHookForTests,
                 meshStage, explicitListener?.Mesh, meshHttp, Lifecycle.CutToken);
             _kestrelOptions.Listen(address, options =>
@@ -413,12 +398,16 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
         if (_source is not null)
         {
-            _reloader = new ConfigReloader(_source, _config, Authorization, _loggerFactory.CreateLogger<ConfigReloader>());
-            _reloader.Start();
+            _reloader = new ConfigReloader(_source, _config, ApplyReload, Metrics.Meter, _loggerFactory.CreateLogger<ConfigReloader>());
+            if (WatchConfigFile)
+            {
+                _reloader.Start();
+            }
         }
 
         _transport = new SocketTransportFactory(transport, _loggerFactory);
         var application = new AdminApplication(_config, Lifecycle, Exporter) { Clusters = _clusters };
+        application.Reloader = _reloader;
         if (_listeners.Count > adminListeners)
         {
             _server = new KestrelServer(Options.Create(_kestrelOptions), _transport, new ScopelessLoggerFactory(_loggerFactory));
@@ -607,6 +596,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
         _meshTrust?.Dispose();
 
+        await DisposeRetiredAsync();
         if (_accessLog is not null)
         {
             await _accessLog.DisposeAsync();

@@ -50,13 +50,10 @@ internal readonly record struct SniDecision(Service? Service, string? ServerName
 /// closed and logged (Envoy's tls_inspector closes too).</item>
 /// </list>
 /// </summary>
-internal sealed partial class TlsPassthroughStage(ClientHelloPeeker peeker, TimeSpan timeout, IReadOnlyDictionary<string, SniRouter> serviceRouters, ILogger logger)
+internal sealed partial class TlsPassthroughStage(ClientHelloPeeker peeker, TimeSpan timeout, ILogger logger)
 {
     /// <summary>How long a ClientHello may take (the detection timeout).</summary>
     public TimeSpan Timeout { get; } = timeout;
-
-    /// <summary>The SNI routes of captured connections to <paramref name="service"/>, or null when it has none.</summary>
-    public SniRouter? ForService(Service service) => serviceRouters.GetValueOrDefault(service.Name);
 
     public async ValueTask<SniDecision> RouteAsync(string listener, Socket socket, SniRouter router, long deadlineMs, CancellationToken cancellationToken)
     {

@@ -11,7 +11,7 @@ internal static class RunCommand
     {
         var configFile = new Option<FileInfo?>("--config")
         {
-            Description = "JSON config file (listeners, services and any setting below by its file key). Flags override it.",
+            Description = "JSON config file (listeners, services and any setting below by its file key). Flags override it. Watched: a change (or POST /reload) applies services, routes and policies live.",
             HelpName = "file",
         };
         command.Options.Add(configFile);
