@@ -49,6 +49,9 @@ public sealed class HealthMonitor : IAsyncDisposable
         return monitor;
     }
 
+    /// <summary>True while a health check loop runs (until <see cref="DisposeAsync"/> has stopped them all).</summary>
+    internal bool ChecksRunning => _loops.Exists(static l => !l.IsCompleted);
+
     /// <summary>The services monitored (those with outlier detection or a health check).</summary>
     public IReadOnlyList<ServiceHealth> Services => _services;
 
