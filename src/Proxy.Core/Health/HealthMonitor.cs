@@ -15,6 +15,7 @@ public sealed class HealthMonitor : IAsyncDisposable
     private readonly List<Task> _loops = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly HealthMetrics? _metrics;
+    private int _disposed;
 
     private HealthMonitor(HealthMetrics? metrics) => _metrics = metrics;
 
@@ -85,8 +86,14 @@ public sealed class HealthMonitor : IAsyncDisposable
         health.OnCheckResult(endpoint, healthy, detail);
     }
 
+    /// <summary>Stops the intervals and the check loops (waiting for checks in flight); a second call does nothing.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _stop.CancelAsync().ConfigureAwait(false);
         foreach (var timer in _timers)
         {

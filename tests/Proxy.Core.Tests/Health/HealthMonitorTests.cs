@@ -45,6 +45,7 @@ public sealed class HealthMonitorTests
         Assert.True(monitor.ChecksRunning);
         await monitor.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Short);
         Assert.False(monitor.ChecksRunning);
+        await monitor.DisposeAsync();
     }
 
     private static async Task WaitForAsync(Func<bool> condition)
