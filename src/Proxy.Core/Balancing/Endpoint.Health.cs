@@ -53,8 +53,11 @@ public sealed partial class Endpoint
     private int _consecutiveLocal;
     private int _windowRequests;
     private int _windowSuccesses;
-    private long _totalRequests;
-    private long _totalFailures;
+
+    // Tries and successes of the windows taken so far (TakeWindow): totals are these plus the current window's, so a
+    // try costs two interlocked increments at most.
+    private long _pastRequests;
+    private long _pastSuccesses;
 
     // Outlier ejection (written under the service health lock).
     private long _ejectedUntil;
@@ -89,10 +92,10 @@ public sealed partial class Endpoint
     public int ConsecutiveLocalOriginFailures => Volatile.Read(ref _consecutiveLocal);
 
     /// <summary>Tries counted since the start (HTTP requests and their retries; TCP connect failures).</summary>
-    public long TotalRequests => Volatile.Read(ref _totalRequests);
+    public long TotalRequests => Volatile.Read(ref _pastRequests) + WindowRequests;
 
     /// <summary>Of <see cref="TotalRequests"/>, those that failed (5xx or local-origin).</summary>
-    public long TotalFailures => Volatile.Read(ref _totalFailures);
+    public long TotalFailures => Math.Max(0, TotalRequests - Volatile.Read(ref _pastSuccesses) - WindowSuccesses);
 
     /// <summary>Tries in the current success-rate window (since the last outlier evaluation).</summary>
     public int WindowRequests => Volatile.Read(ref _windowRequests);
@@ -154,15 +157,10 @@ public sealed partial class Endpoint
 
     private void Count(bool success)
     {
-        Interlocked.Increment(ref _totalRequests);
         Interlocked.Increment(ref _windowRequests);
         if (success)
         {
             Interlocked.Increment(ref _windowSuccesses);
-        }
-        else
-        {
-            Interlocked.Increment(ref _totalFailures);
         }
     }
 
@@ -175,12 +173,16 @@ public sealed partial class Endpoint
         }
     }
 
-    /// <summary>Takes the success-rate window (requests, successes) and starts a new one.</summary>
+    /// <summary>Takes the success-rate window (requests, successes) and starts a new one; one caller at a time (the health lock).</summary>
     internal (int Requests, int Successes) TakeWindow()
     {
+        // Successes first: a try counted between the two exchanges lands in the next window as a request without its success at worst.
         var successes = Interlocked.Exchange(ref _windowSuccesses, 0);
         var requests = Interlocked.Exchange(ref _windowRequests, 0);
-        return (requests, Math.Min(requests, successes));
+        successes = Math.Min(requests, successes);
+        Volatile.Write(ref _pastRequests, _pastRequests + requests);
+        Volatile.Write(ref _pastSuccesses, _pastSuccesses + successes);
+        return (requests, successes);
     }
 
     internal void SetLastSuccessRate(double rate) => Volatile.Write(ref _lastSuccessRate, rate);

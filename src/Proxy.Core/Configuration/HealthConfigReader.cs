@@ -32,6 +32,12 @@ public static class HealthConfigReader
         {
             healthCheck = ReadHealthCheck(hc, $"{key}.healthCheck", errors);
             ok &= healthCheck is not null;
+            var tls = service.TryGetProperty("tls", out _) || (service.TryGetProperty("mesh", out var mesh) && mesh.ValueKind != JsonValueKind.False);
+            if (healthCheck is { Type: HealthCheckType.Http } && tls)
+            {
+                errors.Add($"{key}.healthCheck.type: HTTP checks are plaintext and this service's endpoints speak TLS (tls or mesh): use \"tcp\"");
+                ok = false;
+            }
         }
 
         return ok;

@@ -15,6 +15,7 @@ public sealed class HealthMonitor : IAsyncDisposable
     private readonly List<Task> _loops = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly HealthMetrics? _metrics;
+    private int _disposed;
 
     private HealthMonitor(HealthMetrics? metrics) => _metrics = metrics;
 
@@ -49,6 +50,9 @@ public sealed class HealthMonitor : IAsyncDisposable
         return monitor;
     }
 
+    /// <summary>True while a health check loop runs (until <see cref="DisposeAsync"/> has stopped them all).</summary>
+    internal bool ChecksRunning => _loops.Exists(static l => !l.IsCompleted);
+
     /// <summary>The services monitored (those with outlier detection or a health check).</summary>
     public IReadOnlyList<ServiceHealth> Services => _services;
 
@@ -82,8 +86,14 @@ public sealed class HealthMonitor : IAsyncDisposable
         health.OnCheckResult(endpoint, healthy, detail);
     }
 
+    /// <summary>Stops the intervals and the check loops (waiting for checks in flight); a second call does nothing.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _stop.CancelAsync().ConfigureAwait(false);
         foreach (var timer in _timers)
         {

@@ -234,9 +234,10 @@ public sealed partial class ServiceHealth
             {
                 CheckPanicLocked();
             }
-        }
 
-        EvaluateSuccessRates(config);
+            // Under the lock: TakeWindow has one caller at a time (TryEject takes the lock again: it is reentrant).
+            EvaluateSuccessRates(config);
+        }
     }
 
     private void EvaluateSuccessRates(OutlierDetectionConfig config)

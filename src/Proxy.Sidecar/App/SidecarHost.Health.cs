@@ -26,6 +26,7 @@ internal sealed partial class SidecarHost
 
     private async ValueTask StopHealthAsync()
     {
+        // The host may be disposed twice (tests, a stop after a failed start): the monitor ignores the second call.
         if (_healthMonitor is not null)
         {
             await _healthMonitor.DisposeAsync();

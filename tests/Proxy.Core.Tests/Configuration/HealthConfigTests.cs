@@ -76,6 +76,7 @@ public sealed class HealthConfigTests
     [InlineData(""", "healthCheck": { "timeout": "0s" }""", "services[0].healthCheck.timeout: ")]
     [InlineData(""", "healthCheck": { "unhealthyThreshold": 0 }""", "services[0].healthCheck.unhealthyThreshold: must be a whole number from 1 to 100")]
     [InlineData(""", "healthCheck": { "type": "tcp", "path": "/x" }""", "services[0].healthCheck.path: only used with \"type\": \"http\"")]
+    [InlineData(""", "mesh": true, "healthCheck": {}""", "services[0].healthCheck.type: HTTP checks are plaintext")]
     public void Invalid_ErrorNamesTheKey(string service, string expected)
     {
         var result = Load(service);

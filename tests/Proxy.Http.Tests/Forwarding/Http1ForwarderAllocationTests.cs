@@ -44,11 +44,20 @@ public sealed class Http1ForwarderAllocationTests(ITestOutputHelper output)
     [Theory]
     [InlineData(1)]
     [InlineData(32)]
-    public async Task HandleAsync_KeepAliveGetAndPost_AllocatesAlmostNothingPerRequest(int connections)
+    [InlineData(32, true)]
+    public async Task HandleAsync_KeepAliveGetAndPost_AllocatesAlmostNothingPerRequest(int connections, bool serviceWithOutlierDetection = false)
     {
         using var upstream = new LoopbackUpstream();
         await using var pool = new UpstreamPool(new UpstreamConnector(loggerFactory: NullLoggerFactory.Instance), new UpstreamPoolOptions(), loggerFactory: NullLoggerFactory.Instance);
-        await using var harness = await ForwarderHarness.StartAsync(Http1Routing.ForAddress(upstream.Address), pool: pool, record: false);
+
+        // Through a balanced service with outlier detection: picks, availability checks and result reporting included.
+        var routing = serviceWithOutlierDetection
+            ? Http1Routing.ForService(new Proxy.Core.Discovery.ServiceRegistry([new Proxy.Core.Configuration.ServiceConfig("alloc", [], [upstream.Address.EndPoint])
+            {
+                OutlierDetection = new Proxy.Core.Configuration.OutlierDetectionConfig(),
+            }]).FindByName("alloc")!)
+            : Http1Routing.ForAddress(upstream.Address);
+        await using var harness = await ForwarderHarness.StartAsync(routing, pool: pool, record: false);
         var clients = new Socket[connections];
         try
         {
