@@ -885,7 +885,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private async ValueTask<(ResponseOutcome Outcome, PoolRentResult Rent)> RentBeforeDeadlineAsync(UpstreamAddress address)
     {
         var left = DueIn(Timeout.InfiniteTimeSpan);
-        if (left <= TimeSpan.Zero)
+        if (left <= TimeSpan.Zero && left != Timeout.InfiniteTimeSpan)
         {
             _deadlineExpired = _rentExpired = true;
             return (ResponseOutcome.Timeout, default);

@@ -207,17 +207,17 @@ public sealed class RetryTests : IAsyncLifetime
         Assert.Matches("proxy_http_retry_budget_exhausted_total\\{listener=\"edge\",service=\"flaky\"\\} (1[89]|20)", metrics);
     }
 
-    private static HttpClient Client() => new(new SocketsHttpHandler { UseProxy = false }) { Timeout = Timeout };
+    internal static HttpClient Client() => new(new SocketsHttpHandler { UseProxy = false }) { Timeout = Timeout };
 
-    private static Uri Url(SidecarHost host, string path) => new($"http://{host.AddressOf("edge")}{path}");
+    internal static Uri Url(SidecarHost host, string path) => new($"http://{host.AddressOf("edge")}{path}");
 
-    private static async Task<string> MetricsAsync(SidecarHost host)
+    internal static async Task<string> MetricsAsync(SidecarHost host)
     {
         using var http = Client();
         return await http.GetStringAsync(new Uri($"http://{host.AddressOf("admin")}/metrics"));
     }
 
-    private static IPEndPoint DeadEndPoint()
+    internal static IPEndPoint DeadEndPoint()
     {
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         s.Bind(new IPEndPoint(IPAddress.Loopback, 0));

@@ -7,12 +7,23 @@ namespace Proxy.Sidecar.Tests.Reliability;
 
 /// <summary>
 /// An HTTP/1.1 upstream on 127.0.0.1:0 that fails on command: each request it reads takes the next action of its script
-/// (then <see cref="Default"/> when the script is empty): answer a status (keep-alive, body "name status"), or close
-/// the connection without answering (a reset before any response byte). Counts the requests it read.
+/// (then <see cref="Default"/> when the script is empty): answer a status (keep-alive, body "name status"), close
+/// the connection without answering (a reset before any response byte), <see cref="Stall"/> (never answer),
+/// <c>slow:MS</c> (answer 200 after MS milliseconds) or <see cref="StallBody"/> (send a 200 head and half its body,
+/// then nothing). Counts the requests it read.
 /// </summary>
 internal sealed class ScriptedUpstream : IAsyncDisposable
 {
     public const string Close = "close";
+
+    /// <summary>Read the request, never answer (the connection stays open until the proxy closes it).</summary>
+    public const string Stall = "stall";
+
+    /// <summary>Answer a 200 head announcing a 10-byte body, send 5 bytes of it, then nothing.</summary>
+    public const string StallBody = "stall-body";
+
+    /// <summary>Answer 200 after <paramref name="milliseconds"/>.</summary>
+    public static string Slow(int milliseconds) => FormattableString.Invariant($"slow:{milliseconds}");
 
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private readonly ConcurrentQueue<string> _script = new();
@@ -109,6 +120,27 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
                 {
                     socket.Close(0);
                     return;
+                }
+
+                if (action is Stall or StallBody)
+                {
+                    if (action == StallBody)
+                    {
+                        await socket.SendAsync(Encoding.Latin1.GetBytes($"HTTP/1.1 200 Scripted\r\nContent-Length: 10\r\nx-upstream: {_name}\r\n\r\nhalf-"), _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+                    }
+
+                    // Hold the connection until the proxy gives up on it (or the test ends).
+                    while (await socket.ReceiveAsync(buffer, _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(60)) > 0)
+                    {
+                    }
+
+                    return;
+                }
+
+                if (action.StartsWith("slow:", StringComparison.Ordinal))
+                {
+                    await Task.Delay(int.Parse(action.AsSpan(5), System.Globalization.CultureInfo.InvariantCulture), _stop.Token);
+                    action = "200";
                 }
 
                 var body = $"{_name} {action}";
