@@ -179,8 +179,10 @@ internal sealed partial class Http1ForwardingSession
     /// <summary>Arms the stream timer for the response body of <paramref name="input"/>, when an idle timeout or request deadline applies.</summary>
     private void ArmStreamTimer(PipeReader input)
     {
-        if (_streamIdleTimeout == Timeout.InfiniteTimeSpan && _requestDeadline == 0)
+        if ((_streamIdleTimeout == Timeout.InfiniteTimeSpan && _requestDeadline == 0) || _response.BodyKind == Http1.Http1BodyKind.None
+            || (_response.BodyKind == Http1.Http1BodyKind.ContentLength && _response.ContentLength == 0))
         {
+            // Nothing to time: no timeout applies, or there is no body to wait for.
             return;
         }
 
@@ -283,8 +285,9 @@ internal sealed partial class Http1ForwardingSession
     /// <summary>The request head did not arrive in one read: from now on it has <see cref="Http1ForwarderOptions.HeaderTimeout"/> to complete.</summary>
     private void ArmHeaderTimer()
     {
-        if (_headerArmed || _options.HeaderTimeout == Timeout.InfiniteTimeSpan)
+        if (_headerArmed || _isHttp2Lane || _options.HeaderTimeout == Timeout.InfiniteTimeSpan)
         {
+            // Already armed for this head; or a lane of an HTTP/2 connection, whose session times header blocks itself.
             return;
         }
 
@@ -296,6 +299,9 @@ internal sealed partial class Http1ForwardingSession
     }
 
     private void DisarmHeaderTimer() => _headerArmed = false;
+
+    /// <summary>The header timer fired for the head being read now (not a stale fire racing with an earlier head's end).</summary>
+    private bool HeaderTimedOut => _headerTimedOut && _headerArmed && !_cancelled;
 
     private void OnHeaderTimer()
     {

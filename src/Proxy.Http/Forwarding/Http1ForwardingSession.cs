@@ -382,7 +382,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 if (result.IsCanceled)
                 {
                     input.AdvanceTo(buffer.Start, buffer.End);
-                    if (_headerTimedOut && !_cancelled)
+                    if (HeaderTimedOut)
                     {
                         // Slowloris: the head's first byte came, the rest did not within the header timeout.
                         await RespondHeaderTimeoutAsync().ConfigureAwait(false);
