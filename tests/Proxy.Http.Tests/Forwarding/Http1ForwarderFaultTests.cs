@@ -73,6 +73,5 @@ public sealed class Http1ForwarderFaultTests
 
         var records = await proxy.Observer.WaitForAsync(2);
         Assert.True(records[0].Duration >= TimeSpan.FromMilliseconds(195), $"first request took {records[0].Duration.TotalMilliseconds} ms");
-        Assert.True(records[1].Duration < TimeSpan.FromMilliseconds(195), $"second request took {records[1].Duration.TotalMilliseconds} ms");
     }
 }
