@@ -160,6 +160,15 @@ public static class ConfigJson
             }
 
             RetryConfigReader.WriteBudget(w, s.RetryBudget);
+            if (s.OutlierDetection is { } outlierDetection)
+            {
+                HealthConfigReader.WriteOutlierDetection(w, outlierDetection);
+            }
+
+            if (s.HealthCheck is { } healthCheck)
+            {
+                HealthConfigReader.WriteHealthCheck(w, healthCheck);
+            }
 
             w.WriteEndObject();
         }

@@ -486,7 +486,8 @@ public static class ConfigLoader
 
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls", "mesh", "retries", "retryBudget"))
+        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls", "mesh", "retries", "retryBudget",
+                "outlierDetection", "healthCheck"))
         {
             return;
         }
@@ -634,6 +635,8 @@ public static class ConfigLoader
             retryBudget = budget ?? retryBudget;
         }
 
+        ok &= HealthConfigReader.ReadService(e, key, errors, out var outlierDetection, out var healthCheck);
+
         if (ok && name is not null && addresses is not null && endpoints is not null)
         {
             draft.Services.Add(new ServiceConfig(name, addresses, endpoints)
@@ -650,6 +653,8 @@ public static class ConfigLoader
                 Mesh = mesh,
                 Retries = retries,
                 RetryBudget = retryBudget,
+                OutlierDetection = outlierDetection,
+                HealthCheck = healthCheck,
             });
             draft.ServiceKeys.Add(key);
         }

@@ -7,6 +7,7 @@ using Proxy.Core.Capture;
 using Proxy.Core.Configuration;
 using Proxy.Core.Detection;
 using Proxy.Core.Discovery;
+using Proxy.Core.Health;
 using Proxy.Core.Identity;
 using Proxy.Core.Metrics;
 using Proxy.Core.Tcp;
@@ -428,6 +429,7 @@ internal sealed partial class ListenerHandler
         var endpoint = destination.Service?.Pick(connection.RemoteEndPoint);
         var target = endpoint?.Address ?? destination.Address;
         endpoint?.OnRequestStart();
+        var outcome = TcpConnectOutcome.Cancelled;
         try
         {
             // A service with TLS origination dials through its own connector.
@@ -438,16 +440,20 @@ internal sealed partial class ListenerHandler
             if (_drainCut.CanBeCanceled)
             {
                 using var closedOrCut = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed, _drainCut);
-                await _tcp.HandleAsync(connection, target, context, closedOrCut.Token);
+                outcome = await _tcp.HandleAsync(connection, target, context, closedOrCut.Token);
             }
             else
             {
-                await _tcp.HandleAsync(connection, target, context, connection.ConnectionClosed);
+                outcome = await _tcp.HandleAsync(connection, target, context, connection.ConnectionClosed);
             }
         }
         finally
         {
             endpoint?.EndWithoutSample();
+            if (endpoint is not null)
+            {
+                ServiceHealth.ReportConnect(destination.Service, endpoint, outcome);
+            }
         }
     }
 

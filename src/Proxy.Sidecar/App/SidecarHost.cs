@@ -243,6 +243,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         }
 
         var services = new ServiceRegistry(_config.Services, upstreams: UpstreamsFor);
+        StartHealth(services);
         _accessLog = http.AccessLog is { } accessLogTarget
             ? JsonAccessLog.Open(accessLogTarget, Metrics, logger: _loggerFactory.CreateLogger<JsonAccessLog>())
             : null;
@@ -419,7 +420,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         }
 
         _transport = new SocketTransportFactory(transport, _loggerFactory);
-        var application = new AdminApplication(_config, Lifecycle, Exporter);
+        var application = new AdminApplication(_config, Lifecycle, Exporter) { Clusters = _clusters };
         if (_listeners.Count > adminListeners)
         {
             _server = new KestrelServer(Options.Create(_kestrelOptions), _transport, new ScopelessLoggerFactory(_loggerFactory));
@@ -567,6 +568,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         }
 
         Lifecycle.Dispose();
+        await StopHealthAsync();
 
         _reloader?.Dispose();
         foreach (var jwks in _jwks)

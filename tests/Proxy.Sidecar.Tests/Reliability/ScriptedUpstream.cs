@@ -7,10 +7,12 @@ namespace Proxy.Sidecar.Tests.Reliability;
 
 /// <summary>
 /// An HTTP/1.1 upstream on 127.0.0.1:0 that fails on command: each request it reads takes the next action of its script
-/// (then <see cref="Default"/> when the script is empty): answer a status (keep-alive, body "name status"), close
-/// the connection without answering (a reset before any response byte), <see cref="Stall"/> (never answer),
-/// <c>slow:MS</c> (answer 200 after MS milliseconds) or <see cref="StallBody"/> (send a 200 head and half its body,
-/// then nothing). Counts the requests it read.
+/// (then <see cref="Default"/> when the script is empty): answer a status (keep-alive, body "name status"), or close
+/// the connection without answering (a reset before any response byte), or <c>early503</c> (any status after
+/// <c>early</c>): answer as soon as the head is read, before the body, then read the body; <c>grpc14</c> (any gRPC
+/// status after <c>grpc</c>): a trailers-only gRPC answer; <see cref="Stall"/> (never answer), <c>slow:MS</c> (answer
+/// 200 after MS milliseconds) or <see cref="StallBody"/> (send a 200 head and half its body, then nothing). Counts the
+/// requests it read and keeps their bodies (Content-Length or chunked).
 /// </summary>
 internal sealed class ScriptedUpstream : IAsyncDisposable
 {
@@ -51,6 +53,9 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
     public string Default { get; set; }
 
     public int Requests => Volatile.Read(ref _requests);
+
+    /// <summary>The bodies of the requests read to their end, in order (Latin-1).</summary>
+    public ConcurrentQueue<string> Bodies { get; } = new();
 
     public void Enqueue(params string[] actions)
     {
@@ -101,21 +106,28 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
 
                 var head = pending.ToString(0, end);
                 pending.Remove(0, end + 4);
-                var length = ContentLength(head);
-                while (pending.Length < length)
+                var action = _script.TryDequeue(out var next) ? next : Default;
+                if (action.StartsWith("early", StringComparison.Ordinal))
                 {
-                    var read = await socket.ReceiveAsync(buffer, _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
-                    if (read == 0)
+                    Interlocked.Increment(ref _requests);
+                    await SendAsync(socket, action[5..]);
+                    if (await ReadBodyAsync(socket, buffer, pending, head) is not { } unread)
                     {
                         return;
                     }
 
-                    pending.Append(Encoding.Latin1.GetString(buffer, 0, read));
+                    Bodies.Enqueue(unread);
+                    continue;
                 }
 
-                pending.Remove(0, length);
+                var body = await ReadBodyAsync(socket, buffer, pending, head);
+                if (body is null)
+                {
+                    return;
+                }
+
+                Bodies.Enqueue(body);
                 Interlocked.Increment(ref _requests);
-                var action = _script.TryDequeue(out var next) ? next : Default;
                 if (action == Close)
                 {
                     socket.Close(0);
@@ -143,13 +155,95 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
                     action = "200";
                 }
 
-                var body = $"{_name} {action}";
-                var response = $"HTTP/1.1 {action} Scripted\r\nContent-Length: {body.Length}\r\nx-upstream: {_name}\r\n\r\n{body}";
-                await socket.SendAsync(Encoding.Latin1.GetBytes(response), _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+                await SendAsync(socket, action);
             }
         }
         catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException or TimeoutException)
         {
+        }
+    }
+
+    private async Task SendAsync(Socket socket, string status)
+    {
+        var body = $"{_name} {status}";
+        var response = status.StartsWith("grpc", StringComparison.Ordinal)
+            ? $"HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: {status[4..]}\r\nContent-Length: 0\r\nx-upstream: {_name}\r\n\r\n"
+            : $"HTTP/1.1 {status} Scripted\r\nContent-Length: {body.Length}\r\nx-upstream: {_name}\r\n\r\n{body}";
+        await socket.SendAsync(Encoding.Latin1.GetBytes(response), _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>Reads the request's body (Content-Length or chunked, trailers skipped) from <paramref name="pending"/> and the socket; null when the connection ended first.</summary>
+    private async Task<string?> ReadBodyAsync(Socket socket, byte[] buffer, StringBuilder pending, string head)
+    {
+        async Task<bool> FillAsync()
+        {
+            var read = await socket.ReceiveAsync(buffer, _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+            pending.Append(Encoding.Latin1.GetString(buffer, 0, read));
+            return read != 0;
+        }
+
+        if (!head.Contains("transfer-encoding: chunked", StringComparison.OrdinalIgnoreCase))
+        {
+            var length = ContentLength(head);
+            while (pending.Length < length)
+            {
+                if (!await FillAsync())
+                {
+                    return null;
+                }
+            }
+
+            var text = pending.ToString(0, length);
+            pending.Remove(0, length);
+            return text;
+        }
+
+        var payload = new StringBuilder();
+        while (true)
+        {
+            int eol;
+            while ((eol = pending.ToString().IndexOf("\r\n", StringComparison.Ordinal)) < 0)
+            {
+                if (!await FillAsync())
+                {
+                    return null;
+                }
+            }
+
+            var sizeText = pending.ToString(0, eol).Split(';')[0];
+            var size = int.Parse(sizeText, System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
+            pending.Remove(0, eol + 2);
+            if (size == 0)
+            {
+                // Trailers (if any) end with an empty line.
+                while (true)
+                {
+                    while ((eol = pending.ToString().IndexOf("\r\n", StringComparison.Ordinal)) < 0)
+                    {
+                        if (!await FillAsync())
+                        {
+                            return null;
+                        }
+                    }
+
+                    pending.Remove(0, eol + 2);
+                    if (eol == 0)
+                    {
+                        return payload.ToString();
+                    }
+                }
+            }
+
+            while (pending.Length < size + 2)
+            {
+                if (!await FillAsync())
+                {
+                    return null;
+                }
+            }
+
+            payload.Append(pending.ToString(0, size));
+            pending.Remove(0, size + 2);
         }
     }
 
