@@ -31,6 +31,9 @@ internal sealed class ConfigDraft
     public int HttpMaxHeaders;
     public TimeSpan HttpResponseTimeout;
     public TimeSpan HttpIdleTimeout;
+    public TimeSpan HttpRequestTimeout;
+    public TimeSpan HttpStreamIdleTimeout;
+    public TimeSpan HttpHeaderTimeout;
     public int PoolMaxConnections;
     public int PoolMaxIdle;
     public int Http2PoolMaxConnections;
@@ -84,6 +87,9 @@ internal sealed class ConfigDraft
         HttpMaxHeaders = d.Http.MaxHeaderCount;
         HttpResponseTimeout = d.Http.ResponseTimeout;
         HttpIdleTimeout = d.Http.IdleTimeout;
+        HttpRequestTimeout = d.Http.RequestTimeout;
+        HttpStreamIdleTimeout = d.Http.StreamIdleTimeout;
+        HttpHeaderTimeout = d.Http.HeaderTimeout;
         PoolMaxConnections = d.Http.PoolMaxConnections;
         PoolMaxIdle = d.Http.PoolMaxIdle;
         Http2PoolMaxConnections = d.Http.Http2PoolMaxConnections;
@@ -137,6 +143,9 @@ internal sealed class ConfigDraft
             MaxHeaderCount = HttpMaxHeaders,
             ResponseTimeout = HttpResponseTimeout,
             IdleTimeout = HttpIdleTimeout,
+            RequestTimeout = HttpRequestTimeout,
+            StreamIdleTimeout = HttpStreamIdleTimeout,
+            HeaderTimeout = HttpHeaderTimeout,
             PoolMaxConnections = PoolMaxConnections,
             PoolMaxIdle = PoolMaxIdle,
             Http2PoolMaxConnections = Http2PoolMaxConnections,

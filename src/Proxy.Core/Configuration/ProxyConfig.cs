@@ -163,6 +163,15 @@ public sealed record HttpConfig
     /// <summary>Idle keep-alive connection (downstream, between requests) closed after this long.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>The whole request, retries and response body included (routes: <c>timeouts.request</c>); infinite: none. Flag <c>--http-request-timeout</c>.</summary>
+    public TimeSpan RequestTimeout { get; init; } = Timeout.InfiniteTimeSpan;
+
+    /// <summary>No byte either way on one request/response for this long aborts it (routes: <c>timeouts.idle</c>). Flag <c>--http-stream-idle-timeout</c>.</summary>
+    public TimeSpan StreamIdleTimeout { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>A request head must arrive whole within this long of its first byte, else 408 (slowloris). Flag <c>--http-header-timeout</c>.</summary>
+    public TimeSpan HeaderTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Upstream connections per endpoint at most (in use + idle); 0 = unlimited.</summary>
     public int PoolMaxConnections { get; init; }
 

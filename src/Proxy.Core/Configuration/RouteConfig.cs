@@ -15,6 +15,12 @@ public sealed record RouteConfig
 
     /// <summary>Config key <c>retries</c>: the retry policy of requests this route matches (overrides the service's).</summary>
     public RetryPolicyConfig? Retries { get; init; }
+
+    /// <summary>Config key <c>timeouts</c>: request, per-try, idle and connect timeouts of requests this route matches.</summary>
+    public RouteTimeoutsConfig? Timeouts { get; init; }
+
+    /// <summary>Config key <c>fault</c>: delays and aborts injected into requests this route matches.</summary>
+    public FaultConfig? Fault { get; init; }
 }
 
 /// <summary>All conditions must hold (an absent condition holds for every request).</summary>

@@ -27,6 +27,16 @@ public static class RouteConfigJson
                 RetryConfigReader.WritePolicy(w, r.Retries);
             }
 
+            if (r.Timeouts is not null)
+            {
+                TimeoutsConfigReader.Write(w, r.Timeouts);
+            }
+
+            if (r.Fault is not null)
+            {
+                FaultConfigReader.Write(w, r.Fault);
+            }
+
             w.WriteEndObject();
         }
 

@@ -87,7 +87,7 @@ public static class RouteConfigReader
 
     private static RouteConfig? ReadRoute(JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "match", "action", "jwt", "retries"))
+        if (!CheckKeys(e, key, errors, "name", "match", "action", "jwt", "retries", "timeouts", "fault"))
         {
             return null;
         }
@@ -107,9 +107,11 @@ public static class RouteConfigReader
 
         var jwt = e.TryGetProperty("jwt", out var j) ? AuthorizationConfigReader.ReadJwt(j, $"{key}.jwt", errors) : null;
         var retries = e.TryGetProperty("retries", out var rt) ? RetryConfigReader.ReadPolicy(rt, $"{key}.retries", errors) : null;
+        var timeouts = e.TryGetProperty("timeouts", out var to) ? TimeoutsConfigReader.Read(to, $"{key}.timeouts", errors) : null;
+        var fault = e.TryGetProperty("fault", out var fa) ? FaultConfigReader.Read(fa, $"{key}.fault", errors) : null;
 
         return errors.Count == before && name is not null && match is not null && action is not null
-            ? new RouteConfig { Name = name, Match = match, Action = action, Jwt = jwt, Retries = retries }
+            ? new RouteConfig { Name = name, Match = match, Action = action, Jwt = jwt, Retries = retries, Timeouts = timeouts, Fault = fault }
             : null;
     }
 

@@ -58,6 +58,7 @@ public sealed class ProxyMetrics : IDisposable
         TlsHandshakes = _meter.CreateCounter<long>("proxy_tls_handshakes", "{handshake}", "TLS handshakes by listener (or service, for origination), role and result.");
         PeerConnections = _meter.CreateCounter<long>("proxy_tls_peer_connections", "{connection}", "TLS-terminated connections by listener, peer identity (bounded) and transport (mtls, tls).");
         HttpRetries = _meter.CreateCounter<long>("proxy_http_retries", "{retry}", "HTTP requests tried again by their retry policy, by listener, service and reason (connect-failure, refused-stream, reset, or the status).");
+        HttpFaultsInjected = _meter.CreateCounter<long>("proxy_http_faults_injected", "{fault}", "Faults a route's fault injection put into HTTP requests, by listener, route and kind (delay, abort).");
         HttpRetryBudgetExhausted = _meter.CreateCounter<long>("proxy_http_retry_budget_exhausted", "{retry}", "Retries a retry policy allowed but the service's retry budget refused, by listener and service.");
         MeshInbound = _meter.CreateCounter<long>("proxy_mesh_inbound_connections", "{connection}", "Connections on mesh-aware inbound ports by listener, the port's mesh mode and what arrived (mtls, plaintext, tls, refused).");
     }
@@ -193,6 +194,9 @@ public sealed class ProxyMetrics : IDisposable
 
     /// <summary>Tags "listener", "service", "reason". Exported as <c>proxy_http_retries_total</c>.</summary>
     public Counter<long> HttpRetries { get; }
+
+    /// <summary>Tags "listener", "route", "kind" (delay, abort). Exported as <c>proxy_http_faults_injected_total</c>.</summary>
+    public Counter<long> HttpFaultsInjected { get; }
 
     /// <summary>Tags "listener", "service". Exported as <c>proxy_http_retry_budget_exhausted_total</c>.</summary>
     public Counter<long> HttpRetryBudgetExhausted { get; }

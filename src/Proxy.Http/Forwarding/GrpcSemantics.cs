@@ -101,12 +101,13 @@ public static class GrpcSemantics
 
     /// <summary>
     /// The gRPC status for a proxy-made failure: the HTTP-to-gRPC mapping of the gRPC spec (http-grpc-status-mapping.md)
-    /// for the statuses the proxy makes, with timeouts as <see cref="DeadlineExceeded"/> when the call's own deadline
-    /// expired.
+    /// for the statuses the proxy makes, with every timeout (the call's own deadline, the proxy's request, per-try,
+    /// response and idle timeouts) as <see cref="DeadlineExceeded"/>.
     /// </summary>
     public static int StatusFor(int httpStatus, string error) => error switch
     {
-        ProxyErrors.DeadlineExceeded => DeadlineExceeded,
+        ProxyErrors.DeadlineExceeded or ProxyErrors.ResponseTimeout or ProxyErrors.RequestTimeout or ProxyErrors.PerTryTimeout
+            or ProxyErrors.IdleTimeout => DeadlineExceeded,
         _ => httpStatus switch
         {
             400 => Internal,
@@ -117,6 +118,26 @@ public static class GrpcSemantics
             429 or 502 or 503 or 504 => Unavailable,
             _ => Unknown,
         },
+    };
+
+    /// <summary>
+    /// The HTTP status for a gRPC status (a fault abort given only as <c>grpcStatus</c>, answered to a request that is
+    /// not gRPC): the reverse of the HTTP-to-gRPC mapping, with the codes it does not cover as 500.
+    /// </summary>
+    public static int HttpStatusFor(int grpcStatus) => grpcStatus switch
+    {
+        0 => 200,
+        3 or 9 or 11 => 400,
+        Unauthenticated => 401,
+        PermissionDenied => 403,
+        5 => 404,
+        6 or 10 => 409,
+        ResourceExhausted => 429,
+        1 => 499,
+        Unimplemented => 501,
+        Unavailable => 503,
+        DeadlineExceeded => 504,
+        _ => 500,
     };
 
     /// <summary>

@@ -18,6 +18,26 @@ public sealed record Http1ForwarderOptions
     public TimeSpan ResponseTimeout { get; init; } = TimeSpan.FromSeconds(15);
 
     /// <summary>
+    /// The whole request, from its head parsed to its response complete: fault delays, connects, every try and the
+    /// backoffs between them, the response body. 504 <c>request_timeout</c> before the response head, a reset after it.
+    /// Routes override it (<c>timeouts.request</c>). Infinite (the default) turns it off.
+    /// </summary>
+    public TimeSpan RequestTimeout { get; init; } = Timeout.InfiniteTimeSpan;
+
+    /// <summary>
+    /// No byte either way on one request/response for this long aborts it: 504 <c>idle_timeout</c> before the response
+    /// head, a reset after it (Envoy's stream idle timeout). Upgraded and CONNECT tunnels use <see cref="TunnelIdleTimeout"/>.
+    /// Routes override it (<c>timeouts.idle</c>). Infinite turns it off.
+    /// </summary>
+    public TimeSpan StreamIdleTimeout { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Longest time from a request head's first byte to its end: a client slower than this (slowloris) is answered
+    /// 408 <c>header_timeout</c> and closed. Infinite turns it off (the idle timeout still bounds it).
+    /// </summary>
+    public TimeSpan HeaderTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// Longest wait for the (next) request head on a client connection; the connection is then closed
     /// without a response (like Envoy's HTTP idle timeout). Infinite turns it off.
     /// </summary>
@@ -29,7 +49,7 @@ public sealed record Http1ForwarderOptions
     /// <summary>Clock for durations, timeouts and balancer latency samples.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
-    /// <summary>Randomness for weighted traffic splits.</summary>
+    /// <summary>Randomness for weighted traffic splits, retry backoff jitter and fault injection percentages.</summary>
     public IRandomSource Random { get; init; } = SharedRandomSource.Instance;
 
     /// <summary>Telemetry: called for every request (see <see cref="IHttpRequestObserver"/>).</summary>
@@ -68,6 +88,14 @@ public sealed record Http1ForwarderOptions
         if (IdleTimeout <= TimeSpan.Zero && IdleTimeout != Timeout.InfiniteTimeSpan)
         {
             errors.Add($"IdleTimeout must be positive or infinite, not {IdleTimeout}.");
+        }
+
+        foreach (var (name, value) in new[] { ("RequestTimeout", RequestTimeout), ("StreamIdleTimeout", StreamIdleTimeout), ("HeaderTimeout", HeaderTimeout) })
+        {
+            if (value <= TimeSpan.Zero && value != Timeout.InfiniteTimeSpan)
+            {
+                errors.Add($"{name} must be positive or infinite, not {value}.");
+            }
         }
 
         if (DrainIdleTimeout < TimeSpan.Zero)

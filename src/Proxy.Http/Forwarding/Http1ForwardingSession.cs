@@ -220,6 +220,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         BadResponse,
         ClientClosed,
         Cancelled,
+        TimedOut,
     }
 
     private enum Step : byte
@@ -273,6 +274,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _rentDeadline?.Dispose();
         _idleTimer?.Dispose();
         _responseTimer?.Dispose();
+        _streamTimer?.Dispose();
+        _headerTimer?.Dispose();
         _request.Dispose();
         _response.Dispose();
         if (_recordScratch is not null)
@@ -392,6 +395,13 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 if (result.IsCanceled)
                 {
                     input.AdvanceTo(buffer.Start, buffer.End);
+                    if (HeaderTimedOut)
+                    {
+                        // Slowloris: the head's first byte came, the rest did not within the header timeout.
+                        await RespondHeaderTimeoutAsync().ConfigureAwait(false);
+                        return HeadOutcome.Invalid;
+                    }
+
                     if (_idleTimedOut || _cancelled)
                     {
                         return HeadOutcome.Closed;
@@ -429,12 +439,14 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                     return HeadOutcome.Closed;
                 }
 
+                ArmHeaderTimer();
                 input.AdvanceTo(buffer.Start, buffer.End);
             }
         }
         finally
         {
             DisarmIdleTimer();
+            DisarmHeaderTimer();
         }
     }
 
@@ -483,6 +495,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         var responseMutations = HeaderMutations.None;
         Service? service = null;
         UpstreamAddress address = default;
+        RouteConfig? matched = null;
         var routing = _routing;
         if (routing.Routes is { } routes)
         {
@@ -492,6 +505,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             }
 
             _route = route.Name;
+            matched = route.Config;
             _retryPolicy = route.Config.Retries;
             requestMutations = route.Action.RequestHeaders;
             responseMutations = route.Action.ResponseHeaders;
@@ -519,6 +533,12 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         {
             address = routing.Address!.Value;
             _service = routing.AddressService;
+        }
+
+        StartTimeouts(matched?.Timeouts);
+        if (matched?.Fault is { } fault && await InjectFaultAsync(fault).ConfigureAwait(false) is { } faulted)
+        {
+            return ToStep(faulted);
         }
 
         _pool = ChoosePool(service?.UpstreamProtocol ?? UpstreamProtocol.Same, service?.Upstreams);
@@ -813,7 +833,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             _attempts++;
             _responseBytesSeen = false;
             PoolRentResult rent;
-            if (_deadline == 0)
+            if (!RentIsBounded)
             {
                 var renting = _pool.RentAsync(address, _cancellationToken);
                 rent = renting.IsCompletedSuccessfully ? renting.Result : await renting.ConfigureAwait(false);
@@ -893,11 +913,15 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private async ValueTask<(ResponseOutcome Outcome, PoolRentResult Rent)> RentBeforeDeadlineAsync(UpstreamAddress address)
     {
         var left = DueIn(Timeout.InfiniteTimeSpan);
-        if (left <= TimeSpan.Zero)
+        if (left <= TimeSpan.Zero && left != Timeout.InfiniteTimeSpan)
         {
             _deadlineExpired = _rentExpired = true;
             return (ResponseOutcome.Timeout, default);
         }
+
+        // A route's connect timeout nearer than the deadline bounds the rent instead (Http1ForwardingSession.Timeouts.cs).
+        var connectBound = _connectTimeout != Timeout.InfiniteTimeSpan && (left == Timeout.InfiniteTimeSpan || _connectTimeout < left);
+        left = connectBound ? _connectTimeout : left;
 
         // One source per session, reset after each rent; made on the first deadline-bound rent. OnCancelled cancels it.
         var source = _rentDeadline ??= new CancellationTokenSource(Timeout.InfiniteTimeSpan, _time);
@@ -916,6 +940,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             if (_cancelled)
             {
                 return (ResponseOutcome.Cancelled, default);
+            }
+
+            if (connectBound)
+            {
+                return (ResponseOutcome.Pending, ConnectTimedOut(address));
             }
 
             _deadlineExpired = _rentExpired = true;
@@ -1008,6 +1037,18 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 retry = true;
             }
 
+            if (!retry && outcome == ResponseOutcome.Timeout && PerTryTimedOut
+                && ShouldRetry(RetryOn.GatewayError | RetryOn.Status5xx, safe: false, "per-try-timeout"))
+            {
+                // A per-try timeout is retried as the 504 it would answer (Envoy: 5xx, gateway-error).
+                if (!await PrepareRetryAsync().ConfigureAwait(false))
+                {
+                    return await CancelledAsync().ConfigureAwait(false);
+                }
+
+                retry = true;
+            }
+
             if (retry)
             {
                 // The reuse race (the upstream closed its idle connection while our request was on the way), or an
@@ -1082,7 +1123,16 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             ConsumeRequestHead();
         }
 
+        ArmStreamTimer(upstream.Input);
         var body = await ForwardResponseBodyAsync(upstream.Input, output, dechunk).ConfigureAwait(false);
+        if (EndStreamTimer())
+        {
+            // Fired (request deadline or stream idle): the body broke off, or (a race) it had just completed and the
+            // timer's cancels may still be pending on both connections: neither is reused.
+            body = body == BodyOutcome.Completed ? body : BodyOutcome.TimedOut;
+            keepAlive = false;
+        }
+
         var pump = PumpOutcome.Completed;
         if (_pumpStarted)
         {
@@ -1100,7 +1150,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             }
         }
 
-        var reusable = body == BodyOutcome.Completed && pump == PumpOutcome.Completed && response.KeepAlive && response.BodyKind != Http1BodyKind.CloseDelimited;
+        var reusable = body == BodyOutcome.Completed && pump == PumpOutcome.Completed && _streamTimeoutError is null && response.KeepAlive && response.BodyKind != Http1BodyKind.CloseDelimited;
         _pool.Return(connection, reusable);
         switch (body)
         {
@@ -1121,6 +1171,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 {
                     BodyOutcome.UpstreamReset => ProxyErrors.UpstreamReset,
                     BodyOutcome.BadResponse => ProxyErrors.UpstreamBadResponse,
+                    BodyOutcome.TimedOut => _streamTimeoutError!,
                     _ => ProxyErrors.UpstreamClosed,
                 };
                 Log.ResponseAborted(_forwarder.Logger, _endpoint!.Value, _error);
@@ -1816,6 +1867,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                     return BodyOutcome.Cancelled;
                 }
 
+                if (_streamTimeoutError is not null)
+                {
+                    return BodyOutcome.TimedOut;
+                }
+
                 continue;
             }
 
@@ -1858,6 +1914,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 return BodyOutcome.ClientClosed;
             }
 
+            NoteResponseProgress();
             if (done)
             {
                 return BodyOutcome.Completed;
@@ -1874,7 +1931,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
     /// <summary>Answers the request itself; true when the client connection stays usable.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> RespondAsync(int status, string error, string sentence, bool forceClose = false)
+    private async ValueTask<bool> RespondAsync(int status, string error, string sentence, bool forceClose = false, int grpcStatus = -1)
     {
         // A request body nobody read leaves the connection out of step: close it.
         var unreadBody = _request.BodyKind == Http1BodyKind.Chunked || (_request.BodyKind == Http1BodyKind.ContentLength && _request.ContentLength > 0);
@@ -1888,7 +1945,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         {
             // A gRPC client cannot read an HTTP error page: the failure goes out as the call's status.
             _status = 200;
-            ProxyResponse.WriteGrpc(_client.Output, status, error, sentence, close: !keepAlive);
+            ProxyResponse.WriteGrpc(_client.Output, status, error, sentence, close: !keepAlive, grpcStatus);
         }
         else
         {
@@ -1905,7 +1962,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         return failure.Cause switch
         {
             ConnectFailureCause.Refused => RespondAsync(502, ProxyErrors.UpstreamRefused, $"{upstream} refused the connection", hasBody),
-            ConnectFailureCause.Timeout => RespondAsync(504, ProxyErrors.UpstreamConnectTimeout, $"{upstream} did not accept the connection within the connect timeout", hasBody),
+            ConnectFailureCause.Timeout => RespondAsync(504, ProxyErrors.UpstreamConnectTimeout, $"{upstream} did not accept the connection within the connect timeout ({failure.Detail})", hasBody),
             ConnectFailureCause.PoolExhausted => RespondAsync(503, ProxyErrors.PoolExhausted, $"{upstream} has no free connection: its pool is at its limit", hasBody),
             ConnectFailureCause.ProtocolError => RespondAsync(502, ProxyErrors.UpstreamProtocol, $"{upstream} answered, but {failure.Reason}", hasBody),
             ConnectFailureCause.Tls => RespondAsync(502, ProxyErrors.UpstreamTls, $"the TLS handshake with {upstream} failed: {failure.Detail}", hasBody),
@@ -1918,12 +1975,12 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         var upstream = $"upstream {_endpoint} of service {_service}";
         return outcome switch
         {
+            ResponseOutcome.Timeout when TimeoutNamed => RespondTimeoutAsync(hasBody),
             ResponseOutcome.Timeout when _deadlineExpired => RespondAsync(504, ProxyErrors.DeadlineExceeded,
                 _rentExpired
                     ? $"{upstream} could not be reached (connect, pool wait or HTTP/2 handshake) within the call's grpc-timeout of {_grpcTimeout.TotalMilliseconds:0} ms"
                     : $"{upstream} sent no response head within the call's grpc-timeout of {_grpcTimeout.TotalMilliseconds:0} ms", hasBody),
-            ResponseOutcome.Timeout => RespondAsync(504, ProxyErrors.ResponseTimeout,
-                $"{upstream} sent no response head within the response timeout of {_options.ResponseTimeout.TotalMilliseconds:0} ms", hasBody),
+            ResponseOutcome.Timeout => RespondTimeoutAsync(hasBody),
             ResponseOutcome.BadResponse => RespondAsync(502, ProxyErrors.UpstreamBadResponse,
                 $"{upstream} sent a response that breaks HTTP/1.1 rules ({_badResponseReason})", hasBody),
             ResponseOutcome.Closed or ResponseOutcome.Reset when _upstreamFailure is { } failure => RespondAsync(502, ProxyErrors.UpstreamReset,
@@ -1989,6 +2046,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _deadline = 0;
         _deadlineExpired = false;
         _rentExpired = false;
+        BeginTimeouts();
         _service = "unknown";
         _subset = null;
         _route = "";
@@ -2148,6 +2206,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private void ArmResponseTimer(PipeReader input, long headWritten)
     {
         _responseTimedOut = false;
+        _timeoutError = null;
         if (_responseTimer is null)
         {
             _awaitingResponse = input;
@@ -2157,10 +2216,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         Volatile.Write(ref _responseClockStart, headWritten);
         _awaitingResponse = input;
         // A timer still scheduled from an earlier request keeps its due time (it re-checks when it fires), unless
-        // this call's gRPC deadline may come first.
-        if (Interlocked.Exchange(ref _responseScheduled, 1) == 0 || _deadline != 0)
+        // this call's deadline or its route's shorter timeouts may come first.
+        var limit = RelativeResponseLimit(out _);
+        if (Interlocked.Exchange(ref _responseScheduled, 1) == 0 || _deadline != 0 || limit != DefaultResponseLimit)
         {
-            ChangeTimer(_responseTimer, DueIn(_options.ResponseTimeout));
+            ChangeTimer(_responseTimer, DueIn(limit));
         }
     }
 
@@ -2208,20 +2268,23 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 return;
             }
 
+            // The per-try (response) and stream idle timeouts count alike; the shorter is checked (Timeouts.cs).
             var left = Timeout.InfiniteTimeSpan;
-            if (_options.ResponseTimeout != Timeout.InfiniteTimeSpan)
+            var limit = RelativeResponseLimit(out var error);
+            if (limit != Timeout.InfiniteTimeSpan)
             {
                 var since = Math.Max(Volatile.Read(ref _responseClockStart), _pumpStarted ? Volatile.Read(ref _lastRequestProgress) : 0);
                 var elapsed = _time.GetElapsedTime(since);
-                if (elapsed >= _options.ResponseTimeout)
+                if (elapsed >= limit)
                 {
                     Volatile.Write(ref _responseScheduled, 0);
+                    _timeoutError = error;
                     _responseTimedOut = true;
                     input.CancelPendingRead();
                     return;
                 }
 
-                left = _options.ResponseTimeout - elapsed;
+                left = limit - elapsed;
             }
 
             ChangeTimer(_responseTimer!, DueIn(left));

@@ -26,6 +26,11 @@ public interface IHttpRequestObserver
     {
     }
 
+    /// <summary>The route's fault injection delayed (<paramref name="kind"/> <c>delay</c>) or aborted (<c>abort</c>) a request.</summary>
+    void OnFaultInjected(string listener, string route, string kind)
+    {
+    }
+
     /// <summary>A retry the policy allowed was not made: the service's retry budget is spent.</summary>
     void OnRetryBudgetExhausted(string listener, string service)
     {

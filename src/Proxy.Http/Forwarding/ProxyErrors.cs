@@ -55,6 +55,21 @@ public static class ProxyErrors
     /// <summary>504 (gRPC DEADLINE_EXCEEDED): no response head before the call's <c>grpc-timeout</c> expired.</summary>
     public const string DeadlineExceeded = "deadline_exceeded";
 
+    /// <summary>504 (gRPC DEADLINE_EXCEEDED): the request timeout (route <c>timeouts.request</c>, <c>--http-request-timeout</c>) expired before the response head; after it, the reason of a reset.</summary>
+    public const string RequestTimeout = "request_timeout";
+
+    /// <summary>504 (gRPC DEADLINE_EXCEEDED): no response head within the route's per-try timeout (<c>timeouts.perTry</c>).</summary>
+    public const string PerTryTimeout = "per_try_timeout";
+
+    /// <summary>504 (gRPC DEADLINE_EXCEEDED): no byte either way for the stream idle timeout before the response head; after it, the reason of a reset.</summary>
+    public const string IdleTimeout = "idle_timeout";
+
+    /// <summary>408: the client did not send a whole request head within the header timeout (<c>--http-header-timeout</c>).</summary>
+    public const string HeaderTimeout = "header_timeout";
+
+    /// <summary>The route's fault injection aborted the request (its configured status, or the one its request asked for).</summary>
+    public const string FaultAbort = "fault_abort";
+
     /// <summary>403 (gRPC PERMISSION_DENIED): an authorization policy denied the request (the body names it).</summary>
     public const string PolicyDenied = "policy_denied";
 

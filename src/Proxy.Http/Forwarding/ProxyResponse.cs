@@ -55,13 +55,14 @@ public static class ProxyResponse
     /// percent-encoded), <c>x-proxy-error</c> and <c>content-length: 0</c>; over HTTP/2 it becomes one HEADERS frame
     /// with END_STREAM, which gRPC clients read as the call's status.
     /// </summary>
-    public static void WriteGrpc(IBufferWriter<byte> writer, int httpStatus, string error, string sentence, bool close)
+    /// <param name="grpcStatus">The status to send instead of the mapping of <paramref name="httpStatus"/> (a fault abort's), or -1.</param>
+    public static void WriteGrpc(IBufferWriter<byte> writer, int httpStatus, string error, string sentence, bool close, int grpcStatus = -1)
     {
         ArgumentNullException.ThrowIfNull(writer);
         Http1HeadWriter.WriteStatusLine(writer, Http1Version.Http11, 200, "OK"u8);
         writer.Write("content-type: application/grpc\r\n"u8);
         Span<byte> code = stackalloc byte[11];
-        GrpcSemantics.StatusFor(httpStatus, error).TryFormat(code, out var written, default, System.Globalization.CultureInfo.InvariantCulture);
+        (grpcStatus >= 0 ? grpcStatus : GrpcSemantics.StatusFor(httpStatus, error)).TryFormat(code, out var written, default, System.Globalization.CultureInfo.InvariantCulture);
         Http1HeadWriter.WriteHeader(writer, "grpc-status"u8, code[..written]);
         Http1HeadWriter.WriteHeader(writer, "grpc-message"u8, GrpcSemantics.EncodeMessage(sentence));
         Http1HeadWriter.WriteHeader(writer, Encoding.ASCII.GetBytes(ProxyErrors.HeaderName), Encoding.ASCII.GetBytes(error));

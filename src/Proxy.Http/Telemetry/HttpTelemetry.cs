@@ -35,6 +35,9 @@ public sealed class HttpTelemetry : IHttpRequestObserver
     public void OnRetryBudgetExhausted(string listener, string service)
         => _metrics.HttpRetryBudgetExhausted.Add(1, new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("service", service));
 
+    public void OnFaultInjected(string listener, string route, string kind)
+        => _metrics.HttpFaultsInjected.Add(1, new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("kind", kind));
+
     public void OnRequestRouted(string listener, string service, string route)
     {
         // Not guarded by Enabled: the -1 in OnRequestCompleted is not either, so a listener that starts between the two
@@ -124,6 +127,11 @@ public sealed class HttpTelemetry : IHttpRequestObserver
         ProxyErrors.UpstreamBadResponse => ProxyErrors.UpstreamBadResponse,
         ProxyErrors.ResponseTimeout => ProxyErrors.ResponseTimeout,
         ProxyErrors.DeadlineExceeded => ProxyErrors.DeadlineExceeded,
+        ProxyErrors.RequestTimeout => ProxyErrors.RequestTimeout,
+        ProxyErrors.PerTryTimeout => ProxyErrors.PerTryTimeout,
+        ProxyErrors.IdleTimeout => ProxyErrors.IdleTimeout,
+        ProxyErrors.HeaderTimeout => ProxyErrors.HeaderTimeout,
+        ProxyErrors.FaultAbort => ProxyErrors.FaultAbort,
         ProxyErrors.ClientClosed => ProxyErrors.ClientClosed,
         _ => "other",
     };

@@ -10,12 +10,22 @@ namespace Proxy.Sidecar.Tests.Reliability;
 /// (then <see cref="Default"/> when the script is empty): answer a status (keep-alive, body "name status"), or close
 /// the connection without answering (a reset before any response byte), or <c>early503</c> (any status after
 /// <c>early</c>): answer as soon as the head is read, before the body, then read the body; <c>grpc14</c> (any gRPC
-/// status after <c>grpc</c>): a trailers-only gRPC answer. Counts the requests it read
-/// and keeps their bodies (Content-Length or chunked).
+/// status after <c>grpc</c>): a trailers-only gRPC answer; <see cref="Stall"/> (never answer), <c>slow:MS</c> (answer
+/// 200 after MS milliseconds) or <see cref="StallBody"/> (send a 200 head and half its body, then nothing). Counts the
+/// requests it read and keeps their bodies (Content-Length or chunked).
 /// </summary>
 internal sealed class ScriptedUpstream : IAsyncDisposable
 {
     public const string Close = "close";
+
+    /// <summary>Read the request, never answer (the connection stays open until the proxy closes it).</summary>
+    public const string Stall = "stall";
+
+    /// <summary>Answer a 200 head announcing a 10-byte body, send 5 bytes of it, then nothing.</summary>
+    public const string StallBody = "stall-body";
+
+    /// <summary>Answer 200 after <paramref name="milliseconds"/>.</summary>
+    public static string Slow(int milliseconds) => FormattableString.Invariant($"slow:{milliseconds}");
 
     private readonly TcpListener _listener;
     private readonly ConcurrentQueue<string> _script = new();
@@ -129,6 +139,27 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
                 {
                     socket.Close(0);
                     return;
+                }
+
+                if (action is Stall or StallBody)
+                {
+                    if (action == StallBody)
+                    {
+                        await socket.SendAsync(Encoding.Latin1.GetBytes($"HTTP/1.1 200 Scripted\r\nContent-Length: 10\r\nx-upstream: {_name}\r\n\r\nhalf-"), _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+                    }
+
+                    // Hold the connection until the proxy gives up on it (or the test ends).
+                    while (await socket.ReceiveAsync(buffer, _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(60)) > 0)
+                    {
+                    }
+
+                    return;
+                }
+
+                if (action.StartsWith("slow:", StringComparison.Ordinal))
+                {
+                    await Task.Delay(int.Parse(action.AsSpan(5), System.Globalization.CultureInfo.InvariantCulture), _stop.Token);
+                    action = "200";
                 }
 
                 await SendAsync(socket, action);

@@ -200,6 +200,7 @@ internal sealed partial class Http2ServerSession : IDisposable
             }
             finally
             {
+                WatchHeaderBlock(in buffer);
                 _input.AdvanceTo(buffer.Start, buffer.End);
             }
 
@@ -1177,6 +1178,7 @@ internal sealed partial class Http2ServerSession : IDisposable
     public void Dispose()
     {
         _drainRegistration.Dispose();
+        _headerBlockTimer?.Dispose();
         _builder.Dispose();
         _trailers.Dispose();
         _decoder.Dispose();
