@@ -160,6 +160,15 @@ public static class ConfigJson
             }
 
             RetryConfigReader.WriteBudget(w, s.RetryBudget);
+            if (s.CircuitBreakers is { } breakers)
+            {
+                LimitsConfigReader.WriteCircuitBreakers(w, breakers);
+            }
+
+            if (s.RateLimit is { } rateLimit)
+            {
+                LimitsConfigReader.WriteRateLimit(w, rateLimit);
+            }
 
             w.WriteEndObject();
         }

@@ -477,7 +477,7 @@ public static class ConfigLoader
 
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls", "mesh", "retries", "retryBudget"))
+        if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls", "mesh", "retries", "retryBudget", "circuitBreakers", "rateLimit"))
         {
             return;
         }
@@ -625,6 +625,10 @@ public static class ConfigLoader
             retryBudget = budget ?? retryBudget;
         }
 
+        var circuitBreakers = e.TryGetProperty("circuitBreakers", out var cb) ? LimitsConfigReader.ReadCircuitBreakers(cb, $"{key}.circuitBreakers", errors) : null;
+        var rateLimit = e.TryGetProperty("rateLimit", out var rl) ? LimitsConfigReader.ReadRateLimit(rl, $"{key}.rateLimit", errors) : null;
+        ok &= (circuitBreakers is not null || cb.ValueKind == JsonValueKind.Undefined) && (rateLimit is not null || rl.ValueKind == JsonValueKind.Undefined);
+
         if (ok && name is not null && addresses is not null && endpoints is not null)
         {
             draft.Services.Add(new ServiceConfig(name, addresses, endpoints)
@@ -641,6 +645,8 @@ public static class ConfigLoader
                 Mesh = mesh,
                 Retries = retries,
                 RetryBudget = retryBudget,
+                CircuitBreakers = circuitBreakers,
+                RateLimit = rateLimit,
             });
             draft.ServiceKeys.Add(key);
         }

@@ -244,6 +244,12 @@ public sealed record ServiceConfig(string Name, IReadOnlyList<IPEndPoint> Addres
     /// <summary>Config key <c>retryBudget</c>: how many retries the service's requests may cause.</summary>
     public RetryBudgetConfig RetryBudget { get; init; } = new();
 
+    /// <summary>Config key <c>circuitBreakers</c>: limits on connections and requests to the service; null: none.</summary>
+    public CircuitBreakersConfig? CircuitBreakers { get; init; }
+
+    /// <summary>Config key <c>rateLimit</c>: the local rate limit of requests to this service whose route has none; null: none.</summary>
+    public RateLimitConfig? RateLimit { get; init; }
+
     /// <summary>The weight of endpoint <paramref name="index"/> (1 when no weights are given).</summary>
     public int WeightOf(int index) => Weights.Count == 0 ? 1 : Weights[index];
 }

@@ -15,6 +15,9 @@ public sealed record RouteConfig
 
     /// <summary>Config key <c>retries</c>: the retry policy of requests this route matches (overrides the service's).</summary>
     public RetryPolicyConfig? Retries { get; init; }
+
+    /// <summary>Config key <c>rateLimit</c>: the local rate limit of requests this route matches (overrides the service's).</summary>
+    public RateLimitConfig? RateLimit { get; init; }
 }
 
 /// <summary>All conditions must hold (an absent condition holds for every request).</summary>

@@ -27,6 +27,11 @@ public static class RouteConfigJson
                 RetryConfigReader.WritePolicy(w, r.Retries);
             }
 
+            if (r.RateLimit is not null)
+            {
+                LimitsConfigReader.WriteRateLimit(w, r.RateLimit);
+            }
+
             w.WriteEndObject();
         }
 

@@ -87,7 +87,7 @@ public static class RouteConfigReader
 
     private static RouteConfig? ReadRoute(JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "match", "action", "jwt", "retries"))
+        if (!CheckKeys(e, key, errors, "name", "match", "action", "jwt", "retries", "rateLimit"))
         {
             return null;
         }
@@ -107,9 +107,10 @@ public static class RouteConfigReader
 
         var jwt = e.TryGetProperty("jwt", out var j) ? AuthorizationConfigReader.ReadJwt(j, $"{key}.jwt", errors) : null;
         var retries = e.TryGetProperty("retries", out var rt) ? RetryConfigReader.ReadPolicy(rt, $"{key}.retries", errors) : null;
+        var rateLimit = e.TryGetProperty("rateLimit", out var rl) ? LimitsConfigReader.ReadRateLimit(rl, $"{key}.rateLimit", errors) : null;
 
         return errors.Count == before && name is not null && match is not null && action is not null
-            ? new RouteConfig { Name = name, Match = match, Action = action, Jwt = jwt, Retries = retries }
+            ? new RouteConfig { Name = name, Match = match, Action = action, Jwt = jwt, Retries = retries, RateLimit = rateLimit }
             : null;
     }
 

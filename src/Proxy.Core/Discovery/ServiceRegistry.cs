@@ -2,6 +2,7 @@ using System.Net;
 using Proxy.Core.Addresses;
 using Proxy.Core.Balancing;
 using Proxy.Core.Configuration;
+using Proxy.Core.Limits;
 using Proxy.Core.Upstream;
 
 namespace Proxy.Core.Discovery;
@@ -40,13 +41,19 @@ public sealed class Service(string name, ILoadBalancer balancer, HashOn hashOn =
     /// <summary>How many retries requests to this service may cause (shared by its subsets).</summary>
     public RetryBudget RetryBudget { get; init; } = new(new RetryBudgetConfig());
 
+    /// <summary>The circuit breakers (<see cref="ServiceConfig.CircuitBreakers"/>, shared by its subsets), or null: no limits.</summary>
+    public CircuitBreaker? Breaker { get; init; }
+
+    /// <summary>The rate limit of requests whose route has none (<see cref="ServiceConfig.RateLimit"/>, shared by its subsets), or null.</summary>
+    public LocalRateLimiter? RateLimiter { get; init; }
+
     /// <summary>The named subset (e.g. <c>v2</c>), or null when the service has no such subset.</summary>
     public Service? FindSubset(string subset) => _subsets?.GetValueOrDefault(subset);
 
     internal void AddSubset(string subset, ILoadBalancer balancer)
     {
         _subsets ??= new Dictionary<string, Service>(StringComparer.Ordinal);
-        _subsets.Add(subset, new Service(Name, balancer, HashOn, HashKey.Length == 0 ? null : System.Text.Encoding.ASCII.GetString(HashKey)) { SubsetName = subset, UpstreamProtocol = UpstreamProtocol, Upstreams = Upstreams, Retries = Retries, RetryBudget = RetryBudget });
+        _subsets.Add(subset, new Service(Name, balancer, HashOn, HashKey.Length == 0 ? null : System.Text.Encoding.ASCII.GetString(HashKey)) { SubsetName = subset, UpstreamProtocol = UpstreamProtocol, Upstreams = Upstreams, Retries = Retries, RetryBudget = RetryBudget, Breaker = Breaker, RateLimiter = RateLimiter });
     }
 
     /// <summary>Picks an endpoint for a connection from <paramref name="client"/> (its IP is the hash key when the service hashes on the source IP).</summary>
@@ -70,6 +77,7 @@ public sealed class ServiceRegistry
 {
     private readonly Dictionary<string, Service> _byName = new(StringComparer.Ordinal);
     private readonly Dictionary<IPEndPoint, Service> _byAddress = [];
+    private readonly Dictionary<UpstreamAddress, CircuitBreaker> _breakers = [];
 
     /// <param name="upstreams">Gives a service its own connector and pools (TLS origination); null or a null answer: the listener's.</param>
     public ServiceRegistry(IEnumerable<ServiceConfig> services, BalancerOptions? options = null, Func<ServiceConfig, ServiceUpstreams?>? upstreams = null)
@@ -94,7 +102,18 @@ public sealed class ServiceRegistry
                 Upstreams = upstreams?.Invoke(config),
                 Retries = config.Retries,
                 RetryBudget = new RetryBudget(config.RetryBudget, options?.Time),
+                Breaker = config.CircuitBreakers is { } breakers ? new CircuitBreaker(config.Name, breakers) : null,
+                RateLimiter = config.RateLimit is { } rateLimit ? new LocalRateLimiter(rateLimit, options?.Time) : null,
             };
+            if (service.Breaker is { } breaker)
+            {
+                foreach (var endpoint in set.AsSpan())
+                {
+                    // An endpoint address shared by two services counts for the first one's breaker.
+                    _breakers.TryAdd(endpoint.Address, breaker);
+                }
+            }
+
             foreach (var subset in config.Subsets)
             {
                 var members = new List<Endpoint>(subset.Endpoints.Count);
@@ -130,6 +149,12 @@ public sealed class ServiceRegistry
     }
 
     public Service? FindByName(string name) => _byName.GetValueOrDefault(name);
+
+    /// <summary>The circuit breaker of the service <paramref name="endpoint"/> belongs to, or null (no service, or one without limits).</summary>
+    public CircuitBreaker? BreakerFor(UpstreamAddress endpoint) => _breakers.Count == 0 ? null : _breakers.GetValueOrDefault(endpoint);
+
+    /// <summary>Every service's circuit breaker (for metrics).</summary>
+    public IEnumerable<CircuitBreaker> Breakers => _byName.Values.Select(static s => s.Breaker).OfType<CircuitBreaker>();
 
     /// <summary>The service whose virtual address the client dialled, or null (then the connection passes through).</summary>
     public Service? FindByAddress(OriginalDestination destination)

@@ -107,6 +107,7 @@ public static class GrpcSemantics
     public static int StatusFor(int httpStatus, string error) => error switch
     {
         ProxyErrors.DeadlineExceeded => DeadlineExceeded,
+        ProxyErrors.RateLimited => ResourceExhausted,
         _ => httpStatus switch
         {
             400 => Internal,

@@ -469,6 +469,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         var requestMutations = HeaderMutations.None;
         var responseMutations = HeaderMutations.None;
         Service? service = null;
+        Route? matched = null;
         UpstreamAddress address = default;
         var routing = _routing;
         if (routing.Routes is { } routes)
@@ -479,6 +480,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             }
 
             _route = route.Name;
+            matched = route;
             _retryPolicy = route.Config.Retries;
             requestMutations = route.Action.RequestHeaders;
             responseMutations = route.Action.ResponseHeaders;
@@ -506,6 +508,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         {
             address = routing.Address!.Value;
             _service = routing.AddressService;
+        }
+
+        if (!TryAdmit(service, matched))
+        {
+            return ToStep(await RespondLimitedAsync().ConfigureAwait(false));
         }
 
         _pool = ChoosePool(service?.UpstreamProtocol ?? UpstreamProtocol.Same, service?.Upstreams);
@@ -722,6 +729,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
     private void EndEndpointRequest()
     {
+        ReleaseLimits();
         if (_pickedEndpoint is { } endpoint)
         {
             _pickedEndpoint = null;
@@ -794,10 +802,15 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             _attempts++;
             _responseBytesSeen = false;
             PoolRentResult rent;
+            if (PendingFull())
+            {
+                return ToStep(await RespondLimitedAsync().ConfigureAwait(false));
+            }
+
             if (_deadline == 0)
             {
                 var renting = _pool.RentAsync(address, _cancellationToken);
-                rent = renting.IsCompletedSuccessfully ? renting.Result : await renting.ConfigureAwait(false);
+                rent = renting.IsCompletedSuccessfully ? renting.Result : await AwaitRentAsync(renting).ConfigureAwait(false);
             }
             else
             {
@@ -813,7 +826,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             if (!rent.IsSuccess)
             {
-                if (rent.Failure.Cause != ConnectFailureCause.PoolExhausted && ShouldRetry(RetryOn.ConnectFailure, safe: true, "connect-failure"))
+                if (rent.Failure.Cause is not (ConnectFailureCause.PoolExhausted or ConnectFailureCause.Overflow) && ShouldRetry(RetryOn.ConnectFailure, safe: true, "connect-failure"))
                 {
                     if (!await PrepareRetryAsync().ConfigureAwait(false))
                     {
@@ -881,7 +894,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         source.CancelAfter(left);
         try
         {
-            return (ResponseOutcome.Pending, await _pool.RentAsync(address, source.Token).ConfigureAwait(false));
+            return (ResponseOutcome.Pending, await AwaitRentAsync(_pool.RentAsync(address, source.Token)).ConfigureAwait(false));
         }
         catch (OperationCanceledException)
         {
@@ -1110,6 +1123,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         if (_retryPolicy is not { } policy || _retryService is not { } service || _cancelled || _hasBody
             || (condition != RetryOn.None && (policy.On & condition) == 0) || _retries >= policy.MaxRetries
             || !(safe || policy.NonIdempotent || IsIdempotent(_request.Method)))
+        {
+            return false;
+        }
+
+        if (!TryHoldRetrySlot(service))
         {
             return false;
         }
@@ -1834,6 +1852,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             ConnectFailureCause.PoolExhausted => RespondAsync(503, ProxyErrors.PoolExhausted, $"{upstream} has no free connection: its pool is at its limit", hasBody),
             ConnectFailureCause.ProtocolError => RespondAsync(502, ProxyErrors.UpstreamProtocol, $"{upstream} answered, but {failure.Reason}", hasBody),
             ConnectFailureCause.Tls => RespondAsync(502, ProxyErrors.UpstreamTls, $"the TLS handshake with {upstream} failed: {failure.Detail}", hasBody),
+            ConnectFailureCause.Overflow => RespondConnectionOverflowAsync(failure, hasBody),
             _ => RespondAsync(502, ProxyErrors.UpstreamConnectError, $"connecting to {upstream} failed: {failure.Reason}", hasBody),
         };
     }
@@ -2001,6 +2020,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             Attempts = _attempts,
             ReusedConnection = _reused,
             Policy = _policy,
+            Limit = RefusingLimit(),
             PeerIdentity = _peer?.PeerIdentity,
             Transport = _peer?.Transport,
         };

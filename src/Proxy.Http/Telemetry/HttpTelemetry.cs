@@ -35,6 +35,9 @@ public sealed class HttpTelemetry : IHttpRequestObserver
     public void OnRetryBudgetExhausted(string listener, string service)
         => _metrics.HttpRetryBudgetExhausted.Add(1, new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("service", service));
 
+    public void OnRateLimited(string listener, string service, string route)
+        => _metrics.HttpRateLimited.Add(1, new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("service", service), new KeyValuePair<string, object?>("route", route));
+
     public void OnRequestRouted(string listener, string service, string route)
     {
         // Not guarded by Enabled: the -1 in OnRequestCompleted is not either, so a listener that starts between the two
@@ -125,6 +128,8 @@ public sealed class HttpTelemetry : IHttpRequestObserver
         ProxyErrors.ResponseTimeout => ProxyErrors.ResponseTimeout,
         ProxyErrors.DeadlineExceeded => ProxyErrors.DeadlineExceeded,
         ProxyErrors.ClientClosed => ProxyErrors.ClientClosed,
+        ProxyErrors.Overflow => ProxyErrors.Overflow,
+        ProxyErrors.RateLimited => ProxyErrors.RateLimited,
         _ => "other",
     };
 }

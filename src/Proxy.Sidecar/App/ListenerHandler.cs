@@ -425,6 +425,16 @@ internal sealed partial class ListenerHandler
         // One endpoint for the whole connection. The balancer's in-flight count is the endpoint's open
         // connections (least_request); a connection's lifetime says nothing about the endpoint's speed,
         // so no latency sample.
+        // Circuit breaking: an opaque connection to a service counts against its maxConnections while it is open.
+        var breaker = destination.Service?.Breaker;
+        if (breaker is not null && !breaker.TryOpenConnection())
+        {
+            var reason = breaker.Describe(Proxy.Core.Limits.CircuitBreakerLimit.MaxConnections);
+            LogTcpOverflow(_logger, _name, connection.RemoteEndPoint, reason);
+            connection.Abort(new ConnectionAbortedException(reason));
+            return;
+        }
+
         var endpoint = destination.Service?.Pick(connection.RemoteEndPoint);
         var target = endpoint?.Address ?? destination.Address;
         endpoint?.OnRequestStart();
@@ -447,6 +457,7 @@ internal sealed partial class ListenerHandler
         }
         finally
         {
+            breaker?.ConnectionClosed();
             endpoint?.EndWithoutSample();
         }
     }
@@ -508,4 +519,7 @@ internal sealed partial class ListenerHandler
 
     [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Listener {Listener}: connection from {Client} reset: {Reason}")]
     private static partial void LogUnroutable(ILogger logger, string listener, System.Net.EndPoint? client, string reason);
+
+    [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Listener {Listener}: connection from {Client} reset: {Reason}, so no upstream connection was opened")]
+    private static partial void LogTcpOverflow(ILogger logger, string listener, System.Net.EndPoint? client, string reason);
 }
