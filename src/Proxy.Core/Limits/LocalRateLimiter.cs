@@ -30,6 +30,7 @@ public sealed class LocalRateLimiter : IDisposable
     private readonly long _idleStamps;
     private readonly int _maxSources;
     private readonly ITimer? _sweep;
+    private readonly TimeSpan _tokenTime;
     private int _count;
 
     /// <param name="config">The limit.</param>
@@ -41,6 +42,7 @@ public sealed class LocalRateLimiter : IDisposable
         Config = config;
         _time = time ?? TimeProvider.System;
         _maxSources = maxSources;
+        _tokenTime = TimeSpan.FromTicks(Math.Max(1, config.Per.Ticks / config.Requests));
         _options = new TokenBucketRateLimiterOptions
         {
             TokenLimit = config.Burst,
@@ -83,9 +85,9 @@ public sealed class LocalRateLimiter : IDisposable
             return true;
         }
 
-        retryAfter = lease.TryGetMetadata(MetadataName.RetryAfter, out var after) && after > TimeSpan.Zero
-            ? after
-            : TimeSpan.FromTicks(Config.Per.Ticks / Config.Requests);
+        // Refused: the bucket holds less than one token, and one takes at most this long to accrue. (The library's own
+        // RetryAfter counts whole replenishment periods, too coarse for a continuously refilled bucket.)
+        retryAfter = _tokenTime;
         return false;
     }
 
