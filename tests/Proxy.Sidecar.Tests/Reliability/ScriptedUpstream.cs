@@ -7,12 +7,16 @@ namespace Proxy.Sidecar.Tests.Reliability;
 
 /// <summary>
 /// An HTTP/1.1 upstream on 127.0.0.1:0 that fails on command: each request it reads takes the next action of its script
-/// (then <see cref="Default"/> when the script is empty): answer a status (keep-alive, body "name status"), or close
-/// the connection without answering (a reset before any response byte). Counts the requests it read.
+/// (then <see cref="Default"/> when the script is empty): answer a status (keep-alive, body "name status"), close
+/// the connection without answering (a reset before any response byte), or <see cref="Hold"/> the request unanswered
+/// until <see cref="ReleaseHeld"/>. Counts the requests it read.
 /// </summary>
 internal sealed class ScriptedUpstream : IAsyncDisposable
 {
     public const string Close = "close";
+
+    /// <summary>Keep the request unanswered until <see cref="ReleaseHeld"/>, then answer 200.</summary>
+    public const string Hold = "hold";
 
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private readonly ConcurrentQueue<string> _script = new();
@@ -20,6 +24,9 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
     private readonly Task _accepting;
     private readonly string _name;
     private int _requests;
+    private TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _held;
+    private readonly List<(int Count, TaskCompletionSource Reached)> _heldWaiters = [];
 
     public ScriptedUpstream(string name, string defaultAction = "200", params string[] script)
     {
@@ -40,6 +47,28 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
     public string Default { get; set; }
 
     public int Requests => Volatile.Read(ref _requests);
+
+    /// <summary>Requests held (<see cref="Hold"/>) and not yet released.</summary>
+    public int Held => Volatile.Read(ref _held);
+
+    /// <summary>Completes once <paramref name="count"/> requests are held at the same time.</summary>
+    public Task WhenHeldAsync(int count)
+    {
+        lock (_heldWaiters)
+        {
+            if (_held >= count)
+            {
+                return Task.CompletedTask;
+            }
+
+            var reached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _heldWaiters.Add((count, reached));
+            return reached.Task;
+        }
+    }
+
+    /// <summary>Answers every request held now (200); later <see cref="Hold"/> actions hold again.</summary>
+    public void ReleaseHeld() => Interlocked.Exchange(ref _release, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     public void Enqueue(params string[] actions)
     {
@@ -105,6 +134,30 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
                 pending.Remove(0, length);
                 Interlocked.Increment(ref _requests);
                 var action = _script.TryDequeue(out var next) ? next : Default;
+                if (action == Hold)
+                {
+                    var release = Volatile.Read(ref _release);
+                    lock (_heldWaiters)
+                    {
+                        _held++;
+                        _heldWaiters.RemoveAll(w => w.Count <= _held && w.Reached.TrySetResult());
+                    }
+
+                    try
+                    {
+                        await release.Task.WaitAsync(TimeSpan.FromSeconds(30), _stop.Token);
+                    }
+                    finally
+                    {
+                        lock (_heldWaiters)
+                        {
+                            _held--;
+                        }
+                    }
+
+                    action = "200";
+                }
+
                 if (action == Close)
                 {
                     socket.Close(0);
