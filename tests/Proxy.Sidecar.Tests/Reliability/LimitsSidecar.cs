@@ -15,7 +15,9 @@ internal static class LimitsSidecar
 {
     public static readonly TimeSpan TestTimeout = TimeSpan.FromSeconds(20);
 
-    public static async Task<SidecarHost> StartAsync(List<IAsyncDisposable> disposables, ServiceConfig service, RouteConfig[]? routes = null, HttpConfig? http = null, ListenerProtocol protocol = ListenerProtocol.Http)
+    /// <param name="connectionHook">Called first for every accepted connection (e.g. to give it a verified peer identity).</param>
+    public static async Task<SidecarHost> StartAsync(List<IAsyncDisposable> disposables, ServiceConfig service, RouteConfig[]? routes = null, HttpConfig? http = null,
+        ListenerProtocol protocol = ListenerProtocol.Http, Action<Microsoft.AspNetCore.Connections.ConnectionContext>? connectionHook = null)
     {
         routes ??= [];
         var config = new ProxyConfig
@@ -27,7 +29,10 @@ internal static class LimitsSidecar
             Http = http ?? new HttpConfig(),
             Listeners = [new ListenerConfig("edge", new IPEndPoint(IPAddress.Loopback, 0), routes.Length == 0 ? service.Name : "") { Protocol = protocol, Routes = routes }],
         };
-        var host = new SidecarHost(config, NullLoggerFactory.Instance, new FixedOriginalDestinationResolver(new IPEndPoint(IPAddress.Loopback, 9)));
+        var host = new SidecarHost(config, NullLoggerFactory.Instance, new FixedOriginalDestinationResolver(new IPEndPoint(IPAddress.Loopback, 9)))
+        {
+            ConnectionHookForTests = connectionHook,
+        };
         disposables.Add(host);
         await host.StartAsync(CancellationToken.None).WaitAsync(TestTimeout);
         return host;

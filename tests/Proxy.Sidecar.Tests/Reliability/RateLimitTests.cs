@@ -110,6 +110,40 @@ public sealed class RateLimitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PerSource_AnMtlsPeerIsKeyedByItsIdentity_NotItsAddress()
+    {
+        // Clients from 127.0.0.1 and 127.0.0.2 are the same mesh workload (one SPIFFE ID): they share a bucket;
+        // a plaintext client from 127.0.0.3 is keyed by its address.
+        const string identity = "spiffe://cluster.local/ns/shop/sa/web";
+        var upstream = Upstream();
+        var host = await StartAsync(_disposables, new ServiceConfig("api", [], [upstream.EndPoint]), [Route("per-client", "/", Hourly(2, RateLimitKey.Source))],
+            connectionHook: c =>
+            {
+                if (c.RemoteEndPoint is IPEndPoint { } client && !client.Address.Equals(IPAddress.Parse("127.0.0.3")))
+                {
+                    c.Features.Set<Proxy.Core.Identity.IPeerIdentityFeature>(new Proxy.Core.Identity.PeerIdentityFeature(identity, Proxy.Core.Identity.PeerTransport.MutualTls));
+                }
+            });
+        using var one = Client(From(IPAddress.Parse("127.0.0.1")));
+        using var two = Client(From(IPAddress.Parse("127.0.0.2")));
+        using var three = Client(From(IPAddress.Parse("127.0.0.3")));
+        async Task<HttpStatusCode> GetAsync(HttpClient http)
+        {
+            using var response = await http.GetAsync(Url(host, "/")).WaitAsync(TestTimeout);
+            return response.StatusCode;
+        }
+
+        Assert.Equal(HttpStatusCode.OK, await GetAsync(one));
+        Assert.Equal(HttpStatusCode.OK, await GetAsync(two));
+        Assert.Equal(HttpStatusCode.TooManyRequests, await GetAsync(one));
+        Assert.Equal(HttpStatusCode.TooManyRequests, await GetAsync(two));
+        Assert.Equal(HttpStatusCode.OK, await GetAsync(three));
+        Assert.Equal(HttpStatusCode.OK, await GetAsync(three));
+        Assert.Equal(HttpStatusCode.TooManyRequests, await GetAsync(three));
+        Assert.Equal(4, upstream.Requests);
+    }
+
+    [Fact]
     public async Task ServiceLimit_AppliesWithoutARoute_AndRefills()
     {
         var upstream = Upstream();
