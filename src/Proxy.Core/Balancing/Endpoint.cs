@@ -15,7 +15,7 @@ namespace Proxy.Core.Balancing;
 /// Cost = estimate * (in-flight + 1). An endpoint without samples costs 0 while idle (new endpoints are
 /// tried) and a large penalty while a request is in flight on it (it may be a black hole).
 /// </remarks>
-public sealed class Endpoint
+public sealed partial class Endpoint
 {
     private readonly TimeProvider _time;
     private readonly double _decayTicks;

@@ -8,7 +8,8 @@ namespace Proxy.Core.Balancing;
 /// ring has at least <see cref="BalancerOptions.MinRingSize"/> nodes, by doubling, and at most
 /// <see cref="BalancerOptions.MaxRingSize"/>, by scaling down). A key goes to the first node at or after its hash. A node's point depends only on its
 /// endpoint's address and its replica number, so every proxy builds the same ring, and removing one of
-/// N endpoints moves only the keys it owned (about 1/N). A context without a key lands at a random point.
+/// N endpoints moves only the keys it owned (about 1/N). A context without a key lands at a random point. A key whose
+/// owner is unavailable (ejected, unhealthy) goes to the next available owner clockwise.
 /// </summary>
 public sealed class RingHashBalancer : ILoadBalancer
 {
@@ -83,7 +84,9 @@ public sealed class RingHashBalancer : ILoadBalancer
 
         if (!context.HasHash)
         {
-            return _owners[_random.Next(_owners.Length)];
+            var at = _random.Next(_owners.Length);
+            var owner = _owners[at];
+            return owner.IsAvailable ? owner : NextAvailable(at);
         }
 
         // First point >= hash; past the last point the ring wraps to the first.
@@ -104,6 +107,37 @@ public sealed class RingHashBalancer : ILoadBalancer
             }
         }
 
-        return _owners[lo == points.Length ? 0 : lo];
+        var index = lo == points.Length ? 0 : lo;
+        var found = _owners[index];
+        return found.IsAvailable ? found : NextAvailable(index);
+    }
+
+    /// <summary>
+    /// The owner at <paramref name="index"/> is unavailable (ejected, unhealthy): the next available owner clockwise, so
+    /// only its keys move (and come back when it returns); the owner itself when none is available (panic).
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private Endpoint NextAvailable(int index)
+    {
+        if (!Availability.Any(_set.AsSpan()))
+        {
+            return _owners[index];
+        }
+
+        for (var k = 1; k < _owners.Length; k++)
+        {
+            var i = index + k;
+            if (i >= _owners.Length)
+            {
+                i -= _owners.Length;
+            }
+
+            if (_owners[i].IsAvailable)
+            {
+                return _owners[i];
+            }
+        }
+
+        return _owners[index];
     }
 }

@@ -3,7 +3,8 @@ namespace Proxy.Core.Balancing;
 /// <summary>
 /// Smooth weighted round-robin. The order is nginx's smooth WRR (weights 5,1,1 give a a b a c a a: the
 /// heavy endpoint's turns are spread out, not bunched), computed once per snapshot into a schedule that
-/// picks walk with one interlocked increment: lock-free, no per-pick state beyond a counter.
+/// picks walk with one interlocked increment: lock-free, no per-pick state beyond a counter. Unavailable endpoints
+/// (ejected, unhealthy) lose their turns to the next ones in the schedule.
 /// </summary>
 /// <remarks>
 /// Weights are divided by their greatest common divisor first; a total weight above
@@ -33,7 +34,34 @@ public sealed class RoundRobinBalancer : ILoadBalancer
         // Unsigned wrap-around keeps the index valid after 2^32 picks; the modulo is over the schedule,
         // so a wrap restarts mid-round at worst once per 2^32 picks.
         var i = Interlocked.Increment(ref _next) - 1;
-        return _schedule[i % (uint)_schedule.Length];
+        var e = _schedule[i % (uint)_schedule.Length];
+        return e.IsAvailable ? e : NextAvailable(e);
+    }
+
+    /// <summary>
+    /// The pick was unavailable (ejected, unhealthy): take the following turns of the schedule (advancing the shared
+    /// counter, so the skipped turn is not given twice to the next endpoint) until one is available; the first pick
+    /// when none is (panic).
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private Endpoint NextAvailable(Endpoint first)
+    {
+        if (!Availability.Any(_set.AsSpan()))
+        {
+            return first;
+        }
+
+        for (var k = 0; k < _schedule.Length; k++)
+        {
+            var i = Interlocked.Increment(ref _next) - 1;
+            var e = _schedule[i % (uint)_schedule.Length];
+            if (e.IsAvailable)
+            {
+                return e;
+            }
+        }
+
+        return first;
     }
 
     private static Endpoint[] BuildSchedule(EndpointSet set, int maxLength)

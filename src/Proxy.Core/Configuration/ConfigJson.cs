@@ -170,6 +170,16 @@ public static class ConfigJson
                 LimitsConfigReader.WriteRateLimit(w, rateLimit);
             }
 
+            if (s.OutlierDetection is { } outlierDetection)
+            {
+                HealthConfigReader.WriteOutlierDetection(w, outlierDetection);
+            }
+
+            if (s.HealthCheck is { } healthCheck)
+            {
+                HealthConfigReader.WriteHealthCheck(w, healthCheck);
+            }
+
             w.WriteEndObject();
         }
 

@@ -244,6 +244,12 @@ public sealed record ServiceConfig(string Name, IReadOnlyList<IPEndPoint> Addres
     /// <summary>Config key <c>retryBudget</c>: how many retries the service's requests may cause.</summary>
     public RetryBudgetConfig RetryBudget { get; init; } = new();
 
+    /// <summary>Config key <c>outlierDetection</c>: eject endpoints that fail; null: off.</summary>
+    public OutlierDetectionConfig? OutlierDetection { get; init; }
+
+    /// <summary>Config key <c>healthCheck</c>: check the endpoints actively; null: off.</summary>
+    public HealthCheckConfig? HealthCheck { get; init; }
+
     /// <summary>Config key <c>circuitBreakers</c>: limits on connections and requests to the service; null: none.</summary>
     public CircuitBreakersConfig? CircuitBreakers { get; init; }
 

@@ -1,6 +1,9 @@
 namespace Proxy.Core.Configuration;
 
-/// <summary>What may be retried (Envoy's retry_on names). gRPC status conditions wait for request-body replay: gRPC requests always have a body.</summary>
+/// <summary>
+/// What may be retried (Envoy's retry_on and retry_grpc_on names). The gRPC conditions match a trailers-only response
+/// (the usual shape of a failed call) whose <c>grpc-status</c> is the named code.
+/// </summary>
 [Flags]
 public enum RetryOn
 {
@@ -23,12 +26,31 @@ public enum RetryOn
 
     /// <summary>The status codes listed in <see cref="RetryPolicyConfig.StatusCodes"/>.</summary>
     RetriableStatusCodes = 1 << 5,
+
+    /// <summary>gRPC status 1 CANCELLED.</summary>
+    GrpcCancelled = 1 << 6,
+
+    /// <summary>gRPC status 4 DEADLINE_EXCEEDED.</summary>
+    GrpcDeadlineExceeded = 1 << 7,
+
+    /// <summary>gRPC status 8 RESOURCE_EXHAUSTED.</summary>
+    GrpcResourceExhausted = 1 << 8,
+
+    /// <summary>gRPC status 13 INTERNAL.</summary>
+    GrpcInternal = 1 << 9,
+
+    /// <summary>gRPC status 14 UNAVAILABLE.</summary>
+    GrpcUnavailable = 1 << 10,
+
+    /// <summary>Every gRPC condition.</summary>
+    AnyGrpc = GrpcCancelled | GrpcDeadlineExceeded | GrpcResourceExhausted | GrpcInternal | GrpcUnavailable,
 }
 
 /// <summary>
 /// A route's (or a service's default) retry policy; config key <c>retries</c>. A retry goes to another endpoint when
 /// the service has one, after an exponential backoff with full jitter, and only while the service's retry budget
-/// allows. Requests with a body are not retried (their body is streamed, not kept).
+/// allows. A request body is streamed to the upstream and kept (up to <see cref="MaxBodyBytes"/>) so it can be sent again;
+/// a longer body makes its request not retriable once the body has started to flow.
 /// </summary>
 public sealed record RetryPolicyConfig
 {
@@ -52,6 +74,17 @@ public sealed record RetryPolicyConfig
     /// status, when the request may have been processed. Connect failures and refused streams are always safe.
     /// </summary>
     public bool NonIdempotent { get; init; }
+
+    /// <summary>
+    /// Key <c>maxBodyBytes</c>: the longest request body (as sent: chunk framing included) kept for replay on a retry
+    /// (Linkerd keeps 64 KiB); 0: requests whose body has started to flow are never retried.
+    /// </summary>
+    public int MaxBodyBytes { get; init; } = DefaultMaxBodyBytes;
+
+    public const int DefaultMaxBodyBytes = 64 * 1024;
+
+    /// <summary>The largest <see cref="MaxBodyBytes"/> accepted (16 MiB).</summary>
+    public const int MaxBodyBytesLimit = 16 * 1024 * 1024;
 }
 
 /// <summary>
@@ -79,6 +112,11 @@ public static class RetryPolicyNames
         ("5xx", RetryOn.Status5xx),
         ("gateway-error", RetryOn.GatewayError),
         ("retriable-status-codes", RetryOn.RetriableStatusCodes),
+        ("cancelled", RetryOn.GrpcCancelled),
+        ("deadline-exceeded", RetryOn.GrpcDeadlineExceeded),
+        ("resource-exhausted", RetryOn.GrpcResourceExhausted),
+        ("internal", RetryOn.GrpcInternal),
+        ("unavailable", RetryOn.GrpcUnavailable),
     ];
 
     public static bool TryParse(string name, out RetryOn value)

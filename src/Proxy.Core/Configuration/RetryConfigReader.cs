@@ -7,7 +7,8 @@ namespace Proxy.Core.Configuration;
 /// Reads and writes <c>retries</c> (routes, services) and <c>retryBudget</c> (services):
 /// <code>
 /// "retries": { "maxRetries": 2, "on": ["connect-failure", "refused-stream", "reset", "gateway-error", "unavailable"],
-///              "statusCodes": [409], "backoff": "25ms", "maxBackoff": "250ms", "nonIdempotent": false }
+///              "statusCodes": [409], "backoff": "25ms", "maxBackoff": "250ms", "nonIdempotent": false,
+///              "maxBodyBytes": 65536 }
 /// "retryBudget": { "ratio": 0.2, "minPerSecond": 10 }
 /// </code>
 /// </summary>
@@ -23,7 +24,7 @@ public static class RetryConfigReader
             return null;
         }
 
-        if (!CheckKeys(e, key, errors, "maxRetries", "on", "statusCodes", "backoff", "maxBackoff", "nonIdempotent"))
+        if (!CheckKeys(e, key, errors, "maxRetries", "on", "statusCodes", "backoff", "maxBackoff", "nonIdempotent", "maxBodyBytes"))
         {
             return null;
         }
@@ -109,6 +110,18 @@ public static class RetryConfigReader
             else
             {
                 policy = policy with { NonIdempotent = ni.GetBoolean() };
+            }
+        }
+
+        if (e.TryGetProperty("maxBodyBytes", out var mb))
+        {
+            if (mb.ValueKind != JsonValueKind.Number || !mb.TryGetInt32(out var bytes) || bytes < 0 || bytes > RetryPolicyConfig.MaxBodyBytesLimit)
+            {
+                errors.Add($"{key}.maxBodyBytes: must be a whole number of bytes from 0 to {RetryPolicyConfig.MaxBodyBytesLimit}, not {mb.GetRawText()}");
+            }
+            else
+            {
+                policy = policy with { MaxBodyBytes = bytes };
             }
         }
 
@@ -211,6 +224,7 @@ public static class RetryConfigReader
         w.WriteString("backoff", ValueParsers.FormatDuration(policy.Backoff));
         w.WriteString("maxBackoff", ValueParsers.FormatDuration(policy.MaxBackoff));
         w.WriteBoolean("nonIdempotent", policy.NonIdempotent);
+        w.WriteNumber("maxBodyBytes", policy.MaxBodyBytes);
         w.WriteEndObject();
     }
 

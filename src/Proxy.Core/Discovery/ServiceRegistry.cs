@@ -41,6 +41,9 @@ public sealed class Service(string name, ILoadBalancer balancer, HashOn hashOn =
     /// <summary>How many retries requests to this service may cause (shared by its subsets).</summary>
     public RetryBudget RetryBudget { get; init; } = new(new RetryBudgetConfig());
 
+    /// <summary>Outlier detection and health check state (shared by the subsets), or null when the service has neither.</summary>
+    public Health.ServiceHealth? Health { get; init; }
+
     /// <summary>The circuit breakers (<see cref="ServiceConfig.CircuitBreakers"/>, shared by its subsets), or null: no limits.</summary>
     public CircuitBreaker? Breaker { get; init; }
 
@@ -50,22 +53,29 @@ public sealed class Service(string name, ILoadBalancer balancer, HashOn hashOn =
     /// <summary>The named subset (e.g. <c>v2</c>), or null when the service has no such subset.</summary>
     public Service? FindSubset(string subset) => _subsets?.GetValueOrDefault(subset);
 
+    /// <summary>The subsets, in no particular order.</summary>
+    public IEnumerable<Service> Subsets => _subsets?.Values ?? Enumerable.Empty<Service>();
+
     internal void AddSubset(string subset, ILoadBalancer balancer)
     {
         _subsets ??= new Dictionary<string, Service>(StringComparer.Ordinal);
-        _subsets.Add(subset, new Service(Name, balancer, HashOn, HashKey.Length == 0 ? null : System.Text.Encoding.ASCII.GetString(HashKey)) { SubsetName = subset, UpstreamProtocol = UpstreamProtocol, Upstreams = Upstreams, Retries = Retries, RetryBudget = RetryBudget, Breaker = Breaker, RateLimiter = RateLimiter });
+        _subsets.Add(subset, new Service(Name, balancer, HashOn, HashKey.Length == 0 ? null : System.Text.Encoding.ASCII.GetString(HashKey)) { SubsetName = subset, UpstreamProtocol = UpstreamProtocol, Upstreams = Upstreams, Retries = Retries, RetryBudget = RetryBudget, Health = Health, Breaker = Breaker, RateLimiter = RateLimiter });
     }
 
-    /// <summary>Picks an endpoint for a connection from <paramref name="client"/> (its IP is the hash key when the service hashes on the source IP).</summary>
+    /// <summary>
+    /// Picks an endpoint for a connection from <paramref name="client"/> (its IP is the hash key when the service hashes
+    /// on the source IP). An unavailable pick means every endpoint is out (panic mode): counted.
+    /// </summary>
     public Endpoint Pick(EndPoint? client)
     {
-        if (HashOn == HashOn.SourceIp && client is IPEndPoint ip)
+        var context = HashOn == HashOn.SourceIp && client is IPEndPoint ip ? BalancerContext.WithSourceAddress(ip.Address) : BalancerContext.None;
+        var endpoint = Balancer.Pick(in context);
+        if (!endpoint.IsAvailable)
         {
-            var context = BalancerContext.WithSourceAddress(ip.Address);
-            return Balancer.Pick(in context);
+            Health?.OnPanicPick();
         }
 
-        return Balancer.Pick(BalancerContext.None);
+        return endpoint;
     }
 }
 
@@ -104,7 +114,9 @@ public sealed class ServiceRegistry
                 RetryBudget = new RetryBudget(config.RetryBudget, options?.Time),
                 Breaker = config.CircuitBreakers is { } breakers ? new CircuitBreaker(config.Name, breakers) : null,
                 RateLimiter = config.RateLimit is { } rateLimit ? new LocalRateLimiter(rateLimit, options?.Time) : null,
+                Health = Health.ServiceHealth.For(config, options?.Time),
             };
+            service.Health?.Bind(service);
             if (service.Breaker is { } breaker)
             {
                 foreach (var endpoint in set.AsSpan())
@@ -149,6 +161,9 @@ public sealed class ServiceRegistry
     }
 
     public Service? FindByName(string name) => _byName.GetValueOrDefault(name);
+
+    /// <summary>Every service (not their subsets), in no particular order.</summary>
+    public IEnumerable<Service> Services => _byName.Values;
 
     /// <summary>The circuit breaker of the service <paramref name="endpoint"/> belongs to, or null (no service, or one without limits).</summary>
     public CircuitBreaker? BreakerFor(UpstreamAddress endpoint) => _breakers.Count == 0 ? null : _breakers.GetValueOrDefault(endpoint);

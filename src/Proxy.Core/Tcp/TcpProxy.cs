@@ -45,8 +45,11 @@ public sealed partial class TcpProxy
         _pipeForwarder = pipeForwarder ?? new PipeForwarder();
     }
 
-    /// <summary>Proxies <paramref name="downstream"/> to <paramref name="target"/> until both directions end.</summary>
-    public async ValueTask HandleAsync(ConnectionContext downstream, UpstreamAddress target, TcpProxyContext context, CancellationToken cancellationToken)
+    /// <summary>
+    /// Proxies <paramref name="downstream"/> to <paramref name="target"/> until both directions end. Says whether the
+    /// connect to the target succeeded (for outlier detection).
+    /// </summary>
+    public async ValueTask<TcpConnectOutcome> HandleAsync(ConnectionContext downstream, UpstreamAddress target, TcpProxyContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(downstream);
         ArgumentNullException.ThrowIfNull(context);
@@ -59,7 +62,7 @@ public sealed partial class TcpProxy
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             downstream.Abort(new ConnectionAbortedException("The proxy is shutting down."));
-            return;
+            return TcpConnectOutcome.Cancelled;
         }
 
         var tags = ProxyMetrics.Tags(context.ListenerName, context.ServiceName);
@@ -71,7 +74,7 @@ public sealed partial class TcpProxy
             _metrics.ConnectFailures.Add(1, in failureTags);
             Log.ConnectFailed(_logger, context.ListenerName, failure.Destination, context.ServiceName, failure.Reason);
             downstream.Abort(new ConnectionAbortedException(failure.ToString()));
-            return;
+            return TcpConnectOutcome.Failed;
         }
 
         var upstream = connect.Connection!;
@@ -101,6 +104,8 @@ public sealed partial class TcpProxy
         {
             await upstream.DisposeAsync();
         }
+
+        return TcpConnectOutcome.Connected;
     }
 
     private bool TryTakeOverBoth(ConnectionContext downstream, ConnectionContext upstream, TcpProxyContext context, out Socket downSocket, out Socket upSocket)
@@ -155,4 +160,17 @@ public sealed partial class TcpProxy
         [LoggerMessage(EventId = 1204, Level = LogLevel.Error, Message = "{Listener}: the upstream connection for service {Service} was started during a splice takeover; both connections reset")]
         public static partial void TakeOverRace(ILogger logger, string listener, string service);
     }
+}
+
+/// <summary>How the connect of an opaque TCP connection ended.</summary>
+public enum TcpConnectOutcome
+{
+    /// <summary>Connected (whatever happened to the forwarding afterwards).</summary>
+    Connected,
+
+    /// <summary>The connect failed (refused, timed out, unreachable, TLS origination...).</summary>
+    Failed,
+
+    /// <summary>The proxy stopped before the connect ended.</summary>
+    Cancelled,
 }

@@ -148,6 +148,17 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private int _retries;
     private long _headWritten;
 
+    // Request-body replay for retries (Http1ForwardingSession.Replay.cs): the kept copy of the request (one buffer per
+    // session, made on the first request that needs it), whether this request is being kept, whether the pump started
+    // (its readers are reset once per request, then resumed on a retry), finished the body, or met a broken body, and
+    // whether a settled, unfinished pump left body bytes unread on the client connection.
+    private RequestReplayBuffer? _replay;
+    private bool _replaying;
+    private bool _bodyStarted;
+    private bool _bodyComplete;
+    private bool _bodyBroken;
+    private bool _bodyAbandoned;
+
     // Copies of method, target and authority for the record (the head's spans die when the head is consumed).
     private byte[]? _recordScratch;
     private int _methodLength;
@@ -342,6 +353,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 EndEndpointRequest();
                 ConsumeRequestHead();
                 CompleteRequest();
+                EndReplay();
             }
 
             if (!keepAlive)
@@ -528,6 +540,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             var context = BalancerContextFor(service);
             endpoint = service.Balancer.Pick(in context);
+            OnEndpointPicked(service, endpoint);
             address = endpoint.Address;
         }
 
@@ -541,6 +554,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _requestMutations = requestMutations;
         _responseMutations = responseMutations;
         _hasBody = _request.BodyKind == Http1BodyKind.Chunked || (_request.BodyKind == Http1BodyKind.ContentLength && _request.ContentLength > 0);
+        BeginReplay();
         return await AttemptAsync().ConfigureAwait(false);
     }
 
@@ -826,6 +840,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             if (!rent.IsSuccess)
             {
+                ReportConnectFailure(rent.Failure.Cause);
                 if (rent.Failure.Cause is not (ConnectFailureCause.PoolExhausted or ConnectFailureCause.Overflow) && ShouldRetry(RetryOn.ConnectFailure, safe: true, "connect-failure"))
                 {
                     if (!await PrepareRetryAsync().ConfigureAwait(false))
@@ -843,7 +858,15 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             var connection = rent.Connection!;
             _reused = connection.IsReused;
             var upstream = connection.Connection.Transport;
-            WriteRequestHead(upstream.Output, _requestMutations);
+            if (_replaying)
+            {
+                WriteKeptRequest(upstream.Output);
+            }
+            else
+            {
+                WriteRequestHead(upstream.Output, _requestMutations);
+            }
+
             if (!await FlushUpstreamAsync(upstream.Output).ConfigureAwait(false))
             {
                 // The pooled connection was dead before a byte left: always safe to retry once.
@@ -858,7 +881,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             }
 
             _headWritten = _time.GetTimestamp();
-            if (hasBody)
+            if (hasBody && !_bodyComplete)
             {
                 ConsumeRequestHead();
                 StartPump(upstream.Output, connection.Connection);
@@ -941,7 +964,9 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             if (outcome == ResponseOutcome.Parsed)
             {
-                if (_retryPolicy is not null && RetriableResponse(_retryPolicy) is { } reason && ShouldRetry(RetryOn.None, safe: false, reason))
+                ReportUpstreamStatus(_response.StatusCode);
+                if (_retryPolicy is not null && RetriableResponse(_retryPolicy, out var safe) is { } reason && RetryPermitted(RetryOn.None, safe)
+                    && await SettlePumpForRetryAsync().ConfigureAwait(false) && ShouldRetry(RetryOn.None, safe, reason))
                 {
                     // Drop this answer (the connection goes with it: its body is not read) and try again.
                     _connection = null;
@@ -975,8 +1000,9 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 _upstreamFailure = status.FailureDescription;
             }
 
+            ReportNoResponse(outcome, refused, stream: connection.Connection is IUpstreamExchangeStatus);
             _pool.Return(connection, reusable: false);
-            var retry = outcome is ResponseOutcome.Closed or ResponseOutcome.Reset && !_responseBytesSeen && _attempts < 2 && !hasBody
+            var retry = outcome is ResponseOutcome.Closed or ResponseOutcome.Reset && !_responseBytesSeen && _attempts < 2 && BodyReplayable()
                 && ((_reused && IsIdempotent(_request.Method)) || refused);
             if (!retry && outcome is ResponseOutcome.Closed or ResponseOutcome.Reset && !_responseBytesSeen
                 && (refused ? ShouldRetry(RetryOn.RefusedStream, safe: true, "refused-stream") : ShouldRetry(RetryOn.Reset, safe: false, "reset")))
@@ -1050,8 +1076,9 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         // An HTTP/1.0 client cannot read chunked: send the payload close-delimited.
         var dechunk = response.BodyKind == Http1BodyKind.Chunked && clientHttp10;
         var keepAlive = _request.KeepAlive && response.BodyKind != Http1BodyKind.CloseDelimited && !dechunk && !_draining;
-        if (_pumpStarted && !_pump.IsCompleted && _request.ExpectContinue && !_sent100)
+        if ((_pumpStarted && !_pump.IsCompleted && _request.ExpectContinue && !_sent100) || _bodyAbandoned)
         {
+            // (Or a retriable answer stopped the body's pump, and then no retry was made: the rest of the body is unread.)
             // Final status without 100: the client may or may not send the body now; the connection cannot be reused (RFC 9110 §10.1.1).
             keepAlive = false;
         }
@@ -1120,13 +1147,12 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     /// </summary>
     private bool ShouldRetry(RetryOn condition, bool safe, string reason)
     {
-        if (_retryPolicy is not { } policy || _retryService is not { } service || _cancelled || _hasBody
-            || (condition != RetryOn.None && (policy.On & condition) == 0) || _retries >= policy.MaxRetries
-            || !(safe || policy.NonIdempotent || IsIdempotent(_request.Method)))
+        if (!RetryPermitted(condition, safe) || !BodyReplayable())
         {
             return false;
         }
 
+        var service = _retryService!;
         if (!TryHoldRetrySlot(service))
         {
             return false;
@@ -1144,11 +1170,32 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         return true;
     }
 
-    /// <summary>The retry reason (the status) when the parsed response is one the policy retries, else null.</summary>
-    private string? RetriableResponse(RetryPolicyConfig policy)
+    /// <summary>
+    /// Whether the policy lists the condition (None: the caller already matched a response against it), tries are left,
+    /// and the method may be repeated (<paramref name="safe"/>: nothing reached the upstream, or a gRPC status the policy
+    /// names; else idempotent, or the policy allows all). Neither the budget nor the body is looked at.
+    /// </summary>
+    private bool RetryPermitted(RetryOn condition, bool safe) =>
+        _retryPolicy is { } policy && _retryService is not null && !_cancelled
+        && (condition == RetryOn.None || (policy.On & condition) != 0) && _retries < policy.MaxRetries
+        && (safe || policy.NonIdempotent || IsIdempotent(_request.Method));
+
+    /// <summary>
+    /// The retry reason (the status, or the gRPC status's name) when the parsed response is one the policy retries, else
+    /// null. <paramref name="safe"/>: a gRPC condition matched (retried whatever the method: gRPC calls are all POSTs, and
+    /// a policy that names a gRPC status asks for exactly that, as Envoy's retry_grpc_on does).
+    /// </summary>
+    private string? RetriableResponse(RetryPolicyConfig policy, out bool safe)
     {
+        safe = false;
         var status = _response.StatusCode;
         var on = policy.On;
+        if (_grpc && (on & RetryOn.AnyGrpc) != 0 && GrpcRetryReason(on) is { } grpcReason)
+        {
+            safe = true;
+            return grpcReason;
+        }
+
         if (status >= 500 && ((on & RetryOn.Status5xx) != 0 || ((on & RetryOn.GatewayError) != 0 && status is 502 or 503 or 504)))
         {
             return StatusReason(status);
@@ -1219,6 +1266,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             endpoint = service.Balancer.Pick(in context);
         }
 
+        OnEndpointPicked(service, endpoint);
         _pickedEndpoint = endpoint;
         _endpointToken = endpoint.OnRequestStart();
         _address = endpoint.Address;
@@ -1230,7 +1278,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private static bool IsIdempotent(Http1Method method) =>
         method is Http1Method.Get or Http1Method.Head or Http1Method.Options or Http1Method.Trace or Http1Method.Put or Http1Method.Delete;
 
-    private void WriteRequestHead(PipeWriter writer, HeaderMutations mutations)
+    private void WriteRequestHead(IBufferWriter<byte> writer, HeaderMutations mutations)
     {
         var head = _request;
         // HTTP/1.0 requests go upstream as HTTP/1.0 (transparency: no Host is invented, and the upstream frames
@@ -1322,7 +1370,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         Http1HeadWriter.WriteEndOfHead(writer);
     }
 
-    private static void WriteFields(PipeWriter writer, Http1HeaderList headers, HeaderMutations mutations, byte[]? drop = null)
+    private static void WriteFields(IBufferWriter<byte> writer, Http1HeaderList headers, HeaderMutations mutations, byte[]? drop = null)
     {
         var check = !mutations.IsEmpty;
         for (var i = 0; i < headers.Count; i++)
@@ -1371,6 +1419,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     {
         _pumpStarted = true;
         _pumpCancelled = false;
+        _bodyAbandoned = false;
         _pumpOutput = upstreamOutput;
         Volatile.Write(ref _lastRequestProgress, _time.GetTimestamp());
         // Stored, then awaited exactly once by SettlePumpAsync (pooled builder: no allocation per request body).
@@ -1384,13 +1433,18 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     {
         var input = _client.Input;
         var chunked = _request.BodyKind == Http1BodyKind.Chunked;
-        if (chunked)
+        if (!_bodyStarted)
         {
-            _requestChunks.Reset();
-        }
-        else
-        {
-            _requestLength.Reset(_request.ContentLength);
+            // A retry's pump resumes where the previous try's stopped (the kept part was sent again before it).
+            _bodyStarted = true;
+            if (chunked)
+            {
+                _requestChunks.Reset();
+            }
+            else
+            {
+                _requestLength.Reset(_request.ContentLength);
+            }
         }
 
         while (true)
@@ -1409,6 +1463,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             {
                 // Client reset mid-body: the upstream must not take a truncated request for a whole one.
                 upstreamConnection.Abort(new ConnectionAbortedException("The client went away in the middle of the request body."));
+                _bodyBroken = true;
                 return PumpOutcome.ClientClosed;
             }
 
@@ -1437,8 +1492,14 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 {
                     input.AdvanceTo(buffer.End);
                     _bodyError = e;
+                    _bodyBroken = true;
                     upstreamConnection.Abort(new ConnectionAbortedException("The client sent a malformed chunked body."));
                     return PumpOutcome.BadBody;
+                }
+
+                if (_replaying)
+                {
+                    _replay!.AppendBody(buffer.Slice(buffer.Start, consumed));
                 }
 
                 input.AdvanceTo(consumed, examined);
@@ -1448,9 +1509,16 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 var slice = _requestLength.Read(buffer);
                 Write(output, slice);
                 _requestBytes += slice.Length;
+                if (_replaying)
+                {
+                    _replay!.AppendBody(slice);
+                }
+
                 input.AdvanceTo(slice.End);
                 done = _requestLength.IsComplete;
             }
+
+            _bodyComplete = done;
 
             FlushResult flush;
             try
@@ -1481,6 +1549,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             if (result.IsCompleted)
             {
                 upstreamConnection.Abort(new ConnectionAbortedException("The client closed in the middle of the request body."));
+                _bodyBroken = true;
                 return PumpOutcome.ClientClosed;
             }
         }
@@ -1951,6 +2020,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _proxyMade = false;
         _sent100 = false;
         _pumpStarted = false;
+        _replaying = false;
+        _bodyStarted = false;
+        _bodyComplete = false;
+        _bodyBroken = false;
+        _bodyAbandoned = false;
         _connection = null;
         _pickedEndpoint = null;
         _bodyError = null;

@@ -12,6 +12,7 @@ namespace Proxy.Sidecar.Admin;
 /// <item><c>GET /ready</c>: 200 once every listener is bound, 503 before and from the moment a drain is asked for.</item>
 /// <item><c>GET /metrics</c>: Prometheus text exposition of the proxy's instruments.</item>
 /// <item><c>GET /config</c>: the effective configuration as JSON, in the config file's schema.</item>
+/// <item><c>GET /clusters</c>: services, their endpoints, load, health and ejections as JSON (<c>?format=text</c>: Envoy's text lines).</item>
 /// <item><c>POST /drain</c>: graceful drain, then exit (as on SIGTERM; see <see cref="SidecarLifecycle"/>).</item>
 /// <item><c>POST /quitquitquit</c>: the same drain bounded by <see cref="SidecarLifecycle.QuitTimeout"/>, then exit (jobs).</item>
 /// </list>
@@ -22,6 +23,9 @@ internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle life
     private const string Text = "text/plain; charset=utf-8";
 
     private readonly byte[] _configJson = Encoding.UTF8.GetBytes(ConfigJson.ToJson(config) + "\n");
+
+    /// <summary>Renders <c>/clusters</c>; null: the endpoint answers 404.</summary>
+    public ClustersReport? Clusters { get; init; }
 
     public IFeatureCollection CreateContext(IFeatureCollection contextFeatures) => contextFeatures;
 
@@ -40,12 +44,21 @@ internal sealed class AdminApplication(ProxyConfig config, SidecarLifecycle life
             "/ready" when isGet => Ready(context),
             "/metrics" when isGet => RespondAsync(context, 200, "text/plain; version=0.0.4; charset=utf-8", Encoding.UTF8.GetBytes(exporter.Render())),
             "/config" when isGet => RespondAsync(context, 200, "application/json", _configJson),
+            "/clusters" when isGet && Clusters is not null => RespondClusters(context, Clusters),
             "/drain" when isPost => Stop(context, StopReason.Drain),
             "/quitquitquit" when isPost => Stop(context, StopReason.Quit),
-            "/ready" or "/metrics" or "/config" => NotAllowed(context, path, "GET"),
+            "/ready" or "/metrics" or "/config" or "/clusters" => NotAllowed(context, path, "GET"),
             "/drain" or "/quitquitquit" => NotAllowed(context, path, "POST"),
-            _ => RespondAsync(context, 404, Text, Encoding.UTF8.GetBytes($"no admin endpoint at {path}; try /ready, /metrics, /config, POST /drain or POST /quitquitquit\n")),
+            _ => RespondAsync(context, 404, Text, Encoding.UTF8.GetBytes($"no admin endpoint at {path}; try /ready, /metrics, /config, /clusters, POST /drain or POST /quitquitquit\n")),
         };
+    }
+
+    private static Task RespondClusters(IFeatureCollection context, ClustersReport clusters)
+    {
+        var query = context.Get<IHttpRequestFeature>()!.QueryString;
+        return query.Contains("format=text", StringComparison.Ordinal)
+            ? RespondAsync(context, 200, Text, Encoding.UTF8.GetBytes(clusters.RenderText()))
+            : RespondAsync(context, 200, "application/json", Encoding.UTF8.GetBytes(clusters.RenderJson() + "\n"));
     }
 
     private Task Ready(IFeatureCollection context)

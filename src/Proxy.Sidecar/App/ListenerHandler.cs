@@ -7,6 +7,7 @@ using Proxy.Core.Capture;
 using Proxy.Core.Configuration;
 using Proxy.Core.Detection;
 using Proxy.Core.Discovery;
+using Proxy.Core.Health;
 using Proxy.Core.Identity;
 using Proxy.Core.Metrics;
 using Proxy.Core.Tcp;
@@ -422,9 +423,6 @@ internal sealed partial class ListenerHandler
             return;
         }
 
-        // One endpoint for the whole connection. The balancer's in-flight count is the endpoint's open
-        // connections (least_request); a connection's lifetime says nothing about the endpoint's speed,
-        // so no latency sample.
         // Circuit breaking: an opaque connection to a service counts against its maxConnections while it is open.
         var breaker = destination.Service?.Breaker;
         if (breaker is not null && !breaker.TryOpenConnection())
@@ -435,9 +433,13 @@ internal sealed partial class ListenerHandler
             return;
         }
 
+        // One endpoint for the whole connection. The balancer's in-flight count is the endpoint's open
+        // connections (least_request); a connection's lifetime says nothing about the endpoint's speed,
+        // so no latency sample.
         var endpoint = destination.Service?.Pick(connection.RemoteEndPoint);
         var target = endpoint?.Address ?? destination.Address;
         endpoint?.OnRequestStart();
+        var outcome = TcpConnectOutcome.Cancelled;
         try
         {
             // A service with TLS origination dials through its own connector.
@@ -448,17 +450,21 @@ internal sealed partial class ListenerHandler
             if (_drainCut.CanBeCanceled)
             {
                 using var closedOrCut = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed, _drainCut);
-                await _tcp.HandleAsync(connection, target, context, closedOrCut.Token);
+                outcome = await _tcp.HandleAsync(connection, target, context, closedOrCut.Token);
             }
             else
             {
-                await _tcp.HandleAsync(connection, target, context, connection.ConnectionClosed);
+                outcome = await _tcp.HandleAsync(connection, target, context, connection.ConnectionClosed);
             }
         }
         finally
         {
             breaker?.ConnectionClosed();
             endpoint?.EndWithoutSample();
+            if (endpoint is not null)
+            {
+                ServiceHealth.ReportConnect(destination.Service, endpoint, outcome);
+            }
         }
     }
 

@@ -254,6 +254,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             Metrics.Track(breaker);
         }
 
+        StartHealth(services);
         _accessLog = http.AccessLog is { } accessLogTarget
             ? JsonAccessLog.Open(accessLogTarget, Metrics, logger: _loggerFactory.CreateLogger<JsonAccessLog>())
             : null;
@@ -427,7 +428,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         }
 
         _transport = new SocketTransportFactory(transport, _loggerFactory);
-        var application = new AdminApplication(_config, Lifecycle, Exporter);
+        var application = new AdminApplication(_config, Lifecycle, Exporter) { Clusters = _clusters };
         if (_listeners.Count > adminListeners)
         {
             _server = new KestrelServer(Options.Create(_kestrelOptions), _transport, new ScopelessLoggerFactory(_loggerFactory));
@@ -575,6 +576,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         }
 
         Lifecycle.Dispose();
+        await StopHealthAsync();
 
         _reloader?.Dispose();
         foreach (var jwks in _jwks)

@@ -18,7 +18,7 @@ public sealed class RetryConfigTests
     {
         var result = Load("""
             , "retries": { "maxRetries": 3, "on": ["connect-failure", "5xx", "retriable-status-codes"], "statusCodes": [409, 429],
-                           "backoff": "10ms", "maxBackoff": "1s", "nonIdempotent": true },
+                           "backoff": "10ms", "maxBackoff": "1s", "nonIdempotent": true, "maxBodyBytes": 1000 },
               "retryBudget": { "ratio": 0.5, "minPerSecond": 3 }
             """);
         Assert.True(result.Ok, string.Join("\n", result.Errors));
@@ -30,6 +30,7 @@ public sealed class RetryConfigTests
         Assert.Equal(TimeSpan.FromMilliseconds(10), retries.Backoff);
         Assert.Equal(TimeSpan.FromSeconds(1), retries.MaxBackoff);
         Assert.True(retries.NonIdempotent);
+        Assert.Equal(1000, retries.MaxBodyBytes);
         Assert.Equal(new RetryBudgetConfig { Ratio = 0.5, MinPerSecond = 3 }, service.RetryBudget);
     }
 
@@ -42,7 +43,21 @@ public sealed class RetryConfigTests
         Assert.Equal(new RetryPolicyConfig(), retries);
         Assert.Equal(2, retries.MaxRetries);
         Assert.Equal(RetryOn.ConnectFailure | RetryOn.RefusedStream | RetryOn.Reset | RetryOn.GatewayError, retries.On);
+        Assert.Equal(64 * 1024, retries.MaxBodyBytes);
         Assert.Null(result.Config.Services[0].Retries);
+    }
+
+    [Fact]
+    public void GrpcConditions_ByEnvoysNames()
+    {
+        var result = Load("""
+            , "retries": { "on": ["cancelled", "deadline-exceeded", "resource-exhausted", "internal", "unavailable", "reset"], "maxBodyBytes": 0 }
+            """);
+        Assert.True(result.Ok, string.Join("\n", result.Errors));
+        var retries = result.Config!.Services[0].Retries!;
+        Assert.Equal(RetryOn.AnyGrpc | RetryOn.Reset, retries.On);
+        Assert.Equal(0, retries.MaxBodyBytes);
+        Assert.Contains("\"unavailable\"", ConfigJson.ToJson(result.Config), StringComparison.Ordinal);
     }
 
     [Theory]
@@ -56,6 +71,8 @@ public sealed class RetryConfigTests
     [InlineData(""", "retries": { "backoff": "0s" }""", "services[0].retries.backoff: ")]
     [InlineData(""", "retries": { "tries": 2 }""", "services[0].retries.tries: unknown key")]
     [InlineData(""", "retries": 2""", "services[0].retries: must be an object")]
+    [InlineData(""", "retries": { "maxBodyBytes": -1 }""", "services[0].retries.maxBodyBytes: must be a whole number of bytes from 0 to 16777216")]
+    [InlineData(""", "retries": { "maxBodyBytes": "64k" }""", "services[0].retries.maxBodyBytes: must be a whole number of bytes")]
     [InlineData(""", "retryBudget": { "ratio": 2 }""", "services[0].retryBudget.ratio: must be a number from 0 to 1")]
     [InlineData(""", "retryBudget": { "minPerSecond": -1 }""", "services[0].retryBudget.minPerSecond: must be a whole number")]
     public void Invalid_ErrorNamesTheKey(string service, string expected)

@@ -116,7 +116,7 @@ internal sealed class EchoService(CallLog log) : Echo.Echo.EchoBase
         }
 
         call.Completed.TrySetResult();
-        if (request.FailCode != 0)
+        if (request.FailCode != 0 && (request.FailFirst == 0 || call.Starts <= request.FailFirst))
         {
             throw new RpcException(new Status((StatusCode)request.FailCode, request.FailMessage));
         }
@@ -158,6 +158,7 @@ internal sealed class CallLog
                 c.Cancelled.TrySetResult();
             }
         }, call);
+        Interlocked.Increment(ref call.StartCount);
         call.Started.TrySetResult();
         return call;
     }
@@ -165,6 +166,11 @@ internal sealed class CallLog
 
 internal sealed class CallRecord
 {
+    public int StartCount;
+
+    /// <summary>How many calls with this id started (a retried call starts again).</summary>
+    public int Starts => Volatile.Read(ref StartCount);
+
     public TaskCompletionSource Started { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public TaskCompletionSource Cancelled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);

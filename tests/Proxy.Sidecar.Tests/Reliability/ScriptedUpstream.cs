@@ -7,9 +7,11 @@ namespace Proxy.Sidecar.Tests.Reliability;
 
 /// <summary>
 /// An HTTP/1.1 upstream on 127.0.0.1:0 that fails on command: each request it reads takes the next action of its script
-/// (then <see cref="Default"/> when the script is empty): answer a status (keep-alive, body "name status"), close
-/// the connection without answering (a reset before any response byte), or <see cref="Hold"/> the request unanswered
-/// until <see cref="ReleaseHeld"/>. Counts the requests it read.
+/// (then <see cref="Default"/> when the script is empty): answer a status (keep-alive, body "name status"), or close
+/// the connection without answering (a reset before any response byte), or <c>early503</c> (any status after
+/// <c>early</c>): answer as soon as the head is read, before the body, then read the body; <c>grpc14</c> (any gRPC
+/// status after <c>grpc</c>): a trailers-only gRPC answer; or <see cref="Hold"/> the request unanswered until
+/// <see cref="ReleaseHeld"/>. Counts the requests it read and keeps their bodies (Content-Length or chunked).
 /// </summary>
 internal sealed class ScriptedUpstream : IAsyncDisposable
 {
@@ -70,6 +72,9 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
     /// <summary>Answers every request held now (200); later <see cref="Hold"/> actions hold again.</summary>
     public void ReleaseHeld() => Interlocked.Exchange(ref _release, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
+    /// <summary>The bodies of the requests read to their end, in order (Latin-1).</summary>
+    public ConcurrentQueue<string> Bodies { get; } = new();
+
     public void Enqueue(params string[] actions)
     {
         foreach (var action in actions)
@@ -119,21 +124,28 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
 
                 var head = pending.ToString(0, end);
                 pending.Remove(0, end + 4);
-                var length = ContentLength(head);
-                while (pending.Length < length)
+                var action = _script.TryDequeue(out var next) ? next : Default;
+                if (action.StartsWith("early", StringComparison.Ordinal))
                 {
-                    var read = await socket.ReceiveAsync(buffer, _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
-                    if (read == 0)
+                    Interlocked.Increment(ref _requests);
+                    await SendAsync(socket, action[5..]);
+                    if (await ReadBodyAsync(socket, buffer, pending, head) is not { } unread)
                     {
                         return;
                     }
 
-                    pending.Append(Encoding.Latin1.GetString(buffer, 0, read));
+                    Bodies.Enqueue(unread);
+                    continue;
                 }
 
-                pending.Remove(0, length);
+                var body = await ReadBodyAsync(socket, buffer, pending, head);
+                if (body is null)
+                {
+                    return;
+                }
+
+                Bodies.Enqueue(body);
                 Interlocked.Increment(ref _requests);
-                var action = _script.TryDequeue(out var next) ? next : Default;
                 if (action == Hold)
                 {
                     var release = Volatile.Read(ref _release);
@@ -164,13 +176,95 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
                     return;
                 }
 
-                var body = $"{_name} {action}";
-                var response = $"HTTP/1.1 {action} Scripted\r\nContent-Length: {body.Length}\r\nx-upstream: {_name}\r\n\r\n{body}";
-                await socket.SendAsync(Encoding.Latin1.GetBytes(response), _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+                await SendAsync(socket, action);
             }
         }
         catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException or TimeoutException)
         {
+        }
+    }
+
+    private async Task SendAsync(Socket socket, string status)
+    {
+        var body = $"{_name} {status}";
+        var response = status.StartsWith("grpc", StringComparison.Ordinal)
+            ? $"HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: {status[4..]}\r\nContent-Length: 0\r\nx-upstream: {_name}\r\n\r\n"
+            : $"HTTP/1.1 {status} Scripted\r\nContent-Length: {body.Length}\r\nx-upstream: {_name}\r\n\r\n{body}";
+        await socket.SendAsync(Encoding.Latin1.GetBytes(response), _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>Reads the request's body (Content-Length or chunked, trailers skipped) from <paramref name="pending"/> and the socket; null when the connection ended first.</summary>
+    private async Task<string?> ReadBodyAsync(Socket socket, byte[] buffer, StringBuilder pending, string head)
+    {
+        async Task<bool> FillAsync()
+        {
+            var read = await socket.ReceiveAsync(buffer, _stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+            pending.Append(Encoding.Latin1.GetString(buffer, 0, read));
+            return read != 0;
+        }
+
+        if (!head.Contains("transfer-encoding: chunked", StringComparison.OrdinalIgnoreCase))
+        {
+            var length = ContentLength(head);
+            while (pending.Length < length)
+            {
+                if (!await FillAsync())
+                {
+                    return null;
+                }
+            }
+
+            var text = pending.ToString(0, length);
+            pending.Remove(0, length);
+            return text;
+        }
+
+        var payload = new StringBuilder();
+        while (true)
+        {
+            int eol;
+            while ((eol = pending.ToString().IndexOf("\r\n", StringComparison.Ordinal)) < 0)
+            {
+                if (!await FillAsync())
+                {
+                    return null;
+                }
+            }
+
+            var sizeText = pending.ToString(0, eol).Split(';')[0];
+            var size = int.Parse(sizeText, System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
+            pending.Remove(0, eol + 2);
+            if (size == 0)
+            {
+                // Trailers (if any) end with an empty line.
+                while (true)
+                {
+                    while ((eol = pending.ToString().IndexOf("\r\n", StringComparison.Ordinal)) < 0)
+                    {
+                        if (!await FillAsync())
+                        {
+                            return null;
+                        }
+                    }
+
+                    pending.Remove(0, eol + 2);
+                    if (eol == 0)
+                    {
+                        return payload.ToString();
+                    }
+                }
+            }
+
+            while (pending.Length < size + 2)
+            {
+                if (!await FillAsync())
+                {
+                    return null;
+                }
+            }
+
+            payload.Append(pending.ToString(0, size));
+            pending.Remove(0, size + 2);
         }
     }
 
