@@ -81,6 +81,8 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
             Assert.Contains("proxy_circuit_breaker_overflow_total{service=\"held\",limit=\"maxRequests\"} 1", metrics, StringComparison.Ordinal);
             Assert.Contains("proxy_circuit_breaker_current{service=\"held\",limit=\"maxRequests\"} 0", metrics, StringComparison.Ordinal);
 
+            // Disposed here (the access log is complete once the host is gone), not again at the end of the test.
+            _disposables.Remove(host);
             await host.DisposeAsync();
             var line = (await File.ReadAllLinesAsync(accessLog)).Single(l => l.Contains("/over", StringComparison.Ordinal));
             using var entry = System.Text.Json.JsonDocument.Parse(line);
