@@ -161,6 +161,16 @@ public static class ConfigJson
             }
 
             RetryConfigReader.WriteBudget(w, s.RetryBudget);
+            if (s.CircuitBreakers is { } breakers)
+            {
+                LimitsConfigReader.WriteCircuitBreakers(w, breakers);
+            }
+
+            if (s.RateLimit is { } rateLimit)
+            {
+                LimitsConfigReader.WriteRateLimit(w, rateLimit);
+            }
+
             if (s.OutlierDetection is { } outlierDetection)
             {
                 HealthConfigReader.WriteOutlierDetection(w, outlierDetection);

@@ -504,7 +504,7 @@ public static class ConfigLoader
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
         if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls", "mesh", "retries", "retryBudget",
-                "outlierDetection", "healthCheck", "dns"))
+                "outlierDetection", "healthCheck", "dns", "circuitBreakers", "rateLimit"))
         {
             return;
         }
@@ -664,6 +664,9 @@ public static class ConfigLoader
             retryBudget = budget ?? retryBudget;
         }
 
+        var circuitBreakers = e.TryGetProperty("circuitBreakers", out var cb) ? LimitsConfigReader.ReadCircuitBreakers(cb, $"{key}.circuitBreakers", errors) : null;
+        var rateLimit = e.TryGetProperty("rateLimit", out var rl) ? LimitsConfigReader.ReadRateLimit(rl, $"{key}.rateLimit", errors) : null;
+        ok &= (circuitBreakers is not null || cb.ValueKind == JsonValueKind.Undefined) && (rateLimit is not null || rl.ValueKind == JsonValueKind.Undefined);
         ok &= HealthConfigReader.ReadService(e, key, errors, out var outlierDetection, out var healthCheck);
 
         if (ok && name is not null && addresses is not null && endpoints is not null)
@@ -682,6 +685,8 @@ public static class ConfigLoader
                 Mesh = mesh,
                 Retries = retries,
                 RetryBudget = retryBudget,
+                CircuitBreakers = circuitBreakers,
+                RateLimit = rateLimit,
                 OutlierDetection = outlierDetection,
                 HealthCheck = healthCheck,
                 Dns = dns,

@@ -265,6 +265,12 @@ public sealed record ServiceConfig(string Name, IReadOnlyList<IPEndPoint> Addres
     /// <summary>Config key <c>dns</c>: endpoints looked up in DNS (besides <see cref="Endpoints"/>, which may then be empty); null: static endpoints only.</summary>
     public ServiceDnsConfig? Dns { get; init; }
 
+    /// <summary>Config key <c>circuitBreakers</c>: limits on connections and requests to the service; null: none.</summary>
+    public CircuitBreakersConfig? CircuitBreakers { get; init; }
+
+    /// <summary>Config key <c>rateLimit</c>: the local rate limit of requests to this service whose route has none; null: none.</summary>
+    public RateLimitConfig? RateLimit { get; init; }
+
     /// <summary>The weight of endpoint <paramref name="index"/> (1 when no weights are given).</summary>
     public int WeightOf(int index) => Weights.Count == 0 ? 1 : Weights[index];
 }

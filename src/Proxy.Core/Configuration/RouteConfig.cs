@@ -21,6 +21,9 @@ public sealed record RouteConfig
 
     /// <summary>Config key <c>fault</c>: delays and aborts injected into requests this route matches.</summary>
     public FaultConfig? Fault { get; init; }
+
+    /// <summary>Config key <c>rateLimit</c>: the local rate limit of requests this route matches (overrides the service's).</summary>
+    public RateLimitConfig? RateLimit { get; init; }
 }
 
 /// <summary>All conditions must hold (an absent condition holds for every request).</summary>

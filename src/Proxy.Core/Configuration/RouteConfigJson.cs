@@ -37,6 +37,11 @@ public static class RouteConfigJson
                 FaultConfigReader.Write(w, r.Fault);
             }
 
+            if (r.RateLimit is not null)
+            {
+                LimitsConfigReader.WriteRateLimit(w, r.RateLimit);
+            }
+
             w.WriteEndObject();
         }
 

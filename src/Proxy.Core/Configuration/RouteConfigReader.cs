@@ -87,7 +87,7 @@ public static class RouteConfigReader
 
     private static RouteConfig? ReadRoute(JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "name", "match", "action", "jwt", "retries", "timeouts", "fault"))
+        if (!CheckKeys(e, key, errors, "name", "match", "action", "jwt", "retries", "timeouts", "fault", "rateLimit"))
         {
             return null;
         }
@@ -109,9 +109,10 @@ public static class RouteConfigReader
         var retries = e.TryGetProperty("retries", out var rt) ? RetryConfigReader.ReadPolicy(rt, $"{key}.retries", errors) : null;
         var timeouts = e.TryGetProperty("timeouts", out var to) ? TimeoutsConfigReader.Read(to, $"{key}.timeouts", errors) : null;
         var fault = e.TryGetProperty("fault", out var fa) ? FaultConfigReader.Read(fa, $"{key}.fault", errors) : null;
+        var rateLimit = e.TryGetProperty("rateLimit", out var rl) ? LimitsConfigReader.ReadRateLimit(rl, $"{key}.rateLimit", errors) : null;
 
         return errors.Count == before && name is not null && match is not null && action is not null
-            ? new RouteConfig { Name = name, Match = match, Action = action, Jwt = jwt, Retries = retries, Timeouts = timeouts, Fault = fault }
+            ? new RouteConfig { Name = name, Match = match, Action = action, Jwt = jwt, Retries = retries, Timeouts = timeouts, Fault = fault, RateLimit = rateLimit }
             : null;
     }
 

@@ -109,6 +109,12 @@ public sealed class Service
     /// <summary>Outlier detection and health check state (shared by the subsets), or null when the service has neither.</summary>
     public Proxy.Core.Health.ServiceHealth? Health { get; init; }
 
+    /// <summary>The circuit breakers (<see cref="ServiceConfig.CircuitBreakers"/>, shared by its subsets), or null: no limits.</summary>
+    public Proxy.Core.Limits.CircuitBreaker? Breaker { get; init; }
+
+    /// <summary>The rate limit of requests whose route has none (<see cref="ServiceConfig.RateLimit"/>, shared by its subsets), or null.</summary>
+    public Proxy.Core.Limits.LocalRateLimiter? RateLimiter { get; init; }
+
     /// <summary>The named subset (e.g. <c>v2</c>), or null when the service has no such subset.</summary>
     public Service? FindSubset(string subset) => _subsets?.GetValueOrDefault(subset);
 
@@ -136,6 +142,8 @@ public sealed class Service
             Retries = Retries,
             RetryBudget = RetryBudget,
             Health = Health,
+            Breaker = Breaker,
+            RateLimiter = RateLimiter,
         };
         lock (_updateLock)
         {

@@ -2,6 +2,7 @@ using System.Net;
 using Proxy.Core.Addresses;
 using Proxy.Core.Balancing;
 using Proxy.Core.Configuration;
+using Proxy.Core.Limits;
 using Proxy.Core.Upstream;
 
 namespace Proxy.Core.Discovery;
@@ -16,6 +17,7 @@ public sealed class ServiceRegistry
 {
     private readonly Dictionary<string, Service> _byName = new(StringComparer.Ordinal);
     private readonly Dictionary<IPEndPoint, Service> _byAddress = [];
+    private volatile Dictionary<UpstreamAddress, CircuitBreaker> _breakers = [];
 
     /// <param name="services">The services' configuration.</param>
     /// <param name="options">Balancer tuning, clock and randomness.</param>
@@ -57,6 +59,8 @@ public sealed class ServiceRegistry
                 Upstreams = upstreams?.Invoke(config),
                 Retries = config.Retries,
                 RetryBudget = new RetryBudget(config.RetryBudget, options?.Time),
+                Breaker = config.CircuitBreakers is { } breakers ? new CircuitBreaker(config.Name, breakers) : null,
+                RateLimiter = config.RateLimit is { } rateLimit ? new LocalRateLimiter(rateLimit, options?.Time) : null,
                 Health = Health.ServiceHealth.For(config, options?.Time),
             };
             service.Health?.Bind(service);
@@ -84,6 +88,8 @@ public sealed class ServiceRegistry
                 _byAddress.Add(Normalize(address), service);
             }
         }
+
+        RebuildBreakers();
     }
 
     /// <summary>Every service (not the subsets: see <see cref="Service.Subsets"/>).</summary>
@@ -103,6 +109,7 @@ public sealed class ServiceRegistry
     {
         ArgumentNullException.ThrowIfNull(service);
         var removed = service.UpdateEndpoints(endpoints, emptyReason);
+        RebuildBreakers();
         if (removed.Count > 0 && EndpointRetired is { } retired)
         {
             foreach (var e in removed)
@@ -167,6 +174,37 @@ public sealed class ServiceRegistry
     }
 
     public Service? FindByName(string name) => _byName.GetValueOrDefault(name);
+
+    /// <summary>The circuit breaker of the service <paramref name="endpoint"/> belongs to now, or null (no service, or one without limits).</summary>
+    public CircuitBreaker? BreakerFor(UpstreamAddress endpoint)
+    {
+        var breakers = _breakers;
+        return breakers.Count == 0 ? null : breakers.GetValueOrDefault(endpoint);
+    }
+
+    /// <summary>Every service's circuit breaker (for metrics).</summary>
+    public IEnumerable<CircuitBreaker> Breakers => _byName.Values.Select(static s => s.Breaker).OfType<CircuitBreaker>();
+
+    /// <summary>
+    /// Which breaker each endpoint address counts against, rebuilt whenever endpoints change (an address shared by two
+    /// services counts for the first one's breaker). Swapped whole: readers on the connect path never lock.
+    /// </summary>
+    private void RebuildBreakers()
+    {
+        var map = new Dictionary<UpstreamAddress, CircuitBreaker>();
+        foreach (var service in _byName.Values)
+        {
+            if (service.Breaker is { } breaker)
+            {
+                foreach (var endpoint in service.Endpoints)
+                {
+                    map.TryAdd(endpoint.Address, breaker);
+                }
+            }
+        }
+
+        _breakers = map;
+    }
 
     /// <summary>The service whose virtual address the client dialled, or null (then the connection passes through).</summary>
     public Service? FindByAddress(OriginalDestination destination)

@@ -8,7 +8,7 @@ namespace Proxy.Core.Metrics;
 /// The proxy's instruments (System.Diagnostics.Metrics). The admin listener exports them in
 /// Prometheus text format. Tags are bounded: listener name, service name, failure cause.
 /// </summary>
-public sealed class ProxyMetrics : IDisposable
+public sealed partial class ProxyMetrics : IDisposable
 {
     public const string MeterName = "Proxy";
 
@@ -61,6 +61,9 @@ public sealed class ProxyMetrics : IDisposable
         HttpFaultsInjected = _meter.CreateCounter<long>("proxy_http_faults_injected", "{fault}", "Faults a route's fault injection put into HTTP requests, by listener, route and kind (delay, abort).");
         HttpRetryBudgetExhausted = _meter.CreateCounter<long>("proxy_http_retry_budget_exhausted", "{retry}", "Retries a retry policy allowed but the service's retry budget refused, by listener and service.");
         MeshInbound = _meter.CreateCounter<long>("proxy_mesh_inbound_connections", "{connection}", "Connections on mesh-aware inbound ports by listener, the port's mesh mode and what arrived (mtls, plaintext, tls, refused).");
+        CircuitBreakerOverflows = _meter.CreateCounter<long>("proxy_circuit_breaker_overflow", "{request}", "Requests (or connections) refused because a service was at a circuit breaker limit, by service and limit.");
+        CircuitBreakerOpen = _meter.CreateObservableGauge("proxy_circuit_breaker_current", ObserveCircuitBreakers, "{item}", "What a service's circuit breakers count now, by service and limit (connections open, requests pending, in flight, retrying).");
+        HttpRateLimited = _meter.CreateCounter<long>("proxy_http_rate_limited", "{request}", "HTTP requests refused with 429 by a local rate limit, by listener, service and route.");
     }
 
     /// <summary>

@@ -25,6 +25,9 @@ public enum ConnectFailureCause
 
     /// <summary>TLS origination: the handshake with the endpoint failed (untrusted certificate, name mismatch, timeout...).</summary>
     Tls,
+
+    /// <summary>The service is at its circuit breaker limit <c>maxConnections</c>: nothing was dialled (<see cref="ConnectFailure.Detail"/> says so).</summary>
+    Overflow,
 }
 
 /// <summary>A failed upstream connect: where to, why, and the system's own words.</summary>
@@ -39,6 +42,7 @@ public readonly record struct ConnectFailure(UpstreamAddress Destination, Connec
         ConnectFailureCause.Error => $"error ({Detail})",
         ConnectFailureCause.ProtocolError when !string.IsNullOrEmpty(Detail) => $"{Describe(Cause)} ({Detail})",
         ConnectFailureCause.Tls => $"{Describe(Cause)}: {Detail}",
+        ConnectFailureCause.Overflow => Detail,
         _ => Describe(Cause),
     };
 
@@ -53,6 +57,7 @@ public readonly record struct ConnectFailure(UpstreamAddress Destination, Connec
         ConnectFailureCause.PoolExhausted => "pool_exhausted",
         ConnectFailureCause.ProtocolError => "protocol_error",
         ConnectFailureCause.Tls => "tls",
+        ConnectFailureCause.Overflow => "overflow",
         _ => "error",
     };
 

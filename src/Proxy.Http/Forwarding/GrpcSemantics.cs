@@ -108,6 +108,7 @@ public static class GrpcSemantics
     {
         ProxyErrors.DeadlineExceeded or ProxyErrors.ResponseTimeout or ProxyErrors.RequestTimeout or ProxyErrors.PerTryTimeout
             or ProxyErrors.IdleTimeout => DeadlineExceeded,
+        ProxyErrors.RateLimited => ResourceExhausted,
         _ => httpStatus switch
         {
             400 => Internal,

@@ -51,7 +51,7 @@ internal sealed partial class Http1ForwardingSession
 
     private void ReportConnectFailure(ConnectFailureCause cause)
     {
-        if (cause != ConnectFailureCause.PoolExhausted)
+        if (cause is not (ConnectFailureCause.PoolExhausted or ConnectFailureCause.Overflow))
         {
             ReportOutlier(UpstreamResult.LocalOriginFailure);
         }

@@ -494,8 +494,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         var requestMutations = HeaderMutations.None;
         var responseMutations = HeaderMutations.None;
         Service? service = null;
+        Route? matched = null;
         UpstreamAddress address = default;
-        RouteConfig? matched = null;
         var routing = _routing;
         if (routing.Routes is { } routes)
         {
@@ -505,7 +505,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             }
 
             _route = route.Name;
-            matched = route.Config;
+            matched = route;
             _retryPolicy = route.Config.Retries;
             requestMutations = route.Action.RequestHeaders;
             responseMutations = route.Action.ResponseHeaders;
@@ -535,8 +535,13 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             _service = routing.AddressService;
         }
 
-        StartTimeouts(matched?.Timeouts);
-        if (matched?.Fault is { } fault && await InjectFaultAsync(fault).ConfigureAwait(false) is { } faulted)
+        if (!TryAdmit(service, matched))
+        {
+            return ToStep(await RespondLimitedAsync().ConfigureAwait(false));
+        }
+
+        StartTimeouts(matched?.Config.Timeouts);
+        if (matched?.Config.Fault is { } fault && await InjectFaultAsync(fault).ConfigureAwait(false) is { } faulted)
         {
             return ToStep(faulted);
         }
@@ -761,6 +766,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
     private void EndEndpointRequest()
     {
+        ReleaseLimits();
         if (_pickedEndpoint is { } endpoint)
         {
             _pickedEndpoint = null;
@@ -833,10 +839,15 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             _attempts++;
             _responseBytesSeen = false;
             PoolRentResult rent;
+            if (PendingFull())
+            {
+                return ToStep(await RespondLimitedAsync().ConfigureAwait(false));
+            }
+
             if (!RentIsBounded)
             {
                 var renting = _pool.RentAsync(address, _cancellationToken);
-                rent = renting.IsCompletedSuccessfully ? renting.Result : await renting.ConfigureAwait(false);
+                rent = renting.IsCompletedSuccessfully ? renting.Result : await AwaitRentAsync(renting).ConfigureAwait(false);
             }
             else
             {
@@ -853,7 +864,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             if (!rent.IsSuccess)
             {
                 ReportConnectFailure(rent.Failure.Cause);
-                if (rent.Failure.Cause != ConnectFailureCause.PoolExhausted && ShouldRetry(RetryOn.ConnectFailure, safe: true, "connect-failure"))
+                if (rent.Failure.Cause is not (ConnectFailureCause.PoolExhausted or ConnectFailureCause.Overflow) && ShouldRetry(RetryOn.ConnectFailure, safe: true, "connect-failure"))
                 {
                     if (!await PrepareRetryAsync().ConfigureAwait(false))
                     {
@@ -933,7 +944,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         source.CancelAfter(left);
         try
         {
-            return (ResponseOutcome.Pending, await _pool.RentAsync(address, source.Token).ConfigureAwait(false));
+            return (ResponseOutcome.Pending, await AwaitRentAsync(_pool.RentAsync(address, source.Token)).ConfigureAwait(false));
         }
         catch (OperationCanceledException)
         {
@@ -1196,6 +1207,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         }
 
         var service = _retryService!;
+        if (!TryHoldRetrySlot(service))
+        {
+            return false;
+        }
+
         if (!service.RetryBudget.TryRetry())
         {
             _observer.OnRetryBudgetExhausted(_forwarder.Listener, _service);
@@ -1966,6 +1982,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             ConnectFailureCause.PoolExhausted => RespondAsync(503, ProxyErrors.PoolExhausted, $"{upstream} has no free connection: its pool is at its limit", hasBody),
             ConnectFailureCause.ProtocolError => RespondAsync(502, ProxyErrors.UpstreamProtocol, $"{upstream} answered, but {failure.Reason}", hasBody),
             ConnectFailureCause.Tls => RespondAsync(502, ProxyErrors.UpstreamTls, $"the TLS handshake with {upstream} failed: {failure.Detail}", hasBody),
+            ConnectFailureCause.Overflow => RespondConnectionOverflowAsync(failure, hasBody),
             _ => RespondAsync(502, ProxyErrors.UpstreamConnectError, $"connecting to {upstream} failed: {failure.Reason}", hasBody),
         };
     }
@@ -2139,6 +2156,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             Attempts = _attempts,
             ReusedConnection = _reused,
             Policy = _policy,
+            Limit = RefusingLimit(),
             PeerIdentity = _peer?.PeerIdentity,
             Transport = _peer?.Transport,
         };

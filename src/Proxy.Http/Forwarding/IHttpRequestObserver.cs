@@ -35,6 +35,11 @@ public interface IHttpRequestObserver
     void OnRetryBudgetExhausted(string listener, string service)
     {
     }
+
+    /// <summary>A request was refused with 429 by a local rate limit (<paramref name="route"/>: "" for a service's own limit).</summary>
+    void OnRateLimited(string listener, string service, string route)
+    {
+    }
 }
 
 /// <summary>
@@ -99,6 +104,12 @@ public readonly ref struct HttpRequestRecord
 
     /// <summary>True when the last attempt used a pooled (reused) upstream connection.</summary>
     public bool ReusedConnection { get; init; }
+
+    /// <summary>
+    /// The limit that refused the request (error <c>overflow</c>: maxConnections, maxPendingRequests, maxRequests,
+    /// maxRetries; error <c>rate_limited</c>: rateLimit), else null.
+    /// </summary>
+    public string? Limit { get; init; }
 
     /// <summary>The authorization policy that decided the request (or <c>no_allow_match</c> / <c>none</c>); null when none was evaluated.</summary>
     public string? Policy { get; init; }

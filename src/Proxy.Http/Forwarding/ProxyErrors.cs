@@ -79,6 +79,15 @@ public static class ProxyErrors
     /// <summary>401 (gRPC UNAUTHENTICATED): the request's JWT failed validation (the body says why).</summary>
     public const string JwtInvalid = "jwt_invalid";
 
+    /// <summary>
+    /// 503 (gRPC UNAVAILABLE): the service is at a circuit breaker limit (the body and the access log's <c>limit</c> name
+    /// it: maxConnections, maxPendingRequests, maxRequests); the request was not sent upstream.
+    /// </summary>
+    public const string Overflow = "overflow";
+
+    /// <summary>429 (gRPC RESOURCE_EXHAUSTED) with <c>retry-after</c>: a local rate limit of the route or service refused the request.</summary>
+    public const string RateLimited = "rate_limited";
+
     /// <summary>The client went away (closed or reset) before the exchange finished; nothing is sent.</summary>
     public const string ClientClosed = "client_closed";
 }

@@ -39,6 +39,7 @@ public sealed class Route
 
         _sources = [.. m.SourcePrincipals.Select(static p => new Authorization.IdentityPattern(p))];
         Action = new RouteAction(config.Action);
+        RateLimiter = config.RateLimit is { } rateLimit ? new Proxy.Core.Limits.LocalRateLimiter(rateLimit) : null;
     }
 
     public string Name => Config.Name;
@@ -46,6 +47,9 @@ public sealed class Route
     public RouteConfig Config { get; }
 
     public RouteAction Action { get; }
+
+    /// <summary>The route's local rate limit (<see cref="RouteConfig.RateLimit"/>), or null.</summary>
+    public Proxy.Core.Limits.LocalRateLimiter? RateLimiter { get; }
 
     internal bool Matches(in RequestView request, string? peer)
     {

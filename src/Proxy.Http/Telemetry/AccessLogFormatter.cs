@@ -38,6 +38,7 @@ internal static class AccessLogFormatter
     private static readonly JsonEncodedText ProxyMade = JsonEncodedText.Encode("proxy_made");
     private static readonly JsonEncodedText Attempts = JsonEncodedText.Encode("attempts");
     private static readonly JsonEncodedText Policy = JsonEncodedText.Encode("policy");
+    private static readonly JsonEncodedText Limit = JsonEncodedText.Encode("limit");
     private static readonly JsonEncodedText Peer = JsonEncodedText.Encode("peer");
     private static readonly JsonEncodedText Transport = JsonEncodedText.Encode("transport");
     private static readonly JsonEncodedText MutualTls = JsonEncodedText.Encode("mtls");
@@ -91,7 +92,12 @@ internal static class AccessLogFormatter
         writer.WriteBoolean(ProxyMade, record.ProxyMade);
         writer.WriteNumber(Attempts, record.Attempts);
 
-        // Present only when known: the authorization policy that decided, the mTLS peer identity.
+        // Present only when known: the limit that refused the request, the authorization policy that decided, the mTLS peer identity.
+        if (record.Limit is not null)
+        {
+            writer.WriteString(Limit, record.Limit);
+        }
+
         if (record.Policy is not null)
         {
             writer.WriteString(Policy, record.Policy);

@@ -38,6 +38,9 @@ public sealed class HttpTelemetry : IHttpRequestObserver
     public void OnFaultInjected(string listener, string route, string kind)
         => _metrics.HttpFaultsInjected.Add(1, new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("kind", kind));
 
+    public void OnRateLimited(string listener, string service, string route)
+        => _metrics.HttpRateLimited.Add(1, new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("service", service), new KeyValuePair<string, object?>("route", route));
+
     public void OnRequestRouted(string listener, string service, string route)
     {
         // Not guarded by Enabled: the -1 in OnRequestCompleted is not either, so a listener that starts between the two
@@ -133,6 +136,8 @@ public sealed class HttpTelemetry : IHttpRequestObserver
         ProxyErrors.HeaderTimeout => ProxyErrors.HeaderTimeout,
         ProxyErrors.FaultAbort => ProxyErrors.FaultAbort,
         ProxyErrors.ClientClosed => ProxyErrors.ClientClosed,
+        ProxyErrors.Overflow => ProxyErrors.Overflow,
+        ProxyErrors.RateLimited => ProxyErrors.RateLimited,
         _ => "other",
     };
 }

@@ -422,6 +422,16 @@ internal sealed partial class ListenerHandler
             return;
         }
 
+        // Circuit breaking: an opaque connection to a service counts against its maxConnections while it is open.
+        var breaker = destination.Service?.Breaker;
+        if (breaker is not null && !breaker.TryOpenConnection())
+        {
+            var reason = breaker.Describe(Proxy.Core.Limits.CircuitBreakerLimit.MaxConnections);
+            LogTcpOverflow(_logger, _name, connection.RemoteEndPoint, reason);
+            connection.Abort(new ConnectionAbortedException(reason));
+            return;
+        }
+
         // One endpoint for the whole connection. The balancer's in-flight count is the endpoint's open
         // connections (least_request); a connection's lifetime says nothing about the endpoint's speed,
         // so no latency sample.
@@ -455,6 +465,7 @@ internal sealed partial class ListenerHandler
         }
         finally
         {
+            breaker?.ConnectionClosed();
             endpoint?.EndWithoutSample();
             if (endpoint is not null)
             {
@@ -521,4 +532,7 @@ internal sealed partial class ListenerHandler
 
     [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Listener {Listener}: connection from {Client} reset: {Reason}")]
     private static partial void LogUnroutable(ILogger logger, string listener, System.Net.EndPoint? client, string reason);
+
+    [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Listener {Listener}: connection from {Client} reset: {Reason}, so no upstream connection was opened")]
+    private static partial void LogTcpOverflow(ILogger logger, string listener, System.Net.EndPoint? client, string reason);
 }

@@ -55,6 +55,16 @@ internal sealed partial class SidecarHost
     {
         previous.EndpointRetired -= RetireEverywhere;
         Services = next;
+        foreach (var breaker in previous.Breakers)
+        {
+            Metrics.Untrack(breaker);
+        }
+
+        foreach (var breaker in next.Breakers)
+        {
+            Metrics.Track(breaker);
+        }
+
         DiscoveryMetrics?.Track(next);
         next.EndpointRetired += RetireEverywhere;
         foreach (var address in next.RetiredSince(previous))

@@ -7,6 +7,7 @@ using Proxy.Core.Capture;
 using Proxy.Core.Configuration;
 using Proxy.Core.Detection;
 using Proxy.Core.Discovery;
+using Proxy.Core.Limits;
 using Proxy.Core.Metrics;
 using Proxy.Core.Tcp;
 using Proxy.Core.Tcp.Splice;
@@ -157,7 +158,10 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             MaxIdlePerEndpoint = http.PoolMaxIdle,
             IdleTimeout = http.PoolIdleTimeout,
         };
-        _pool = new UpstreamPool(_connector, poolOptions, Metrics, _loggerFactory);
+        // Circuit breakers: new pooled connections to a service's endpoints count against its maxConnections (the
+        // registry in force, made below and replaced by reloads, says which service an endpoint belongs to now).
+        IUpstreamConnector Counted(IUpstreamConnector inner) => new CircuitBreakingConnector(inner, a => Services?.BreakerFor(a));
+        _pool = new UpstreamPool(Counted(_connector), poolOptions, Metrics, _loggerFactory);
         _inboundPool = new UpstreamPool(_inboundConnector, poolOptions, Metrics, _loggerFactory);
 
         // HTTP/2 upstreams (services with upstreamProtocol http2, or "same" for HTTP/2 clients): streams multiplexed
@@ -168,7 +172,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             IdleTimeout = http.PoolIdleTimeout,
             HandshakeTimeout = _config.Tcp.ConnectTimeout,
         };
-        _http2Pool = new Http2UpstreamPool(_connector, http2PoolOptions, Metrics, _loggerFactory);
+        _http2Pool = new Http2UpstreamPool(Counted(_connector), http2PoolOptions, Metrics, _loggerFactory);
         _inboundHttp2Pool = new Http2UpstreamPool(_inboundConnector, http2PoolOptions, Metrics, _loggerFactory);
 
         // Mesh identity (issue 5 part 4): the workload certificate (watched), the trust bundle, checked now.
@@ -196,8 +200,8 @@ internal sealed partial class SidecarHost : IAsyncDisposable
                 };
                 TlsUpstreamConnector MeshConnector(MeshInnerProtocol inner)
                     => new(_connector, meshOptions with { ApplicationProtocols = [MeshAlpn.For(inner)] }, service.Name, Metrics, tlsLogger);
-                var meshHttp1 = new UpstreamPool(MeshConnector(MeshInnerProtocol.Http1), poolOptions, Metrics, _loggerFactory);
-                var meshHttp2 = new Http2UpstreamPool(MeshConnector(MeshInnerProtocol.Http2), http2PoolOptions, Metrics, _loggerFactory);
+                var meshHttp1 = new UpstreamPool(Counted(MeshConnector(MeshInnerProtocol.Http1)), poolOptions, Metrics, _loggerFactory);
+                var meshHttp2 = new Http2UpstreamPool(Counted(MeshConnector(MeshInnerProtocol.Http2)), http2PoolOptions, Metrics, _loggerFactory);
                 _servicePools.Add(meshHttp1);
                 _servicePools.Add(meshHttp2);
                 return new ServiceUpstreams(MeshConnector(MeshInnerProtocol.Tcp), meshHttp1, meshHttp2) { UpgradeHttp1 = _config.Mesh.Http2 };
@@ -235,14 +239,19 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             };
             TlsUpstreamConnector Connector(params string[] alpn)
                 => new(_connector, options with { ApplicationProtocols = ToAlpn(tls.Alpn ?? alpn) }, service.Name, Metrics, tlsLogger);
-            var http1 = new UpstreamPool(Connector("http/1.1"), poolOptions, Metrics, _loggerFactory);
-            var http2 = new Http2UpstreamPool(Connector("h2"), http2PoolOptions, Metrics, _loggerFactory);
+            var http1 = new UpstreamPool(Counted(Connector("http/1.1")), poolOptions, Metrics, _loggerFactory);
+            var http2 = new Http2UpstreamPool(Counted(Connector("h2")), http2PoolOptions, Metrics, _loggerFactory);
             _servicePools.Add(http1);
             _servicePools.Add(http2);
             return new ServiceUpstreams(Connector(), http1, http2);
         }
 
         var services = new ServiceRegistry(_config.Services, upstreams: UpstreamsFor);
+        foreach (var breaker in services.Breakers)
+        {
+            Metrics.Track(breaker);
+        }
+
         StartHealth(services);
         await StartDiscoveryAsync(services, logger, cancellationToken);
         _accessLog = http.AccessLog is { } accessLogTarget

@@ -103,6 +103,7 @@ public sealed class RouteConfigReaderTests
     {
         using var doc = System.Text.Json.JsonDocument.Parse("""{ "routes": [{ "bad": 1, "action": { "service": "s" } }] }""");
         var result = RouteConfigReader.Read(doc.RootElement.GetProperty("routes"), "listeners[0].routes");
-        Assert.Equal(["listeners[0].routes[0].bad: unknown key (known: name, match, action, jwt, retries, timeouts, fault)"], result.Errors);
+        // The known keys grow with features: the message's start is what this test is about.
+        Assert.StartsWith("listeners[0].routes[0].bad: unknown key (known: name, match, action, ", Assert.Single(result.Errors), StringComparison.Ordinal);
     }
 }

@@ -11,8 +11,9 @@ namespace Proxy.Sidecar.Tests.Reliability;
 /// the connection without answering (a reset before any response byte), or <c>early503</c> (any status after
 /// <c>early</c>): answer as soon as the head is read, before the body, then read the body; <c>grpc14</c> (any gRPC
 /// status after <c>grpc</c>): a trailers-only gRPC answer; <see cref="Stall"/> (never answer), <c>slow:MS</c> (answer
-/// 200 after MS milliseconds) or <see cref="StallBody"/> (send a 200 head and half its body, then nothing). Counts the
-/// requests it read and keeps their bodies (Content-Length or chunked).
+/// 200 after MS milliseconds), <see cref="StallBody"/> (send a 200 head and half its body, then nothing), or
+/// <see cref="Hold"/> the request unanswered until <see cref="ReleaseHeld"/>. Counts the requests it read and keeps
+/// their bodies (Content-Length or chunked).
 /// </summary>
 internal sealed class ScriptedUpstream : IAsyncDisposable
 {
@@ -27,12 +28,18 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
     /// <summary>Answer 200 after <paramref name="milliseconds"/>.</summary>
     public static string Slow(int milliseconds) => FormattableString.Invariant($"slow:{milliseconds}");
 
+    /// <summary>Keep the request unanswered until <see cref="ReleaseHeld"/>, then answer 200.</summary>
+    public const string Hold = "hold";
+
     private readonly TcpListener _listener;
     private readonly ConcurrentQueue<string> _script = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _accepting;
     private readonly string _name;
     private int _requests;
+    private TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _held;
+    private readonly List<(int Count, TaskCompletionSource Reached)> _heldWaiters = [];
 
     public ScriptedUpstream(string name, string defaultAction = "200", params string[] script)
         : this(new IPEndPoint(IPAddress.Loopback, 0), name, defaultAction, script)
@@ -60,6 +67,28 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
     public string Default { get; set; }
 
     public int Requests => Volatile.Read(ref _requests);
+
+    /// <summary>Requests held (<see cref="Hold"/>) and not yet released.</summary>
+    public int Held => Volatile.Read(ref _held);
+
+    /// <summary>Completes once <paramref name="count"/> requests are held at the same time.</summary>
+    public Task WhenHeldAsync(int count)
+    {
+        lock (_heldWaiters)
+        {
+            if (_held >= count)
+            {
+                return Task.CompletedTask;
+            }
+
+            var reached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _heldWaiters.Add((count, reached));
+            return reached.Task;
+        }
+    }
+
+    /// <summary>Answers every request held now (200); later <see cref="Hold"/> actions hold again.</summary>
+    public void ReleaseHeld() => Interlocked.Exchange(ref _release, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     /// <summary>The bodies of the requests read to their end, in order (Latin-1).</summary>
     public ConcurrentQueue<string> Bodies { get; } = new();
@@ -135,6 +164,30 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
 
                 Bodies.Enqueue(body);
                 Interlocked.Increment(ref _requests);
+                if (action == Hold)
+                {
+                    var release = Volatile.Read(ref _release);
+                    lock (_heldWaiters)
+                    {
+                        _held++;
+                        _heldWaiters.RemoveAll(w => w.Count <= _held && w.Reached.TrySetResult());
+                    }
+
+                    try
+                    {
+                        await release.Task.WaitAsync(TimeSpan.FromSeconds(30), _stop.Token);
+                    }
+                    finally
+                    {
+                        lock (_heldWaiters)
+                        {
+                            _held--;
+                        }
+                    }
+
+                    action = "200";
+                }
+
                 if (action == Close)
                 {
                     socket.Close(0);

@@ -1,0 +1,271 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Proxy.Core.Configuration;
+using Proxy.Sidecar.App;
+using static Proxy.Sidecar.Tests.Reliability.LimitsSidecar;
+
+namespace Proxy.Sidecar.Tests.Reliability;
+
+/// <summary>
+/// Circuit breakers through a real sidecar to an upstream that holds requests open on command: each limit reached
+/// (a fast proxy-made 503 naming it, nothing sent upstream), and served again once the load drops.
+/// </summary>
+public sealed class CircuitBreakerTests : IAsyncLifetime
+{
+    private readonly List<IAsyncDisposable> _disposables = [];
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        for (var i = _disposables.Count - 1; i >= 0; i--)
+        {
+            await _disposables[i].DisposeAsync();
+        }
+    }
+
+    private ScriptedUpstream Upstream(string defaultAction, params string[] script)
+    {
+        var upstream = new ScriptedUpstream("u", defaultAction, script);
+        _disposables.Add(upstream);
+        return upstream;
+    }
+
+    private static ServiceConfig Service(CircuitBreakersConfig breakers, ScriptedUpstream upstream, RetryPolicyConfig? retries = null)
+        => new("held", [], [upstream.EndPoint]) { CircuitBreakers = breakers, Retries = retries };
+
+    private static async Task<HttpResponseMessage> OverflowAsync(HttpClient http, SidecarHost host, string limit)
+    {
+        var response = await http.GetAsync(Url(host, "/over")).WaitAsync(TestTimeout);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal("overflow", Assert.Single(response.Headers.GetValues("x-proxy-error")));
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.Contains($"service held is at its circuit breaker limit {limit}", body, StringComparison.Ordinal);
+        Assert.Contains("not sent upstream", body, StringComparison.Ordinal);
+        return response;
+    }
+
+    [Fact]
+    public async Task MaxRequests_Reached_503OverflowWithoutAnUpstreamAttempt_ThenServedAgain()
+    {
+        var upstream = Upstream(ScriptedUpstream.Hold);
+        var accessLog = Path.Combine(Path.GetTempPath(), $"proxy-limits-{Guid.NewGuid():N}.log");
+        try
+        {
+            var host = await StartAsync(_disposables, Service(new CircuitBreakersConfig { MaxRequests = 2 }, upstream), http: new HttpConfig { AccessLog = accessLog });
+            using var http = Client();
+            var held = new[] { http.GetAsync(Url(host, "/a")), http.GetAsync(Url(host, "/b")) };
+            await upstream.WhenHeldAsync(2).WaitAsync(TestTimeout);
+            await WaitForMetricAsync(host, "proxy_circuit_breaker_current{service=\"held\",limit=\"maxRequests\"} 2");
+
+            (await OverflowAsync(http, host, "maxRequests")).Dispose();
+            Assert.Equal(2, upstream.Requests);
+
+            // The load drops: the held requests finish and the next one is served.
+            upstream.Default = "200";
+            upstream.ReleaseHeld();
+            foreach (var response in await Task.WhenAll(held).WaitAsync(TestTimeout))
+            {
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                response.Dispose();
+            }
+
+            using (var again = await http.GetAsync(Url(host, "/c")).WaitAsync(TestTimeout))
+            {
+                Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+            }
+
+            Assert.Equal(3, upstream.Requests);
+            var metrics = await MetricsAsync(host);
+            Assert.Contains("proxy_circuit_breaker_overflow_total{service=\"held\",limit=\"maxRequests\"} 1", metrics, StringComparison.Ordinal);
+            Assert.Contains("proxy_circuit_breaker_current{service=\"held\",limit=\"maxRequests\"} 0", metrics, StringComparison.Ordinal);
+
+            // Disposed here (the access log is complete once the host is gone), not again at the end of the test.
+            _disposables.Remove(host);
+            await host.DisposeAsync();
+            var line = (await File.ReadAllLinesAsync(accessLog)).Single(l => l.Contains("/over", StringComparison.Ordinal));
+            using var entry = System.Text.Json.JsonDocument.Parse(line);
+            Assert.Equal("overflow", entry.RootElement.GetProperty("error").GetString());
+            Assert.Equal("maxRequests", entry.RootElement.GetProperty("limit").GetString());
+            Assert.Equal(503, entry.RootElement.GetProperty("status").GetInt32());
+        }
+        finally
+        {
+            File.Delete(accessLog);
+        }
+    }
+
+    [Fact]
+    public async Task MaxConnections_Reached_503OverflowNoNewConnection_IdleOnesReusedAfterwards()
+    {
+        var upstream = Upstream(ScriptedUpstream.Hold);
+        var host = await StartAsync(_disposables, Service(new CircuitBreakersConfig { MaxConnections = 2 }, upstream));
+        using var http = Client();
+        var held = new[] { http.GetAsync(Url(host, "/a")), http.GetAsync(Url(host, "/b")) };
+        await upstream.WhenHeldAsync(2).WaitAsync(TestTimeout);
+        await WaitForMetricAsync(host, "proxy_circuit_breaker_current{service=\"held\",limit=\"maxConnections\"} 2");
+
+        // HTTP/1.1: a third request in flight needs a third connection.
+        (await OverflowAsync(http, host, "maxConnections")).Dispose();
+        Assert.Equal(2, upstream.Requests);
+
+        upstream.Default = "200";
+        upstream.ReleaseHeld();
+        foreach (var response in await Task.WhenAll(held).WaitAsync(TestTimeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            response.Dispose();
+        }
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var again = await http.GetAsync(Url(host, $"/again{i}")).WaitAsync(TestTimeout);
+            Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        }
+
+        Assert.Contains("proxy_circuit_breaker_overflow_total{service=\"held\",limit=\"maxConnections\"} 1", await MetricsAsync(host), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task MaxPendingRequests_Reached_503Overflow_ThenTheWaitingRequestIsServed()
+    {
+        // One connection per endpoint: the second request waits for it (pending), the third finds the queue full.
+        var upstream = Upstream(ScriptedUpstream.Hold);
+        var host = await StartAsync(_disposables, Service(new CircuitBreakersConfig { MaxPendingRequests = 1 }, upstream), http: new HttpConfig { PoolMaxConnections = 1 });
+        using var http = Client();
+        var first = http.GetAsync(Url(host, "/first"));
+        await upstream.WhenHeldAsync(1).WaitAsync(TestTimeout);
+        var waiting = http.GetAsync(Url(host, "/waiting"));
+        await WaitForMetricAsync(host, "proxy_circuit_breaker_current{service=\"held\",limit=\"maxPendingRequests\"} 1");
+
+        (await OverflowAsync(http, host, "maxPendingRequests")).Dispose();
+        Assert.Equal(1, upstream.Requests);
+
+        upstream.Default = "200";
+        upstream.ReleaseHeld();
+        using (var response = await first.WaitAsync(TestTimeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        using (var response = await waiting.WaitAsync(TestTimeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        Assert.Equal(2, upstream.Requests);
+        await WaitForMetricAsync(host, "proxy_circuit_breaker_current{service=\"held\",limit=\"maxPendingRequests\"} 0");
+        Assert.Contains("proxy_circuit_breaker_overflow_total{service=\"held\",limit=\"maxPendingRequests\"} 1", await MetricsAsync(host), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task MaxRetries_Reached_TheRetryIsNotMade_TheUpstreamAnswerGoesBack()
+    {
+        // Request A: 503, retried, the retry held (A holds the one retry slot). Request B: 503, no retry slot left.
+        var upstream = Upstream("200", "503", ScriptedUpstream.Hold, "503");
+        var retries = new RetryPolicyConfig { Backoff = TimeSpan.FromMilliseconds(1), MaxBackoff = TimeSpan.FromMilliseconds(1) };
+        var host = await StartAsync(_disposables, Service(new CircuitBreakersConfig { MaxRetries = 1 }, upstream, retries));
+        using var http = Client();
+        var a = http.GetAsync(Url(host, "/a"));
+        await upstream.WhenHeldAsync(1).WaitAsync(TestTimeout);
+
+        using (var b = await http.GetAsync(Url(host, "/b")).WaitAsync(TestTimeout))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, b.StatusCode);
+            Assert.Equal("u 503", await b.Content.ReadAsStringAsync());
+        }
+
+        Assert.Equal(3, upstream.Requests);
+        upstream.ReleaseHeld();
+        using (var response = await a.WaitAsync(TestTimeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        // The slot is back: a failing request is retried again.
+        upstream.Enqueue("503");
+        using (var c = await http.GetAsync(Url(host, "/c")).WaitAsync(TestTimeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, c.StatusCode);
+        }
+
+        Assert.Equal(5, upstream.Requests);
+        var metrics = await MetricsAsync(host);
+        Assert.Contains("proxy_circuit_breaker_overflow_total{service=\"held\",limit=\"maxRetries\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("proxy_http_retries_total{listener=\"edge\",service=\"held\",reason=\"503\"} 2", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Http2Grpc_MaxRequestsReached_Unavailable()
+    {
+        var upstream = Upstream(ScriptedUpstream.Hold);
+        var host = await StartAsync(_disposables, Service(new CircuitBreakersConfig { MaxRequests = 1 }, upstream) with { UpstreamProtocol = UpstreamProtocol.Http1 });
+        using var http = Client();
+        var held = http.GetAsync(Url(host, "/a"));
+        await upstream.WhenHeldAsync(1).WaitAsync(TestTimeout);
+
+        var (status, message, reason) = await GrpcCallAsync(host);
+        Assert.Equal(14, status);
+        Assert.Equal("overflow", reason);
+        Assert.Contains("maxRequests", message, StringComparison.Ordinal);
+
+        upstream.Default = "200";
+        upstream.ReleaseHeld();
+        (await held.WaitAsync(TestTimeout)).Dispose();
+    }
+
+    [Fact]
+    public async Task OpaqueTcp_MaxConnectionsReached_ConnectionReset_ThenAcceptedAgain()
+    {
+        var upstream = Upstream(ScriptedUpstream.Hold);
+        var host = await StartAsync(_disposables, Service(new CircuitBreakersConfig { MaxConnections = 1 }, upstream), protocol: ListenerProtocol.Tcp);
+        var edge = (IPEndPoint)host.AddressOf("edge")!;
+        using (var first = new TcpClient())
+        {
+            await first.ConnectAsync(edge).WaitAsync(TestTimeout);
+            var stream = first.GetStream();
+            await stream.WriteAsync(Encoding.ASCII.GetBytes("GET /tcp HTTP/1.1\r\nHost: x\r\n\r\n")).AsTask().WaitAsync(TestTimeout);
+            await upstream.WhenHeldAsync(1).WaitAsync(TestTimeout);
+
+            Assert.True(await IsResetAsync(edge), "the second connection was not closed");
+            Assert.Equal(1, upstream.Requests);
+            Assert.Contains("proxy_circuit_breaker_overflow_total{service=\"held\",limit=\"maxConnections\"} 1", await MetricsAsync(host), StringComparison.Ordinal);
+
+            // The upstream answers; the client closes; the upstream closes after it (half-close is forwarded).
+            upstream.Default = "200";
+            upstream.ReleaseHeld();
+            var answer = new byte[256];
+            var n = await stream.ReadAsync(answer).AsTask().WaitAsync(TestTimeout);
+            Assert.StartsWith("HTTP/1.1 200", Encoding.ASCII.GetString(answer, 0, n), StringComparison.Ordinal);
+        }
+
+        // The first one closed: its slot is back.
+        await WaitForMetricAsync(host, "proxy_circuit_breaker_current{service=\"held\",limit=\"maxConnections\"} 0");
+        using var third = new TcpClient();
+        await third.ConnectAsync(edge).WaitAsync(TestTimeout);
+        var s = third.GetStream();
+        await s.WriteAsync(Encoding.ASCII.GetBytes("GET /tcp HTTP/1.1\r\nHost: x\r\n\r\n")).AsTask().WaitAsync(TestTimeout);
+        var again = new byte[256];
+        var read = await s.ReadAsync(again).AsTask().WaitAsync(TestTimeout);
+        Assert.StartsWith("HTTP/1.1 200", Encoding.ASCII.GetString(again, 0, read), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// True when a new connection to <paramref name="edge"/> is closed or reset before anything is received (the reset
+    /// may already fail the connect: the listener resets at once).
+    /// </summary>
+    private static async Task<bool> IsResetAsync(IPEndPoint edge)
+    {
+        using var client = new TcpClient();
+        try
+        {
+            await client.ConnectAsync(edge).WaitAsync(TestTimeout);
+            return await client.GetStream().ReadAsync(new byte[64]).AsTask().WaitAsync(TestTimeout) == 0;
+        }
+        catch (Exception e) when (e is IOException or SocketException)
+        {
+            return true;
+        }
+    }
+}
