@@ -17,6 +17,19 @@ public sealed class EndpointSet
     // _cumulative[i] = sum of the weights of endpoints 0..i; for weighted sampling by binary search.
     private readonly long[] _cumulative;
 
+    private EndpointSet()
+    {
+        _endpoints = [];
+        _cumulative = [];
+        WeightsEqual = true;
+    }
+
+    /// <summary>
+    /// No endpoints: what a service without endpoints (a DNS name with no records) shows to readers of its current set
+    /// (health checks, outlier detection, /clusters). Never given to a balancer.
+    /// </summary>
+    public static EndpointSet Empty { get; } = new();
+
     public EndpointSet(IReadOnlyList<Endpoint> endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);

@@ -26,6 +26,7 @@ public static class ConfigJson
         WriteSection(config, w, "detect");
         WriteSection(config, w, "http");
         WriteSection(config, w, "tls");
+        WriteSection(config, w, "dns");
         WriteMesh(config, w);
 
         w.WriteStartArray("listeners");
@@ -168,6 +169,11 @@ public static class ConfigJson
             if (s.HealthCheck is { } healthCheck)
             {
                 HealthConfigReader.WriteHealthCheck(w, healthCheck);
+            }
+
+            if (s.Dns is { } dns)
+            {
+                DnsConfigReader.WriteService(w, dns);
             }
 
             w.WriteEndObject();

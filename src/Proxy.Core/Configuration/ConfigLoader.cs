@@ -47,6 +47,8 @@ internal sealed class ConfigDraft
     public MeshMode MeshMode;
     public bool MeshHttp2;
     public Dictionary<int, MeshMode> MeshPorts = [];
+    public IReadOnlyList<IPEndPoint> DnsServers;
+    public TimeSpan DnsTimeout;
     public List<ListenerConfig> Listeners = [];
     public List<ServiceConfig> Services = [];
     public AuthorizationConfig Authorization = new();
@@ -98,6 +100,8 @@ internal sealed class ConfigDraft
         MeshMode = d.Mesh.Mode;
         MeshHttp2 = d.Mesh.Http2;
         MeshPorts = new Dictionary<int, MeshMode>(d.Mesh.Ports);
+        DnsServers = d.Dns.Servers;
+        DnsTimeout = d.Dns.Timeout;
     }
 
     public ProxyConfig Build() => new()
@@ -156,6 +160,7 @@ internal sealed class ConfigDraft
             Http2 = MeshHttp2,
             Ports = new Dictionary<int, MeshMode>(MeshPorts),
         },
+        Dns = new DnsConfig { Servers = DnsServers, Timeout = DnsTimeout },
         Listeners = Listeners.ToArray(),
         Services = Services.ToArray(),
         Authorization = Authorization,
@@ -272,6 +277,7 @@ public static class ConfigLoader
                     case "http2":
                     case "tls":
                     case "mesh":
+                    case "dns":
                         if (property.Value.ValueKind != JsonValueKind.Object)
                         {
                             errors.Add($"{property.Name}: must be an object");
@@ -283,6 +289,17 @@ public static class ConfigLoader
                             if (property.Name == "mesh" && inner.Name == "ports")
                             {
                                 ReadMeshPorts(draft, inner.Value, errors);
+                                continue;
+                            }
+
+                            if (property.Name == "dns" && inner.Name == "servers" && inner.Value.ValueKind == JsonValueKind.Array)
+                            {
+                                if (DnsConfigReader.JoinServers(inner.Value, "dns.servers", errors) is { } servers
+                                    && DnsConfigReader.ParseServers(servers, out draft.DnsServers) is { } serversError)
+                                {
+                                    errors.Add($"dns.servers: {serversError}");
+                                }
+
                                 continue;
                             }
 
@@ -478,7 +495,7 @@ public static class ConfigLoader
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
         if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls", "mesh", "retries", "retryBudget",
-                "outlierDetection", "healthCheck"))
+                "outlierDetection", "healthCheck", "dns"))
         {
             return;
         }
@@ -490,8 +507,19 @@ public static class ConfigLoader
         }
 
         var addresses = ReadEndPoints(e, "addresses", key, errors, required: false);
-        var endpoints = ReadServiceEndpoints(e, key, errors, out var weights);
+
+        // DNS discovery: "endpoints" become optional (static ones besides what DNS gives).
+        ServiceDnsConfig? dns = null;
         var ok = true;
+        if (e.TryGetProperty("dns", out var dnsElement))
+        {
+            dns = DnsConfigReader.ReadService(dnsElement, $"{key}.dns", errors);
+            ok &= dns is not null;
+        }
+
+        int[] weights = [];
+        var endpoints = dns is not null && !e.TryGetProperty("endpoints", out _) ? []
+            : ReadServiceEndpoints(e, key, errors, out weights, allowEmpty: e.TryGetProperty("dns", out _));
         var balancer = BalancerKind.RoundRobin;
         if (e.TryGetProperty("balancer", out _))
         {
@@ -585,7 +613,8 @@ public static class ConfigLoader
             }
         }
 
-        var subsets = ReadSubsets(e, key, endpoints, errors, ref ok);
+        // A DNS service's subsets name addresses DNS may give later: not checked against the static endpoints.
+        var subsets = ReadSubsets(e, key, dns is null ? endpoints : null, errors, ref ok);
 
         var routes = ReadRoutes(e, key, errors, ref ok);
         var sni = ReadSni(e, key, errors, ref ok);
@@ -646,6 +675,7 @@ public static class ConfigLoader
                 RetryBudget = retryBudget,
                 OutlierDetection = outlierDetection,
                 HealthCheck = healthCheck,
+                Dns = dns,
             });
             draft.ServiceKeys.Add(key);
         }
@@ -826,7 +856,7 @@ public static class ConfigLoader
     /// "endpoints": each item "ip:port" (weight 1) or { "address": "ip:port", "weight": 3 }. The weights
     /// come back empty when every weight is 1.
     /// </summary>
-    private static List<IPEndPoint>? ReadServiceEndpoints(JsonElement obj, string key, List<string> errors, out int[] weights)
+    private static List<IPEndPoint>? ReadServiceEndpoints(JsonElement obj, string key, List<string> errors, out int[] weights, bool allowEmpty = false)
     {
         weights = [];
         if (!obj.TryGetProperty("endpoints", out var array))
@@ -894,9 +924,9 @@ public static class ConfigLoader
             return null;
         }
 
-        if (ok && list.Count == 0)
+        if (ok && list.Count == 0 && !allowEmpty)
         {
-            errors.Add($"{key}.endpoints: must list at least one endpoint");
+            errors.Add($"{key}.endpoints: must list at least one endpoint (or give the service \"dns\")");
             return null;
         }
 

@@ -36,6 +36,9 @@ public sealed record ProxyConfig
     /// <summary>Mesh mTLS between sidecars: the workload identity, trust bundle and inbound modes; file section <c>mesh</c>.</summary>
     public MeshConfig Mesh { get; init; } = new();
 
+    /// <summary>DNS discovery: the servers asked and the query timeout; file section <c>dns</c>.</summary>
+    public DnsConfig Dns { get; init; } = new();
+
     /// <summary>Explicit (non-captured) listeners, each forwarding to one service.</summary>
     public IReadOnlyList<ListenerConfig> Listeners { get; init; } = [];
 
@@ -249,6 +252,9 @@ public sealed record ServiceConfig(string Name, IReadOnlyList<IPEndPoint> Addres
 
     /// <summary>Config key <c>healthCheck</c>: check the endpoints actively; null: off.</summary>
     public HealthCheckConfig? HealthCheck { get; init; }
+
+    /// <summary>Config key <c>dns</c>: endpoints looked up in DNS (besides <see cref="Endpoints"/>, which may then be empty); null: static endpoints only.</summary>
+    public ServiceDnsConfig? Dns { get; init; }
 
     /// <summary>The weight of endpoint <paramref name="index"/> (1 when no weights are given).</summary>
     public int WeightOf(int index) => Weights.Count == 0 ? 1 : Weights[index];

@@ -7,85 +7,24 @@ using Proxy.Core.Upstream;
 namespace Proxy.Core.Discovery;
 
 /// <summary>
-/// A service (or one subset of it) as the data plane sees it: its name and a balancer over its endpoints.
-/// A subset's endpoints are the same <see cref="Endpoint"/> objects as the whole service's, so load and
-/// latency seen through a subset count for the service too.
-/// </summary>
-public sealed class Service(string name, ILoadBalancer balancer, HashOn hashOn = HashOn.None, string? hashKey = null)
-{
-    private Dictionary<string, Service>? _subsets;
-
-    public string Name { get; } = name;
-
-    /// <summary>The subset's name when this is a subset of <see cref="Name"/>, else null.</summary>
-    public string? SubsetName { get; private init; }
-
-    public ILoadBalancer Balancer { get; } = balancer;
-
-    /// <summary>What this service's balancer hashes (ring hash only).</summary>
-    public HashOn HashOn { get; } = hashOn;
-
-    /// <summary>Header or cookie name hashed when <see cref="HashOn"/> is Header or Cookie (ASCII bytes), else empty.</summary>
-    public byte[] HashKey { get; } = hashKey is null ? [] : System.Text.Encoding.ASCII.GetBytes(hashKey);
-
-    /// <summary>The HTTP version requests are sent to the endpoints in (<see cref="ServiceConfig.UpstreamProtocol"/>).</summary>
-    public UpstreamProtocol UpstreamProtocol { get; init; }
-
-    /// <summary>The service's own connector and pools (TLS origination), or null: the listener's shared ones.</summary>
-    public ServiceUpstreams? Upstreams { get; init; }
-
-    /// <summary>The retry policy of requests whose route has none (<see cref="ServiceConfig.Retries"/>), or null.</summary>
-    public RetryPolicyConfig? Retries { get; init; }
-
-    /// <summary>How many retries requests to this service may cause (shared by its subsets).</summary>
-    public RetryBudget RetryBudget { get; init; } = new(new RetryBudgetConfig());
-
-    /// <summary>Outlier detection and health check state (shared by the subsets), or null when the service has neither.</summary>
-    public Health.ServiceHealth? Health { get; init; }
-
-    /// <summary>The named subset (e.g. <c>v2</c>), or null when the service has no such subset.</summary>
-    public Service? FindSubset(string subset) => _subsets?.GetValueOrDefault(subset);
-
-    /// <summary>The subsets, in no particular order.</summary>
-    public IEnumerable<Service> Subsets => _subsets?.Values ?? Enumerable.Empty<Service>();
-
-    internal void AddSubset(string subset, ILoadBalancer balancer)
-    {
-        _subsets ??= new Dictionary<string, Service>(StringComparer.Ordinal);
-        _subsets.Add(subset, new Service(Name, balancer, HashOn, HashKey.Length == 0 ? null : System.Text.Encoding.ASCII.GetString(HashKey)) { SubsetName = subset, UpstreamProtocol = UpstreamProtocol, Upstreams = Upstreams, Retries = Retries, RetryBudget = RetryBudget, Health = Health });
-    }
-
-    /// <summary>
-    /// Picks an endpoint for a connection from <paramref name="client"/> (its IP is the hash key when the service hashes
-    /// on the source IP). An unavailable pick means every endpoint is out (panic mode): counted.
-    /// </summary>
-    public Endpoint Pick(EndPoint? client)
-    {
-        var context = HashOn == HashOn.SourceIp && client is IPEndPoint ip ? BalancerContext.WithSourceAddress(ip.Address) : BalancerContext.None;
-        var endpoint = Balancer.Pick(in context);
-        if (!endpoint.IsAvailable)
-        {
-            Health?.OnPanicPick();
-        }
-
-        return endpoint;
-    }
-}
-
-/// <summary>
-/// An immutable snapshot of the known services, looked up by name (explicit listeners) or by virtual
-/// address (the original destination of a captured connection). Built once per configuration (and again on reload).
+/// The known services, looked up by name (explicit listeners) or by virtual address (the original destination of a
+/// captured connection). The set of services is fixed per configuration; each service's endpoints may change at runtime
+/// through <see cref="UpdateEndpoints"/> (DNS discovery). A reload builds a new registry from the new configuration and
+/// the previous registry, so endpoints that stay keep their live state (see the constructor).
 /// </summary>
 public sealed class ServiceRegistry
 {
     private readonly Dictionary<string, Service> _byName = new(StringComparer.Ordinal);
     private readonly Dictionary<IPEndPoint, Service> _byAddress = [];
 
+    /// <param name="services">The services' configuration.</param>
+    /// <param name="options">Balancer tuning, clock and randomness.</param>
     /// <param name="upstreams">Gives a service its own connector and pools (TLS origination); null or a null answer: the listener's.</param>
     /// <param name="previous">
-    /// The registry this one replaces (config reload): an endpoint of a service of the same name with the same address
-    /// and weight keeps its <see cref="Endpoint"/> object (<see cref="EndpointSet.Update"/>: in-flight count, latency
-    /// estimate), so requests started before the swap end on the object the new balancer sees.
+    /// The registry this one replaces (config reload), or null. A service of the same name starts from the previous one's
+    /// endpoints: an address kept with the same weight keeps its <see cref="Endpoint"/> object (in-flight requests, latency,
+    /// health); a service whose <c>dns</c> settings did not change also keeps the endpoints DNS gave it, so it does not
+    /// start empty until its next lookup. <see cref="RetiredSince"/> lists the addresses that are gone.
     /// </param>
     public ServiceRegistry(IEnumerable<ServiceConfig> services, BalancerOptions? options = null, Func<ServiceConfig, ServiceUpstreams?>? upstreams = null, ServiceRegistry? previous = null)
     {
@@ -96,15 +35,24 @@ public sealed class ServiceRegistry
                 throw new ArgumentException($"service \"{config.Name}\" has {config.Weights.Count} weights for {config.Endpoints.Count} endpoints", nameof(services));
             }
 
-            var endpoints = new WeightedAddress[config.Endpoints.Count];
-            for (var i = 0; i < endpoints.Length; i++)
+            var endpoints = StaticEndpoints(config);
+            var before = previous?.FindByName(config.Name);
+            if (before is not null && config.Dns is not null && before.Config?.Dns == config.Dns)
             {
-                endpoints[i] = new WeightedAddress(new UpstreamAddress(Normalize(config.Endpoints[i])), config.WeightOf(i));
+                // What DNS gave the previous service (its endpoints that were not static there) stays until the next lookup.
+                var oldStatic = before.Config is { } oldConfig ? StaticEndpoints(oldConfig) : [];
+                foreach (var e in before.Endpoints)
+                {
+                    if (!oldStatic.Exists(s => s.Address == e.Address))
+                    {
+                        endpoints.Add(new WeightedAddress(e.Address, e.Weight));
+                    }
+                }
             }
 
-            var set = previous?.FindByName(config.Name) is { } before ? before.Balancer.Endpoints.Update(endpoints, options) : EndpointSet.Create(endpoints, options);
-            var service = new Service(config.Name, LoadBalancers.Create(config.Balancer, set, options), config.HashOn, config.HashKey)
+            var service = new Service(config.Name, config.Balancer, [], options, config.HashOn, config.HashKey)
             {
+                Config = config,
                 UpstreamProtocol = config.UpstreamProtocol,
                 Upstreams = upstreams?.Invoke(config),
                 Retries = config.Retries,
@@ -112,30 +60,22 @@ public sealed class ServiceRegistry
                 Health = Health.ServiceHealth.For(config, options?.Time),
             };
             service.Health?.Bind(service);
+            service.StartFrom(before, endpoints, config.Dns is null ? null : "no DNS answer yet");
             foreach (var subset in config.Subsets)
             {
-                var members = new List<Endpoint>(subset.Endpoints.Count);
-                foreach (var address in subset.Endpoints)
+                if (config.Dns is null)
                 {
-                    var normalized = Normalize(address);
-                    var found = false;
-                    foreach (var e in set.AsSpan())
+                    foreach (var address in subset.Endpoints)
                     {
-                        if (e.Address.EndPoint.Equals(normalized))
+                        var normalized = Normalize(address);
+                        if (!endpoints.Exists(e => e.Address.EndPoint.Equals(normalized)))
                         {
-                            members.Add(e);
-                            found = true;
-                            break;
+                            throw new ArgumentException($"service \"{config.Name}\" subset \"{subset.Name}\": {address} is not one of the service's endpoints", nameof(services));
                         }
-                    }
-
-                    if (!found)
-                    {
-                        throw new ArgumentException($"service \"{config.Name}\" subset \"{subset.Name}\": {address} is not one of the service's endpoints", nameof(services));
                     }
                 }
 
-                service.AddSubset(subset.Name, LoadBalancers.Create(config.Balancer, new EndpointSet(members), options));
+                service.AddSubset(subset.Name, subset.Endpoints);
             }
 
             _byName.Add(config.Name, service);
@@ -146,10 +86,87 @@ public sealed class ServiceRegistry
         }
     }
 
-    public Service? FindByName(string name) => _byName.GetValueOrDefault(name);
-
-    /// <summary>Every service (not their subsets), in no particular order.</summary>
+    /// <summary>Every service (not the subsets: see <see cref="Service.Subsets"/>).</summary>
     public IEnumerable<Service> Services => _byName.Values;
+
+    /// <summary>
+    /// Raised (on the updating thread) for each address that left every service of this registry: pools give it up
+    /// (idle connections closed now, busy ones when their exchange ends). Requests in flight to it finish.
+    /// </summary>
+    public event Action<UpstreamAddress>? EndpointRetired;
+
+    /// <summary>
+    /// Replaces <paramref name="service"/>'s endpoints (<see cref="Service.UpdateEndpoints"/>) and retires the addresses
+    /// no service of this registry has any more (<see cref="EndpointRetired"/>). Returns the endpoints that left the service.
+    /// </summary>
+    public IReadOnlyList<Endpoint> UpdateEndpoints(Service service, IReadOnlyList<WeightedAddress> endpoints, string? emptyReason = null)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        var removed = service.UpdateEndpoints(endpoints, emptyReason);
+        if (removed.Count > 0 && EndpointRetired is { } retired)
+        {
+            foreach (var e in removed)
+            {
+                if (!Contains(e.Address))
+                {
+                    retired(e.Address);
+                }
+            }
+        }
+
+        return removed;
+    }
+
+    /// <summary>True when some service of this registry has an endpoint at <paramref name="address"/> now.</summary>
+    public bool Contains(UpstreamAddress address)
+    {
+        foreach (var s in _byName.Values)
+        {
+            foreach (var e in s.Endpoints)
+            {
+                if (e.Address == address)
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>The endpoint addresses <paramref name="previous"/> has and this registry does not (for a reload to retire).</summary>
+    public IReadOnlyList<UpstreamAddress> RetiredSince(ServiceRegistry previous)
+    {
+        ArgumentNullException.ThrowIfNull(previous);
+        var result = new List<UpstreamAddress>();
+        foreach (var s in previous._byName.Values)
+        {
+            foreach (var e in s.Endpoints)
+            {
+                if (!Contains(e.Address) && !result.Contains(e.Address))
+                {
+                    result.Add(e.Address);
+                }
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>A service's configured (static) endpoints with their weights, normalized.</summary>
+    public static List<WeightedAddress> StaticEndpoints(ServiceConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var endpoints = new List<WeightedAddress>(config.Endpoints.Count);
+        for (var i = 0; i < config.Endpoints.Count; i++)
+        {
+            endpoints.Add(new WeightedAddress(new UpstreamAddress(Normalize(config.Endpoints[i])), config.WeightOf(i)));
+        }
+
+        return endpoints;
+    }
+
+    public Service? FindByName(string name) => _byName.GetValueOrDefault(name);
 
     /// <summary>The service whose virtual address the client dialled, or null (then the connection passes through).</summary>
     public Service? FindByAddress(OriginalDestination destination)

@@ -59,7 +59,7 @@ public sealed partial class ServiceHealth
     internal bool IsBound => _service is not null;
 
     /// <summary>The service's endpoints now (read from its balancer every time: the set changes with discovery and reload).</summary>
-    public EndpointSet CurrentEndpoints => (_service ?? throw new InvalidOperationException("not bound to a service")).Balancer.Endpoints;
+    public EndpointSet CurrentEndpoints => (_service ?? throw new InvalidOperationException("not bound to a service")).CurrentSet;
 
     /// <summary>True while no endpoint of the service is available (every pick is a panic pick).</summary>
     public bool InPanic => Volatile.Read(ref _panic);

@@ -27,6 +27,16 @@ public interface IUpstreamPool
     void Return(PooledConnection connection, bool reusable);
 }
 
+/// <summary>
+/// A pool that can give up an endpoint that left service discovery: its idle connections are closed at once, connections
+/// in use are closed when their exchange ends (not kept idle), and a later rent for the same address (it came back)
+/// starts afresh.
+/// </summary>
+public interface IEndpointRetirement
+{
+    void Retire(UpstreamAddress address);
+}
+
 /// <summary>A connection rented from an <see cref="IUpstreamPool"/>.</summary>
 public sealed class PooledConnection(UpstreamAddress address, ConnectionContext connection)
 {
@@ -42,6 +52,9 @@ public sealed class PooledConnection(UpstreamAddress address, ConnectionContext 
 
     /// <summary>Timestamp (<see cref="TimeProvider.GetTimestamp"/>) when it was last returned idle.</summary>
     public long IdleSince { get; set; }
+
+    /// <summary>The pool's per-endpoint state this connection counts in (so a return after the endpoint was retired finds it).</summary>
+    internal object? PoolEntry { get; set; }
 }
 
 /// <summary>The outcome of <see cref="IUpstreamPool.RentAsync"/>: a connection, or why there is none.</summary>

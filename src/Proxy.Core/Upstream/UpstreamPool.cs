@@ -40,12 +40,13 @@ namespace Proxy.Core.Upstream;
 /// <para>Liveness is read from the application's input pipe. With a wrapping middleware (TLS) whose pipe only
 /// shows bytes once someone reads, an upstream close is noticed by the renter's first read instead.</para>
 /// </summary>
-public sealed partial class UpstreamPool : IUpstreamPool, IAsyncDisposable
+public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, IAsyncDisposable
 {
     private const string CauseClosedByUpstream = "closed_by_upstream";
     private const string CauseIdleTimeout = "idle_timeout";
     private const string CauseNotReusable = "not_reusable";
     private const string CauseOverflow = "overflow";
+    private const string CauseRetired = "retired";
 
     private static readonly TimeSpan DefaultWaitTimeout = TimeSpan.FromSeconds(10);
 
@@ -125,7 +126,10 @@ public sealed partial class UpstreamPool : IUpstreamPool, IAsyncDisposable
     public void Return(PooledConnection connection, bool reusable)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        if (!_endpoints.TryGetValue(connection.Address, out var endpoint))
+
+        // The connection's own endpoint state, even when its address was retired (and maybe came back with a new one).
+        var endpoint = connection.PoolEntry as EndpointPool;
+        if (endpoint is null && !_endpoints.TryGetValue(connection.Address, out endpoint))
         {
             // The pool was disposed (it forgets its endpoints) while this connection was out.
             CloseInBackground(connection.Connection);
@@ -154,11 +158,43 @@ public sealed partial class UpstreamPool : IUpstreamPool, IAsyncDisposable
                 Discard(connection, CauseOverflow);
                 break;
             case Returned.Closed:
-                CloseInBackground(connection.Connection);
+                if (Volatile.Read(ref _disposed) != 0)
+                {
+                    CloseInBackground(connection.Connection);
+                }
+                else
+                {
+                    Discard(connection, CauseRetired);
+                }
+
                 break;
             default:
                 // Handed to a waiter.
                 break;
+        }
+    }
+
+    /// <summary>
+    /// The endpoint left service discovery: its idle connections are closed now, each connection in use is closed when
+    /// it comes back, rents waiting for a slot get one as those close. A later rent for the address starts a new entry.
+    /// </summary>
+    public void Retire(UpstreamAddress address)
+    {
+        if (Volatile.Read(ref _disposed) != 0 || !_endpoints.TryRemove(address, out var endpoint))
+        {
+            return;
+        }
+
+        List<PooledConnection> idle = [];
+        endpoint.Retire(idle);
+        Log.Retired(_logger, address, idle.Count);
+        if (idle.Count > 0)
+        {
+            _metrics?.PoolConnectionsIdle.Add(-idle.Count);
+            foreach (var connection in idle)
+            {
+                Discard(connection, CauseRetired);
+            }
         }
     }
 
@@ -326,7 +362,7 @@ public sealed partial class UpstreamPool : IUpstreamPool, IAsyncDisposable
 
         _metrics?.PoolConnectionsCreated.Add(1);
         Log.Created(_logger, address);
-        return PoolRentResult.Success(new PooledConnection(address, result.Connection!));
+        return PoolRentResult.Success(new PooledConnection(address, result.Connection!) { PoolEntry = endpoint });
     }
 
     private async ValueTask<PoolRentResult> WaitAsync(EndpointPool endpoint, Waiter waiter, UpstreamAddress address, CancellationToken cancellationToken)
@@ -517,7 +553,8 @@ public sealed partial class UpstreamPool : IUpstreamPool, IAsyncDisposable
             {
                 if (_retired)
                 {
-                    _open--;
+                    // Retired or disposed: never kept; the slot goes to a rent still waiting on this entry.
+                    ReleaseSlotUnsynchronized();
                     return Returned.Closed;
                 }
 
@@ -607,6 +644,30 @@ public sealed partial class UpstreamPool : IUpstreamPool, IAsyncDisposable
                 }
 
                 return false;
+            }
+        }
+
+        /// <summary>Retire: no more idle keeping; moves the idle connections to <paramref name="idle"/> (their slots go to waiters).</summary>
+        public void Retire(List<PooledConnection> idle)
+        {
+            lock (_lock)
+            {
+                _retired = true;
+                var mask = _idle.Length - 1;
+                for (var i = 0; i < _idleCount; i++)
+                {
+                    var index = (_bottom + i) & mask;
+                    idle.Add(_idle[index]!);
+                    _idle[index] = null;
+                }
+
+                // Waiters exist only while the stack is empty, so this hands nothing over in practice; kept for the invariant.
+                var count = _idleCount;
+                _idleCount = 0;
+                for (var i = 0; i < count; i++)
+                {
+                    ReleaseSlotUnsynchronized();
+                }
             }
         }
 
@@ -744,6 +805,9 @@ public sealed partial class UpstreamPool : IUpstreamPool, IAsyncDisposable
 
         [LoggerMessage(EventId = 1115, Level = LogLevel.Error, Message = "Upstream pool idle sweep failed")]
         public static partial void SweepFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(EventId = 1117, Level = LogLevel.Debug, Message = "Endpoint {Endpoint} retired from the pool: {Idle} idle connections closed, busy ones close when returned")]
+        public static partial void Retired(ILogger logger, UpstreamAddress endpoint, int idle);
 
         [LoggerMessage(EventId = 1116, Level = LogLevel.Debug, Message = "Pooled connection {ConnectionId} did not close within {CloseTimeoutMs} ms (the upstream stopped reading): reset")]
         public static partial void CloseTimedOut(ILogger logger, string connectionId, double closeTimeoutMs);

@@ -533,7 +533,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             }
 
             var context = BalancerContextFor(service);
-            endpoint = service.Balancer.Pick(in context);
+            if (!service.TryPick(in context, out endpoint))
+            {
+                return ToStep(await RespondNoEndpointAsync(service).ConfigureAwait(false));
+            }
+
             OnEndpointPicked(service, endpoint);
             address = endpoint.Address;
         }
@@ -1243,10 +1247,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
         var service = _retryService!;
         var context = BalancerContextFor(service);
-        var endpoint = service.Balancer.Pick(in context);
-        for (var i = 0; i < 2 && endpoint.Address.Equals(failed); i++)
+        if (!TryPickForRetry(service, in context, failed, out var endpoint))
         {
-            endpoint = service.Balancer.Pick(in context);
+            // The service has no endpoints left (discovery emptied it meanwhile): the failed address once more.
+            Log.RetryingPolicy(_forwarder.Logger, failed, _address, _retries, policy.MaxRetries);
+            return true;
         }
 
         OnEndpointPicked(service, endpoint);

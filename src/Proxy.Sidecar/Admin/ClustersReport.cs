@@ -43,7 +43,7 @@ internal sealed class ClustersReport(Func<IEnumerable<Service>> services, TimePr
         foreach (var service in Sorted(services()))
         {
             var name = service.Name;
-            Line(text, name, "balancer", BalancerName(service.Balancer));
+            Line(text, name, "balancer", LoadBalancers.Name(service.BalancerKind));
             if (service.Health is { } health)
             {
                 Line(text, name, "panic", health.InPanic ? "true" : "false");
@@ -52,14 +52,14 @@ internal sealed class ClustersReport(Func<IEnumerable<Service>> services, TimePr
 
             foreach (var subset in Sorted(service.Subsets))
             {
-                foreach (var e in subset.Balancer.Endpoints.AsSpan())
+                foreach (var e in subset.Endpoints)
                 {
                     Line(text, name, "subset::" + subset.SubsetName, e.Address.ToString());
                 }
             }
 
             var now = _time.GetTimestamp();
-            foreach (var e in service.Balancer.Endpoints.AsSpan())
+            foreach (var e in service.Endpoints)
             {
                 var prefix = $"{name}::{e.Address}";
                 foreach (var (field, value) in Fields(e, service.Health, now))
@@ -82,7 +82,7 @@ internal sealed class ClustersReport(Func<IEnumerable<Service>> services, TimePr
     {
         w.WriteStartObject();
         w.WriteString("name", service.Name);
-        w.WriteString("balancer", BalancerName(service.Balancer));
+        w.WriteString("balancer", LoadBalancers.Name(service.BalancerKind));
         var health = service.Health;
         if (health is not null)
         {
@@ -101,7 +101,7 @@ internal sealed class ClustersReport(Func<IEnumerable<Service>> services, TimePr
 
         w.WriteStartArray("endpoints");
         var now = _time.GetTimestamp();
-        foreach (var e in service.Balancer.Endpoints.AsSpan())
+        foreach (var e in service.Endpoints)
         {
             w.WriteStartObject();
             w.WriteString("address", e.Address.ToString());
@@ -162,7 +162,7 @@ internal sealed class ClustersReport(Func<IEnumerable<Service>> services, TimePr
             w.WriteStartObject();
             w.WriteString("name", subset.SubsetName);
             w.WriteStartArray("endpoints");
-            foreach (var e in subset.Balancer.Endpoints.AsSpan())
+            foreach (var e in subset.Endpoints)
             {
                 w.WriteStringValue(e.Address.ToString());
             }
@@ -225,14 +225,4 @@ internal sealed class ClustersReport(Func<IEnumerable<Service>> services, TimePr
             HealthCheckStatus.Unhealthy => "unhealthy",
             _ => "unknown",
         };
-
-    private static string BalancerName(ILoadBalancer balancer) => balancer switch
-    {
-        RoundRobinBalancer => LoadBalancers.Name(BalancerKind.RoundRobin),
-        RandomBalancer => LoadBalancers.Name(BalancerKind.Random),
-        LeastRequestBalancer => LoadBalancers.Name(BalancerKind.LeastRequest),
-        PeakEwmaBalancer => LoadBalancers.Name(BalancerKind.PeakEwma),
-        RingHashBalancer => LoadBalancers.Name(BalancerKind.RingHash),
-        _ => balancer.GetType().Name,
-    };
 }

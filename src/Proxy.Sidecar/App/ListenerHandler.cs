@@ -425,7 +425,14 @@ internal sealed partial class ListenerHandler
         // One endpoint for the whole connection. The balancer's in-flight count is the endpoint's open
         // connections (least_request); a connection's lifetime says nothing about the endpoint's speed,
         // so no latency sample.
-        var endpoint = destination.Service?.Pick(connection.RemoteEndPoint);
+        Proxy.Core.Balancing.Endpoint? endpoint = null;
+        if (destination.Service is { } service && !service.TryPick(connection.RemoteEndPoint, out endpoint))
+        {
+            // Discovery left the service without endpoints: reset, like a failed connect.
+            Reset(connection, destination.ServiceName, "no_endpoint", $"listener {_name}: {service.DescribeNoEndpoint()}, so the connection from {connection.RemoteEndPoint} has nowhere to go");
+            return;
+        }
+
         var target = endpoint?.Address ?? destination.Address;
         endpoint?.OnRequestStart();
         var outcome = TcpConnectOutcome.Cancelled;

@@ -244,6 +244,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
         var services = new ServiceRegistry(_config.Services, upstreams: UpstreamsFor);
         StartHealth(services);
+        await StartDiscoveryAsync(services, logger, cancellationToken);
         _accessLog = http.AccessLog is { } accessLogTarget
             ? JsonAccessLog.Open(accessLogTarget, Metrics, logger: _loggerFactory.CreateLogger<JsonAccessLog>())
             : null;
@@ -539,6 +540,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await DisposeDiscoveryAsync();
         if (_server is not null)
         {
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));

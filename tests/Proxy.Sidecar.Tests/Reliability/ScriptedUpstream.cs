@@ -17,7 +17,7 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
 {
     public const string Close = "close";
 
-    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly TcpListener _listener;
     private readonly ConcurrentQueue<string> _script = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _accepting;
@@ -25,7 +25,14 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
     private int _requests;
 
     public ScriptedUpstream(string name, string defaultAction = "200", params string[] script)
+        : this(new IPEndPoint(IPAddress.Loopback, 0), name, defaultAction, script)
     {
+    }
+
+    /// <summary>An upstream on <paramref name="bind"/> (e.g. 127.0.0.2 and the port of another one: DNS A records carry no port).</summary>
+    public ScriptedUpstream(IPEndPoint bind, string name, string defaultAction = "200", params string[] script)
+    {
+        _listener = new TcpListener(bind);
         _name = name;
         Default = defaultAction;
         foreach (var action in script)

@@ -26,11 +26,12 @@ namespace Proxy.Http.Http2.Upstream;
 /// </code>
 /// Lock order: an endpoint's lock, then a client connection's own lock (inside <see cref="Http2ClientConnection.TryOpenStream"/>).
 /// </summary>
-public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
+public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetirement, IAsyncDisposable
 {
     private const string CauseIdleTimeout = "idle_timeout";
     private const string CauseGoAway = "goaway";
     private const string CauseClosed = "closed";
+    private const string CauseRetired = "retired";
 
     private readonly IUpstreamConnector _connector;
     private readonly Http2UpstreamPoolOptions _options;
@@ -136,16 +137,81 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
         var owner = exchange.Owner!;
         var endpoint = exchange.Endpoint!;
         exchange.Finish();
+        var close = false;
         lock (endpoint.Lock)
         {
             owner.Streams--;
             if (owner.Streams == 0)
             {
                 owner.IdleSince = _time.GetTimestamp();
+
+                // The endpoint was retired while this stream ran: its last stream closes the connection.
+                close = endpoint.Retired && owner.CloseWhenIdle && !owner.ClosedByPool;
+                owner.ClosedByPool |= close;
             }
         }
 
+        if (close)
+        {
+            _ = CloseAsync(owner, CauseRetired);
+            return;
+        }
+
         WakeOne(endpoint);
+    }
+
+    /// <summary>
+    /// The endpoint left service discovery: its connections take no new streams; idle ones close now (GOAWAY), busy ones
+    /// when their last stream ends. Rents waiting on it look again (a later rent for the address starts a new entry).
+    /// </summary>
+    public void Retire(UpstreamAddress address)
+    {
+        if (Volatile.Read(ref _disposed) != 0 || !_endpoints.TryRemove(address, out var endpoint))
+        {
+            return;
+        }
+
+        List<Http2PooledConnection>? idle = null;
+        List<TaskCompletionSource>? wake = null;
+        lock (endpoint.Lock)
+        {
+            endpoint.Retired = true;
+            foreach (var c in endpoint.Connections)
+            {
+                if (c.Streams == 0)
+                {
+                    c.ClosedByPool = true;
+                    (idle ??= []).Add(c);
+                }
+                else
+                {
+                    c.CloseWhenIdle = true;
+                }
+            }
+
+            // Busy ones stay in the list (the last Return closes them); WatchAsync drops every one when it ends.
+            endpoint.Connections.RemoveAll(static c => c.ClosedByPool);
+            while (endpoint.Waiters.TryDequeue(out var w))
+            {
+                (wake ??= []).Add(w);
+            }
+        }
+
+        if (idle is not null)
+        {
+            foreach (var c in idle)
+            {
+                _ = CloseAsync(c, CauseRetired);
+            }
+        }
+
+        if (wake is not null)
+        {
+            foreach (var w in wake)
+            {
+                w.TrySetResult();
+            }
+        }
     }
 
     /// <summary>A stream slot came free: the oldest rent still waiting looks again.</summary>
@@ -254,14 +320,18 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
             ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
             Task<ConnectFailure?>? connecting = null;
             TaskCompletionSource? waiter = null;
+            var retired = false;
             lock (endpoint.Lock)
             {
-                if (TryOpenUnsynchronized(endpoint, out var result))
+                if (endpoint.Retired)
+                {
+                    retired = true;
+                }
+                else if (TryOpenUnsynchronized(endpoint, out var result))
                 {
                     return result;
                 }
-
-                if (endpoint.Connecting is { } pending)
+                else if (endpoint.Connecting is { } pending)
                 {
                     connecting = pending;
                 }
@@ -277,6 +347,12 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
                     waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                     endpoint.Waiters.Enqueue(waiter);
                 }
+            }
+
+            if (retired)
+            {
+                // Retired while this rent waited (the address left discovery, maybe to come back): a new entry.
+                return await RentAsync(endpoint.Address, cancellationToken).ConfigureAwait(false);
             }
 
             if (connecting is not null)
@@ -392,7 +468,9 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
             endpoint.Connecting = null;
             if (pooled is not null)
             {
-                disposed = Volatile.Read(ref _disposed) != 0;
+                // Retired by discovery meanwhile (the sweep never retires an endpoint with a connect in flight): not kept,
+                // nothing would take streams from it or sweep it.
+                disposed = Volatile.Read(ref _disposed) != 0 || endpoint.Retired;
                 if (!disposed)
                 {
                     endpoint.Connections.Add(pooled);
@@ -605,6 +683,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IAsyncDisposable
         public int Carried;
         public long IdleSince;
         public bool ClosedByPool;
+        public bool CloseWhenIdle;
         public int TransportDisposed;
     }
 
