@@ -214,7 +214,8 @@ public sealed class Service
         {
             if (previous?._snapshot.Set is { } set)
             {
-                _snapshot = new Snapshot(set, null, null);
+                // A balancer over the carried-over set: when the endpoints did not change, UpdateEndpoints keeps this snapshot.
+                _snapshot = Build(set);
             }
         }
 

@@ -45,66 +45,6 @@ internal sealed partial class SidecarHost
         await _dnsDiscovery.StartAsync(_config.Dns.Timeout * 2, cancellationToken);
     }
 
-    /// <summary>
-    /// After a reload swapped in <paramref name="next"/>: pools retire the addresses no service has any more (idle
-    /// connections close now, busy ones after their exchange), the metrics and retirement follow the new registry, and
-    /// DNS discovery restarts over it (the new registry kept what DNS had given services whose <c>dns</c> did not change,
-    /// so they do not go empty meanwhile); the old discovery stops once the new one has its first answers.
-    /// </summary>
-    partial void OnServicesReplaced(ServiceRegistry previous, ServiceRegistry next)
-    {
-        previous.EndpointRetired -= RetireEverywhere;
-        Services = next;
-        foreach (var breaker in previous.Breakers)
-        {
-            Metrics.Untrack(breaker);
-        }
-
-        foreach (var breaker in next.Breakers)
-        {
-            Metrics.Track(breaker);
-        }
-
-        DiscoveryMetrics?.Track(next);
-        next.EndpointRetired += RetireEverywhere;
-        foreach (var address in next.RetiredSince(previous))
-        {
-            RetireEverywhere(address);
-        }
-
-        var old = _dnsDiscovery;
-        _dnsDiscovery = null;
-        DnsDiscovery? started = null;
-        if (next.Services.Any(static s => s.Config?.Dns is not null))
-        {
-            started = new DnsDiscovery(next, new DnsClientResolver(_config.Dns), DiscoveryMetrics, _loggerFactory.CreateLogger<DnsDiscovery>());
-            _dnsDiscovery = started;
-        }
-
-        _ = SwitchDiscoveryAsync(old, started);
-    }
-
-    private async Task SwitchDiscoveryAsync(DnsDiscovery? old, DnsDiscovery? started)
-    {
-        try
-        {
-            if (started is not null)
-            {
-                await started.StartAsync(_config.Dns.Timeout * 2, _disposing.Token);
-            }
-        }
-        catch (OperationCanceledException)
-        {
-        }
-        finally
-        {
-            if (old is not null)
-            {
-                await old.DisposeAsync();
-            }
-        }
-    }
-
     /// <summary>An address no service has any more: every pool gives it up (requests in flight to it finish first).</summary>
     private void RetireEverywhere(UpstreamAddress address)
     {

@@ -20,8 +20,8 @@ namespace Proxy.Sidecar.App;
 /// </list>
 /// What a reload replaced (service pools, JWKS sources) is disposed once the drain timeout has passed, by when the
 /// requests that started on it have ended (or the drain would have cut them anyway). The shared per-endpoint pools stay;
-/// connections to a removed endpoint that are in use finish their exchange, idle ones are given up through
-/// <see cref="OnServicesReplaced"/> (discovery's retirement of endpoints) or else at the pool idle timeout.
+/// connections to a removed endpoint that are in use finish their exchange, idle ones are closed at once
+/// (<see cref="FollowDiscoveryAsync"/>: the pools retire the endpoint, as when DNS drops it).
 /// </summary>
 internal sealed partial class SidecarHost
 {
@@ -81,7 +81,7 @@ internal sealed partial class SidecarHost
 
             state.Swap(snapshot);
             await ReplaceHealthAsync(snapshot.Services);
-            OnServicesReplaced(previous.Services, snapshot.Services);
+            await FollowDiscoveryAsync(previous.Services, snapshot.Services, cancellationToken);
 
             // Retire what the new snapshot no longer uses, after the drain timeout.
             var retired = new List<Func<ValueTask>>();
@@ -254,11 +254,37 @@ internal sealed partial class SidecarHost
     }
 
     /// <summary>
-    /// Called after a reload swapped in a new registry: the seam for discovery (pools retire the addresses no service has
-    /// any more, DNS discovery follows the new services). Without an implementation, idle pooled connections to removed
-    /// endpoints close at the pool idle timeout.
+    /// Discovery follows a reload: every pool retires the addresses no service of the new registry has (idle connections
+    /// closed now, busy ones when their exchange ends), and DNS discovery moves to the new services (a service whose
+    /// <c>dns</c> is unchanged starts from the endpoints DNS gave it, see <see cref="ServiceRegistry"/>'s previous).
     /// </summary>
-    partial void OnServicesReplaced(ServiceRegistry previous, ServiceRegistry next);
+    private async Task FollowDiscoveryAsync(ServiceRegistry previous, ServiceRegistry next, CancellationToken cancellationToken)
+    {
+        previous.EndpointRetired -= RetireEverywhere;
+
+        // Circuit breaker gauges follow the new services (connectors ask Services, which StartDiscoveryAsync sets).
+        foreach (var breaker in previous.Breakers)
+        {
+            Metrics.Untrack(breaker);
+        }
+
+        foreach (var breaker in next.Breakers)
+        {
+            Metrics.Track(breaker);
+        }
+
+        if (_dnsDiscovery is { } old)
+        {
+            _dnsDiscovery = null;
+            await old.DisposeAsync();
+        }
+
+        await StartDiscoveryAsync(next, _loggerFactory.CreateLogger<ConfigReloader>(), cancellationToken);
+        foreach (var address in next.RetiredSince(previous))
+        {
+            RetireEverywhere(address);
+        }
+    }
 
     /// <summary>What a service's own upstreams are made from (<c>tls</c>, <c>mesh</c>), rendered in the file's schema.</summary>
     private static string UpstreamsKey(ServiceConfig service)

@@ -229,6 +229,11 @@ public sealed class ReloadTests(ITestOutputHelper output) : IAsyncLifetime
         var (_, config) = await AdminAsync(host, HttpMethod.Get, "/config");
         Assert.DoesNotContain("\"late\"", config, StringComparison.Ordinal);
         Assert.Contains(b.EndPoint.ToString(), config, StringComparison.Ordinal);
+
+        // /clusters too: the endpoints in force.
+        var (_, clusters) = await AdminAsync(host, HttpMethod.Get, "/clusters");
+        Assert.Contains(b.EndPoint.ToString(), clusters, StringComparison.Ordinal);
+        Assert.DoesNotContain(a.EndPoint.ToString(), clusters, StringComparison.Ordinal);
     }
 
     [Fact]
