@@ -5,6 +5,7 @@ using Proxy.Core.Capture;
 using Proxy.Core.Configuration;
 using Proxy.Core.Discovery;
 using Proxy.Sidecar.App;
+using Xunit.Abstractions;
 
 namespace Proxy.Sidecar.Tests.Reliability;
 
@@ -14,7 +15,7 @@ namespace Proxy.Sidecar.Tests.Reliability;
 /// endpoint gets no new requests and its pooled connections are closed, SRV records (ports, weights, priorities), a
 /// DNS server that stops answering leaves the last endpoints in place, NXDOMAIN empties the service (503 no_endpoint).
 /// </summary>
-public sealed class DnsDiscoveryTests : IAsyncLifetime
+public sealed class DnsDiscoveryTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
     private readonly List<IAsyncDisposable> _disposables = [];
@@ -61,6 +62,7 @@ public sealed class DnsDiscoveryTests : IAsyncLifetime
         await load.WaitForAsync(() => u1.Requests > u1Final);
 
         var (ok, failed, firstFailure) = await load.StopAsync();
+        output.WriteLine($"{ok} requests succeeded, {failed} failed, across 3 endpoint changes (u1 {u1.Requests}, u2 {u2.Requests}, u3 {u3.Requests} requests; u1 frozen at {u1Final} while removed)");
         Assert.True(failed == 0, $"{failed} of {ok + failed} requests failed during the endpoint changes; first: {firstFailure}");
         Assert.True(ok > 200, $"only {ok} requests ran");
 
