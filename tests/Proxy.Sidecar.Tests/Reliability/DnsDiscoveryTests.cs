@@ -137,6 +137,47 @@ public sealed class DnsDiscoveryTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [SkippableFact]
+    public async Task OpaqueTcp_NoEndpoints_ConnectionReset_CountedAsNoEndpoint()
+    {
+        var (u1, _, _) = ThreeUpstreamsOnOnePort();
+        var dns = await DnsAsync("");
+        var host = await SidecarAsync(dns, new ServiceDnsConfig("web.test") { Port = u1.EndPoint.Port, MinRefresh = TimeSpan.FromMilliseconds(200), MaxRefresh = TimeSpan.FromMilliseconds(300) }, protocol: ListenerProtocol.Tcp);
+        Assert.Equal(0, host.Services!.FindByName("web")!.EndpointCount);
+
+        using (var client = new System.Net.Sockets.TcpClient())
+        {
+            await client.ConnectAsync((IPEndPoint)host.AddressOf("edge")!).WaitAsync(Timeout);
+            var stream = client.GetStream();
+            await stream.WriteAsync("GET / HTTP/1.1\r\nHost: web\r\n\r\n"u8.ToArray()).AsTask().WaitAsync(Timeout);
+            var buffer = new byte[64];
+            var ex = await Record.ExceptionAsync(async () =>
+            {
+                var read = await stream.ReadAsync(buffer).AsTask().WaitAsync(Timeout);
+                Assert.Equal(0, read);
+            });
+
+            // Reset (or at least closed without a byte): never an answer from nowhere.
+            Assert.True(ex is null or IOException, ex?.ToString());
+        }
+
+        Assert.Matches("proxy_tcp_connect_failures_total\\{listener=\"edge\",service=\"web\",cause=\"no_endpoint\"\\} 1", await MetricsAsync(host));
+        Assert.Equal(0, u1.Requests);
+
+        // DNS gets the record: connections go through.
+        await dns.SetHostsAsync(Hosts(u1), "web.test", 1);
+        await WaitForAsync(() => Task.FromResult(host.Services!.FindByName("web")!.EndpointCount == 1));
+        using (var client = new System.Net.Sockets.TcpClient())
+        {
+            await client.ConnectAsync((IPEndPoint)host.AddressOf("edge")!).WaitAsync(Timeout);
+            var stream = client.GetStream();
+            await stream.WriteAsync("GET / HTTP/1.1\r\nHost: web\r\n\r\n"u8.ToArray()).AsTask().WaitAsync(Timeout);
+            var buffer = new byte[256];
+            var read = await stream.ReadAsync(buffer).AsTask().WaitAsync(Timeout);
+            Assert.StartsWith("HTTP/1.1 200", System.Text.Encoding.ASCII.GetString(buffer, 0, read), StringComparison.Ordinal);
+        }
+    }
+
+    [SkippableFact]
     public async Task Srv_PortsAndWeightsFromRecords_LowestPriorityOnly_TargetRemovedFollows()
     {
         var a = Upstream(new IPEndPoint(IPAddress.Loopback, 0), "a");
@@ -231,7 +272,7 @@ public sealed class DnsDiscoveryTests(ITestOutputHelper output) : IAsyncLifetime
         return dns;
     }
 
-    private async Task<SidecarHost> SidecarAsync(Dnsmasq dns, ServiceDnsConfig serviceDns, TimeSpan? dnsTimeout = null)
+    private async Task<SidecarHost> SidecarAsync(Dnsmasq dns, ServiceDnsConfig serviceDns, TimeSpan? dnsTimeout = null, ListenerProtocol protocol = ListenerProtocol.Http)
     {
         var config = new ProxyConfig
         {
@@ -240,7 +281,7 @@ public sealed class DnsDiscoveryTests(ITestOutputHelper output) : IAsyncLifetime
             AdminListen = new IPEndPoint(IPAddress.Loopback, 0),
             Dns = new DnsConfig { Servers = [dns.EndPoint], Timeout = dnsTimeout ?? TimeSpan.FromSeconds(2) },
             Services = [new ServiceConfig("web", [], []) { Dns = serviceDns }],
-            Listeners = [new ListenerConfig("edge", new IPEndPoint(IPAddress.Loopback, 0), "web") { Protocol = ListenerProtocol.Http }],
+            Listeners = [new ListenerConfig("edge", new IPEndPoint(IPAddress.Loopback, 0), "web") { Protocol = protocol }],
         };
         var host = new SidecarHost(config, NullLoggerFactory.Instance, new FixedOriginalDestinationResolver(new IPEndPoint(IPAddress.Loopback, 9)));
         _disposables.Add(host);
