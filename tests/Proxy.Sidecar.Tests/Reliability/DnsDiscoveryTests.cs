@@ -5,6 +5,7 @@ using Proxy.Core.Capture;
 using Proxy.Core.Configuration;
 using Proxy.Core.Discovery;
 using Proxy.Sidecar.App;
+using Xunit.Abstractions;
 
 namespace Proxy.Sidecar.Tests.Reliability;
 
@@ -14,7 +15,7 @@ namespace Proxy.Sidecar.Tests.Reliability;
 /// endpoint gets no new requests and its pooled connections are closed, SRV records (ports, weights, priorities), a
 /// DNS server that stops answering leaves the last endpoints in place, NXDOMAIN empties the service (503 no_endpoint).
 /// </summary>
-public sealed class DnsDiscoveryTests : IAsyncLifetime
+public sealed class DnsDiscoveryTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
     private readonly List<IAsyncDisposable> _disposables = [];
@@ -61,6 +62,7 @@ public sealed class DnsDiscoveryTests : IAsyncLifetime
         await load.WaitForAsync(() => u1.Requests > u1Final);
 
         var (ok, failed, firstFailure) = await load.StopAsync();
+        output.WriteLine($"{ok} requests succeeded, {failed} failed, across 3 endpoint changes (u1 {u1.Requests}, u2 {u2.Requests}, u3 {u3.Requests} requests; u1 frozen at {u1Final} while removed)");
         Assert.True(failed == 0, $"{failed} of {ok + failed} requests failed during the endpoint changes; first: {firstFailure}");
         Assert.True(ok > 200, $"only {ok} requests ran");
 
@@ -131,6 +133,49 @@ public sealed class DnsDiscoveryTests : IAsyncLifetime
         using (var response = await http.GetAsync(Url(host, "/x")))
         {
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+    }
+
+    [SkippableFact]
+    public async Task OpaqueTcp_NoEndpoints_ConnectionReset_CountedAsNoEndpoint()
+    {
+        var (u1, _, _) = ThreeUpstreamsOnOnePort();
+        var dns = await DnsAsync("");
+        var host = await SidecarAsync(dns, new ServiceDnsConfig("web.test") { Port = u1.EndPoint.Port, MinRefresh = TimeSpan.FromMilliseconds(200), MaxRefresh = TimeSpan.FromMilliseconds(300) }, protocol: ListenerProtocol.Tcp);
+        Assert.Equal(0, host.Services!.FindByName("web")!.EndpointCount);
+
+        using (var client = new System.Net.Sockets.TcpClient())
+        {
+            await client.ConnectAsync((IPEndPoint)host.AddressOf("edge")!).WaitAsync(Timeout);
+            var stream = client.GetStream();
+            var buffer = new byte[64];
+
+            // The reset may come before the write is made: both are inside.
+            var ex = await Record.ExceptionAsync(async () =>
+            {
+                await stream.WriteAsync("GET / HTTP/1.1\r\nHost: web\r\n\r\n"u8.ToArray()).AsTask().WaitAsync(Timeout);
+                var read = await stream.ReadAsync(buffer).AsTask().WaitAsync(Timeout);
+                Assert.Equal(0, read);
+            });
+
+            // Reset (or at least closed without a byte): never an answer from nowhere.
+            Assert.True(ex is null or IOException, ex?.ToString());
+        }
+
+        Assert.Matches("proxy_tcp_connect_failures_total\\{listener=\"edge\",service=\"web\",cause=\"no_endpoint\"\\} 1", await MetricsAsync(host));
+        Assert.Equal(0, u1.Requests);
+
+        // DNS gets the record: connections go through.
+        await dns.SetHostsAsync(Hosts(u1), "web.test", 1);
+        await WaitForAsync(() => Task.FromResult(host.Services!.FindByName("web")!.EndpointCount == 1));
+        using (var client = new System.Net.Sockets.TcpClient())
+        {
+            await client.ConnectAsync((IPEndPoint)host.AddressOf("edge")!).WaitAsync(Timeout);
+            var stream = client.GetStream();
+            await stream.WriteAsync("GET / HTTP/1.1\r\nHost: web\r\n\r\n"u8.ToArray()).AsTask().WaitAsync(Timeout);
+            var buffer = new byte[256];
+            var read = await stream.ReadAsync(buffer).AsTask().WaitAsync(Timeout);
+            Assert.StartsWith("HTTP/1.1 200", System.Text.Encoding.ASCII.GetString(buffer, 0, read), StringComparison.Ordinal);
         }
     }
 
@@ -229,7 +274,7 @@ public sealed class DnsDiscoveryTests : IAsyncLifetime
         return dns;
     }
 
-    private async Task<SidecarHost> SidecarAsync(Dnsmasq dns, ServiceDnsConfig serviceDns, TimeSpan? dnsTimeout = null)
+    private async Task<SidecarHost> SidecarAsync(Dnsmasq dns, ServiceDnsConfig serviceDns, TimeSpan? dnsTimeout = null, ListenerProtocol protocol = ListenerProtocol.Http)
     {
         var config = new ProxyConfig
         {
@@ -238,7 +283,7 @@ public sealed class DnsDiscoveryTests : IAsyncLifetime
             AdminListen = new IPEndPoint(IPAddress.Loopback, 0),
             Dns = new DnsConfig { Servers = [dns.EndPoint], Timeout = dnsTimeout ?? TimeSpan.FromSeconds(2) },
             Services = [new ServiceConfig("web", [], []) { Dns = serviceDns }],
-            Listeners = [new ListenerConfig("edge", new IPEndPoint(IPAddress.Loopback, 0), "web") { Protocol = ListenerProtocol.Http }],
+            Listeners = [new ListenerConfig("edge", new IPEndPoint(IPAddress.Loopback, 0), "web") { Protocol = protocol }],
         };
         var host = new SidecarHost(config, NullLoggerFactory.Instance, new FixedOriginalDestinationResolver(new IPEndPoint(IPAddress.Loopback, 9)));
         _disposables.Add(host);

@@ -14,7 +14,7 @@ using Proxy.Http.Tests.Http2.Server;
 namespace Proxy.Http.Tests.Http2.Upstream;
 
 /// <summary>The pool's connection management against hand-driven HTTP/2 servers (<see cref="RawH2Server"/>) and Kestrel.</summary>
-public sealed class Http2UpstreamPoolTests
+public sealed partial class Http2UpstreamPoolTests
 {
     private const ushort MaxConcurrentStreams = 3;
 
