@@ -14,36 +14,12 @@ namespace Proxy.Sidecar.Tests.Reliability;
 /// fixed delays, a percentage observed over many requests, faults on a route matched by a header, and faults asked
 /// for by request fields on routes that allow it.
 /// </summary>
-public sealed class FaultInjectionTests : IAsyncLifetime
+public sealed class FaultInjectionTests : ReliabilityTestBase
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
-    private readonly List<IAsyncDisposable> _disposables = [];
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        for (var i = _disposables.Count - 1; i >= 0; i--)
-        {
-            await _disposables[i].DisposeAsync();
-        }
-    }
-
     private async Task<(SidecarHost Host, ScriptedUpstream Upstream)> StartAsync(params RouteConfig[] routes)
     {
-        var upstream = new ScriptedUpstream("u");
-        _disposables.Add(upstream);
-        var config = new ProxyConfig
-        {
-            OutboundListen = null,
-            InboundListen = null,
-            AdminListen = new IPEndPoint(IPAddress.Loopback, 0),
-            Services = [new ServiceConfig("app", [], [upstream.EndPoint]) { UpstreamProtocol = UpstreamProtocol.Http1 }],
-            Listeners = [new ListenerConfig("edge", new IPEndPoint(IPAddress.Loopback, 0), "") { Protocol = ListenerProtocol.Http, Routes = routes }],
-        };
-        var host = new SidecarHost(config, NullLoggerFactory.Instance, new FixedOriginalDestinationResolver(new IPEndPoint(IPAddress.Loopback, 9)));
-        _disposables.Add(host);
-        await host.StartAsync(CancellationToken.None).WaitAsync(Timeout);
+        var upstream = Upstream("u");
+        var host = await EdgeAsync(new ServiceConfig("app", [], [upstream.EndPoint]) { UpstreamProtocol = UpstreamProtocol.Http1 }, routes);
         return (host, upstream);
     }
 

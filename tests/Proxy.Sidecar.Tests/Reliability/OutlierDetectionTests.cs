@@ -14,43 +14,11 @@ namespace Proxy.Sidecar.Tests.Reliability;
 /// others), comes back after its time, the max ejection percent holds; health checks take an endpoint out and bring it
 /// back; <c>/clusters</c> shows it all.
 /// </summary>
-public sealed class OutlierDetectionTests : IAsyncLifetime
+public sealed class OutlierDetectionTests : ReliabilityTestBase
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
-    private readonly List<IAsyncDisposable> _disposables = [];
+    private ScriptedUpstream Upstream(string name, string defaultAction = "200") => base.Upstream(name, defaultAction);
 
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        for (var i = _disposables.Count - 1; i >= 0; i--)
-        {
-            await _disposables[i].DisposeAsync();
-        }
-    }
-
-    private ScriptedUpstream Upstream(string name, string defaultAction = "200")
-    {
-        var upstream = new ScriptedUpstream(name, defaultAction);
-        _disposables.Add(upstream);
-        return upstream;
-    }
-
-    private async Task<SidecarHost> SidecarAsync(ServiceConfig service, ListenerProtocol protocol = ListenerProtocol.Http)
-    {
-        var config = new ProxyConfig
-        {
-            OutboundListen = null,
-            InboundListen = null,
-            AdminListen = new IPEndPoint(IPAddress.Loopback, 0),
-            Services = [service],
-            Listeners = [new ListenerConfig("edge", new IPEndPoint(IPAddress.Loopback, 0), service.Name) { Protocol = protocol }],
-        };
-        var host = new SidecarHost(config, NullLoggerFactory.Instance, new FixedOriginalDestinationResolver(new IPEndPoint(IPAddress.Loopback, 9)));
-        _disposables.Add(host);
-        await host.StartAsync(CancellationToken.None).WaitAsync(Timeout);
-        return host;
-    }
+    private Task<SidecarHost> SidecarAsync(ServiceConfig service, ListenerProtocol protocol = ListenerProtocol.Http) => EdgeAsync(service, protocol: protocol);
 
     private static readonly OutlierDetectionConfig Detection = new()
     {

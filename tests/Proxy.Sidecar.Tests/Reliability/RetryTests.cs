@@ -11,43 +11,9 @@ namespace Proxy.Sidecar.Tests.Reliability;
 /// Retry policies through a real sidecar (explicit HTTP listener) to scripted upstreams on loopback that refuse, reset
 /// and answer 503 on command: each condition, the limits (attempts, methods, bodies) and the service's retry budget.
 /// </summary>
-public sealed class RetryTests : IAsyncLifetime
+public sealed class RetryTests : ReliabilityTestBase
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
-    private readonly List<IAsyncDisposable> _disposables = [];
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        for (var i = _disposables.Count - 1; i >= 0; i--)
-        {
-            await _disposables[i].DisposeAsync();
-        }
-    }
-
-    private ScriptedUpstream Upstream(string name, string defaultAction = "200", params string[] script)
-    {
-        var upstream = new ScriptedUpstream(name, defaultAction, script);
-        _disposables.Add(upstream);
-        return upstream;
-    }
-
-    private async Task<SidecarHost> SidecarAsync(ServiceConfig service, params RouteConfig[] routes)
-    {
-        var config = new ProxyConfig
-        {
-            OutboundListen = null,
-            InboundListen = null,
-            AdminListen = new IPEndPoint(IPAddress.Loopback, 0),
-            Services = [service],
-            Listeners = [new ListenerConfig("edge", new IPEndPoint(IPAddress.Loopback, 0), routes.Length == 0 ? service.Name : "") { Protocol = ListenerProtocol.Http, Routes = routes }],
-        };
-        var host = new SidecarHost(config, NullLoggerFactory.Instance, new FixedOriginalDestinationResolver(new IPEndPoint(IPAddress.Loopback, 9)));
-        _disposables.Add(host);
-        await host.StartAsync(CancellationToken.None).WaitAsync(Timeout);
-        return host;
-    }
+    private Task<SidecarHost> SidecarAsync(ServiceConfig service, params RouteConfig[] routes) => EdgeAsync(service, routes);
 
     private static ServiceConfig Service(RetryPolicyConfig? retries, params IPEndPoint[] endpoints)
         => new("flaky", [], endpoints) { Retries = retries };

@@ -15,45 +15,10 @@ namespace Proxy.Sidecar.Tests.Reliability;
 /// or answer slowly: each timeout fires with the reason that names it (HTTP/1.1, HTTP/2 and gRPC), a per-try timeout is
 /// retried to a good endpoint, the request timeout bounds every try, and a slowloris client gets 408.
 /// </summary>
-public sealed class TimeoutTests : IAsyncLifetime
+public sealed class TimeoutTests : ReliabilityTestBase
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
     private static readonly TimeSpan Off = System.Threading.Timeout.InfiniteTimeSpan;
-    private readonly List<IAsyncDisposable> _disposables = [];
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        for (var i = _disposables.Count - 1; i >= 0; i--)
-        {
-            await _disposables[i].DisposeAsync();
-        }
-    }
-
-    private ScriptedUpstream Upstream(string name, string defaultAction = "200", params string[] script)
-    {
-        var upstream = new ScriptedUpstream(name, defaultAction, script);
-        _disposables.Add(upstream);
-        return upstream;
-    }
-
-    private async Task<SidecarHost> SidecarAsync(ServiceConfig service, HttpConfig? http = null, params RouteConfig[] routes)
-    {
-        var config = new ProxyConfig
-        {
-            OutboundListen = null,
-            InboundListen = null,
-            AdminListen = new IPEndPoint(IPAddress.Loopback, 0),
-            Http = http ?? new HttpConfig(),
-            Services = [service],
-            Listeners = [new ListenerConfig("edge", new IPEndPoint(IPAddress.Loopback, 0), routes.Length == 0 ? service.Name : "") { Protocol = ListenerProtocol.Http, Routes = routes }],
-        };
-        var host = new SidecarHost(config, NullLoggerFactory.Instance, new FixedOriginalDestinationResolver(new IPEndPoint(IPAddress.Loopback, 9)));
-        _disposables.Add(host);
-        await host.StartAsync(CancellationToken.None).WaitAsync(Timeout);
-        return host;
-    }
+    private Task<SidecarHost> SidecarAsync(ServiceConfig service, HttpConfig? http = null, params RouteConfig[] routes) => EdgeAsync(service, routes, http);
 
     private static ServiceConfig Service(RetryPolicyConfig? retries, params IPEndPoint[] endpoints)
         => new("slow", [], endpoints) { Retries = retries, UpstreamProtocol = UpstreamProtocol.Http1 };
