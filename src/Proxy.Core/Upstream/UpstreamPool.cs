@@ -653,13 +653,7 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
             lock (_lock)
             {
                 _retired = true;
-                var mask = _idle.Length - 1;
-                for (var i = 0; i < _idleCount; i++)
-                {
-                    var index = (_bottom + i) & mask;
-                    idle.Add(_idle[index]!);
-                    _idle[index] = null;
-                }
+                MoveIdleUnsynchronized(idle);
 
                 // Waiters exist only while the stack is empty, so this hands nothing over in practice; kept for the invariant.
                 var count = _idleCount;
@@ -671,19 +665,25 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
             }
         }
 
+        /// <summary>Moves the idle connections (oldest first) to <paramref name="idle"/>, leaving their slots empty; the count is the caller's to settle. Under the lock.</summary>
+        private void MoveIdleUnsynchronized(List<PooledConnection> idle)
+        {
+            var mask = _idle.Length - 1;
+            for (var i = 0; i < _idleCount; i++)
+            {
+                var index = (_bottom + i) & mask;
+                idle.Add(_idle[index]!);
+                _idle[index] = null;
+            }
+        }
+
         /// <summary>DisposeAsync: retires the endpoint, moves its idle connections to <paramref name="idle"/>, fails its waiters.</summary>
         public void Close(List<PooledConnection> idle)
         {
             lock (_lock)
             {
                 _retired = true;
-                var mask = _idle.Length - 1;
-                for (var i = 0; i < _idleCount; i++)
-                {
-                    var index = (_bottom + i) & mask;
-                    idle.Add(_idle[index]!);
-                    _idle[index] = null;
-                }
+                MoveIdleUnsynchronized(idle);
 
                 _open -= _idleCount;
                 _idleCount = 0;
