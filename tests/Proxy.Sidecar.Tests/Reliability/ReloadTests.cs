@@ -15,7 +15,7 @@ namespace Proxy.Sidecar.Tests.Reliability;
 /// and file changes, routes and endpoints that change under keep-alive connections, invalid files, /config, what needs a
 /// restart, a removed endpoint's in-flight request, and reloads during load over HTTP/1.1 and HTTP/2 with zero failures.
 /// </summary>
-public sealed class ReloadTests(ITestOutputHelper output) : IAsyncLifetime
+public sealed partial class ReloadTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
     private readonly List<IAsyncDisposable> _disposables = [];

@@ -34,6 +34,7 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
     private readonly TcpListener _listener;
     private readonly ConcurrentQueue<string> _script = new();
     private readonly CancellationTokenSource _stop = new();
+    private int _disposed;
     private readonly Task _accepting;
     private readonly string _name;
     private int _requests;
@@ -320,8 +321,14 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
         return 0;
     }
 
+    /// <summary>Stops listening and closes every connection (an endpoint that goes away); a second call does nothing.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _stop.CancelAsync();
         _listener.Stop();
         await _accepting.WaitAsync(TimeSpan.FromSeconds(10));
