@@ -46,6 +46,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private readonly IHttpRequestObserver _observer;
     private readonly Http1RequestHead _request = new();
     private readonly Http1ResponseHead _response = new();
+    private readonly CoalescingBufferWriter _requestHeadWriter = new();
+    private readonly CoalescingBufferWriter _responseHeadWriter = new();
     private readonly ContentLengthBodyReader _requestLength = new();
     private readonly ContentLengthBodyReader _responseLength = new();
     private readonly ChunkedBodyReader _requestChunks;
@@ -1333,8 +1335,9 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private static bool IsIdempotent(Http1Method method) =>
         method is Http1Method.Get or Http1Method.Head or Http1Method.Options or Http1Method.Trace or Http1Method.Put or Http1Method.Delete;
 
-    private void WriteRequestHead(IBufferWriter<byte> writer, HeaderMutations mutations)
+    private void WriteRequestHead(IBufferWriter<byte> output, HeaderMutations mutations)
     {
+        var writer = _requestHeadWriter.Start(output);
         var head = _request;
         // HTTP/1.0 requests go upstream as HTTP/1.0 (transparency: no Host is invented, and the upstream frames
         // its response for a 1.0 client), asking for keep-alive so the upstream connection can be pooled.
@@ -1374,6 +1377,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         }
 
         Http1HeadWriter.WriteEndOfHead(writer);
+        writer.Commit();
     }
 
     /// <summary>True when a TE field lists the <c>trailers</c> token (case-insensitive, RFC 9110 §10.1.4).</summary>
@@ -1403,8 +1407,9 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         return false;
     }
 
-    private void WriteResponseHead(PipeWriter writer, HeaderMutations mutations, bool keepAlive, bool dechunk)
+    private void WriteResponseHead(PipeWriter output, HeaderMutations mutations, bool keepAlive, bool dechunk)
     {
+        var writer = _responseHeadWriter.Start(output);
         var head = _response;
         Http1HeadWriter.WriteStatusLine(writer, Http1Version.Http11, head.StatusCode, head.ReasonPhrase);
         WriteFields(writer, head.Headers, mutations);
@@ -1423,6 +1428,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         }
 
         Http1HeadWriter.WriteEndOfHead(writer);
+        writer.Commit();
     }
 
     private static void WriteFields(IBufferWriter<byte> writer, Http1HeaderList headers, HeaderMutations mutations, byte[]? drop = null)

@@ -34,6 +34,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     private readonly ContentLengthBodyReader _length = new();
     private readonly ChunkedBodyReader _chunks;
     private readonly Http2FieldList _fields = new();
+    private readonly CoalescingBufferWriter _headWriter = new();
     private readonly Turn _requestTurn = new();
     private readonly Turn _responseTurn = new();
     private Http2UpstreamPool? _pool;
@@ -549,7 +550,8 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                     // when the client does not take trailers (dropped then, as RFC 9110 §6.5.1 allows).
                     var hasLength = fields.TryGetValue("content-length"u8, out _);
                     chunked = !noBody && (!hasLength || (acceptsTrailers && (!stream.TryGetEnd(out _) || stream.Trailers is not null)));
-                    Http1HeadWriter.WriteStatusLine(output, Http1Version.Http11, status, Http1ReasonPhrases.For(status));
+                    var writer = _headWriter.Start(output);
+                    Http1HeadWriter.WriteStatusLine(writer, Http1Version.Http11, status, Http1ReasonPhrases.For(status));
                     for (var i = 0; i < fields.Count; i++)
                     {
                         if (chunked && hasLength && fields.GetName(i).SequenceEqual("content-length"u8))
@@ -557,15 +559,16 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                             continue;
                         }
 
-                        Http1HeadWriter.WriteHeader(output, fields.GetName(i), fields.GetValue(i));
+                        Http1HeadWriter.WriteHeader(writer, fields.GetName(i), fields.GetValue(i));
                     }
 
                     if (chunked)
                     {
-                        output.Write("transfer-encoding: chunked\r\n"u8);
+                        writer.Write("transfer-encoding: chunked\r\n"u8);
                     }
 
-                    Http1HeadWriter.WriteEndOfHead(output);
+                    Http1HeadWriter.WriteEndOfHead(writer);
+                    writer.Commit();
                     head.Dispose();
                     if (status >= 200)
                     {
