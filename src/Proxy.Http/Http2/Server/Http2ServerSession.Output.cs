@@ -371,16 +371,21 @@ internal sealed partial class Http2ServerSession
             return false;
         }
 
-        if (_flushDeferred)
+        // Past MaxDeferredBytes the bytes go now: the client's flow-control window may let one batch write far more than
+        // a socket buffer (h2load grants 1 GiB), and only a real flush applies the output's back-pressure.
+        if (!_output.CanGetUnflushedBytes || _output.UnflushedBytes < MaxDeferredBytes)
         {
-            // A flush at the end of this batch is already due: it sends these bytes too.
-            return true;
-        }
+            if (_flushDeferred)
+            {
+                // A flush at the end of this batch is already due: it sends these bytes too.
+                return true;
+            }
 
-        if (IoBatch.TryDefer(s_deferredFlush, this))
-        {
-            _flushDeferred = true;
-            return true;
+            if (IoBatch.TryDefer(s_deferredFlush, this))
+            {
+                _flushDeferred = true;
+                return true;
+            }
         }
 
         await CompleteFlushAsync(_output.FlushAsync(CancellationToken.None)).ConfigureAwait(false);
@@ -401,6 +406,9 @@ internal sealed partial class Http2ServerSession
             await CompleteFlushAsync(_output.FlushAsync(CancellationToken.None)).ConfigureAwait(false);
         }
     }
+
+    // Unflushed output beyond which a write flushes at once instead of at the end of the event loop's batch.
+    private const int MaxDeferredBytes = 64 * 1024;
 
     private static readonly Action<object?> s_deferredFlush = static state => ((Http2ServerSession)state!).DeferredFlush();
 

@@ -234,6 +234,32 @@ internal sealed class RawH2Server : IAsyncDisposable
         return _stream!.WriteAsync(frame).AsTask().WaitAsync(Timeouts.Short);
     }
 
+    /// <summary>Writes <paramref name="bytes"/> (e.g. several frames) in one send.</summary>
+    public Task SendRawAsync(byte[] bytes) => _stream!.WriteAsync(bytes).AsTask().WaitAsync(Timeouts.Short);
+
+    /// <summary>Reads exactly <paramref name="count"/> bytes.</summary>
+    public async Task<byte[]> ReceiveExactlyAsync(int count)
+    {
+        var buffer = new byte[count];
+        await _stream!.ReadExactlyAsync(buffer).AsTask().WaitAsync(Timeouts.Short);
+        return buffer;
+    }
+
+    /// <summary>
+    /// TCP segments with data that this socket has received so far (Linux <c>TCP_INFO</c> <c>tcpi_data_segs_in</c>): on
+    /// loopback with TCP_NODELAY each send of the client is one segment, so this counts the client's sends.
+    /// </summary>
+    public uint DataSegmentsIn()
+    {
+        const int IpProtoTcp = 6;
+        const int TcpInfo = 11;
+        const int DataSegsInOffset = 152;
+        var info = new byte[256];
+        var length = _socket!.GetRawSocketOption(IpProtoTcp, TcpInfo, info);
+        Assert.True(length >= DataSegsInOffset + 4, $"TCP_INFO too short ({length} bytes) for tcpi_data_segs_in");
+        return BinaryPrimitives.ReadUInt32LittleEndian(info.AsSpan(DataSegsInOffset));
+    }
+
     public Task SendHeadersAsync(uint streamId, bool endStream, params (string Name, string Value)[] fields) =>
         SendAsync(H2Frame.Headers, (byte)(0x4 | (endStream ? 0x1 : 0)), streamId, H2TestConnection.EncodeBlock(fields));
 
