@@ -269,4 +269,46 @@ public sealed class Http2FrameWriterTests
 
         public Span<byte> GetSpan(int sizeHint = 0) => GetMemory(sizeHint).Span;
     }
+    [Theory]
+    [InlineData(0)]
+    [InlineData(13)]
+    [InlineData(1024)]
+    [InlineData(1025)]
+    [InlineData(5000)]
+    public void SmallFrames_OneAdvance_LargeOnesInPieces_SameBytesEitherWay(int length)
+    {
+        var payload = Enumerable.Range(0, length).Select(i => (byte)i).ToArray();
+        var counting = new CountingWriter();
+        Http2FrameWriter.WriteHeaders(counting, 3, payload, endStream: false, maxFrameSize: 16384);
+        Http2FrameWriter.WriteData(counting, 3, payload, endStream: false);
+        Http2FrameWriter.WriteData(counting, 3, new ReadOnlySequence<byte>(payload), endStream: true);
+
+        var expected = Concat(
+            Frame(Http2FrameType.Headers, Http2Flags.EndHeaders, 3, payload),
+            Frame(Http2FrameType.Data, 0, 3, payload),
+            Frame(Http2FrameType.Data, Http2Flags.EndStream, 3, payload));
+        Assert.Equal(expected, counting.Written.WrittenSpan.ToArray());
+        if (length <= 1024)
+        {
+            // Frame header and payload in one piece: one Advance per frame (a pipe takes its lock on each).
+            Assert.Equal(3, counting.Advances);
+        }
+    }
+
+    private sealed class CountingWriter : IBufferWriter<byte>
+    {
+        public ArrayBufferWriter<byte> Written { get; } = new();
+
+        public int Advances { get; private set; }
+
+        public void Advance(int count)
+        {
+            Advances++;
+            Written.Advance(count);
+        }
+
+        public Memory<byte> GetMemory(int sizeHint = 0) => Written.GetMemory(sizeHint);
+
+        public Span<byte> GetSpan(int sizeHint = 0) => Written.GetSpan(sizeHint);
+    }
 }

@@ -32,7 +32,17 @@ public static class Http2FrameWriter
     public static void WriteData(IBufferWriter<byte> output, uint streamId, ReadOnlySpan<byte> data, bool endStream)
     {
         RequireStream(streamId);
-        WriteHeader(output, data.Length, Http2FrameType.Data, endStream ? Http2Flags.EndStream : Http2Flags.None, streamId);
+        var flags = endStream ? Http2Flags.EndStream : Http2Flags.None;
+        if (data.Length <= SmallPayload)
+        {
+            var span = output.GetSpan(Http2Constants.FrameHeaderSize + data.Length);
+            WriteFrameHeader(span, data.Length, Http2FrameType.Data, flags, streamId);
+            data.CopyTo(span[Http2Constants.FrameHeaderSize..]);
+            output.Advance(Http2Constants.FrameHeaderSize + data.Length);
+            return;
+        }
+
+        WriteHeader(output, data.Length, Http2FrameType.Data, flags, streamId);
         WritePayload(output, data);
     }
 
@@ -41,7 +51,18 @@ public static class Http2FrameWriter
     {
         RequireStream(streamId);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(data.Length, Http2Constants.MaxMaxFrameSize, nameof(data));
-        WriteHeader(output, (int)data.Length, Http2FrameType.Data, endStream ? Http2Flags.EndStream : Http2Flags.None, streamId);
+        var flags = endStream ? Http2Flags.EndStream : Http2Flags.None;
+        if (data.Length <= SmallPayload)
+        {
+            var length = (int)data.Length;
+            var span = output.GetSpan(Http2Constants.FrameHeaderSize + length);
+            WriteFrameHeader(span, length, Http2FrameType.Data, flags, streamId);
+            data.CopyTo(span[Http2Constants.FrameHeaderSize..]);
+            output.Advance(Http2Constants.FrameHeaderSize + length);
+            return;
+        }
+
+        WriteHeader(output, (int)data.Length, Http2FrameType.Data, flags, streamId);
         foreach (var segment in data)
         {
             WritePayload(output, segment.Span);
@@ -60,6 +81,15 @@ public static class Http2FrameWriter
         var max = (int)Math.Min(maxFrameSize, Http2Constants.MaxMaxFrameSize);
         var first = Math.Min(fieldBlock.Length, max);
         var flags = (byte)((endStream ? Http2Flags.EndStream : 0) | (first == fieldBlock.Length ? Http2Flags.EndHeaders : 0));
+        if (first == fieldBlock.Length && first <= SmallPayload)
+        {
+            var span = output.GetSpan(Http2Constants.FrameHeaderSize + first);
+            WriteFrameHeader(span, first, Http2FrameType.Headers, flags, streamId);
+            fieldBlock.CopyTo(span[Http2Constants.FrameHeaderSize..]);
+            output.Advance(Http2Constants.FrameHeaderSize + first);
+            return;
+        }
+
         WriteHeader(output, first, Http2FrameType.Headers, flags, streamId);
         WritePayload(output, fieldBlock[..first]);
         var rest = fieldBlock[first..];
@@ -141,6 +171,10 @@ public static class Http2FrameWriter
         BinaryPrimitives.WriteUInt32BigEndian(span[9..], increment);
         output.Advance(Http2Constants.FrameHeaderSize + 4);
     }
+
+    // A frame whose payload is at most this is written with one GetSpan and one Advance (a pipe locks on each); larger
+    // payloads are copied in the pieces the writer has, so a pipe never allocates an oversized segment for them.
+    private const int SmallPayload = 1024;
 
     private static void RequireStream(uint streamId) => ArgumentOutOfRangeException.ThrowIfZero(streamId);
 
