@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
-using Proxy.Core.Transport;
 using Proxy.Http.Http2.Frames;
 using Proxy.Http.Http2.Hpack;
 using Proxy.Http.Http2.Translation;
@@ -33,7 +32,7 @@ namespace Proxy.Http.Http2.Client;
 /// and the frame loop touches no stream after delivering its END_STREAM (the consumer may have disposed it).
 /// Waiters of <c>_writeLock</c> (SemaphoreSlim) and of the window signal still resume on the thread pool.
 /// </summary>
-public sealed class Http2ClientConnection : IAsyncDisposable
+public sealed class Http2ClientConnection : IAsyncDisposable, IHttp2OutputOwner
 {
     private readonly Http2ClientOptions _options;
     private readonly PipeReader _input;
@@ -66,17 +65,19 @@ public sealed class Http2ClientConnection : IAsyncDisposable
     private bool _goingAway;
     private bool _isClosed;
     private bool _outputBroken;
-    private bool _flushDeferred;
-    private Task<FlushResult>? _pendingFlush;
+    private readonly Http2OutputFlusher _flusher;
+
+    bool IHttp2OutputOwner.OutputBroken
+    {
+        get => _outputBroken;
+        set => _outputBroken = value;
+    }
     private Http2ErrorCode _abortCode;
     private string? _abortReason;
     private Task? _loop;
 
     // Stream objects kept for reuse (see Retire), guarded by _lock; _retiredCount is read without it by the frame loop.
     private const int MaxFreeStreams = 256;
-
-    // Unflushed output beyond which a write flushes at once instead of at the end of the event loop's batch.
-    private const int MaxDeferredBytes = 64 * 1024;
     private readonly List<Http2ClientStream> _retiredStreams = [];
     private readonly Stack<Http2ClientStream> _freeStreams = new();
     private volatile int _retiredCount;
@@ -97,6 +98,7 @@ public sealed class Http2ClientConnection : IAsyncDisposable
         _options = options ?? Http2ClientOptions.Default;
         _input = transport.Input;
         _output = transport.Output;
+        _flusher = new Http2OutputFlusher(_output, _writeLock, this);
         _assembler = new Http2HeaderBlockAssembler(_options.MaxHeaderBlockSize);
         // Until the server ACKs our SETTINGS its encoder may use the default 4096-byte table.
         _decoder = new HpackDecoder(Math.Max(_options.HeaderTableSize, (int)Http2Constants.DefaultHeaderTableSize), _options.MaxHeaderListSize, _options.MaxHeaderListSize);
@@ -1184,122 +1186,11 @@ public sealed class Http2ClientConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// Flushes the output; false (and the output marked broken) when the transport is gone. Call under the write lock.
-    /// On an event loop thread the flush is deferred to the end of the loop's batch, so the HEADERS and DATA of every
-    /// stream opened in that batch (and the frame loop's ACKs and window updates) leave in one send instead of one per
-    /// stream. A deferred flush that the server's slowness holds up is awaited by the next writer (back-pressure), and
-    /// more than <see cref="MaxDeferredBytes"/> unflushed bytes are flushed at once.
-    /// </summary>
-    private async ValueTask<bool> FlushUnlockedAsync()
-    {
-        if (_pendingFlush is { } pending)
-        {
-            _pendingFlush = null;
-            await CompleteFlushAsync(new ValueTask<FlushResult>(pending)).ConfigureAwait(false);
-        }
-
-        if (_outputBroken)
-        {
-            return false;
-        }
-
-        if (!_output.CanGetUnflushedBytes || _output.UnflushedBytes < MaxDeferredBytes)
-        {
-            if (_flushDeferred)
-            {
-                // A flush at the end of this batch is already due: it sends these bytes too.
-                return true;
-            }
-
-            if (IoBatch.TryDefer(s_deferredFlush, this))
-            {
-                _flushDeferred = true;
-                return true;
-            }
-        }
-
-        return await CompleteFlushAsync(_output.FlushAsync()).ConfigureAwait(false);
-    }
+    /// <summary>Flushes the output (at the end of the event loop's batch when on one: <see cref="Http2OutputFlusher"/>); false when the transport is gone. Call under the write lock.</summary>
+    private ValueTask<bool> FlushUnlockedAsync() => _flusher.FlushAsync();
 
     /// <summary>Flushes at once (the caller holds the write lock), after any flush still pending.</summary>
-    private async ValueTask<bool> FlushNowUnlockedAsync()
-    {
-        if (_pendingFlush is { } pending)
-        {
-            _pendingFlush = null;
-            await CompleteFlushAsync(new ValueTask<FlushResult>(pending)).ConfigureAwait(false);
-        }
-
-        return !_outputBroken && await CompleteFlushAsync(_output.FlushAsync()).ConfigureAwait(false);
-    }
-
-    private async ValueTask<bool> CompleteFlushAsync(ValueTask<FlushResult> flush)
-    {
-        try
-        {
-            var result = await flush.ConfigureAwait(false);
-            if (result.IsCompleted || result.IsCanceled)
-            {
-                _outputBroken = true;
-                return false;
-            }
-
-            return true;
-        }
-        catch (Exception e) when (e is IOException or InvalidOperationException or ConnectionAbortedException or ObjectDisposedException or OperationCanceledException)
-        {
-            _outputBroken = true;
-            return false;
-        }
-    }
-
-    private static readonly Action<object?> s_deferredFlush = static state => ((Http2ClientConnection)state!).DeferredFlush();
-
-    /// <summary>Runs on the loop thread after its batch: one flush for everything written meanwhile.</summary>
-    private void DeferredFlush()
-    {
-        _flushDeferred = false;
-        if (!_writeLock.Wait(0))
-        {
-            // A writer holds the lock: it flushes (or defers again) after writing, which commits these bytes too.
-            return;
-        }
-
-        try
-        {
-            if (_outputBroken || _pendingFlush is not null)
-            {
-                return;
-            }
-
-            ValueTask<FlushResult> flush;
-            try
-            {
-                flush = _output.FlushAsync();
-            }
-            catch (Exception e) when (e is IOException or InvalidOperationException or ConnectionAbortedException or ObjectDisposedException)
-            {
-                _outputBroken = true;
-                return;
-            }
-
-            if (flush.IsCompletedSuccessfully)
-            {
-                var result = flush.Result;
-                _outputBroken |= result.IsCompleted || result.IsCanceled;
-            }
-            else
-            {
-                // The server reads slowly: the next writer waits for this flush first.
-                _pendingFlush = flush.AsTask();
-            }
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
+    private ValueTask<bool> FlushNowUnlockedAsync() => _flusher.FlushNowAsync();
 
     // ---- stream ends --------------------------------------------------------------------------------
 

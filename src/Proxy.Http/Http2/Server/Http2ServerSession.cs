@@ -25,7 +25,7 @@ namespace Proxy.Http.Http2.Server;
 /// </code>
 /// Connection errors end with GOAWAY and the RFC 9113 code; stream errors with RST_STREAM.
 /// </summary>
-internal sealed partial class Http2ServerSession : IDisposable
+internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwner
 {
     private readonly Http2Server _server;
     private readonly Http2ServerOptions _options;
@@ -80,8 +80,13 @@ internal sealed partial class Http2ServerSession : IDisposable
     private bool _blockIsTrailers;
     private bool _blockDiscard;
     private bool _outputBroken;
-    private bool _flushDeferred;
-    private Task<FlushResult>? _pendingFlush;
+
+    bool IHttp2OutputOwner.OutputBroken
+    {
+        get => _outputBroken;
+        set => _outputBroken = value;
+    }
+    private readonly Http2OutputFlusher _flusher;
 
     public Http2ServerSession(Http2Server server, ConnectionContext connection, Http1Routing routing, CancellationToken cancellationToken)
     {
@@ -92,6 +97,7 @@ internal sealed partial class Http2ServerSession : IDisposable
         _cancellationToken = cancellationToken;
         _input = connection.Transport.Input;
         _output = connection.Transport.Output;
+        _flusher = new Http2OutputFlusher(_output, _writeLock, this);
         _decoder = new HpackDecoder(_options.HeaderTableSize, _options.MaxHeaderListSize, _options.MaxHeaderListSize);
         _assembler = new Http2HeaderBlockAssembler(_options.MaxHeaderBlockSize);
         _builder = new Http2RequestHeadBuilder(_server.Forwarder.Options.Parser.MaxStartLineBytes + _server.Forwarder.Options.Parser.MaxHeaderBytes);
