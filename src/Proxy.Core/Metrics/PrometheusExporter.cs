@@ -51,11 +51,19 @@ public sealed class PrometheusExporter : IDisposable
     {
         var key = new SeriesKey(tags);
 
-        // Fast path: the same tag objects as before (callers pass config strings and interned constants), found by
-        // reference without hashing string contents. Else by value, then remembered by reference (bounded).
-        if (!state.ByReference.TryGetValue(key, out var series))
+        // Fastest path: the very tag objects of the instrument's last measurement (one route under load), compared by
+        // reference without a lookup. Then the same tag objects as before (callers pass config strings and interned
+        // constants), found by reference without hashing string contents. Else by value, then remembered by
+        // reference (bounded).
+        var series = Volatile.Read(ref state.Last);
+        if (series is null || !series.Key.ReferenceEquals(in key))
         {
-            series = SlowFind(state, key);
+            if (!state.ByReference.TryGetValue(key, out series))
+            {
+                series = SlowFind(state, key);
+            }
+
+            Volatile.Write(ref state.Last, series);
         }
 
         if (state.IsObservable)
@@ -73,7 +81,7 @@ public sealed class PrometheusExporter : IDisposable
     {
         if (!state.Series.TryGetValue(key, out var series))
         {
-            series = state.Series.GetOrAdd(key, static (k, s) => new Series(k.Names(), s.Bounds is { } b ? b.Length + 1 : 0), state);
+            series = state.Series.GetOrAdd(key, static (k, s) => new Series(k, s.Bounds is { } b ? b.Length + 1 : 0), state);
         }
 
         // Tag values that are fresh objects every time (boxed numbers, built strings) would fill this map: stop at a cap.
@@ -197,8 +205,11 @@ public sealed class PrometheusExporter : IDisposable
         /// <summary>The same series keyed by the identity of the tag objects (<see cref="ReferenceComparer"/>).</summary>
         public ConcurrentDictionary<SeriesKey, Series> ByReference { get; } = new(ReferenceComparer.Instance);
 
-#pragma warning disable CA1051 // a field, so it can be updated with Interlocked
+#pragma warning disable CA1051 // fields, so they can be updated with Interlocked / Volatile
         public int ByReferenceCount;
+
+        /// <summary>The series of the instrument's last measurement (any thread's: a hint, checked by reference).</summary>
+        public Series? Last;
 #pragma warning restore CA1051
 
         private static double[]? BucketsOf(Instrument instrument)
@@ -219,12 +230,15 @@ public sealed class PrometheusExporter : IDisposable
         }
     }
 
-    private sealed class Series(string[] names, int buckets)
+    private sealed class Series(SeriesKey key, int buckets)
     {
         private long _sumBits;
         private long _count;
 
-        public string[] Names { get; } = names;
+        /// <summary>The key the series was made for (its tag objects: what <see cref="InstrumentState.Last"/> is compared with).</summary>
+        public SeriesKey Key { get; } = key;
+
+        public string[] Names { get; } = key.Names();
         public long[] Buckets { get; } = new long[buckets];
         public long Count => Volatile.Read(ref _count);
         public double Sum => BitConverter.Int64BitsToDouble(Volatile.Read(ref _sumBits));

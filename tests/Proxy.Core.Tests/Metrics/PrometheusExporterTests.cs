@@ -142,4 +142,26 @@ public class PrometheusExporterTests
         Assert.Contains("proxy_test_level 7\n", second, StringComparison.Ordinal);
         Assert.Contains("proxy_process_allocated_bytes_total ", second, StringComparison.Ordinal);
     }
+    [Fact]
+    public void Record_AlternatingAndEqualByValueTags_EachMeasurementInItsSeries()
+    {
+        using var metrics = new ProxyMetrics();
+        using var exporter = new PrometheusExporter(metrics.Meter);
+        var counter = metrics.Meter.CreateCounter<long>("proxy_test_alternating");
+        var a = "route-a";
+        var b = "route-b";
+        for (var i = 0; i < 5; i++)
+        {
+            // The same tag objects twice in a row (the last-series fast path), then other objects, then values equal
+            // to an earlier series' but built anew (found by value, not by identity).
+            counter.Add(1, new KeyValuePair<string, object?>("route", a));
+            counter.Add(1, new KeyValuePair<string, object?>("route", a));
+            counter.Add(10, new KeyValuePair<string, object?>("route", b));
+            counter.Add(100, new KeyValuePair<string, object?>("route", new string(a.AsSpan())));
+        }
+
+        var text = exporter.Render();
+        Assert.Contains("proxy_test_alternating_total{route=\"route-a\"} 510\n", text, StringComparison.Ordinal);
+        Assert.Contains("proxy_test_alternating_total{route=\"route-b\"} 50\n", text, StringComparison.Ordinal);
+    }
 }
