@@ -79,7 +79,8 @@ public sealed class Http2UpstreamKeepaliveTests
         var body = await response.Content.ReadAsStringAsync();
         Assert.Contains("keepalive PING", body, StringComparison.Ordinal);
         var record = Assert.Single(await proxy.Observer.WaitForAsync(1));
-        Assert.NotNull(record.Error);
+        Assert.Equal(ProxyErrors.UpstreamReset, record.Error);
+        Assert.Equal("upstream_reset", response.Headers.GetValues("x-proxy-error").Single());
         Assert.Equal(0, pool.ConnectionCount(address));
 
         // The next request opens a new connection (a live server this time).
