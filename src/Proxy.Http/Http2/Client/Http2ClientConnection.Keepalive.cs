@@ -96,16 +96,21 @@ public sealed partial class Http2ClientConnection
 
     private void KeepaliveTick()
     {
-        if (Volatile.Read(ref _isClosed))
+        if (_keepaliveClosing)
         {
+            // Declared dead a timeout ago and still not closed (the close marks the connection closed first, then waits
+            // for the write lock): a writer is stuck in a flush the silent peer never drains. Cancelling it lets the
+            // close finish.
+            if (!_closed.Task.IsCompleted)
+            {
+                _output.CancelPendingFlush();
+            }
+
             return;
         }
 
-        if (_keepaliveClosing)
+        if (Volatile.Read(ref _isClosed))
         {
-            // Declared dead a timeout ago and still not closed: a writer is stuck in a flush the silent peer never
-            // drains (holding the write lock the close needs). Cancelling it lets the close finish.
-            _output.CancelPendingFlush();
             return;
         }
 

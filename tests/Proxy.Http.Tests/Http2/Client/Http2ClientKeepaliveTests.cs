@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
+using System.Buffers;
 using System.Diagnostics;
+using System.IO.Pipelines;
 using System.Text;
 using Proxy.Http.Http2;
 using Proxy.Http.Http2.Client;
@@ -131,5 +133,65 @@ public sealed class Http2ClientKeepaliveTests
             Assert.Equal(0, ping.Flags & 0x1);
             Assert.Equal(1, connection.KeepalivePingsSent);
         }
+    }
+
+    [Fact]
+    public async Task Keepalive_PeerStopsReading_WriterStuckInFlush_ConnectionStillCloses()
+    {
+        // In memory: the peer's side of the output pipe is never read, so once 64 KiB wait there the client's flush
+        // blocks (as a socket to a vanished host does once its buffers are full) while holding the write lock.
+        var toClient = new Pipe();
+        var toServer = new Pipe(new PipeOptions(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024));
+        var transport = new DuplexPipe(toClient.Reader, toServer.Writer);
+        var connection = new Http2ClientConnection(transport, Keepalive(intervalMs: 100, timeoutMs: 300));
+        try
+        {
+            await PeerStopsReadingAsync(connection, toClient.Writer);
+        }
+        finally
+        {
+            // Bounded: a close stuck behind the blocked flush must fail the test, not hang it.
+            await connection.DisposeAsync().AsTask().WaitAsync(Timeouts.Short);
+        }
+    }
+
+    private static async Task PeerStopsReadingAsync(Http2ClientConnection connection, PipeWriter toClient)
+    {
+        await connection.StartAsync().WaitAsync(Timeouts.Short);
+
+        // Server SETTINGS with INITIAL_WINDOW_SIZE 2^31-1 and a connection WINDOW_UPDATE to the same: flow control never stops the body.
+        var frames = new byte[9 + 6 + 9 + 4];
+        frames[2] = 6;
+        frames[3] = H2Frame.Settings;
+        BinaryPrimitives.WriteUInt16BigEndian(frames.AsSpan(9), 0x4);
+        BinaryPrimitives.WriteUInt32BigEndian(frames.AsSpan(11), int.MaxValue);
+        frames[17] = 4;
+        frames[18] = H2Frame.WindowUpdate;
+        BinaryPrimitives.WriteUInt32BigEndian(frames.AsSpan(24), int.MaxValue - 65535);
+        await toClient.WriteAsync(frames).AsTask().WaitAsync(Timeouts.Short);
+        Assert.True(await connection.PeerSettingsReceived.WaitAsync(Timeouts.Short));
+
+        Assert.True(connection.TryOpenStream(out var stream));
+        using (stream)
+        {
+            using var head = ClientExchange.Request("POST", "/upload");
+            Assert.True(await stream.WriteHeadersAsync(head, endStream: false).AsTask().WaitAsync(Timeouts.Short));
+            var body = new byte[1024 * 1024];
+            var writing = stream.WriteDataAsync(new ReadOnlySequence<byte>(body), endStream: true).AsTask();
+
+            await connection.Closed.WaitAsync(Timeouts.Short);
+
+            Assert.True(connection.KeepaliveTimedOut);
+            Assert.False(await writing.WaitAsync(Timeouts.Short));
+            Assert.Equal(Http2StreamEndKind.ConnectionLost, (await stream.Completion.WaitAsync(Timeouts.Short)).Kind);
+            Assert.Equal(0, connection.KeepalivePingsSent);
+        }
+    }
+
+    private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
     }
 }
