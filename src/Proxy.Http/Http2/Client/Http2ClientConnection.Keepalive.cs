@@ -170,6 +170,17 @@ public sealed partial class Http2ClientConnection
         _keepaliveTimedOut = true;
         _keepaliveClosing = true;
         _abortCode = Http2ErrorCode.NoError;
+        Interlocked.CompareExchange(ref _closeReason, reason, null);
+
+        // No new streams from now on, even if the frame loop is held up (waiting for the write lock behind a stuck
+        // flush) before it sees the abort; streams reserved but not yet sent end Refused (retryable). The pool hears it
+        // at once (its GoingAway continuations run on the thread pool).
+        lock (_lock)
+        {
+            _goingAway = true;
+        }
+
+        _goingAwayTask.TrySetResult();
         Rearm(_keepaliveTimeoutStamps, _options.TimeProvider);
 
         // Not under any lock: the frame loop may run inline here, end the streams and close.

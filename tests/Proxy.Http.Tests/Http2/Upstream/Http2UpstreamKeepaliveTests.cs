@@ -81,7 +81,9 @@ public sealed class Http2UpstreamKeepaliveTests
         var record = Assert.Single(await proxy.Observer.WaitForAsync(1));
         Assert.Equal(ProxyErrors.UpstreamReset, record.Error);
         Assert.Equal("upstream_reset", response.Headers.GetValues("x-proxy-error").Single());
-        Assert.Equal(0, pool.ConnectionCount(address));
+        // The pool drops the connection on its GoingAway signal (a thread-pool continuation, so not necessarily before
+        // the 502 is out); a rent meanwhile would not get a stream on it anyway (it takes no new streams).
+        await pool.WaitForNoConnectionAsync(address);
 
         // The next request opens a new connection (a live server this time).
         var next = client.GetStringAsync("/after");
@@ -130,5 +132,19 @@ public sealed class Http2UpstreamKeepaliveTests
         await RespondAsync(server, secondHeaders.StreamId, "two");
         Assert.Equal("two", await second.WaitAsync(Timeouts.Short));
         Assert.Equal(1, pool.ConnectionsOpened);
+    }
+}
+
+internal static class Http2UpstreamPoolWaits
+{
+    /// <summary>Polls until the pool holds no connection taking streams to <paramref name="address"/> (bounded by <see cref="Timeouts.Short"/>).</summary>
+    public static async Task WaitForNoConnectionAsync(this Http2UpstreamPool pool, UpstreamAddress address)
+    {
+        var waited = Stopwatch.StartNew();
+        while (pool.ConnectionCount(address) != 0)
+        {
+            Assert.True(waited.Elapsed < Timeouts.Short, $"the pool still holds {pool.ConnectionCount(address)} connection(s) to {address}");
+            await Task.Delay(10);
+        }
     }
 }
