@@ -186,6 +186,11 @@ public static class ConfigJson
                 DnsConfigReader.WriteService(w, dns);
             }
 
+            if (s.Http2Keepalive is { } keepalive)
+            {
+                Http2KeepaliveConfigReader.Write(w, keepalive);
+            }
+
             w.WriteEndObject();
         }
 

@@ -38,6 +38,8 @@ internal sealed class ConfigDraft
     public int PoolMaxIdle;
     public int Http2PoolMaxConnections;
     public TimeSpan PoolIdleTimeout;
+    public TimeSpan Http2KeepaliveInterval;
+    public TimeSpan Http2KeepaliveTimeout;
     public string? AccessLog;
     public int Http2MaxConcurrentStreams;
     public int Http2StreamWindow;
@@ -94,6 +96,7 @@ internal sealed class ConfigDraft
         PoolMaxIdle = d.Http.PoolMaxIdle;
         Http2PoolMaxConnections = d.Http.Http2PoolMaxConnections;
         PoolIdleTimeout = d.Http.PoolIdleTimeout;
+        (Http2KeepaliveInterval, Http2KeepaliveTimeout) = (d.Http.Http2KeepaliveInterval, d.Http.Http2KeepaliveTimeout);
         AccessLog = d.Http.AccessLog;
         Http2MaxConcurrentStreams = d.Http2.MaxConcurrentStreams;
         Http2StreamWindow = d.Http2.InitialStreamWindow;
@@ -150,6 +153,8 @@ internal sealed class ConfigDraft
             PoolMaxIdle = PoolMaxIdle,
             Http2PoolMaxConnections = Http2PoolMaxConnections,
             PoolIdleTimeout = PoolIdleTimeout,
+            Http2KeepaliveInterval = Http2KeepaliveInterval,
+            Http2KeepaliveTimeout = Http2KeepaliveTimeout,
             AccessLog = AccessLog,
         },
         Http2 = new Http2Config
@@ -504,7 +509,7 @@ public static class ConfigLoader
     private static void ReadService(ConfigDraft draft, JsonElement e, string key, List<string> errors)
     {
         if (!CheckKeys(e, key, errors, "name", "addresses", "endpoints", "balancer", "hashOn", "hashKey", "subsets", "routes", "upstreamProtocol", "sni", "tls", "mesh", "retries", "retryBudget",
-                "outlierDetection", "healthCheck", "dns", "circuitBreakers", "rateLimit"))
+                "outlierDetection", "healthCheck", "dns", "circuitBreakers", "rateLimit", "http2Keepalive"))
         {
             return;
         }
@@ -668,6 +673,8 @@ public static class ConfigLoader
         var rateLimit = e.TryGetProperty("rateLimit", out var rl) ? LimitsConfigReader.ReadRateLimit(rl, $"{key}.rateLimit", errors) : null;
         ok &= (circuitBreakers is not null || cb.ValueKind == JsonValueKind.Undefined) && (rateLimit is not null || rl.ValueKind == JsonValueKind.Undefined);
         ok &= HealthConfigReader.ReadService(e, key, errors, out var outlierDetection, out var healthCheck);
+        var keepalive = e.TryGetProperty("http2Keepalive", out var ka) ? Http2KeepaliveConfigReader.Read(ka, $"{key}.http2Keepalive", errors) : null;
+        ok &= keepalive is not null || ka.ValueKind == JsonValueKind.Undefined;
 
         if (ok && name is not null && addresses is not null && endpoints is not null)
         {
@@ -690,6 +697,7 @@ public static class ConfigLoader
                 OutlierDetection = outlierDetection,
                 HealthCheck = healthCheck,
                 Dns = dns,
+                Http2Keepalive = keepalive,
             });
             draft.ServiceKeys.Add(key);
         }

@@ -184,6 +184,12 @@ public sealed record HttpConfig
     /// <summary>A pooled upstream connection idle longer than this is closed.</summary>
     public TimeSpan PoolIdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>HTTP/2 upstream connections send a PING after this long without a received frame; infinite: off. Flag <c>--h2-keepalive-interval</c>.</summary>
+    public TimeSpan Http2KeepaliveInterval { get; init; } = Http2KeepaliveConfig.DefaultInterval;
+
+    /// <summary>An unanswered keepalive PING closes its HTTP/2 upstream connection after this long. Flag <c>--h2-keepalive-timeout</c>.</summary>
+    public TimeSpan Http2KeepaliveTimeout { get; init; } = Http2KeepaliveConfig.DefaultTimeout;
+
     /// <summary>JSON access log: null (off), "stdout", or a file path. Flag <c>--access-log</c>.</summary>
     public string? AccessLog { get; init; }
 }
@@ -270,6 +276,9 @@ public sealed record ServiceConfig(string Name, IReadOnlyList<IPEndPoint> Addres
 
     /// <summary>Config key <c>rateLimit</c>: the local rate limit of requests to this service whose route has none; null: none.</summary>
     public RateLimitConfig? RateLimit { get; init; }
+
+    /// <summary>Config key <c>http2Keepalive</c>: PINGs on HTTP/2 connections to the endpoints; null: the sidecar-wide defaults.</summary>
+    public Http2KeepaliveConfig? Http2Keepalive { get; init; }
 
     /// <summary>The weight of endpoint <paramref name="index"/> (1 when no weights are given).</summary>
     public int WeightOf(int index) => Weights.Count == 0 ? 1 : Weights[index];

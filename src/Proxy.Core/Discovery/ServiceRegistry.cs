@@ -141,6 +141,26 @@ public sealed class ServiceRegistry
         return false;
     }
 
+    /// <summary>
+    /// The first service (in no set order) with an endpoint at <paramref name="address"/> now, or null. A scan: for rare
+    /// callers (a new HTTP/2 upstream connection asks its keepalive), not the request path.
+    /// </summary>
+    public Service? FindByEndpoint(UpstreamAddress address)
+    {
+        foreach (var s in _byName.Values)
+        {
+            foreach (var e in s.Endpoints)
+            {
+                if (e.Address == address)
+                {
+                    return s;
+                }
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>The endpoint addresses <paramref name="previous"/> has and this registry does not (for a reload to retire).</summary>
     public IReadOnlyList<UpstreamAddress> RetiredSince(ServiceRegistry previous)
     {

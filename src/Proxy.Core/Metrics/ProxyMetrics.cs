@@ -63,6 +63,7 @@ public sealed partial class ProxyMetrics : IDisposable
         MeshInbound = _meter.CreateCounter<long>("proxy_mesh_inbound_connections", "{connection}", "Connections on mesh-aware inbound ports by listener, the port's mesh mode and what arrived (mtls, plaintext, tls, refused).");
         CircuitBreakerOverflows = _meter.CreateCounter<long>("proxy_circuit_breaker_overflow", "{request}", "Requests (or connections) refused because a service was at a circuit breaker limit, by service and limit.");
         CircuitBreakerOpen = _meter.CreateObservableGauge("proxy_circuit_breaker_current", ObserveCircuitBreakers, "{item}", "What a service's circuit breakers count now, by service and limit (connections open, requests pending, in flight, retrying).");
+        Http2KeepaliveTimeouts = _meter.CreateCounter<long>("proxy_http2_keepalive_timeouts", "{connection}", "Upstream HTTP/2 connections closed because a keepalive PING got no answer in time, by service.");
         HttpRateLimited = _meter.CreateCounter<long>("proxy_http_rate_limited", "{request}", "HTTP requests refused with 429 by a local rate limit, by listener, service and route.");
     }
 
@@ -197,6 +198,9 @@ public sealed partial class ProxyMetrics : IDisposable
 
     /// <summary>Tags "listener", "service", "reason". Exported as <c>proxy_http_retries_total</c>.</summary>
     public Counter<long> HttpRetries { get; }
+
+    /// <summary>Tags "service" (of the endpoint; "" when none). Exported as <c>proxy_http2_keepalive_timeouts_total</c>.</summary>
+    public Counter<long> Http2KeepaliveTimeouts { get; }
 
     /// <summary>Tags "listener", "route", "kind" (delay, abort). Exported as <c>proxy_http_faults_injected_total</c>.</summary>
     public Counter<long> HttpFaultsInjected { get; }

@@ -166,17 +166,30 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
         // HTTP/2 upstreams (services with upstreamProtocol http2, or "same" for HTTP/2 clients): streams multiplexed
         // over h2c connections, one pool per connector like the HTTP/1.1 pools.
+        // Keepalive PINGs: the service's http2Keepalive over the sidecar-wide defaults; in the shared pools the service is
+        // the one the endpoint belongs to now (asked once per new connection).
+        Http2EndpointKeepalive KeepaliveOf(string service, Http2KeepaliveConfig? k)
+            => new(service, k?.Interval ?? http.Http2KeepaliveInterval, k?.Timeout ?? http.Http2KeepaliveTimeout);
         var http2PoolOptions = new Http2UpstreamPoolOptions
         {
             MaxConnectionsPerEndpoint = http.Http2PoolMaxConnections,
             IdleTimeout = http.PoolIdleTimeout,
             HandshakeTimeout = _config.Tcp.ConnectTimeout,
+            Client = Proxy.Http.Http2.Client.Http2ClientOptions.Default with { KeepaliveInterval = http.Http2KeepaliveInterval, KeepaliveTimeout = http.Http2KeepaliveTimeout },
+            KeepaliveFor = a => Services?.FindByEndpoint(a) is { } s ? KeepaliveOf(s.Name, s.Config?.Http2Keepalive) : null,
         };
         _http2Pool = new Http2UpstreamPool(Counted(_connector), http2PoolOptions, Metrics, _loggerFactory);
         _inboundHttp2Pool = new Http2UpstreamPool(_inboundConnector, http2PoolOptions, Metrics, _loggerFactory);
 
         // Mesh identity (issue 5 part 4): the workload certificate (watched), the trust bundle, checked now.
         var mesh = _config.Mesh.Enabled ? LoadMesh(logger) : null;
+
+        // A service's own HTTP/2 pool (TLS, mesh): its keepalive is known without asking the registry.
+        Http2UpstreamPoolOptions ServicePoolOptions(ServiceConfig service)
+        {
+            var keepalive = KeepaliveOf(service.Name, service.Http2Keepalive);
+            return http2PoolOptions with { KeepaliveFor = _ => keepalive };
+        }
 
         // TLS origination: services with "tls" get their own connectors (ALPN by upstream protocol) and pools.
         var tlsLogger = _loggerFactory.CreateLogger<TlsUpstreamConnector>();
@@ -201,7 +214,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
                 TlsUpstreamConnector MeshConnector(MeshInnerProtocol inner)
                     => new(_connector, meshOptions with { ApplicationProtocols = [MeshAlpn.For(inner)] }, service.Name, Metrics, tlsLogger);
                 var meshHttp1 = new UpstreamPool(Counted(MeshConnector(MeshInnerProtocol.Http1)), poolOptions, Metrics, _loggerFactory);
-                var meshHttp2 = new Http2UpstreamPool(Counted(MeshConnector(MeshInnerProtocol.Http2)), http2PoolOptions, Metrics, _loggerFactory);
+                var meshHttp2 = new Http2UpstreamPool(Counted(MeshConnector(MeshInnerProtocol.Http2)), ServicePoolOptions(service), Metrics, _loggerFactory);
                 _servicePools.Add(meshHttp1);
                 _servicePools.Add(meshHttp2);
                 return new ServiceUpstreams(MeshConnector(MeshInnerProtocol.Tcp), meshHttp1, meshHttp2) { UpgradeHttp1 = _config.Mesh.Http2 };
@@ -240,7 +253,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             TlsUpstreamConnector Connector(params string[] alpn)
                 => new(_connector, options with { ApplicationProtocols = ToAlpn(tls.Alpn ?? alpn) }, service.Name, Metrics, tlsLogger);
             var http1 = new UpstreamPool(Counted(Connector("http/1.1")), poolOptions, Metrics, _loggerFactory);
-            var http2 = new Http2UpstreamPool(Counted(Connector("h2")), http2PoolOptions, Metrics, _loggerFactory);
+            var http2 = new Http2UpstreamPool(Counted(Connector("h2")), ServicePoolOptions(service), Metrics, _loggerFactory);
             _servicePools.Add(http1);
             _servicePools.Add(http2);
             return new ServiceUpstreams(Connector(), http1, http2);

@@ -32,7 +32,7 @@ namespace Proxy.Http.Http2.Client;
 /// and the frame loop touches no stream after delivering its END_STREAM (the consumer may have disposed it).
 /// Waiters of <c>_writeLock</c> (SemaphoreSlim) and of the window signal still resume on the thread pool.
 /// </summary>
-public sealed class Http2ClientConnection : IAsyncDisposable, IHttp2OutputOwner
+public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2OutputOwner
 {
     private readonly Http2ClientOptions _options;
     private readonly PipeReader _input;
@@ -194,6 +194,7 @@ public sealed class Http2ClientConnection : IAsyncDisposable, IHttp2OutputOwner
             _writeLock.Release();
         }
 
+        StartKeepalive();
         _loop = RunAsync();
     }
 
@@ -362,6 +363,12 @@ public sealed class Http2ClientConnection : IAsyncDisposable, IHttp2OutputOwner
         {
             var result = await _input.ReadAsync().ConfigureAwait(false);
             var buffer = result.Buffer;
+            if (_keepaliveTimer is not null && !result.IsCanceled)
+            {
+                // Liveness for the keepalive: one timestamp per read (any bytes count, as any frame does in Envoy).
+                Volatile.Write(ref _lastReceived, _options.TimeProvider.GetTimestamp());
+            }
+
             try
             {
                 while (true)
@@ -441,7 +448,13 @@ public sealed class Http2ClientConnection : IAsyncDisposable, IHttp2OutputOwner
             case Http2FrameType.Settings:
                 return OnSettingsAsync(payload);
             case Http2FrameType.Ping:
-                return frame.IsAck ? ValueTask.CompletedTask : WritePingAckAsync(frame.PingData);
+                if (frame.IsAck)
+                {
+                    OnPingAck(frame.PingData);
+                    return ValueTask.CompletedTask;
+                }
+
+                return WritePingAckAsync(frame.PingData);
             case Http2FrameType.WindowUpdate:
                 OnWindowUpdate();
                 return ValueTask.CompletedTask;
@@ -1329,6 +1342,7 @@ public sealed class Http2ClientConnection : IAsyncDisposable, IHttp2OutputOwner
             _writeLock.Release();
         }
 
+        StopKeepalive();
         _closed.TrySetResult();
     }
 }

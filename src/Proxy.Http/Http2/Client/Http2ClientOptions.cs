@@ -35,6 +35,18 @@ public sealed record Http2ClientOptions
     /// <summary>Interim (1xx) heads kept per stream before the final head; more is treated as a malformed response.</summary>
     public int MaxInterimResponses { get; init; } = 8;
 
-    /// <summary>Time source for the stall timeout.</summary>
+    /// <summary>
+    /// Keepalive: when nothing was received from the server for this long, a PING is sent (idle connections too).
+    /// <see cref="Timeout.InfiniteTimeSpan"/> (the default here) turns keepalive off. See <see cref="KeepaliveTimeout"/>.
+    /// </summary>
+    public TimeSpan KeepaliveInterval { get; init; } = Timeout.InfiniteTimeSpan;
+
+    /// <summary>
+    /// Keepalive: how long after its PING the connection waits for the ACK (or any other frame) before it is declared
+    /// dead: no new streams, open streams end <see cref="Http2StreamEndKind.ConnectionLost"/>, GOAWAY (best effort), closed.
+    /// </summary>
+    public TimeSpan KeepaliveTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Time source for the stall timeout and the keepalive timer.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 }

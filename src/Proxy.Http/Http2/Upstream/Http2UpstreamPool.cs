@@ -23,6 +23,8 @@ namespace Proxy.Http.Http2.Upstream;
 /// Return(exchange) ─► stream reset (CANCEL) unless it completed; slot free ─► next waiter; exchange object reused
 /// GOAWAY ─► the connection leaves the list (in-flight streams finish on it) ─► the next rent opens a new one
 /// sweep (min(IdleTimeout / 2, 5 s)) ─► connections without streams for IdleTimeout are closed
+/// keepalive (per connection, Http2ClientConnection.Keepalive.cs) ─► no answer to a PING ─► closed like a GOAWAY, plus a
+///                     warning and proxy_http2_keepalive_timeouts_total{service}; the transport is aborted if the close hangs
 /// </code>
 /// Lock order: an endpoint's lock, then a client connection's own lock (inside <see cref="Http2ClientConnection.TryOpenStream"/>).
 /// </summary>
@@ -32,6 +34,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
     private const string CauseGoAway = "goaway";
     private const string CauseClosed = "closed";
     private const string CauseRetired = "retired";
+    private const string CauseKeepaliveTimeout = "keepalive_timeout";
 
     private readonly IUpstreamConnector _connector;
     private readonly Http2UpstreamPoolOptions _options;
@@ -412,7 +415,8 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
             else
             {
                 var transport = connected.Connection!;
-                var client = new Http2ClientConnection(transport, _options.Client);
+                var (clientOptions, service) = ClientOptionsFor(endpoint.Address);
+                var client = new Http2ClientConnection(transport, clientOptions);
                 string? problem = null;
                 try
                 {
@@ -445,7 +449,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
                 }
                 else
                 {
-                    pooled = new Http2PooledConnection(client, transport) { IdleSince = _time.GetTimestamp() };
+                    pooled = new Http2PooledConnection(client, transport) { IdleSince = _time.GetTimestamp(), Service = service };
                     Interlocked.Increment(ref _connectionsOpened);
                     _metrics?.PoolConnectionsCreated.Add(1);
                 }
@@ -510,6 +514,12 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
     private async Task WatchAsync(EndpointState endpoint, Http2PooledConnection pooled)
     {
         await pooled.Client.GoingAway.ConfigureAwait(false);
+        var keepaliveTimedOut = pooled.Client.KeepaliveTimedOut;
+        if (keepaliveTimedOut)
+        {
+            OnKeepaliveTimeout(endpoint, pooled);
+        }
+
         var removed = false;
         List<TaskCompletionSource>? wake = null;
         lock (endpoint.Lock)
@@ -542,7 +552,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
         if (removed && !pooled.ClosedByPool)
         {
             Log.ConnectionEnded(_logger, endpoint.Address, pooled.Client.CloseReason ?? "GOAWAY");
-            _metrics?.PoolConnectionsDiscarded.Add(1, new KeyValuePair<string, object?>("cause", CauseGoAway));
+            _metrics?.PoolConnectionsDiscarded.Add(1, new KeyValuePair<string, object?>("cause", keepaliveTimedOut ? CauseKeepaliveTimeout : CauseGoAway));
         }
 
         await DisposeTransportAsync(pooled).ConfigureAwait(false);
@@ -685,6 +695,9 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
         public bool ClosedByPool;
         public bool CloseWhenIdle;
         public int TransportDisposed;
+
+        /// <summary>The endpoint's service when the connection was opened (keepalive log and metric label).</summary>
+        public string Service = "";
     }
 
     private static partial class Log

@@ -1,3 +1,4 @@
+using Proxy.Core.Addresses;
 using Proxy.Http.Http1;
 using Proxy.Http.Http2.Client;
 
@@ -48,6 +49,14 @@ public sealed record Http2UpstreamPoolOptions
         AllowUnregisteredMethods = true,
     };
 
+    /// <summary>
+    /// Per endpoint, asked once per new connection: the service the endpoint belongs to (the label of
+    /// <c>proxy_http2_keepalive_timeouts_total</c> and the warning log) and its keepalive interval and timeout. Null, or
+    /// a null answer: <see cref="Http2ClientOptions.KeepaliveInterval"/> and <see cref="Http2ClientOptions.KeepaliveTimeout"/>
+    /// of <see cref="Client"/>, service "".
+    /// </summary>
+    public Func<UpstreamAddress, Http2EndpointKeepalive?>? KeepaliveFor { get; init; }
+
     /// <summary>The clock for idle stamps, the idle sweep, wait and handshake timeouts.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
@@ -58,6 +67,11 @@ public sealed record Http2UpstreamPoolOptions
         if (Client is null)
         {
             errors.Add($"{nameof(Client)} must not be null.");
+        }
+
+        else
+        {
+            ValidateKeepalive(Client.KeepaliveInterval, Client.KeepaliveTimeout, "Client.", errors);
         }
 
         if (MaxConnectionsPerEndpoint < 0)
@@ -92,4 +106,25 @@ public sealed record Http2UpstreamPoolOptions
 
         return errors;
     }
+
+    /// <summary>Keepalive: interval positive or infinite (off); timeout positive and finite.</summary>
+    internal static void ValidateKeepalive(TimeSpan interval, TimeSpan timeout, string prefix, List<string> errors)
+    {
+        if (interval <= TimeSpan.Zero && interval != Timeout.InfiniteTimeSpan)
+        {
+            errors.Add($"{prefix}{nameof(Http2ClientOptions.KeepaliveInterval)} must be positive or infinite (off), not {interval}.");
+        }
+
+        if (timeout <= TimeSpan.Zero || timeout == Timeout.InfiniteTimeSpan)
+        {
+            errors.Add($"{prefix}{nameof(Http2ClientOptions.KeepaliveTimeout)} must be positive and finite, not {timeout}.");
+        }
+    }
 }
+
+/// <summary>
+/// The keepalive of the HTTP/2 connections to one endpoint (<see cref="Http2UpstreamPoolOptions.KeepaliveFor"/>):
+/// <paramref name="Service"/> names the endpoint's service in logs and metrics; <paramref name="Interval"/>
+/// <see cref="Timeout.InfiniteTimeSpan"/> is off.
+/// </summary>
+public readonly record struct Http2EndpointKeepalive(string Service, TimeSpan Interval, TimeSpan Timeout);
