@@ -75,6 +75,12 @@ public sealed partial class CircuitBreaker
         }
     }
 
+    /// <summary>Called once per request that had to wait for a <c>maxConnections</c> slot (metrics); set by the composer.</summary>
+    public Action<CircuitBreaker>? OnConnectionWait { get; set; }
+
+    /// <summary>A request starts waiting for a <c>maxConnections</c> slot (counted once per request).</summary>
+    public void ReportConnectionWait() => OnConnectionWait?.Invoke(this);
+
     /// <summary>Counts a refusal decided by the caller (e.g. a wait for a connection that timed out) like the breaker's own.</summary>
     public void ReportOverflow(CircuitBreakerLimit limit) => OnOverflow?.Invoke(this, limit);
 

@@ -62,6 +62,7 @@ public sealed partial class ProxyMetrics : IDisposable
         HttpRetryBudgetExhausted = _meter.CreateCounter<long>("proxy_http_retry_budget_exhausted", "{retry}", "Retries a retry policy allowed but the service's retry budget refused, by listener and service.");
         MeshInbound = _meter.CreateCounter<long>("proxy_mesh_inbound_connections", "{connection}", "Connections on mesh-aware inbound ports by listener, the port's mesh mode and what arrived (mtls, plaintext, tls, refused).");
         CircuitBreakerOverflows = _meter.CreateCounter<long>("proxy_circuit_breaker_overflow", "{request}", "Requests (or connections) refused because a service was at a circuit breaker limit, by service and limit.");
+        CircuitBreakerConnectionWaits = _meter.CreateCounter<long>("proxy_circuit_breaker_connection_waits", "{request}", "Requests that waited for an upstream connection because a service had maxConnections open, by service.");
         CircuitBreakerOpen = _meter.CreateObservableGauge("proxy_circuit_breaker_current", ObserveCircuitBreakers, "{item}", "What a service's circuit breakers count now, by service and limit (connections open, requests pending, in flight, retrying).");
         HttpRateLimited = _meter.CreateCounter<long>("proxy_http_rate_limited", "{request}", "HTTP requests refused with 429 by a local rate limit, by listener, service and route.");
     }

@@ -28,6 +28,7 @@ public sealed partial class UpstreamPool
     {
         // The caller holds a slot of the endpoint; every path below keeps it (connecting with it), hands it on or gives it back.
         var started = _time.GetTimestamp();
+        var counted = false;
         while (true)
         {
             if (breaker.TryTakeConnectionSlot())
@@ -59,6 +60,15 @@ public sealed partial class UpstreamPool
                     endpoint.ReleaseSlot();
                     throw new ObjectDisposedException(nameof(UpstreamPool));
             }
+
+            if (!counted)
+            {
+                counted = true;
+                breaker.ReportConnectionWait();
+            }
+
+            // An idle connection of the service to another endpoint holds a slot no one here may use: close one.
+            MakeRoom(endpoint, breaker);
 
             Handoff handoff;
             try
@@ -96,6 +106,23 @@ public sealed partial class UpstreamPool
                 default:
                     endpoint.ReleaseSlot();
                     throw new ObjectDisposedException(nameof(UpstreamPool));
+            }
+        }
+    }
+
+    /// <summary>
+    /// Closes the oldest idle connection of <paramref name="breaker"/>'s service kept for another endpoint of this pool, if
+    /// any: its slot, freed when the close ends, goes to the service's oldest waiter. One per wait.
+    /// </summary>
+    private void MakeRoom(EndpointPool waiting, CircuitBreaker breaker)
+    {
+        foreach (var pair in _endpoints)
+        {
+            if (pair.Value != waiting && pair.Value.TryEvictIdle(breaker, out var idle))
+            {
+                _metrics?.PoolConnectionsIdle.Add(-1);
+                Discard(idle, CauseBreakerWaiting);
+                return;
             }
         }
     }
@@ -147,6 +174,26 @@ public sealed partial class UpstreamPool
 
                 waiter.EndpointNode = _breakerWaiters.AddLast(waiter);
                 return BreakerWait.Added;
+            }
+        }
+
+        /// <summary>Takes the oldest idle connection (bottom of the stack) when it counts in <paramref name="breaker"/>.</summary>
+        public bool TryEvictIdle(CircuitBreaker breaker, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out PooledConnection? idle)
+        {
+            lock (_lock)
+            {
+                if (_retired || _idleCount == 0 || _idle[_bottom]!.Breaker != breaker)
+                {
+                    idle = null;
+                    return false;
+                }
+
+                idle = _idle[_bottom]!;
+                _idle[_bottom] = null;
+                _bottom = (_bottom + 1) & (_idle.Length - 1);
+                _idleCount--;
+                ReleaseSlotUnsynchronized();
+                return true;
             }
         }
 

@@ -198,6 +198,30 @@ public sealed class UpstreamPoolBreakerTests
     }
 
     [Fact]
+    public async Task RentAsync_TheSlotsAreHeldByIdleConnectionsToAnotherEndpoint_OneIsClosedForTheWaiter()
+    {
+        await using var one = PoolTestServer.Start();
+        await using var two = PoolTestServer.Start();
+        var breaker = Breaker(connections: 1);
+        var waits = 0;
+        breaker.OnConnectionWait = _ => waits++;
+        var (pool, inner) = Pool(breaker);
+        await using var _ = pool;
+        using var __ = inner;
+        pool.Return(await PoolTest.RentAsync(pool, one.Address), reusable: true);
+        Assert.Equal(new UpstreamPoolStats(Open: 1, Idle: 1, Waiting: 0), pool.GetStats(one.Address));
+
+        // Sequential requests to two endpoints with maxConnections 1: the idle one must not hold the slot until it expires.
+        var b = await PoolTest.RentAsync(pool, two.Address);
+
+        Assert.Equal("two", await PoolTest.ExchangeAsync(b, "two"));
+        Assert.Equal(1, waits);
+        Assert.Equal(new UpstreamPoolStats(Open: 0, Idle: 0, Waiting: 0), pool.GetStats(one.Address));
+        Assert.Equal(1, breaker.Connections);
+        pool.Return(b, reusable: true);
+    }
+
+    [Fact]
     public async Task Dispose_FailsWaitingRents_SlotsBack()
     {
         await using var server = PoolTestServer.Start();

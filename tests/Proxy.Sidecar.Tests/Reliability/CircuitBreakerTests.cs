@@ -112,6 +112,7 @@ public sealed class CircuitBreakerTests : ReliabilityTestBase
         await WaitForMetricAsync(host, "proxy_circuit_breaker_current{service=\"held\",limit=\"maxPendingRequests\"} 0");
         var metrics = await MetricsAsync(host);
         Assert.Contains("proxy_circuit_breaker_current{service=\"held\",limit=\"maxConnections\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("proxy_circuit_breaker_connection_waits_total{service=\"held\"} 1", metrics, StringComparison.Ordinal);
         Assert.True(!metrics.Contains("proxy_circuit_breaker_overflow_total{service=\"held\"", StringComparison.Ordinal), metrics);
     }
 
