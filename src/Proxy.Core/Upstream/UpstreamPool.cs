@@ -29,7 +29,9 @@ namespace Proxy.Core.Upstream;
 /// one) goes to the oldest waiter directly. A wait longer than <see cref="UpstreamPoolOptions.WaitTimeout"/> fails
 /// with <see cref="ConnectFailureCause.PoolExhausted"/>; the caller's token cancels it.
 /// <see cref="UpstreamPoolOptions.MaxIdlePerEndpoint"/> bounds the stack: a return to a full stack closes the oldest
-/// idle connection (cause <c>overflow</c>).</item>
+/// idle connection (cause <c>overflow</c>). Over a <see cref="Limits.CircuitBreakingConnector"/>, a new connection also
+/// needs a slot of its service's circuit breaker <c>maxConnections</c>; at that limit the rent waits too, for a
+/// connection returned to its endpoint or a freed slot (UpstreamPool.Breaker.cs).</item>
 /// <item><b>Cost.</b> Renting an idle connection and returning it allocate nothing: one dictionary lookup, one short
 /// lock per endpoint, a synchronously completed <see cref="ValueTask{TResult}"/>, the same <see cref="PooledConnection"/>
 /// object for the life of the connection. Waiting and connecting allocate (they are the slow path anyway).</item>
