@@ -245,6 +245,103 @@ public sealed class UpstreamPoolBreakerTests
     }
 
     [Fact]
+    public async Task ConcurrentRents_TwoEndpoints_SomeCancelled_NoWaiterLost_NeverPastTheLimit_CountsAddUp()
+    {
+        const int Max = 3;
+        const int Tasks = 8;
+        const int RentsPerTask = 300;
+        await using var one = PoolTestServer.Start();
+        await using var two = PoolTestServer.Start();
+        var breaker = Breaker(connections: Max);
+        var overflows = 0;
+        breaker.OnOverflow = (_, _) => Interlocked.Increment(ref overflows);
+        var waits = 0;
+        breaker.OnConnectionWait = _ => Interlocked.Increment(ref waits);
+        var (pool, inner) = Pool(breaker, wait: TestTimeouts.Bulk);
+        await using var _ = pool;
+        using var __ = inner;
+        var inUse = 0;
+        var maxInUse = 0;
+        var cancelled = 0;
+
+        async Task WorkerAsync(int worker)
+        {
+            for (var i = 0; i < RentsPerTask; i++)
+            {
+                var address = (i + worker) % 3 == 0 ? two.Address : one.Address;
+
+                // Every eleventh rent gives up at once if it has to wait (a client that went away).
+                using var gone = new CancellationTokenSource();
+                var renting = pool.RentAsync(address, gone.Token);
+                if ((i + worker) % 11 == 0 && !renting.IsCompleted)
+                {
+                    await gone.CancelAsync();
+                }
+
+                PoolRentResult result;
+                try
+                {
+                    result = await renting;
+                }
+                catch (OperationCanceledException)
+                {
+                    Interlocked.Increment(ref cancelled);
+                    continue;
+                }
+
+                Assert.True(result.IsSuccess, result.IsSuccess ? null : result.Failure.ToString());
+                var now = Interlocked.Increment(ref inUse);
+                InterlockedMax(ref maxInUse, now);
+                if (i % 7 == 0)
+                {
+                    var text = $"w{worker}-{i}";
+                    Assert.Equal(text, await PoolTest.ExchangeAsync(result.Connection!, text));
+                }
+                else
+                {
+                    await Task.Yield();
+                }
+
+                Interlocked.Decrement(ref inUse);
+                pool.Return(result.Connection!, reusable: (i + worker) % 5 != 0);
+            }
+        }
+
+        var workers = new Task[Tasks];
+        for (var w = 0; w < Tasks; w++)
+        {
+            var worker = w;
+            workers[w] = Task.Run(() => WorkerAsync(worker));
+        }
+
+        await Task.WhenAll(workers).WaitAsync(TestTimeouts.Bulk);
+
+        Assert.InRange(maxInUse, 1, Max);
+        Assert.True(waits > 0, "no rent ever waited: the test did not exercise the queue");
+        Assert.Equal(0, overflows);
+        Assert.Equal(0, breaker.ConnectionWaiters);
+        var open = pool.GetStats(one.Address).Open + pool.GetStats(two.Address).Open;
+        Assert.Equal(0, pool.GetStats(one.Address).Waiting + pool.GetStats(two.Address).Waiting);
+        Assert.Equal(open, pool.GetStats(one.Address).Idle + pool.GetStats(two.Address).Idle);
+
+        // Every connection closed by the pool gave its slot back (the closes run in the background).
+        var deadline = DateTime.UtcNow + TestTimeouts.Short;
+        while (breaker.Connections != open)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{breaker.Connections} slots taken, {open} connections open");
+            await Task.Delay(5);
+        }
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        int seen;
+        while ((seen = Volatile.Read(ref target)) < value && Interlocked.CompareExchange(ref target, value, seen) != seen)
+        {
+        }
+    }
+
+    [Fact]
     public async Task RentAndReturn_IdleConnectionOfACountedService_AllocatesNothing()
     {
         await using var server = PoolTestServer.Start();
