@@ -43,7 +43,7 @@ public sealed partial class UpstreamPool
                 return ConnectionsOverflow(address, breaker, started);
             }
 
-            var waiter = new BreakerWaiter();
+            var waiter = new BreakerWaiter(breaker);
             switch (endpoint.AddBreakerWaiter(waiter, out var idle))
             {
                 case BreakerWait.Idle:
@@ -74,6 +74,15 @@ public sealed partial class UpstreamPool
             try
             {
                 waiter.BreakerNode = breaker.EnqueueConnectionWaiter(waiter);
+
+                // Served by a return before its node was known (Complete could not take it out of the breaker's
+                // queue): take it out now, or the service would count a waiter that no longer waits.
+                Interlocked.MemoryBarrier();
+                if (waiter.Task.IsCompleted)
+                {
+                    breaker.RemoveConnectionWaiter(waiter.BreakerNode);
+                }
+
                 waiter.Arm(_time, left, cancellationToken);
                 handoff = await waiter.Task.ConfigureAwait(false);
             }
@@ -214,7 +223,7 @@ public sealed partial class UpstreamPool
             while (_breakerWaiters.First is { } node)
             {
                 _breakerWaiters.RemoveFirst();
-                if (node.Value.TrySetResult(new Handoff(HandoffKind.Connection, connection)))
+                if (node.Value.Complete(new Handoff(HandoffKind.Connection, connection)))
                 {
                     // The connection brings its own endpoint slot; the waiter's is no longer needed (no other waiter
                     // of this endpoint's own limit is queued: the connection would have gone to it first).
@@ -231,13 +240,18 @@ public sealed partial class UpstreamPool
             while (_breakerWaiters.First is { } node)
             {
                 _breakerWaiters.RemoveFirst();
-                node.Value.TrySetResult(new Handoff(HandoffKind.Disposed, null));
+                node.Value.Complete(new Handoff(HandoffKind.Disposed, null));
             }
         }
     }
 
-    /// <summary>A rent waiting for a <c>maxConnections</c> slot or a connection of its endpoint; completes exactly once.</summary>
-    private sealed class BreakerWaiter() : TaskCompletionSource<Handoff>(TaskCreationOptions.RunContinuationsAsynchronously), IConnectionSlotWaiter
+    /// <summary>
+    /// A rent waiting for a <c>maxConnections</c> slot or a connection of its endpoint; completes exactly once, and then
+    /// leaves the breaker's queue at once (<see cref="Complete"/>), so the service's waiter count, which decides whether a
+    /// returned connection is closed to make room, only counts rents still waiting. Lock order: an endpoint's lock, then
+    /// the breaker's (the breaker never takes an endpoint's).
+    /// </summary>
+    private sealed class BreakerWaiter(CircuitBreaker breaker) : TaskCompletionSource<Handoff>(TaskCreationOptions.RunContinuationsAsynchronously), IConnectionSlotWaiter
     {
         private ITimer? _timer;
         private CancellationTokenRegistration _registration;
@@ -246,18 +260,31 @@ public sealed partial class UpstreamPool
 
         public LinkedListNode<IConnectionSlotWaiter>? BreakerNode { get; set; }
 
+        // Under the breaker's lock, which has just taken this waiter out of its queue.
         public bool TryGrantSlot() => TrySetResult(new Handoff(HandoffKind.Slot, null));
+
+        /// <summary>Completes the wait (false: it already ended) and takes it out of the breaker's queue.</summary>
+        public bool Complete(Handoff handoff)
+        {
+            if (!TrySetResult(handoff))
+            {
+                return false;
+            }
+
+            breaker.RemoveConnectionWaiter(BreakerNode);
+            return true;
+        }
 
         public void Arm(TimeProvider time, TimeSpan timeout, CancellationToken cancellationToken)
         {
             if (timeout != Timeout.InfiniteTimeSpan)
             {
-                _timer = time.CreateTimer(static s => ((BreakerWaiter)s!).TrySetResult(new Handoff(HandoffKind.TimedOut, null)), this, timeout, Timeout.InfiniteTimeSpan);
+                _timer = time.CreateTimer(static s => ((BreakerWaiter)s!).Complete(new Handoff(HandoffKind.TimedOut, null)), this, timeout, Timeout.InfiniteTimeSpan);
             }
 
             if (cancellationToken.CanBeCanceled)
             {
-                _registration = cancellationToken.UnsafeRegister(static s => ((BreakerWaiter)s!).TrySetResult(new Handoff(HandoffKind.Cancelled, null)), this);
+                _registration = cancellationToken.UnsafeRegister(static s => ((BreakerWaiter)s!).Complete(new Handoff(HandoffKind.Cancelled, null)), this);
             }
         }
 

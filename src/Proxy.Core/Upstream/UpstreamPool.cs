@@ -151,7 +151,7 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
 
         connection.UseCount++;
         connection.IdleSince = _time.GetTimestamp();
-        switch (endpoint.ReturnIdle(connection, connection.Breaker is { ConnectionWaiters: > 0 }, out var evicted))
+        switch (endpoint.ReturnIdle(connection, out var evicted))
         {
             case Returned.Idle:
                 _metrics?.PoolConnectionsIdle.Add(1);
@@ -585,10 +585,10 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
 
         /// <summary>
         /// A connection back reusable: to the oldest rent waiting on this endpoint (its own limit, then the service's
-        /// <c>maxConnections</c>), else kept idle, or closed when <paramref name="makeRoom"/> (requests of the service
-        /// wait for a connection slot on other endpoints or pools).
+        /// <c>maxConnections</c>), else kept idle, or closed when requests of the service still wait for a connection
+        /// slot (for other endpoints or pools: read under this lock, after this endpoint's waiters were served).
         /// </summary>
-        public Returned ReturnIdle(PooledConnection connection, bool makeRoom, out PooledConnection? evicted)
+        public Returned ReturnIdle(PooledConnection connection, out PooledConnection? evicted)
         {
             evicted = null;
             lock (_lock)
@@ -606,7 +606,7 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
                     return Returned.HandedToWaiter;
                 }
 
-                if (makeRoom)
+                if (connection.Breaker is { ConnectionWaiters: > 0 })
                 {
                     _open--;
                     return Returned.MakeRoom;

@@ -333,6 +333,38 @@ public sealed class UpstreamPoolBreakerTests
         }
     }
 
+    [Fact]
+    public async Task ConcurrentRents_OneEndpoint_AllReturnedReusable_NoConnectionClosedOrOpenedBeyondTheLimit()
+    {
+        const int Max = 4;
+        await using var server = PoolTestServer.Start();
+        var breaker = Breaker(connections: Max);
+        var waits = 0;
+        breaker.OnConnectionWait = _ => Interlocked.Increment(ref waits);
+        var (pool, inner) = Pool(breaker, wait: TestTimeouts.Bulk);
+        await using var _ = pool;
+        using var __ = inner;
+
+        async Task WorkerAsync(int worker)
+        {
+            for (var i = 0; i < 300; i++)
+            {
+                var result = await pool.RentAsync(server.Address, CancellationToken.None);
+                Assert.True(result.IsSuccess, result.IsSuccess ? null : result.Failure.ToString());
+                await Task.Yield();
+                pool.Return(result.Connection!, reusable: true);
+            }
+        }
+
+        await Task.WhenAll(Enumerable.Range(0, 12).Select(w => Task.Run(() => WorkerAsync(w)))).WaitAsync(TestTimeouts.Bulk);
+
+        // Waiters of the one endpoint get the returned connections: none is closed to make room, so none is reopened.
+        Assert.True(waits > 0, "no rent ever waited: the test did not exercise the queue");
+        Assert.InRange(server.AcceptedCount, 1, Max);
+        Assert.Equal(0, breaker.ConnectionWaiters);
+        Assert.Equal(server.AcceptedCount, breaker.Connections);
+    }
+
     private static void InterlockedMax(ref int target, int value)
     {
         int seen;

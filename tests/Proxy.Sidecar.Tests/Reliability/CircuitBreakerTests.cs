@@ -117,6 +117,39 @@ public sealed class CircuitBreakerTests : ReliabilityTestBase
     }
 
     [Fact]
+    public async Task MaxConnections_BurstOfEightTimesTheLimit_AllServedOverTheLimitsConnections()
+    {
+        const int Burst = 32;
+        var upstream = Upstream(ScriptedUpstream.Slow(20));
+        var host = await StartAsync(Disposables, Service(new CircuitBreakersConfig { MaxConnections = 4 }, upstream));
+        using var http = Client();
+
+        // A first burst warms up (JIT, client connections); the second one is timed.
+        foreach (var response in await Task.WhenAll(Enumerable.Range(0, Burst).Select(i => http.GetAsync(Url(host, $"/warm{i}")))).WaitAsync(TestTimeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            response.Dispose();
+        }
+
+        var took = System.Diagnostics.Stopwatch.StartNew();
+        var responses = await Task.WhenAll(Enumerable.Range(0, Burst).Select(i => http.GetAsync(Url(host, $"/burst{i}")))).WaitAsync(TestTimeout);
+        took.Stop();
+
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        foreach (var response in responses)
+        {
+            response.Dispose();
+        }
+
+        Assert.Equal(2 * Burst, upstream.Requests);
+        Assert.InRange(upstream.Connections, 1, 4);
+        var metrics = await MetricsAsync(host);
+        Assert.True(!metrics.Contains("proxy_circuit_breaker_overflow_total{service=\"held\"", StringComparison.Ordinal), metrics);
+        Assert.Contains("proxy_circuit_breaker_connection_waits_total{service=\"held\"}", metrics, StringComparison.Ordinal);
+        Console.WriteLine(FormattableString.Invariant($"burst of {Burst} at maxConnections 4, upstream 20 ms: {took.ElapsedMilliseconds} ms, {upstream.Connections} upstream connections"));
+    }
+
+    [Fact]
     public async Task MaxConnectionsAndMaxPendingRequestsReached_TheThirdRequest503OverflowMaxPendingRequests()
     {
         var upstream = Upstream(ScriptedUpstream.Hold);
