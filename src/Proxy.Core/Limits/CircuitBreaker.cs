@@ -21,7 +21,7 @@ public enum CircuitBreakerLimit
 /// pass the limit by the number of racing callers for an instant, but no caller past the limit is let through.
 /// Every successful <c>TryEnter...</c> must be matched by exactly one <c>Exit...</c>.
 /// </remarks>
-public sealed class CircuitBreaker
+public sealed partial class CircuitBreaker
 {
     private int _connections;
     private int _pending;
@@ -55,7 +55,17 @@ public sealed class CircuitBreaker
     /// <summary>A new upstream connection to one of the service's endpoints; false (counted as an overflow) at <c>maxConnections</c>.</summary>
     public bool TryOpenConnection() => TryEnter(ref _connections, Config.MaxConnections, CircuitBreakerLimit.MaxConnections);
 
-    public void ConnectionClosed() => Exit(ref _connections);
+    /// <summary>A counted connection closed: its slot goes to the oldest request waiting for one (<see cref="EnqueueConnectionWaiter"/>), else is freed.</summary>
+    public void ConnectionClosed()
+    {
+        Exit(ref _connections);
+
+        // Read after the decrement (a full fence): a waiter queued before it is seen here, one queued after sees the free slot.
+        if (Volatile.Read(ref _connectionWaiters) != 0)
+        {
+            GrantConnectionSlots();
+        }
+    }
 
     /// <summary>A request starts to wait for a connection or stream; false (counted) at <c>maxPendingRequests</c>.</summary>
     public bool TryEnterPending() => TryEnter(ref _pending, Config.MaxPendingRequests, CircuitBreakerLimit.MaxPendingRequests);

@@ -9,8 +9,9 @@ namespace Proxy.Core.Limits;
 
 /// <summary>
 /// Wraps the connector of a connection pool so that connections to a service's endpoints count against the
-/// service's <c>maxConnections</c>: over the limit the connect fails at once with
-/// <see cref="ConnectFailureCause.Overflow"/> (nothing is dialled); a connection made is counted until it is
+/// service's <c>maxConnections</c>: over the limit <see cref="TryConnectAsync"/> fails at once with
+/// <see cref="ConnectFailureCause.Overflow"/> (nothing is dialled; the HTTP/2 pools), while <see cref="UpstreamPool"/>
+/// takes the slot itself and waits for one at the limit (<see cref="ConnectHoldingSlotAsync"/>); a connection made is counted until it is
 /// disposed (the pools dispose every connection they close). The service is found by the endpoint address
 /// (<paramref name="breakerFor"/>); addresses of no service with circuit breakers pass through uncounted.
 /// </summary>
@@ -20,16 +21,35 @@ namespace Proxy.Core.Limits;
 /// </remarks>
 public sealed class CircuitBreakingConnector(IUpstreamConnector inner, Func<UpstreamAddress, CircuitBreaker?> breakerFor) : IUpstreamConnector
 {
-    public async ValueTask<UpstreamConnectResult> TryConnectAsync(UpstreamAddress destination, CancellationToken cancellationToken)
+    public ValueTask<UpstreamConnectResult> TryConnectAsync(UpstreamAddress destination, CancellationToken cancellationToken)
     {
         if (breakerFor(destination) is not { } breaker)
         {
-            return await inner.TryConnectAsync(destination, cancellationToken).ConfigureAwait(false);
+            return inner.TryConnectAsync(destination, cancellationToken);
         }
 
         if (!breaker.TryOpenConnection())
         {
-            return UpstreamConnectResult.Failed(new ConnectFailure(destination, ConnectFailureCause.Overflow, breaker.Describe(CircuitBreakerLimit.MaxConnections)));
+            return new ValueTask<UpstreamConnectResult>(UpstreamConnectResult.Failed(
+                new ConnectFailure(destination, ConnectFailureCause.Overflow, breaker.Describe(CircuitBreakerLimit.MaxConnections))));
+        }
+
+        return ConnectHoldingSlotAsync(destination, breaker, cancellationToken);
+    }
+
+    /// <summary>The circuit breaker <paramref name="destination"/> counts against now (null: none).</summary>
+    public CircuitBreaker? BreakerFor(UpstreamAddress destination) => breakerFor(destination);
+
+    /// <summary>
+    /// Connects with a <c>maxConnections</c> slot of <paramref name="breaker"/> the caller already holds
+    /// (<see cref="CircuitBreaker.TryTakeConnectionSlot"/> or a granted wait): the connection made keeps it until
+    /// disposed, a failed connect gives it back. Without a breaker the connection is not counted.
+    /// </summary>
+    public async ValueTask<UpstreamConnectResult> ConnectHoldingSlotAsync(UpstreamAddress destination, CircuitBreaker? breaker, CancellationToken cancellationToken)
+    {
+        if (breaker is null)
+        {
+            return await inner.TryConnectAsync(destination, cancellationToken).ConfigureAwait(false);
         }
 
         UpstreamConnectResult result;

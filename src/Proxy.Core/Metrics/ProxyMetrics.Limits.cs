@@ -12,6 +12,9 @@ public sealed partial class ProxyMetrics
     /// <summary>Tags "service", "limit" (maxConnections, maxPendingRequests, maxRequests, maxRetries). Exported as <c>proxy_circuit_breaker_overflow_total</c>.</summary>
     public Counter<long> CircuitBreakerOverflows { get; }
 
+    /// <summary>Tag "service": requests that waited for a connection at the service's <c>maxConnections</c>. Exported as <c>proxy_circuit_breaker_connection_waits_total</c>.</summary>
+    public Counter<long> CircuitBreakerConnectionWaits { get; }
+
     /// <summary>Tags "service", "limit": the count the limit is checked against now. Exported as <c>proxy_circuit_breaker_current</c>.</summary>
     public ObservableGauge<long> CircuitBreakerOpen { get; }
 
@@ -24,6 +27,7 @@ public sealed partial class ProxyMetrics
         ArgumentNullException.ThrowIfNull(breaker);
         breaker.OnOverflow = (b, limit) => CircuitBreakerOverflows.Add(1,
             new KeyValuePair<string, object?>("service", b.Service), new KeyValuePair<string, object?>("limit", CircuitBreaker.NameOf(limit)));
+        breaker.OnConnectionWait = b => CircuitBreakerConnectionWaits.Add(1, new KeyValuePair<string, object?>("service", b.Service));
         _breakers.TryAdd(breaker, 0);
     }
 

@@ -55,6 +55,9 @@ public sealed class PooledConnection(UpstreamAddress address, ConnectionContext 
 
     /// <summary>The pool's per-endpoint state this connection counts in (so a return after the endpoint was retired finds it).</summary>
     internal object? PoolEntry { get; set; }
+
+    /// <summary>The circuit breaker whose <c>maxConnections</c> this connection counts in (null: none).</summary>
+    internal Limits.CircuitBreaker? Breaker { get; init; }
 }
 
 /// <summary>The outcome of <see cref="IUpstreamPool.RentAsync"/>: a connection, or why there is none.</summary>

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Proxy.Core.Addresses;
+using Proxy.Core.Limits;
 using Proxy.Core.Metrics;
 
 namespace Proxy.Core.Upstream;
@@ -28,7 +29,9 @@ namespace Proxy.Core.Upstream;
 /// one) goes to the oldest waiter directly. A wait longer than <see cref="UpstreamPoolOptions.WaitTimeout"/> fails
 /// with <see cref="ConnectFailureCause.PoolExhausted"/>; the caller's token cancels it.
 /// <see cref="UpstreamPoolOptions.MaxIdlePerEndpoint"/> bounds the stack: a return to a full stack closes the oldest
-/// idle connection (cause <c>overflow</c>).</item>
+/// idle connection (cause <c>overflow</c>). Over a <see cref="Limits.CircuitBreakingConnector"/>, a new connection also
+/// needs a slot of its service's circuit breaker <c>maxConnections</c>; at that limit the rent waits too, for a
+/// connection returned to its endpoint or a freed slot (UpstreamPool.Breaker.cs).</item>
 /// <item><b>Cost.</b> Renting an idle connection and returning it allocate nothing: one dictionary lookup, one short
 /// lock per endpoint, a synchronously completed <see cref="ValueTask{TResult}"/>, the same <see cref="PooledConnection"/>
 /// object for the life of the connection. Waiting and connecting allocate (they are the slow path anyway).</item>
@@ -47,10 +50,12 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
     private const string CauseNotReusable = "not_reusable";
     private const string CauseOverflow = "overflow";
     private const string CauseRetired = "retired";
+    private const string CauseBreakerWaiting = "breaker_waiting";
 
     private static readonly TimeSpan DefaultWaitTimeout = TimeSpan.FromSeconds(10);
 
     private readonly IUpstreamConnector _connector;
+    private readonly CircuitBreakingConnector? _breakers;
     private readonly UpstreamPoolOptions _options;
     private readonly TimeProvider _time;
     private readonly ProxyMetrics? _metrics;
@@ -68,6 +73,7 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
         _options = options ?? new UpstreamPoolOptions();
         _options.Validate();
         _connector = connector;
+        _breakers = connector as CircuitBreakingConnector;
         _time = _options.TimeProvider;
         _metrics = metrics;
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<UpstreamPool>();
@@ -156,6 +162,10 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
                 break;
             case Returned.Overflow:
                 Discard(connection, CauseOverflow);
+                break;
+            case Returned.MakeRoom:
+                // Requests of the service wait for a maxConnections slot elsewhere: closing this one gives them its slot.
+                Discard(connection, CauseBreakerWaiting);
                 break;
             case Returned.Closed:
                 if (Volatile.Read(ref _disposed) != 0)
@@ -333,13 +343,33 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
         }
     }
 
-    private async ValueTask<PoolRentResult> ConnectAsync(EndpointPool endpoint, UpstreamAddress address, CancellationToken cancellationToken)
+    /// <summary>
+    /// A new connection for a rent holding a slot of <paramref name="endpoint"/>. A service with circuit breakers needs
+    /// a <c>maxConnections</c> slot too; at that limit the rent waits (UpstreamPool.Breaker.cs).
+    /// </summary>
+    private ValueTask<PoolRentResult> ConnectAsync(EndpointPool endpoint, UpstreamAddress address, CancellationToken cancellationToken)
+    {
+        var breaker = _breakers?.BreakerFor(address);
+        return breaker is null || breaker.TryTakeConnectionSlot()
+            ? OpenAsync(endpoint, address, breaker, cancellationToken)
+            : WaitForConnectionSlotAsync(endpoint, address, breaker, cancellationToken);
+    }
+
+    /// <summary>Connects holding a slot of <paramref name="endpoint"/> and, with <paramref name="breaker"/>, one of its <c>maxConnections</c>.</summary>
+    private async ValueTask<PoolRentResult> OpenAsync(EndpointPool endpoint, UpstreamAddress address, CircuitBreaker? breaker, CancellationToken cancellationToken)
     {
         // The caller holds a slot of the endpoint: give it back on every path that opens no connection.
         UpstreamConnectResult result;
         try
         {
-            result = await _connector.TryConnectAsync(address, cancellationToken).ConfigureAwait(false);
+            if (_breakers is { } breakers)
+            {
+                result = await breakers.ConnectHoldingSlotAsync(address, breaker, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                result = await _connector.TryConnectAsync(address, cancellationToken).ConfigureAwait(false);
+            }
         }
         catch
         {
@@ -362,7 +392,7 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
 
         _metrics?.PoolConnectionsCreated.Add(1);
         Log.Created(_logger, address);
-        return PoolRentResult.Success(new PooledConnection(address, result.Connection!) { PoolEntry = endpoint });
+        return PoolRentResult.Success(new PooledConnection(address, result.Connection!) { PoolEntry = endpoint, Breaker = breaker });
     }
 
     private async ValueTask<PoolRentResult> WaitAsync(EndpointPool endpoint, Waiter waiter, UpstreamAddress address, CancellationToken cancellationToken)
@@ -465,6 +495,7 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
         Idle,
         IdleEvictedOldest,
         Overflow,
+        MakeRoom,
         Closed,
     }
 
@@ -485,7 +516,7 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
     /// rents. Every member takes <see cref="_lock"/> for a few instructions; nothing is awaited or disposed under it.
     /// Invariant: waiters are queued only while the stack is empty, and a freed connection or slot goes to a waiter first.
     /// </summary>
-    private sealed class EndpointPool(UpstreamPool owner)
+    private sealed partial class EndpointPool(UpstreamPool owner)
     {
         private readonly Lock _lock = new();
         private readonly LinkedList<Waiter> _waiters = new();
@@ -512,11 +543,7 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
 
                 if (_idleCount > 0)
                 {
-                    // LIFO: the top of the stack, the most recently returned connection.
-                    var index = (_bottom + _idleCount - 1) & (_idle.Length - 1);
-                    idle = _idle[index];
-                    _idle[index] = null;
-                    _idleCount--;
+                    idle = PopIdleUnsynchronized();
                     return Acquired.Idle;
                 }
 
@@ -537,6 +564,16 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
             }
         }
 
+        /// <summary>LIFO: takes the top of the stack, the most recently returned connection (there is one). Under the lock.</summary>
+        private PooledConnection PopIdleUnsynchronized()
+        {
+            var index = (_bottom + _idleCount - 1) & (_idle.Length - 1);
+            var idle = _idle[index]!;
+            _idle[index] = null;
+            _idleCount--;
+            return idle;
+        }
+
         /// <summary>A connection of this endpoint was closed or never opened: its slot goes to the oldest waiter, else is freed.</summary>
         public void ReleaseSlot()
         {
@@ -546,6 +583,11 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
             }
         }
 
+        /// <summary>
+        /// A connection back reusable: to the oldest rent waiting on this endpoint (its own limit, then the service's
+        /// <c>maxConnections</c>), else kept idle, or closed when requests of the service still wait for a connection
+        /// slot (for other endpoints or pools: read under this lock, after this endpoint's waiters were served).
+        /// </summary>
         public Returned ReturnIdle(PooledConnection connection, out PooledConnection? evicted)
         {
             evicted = null;
@@ -558,9 +600,16 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
                     return Returned.Closed;
                 }
 
-                if (TryHandToWaiterUnsynchronized(new Handoff(HandoffKind.Connection, connection)))
+                if (TryHandToWaiterUnsynchronized(new Handoff(HandoffKind.Connection, connection))
+                    || TryHandToBreakerWaiterUnsynchronized(connection))
                 {
                     return Returned.HandedToWaiter;
+                }
+
+                if (connection.Breaker is { ConnectionWaiters: > 0 })
+                {
+                    _open--;
+                    return Returned.MakeRoom;
                 }
 
                 if (_idleCount >= _maxIdle)
@@ -692,6 +741,8 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
                     _waiters.RemoveFirst();
                     node.Value.TrySetResult(new Handoff(HandoffKind.Disposed, null));
                 }
+
+                FailBreakerWaitersUnsynchronized();
             }
         }
 
@@ -710,7 +761,7 @@ public sealed partial class UpstreamPool : IUpstreamPool, IEndpointRetirement, I
         {
             lock (_lock)
             {
-                return new UpstreamPoolStats(_open, _idleCount, _waiters.Count);
+                return new UpstreamPoolStats(_open, _idleCount, _waiters.Count + _breakerWaiters.Count);
             }
         }
 

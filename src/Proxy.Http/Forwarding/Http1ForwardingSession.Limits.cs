@@ -19,9 +19,9 @@ namespace Proxy.Http.Forwarding;
 /// with <c>retry-after</c>); then the service's <c>maxRequests</c> (503 <c>overflow</c>), a slot held to the request's end;</item>
 /// <item>before each rent (<see cref="PendingFull"/>): <c>maxPendingRequests</c>; a rent that does not complete at once
 /// counts as pending while it waits (<see cref="AwaitRentAsync"/>);</item>
-/// <item>a new upstream connection past <c>maxConnections</c> fails in the pool's connector
-/// (<see cref="CircuitBreakingConnector"/>, cause <see cref="ConnectFailureCause.Overflow"/>): 503 <c>overflow</c>
-/// (<see cref="RespondConnectionOverflowAsync"/>), not retried;</item>
+/// <item>a new upstream connection past <c>maxConnections</c>: the HTTP/1.1 pool waits (pending) for a connection or a
+/// freed slot up to the connect timeout, the HTTP/2 pool fails at once in its connector (<see cref="CircuitBreakingConnector"/>);
+/// either way cause <see cref="ConnectFailureCause.Overflow"/>: 503 <c>overflow</c> (<see cref="RespondConnectionOverflowAsync"/>), not retried;</item>
 /// <item>a retry (<see cref="TryHoldRetrySlot"/>): <c>maxRetries</c>; over it the retry is not made and the client gets
 /// the failure it would have had without a retry policy.</item>
 /// </list>

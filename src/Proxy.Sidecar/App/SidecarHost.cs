@@ -157,6 +157,10 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             MaxConnectionsPerEndpoint = http.PoolMaxConnections,
             MaxIdlePerEndpoint = http.PoolMaxIdle,
             IdleTimeout = http.PoolIdleTimeout,
+
+            // A rent at --pool-max-connections or a service's maxConnections waits up to the connect timeout (the
+            // pool could not read it through the counting and TLS connectors).
+            WaitTimeout = _config.Tcp.ConnectTimeout,
         };
         // Circuit breakers: new pooled connections to a service's endpoints count against its maxConnections (the
         // registry in force, made below and replaced by reloads, says which service an endpoint belongs to now).

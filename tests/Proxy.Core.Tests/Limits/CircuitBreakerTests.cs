@@ -112,6 +112,120 @@ public sealed class CircuitBreakerTests
         Assert.Equal(0, breaker.Connections);
     }
 
+    [Fact]
+    public void ConnectionClosed_WithWaiters_TheSlotGoesToTheOldestStillWaiting()
+    {
+        var breaker = Breaker(connections: 1);
+        var refusals = new List<CircuitBreakerLimit>();
+        breaker.OnOverflow = (_, limit) => refusals.Add(limit);
+        Assert.True(breaker.TryTakeConnectionSlot());
+        Assert.False(breaker.TryTakeConnectionSlot());
+
+        var gone = new SlotWaiter { Declines = true };
+        var first = new SlotWaiter();
+        var second = new SlotWaiter();
+        breaker.EnqueueConnectionWaiter(gone);
+        breaker.EnqueueConnectionWaiter(first);
+        var secondNode = breaker.EnqueueConnectionWaiter(second);
+        Assert.Equal(3, breaker.ConnectionWaiters);
+
+        // The one that stopped waiting declines: the slot passes to the next, never freed in between.
+        breaker.ConnectionClosed();
+        Assert.Equal((1, 1, 0), (gone.Offers, first.Granted, second.Granted));
+        Assert.Equal(1, breaker.Connections);
+        Assert.Equal(1, breaker.ConnectionWaiters);
+
+        // A waiter that leaves is not offered anything; with nobody waiting a slot is freed.
+        breaker.RemoveConnectionWaiter(secondNode);
+        breaker.ConnectionClosed();
+        Assert.Equal(0, second.Offers);
+        Assert.Equal(0, breaker.Connections);
+        Assert.Empty(refusals);
+    }
+
+    [Fact]
+    public void TryTakeConnectionSlot_WhileOthersWait_Refused_EnqueueWithAFreeSlot_GrantedAtOnce()
+    {
+        var breaker = Breaker(connections: 2);
+        Assert.True(breaker.TryTakeConnectionSlot());
+        Assert.True(breaker.TryTakeConnectionSlot());
+        var waiter = new SlotWaiter();
+        breaker.EnqueueConnectionWaiter(waiter);
+        breaker.EnqueueConnectionWaiter(new SlotWaiter());
+
+        // Waiters go first: a newcomer does not take a slot past them.
+        breaker.ConnectionClosed();
+        Assert.Equal(1, waiter.Granted);
+        Assert.False(breaker.TryTakeConnectionSlot());
+
+        // A slot freed while nobody is queued is found by the next waiter when it queues.
+        var fresh = Breaker(connections: 1);
+        var late = new SlotWaiter();
+        fresh.EnqueueConnectionWaiter(late);
+        Assert.Equal(1, late.Granted);
+        Assert.Equal(0, fresh.ConnectionWaiters);
+    }
+
+    [Fact]
+    public async Task ConcurrentClosesAndWaiters_EveryWaiterServed_SlotsNeverPastTheLimit()
+    {
+        var breaker = Breaker(connections: 4);
+        var peak = 0;
+        var holders = 0;
+        var served = 0;
+        var workers = Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
+        {
+            for (var i = 0; i < 2_000; i++)
+            {
+                if (!breaker.TryTakeConnectionSlot())
+                {
+                    var waiter = new SlotWaiter();
+                    var node = breaker.EnqueueConnectionWaiter(waiter);
+                    await waiter.Task.WaitAsync(TimeSpan.FromSeconds(10));
+                    breaker.RemoveConnectionWaiter(node);
+                }
+
+                // The breaker's own count may pass the limit for an instant under a race (a refused increment is undone); holders may not.
+                InterlockedMax(ref peak, Interlocked.Increment(ref holders));
+                Interlocked.Increment(ref served);
+                Interlocked.Decrement(ref holders);
+                breaker.ConnectionClosed();
+            }
+        })).ToArray();
+        await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(16_000, served);
+        Assert.InRange(peak, 1, 4);
+        Assert.Equal(0, breaker.Connections);
+        Assert.Equal(0, breaker.ConnectionWaiters);
+    }
+
+    private sealed class SlotWaiter : IConnectionSlotWaiter
+    {
+        private readonly TaskCompletionSource _granted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public bool Declines { get; init; }
+
+        public int Offers;
+
+        public int Granted;
+
+        public Task Task => _granted.Task;
+
+        public bool TryGrantSlot()
+        {
+            Offers++;
+            if (Declines)
+            {
+                return false;
+            }
+
+            Granted++;
+            _granted.SetResult();
+            return true;
+        }
+    }
+
     private static void InterlockedMax(ref int target, int value)
     {
         int seen;

@@ -9,28 +9,12 @@ namespace Proxy.Sidecar.Tests.Reliability;
 
 /// <summary>
 /// Circuit breakers through a real sidecar to an upstream that holds requests open on command: each limit reached
-/// (a fast proxy-made 503 naming it, nothing sent upstream), and served again once the load drops.
+/// (a fast proxy-made 503 naming it, nothing sent upstream; at <c>maxConnections</c> a bounded wait first), and served
+/// again once the load drops.
 /// </summary>
-public sealed class CircuitBreakerTests : IAsyncLifetime
+public sealed class CircuitBreakerTests : ReliabilityTestBase
 {
-    private readonly List<IAsyncDisposable> _disposables = [];
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        for (var i = _disposables.Count - 1; i >= 0; i--)
-        {
-            await _disposables[i].DisposeAsync();
-        }
-    }
-
-    private ScriptedUpstream Upstream(string defaultAction, params string[] script)
-    {
-        var upstream = new ScriptedUpstream("u", defaultAction, script);
-        _disposables.Add(upstream);
-        return upstream;
-    }
+    private ScriptedUpstream Upstream(string defaultAction, params string[] script) => Upstream("u", defaultAction, script);
 
     private static ServiceConfig Service(CircuitBreakersConfig breakers, ScriptedUpstream upstream, RetryPolicyConfig? retries = null)
         => new("held", [], [upstream.EndPoint]) { CircuitBreakers = breakers, Retries = retries };
@@ -53,7 +37,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
         var accessLog = Path.Combine(Path.GetTempPath(), $"proxy-limits-{Guid.NewGuid():N}.log");
         try
         {
-            var host = await StartAsync(_disposables, Service(new CircuitBreakersConfig { MaxRequests = 2 }, upstream), http: new HttpConfig { AccessLog = accessLog });
+            var host = await StartAsync(Disposables, Service(new CircuitBreakersConfig { MaxRequests = 2 }, upstream), http: new HttpConfig { AccessLog = accessLog });
             using var http = Client();
             var held = new[] { http.GetAsync(Url(host, "/a")), http.GetAsync(Url(host, "/b")) };
             await upstream.WhenHeldAsync(2).WaitAsync(TestTimeout);
@@ -82,7 +66,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
             Assert.Contains("proxy_circuit_breaker_current{service=\"held\",limit=\"maxRequests\"} 0", metrics, StringComparison.Ordinal);
 
             // Disposed here (the access log is complete once the host is gone), not again at the end of the test.
-            _disposables.Remove(host);
+            Disposables.Remove(host);
             await host.DisposeAsync();
             var line = (await File.ReadAllLinesAsync(accessLog)).Single(l => l.Contains("/over", StringComparison.Ordinal));
             using var entry = System.Text.Json.JsonDocument.Parse(line);
@@ -97,34 +81,187 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task MaxConnections_Reached_503OverflowNoNewConnection_IdleOnesReusedAfterwards()
+    public async Task MaxConnections_Reached_TheNextRequestWaitsForTheConnection_BothServedOnOne()
     {
         var upstream = Upstream(ScriptedUpstream.Hold);
-        var host = await StartAsync(_disposables, Service(new CircuitBreakersConfig { MaxConnections = 2 }, upstream));
+        var host = await StartAsync(Disposables, Service(new CircuitBreakersConfig { MaxConnections = 1 }, upstream));
         using var http = Client();
-        var held = new[] { http.GetAsync(Url(host, "/a")), http.GetAsync(Url(host, "/b")) };
-        await upstream.WhenHeldAsync(2).WaitAsync(TestTimeout);
-        await WaitForMetricAsync(host, "proxy_circuit_breaker_current{service=\"held\",limit=\"maxConnections\"} 2");
+        var first = http.GetAsync(Url(host, "/first"));
+        await upstream.WhenHeldAsync(1).WaitAsync(TestTimeout);
 
-        // HTTP/1.1: a third request in flight needs a third connection.
-        (await OverflowAsync(http, host, "maxConnections")).Dispose();
-        Assert.Equal(2, upstream.Requests);
+        // HTTP/1.1: the second request in flight needs a second connection; it waits (pending) instead of failing.
+        var second = http.GetAsync(Url(host, "/second"));
+        await WaitForMetricAsync(host, "proxy_circuit_breaker_current{service=\"held\",limit=\"maxPendingRequests\"} 1");
+        Assert.False(second.IsCompleted);
+        Assert.Equal(1, upstream.Requests);
 
         upstream.Default = "200";
         upstream.ReleaseHeld();
-        foreach (var response in await Task.WhenAll(held).WaitAsync(TestTimeout))
+        using (var response = await first.WaitAsync(TestTimeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        using (var response = await second.WaitAsync(TestTimeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        Assert.Equal(2, upstream.Requests);
+        Assert.Equal(1, upstream.Connections);
+        await WaitForMetricAsync(host, "proxy_circuit_breaker_current{service=\"held\",limit=\"maxPendingRequests\"} 0");
+        var metrics = await MetricsAsync(host);
+        Assert.Contains("proxy_circuit_breaker_current{service=\"held\",limit=\"maxConnections\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("proxy_circuit_breaker_connection_waits_total{service=\"held\"} 1", metrics, StringComparison.Ordinal);
+        Assert.True(!metrics.Contains("proxy_circuit_breaker_overflow_total{service=\"held\"", StringComparison.Ordinal), metrics);
+    }
+
+    [Fact]
+    public async Task MaxConnections_BurstOfEightTimesTheLimit_AllServedOverTheLimitsConnections()
+    {
+        const int Burst = 32;
+        var upstream = Upstream(ScriptedUpstream.Slow(20));
+        var host = await StartAsync(Disposables, Service(new CircuitBreakersConfig { MaxConnections = 4 }, upstream));
+        using var http = Client();
+
+        // A first burst warms up (JIT, client connections); the second one is timed.
+        foreach (var response in await Task.WhenAll(Enumerable.Range(0, Burst).Select(i => http.GetAsync(Url(host, $"/warm{i}")))).WaitAsync(TestTimeout))
         {
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             response.Dispose();
         }
 
-        for (var i = 0; i < 3; i++)
+        var took = System.Diagnostics.Stopwatch.StartNew();
+        var responses = await Task.WhenAll(Enumerable.Range(0, Burst).Select(i => http.GetAsync(Url(host, $"/burst{i}")))).WaitAsync(TestTimeout);
+        took.Stop();
+
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        foreach (var response in responses)
         {
-            using var again = await http.GetAsync(Url(host, $"/again{i}")).WaitAsync(TestTimeout);
-            Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+            response.Dispose();
         }
 
-        Assert.Contains("proxy_circuit_breaker_overflow_total{service=\"held\",limit=\"maxConnections\"} 1", await MetricsAsync(host), StringComparison.Ordinal);
+        Assert.Equal(2 * Burst, upstream.Requests);
+        Assert.InRange(upstream.Connections, 1, 4);
+        var metrics = await MetricsAsync(host);
+        Assert.True(!metrics.Contains("proxy_circuit_breaker_overflow_total{service=\"held\"", StringComparison.Ordinal), metrics);
+        Assert.Contains("proxy_circuit_breaker_connection_waits_total{service=\"held\"}", metrics, StringComparison.Ordinal);
+        Console.WriteLine(FormattableString.Invariant($"burst of {Burst} at maxConnections 4, upstream 20 ms: {took.ElapsedMilliseconds} ms, {upstream.Connections} upstream connections"));
+    }
+
+    [Fact]
+    public async Task MaxConnectionsAndMaxPendingRequestsReached_TheThirdRequest503OverflowMaxPendingRequests()
+    {
+        var upstream = Upstream(ScriptedUpstream.Hold);
+        var host = await StartAsync(Disposables, Service(new CircuitBreakersConfig { MaxConnections = 1, MaxPendingRequests = 1 }, upstream));
+        using var http = Client();
+        var first = http.GetAsync(Url(host, "/first"));
+        await upstream.WhenHeldAsync(1).WaitAsync(TestTimeout);
+        var waiting = http.GetAsync(Url(host, "/waiting"));
+        await WaitForMetricAsync(host, "proxy_circuit_breaker_current{service=\"held\",limit=\"maxPendingRequests\"} 1");
+
+        (await OverflowAsync(http, host, "maxPendingRequests")).Dispose();
+        Assert.Equal(1, upstream.Requests);
+
+        upstream.Default = "200";
+        upstream.ReleaseHeld();
+        foreach (var response in await Task.WhenAll(first, waiting).WaitAsync(TestTimeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            response.Dispose();
+        }
+
+        Assert.Equal(2, upstream.Requests);
+        Assert.Equal(1, upstream.Connections);
+        var metrics = await MetricsAsync(host);
+        Assert.Contains("proxy_circuit_breaker_overflow_total{service=\"held\",limit=\"maxPendingRequests\"} 1", metrics, StringComparison.Ordinal);
+        Assert.DoesNotContain("proxy_circuit_breaker_overflow_total{service=\"held\",limit=\"maxConnections\"}", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task MaxConnections_WaitingClientGoesAway_LeavesTheQueue_ALaterRequestIsServed()
+    {
+        // The waiting client is an HTTP/2 stream the client resets (HTTP/1.1 to the upstream); an HTTP/1.1 client's
+        // close is only noticed once the proxy writes to it (README "Circuit breaking").
+        var upstream = Upstream(ScriptedUpstream.Hold);
+        var host = await StartAsync(Disposables, Service(new CircuitBreakersConfig { MaxConnections = 1 }, upstream) with { UpstreamProtocol = UpstreamProtocol.Http1 });
+        using var http = Client();
+        var first = http.GetAsync(Url(host, "/first"));
+        await upstream.WhenHeldAsync(1).WaitAsync(TestTimeout);
+
+        using (var gone = new CancellationTokenSource())
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, Url(host, "/gone"))
+            {
+                Version = HttpVersion.Version20,
+                VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            };
+            var waiting = http.SendAsync(request, gone.Token);
+            await WaitForMetricAsync(host, "proxy_circuit_breaker_current{service=\"held\",limit=\"maxPendingRequests\"} 1");
+            await gone.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting.WaitAsync(TestTimeout));
+        }
+
+        await WaitForMetricAsync(host, "proxy_circuit_breaker_current{service=\"held\",limit=\"maxPendingRequests\"} 0");
+
+        // The held request ends: its connection goes idle (no waiter left to take it) and serves the next request.
+        upstream.Default = "200";
+        upstream.ReleaseHeld();
+        (await first.WaitAsync(TestTimeout)).Dispose();
+        using (var later = await http.GetAsync(Url(host, "/later")).WaitAsync(TestTimeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, later.StatusCode);
+        }
+
+        Assert.Equal(2, upstream.Requests);
+        Assert.Equal(1, upstream.Connections);
+        await WaitForMetricAsync(host, "proxy_circuit_breaker_current{service=\"held\",limit=\"maxRequests\"} 0");
+        var metrics = await MetricsAsync(host);
+        Assert.Contains("proxy_circuit_breaker_current{service=\"held\",limit=\"maxPendingRequests\"} 0", metrics, StringComparison.Ordinal);
+        Assert.Contains("proxy_circuit_breaker_current{service=\"held\",limit=\"maxConnections\"} 1", metrics, StringComparison.Ordinal);
+        Assert.True(!metrics.Contains("proxy_circuit_breaker_overflow_total{service=\"held\"", StringComparison.Ordinal), metrics);
+    }
+
+    [Fact]
+    public async Task MaxConnections_NoneFreeWithinTheConnectTimeout_503OverflowMaxConnectionsSayingHowLongItWaited()
+    {
+        var upstream = Upstream(ScriptedUpstream.Hold);
+        var accessLog = Path.Combine(Path.GetTempPath(), $"proxy-limits-{Guid.NewGuid():N}.log");
+        try
+        {
+            var host = await StartAsync(Disposables, Service(new CircuitBreakersConfig { MaxConnections = 1 }, upstream),
+                http: new HttpConfig { AccessLog = accessLog }, tcp: new TcpConfig { ConnectTimeout = TimeSpan.FromMilliseconds(300) });
+            using var http = Client();
+            var held = http.GetAsync(Url(host, "/held"));
+            await upstream.WhenHeldAsync(1).WaitAsync(TestTimeout);
+
+            var waited = System.Diagnostics.Stopwatch.StartNew();
+            using (var response = await OverflowAsync(http, host, "maxConnections"))
+            {
+                Assert.InRange(waited.Elapsed, TimeSpan.FromMilliseconds(250), TestTimeout);
+                var body = await response.Content.ReadAsStringAsync();
+                Assert.Matches("none came free while the request waited [0-9]+ ms, so no connection to 127.0.0.1:[0-9]+ was opened", body);
+            }
+
+            Assert.Equal(1, upstream.Requests);
+            upstream.Default = "200";
+            upstream.ReleaseHeld();
+            (await held.WaitAsync(TestTimeout)).Dispose();
+            var metrics = await MetricsAsync(host);
+            Assert.Contains("proxy_circuit_breaker_overflow_total{service=\"held\",limit=\"maxConnections\"} 1", metrics, StringComparison.Ordinal);
+            Assert.Contains("proxy_circuit_breaker_current{service=\"held\",limit=\"maxPendingRequests\"} 0", metrics, StringComparison.Ordinal);
+
+            Disposables.Remove(host);
+            await host.DisposeAsync();
+            var line = (await File.ReadAllLinesAsync(accessLog)).Single(l => l.Contains("/over", StringComparison.Ordinal));
+            using var entry = System.Text.Json.JsonDocument.Parse(line);
+            Assert.Equal("overflow", entry.RootElement.GetProperty("error").GetString());
+            Assert.Equal("maxConnections", entry.RootElement.GetProperty("limit").GetString());
+        }
+        finally
+        {
+            File.Delete(accessLog);
+        }
     }
 
     [Fact]
@@ -132,7 +269,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
     {
         // One connection per endpoint: the second request waits for it (pending), the third finds the queue full.
         var upstream = Upstream(ScriptedUpstream.Hold);
-        var host = await StartAsync(_disposables, Service(new CircuitBreakersConfig { MaxPendingRequests = 1 }, upstream), http: new HttpConfig { PoolMaxConnections = 1 });
+        var host = await StartAsync(Disposables, Service(new CircuitBreakersConfig { MaxPendingRequests = 1 }, upstream), http: new HttpConfig { PoolMaxConnections = 1 });
         using var http = Client();
         var first = http.GetAsync(Url(host, "/first"));
         await upstream.WhenHeldAsync(1).WaitAsync(TestTimeout);
@@ -165,7 +302,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
         // Request A: 503, retried, the retry held (A holds the one retry slot). Request B: 503, no retry slot left.
         var upstream = Upstream("200", "503", ScriptedUpstream.Hold, "503");
         var retries = new RetryPolicyConfig { Backoff = TimeSpan.FromMilliseconds(1), MaxBackoff = TimeSpan.FromMilliseconds(1) };
-        var host = await StartAsync(_disposables, Service(new CircuitBreakersConfig { MaxRetries = 1 }, upstream, retries));
+        var host = await StartAsync(Disposables, Service(new CircuitBreakersConfig { MaxRetries = 1 }, upstream, retries));
         using var http = Client();
         var a = http.GetAsync(Url(host, "/a"));
         await upstream.WhenHeldAsync(1).WaitAsync(TestTimeout);
@@ -200,7 +337,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
     public async Task Http2Grpc_MaxRequestsReached_Unavailable()
     {
         var upstream = Upstream(ScriptedUpstream.Hold);
-        var host = await StartAsync(_disposables, Service(new CircuitBreakersConfig { MaxRequests = 1 }, upstream) with { UpstreamProtocol = UpstreamProtocol.Http1 });
+        var host = await StartAsync(Disposables, Service(new CircuitBreakersConfig { MaxRequests = 1 }, upstream) with { UpstreamProtocol = UpstreamProtocol.Http1 });
         using var http = Client();
         var held = http.GetAsync(Url(host, "/a"));
         await upstream.WhenHeldAsync(1).WaitAsync(TestTimeout);
@@ -219,7 +356,7 @@ public sealed class CircuitBreakerTests : IAsyncLifetime
     public async Task OpaqueTcp_MaxConnectionsReached_ConnectionReset_ThenAcceptedAgain()
     {
         var upstream = Upstream(ScriptedUpstream.Hold);
-        var host = await StartAsync(_disposables, Service(new CircuitBreakersConfig { MaxConnections = 1 }, upstream), protocol: ListenerProtocol.Tcp);
+        var host = await StartAsync(Disposables, Service(new CircuitBreakersConfig { MaxConnections = 1 }, upstream), protocol: ListenerProtocol.Tcp);
         var edge = (IPEndPoint)host.AddressOf("edge")!;
         using (var first = new TcpClient())
         {

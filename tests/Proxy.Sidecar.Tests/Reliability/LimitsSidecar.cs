@@ -17,7 +17,7 @@ internal static class LimitsSidecar
 
     /// <param name="connectionHook">Called first for every accepted connection (e.g. to give it a verified peer identity).</param>
     public static async Task<SidecarHost> StartAsync(List<IAsyncDisposable> disposables, ServiceConfig service, RouteConfig[]? routes = null, HttpConfig? http = null,
-        ListenerProtocol protocol = ListenerProtocol.Http, Action<Microsoft.AspNetCore.Connections.ConnectionContext>? connectionHook = null)
+        ListenerProtocol protocol = ListenerProtocol.Http, Action<Microsoft.AspNetCore.Connections.ConnectionContext>? connectionHook = null, TcpConfig? tcp = null)
     {
         routes ??= [];
         var config = new ProxyConfig
@@ -27,6 +27,7 @@ internal static class LimitsSidecar
             AdminListen = new IPEndPoint(IPAddress.Loopback, 0),
             Services = [service],
             Http = http ?? new HttpConfig(),
+            Tcp = tcp ?? new TcpConfig(),
             Listeners = [new ListenerConfig("edge", new IPEndPoint(IPAddress.Loopback, 0), routes.Length == 0 ? service.Name : "") { Protocol = protocol, Routes = routes }],
         };
         var host = new SidecarHost(config, NullLoggerFactory.Instance, new FixedOriginalDestinationResolver(new IPEndPoint(IPAddress.Loopback, 9)))

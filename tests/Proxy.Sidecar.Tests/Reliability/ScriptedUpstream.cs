@@ -38,6 +38,7 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
     private readonly Task _accepting;
     private readonly string _name;
     private int _requests;
+    private int _connections;
     private TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _held;
     private readonly List<(int Count, TaskCompletionSource Reached)> _heldWaiters = [];
@@ -68,6 +69,9 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
     public string Default { get; set; }
 
     public int Requests => Volatile.Read(ref _requests);
+
+    /// <summary>Connections accepted so far.</summary>
+    public int Connections => Volatile.Read(ref _connections);
 
     /// <summary>Requests held (<see cref="Hold"/>) and not yet released.</summary>
     public int Held => Volatile.Read(ref _held);
@@ -116,6 +120,7 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
                 return;
             }
 
+            Interlocked.Increment(ref _connections);
             _ = ServeAsync(socket);
         }
     }
