@@ -307,6 +307,7 @@ public sealed class UpstreamPoolBreakerTests
             }
         }
 
+        await BurstAsync(pool, one.Address, Max * 3);
         var workers = new Task[Tasks];
         for (var w = 0; w < Tasks; w++)
         {
@@ -356,6 +357,7 @@ public sealed class UpstreamPoolBreakerTests
             }
         }
 
+        await BurstAsync(pool, server.Address, Max * 3);
         await Task.WhenAll(Enumerable.Range(0, 12).Select(w => Task.Run(() => WorkerAsync(w)))).WaitAsync(TestTimeouts.Bulk);
 
         // Waiters of the one endpoint get the returned connections: none is closed to make room, so none is reopened.
@@ -363,6 +365,23 @@ public sealed class UpstreamPoolBreakerTests
         Assert.InRange(server.AcceptedCount, 1, Max);
         Assert.Equal(0, breaker.ConnectionWaiters);
         Assert.Equal(server.AcceptedCount, breaker.Connections);
+    }
+
+    /// <summary>
+    /// So the queue is exercised whatever the scheduling: <paramref name="count"/> rents at once, more than the service
+    /// may have connections (those past the limit wait for a slot), each connection handed back as soon as its rent has it.
+    /// </summary>
+    private static async Task BurstAsync(UpstreamPool pool, Proxy.Core.Addresses.UpstreamAddress address, int count)
+    {
+        var burst = Enumerable.Range(0, count).Select(_ => pool.RentAsync(address, CancellationToken.None).AsTask()).ToList();
+        while (burst.Count > 0)
+        {
+            var done = await Task.WhenAny(burst).WaitAsync(TestTimeouts.Bulk);
+            burst.Remove(done);
+            var rented = await done;
+            Assert.True(rented.IsSuccess, rented.IsSuccess ? null : rented.Failure.ToString());
+            pool.Return(rented.Connection!, reusable: true);
+        }
     }
 
     private static void InterlockedMax(ref int target, int value)

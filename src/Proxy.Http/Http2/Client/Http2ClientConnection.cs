@@ -66,12 +66,6 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
     private bool _isClosed;
     private bool _outputBroken;
     private readonly Http2OutputFlusher _flusher;
-
-    bool IHttp2OutputOwner.OutputBroken
-    {
-        get => _outputBroken;
-        set => _outputBroken = value;
-    }
     private Http2ErrorCode _abortCode;
     private string? _abortReason;
     private Task? _loop;
@@ -103,6 +97,12 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
         // Until the server ACKs our SETTINGS its encoder may use the default 4096-byte table.
         _decoder = new HpackDecoder(Math.Max(_options.HeaderTableSize, (int)Http2Constants.DefaultHeaderTableSize), _options.MaxHeaderListSize, _options.MaxHeaderListSize);
         _peerMaxConcurrentStreams = _options.InitialMaxConcurrentStreams;
+    }
+
+    bool IHttp2OutputOwner.OutputBroken
+    {
+        get => _outputBroken;
+        set => _outputBroken = value;
     }
 
     /// <summary>Creates the connection over a <see cref="ConnectionContext"/>'s transport.</summary>

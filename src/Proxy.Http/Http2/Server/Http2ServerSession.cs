@@ -80,12 +80,6 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
     private bool _blockIsTrailers;
     private bool _blockDiscard;
     private bool _outputBroken;
-
-    bool IHttp2OutputOwner.OutputBroken
-    {
-        get => _outputBroken;
-        set => _outputBroken = value;
-    }
     private readonly Http2OutputFlusher _flusher;
 
     public Http2ServerSession(Http2Server server, ConnectionContext connection, Http1Routing routing, CancellationToken cancellationToken)
@@ -103,6 +97,12 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
         _builder = new Http2RequestHeadBuilder(_server.Forwarder.Options.Parser.MaxStartLineBytes + _server.Forwarder.Options.Parser.MaxHeaderBytes);
         _onConsumed = OnLaneConsumed;
         _time = server.Forwarder.Options.TimeProvider;
+    }
+
+    bool IHttp2OutputOwner.OutputBroken
+    {
+        get => _outputBroken;
+        set => _outputBroken = value;
     }
 
     public async Task RunAsync()
