@@ -29,7 +29,7 @@ public sealed partial class ReloadTests
             { "name": "web", "endpoints": [{{string.Join(", ", endpoints.Select(e => $"\"{e}\""))}}], "upstreamProtocol": "http1",
               "retries": { "maxRetries": 2, "on": ["connect-failure", "reset", "gateway-error"], "backoff": "5ms", "maxBackoff": "20ms" },
               "outlierDetection": { "consecutive5xx": 3, "consecutiveLocalOriginFailure": 2, "interval": "100ms",
-                                    "baseEjectionTime": "30s", "maxEjectionPercent": 50 } }
+                                    "baseEjectionTime": "30s", "maxEjectionPercent": 100 } }
             """,
             """[ { "name": "all", "action": { "service": "web" }, "timeouts": { "perTry": "1s" } } ]""");
 
@@ -113,7 +113,9 @@ public sealed partial class ReloadTests
         Assert.Empty(unexplained.Select(static r => $"{r.Status} from {r.Upstream}"));
         Assert.True(ok >= 1000, $"only {ok} of {all.Length} requests succeeded");
 
-        // The policies did their part: the failing and the slow endpoint were ejected, failures were retried.
+        // The policies did their part: the failing and the slow endpoint were ejected, failures were retried. (No cap on
+        // ejections: with 50% of three endpoints only one may be out, so whether the slow one was ejected depended on
+        // when the flaky one's ejection and the reload fell, and a clean-clone CI run saw it not ejected.)
         Assert.Contains("proxy_outlier_ejections_total{service=\"web\",reason=\"consecutive-5xx\"}", metrics, StringComparison.Ordinal);
         Assert.Contains("proxy_outlier_ejections_total{service=\"web\",reason=\"consecutive-local-origin-failure\"}", metrics, StringComparison.Ordinal);
         Assert.Contains("proxy_http_retries_total{", metrics, StringComparison.Ordinal);
