@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Threading.Tasks.Sources;
+using Proxy.Core.Transport;
 
 namespace Proxy.Http.Http2.Client;
 
@@ -19,11 +20,6 @@ namespace Proxy.Http.Http2.Client;
 /// </summary>
 public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2ClientResponseHead>
 {
-    // Never pauses: the stream receive window already bounds what can be buffered, and the frame loop must not block.
-    // Inline reader: the frame loop runs the consumer's continuation itself (no thread-pool hop per DATA frame); it
-    // never writes or completes this pipe under a lock (WriteBody, End). Shared: one options object, not one per stream.
-    private static readonly PipeOptions BodyPipeOptions = new(pauseWriterThreshold: 0, resumeWriterThreshold: 0, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false);
-
     private readonly Http2ClientConnection _connection;
     private readonly Lock _sync = new();
     // Heads that arrived before a read took them; created on first use (a waiting reader is handed its head directly).
@@ -32,7 +28,10 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     // Created when someone asks for Completion (most ends are read with TryGetEnd); one per stream use, since callers
     // may still hold the last one's task when the object is reused.
     private TaskCompletionSource<Http2StreamEnd>? _completion;
-    private readonly Pipe _body;
+    // Never pauses: the stream receive window already bounds what can be buffered, and the frame loop must not block.
+    // Inline reader: the frame loop runs the consumer's continuation itself (no thread-pool hop per DATA frame); it
+    // never writes or completes this pipe under a lock (WriteBody, End).
+    private readonly InlinePipe _body;
     private readonly Http2ClientBodyReader _bodyReader;
     private TaskCompletionSource? _headWaiter;
     // A token-less ReadResponseHeadAsync waiting (completed outside the lock by EnqueueHead or End).
@@ -66,7 +65,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     internal Http2ClientStream(Http2ClientConnection connection)
     {
         _connection = connection;
-        _body = new Pipe(BodyPipeOptions);
+        _body = new InlinePipe();
         _bodyReader = new Http2ClientBodyReader(_body.Reader, this);
     }
 

@@ -4,6 +4,7 @@ using System.Net;
 using System.Threading.Tasks.Sources;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Features;
+using Proxy.Core.Transport;
 using Proxy.Http.Forwarding;
 using Proxy.Http.Http1;
 
@@ -23,8 +24,8 @@ internal sealed class Http2Lane : ConnectionContext, IValueTaskSource<Http2Serve
 {
     private static long s_lastId;
 
-    private readonly Pipe _request;
-    private readonly Pipe _response;
+    private readonly InlinePipe _request;
+    private readonly InlinePipe _response;
     private readonly CountingReader _requestReader;
     private readonly FeatureCollection _features = new();
     private readonly CancellationTokenSource _closed;
@@ -41,8 +42,8 @@ internal sealed class Http2Lane : ConnectionContext, IValueTaskSource<Http2Serve
         // No pause thresholds on the request side: HTTP/2 flow control bounds what the client may send, and the
         // connection's read loop must never wait on one stream's consumer. The response side pauses the
         // forwarder when the HTTP/2 side (the client's windows) cannot keep up.
-        _request = new Pipe(new PipeOptions(pool, pauseWriterThreshold: 0, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
-        _response = new Pipe(new PipeOptions(pool, pauseWriterThreshold: 256 * 1024, resumeWriterThreshold: 128 * 1024, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
+        _request = new InlinePipe(pool, pauseWriterThreshold: 0);
+        _response = new InlinePipe(pool, pauseWriterThreshold: 256 * 1024, resumeWriterThreshold: 128 * 1024);
         _requestReader = new CountingReader(_request.Reader, this);
         Transport = new LanePipe(_requestReader, _response.Writer);
         LocalEndPoint = local;

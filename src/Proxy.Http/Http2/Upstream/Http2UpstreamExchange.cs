@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Features;
+using Proxy.Core.Transport;
 using Proxy.Core.Upstream;
 using Proxy.Http.Forwarding;
 using Proxy.Http.Http1;
@@ -27,8 +28,8 @@ namespace Proxy.Http.Http2.Upstream;
 /// </summary>
 internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IUpstreamExchangeStatus
 {
-    private readonly Pipe _requestPipe;
-    private readonly Pipe _responsePipe;
+    private readonly InlinePipe _requestPipe;
+    private readonly InlinePipe _responsePipe;
     private readonly Http1RequestHeadParser _parser;
     private readonly Http1RequestHead _head = new();
     private readonly ContentLengthBodyReader _length = new();
@@ -53,12 +54,11 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     public Http2UpstreamExchange(Http1ParserOptions parserOptions)
     {
         // The forwarder's writes never wait on an unread head; the body is bounded by the HTTP/2 windows behind it.
-        // Inline schedulers: the forwarder's flush runs the request pump, and the client connection's frame loop runs the
+        // Inline pipes: the forwarder's flush runs the request pump, and the client connection's frame loop runs the
         // response pump and then the forwarder, on the caller's thread (no thread-pool hop). Neither side flushes,
         // advances or completes these pipes under a lock.
-        var options = new PipeOptions(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false);
-        _requestPipe = new Pipe(options);
-        _responsePipe = new Pipe(options);
+        _requestPipe = new InlinePipe(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024);
+        _responsePipe = new InlinePipe(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024);
         _parser = new Http1RequestHeadParser(parserOptions);
         _chunks = new ChunkedBodyReader(parserOptions);
 
