@@ -31,6 +31,7 @@ public sealed class InlinePipe
     private readonly int _segmentSize;
     private readonly long _pauseThreshold;
     private readonly long _resumeThreshold;
+    private readonly bool _keepSegment;
     private readonly InlinePipeReader _reader;
     private readonly InlinePipeWriter _writer;
 
@@ -45,6 +46,10 @@ public sealed class InlinePipe
 
     // Writer-owned (touched only by the writer's thread, then published under the lock by a flush).
     private long _unflushed;
+
+    // Set (under the lock) by the first GetMemory after a flush, cleared by the flush: while it is set the reader never
+    // returns the writer's segment, so GetMemory may hand out its memory without the lock.
+    private bool _writerActive;
 
     // Bytes flushed and not yet examined by the reader (Pipe's back-pressure measure), and where it last examined.
     private long _unconsumed;
@@ -69,7 +74,11 @@ public sealed class InlinePipe
     /// <param name="minimumSegmentSize">The smallest segment rented.</param>
     /// <param name="pauseWriterThreshold">Unconsumed bytes at which a flush waits (0: never).</param>
     /// <param name="resumeWriterThreshold">Unconsumed bytes below which a waiting flush completes.</param>
-    public InlinePipe(MemoryPool<byte>? pool = null, int minimumSegmentSize = 4096, long pauseWriterThreshold = 0, long resumeWriterThreshold = 0)
+    /// <param name="keepSegment">
+    /// Keep the writer's segment when the reader has consumed everything (no rent per message), for pipes that are busy
+    /// or give their memory back by <see cref="Reset"/>. False: an idle pipe holds no memory (as <see cref="Pipe"/>).
+    /// </param>
+    public InlinePipe(MemoryPool<byte>? pool = null, int minimumSegmentSize = 4096, long pauseWriterThreshold = 0, long resumeWriterThreshold = 0, bool keepSegment = true)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(minimumSegmentSize, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(pauseWriterThreshold);
@@ -80,6 +89,7 @@ public sealed class InlinePipe
         }
 
         _pool = pool;
+        _keepSegment = keepSegment;
         _segmentSize = pool is null ? minimumSegmentSize : Math.Min(minimumSegmentSize, pool.MaxBufferSize);
         _pauseThreshold = pauseWriterThreshold;
         _resumeThreshold = pauseWriterThreshold > 0 && resumeWriterThreshold == 0 ? pauseWriterThreshold / 2 : resumeWriterThreshold;
@@ -110,6 +120,7 @@ public sealed class InlinePipe
             _cancelRead = false;
             _cancelFlush = false;
             _writerPaused = false;
+            _writerActive = false;
             _unconsumed = 0;
             _unflushed = 0;
         }
@@ -127,36 +138,41 @@ public sealed class InlinePipe
 
         var need = Math.Max(sizeHint, 1);
         var tail = _tail;
-        if (tail is null || tail.Capacity - tail.Written < need)
+        if ((_keepSegment || _writerActive) && tail is not null && tail.Capacity - tail.Written >= need)
         {
-            tail = AppendSegment(need);
+            return tail.Available.Slice(tail.Written);
         }
 
-        return tail.Available.Slice(tail.Written);
+        return GetMemorySlow(need);
     }
 
-    private Segment AppendSegment(int need)
+    private Memory<byte> GetMemorySlow(int need)
     {
         lock (_lock)
         {
-            var segment = RentSegment(need);
+            _writerActive = true;
             var tail = _tail;
-            if (tail is null)
+            if (tail is null || tail.Capacity - tail.Written < need)
             {
-                segment.Reset(0);
-                _head = _commit = _tail = segment;
-                _headIndex = _commitIndex = 0;
-                _lastExamined = 0;
-            }
-            else
-            {
-                // The old tail's written bytes are final now (the writer moves on); a flush makes them visible.
-                segment.Reset(tail.RunningIndex + tail.Written);
-                tail.SetNext(segment);
-                _tail = segment;
+                var segment = RentSegment(need);
+                if (tail is null)
+                {
+                    segment.Reset(0);
+                    _head = _commit = segment;
+                    _headIndex = _commitIndex = 0;
+                    _lastExamined = 0;
+                }
+                else
+                {
+                    // The old tail's written bytes are final now (the writer moves on); a flush makes them visible.
+                    segment.Reset(tail.RunningIndex + tail.Written);
+                    tail.SetNext(segment);
+                }
+
+                _tail = tail = segment;
             }
 
-            return segment;
+            return tail.Available.Slice(tail.Written);
         }
     }
 
@@ -350,6 +366,7 @@ public sealed class InlinePipe
     /// <summary>Makes the written bytes visible to the reader (under the lock).</summary>
     private void CommitUnsynchronized()
     {
+        _writerActive = false;
         var tail = _tail;
         if (tail is null)
         {
@@ -568,6 +585,14 @@ public sealed class InlinePipe
                         resumeCanceled = TakeFlushCancel();
                     }
                 }
+            }
+
+            // Everything read and the writer not writing: an idle pipe gives its last segment back too (as Pipe).
+            if (!_keepSegment && !_writerActive && _head is not null && _head == _tail && _headIndex == _head.Written)
+            {
+                ReturnSegment(_head);
+                _head = _commit = _tail = null;
+                _headIndex = _commitIndex = 0;
             }
         }
 

@@ -16,7 +16,7 @@ public sealed partial class SocketConnection
 
     private async Task EpollReceiveLoopAsync(EpollSocket io)
     {
-        var input = _inputPipe!.Writer;
+        var input = _inputWriter!;
         var minRead = Math.Max(1, _settings.Pool.BlockSize / 2);
         Exception? error = null;
 
@@ -85,7 +85,7 @@ public sealed partial class SocketConnection
 
     private async Task EpollSendLoopAsync(EpollSocket io)
     {
-        var output = _outputPipe!.Reader;
+        var output = _outputReader!;
         var reset = false;
         try
         {

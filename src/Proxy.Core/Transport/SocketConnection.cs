@@ -72,8 +72,9 @@ public sealed partial class SocketConnection : ConnectionContext,
     private volatile ConnectionAbortedException? _abortReason;
     private volatile ConnectionResetException? _sendReset;
 
-    private Pipe? _inputPipe;
-    private Pipe? _outputPipe;
+    // The two pipes (their socket-side ends are used by the loops; the others are the application's transport).
+    private PipeWriter? _inputWriter;
+    private PipeReader? _outputReader;
     private IDuplexPipe? _appTransport;
     private IDuplexPipe? _originalAppTransport;
     private SocketAwaitableEventArgs? _receiver;
@@ -187,10 +188,10 @@ public sealed partial class SocketConnection : ConnectionContext,
                 throw new InvalidOperationException("The socket was taken over by a stage; the transport can no longer use it.");
             }
 
-            var (inputOptions, outputOptions) = _settings.CreatePipeOptions();
-            _inputPipe = new Pipe(inputOptions);
-            _outputPipe = new Pipe(outputOptions);
-            _originalAppTransport = new DuplexPipe(_inputPipe.Reader, _outputPipe.Writer);
+            var (inputReader, inputWriter, outputReader, outputWriter) = _settings.CreatePipes();
+            _inputWriter = inputWriter;
+            _outputReader = outputReader;
+            _originalAppTransport = new DuplexPipe(inputReader, outputWriter);
             _appTransport = _originalAppTransport;
             if (_epoll is null && _settings.Loops is { } loops && Volatile.Read(ref _socketClosed) == 0)
             {
@@ -272,7 +273,7 @@ public sealed partial class SocketConnection : ConnectionContext,
         CloseSocket(reset: true);
 
         // Wake the send loop if it waits for application data.
-        _outputPipe?.Reader.CancelPendingRead();
+        _outputReader?.CancelPendingRead();
     }
 
     public override async ValueTask DisposeAsync()
@@ -316,7 +317,7 @@ public sealed partial class SocketConnection : ConnectionContext,
 
     private async Task ReceiveLoopAsync()
     {
-        var input = _inputPipe!.Writer;
+        var input = _inputWriter!;
         var receiver = _receiver!;
         var waitForData = _settings.Options.WaitForDataBeforeAllocatingBuffer;
         var minRead = Math.Max(1, _settings.Pool.BlockSize / 2);
@@ -370,7 +371,7 @@ public sealed partial class SocketConnection : ConnectionContext,
 
     private async Task SendLoopAsync()
     {
-        var output = _outputPipe!.Reader;
+        var output = _outputReader!;
         var sender = _sender!;
         var reset = false;
         try

@@ -34,7 +34,8 @@ public class InlinePipeTests
     {
         var random = new Random(seed);
         var reference = new Pipe(new PipeOptions(pauseWriterThreshold: pause, resumeWriterThreshold: resume, minimumSegmentSize: segment, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
-        var pipe = new InlinePipe(minimumSegmentSize: segment, pauseWriterThreshold: pause, resumeWriterThreshold: resume);
+        // Odd seeds: an idle pipe gives its last segment back (as Pipe does); even: the writer's segment is kept.
+        var pipe = new InlinePipe(minimumSegmentSize: segment, pauseWriterThreshold: pause, resumeWriterThreshold: resume, keepSegment: seed % 2 == 0);
         ValueTask<ReadResult>? pendingReadA = null, pendingReadB = null;
         ValueTask<FlushResult>? pendingFlushA = null, pendingFlushB = null;
         ReadResult? heldA = null, heldB = null;
@@ -334,6 +335,35 @@ public class InlinePipeTests
         // One segment per 40 messages of 100 bytes (the writer's segment is kept until it is full), none kept idle.
         Assert.InRange(pool.Rented, 1, 30);
         Assert.InRange(pool.Outstanding, 1, 1);
+    }
+
+    [Fact]
+    public async Task WithoutKeepSegment_AnIdlePipeHoldsNoMemory()
+    {
+        var pool = new CountingPool();
+        var pipe = new InlinePipe(pool, minimumSegmentSize: 4096, keepSegment: false);
+        for (var i = 0; i < 100; i++)
+        {
+            await pipe.Writer.WriteAsync(new byte[100]);
+            var read = await pipe.Reader.ReadAsync();
+            pipe.Reader.AdvanceTo(read.Buffer.End);
+            Assert.Equal(0, pool.Outstanding);
+        }
+
+        // A writer holding memory it asked for keeps it, even when the reader consumes everything meanwhile.
+        await pipe.Writer.WriteAsync(new byte[5]);
+        Assert.Equal(1, pool.Outstanding);
+        var memory = pipe.Writer.GetMemory(10);
+        var first = await pipe.Reader.ReadAsync();
+        pipe.Reader.AdvanceTo(first.Buffer.End);
+        Assert.Equal(1, pool.Outstanding);
+        memory.Span[0] = 42;
+        pipe.Writer.Advance(1);
+        await pipe.Writer.FlushAsync();
+        var after = await pipe.Reader.ReadAsync();
+        Assert.Equal(new byte[] { 42 }, after.Buffer.ToArray());
+        pipe.Reader.AdvanceTo(after.Buffer.End);
+        Assert.Equal(0, pool.Outstanding);
     }
 
     [Fact]

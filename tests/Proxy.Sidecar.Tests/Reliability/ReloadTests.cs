@@ -285,7 +285,13 @@ public sealed partial class ReloadTests(ITestOutputHelper output) : IAsyncLifeti
         Assert.Same(before, after[0]);
         Assert.Equal(1, after[0].InFlight);
         Assert.Equal("done 800", await longRequest.WaitAsync(Timeout));
-        Assert.Equal(0, after[0].InFlight);
+
+        // The client has the whole response a moment before the proxy's session ends the request on the endpoint.
+        using var ended = new CancellationTokenSource(Timeout);
+        while (after[0].InFlight != 0)
+        {
+            await Task.Delay(10, ended.Token);
+        }
     }
 
     /// <summary>

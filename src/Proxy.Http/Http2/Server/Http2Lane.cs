@@ -41,9 +41,10 @@ internal sealed class Http2Lane : ConnectionContext, IValueTaskSource<Http2Serve
         _closed = connectionClosed.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(connectionClosed) : new CancellationTokenSource();
         // No pause thresholds on the request side: HTTP/2 flow control bounds what the client may send, and the
         // connection's read loop must never wait on one stream's consumer. The response side pauses the
-        // forwarder when the HTTP/2 side (the client's windows) cannot keep up.
-        _request = new InlinePipe(pool, pauseWriterThreshold: 0);
-        _response = new InlinePipe(pool, pauseWriterThreshold: 256 * 1024, resumeWriterThreshold: 128 * 1024);
+        // forwarder when the HTTP/2 side (the client's windows) cannot keep up. Idle lanes wait in their connection's
+        // pool between streams, so their pipes give their memory back when empty (keepSegment: false).
+        _request = new InlinePipe(pool, pauseWriterThreshold: 0, keepSegment: false);
+        _response = new InlinePipe(pool, pauseWriterThreshold: 256 * 1024, resumeWriterThreshold: 128 * 1024, keepSegment: false);
         _requestReader = new CountingReader(_request.Reader, this);
         Transport = new LanePipe(_requestReader, _response.Writer);
         LocalEndPoint = local;
