@@ -813,8 +813,9 @@ public sealed class InlinePipe
 
         public ValueTaskSourceStatus GetStatus(short token) => pipe._readCore.GetStatus(token);
 
+        // No scheduling context (as Pipe with useSynchronizationContext: false): continuations run inline.
         public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
-            pipe._readCore.OnCompleted(continuation, state, token, flags);
+            pipe._readCore.OnCompleted(continuation, state, token, flags & ~ValueTaskSourceOnCompletedFlags.UseSchedulingContext);
     }
 
     private sealed class InlinePipeWriter(InlinePipe pipe) : PipeWriter, IValueTaskSource<FlushResult>
@@ -840,6 +841,6 @@ public sealed class InlinePipe
         public ValueTaskSourceStatus GetStatus(short token) => pipe._flushCore.GetStatus(token);
 
         public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
-            pipe._flushCore.OnCompleted(continuation, state, token, flags);
+            pipe._flushCore.OnCompleted(continuation, state, token, flags & ~ValueTaskSourceOnCompletedFlags.UseSchedulingContext);
     }
 }
