@@ -8,9 +8,10 @@ namespace Proxy.Bench.Micro;
 /// One message through one in-process hop, the unit the HTTP/2 paths repeat several times per request (lane, upstream
 /// exchange, client stream body, socket pipes): the writer writes <see cref="Bytes"/> bytes and flushes, the reader
 /// (waiting in ReadAsync, continued inline by the flush) takes them and advances past them, then waits again.
-/// <c>Pipe</c>: <see cref="Pipe"/> with inline schedulers (what those hops used); <c>InlinePipe</c>: <see cref="InlinePipe"/>
-/// keeping its segment (exchanges, stream bodies); <c>InlinePipeIdleFree</c>: <see cref="InlinePipe"/> giving its
-/// segment back when empty (lanes, socket pipes: an idle pipe holds no memory), which rents a block per message as Pipe does.
+/// <c>Pipe</c>: <see cref="Pipe"/> with inline schedulers (what those hops used); <c>InlinePipeIdleFree</c>: <see cref="InlinePipe"/>
+/// as the proxy uses it, giving its segment back when empty (an idle pipe holds no memory; a block is rented per
+/// message, as Pipe does); <c>InlinePipe</c>: <see cref="InlinePipe"/> keeping its segment (not used by the proxy: see
+/// the <c>keepSegment</c> remarks).
 /// </summary>
 [MemoryDiagnoser]
 public class PipeHopBenchmarks
@@ -33,7 +34,7 @@ public class PipeHopBenchmarks
         (_reader, _writer) = Kind switch
         {
             "Pipe" => Ends(new Pipe(new PipeOptions(pool, readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, pauseWriterThreshold: 0, useSynchronizationContext: false))),
-            "InlinePipe" => Ends(new InlinePipe(pool)),
+            "InlinePipe" => Ends(new InlinePipe(pool, keepSegment: true)),
             _ => Ends(new InlinePipe(pool, keepSegment: false)),
         };
         _payload = new byte[Bytes];

@@ -323,7 +323,7 @@ public class InlinePipeTests
     public async Task SteadyStateMessages_RentNoNewSegments()
     {
         var pool = new CountingPool();
-        var pipe = new InlinePipe(pool, minimumSegmentSize: 4096);
+        var pipe = new InlinePipe(pool, minimumSegmentSize: 4096, keepSegment: true);
         for (var i = 0; i < 1000; i++)
         {
             await pipe.Writer.WriteAsync(new byte[100]);

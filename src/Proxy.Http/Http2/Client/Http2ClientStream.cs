@@ -65,7 +65,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     internal Http2ClientStream(Http2ClientConnection connection)
     {
         _connection = connection;
-        _body = new InlinePipe();
+        _body = new InlinePipe(keepSegment: false);
         _bodyReader = new Http2ClientBodyReader(_body.Reader, this);
     }
 

@@ -57,8 +57,8 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         // Inline pipes: the forwarder's flush runs the request pump, and the client connection's frame loop runs the
         // response pump and then the forwarder, on the caller's thread (no thread-pool hop). Neither side flushes,
         // advances or completes these pipes under a lock.
-        _requestPipe = new InlinePipe(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024);
-        _responsePipe = new InlinePipe(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024);
+        _requestPipe = new InlinePipe(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024, keepSegment: false);
+        _responsePipe = new InlinePipe(pauseWriterThreshold: 64 * 1024, resumeWriterThreshold: 32 * 1024, keepSegment: false);
         _parser = new Http1RequestHeadParser(parserOptions);
         _chunks = new ChunkedBodyReader(parserOptions);
 
