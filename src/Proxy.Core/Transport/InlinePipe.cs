@@ -379,21 +379,25 @@ public sealed class InlinePipe
 
     private void CancelFlushFromToken(CancellationToken token)
     {
-        bool wake;
+        if (TakeWaiting(ref _flushWaiting))
+        {
+            CompleteFlush(default, new OperationCanceledException(token));
+        }
+    }
+
+    /// <summary>Takes a waiting operation (under the lock): true if one was waiting, which the caller then completes.</summary>
+    private bool TakeWaiting(ref bool waiting)
+    {
         Enter();
         try
         {
-            wake = _flushWaiting;
-            _flushWaiting = false;
+            var was = waiting;
+            waiting = false;
+            return was;
         }
         finally
         {
             Exit();
-        }
-
-        if (wake)
-        {
-            CompleteFlush(default, new OperationCanceledException(token));
         }
     }
 
@@ -733,19 +737,7 @@ public sealed class InlinePipe
 
     private void CancelReadFromToken(CancellationToken token)
     {
-        bool wake;
-        Enter();
-        try
-        {
-            wake = _readWaiting;
-            _readWaiting = false;
-        }
-        finally
-        {
-            Exit();
-        }
-
-        if (wake)
+        if (TakeWaiting(ref _readWaiting))
         {
             CompleteRead(default, new OperationCanceledException(token));
         }
