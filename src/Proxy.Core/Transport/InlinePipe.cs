@@ -260,6 +260,8 @@ public sealed class InlinePipe
             }
             else
             {
+                // Nothing to commit, but the write is over all the same (as Pipe): an empty pipe may give its block back.
+                _writerActive = false;
                 wakeReader = false;
                 readResult = default;
                 readError = null;
@@ -630,7 +632,6 @@ public sealed class InlinePipe
                     _head = next;
                     _headIndex = 0;
                 }
-
             }
 
             // Everything examined: the next read waits for more (unless the writer is done).
