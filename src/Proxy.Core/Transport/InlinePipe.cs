@@ -561,31 +561,22 @@ public sealed class InlinePipe
         return true;
     }
 
-    private void CompleteRead(ReadResult result, Exception? error)
-    {
-        _readRegistration.Unregister();
-        _readRegistration = default;
-        if (error is not null)
-        {
-            _readCore.SetException(error);
-        }
-        else
-        {
-            _readCore.SetResult(result);
-        }
-    }
+    private void CompleteRead(ReadResult result, Exception? error) => Complete(ref _readCore, ref _readRegistration, result, error);
 
-    private void CompleteFlush(FlushResult result, Exception? error)
+    private void CompleteFlush(FlushResult result, Exception? error) => Complete(ref _flushCore, ref _flushRegistration, result, error);
+
+    /// <summary>Completes a taken waiter outside the lock: its continuation runs here, inline.</summary>
+    private static void Complete<T>(ref ManualResetValueTaskSourceCore<T> core, ref CancellationTokenRegistration registration, T result, Exception? error)
     {
-        _flushRegistration.Unregister();
-        _flushRegistration = default;
+        registration.Unregister();
+        registration = default;
         if (error is not null)
         {
-            _flushCore.SetException(error);
+            core.SetException(error);
         }
         else
         {
-            _flushCore.SetResult(result);
+            core.SetResult(result);
         }
     }
 
