@@ -59,8 +59,6 @@ public sealed class HealthMonitorTests
 
     private static IPEndPoint DeadEndPoint()
     {
-        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return (IPEndPoint)s.LocalEndPoint!;
+        return Proxy.Testing.RefusingPort.Reserve();
     }
 }

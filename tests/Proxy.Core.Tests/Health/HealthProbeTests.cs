@@ -102,8 +102,6 @@ public sealed class HealthProbeTests
 
     private static IPEndPoint DeadEndPoint()
     {
-        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return (IPEndPoint)s.LocalEndPoint!;
+        return Proxy.Testing.RefusingPort.Reserve();
     }
 }

@@ -39,12 +39,10 @@ internal static class TestSockets
         return socket;
     }
 
-    /// <summary>A port that nothing listens on (bound, then released).</summary>
+    /// <summary>A port that refuses connections (see <see cref="Proxy.Testing.RefusingPort"/>).</summary>
     public static IPEndPoint UnusedEndPoint()
     {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return (IPEndPoint)socket.LocalEndPoint!;
+        return Proxy.Testing.RefusingPort.Reserve();
     }
 
     public static async Task SendAllAsync(this Socket socket, ReadOnlyMemory<byte> data)

@@ -15,9 +15,7 @@ public sealed class GrpcForwardingTests
 
     private static IPEndPoint UnusedEndPoint()
     {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return (IPEndPoint)socket.LocalEndPoint!;
+        return Proxy.Testing.RefusingPort.Reserve();
     }
 
     private static async Task<(RawResponse Response, RecordedRequest Record)> OneCallAsync(UpstreamAddress upstream, string extraHeaders = "", Http1ForwarderOptions? options = null)

@@ -9,9 +9,7 @@ public sealed class Http1ForwarderErrorTests
 {
     private static IPEndPoint UnusedEndPoint()
     {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return (IPEndPoint)socket.LocalEndPoint!;
+        return Proxy.Testing.RefusingPort.Reserve();
     }
 
     /// <summary>A raw upstream that reads one request head and then does <paramref name="misbehave"/>.</summary>
@@ -148,18 +146,22 @@ public sealed class Http1ForwarderErrorTests
         using var client = await RawClient.ConnectAsync(proxy.EndPoint);
 
         // Eight requests 300 ms apart: the connection is never idle for 1.5 s, though it lives longer than that.
+        var lastResponse = System.Diagnostics.Stopwatch.GetTimestamp();
         for (var i = 0; i < 8; i++)
         {
             await client.SendAsync("GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
             Assert.Equal(200, (await client.Reader.ReadResponseAsync()).Status);
+            lastResponse = System.Diagnostics.Stopwatch.GetTimestamp();
             await Task.Delay(300);
         }
 
-        // Now idle: the proxy closes the connection (EOF, no response).
-        var started = DateTime.UtcNow;
+        // Now idle: the proxy closes the connection (EOF, no response), about 1.5 s after the last response. The clock
+        // starts when the client read that response, not after the pause: on a loaded machine the 300 ms pause has been
+        // seen to stretch past 600 ms. The 1 s floor leaves room for the proxy arming its timer before the client reads.
         var n = await client.Reader.ReadRawAsync(new byte[16]).WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(0, n);
-        Assert.True(DateTime.UtcNow - started >= TimeSpan.FromMilliseconds(900), "closed before the idle timeout");
+        var idle = System.Diagnostics.Stopwatch.GetElapsedTime(lastResponse);
+        Assert.True(idle >= TimeSpan.FromMilliseconds(1000), $"closed {idle.TotalMilliseconds:F0} ms after the last response, before the idle timeout");
     }
 
     [Fact]

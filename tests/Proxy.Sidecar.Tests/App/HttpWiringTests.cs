@@ -183,7 +183,7 @@ public sealed class HttpWiringTests : IAsyncLifetime
     [Fact]
     public async Task ExplicitListener_EndpointRefuses_502NamesServiceAndEndpoint()
     {
-        var dead = new IPEndPoint(IPAddress.Loopback, FreePort());
+        var dead = Proxy.Testing.RefusingPort.Reserve();
         var service = new ServiceConfig("dead", [], [dead]);
         var config = Config([Edge([], "dead")]) with { Services = [Web(), service] };
         var host = await StartAsync(config);
@@ -461,13 +461,6 @@ public sealed class HttpWiringTests : IAsyncLifetime
         {
             File.Delete(path);
         }
-    }
-
-    private static int FreePort()
-    {
-        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)s.LocalEndPoint!).Port;
     }
 
     private static async Task<(int Code, string Output)> RunAsync(string file, string arguments)

@@ -163,9 +163,7 @@ internal sealed class GrpcPathSetup : IAsyncDisposable
     /// <summary>A loopback port nothing listens on (bound, read back, released).</summary>
     public static IPEndPoint DeadEndPoint()
     {
-        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return (IPEndPoint)s.LocalEndPoint!;
+        return Proxy.Testing.RefusingPort.Reserve();
     }
 
     public async ValueTask DisposeAsync()
