@@ -15,6 +15,7 @@ internal sealed class ConfigDraft
     public int ReadBufferSize;
     public int IoQueues;
     public int IoThreads;
+    public bool IoUring;
     public int Backlog;
     public bool NoDelay;
     public bool InlineScheduling;
@@ -73,6 +74,7 @@ internal sealed class ConfigDraft
         ReadBufferSize = d.Transport.ReadBufferSize;
         IoQueues = d.Transport.IoQueues;
         IoThreads = d.Transport.IoThreads;
+        IoUring = d.Transport.IoUring;
         Backlog = d.Transport.Backlog;
         NoDelay = d.Transport.NoDelay;
         InlineScheduling = d.Transport.InlineScheduling;
@@ -123,6 +125,7 @@ internal sealed class ConfigDraft
             ReadBufferSize = ReadBufferSize,
             IoQueues = IoQueues,
             IoThreads = IoThreads,
+            IoUring = IoUring,
             Backlog = Backlog,
             NoDelay = NoDelay,
             InlineScheduling = InlineScheduling,

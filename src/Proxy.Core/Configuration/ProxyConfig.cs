@@ -68,6 +68,9 @@ public sealed record TransportConfig
     /// <summary>Event-loop threads (Linux epoll) that drive every socket; 0 uses .NET's socket engine.</summary>
     public int IoThreads { get; init; } = 1;
 
+    /// <summary>The event loops issue each pass's socket calls with one io_uring submission, where io_uring is available.</summary>
+    public bool IoUring { get; init; } = true;
+
     public int Backlog { get; init; } = 512;
 
     public bool NoDelay { get; init; } = true;

@@ -40,9 +40,16 @@ public sealed partial class SocketConnection
                 }
 
                 var buffer = input.GetMemory(minRead);
-                var received = io.Receive(buffer.Span, out var errno);
+                var received = await io.ReceiveAsync(buffer);
                 if (received < 0)
                 {
+                    var errno = -received;
+                    if (errno == SocketNative.EINTR)
+                    {
+                        mayHaveMore = true;
+                        continue;
+                    }
+
                     if (errno == SocketNative.EAGAIN)
                     {
                         mayHaveMore = false;
@@ -114,10 +121,16 @@ public sealed partial class SocketConnection
                 var remaining = buffer;
                 while (!remaining.IsEmpty)
                 {
-                    var sent = io.Send(remaining, out var errno);
+                    var sent = await io.SendAsync(remaining);
                     if (sent >= 0)
                     {
                         remaining = remaining.Slice(sent);
+                        continue;
+                    }
+
+                    var errno = -sent;
+                    if (errno == SocketNative.EINTR)
+                    {
                         continue;
                     }
 

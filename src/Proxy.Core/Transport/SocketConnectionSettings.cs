@@ -30,7 +30,7 @@ internal sealed class SocketConnectionSettings : IDisposable
         }
 
         Logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Proxy.Core.Transport.SocketConnection");
-        Loops = options.IoThreads > 0 && EpollLoopGroup.IsSupported ? EpollLoopGroup.GetShared(options.IoThreads, Logger) : null;
+        Loops = options.IoThreads > 0 && EpollLoopGroup.IsSupported ? EpollLoopGroup.GetShared(options.IoThreads, Logger, options.IoUring) : null;
         _appScheduler = options.InlineScheduling ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
         _ioQueues = new IoQueue[options.InlineScheduling ? 0 : options.IoQueueCount];
         for (var i = 0; i < _ioQueues.Length; i++)

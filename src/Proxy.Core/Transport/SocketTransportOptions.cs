@@ -22,6 +22,14 @@ public sealed record SocketTransportOptions
     public int IoThreads { get; init; } = 1;
 
     /// <summary>
+    /// With the event loops (<see cref="IoThreads"/> above 0): each loop issues the <c>recv</c> and <c>send</c> calls
+    /// of one pass over its events with a single <c>io_uring_enter</c> instead of one system call each, where the
+    /// kernel offers io_uring (Linux 6.1+, not blocked by seccomp); elsewhere the calls are made one by one as
+    /// without it. Readiness still comes from epoll. Default true.
+    /// </summary>
+    public bool IoUring { get; init; } = true;
+
+    /// <summary>
     /// Number of I/O queues that run transport-side pipe continuations when
     /// <see cref="InlineScheduling"/> is off. Connections are spread round-robin. 0 = use the thread pool.
     /// </summary>

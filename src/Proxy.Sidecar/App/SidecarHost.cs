@@ -129,6 +129,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             IoThreads = _config.Transport.IoThreads,
             Backlog = _config.Transport.Backlog,
             NoDelay = _config.Transport.NoDelay,
+            IoUring = _config.Transport.IoUring,
             InlineScheduling = _config.Transport.InlineScheduling,
         };
         var connectorOptions = new UpstreamConnectorOptions { ConnectTimeout = _config.Tcp.ConnectTimeout, NoDelay = _config.Transport.NoDelay, Transport = transport };

@@ -19,6 +19,7 @@ namespace Proxy.Core.Transport.Epoll;
 internal sealed unsafe partial class EpollLoop : IDisposable
 {
     private const int MaxEvents = 256;
+    private const uint BatchEntries = 256;
     private const ulong WakeToken = ulong.MaxValue;
     private const uint SocketEvents = SpliceNative.EPOLLIN | SpliceNative.EPOLLOUT | SpliceNative.EPOLLRDHUP | SpliceNative.EPOLLET;
 
@@ -30,6 +31,8 @@ internal sealed unsafe partial class EpollLoop : IDisposable
     private readonly Lock _lock = new();
     private readonly Thread _thread;
     private readonly ILogger _logger;
+    private readonly bool _useBatch;
+    private IoUringBatch? _batch;
     private EpollSocket?[] _slots = new EpollSocket?[256];
     private uint[] _generations = new uint[256];
     private int[] _freeSlots = new int[256];
@@ -41,9 +44,10 @@ internal sealed unsafe partial class EpollLoop : IDisposable
     private (Action<object?> Action, object? State)[] _deferred = new (Action<object?>, object?)[16];
     private int _deferredCount;
 
-    public EpollLoop(string name, ILogger logger)
+    public EpollLoop(string name, ILogger logger, bool batchSystemCalls = false)
     {
         _logger = logger;
+        _useBatch = batchSystemCalls;
         (_epoll, _wake) = SpliceNative.CreateEpollWithWake(WakeToken);
         _thread = new Thread(static s => ((EpollLoop)s!).Run()) { IsBackground = true, Name = name };
         _thread.UnsafeStart(this);
@@ -51,6 +55,12 @@ internal sealed unsafe partial class EpollLoop : IDisposable
 
     /// <summary>The loop whose thread is running the caller, if any.</summary>
     public static EpollLoop? Current => t_current;
+
+    /// <summary>
+    /// The io_uring this loop issues its pass's socket calls through (see <see cref="IoUringBatch"/>), or null: not
+    /// asked for, or not available here. Only the loop's own thread may use it.
+    /// </summary>
+    public IoUringBatch? Batch => _batch;
 
     /// <summary>
     /// Registers <paramref name="socket"/> (edge-triggered, read and write). Readiness that already exists is
@@ -147,6 +157,15 @@ internal sealed unsafe partial class EpollLoop : IDisposable
         var eventSize = SpliceNative.EpollEventSize;
         var dataOffset = SpliceNative.EpollDataOffset;
         var events = (byte*)NativeMemory.Alloc((nuint)(MaxEvents * eventSize));
+        if (_useBatch)
+        {
+            _batch = IoUringBatch.TryCreate(BatchEntries);
+            if (_batch is null)
+            {
+                Log.BatchUnavailable(_logger, _thread.Name ?? "epoll");
+            }
+        }
+
         try
         {
             while (!_stopping)
@@ -196,10 +215,20 @@ internal sealed unsafe partial class EpollLoop : IDisposable
                 }
 
                 RunDeferred();
+                if (_batch is { } batch)
+                {
+                    // Issue the pass's queued calls; their continuations may queue or defer more: until none is left.
+                    while (batch.Queued > 0)
+                    {
+                        batch.Issue();
+                        RunDeferred();
+                    }
+                }
             }
         }
         finally
         {
+            _batch?.Dispose();
             NativeMemory.Free(events);
             _wake.Dispose();
             _epoll.Dispose();
@@ -250,6 +279,9 @@ internal sealed unsafe partial class EpollLoop : IDisposable
     {
         [LoggerMessage(EventId = 1020, Level = LogLevel.Critical, Message = "Event loop {Loop} stopped: epoll_wait failed with errno {Errno}; its connections no longer make progress.")]
         public static partial void EpollWaitFailed(ILogger logger, string loop, int errno);
+
+        [LoggerMessage(EventId = 1022, Level = LogLevel.Information, Message = "Event loop {Loop}: io_uring is not available here; socket calls are made one at a time.")]
+        public static partial void BatchUnavailable(ILogger logger, string loop);
 
         [LoggerMessage(EventId = 1021, Level = LogLevel.Error, Message = "A connection's continuation threw on the event loop; the loop goes on.")]
         public static partial void DispatchFailed(ILogger logger, Exception exception);

@@ -11,17 +11,17 @@ namespace Proxy.Core.Transport.Epoll;
 internal sealed class EpollLoopGroup
 {
     private static readonly Lock s_lock = new();
-    private static readonly Dictionary<int, EpollLoopGroup> s_shared = [];
+    private static readonly Dictionary<(int Threads, bool Batch), EpollLoopGroup> s_shared = [];
 
     private readonly EpollLoop[] _loops;
     private int _next;
 
-    private EpollLoopGroup(int threads, ILogger logger)
+    private EpollLoopGroup(int threads, bool batch, ILogger logger)
     {
         _loops = new EpollLoop[threads];
         for (var i = 0; i < threads; i++)
         {
-            _loops[i] = new EpollLoop($"epoll-{i}", logger);
+            _loops[i] = new EpollLoop($"epoll-{i}", logger, batch);
         }
     }
 
@@ -30,17 +30,19 @@ internal sealed class EpollLoopGroup
 
     /// <summary>
     /// The process-wide group of <paramref name="threads"/> loops, created on first use and kept for the life of
-    /// the process (its threads are background threads that sleep in epoll_wait when idle).
+    /// the process (its threads are background threads that sleep in epoll_wait when idle). With
+    /// <paramref name="batchSystemCalls"/> each loop issues its socket calls through an io_uring where one is available
+    /// (<see cref="IoUringBatch"/>).
     /// </summary>
-    public static EpollLoopGroup GetShared(int threads, ILogger? logger = null)
+    public static EpollLoopGroup GetShared(int threads, ILogger? logger = null, bool batchSystemCalls = false)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
         lock (s_lock)
         {
-            if (!s_shared.TryGetValue(threads, out var group))
+            if (!s_shared.TryGetValue((threads, batchSystemCalls), out var group))
             {
-                group = new EpollLoopGroup(threads, logger ?? NullLogger.Instance);
-                s_shared[threads] = group;
+                group = new EpollLoopGroup(threads, batchSystemCalls, logger ?? NullLogger.Instance);
+                s_shared[(threads, batchSystemCalls)] = group;
             }
 
             return group;

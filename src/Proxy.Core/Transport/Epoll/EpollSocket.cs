@@ -22,6 +22,8 @@ internal sealed class EpollSocket
     private readonly int _fd;
     private EpollLoop? _loop;
     private MemoryHandle[]? _sendHandles;
+    private SocketOperation? _receiveOperation;
+    private SocketOperation? _sendOperation;
     private volatile bool _closed;
     private volatile bool _peerClosed;
 
@@ -182,6 +184,46 @@ internal sealed class EpollSocket
                 _handle.DangerousRelease();
             }
         }
+    }
+
+    /// <summary>
+    /// <see cref="Receive"/>, batched: on an event loop thread whose loop has an io_uring, the call is queued and made
+    /// with the rest of the loop's pass (one <c>io_uring_enter</c>); elsewhere it is made at once. Completes with the
+    /// bytes read, 0 at FIN, or a negative errno (<c>-EAGAIN</c>: nothing yet).
+    /// </summary>
+    public ValueTask<int> ReceiveAsync(Memory<byte> buffer)
+    {
+        if (!_closed && EpollLoop.Current?.Batch is { } ring)
+        {
+            var operation = _receiveOperation ??= new SocketOperation(_handle);
+            if (operation.TryQueue(ring, _fd, buffer, send: false, 0, out var pending))
+            {
+                return pending;
+            }
+        }
+
+        var n = Receive(buffer.Span, out var errno);
+        return new ValueTask<int>(n >= 0 ? n : -errno);
+    }
+
+    /// <summary>
+    /// <see cref="Send"/>, batched as <see cref="ReceiveAsync"/> when <paramref name="buffer"/> is one segment (the
+    /// usual case); a buffer over several segments is sent at once with <c>sendmsg</c>. Completes with the bytes sent
+    /// or a negative errno.
+    /// </summary>
+    public ValueTask<int> SendAsync(in ReadOnlySequence<byte> buffer)
+    {
+        if (!_closed && buffer.IsSingleSegment && EpollLoop.Current?.Batch is { } ring)
+        {
+            var operation = _sendOperation ??= new SocketOperation(_handle);
+            if (operation.TryQueue(ring, _fd, buffer.First, send: true, SocketNative.MSG_NOSIGNAL, out var pending))
+            {
+                return pending;
+            }
+        }
+
+        var n = Send(buffer, out var errno);
+        return new ValueTask<int>(n >= 0 ? n : -errno);
     }
 
     /// <summary>
