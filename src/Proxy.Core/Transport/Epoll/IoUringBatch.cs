@@ -200,21 +200,7 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
             taken += TakeCompletions(taken);
         }
 
-        // Every completion is taken, and every handle reference the batch took is dropped, before any continuation
-        // runs: continuations queue new operations into the ring, and may close sockets (a close waits for every
-        // reference on its handle, including one held by a later completion of this same batch).
-        for (var i = 0; i < taken; i++)
-        {
-            _completed[i].Operation.Release();
-        }
-
-        for (var i = 0; i < taken; i++)
-        {
-            var (operation, result) = _completed[i];
-            _completed[i] = default;
-            operation.Complete(result);
-        }
-
+        CompleteTaken(taken);
         return taken;
     }
 
@@ -292,12 +278,22 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
             }
         }
 
-        for (var i = 0; i < failed; i++)
+        CompleteTaken(failed);
+    }
+
+    /// <summary>
+    /// Completes the first <paramref name="count"/> entries of <c>_completed</c>. Every handle reference the batch took
+    /// is dropped before any continuation runs: continuations queue new operations into the ring, and may close sockets
+    /// (a close waits for every reference on its handle, including one held by a later completion of this same batch).
+    /// </summary>
+    private void CompleteTaken(int count)
+    {
+        for (var i = 0; i < count; i++)
         {
             _completed[i].Operation.Release();
         }
 
-        for (var i = 0; i < failed; i++)
+        for (var i = 0; i < count; i++)
         {
             var (operation, result) = _completed[i];
             _completed[i] = default;
