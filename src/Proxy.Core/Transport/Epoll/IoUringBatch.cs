@@ -58,9 +58,11 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
     private readonly uint _cqMask;
     private readonly byte* _cqes;
     private readonly IoUringOperation?[] _operations;
+    private readonly bool[] _withdrawn;
     private readonly (IoUringOperation Operation, int Result)[] _completed;
     private uint _sqTailLocal;
     private int _queued;
+    private int _inFlight;
     private bool _disposed;
 
     private IoUringBatch(int fd, in Params p)
@@ -68,6 +70,7 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
         _fd = fd;
         _entries = p.SqEntries;
         _operations = new IoUringOperation?[p.SqEntries];
+        _withdrawn = new bool[p.SqEntries];
         _completed = new (IoUringOperation, int)[p.SqEntries];
         _sqRingSize = p.SqOff.Array + (p.SqEntries * sizeof(uint));
         _cqRingSize = p.CqOff.Cqes + (p.CqEntries * 16);
@@ -103,6 +106,13 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
 
     /// <summary>Operations queued and not yet issued.</summary>
     public int Queued => _queued;
+
+    /// <summary>
+    /// Operations issued whose completion has not arrived yet. Zero after every <see cref="Issue"/> unless waiting for
+    /// the completions failed; such operations keep their slots (nothing is queued over them) and are completed by a
+    /// later <see cref="Issue"/>.
+    /// </summary>
+    public int InFlight => _inFlight;
 
     /// <summary>A ring of <paramref name="entries"/> submissions, or null where io_uring is not available.</summary>
     public static IoUringBatch? TryCreate(uint entries)
@@ -146,7 +156,7 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
     public int Issue()
     {
         var count = _queued;
-        if (count == 0)
+        if (count == 0 && _inFlight == 0)
         {
             return 0;
         }
@@ -163,6 +173,7 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
                 var sqe = _sqes + (i * 64);
                 new Span<byte>(sqe, 64).Clear();
                 *(ulong*)(sqe + 32) = i;
+                _withdrawn[i] = true;
             }
         }
 
@@ -170,10 +181,10 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
         _queued = 0;
         var toSubmit = count;
         var taken = 0;
-        while (taken < count)
+        while (toSubmit > 0 || _inFlight > 0)
         {
             // Non-blocking operations complete during the submission itself; the wait is only a guard.
-            var entered = Syscall(SysIoUringEnter, _fd, toSubmit, count - taken, (nint)EnterGetEvents, 0, 0);
+            var entered = Syscall(SysIoUringEnter, _fd, toSubmit, _inFlight + toSubmit, (nint)EnterGetEvents, 0, 0);
             if (entered < 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
@@ -184,19 +195,26 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
 
                 if (toSubmit > 0)
                 {
-                    // The ring itself refused the batch (no operation was taken): withdraw the entries and fail every
-                    // operation with that errno.
+                    // The ring itself refused the batch (no operation was taken): withdraw the entries and fail each of
+                    // them with that errno. Operations still in flight from an earlier batch are left to complete.
                     _sqTailLocal = Volatile.Read(ref *_sqHead);
                     Volatile.Write(ref *_sqTail, _sqTailLocal);
-                    FailAll(errno);
+                    FailQueued(count, errno);
                     return count;
                 }
 
-                // Submitted, but waiting failed: take what completed; the rest are taken next time.
+                // Submitted, but waiting failed: take what completed; the rest keep their slots and are taken by a
+                // later call.
+                taken += TakeCompletions(taken);
                 break;
             }
 
-            toSubmit = 0;
+            if (toSubmit > 0)
+            {
+                _inFlight += toSubmit;
+                toSubmit = 0;
+            }
+
             taken += TakeCompletions(taken);
         }
 
@@ -224,12 +242,13 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
 
     private bool TryQueue(byte opcode, int fd, byte* buffer, int length, int flags, IoUringOperation operation)
     {
-        if (_queued == _entries)
+        var index = _sqTailLocal & _sqMask;
+        if (_queued + _inFlight >= _entries || _operations[index] is not null)
         {
+            // Full, or the slot's earlier operation has not completed yet: its completion is matched by slot.
             return false;
         }
 
-        var index = _sqTailLocal & _sqMask;
         var sqe = _sqes + (index * 64);
         new Span<byte>(sqe, 64).Clear();
         sqe[0] = opcode;
@@ -258,6 +277,13 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
             if (_operations[slot] is { } operation)
             {
                 _operations[slot] = null;
+                _inFlight--;
+                if (_withdrawn[slot])
+                {
+                    _withdrawn[slot] = false;
+                    result = -SocketNative.EBADF;
+                }
+
                 _completed[offset + taken++] = (operation, result);
             }
         }
@@ -266,15 +292,18 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
         return taken;
     }
 
-    private void FailAll(int errno)
+    /// <summary>Fails the <paramref name="count"/> operations just withdrawn from the ring (they end at its tail).</summary>
+    private void FailQueued(int count, int errno)
     {
         var failed = 0;
-        for (var i = 0; i < _operations.Length; i++)
+        for (var k = 0; k < count; k++)
         {
+            var i = (_sqTailLocal + (uint)k) & _sqMask;
             if (_operations[i] is { } operation)
             {
                 _operations[i] = null;
-                _completed[failed++] = (operation, -errno);
+                _completed[failed++] = (operation, _withdrawn[i] ? -SocketNative.EBADF : -errno);
+                _withdrawn[i] = false;
             }
         }
 

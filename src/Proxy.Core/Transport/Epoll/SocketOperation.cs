@@ -21,7 +21,6 @@ internal sealed unsafe class SocketOperation : IoUringOperation, IValueTaskSourc
     private ManualResetValueTaskSourceCore<int> _core;
     private MemoryHandle _pin;
     private bool _referenced;
-    private bool _issued;
 
     public SocketOperation(SafeHandle handle)
     {
@@ -45,7 +44,6 @@ internal sealed unsafe class SocketOperation : IoUringOperation, IValueTaskSourc
 
         _pin = pin;
         _referenced = false;
-        _issued = false;
         _core.Reset();
         pending = new ValueTask<int>(this, _core.Version);
         return true;
@@ -63,7 +61,6 @@ internal sealed unsafe class SocketOperation : IoUringOperation, IValueTaskSourc
         }
 
         _referenced = referenced;
-        _issued = referenced;
         return referenced;
     }
 
@@ -78,11 +75,7 @@ internal sealed unsafe class SocketOperation : IoUringOperation, IValueTaskSourc
         }
     }
 
-    public override void Complete(int result)
-    {
-        // Never issued: the socket was closed before the batch went in.
-        _core.SetResult(_issued ? result : -SocketNative.EBADF);
-    }
+    public override void Complete(int result) => _core.SetResult(result);
 
     int IValueTaskSource<int>.GetResult(short token) => _core.GetResult(token);
 
