@@ -25,6 +25,26 @@ public sealed class SocketTransportFactoryTests
         Assert.True(socketConnection.Socket.NoDelay);
     }
 
+    [Theory]
+    [InlineData(true, "127.0.0.1")]
+    [InlineData(false, "127.0.0.1")]
+    [InlineData(true, "::1")]
+    public async Task AcceptAsync_NoDelayOption_IsWhatEveryAcceptedSocketHas(bool noDelay, string address)
+    {
+        // On Linux the option is set once on the listener and inherited by each accepted socket: read it back from
+        // the kernel on several connections, for both settings and both address families.
+        using var factory = new SocketTransportFactory(new SocketTransportOptions { NoDelay = noDelay });
+        await using var listener = await factory.BindAsync(new IPEndPoint(IPAddress.Parse(address), 0));
+        var endPoint = (IPEndPoint)listener.EndPoint;
+        for (var i = 0; i < 3; i++)
+        {
+            using var client = await TestSockets.ConnectAsync(endPoint);
+            await using var connection = (await listener.AcceptAsync().AsTask().WaitAsync(TestTimeouts.Short))!;
+            var socket = Assert.IsType<SocketConnection>(connection).Socket;
+            Assert.Equal(noDelay, (int)socket.GetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.NoDelay)! != 0);
+        }
+    }
+
     [Fact]
     public async Task BindAsync_IPv6Any_AcceptsIPv4AndIPv6Loopback()
     {
