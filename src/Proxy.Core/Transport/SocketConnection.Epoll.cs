@@ -165,7 +165,12 @@ public sealed partial class SocketConnection
 
                 if (result.IsCompleted)
                 {
-                    HalfClose();
+                    // FIN toward the peer, keep receiving (errors are the receive loop's to report, as in HalfClose).
+                    if (!_aborted)
+                    {
+                        await io.ShutdownSendAsync();
+                    }
+
                     break;
                 }
             }

@@ -166,6 +166,35 @@ public sealed unsafe class IoUringBatchTests
         Assert.Equal(-EAGAIN, follow.Result);
     }
 
+    [SkippableFact]
+    public void Issue_ShutdownAfterSend_PeerReadsTheBytesThenEndOfStream()
+    {
+        using var ring = CreateRing(4);
+        using var pair = SocketPair.Create();
+        var outgoing = GC.AllocateArray<byte>(4, pinned: true);
+        "last"u8.CopyTo(outgoing);
+        var send = new RecordingOperation("send");
+        var shutdown = new RecordingOperation("shutdown");
+        fixed (byte* o = outgoing)
+        {
+            // In one submission, in order: the data, then the FIN.
+            Assert.True(ring.TryQueueSend(pair.LeftFd, o, outgoing.Length, 0, send));
+            Assert.True(ring.TryQueueShutdown(pair.LeftFd, 1, shutdown));
+            Assert.Equal(2, ring.Issue());
+        }
+
+        Assert.Equal(4, send.Result);
+        Assert.Equal(0, shutdown.Result);
+        var buffer = new byte[16];
+        Assert.Equal(4, pair.Right.Receive(buffer));
+        Assert.Equal("last"u8.ToArray(), buffer[..4]);
+        Assert.Equal(0, pair.Right.Receive(buffer));
+
+        // Only the sending half is shut: the other direction still works.
+        pair.Right.Send("back"u8);
+        Assert.Equal(4, pair.Left.Receive(buffer));
+    }
+
     [Fact]
     public void TryCreate_WithAnInvalidSize_ReturnsNullInsteadOfThrowing()
     {

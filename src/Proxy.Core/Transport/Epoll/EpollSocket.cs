@@ -227,6 +227,49 @@ internal sealed class EpollSocket
     }
 
     /// <summary>
+    /// <c>shutdown(SHUT_WR)</c>: FIN toward the peer once the bytes already sent are out. Batched as
+    /// <see cref="ReceiveAsync"/> on an event loop thread (the connection's last send and its FIN usually leave in
+    /// consecutive submissions of the same pass); elsewhere, or where the kernel's io_uring cannot shut a socket down,
+    /// the plain call. Completes with 0 or a negative errno.
+    /// </summary>
+    public async ValueTask<int> ShutdownSendAsync()
+    {
+        if (!_closed && EpollLoop.Current?.Batch is { } ring)
+        {
+            var operation = _sendOperation ??= new SocketOperation(_handle);
+            if (operation.TryQueueShutdownSend(ring, _fd, out var pending))
+            {
+                var result = await pending;
+                if (result != -SocketNative.EINVAL)
+                {
+                    return result;
+                }
+
+                // io_uring without IORING_OP_SHUTDOWN (Linux before 5.11): the plain call below.
+            }
+        }
+
+        return ShutdownSend();
+    }
+
+    private int ShutdownSend()
+    {
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Send);
+            return 0;
+        }
+        catch (SocketException ex)
+        {
+            return -Math.Max(1, ex.NativeErrorCode);
+        }
+        catch (ObjectDisposedException)
+        {
+            return -SocketNative.EBADF;
+        }
+    }
+
+    /// <summary>
     /// Non-blocking send of a prefix of <paramref name="buffer"/> (one <c>send</c>, or one <c>sendmsg</c> over up to
     /// <see cref="SocketNative.MaxIov"/> segments): bytes sent, or -1 with <paramref name="errno"/> set.
     /// </summary>

@@ -40,6 +40,7 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
     private const int MapPopulate = 0x8000;
     private const byte OpSend = 26;
     private const byte OpRecv = 27;
+    private const byte OpShutdown = 34;
     private const int MsgDontWait = 0x40;
 
     private readonly int _fd;
@@ -148,6 +149,13 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
     /// <summary>Queues <c>send(fd, buffer, length, MSG_DONTWAIT | extraFlags)</c>; false when the ring is full.</summary>
     public bool TryQueueSend(int fd, byte* buffer, int length, int extraFlags, IoUringOperation operation) =>
         TryQueue(OpSend, fd, buffer, length, MsgDontWait | extraFlags, operation);
+
+    /// <summary>
+    /// Queues <c>shutdown(fd, how)</c> (Linux 5.11 or later; an older kernel completes it with <c>-EINVAL</c>, and the
+    /// caller then makes the plain call); false when the ring is full.
+    /// </summary>
+    public bool TryQueueShutdown(int fd, int how, IoUringOperation operation) =>
+        TryQueue(OpShutdown, fd, null, how, 0, operation);
 
     /// <summary>
     /// Issues every queued operation with one <c>io_uring_enter</c> and completes each with its result (inline: the

@@ -33,6 +33,7 @@ internal static unsafe partial class SocketNative
 
     /// <summary>No SIGPIPE when the peer is gone: the call fails with EPIPE instead.</summary>
     public const int MSG_NOSIGNAL = 0x4000;
+    public const int SHUT_WR = 1;
 
     /// <summary>Most iovecs one <c>sendmsg</c> carries (Linux IOV_MAX is 1024; 64 blocks are 2 MiB at the default size).</summary>
     public const int MaxIov = 64;

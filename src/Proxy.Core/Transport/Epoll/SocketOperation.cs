@@ -49,6 +49,22 @@ internal sealed unsafe class SocketOperation : IoUringOperation, IValueTaskSourc
         return true;
     }
 
+    /// <summary>Queues <c>shutdown(fd, SHUT_WR)</c> on <paramref name="ring"/>; false (nothing held) when the ring is full.</summary>
+    public bool TryQueueShutdownSend(IoUringBatch ring, int fd, out ValueTask<int> pending)
+    {
+        pending = default;
+        if (!ring.TryQueueShutdown(fd, SocketNative.SHUT_WR, this))
+        {
+            return false;
+        }
+
+        _pin = default;
+        _referenced = false;
+        _core.Reset();
+        pending = new ValueTask<int>(this, _core.Version);
+        return true;
+    }
+
     public override bool Acquire()
     {
         var referenced = false;
