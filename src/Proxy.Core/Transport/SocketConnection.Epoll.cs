@@ -165,10 +165,18 @@ public sealed partial class SocketConnection
 
                 if (result.IsCompleted)
                 {
-                    // FIN toward the peer, keep receiving (errors are the receive loop's to report, as in HalfClose).
-                    if (!_aborted)
+                    // FIN toward the peer, keep receiving: through the loop's io_uring where it can, else the plain
+                    // call (errors are the receive loop's to report).
+                    if (!_aborted && io.TryQueueShutdownSend(out var shutdown))
                     {
-                        await io.ShutdownSendAsync();
+                        if (await shutdown == -SocketNative.EINVAL)
+                        {
+                            HalfClose();
+                        }
+                    }
+                    else
+                    {
+                        HalfClose();
                     }
 
                     break;

@@ -227,46 +227,21 @@ internal sealed class EpollSocket
     }
 
     /// <summary>
-    /// <c>shutdown(SHUT_WR)</c>: FIN toward the peer once the bytes already sent are out. Batched as
-    /// <see cref="ReceiveAsync"/> on an event loop thread (the connection's last send and its FIN usually leave in
-    /// consecutive submissions of the same pass); elsewhere, or where the kernel's io_uring cannot shut a socket down,
-    /// the plain call. Completes with 0 or a negative errno.
+    /// Queues <c>shutdown(SHUT_WR)</c> (FIN toward the peer once the bytes already sent are out) on this thread's loop's
+    /// io_uring, as <see cref="ReceiveAsync"/> does its call; false off a loop thread, without io_uring, or with the
+    /// ring full: the caller then makes the plain call. <paramref name="pending"/> completes with 0 or a negative errno
+    /// (<c>-EINVAL</c> from kernels before 5.11, whose io_uring cannot shut a socket down).
     /// </summary>
-    public async ValueTask<int> ShutdownSendAsync()
+    public bool TryQueueShutdownSend(out ValueTask<int> pending)
     {
         if (!_closed && EpollLoop.Current?.Batch is { } ring)
         {
             var operation = _sendOperation ??= new SocketOperation(_handle);
-            if (operation.TryQueueShutdownSend(ring, _fd, out var pending))
-            {
-                var result = await pending;
-                if (result != -SocketNative.EINVAL)
-                {
-                    return result;
-                }
-
-                // io_uring without IORING_OP_SHUTDOWN (Linux before 5.11): the plain call below.
-            }
+            return operation.TryQueueShutdownSend(ring, _fd, out pending);
         }
 
-        return ShutdownSend();
-    }
-
-    private int ShutdownSend()
-    {
-        try
-        {
-            _socket.Shutdown(SocketShutdown.Send);
-            return 0;
-        }
-        catch (SocketException ex)
-        {
-            return -Math.Max(1, ex.NativeErrorCode);
-        }
-        catch (ObjectDisposedException)
-        {
-            return -SocketNative.EBADF;
-        }
+        pending = default;
+        return false;
     }
 
     /// <summary>

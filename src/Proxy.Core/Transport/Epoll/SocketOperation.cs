@@ -42,10 +42,7 @@ internal sealed unsafe class SocketOperation : IoUringOperation, IValueTaskSourc
             return false;
         }
 
-        _pin = pin;
-        _referenced = false;
-        _core.Reset();
-        pending = new ValueTask<int>(this, _core.Version);
+        Arm(pin, out pending);
         return true;
     }
 
@@ -58,11 +55,16 @@ internal sealed unsafe class SocketOperation : IoUringOperation, IValueTaskSourc
             return false;
         }
 
-        _pin = default;
+        Arm(default, out pending);
+        return true;
+    }
+
+    private void Arm(MemoryHandle pin, out ValueTask<int> pending)
+    {
+        _pin = pin;
         _referenced = false;
         _core.Reset();
         pending = new ValueTask<int>(this, _core.Version);
-        return true;
     }
 
     public override bool Acquire()
