@@ -195,6 +195,51 @@ public sealed unsafe class IoUringBatchTests
         Assert.Equal(4, pair.Left.Receive(buffer));
     }
 
+    [SkippableFact]
+    public void Issue_OneOperationAtATime_EachKindReturnsWhatThePlainCallWould()
+    {
+        // A lone operation skips the submission (a plain system call costs less than one entry through the ring):
+        // each kind, one at a time, with what the ring would have returned.
+        using var ring = CreateRing(4);
+        using var pair = SocketPair.Create();
+        var buffer = GC.AllocateArray<byte>(16, pinned: true);
+        fixed (byte* b = buffer)
+        {
+            var empty = new RecordingOperation("empty");
+            Assert.True(ring.TryQueueReceive(pair.LeftFd, b, buffer.Length, empty));
+            Assert.Equal(1, ring.Issue());
+            Assert.Equal(-EAGAIN, empty.Result);
+
+            pair.Right.Send("hi"u8);
+            var receive = new RecordingOperation("receive");
+            Assert.True(ring.TryQueueReceive(pair.LeftFd, b, buffer.Length, receive));
+            Assert.Equal(1, ring.Issue());
+            Assert.Equal(2, receive.Result);
+            Assert.Equal("hi"u8.ToArray(), buffer[..2]);
+
+            var send = new RecordingOperation("send");
+            Assert.True(ring.TryQueueSend(pair.LeftFd, b, 2, 0, send));
+            Assert.Equal(1, ring.Issue());
+            Assert.Equal(2, send.Result);
+
+            var shutdown = new RecordingOperation("shutdown");
+            Assert.True(ring.TryQueueShutdown(pair.LeftFd, 1, shutdown));
+            Assert.Equal(1, ring.Issue());
+            Assert.Equal(0, shutdown.Result);
+
+            var bad = new RecordingOperation("bad");
+            Assert.True(ring.TryQueueReceive(-1, b, buffer.Length, bad));
+            Assert.Equal(1, ring.Issue());
+            Assert.Equal(-EBADF, bad.Result);
+            Assert.Equal(0, ring.Queued);
+        }
+
+        var echoed = new byte[16];
+        Assert.Equal(2, pair.Right.Receive(echoed));
+        Assert.Equal("hi"u8.ToArray(), echoed[..2]);
+        Assert.Equal(0, pair.Right.Receive(echoed));
+    }
+
     [Fact]
     public void TryCreate_WithAnInvalidSize_ReturnsNullInsteadOfThrowing()
     {

@@ -74,6 +74,11 @@ internal static unsafe partial class SocketNative
     [SuppressGCTransition]
     public static partial nint SendMsg(int fd, MsgHdr* message, int flags);
 
+    /// <summary>shutdown(2); like the calls above, it never waits, and errno is read by the caller on failure.</summary>
+    [LibraryImport(Libc, EntryPoint = "shutdown")]
+    [SuppressGCTransition]
+    public static partial int Shutdown(int fd, int how);
+
     /// <summary>The <see cref="SocketError"/> .NET would report for a Linux errno (the ones sockets produce).</summary>
     public static SocketError ToSocketError(int errno) => errno switch
     {
