@@ -47,8 +47,7 @@ public sealed class SocketTransportFactory : IConnectionListenerFactory, IConnec
                 socket.DualMode = true;
             }
 
-            // Lets a restarted proxy bind while old connections linger in TIME_WAIT (Linux: not port sharing).
-            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            AllowRebindOverTimeWait(socket);
             socket.Bind(ip);
             socket.Listen(options.Backlog);
         }
@@ -67,4 +66,22 @@ public sealed class SocketTransportFactory : IConnectionListenerFactory, IConnec
     }
 
     public void Dispose() => _settings.Dispose();
+
+    /// <summary>
+    /// SO_REUSEADDR alone: a restarted proxy binds while its old connections linger in TIME_WAIT, and a port another
+    /// process listens on still fails with "address in use". Not <see cref="SocketOptionName.ReuseAddress"/>: on Linux
+    /// .NET also sets SO_REUSEPORT with it, and two processes that both set it share the port (the kernel splits the
+    /// connections between them) instead of the second one failing.
+    /// </summary>
+    private static void AllowRebindOverTimeWait(Socket socket)
+    {
+        if (OperatingSystem.IsLinux())
+        {
+            const int SolSocket = 1;
+            const int SoReuseAddr = 2;
+            Span<byte> on = stackalloc byte[sizeof(int)];
+            BitConverter.TryWriteBytes(on, 1);
+            socket.SetRawSocketOption(SolSocket, SoReuseAddr, on);
+        }
+    }
 }

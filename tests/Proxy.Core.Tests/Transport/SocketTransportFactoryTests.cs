@@ -88,6 +88,18 @@ public sealed class SocketTransportFactoryTests
     }
 
     [Fact]
+    public async Task BindAsync_PortHeldByAnotherProxyListener_ThrowsAddressInUse()
+    {
+        // Two proxies (or a proxy and another program that asks for address reuse) must not share a port: .NET's
+        // ReuseAddress also sets SO_REUSEPORT on Linux, which would let the kernel split connections between them.
+        using var first = new SocketTransportFactory();
+        using var second = new SocketTransportFactory();
+        await using var listener = await first.BindAsync(new IPEndPoint(IPAddress.Loopback, 0));
+
+        await Assert.ThrowsAsync<AddressInUseException>(() => second.BindAsync(listener.EndPoint).AsTask());
+    }
+
+    [Fact]
     public void CanBind_OnlyIpEndPoints()
     {
         using var factory = new SocketTransportFactory();
