@@ -100,15 +100,23 @@ public sealed unsafe class IoUringBatchTests
             Assert.All(operations[..4], o => Assert.Equal(-EAGAIN, o.Result));
             Assert.Null(operations[4].Result);
 
-            // Many rounds: the ring's slots wrap around and every completion still finds its own operation.
-            for (var round = 0; round < 10; round++)
+            // Many rounds of two calls (two, so they go through the ring: a lone call is made directly): the ring's
+            // slots wrap around and every completion still finds its own operation.
+            var other = GC.AllocateArray<byte>(16, pinned: true);
+            fixed (byte* x = other)
             {
-                pair.Right.Send(new byte[] { (byte)round });
-                var op = new RecordingOperation($"round{round}");
-                Assert.True(ring.TryQueueReceive(pair.LeftFd, b, buffer.Length, op));
-                Assert.Equal(1, ring.Issue());
-                Assert.Equal(1, op.Result);
-                Assert.Equal(round, buffer[0]);
+                for (var round = 0; round < 10; round++)
+                {
+                    pair.Right.Send(new byte[] { (byte)round });
+                    var op = new RecordingOperation($"round{round}");
+                    var idle = new RecordingOperation($"idle{round}");
+                    Assert.True(ring.TryQueueReceive(pair.LeftFd, b, buffer.Length, op));
+                    Assert.True(ring.TryQueueReceive(pair.RightFd, x, other.Length, idle));
+                    Assert.Equal(2, ring.Issue());
+                    Assert.Equal(1, op.Result);
+                    Assert.Equal(round, buffer[0]);
+                    Assert.Equal(-EAGAIN, idle.Result);
+                }
             }
         }
     }
@@ -120,14 +128,25 @@ public sealed unsafe class IoUringBatchTests
         using var pair = SocketPair.Create();
         pair.Right.Send("xyz"u8);
         var buffer = GC.AllocateArray<byte>(16, pinned: true);
+        var other = GC.AllocateArray<byte>(16, pinned: true);
         var gone = new RecordingOperation("gone", acquires: false);
+        var live = new RecordingOperation("live");
         fixed (byte* b = buffer)
+        fixed (byte* x = other)
         {
+            // With a second call beside it, so the batch goes through the ring (the gone one becomes a no-op entry);
+            // then alone, made directly.
             Assert.True(ring.TryQueueReceive(pair.LeftFd, b, buffer.Length, gone));
-            Assert.Equal(1, ring.Issue());
-        }
+            Assert.True(ring.TryQueueReceive(pair.RightFd, x, other.Length, live));
+            Assert.Equal(2, ring.Issue());
+            Assert.Equal(-EBADF, gone.Result);
+            Assert.Equal(-EAGAIN, live.Result);
 
-        Assert.Equal(-EBADF, gone.Result);
+            var goneAlone = new RecordingOperation("gone alone", acquires: false);
+            Assert.True(ring.TryQueueReceive(pair.LeftFd, b, buffer.Length, goneAlone));
+            Assert.Equal(1, ring.Issue());
+            Assert.Equal(-EBADF, goneAlone.Result);
+        }
 
         // The receive became a no-op: the bytes are still waiting in the socket.
         Assert.Equal(3, pair.Left.Receive(new byte[16]));
