@@ -77,6 +77,13 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
     private volatile int _retiredCount;
     private readonly List<Http2ClientStream> _recycling = []; // the frame loop's scratch list
 
+    // Final response heads whose reader is woken at the end of the read they arrived in rather than at once (frame loop
+    // only): a small response's DATA usually sits right behind its HEADERS, and when the reader (the upstream exchange,
+    // then the forwarder) runs only after it, it takes head, body and end in one pass instead of one for the head and
+    // another for the body. The stream's id guards against a stream object recycled meanwhile.
+    private readonly List<(Http2ClientStream Stream, uint Id)> _deferredHeads = [];
+    private bool _moreFramesBuffered;
+
     // The field block being received (HEADERS + CONTINUATIONs): its stream and what it is.
     private Http2ClientStream? _blockStream;
     private Http2FieldList? _blockFields;
@@ -393,9 +400,18 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
                         continue;
                     }
 
+                    // A whole frame header behind this frame: a head completed now may wait for what follows (see _deferredHeads).
+                    _moreFramesBuffered = buffer.Length >= Http2Constants.FrameHeaderSize;
                     try
                     {
-                        await ProcessFrameAsync(payload).ConfigureAwait(false);
+                        var processing = ProcessFrameAsync(payload);
+                        if (!processing.IsCompleted && _deferredHeads.Count > 0)
+                        {
+                            // The loop waits here (window, output): the deferred readers need not.
+                            WakeDeferredHeads();
+                        }
+
+                        await processing.ConfigureAwait(false);
                     }
                     catch (Http2StreamException e)
                     {
@@ -405,7 +421,12 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
             }
             finally
             {
+                _moreFramesBuffered = false;
                 _input.AdvanceTo(buffer.Start, buffer.End);
+                if (_deferredHeads.Count > 0)
+                {
+                    WakeDeferredHeads();
+                }
             }
 
             if (result.IsCanceled && Volatile.Read(ref _abortReason) is { } reason)
@@ -639,11 +660,35 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
         }
 
         // With END_STREAM the reader wakes at the end (End), so it never sees a complete response on a stream still open.
-        stream.EnqueueHead(stream.CreateHead(status, fields), wake: !_blockEndStream);
+        // A final head with more frames read behind it wakes its reader after them (or at its END_STREAM, whichever first).
+        var defer = !_blockEndStream && !interim && _moreFramesBuffered;
+        stream.EnqueueHead(stream.CreateHead(status, fields), wake: !_blockEndStream && !defer);
+        if (defer)
+        {
+            _deferredHeads.Add((stream, stream.Id));
+        }
+
         if (_blockEndStream)
         {
             OnRemoteEnd(stream);
         }
+    }
+
+    /// <summary>Wakes the readers of the heads deferred in this read (frame loop only; no lock held: readers run inline).</summary>
+    private void WakeDeferredHeads()
+    {
+        // Index loop: a reader run inline never adds here (only the frame loop does), but the list is cleared after.
+        var deferred = _deferredHeads;
+        for (var i = 0; i < deferred.Count; i++)
+        {
+            var (stream, id) = deferred[i];
+            if (stream.Id == id)
+            {
+                stream.WakeQueuedHead();
+            }
+        }
+
+        deferred.Clear();
     }
 
     private static bool TryParseLength(ReadOnlySpan<byte> value, out long length) =>

@@ -395,6 +395,39 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     }
 
     /// <summary>
+    /// Hands a head queued without waking (<see cref="EnqueueHead"/> with wake false) to the reader waiting for it, if
+    /// the stream has not ended meanwhile (<see cref="End"/> hands it itself) and the reader is there.
+    /// </summary>
+    internal void WakeQueuedHead()
+    {
+        Http2ClientResponseHead? head = null;
+        TaskCompletionSource? waiter;
+        lock (_sync)
+        {
+            if (_end is not null || _disposed || _heads is null || _heads.Count == 0)
+            {
+                return;
+            }
+
+            if (_headReadPending)
+            {
+                _headReadPending = false;
+                head = _heads.Dequeue();
+            }
+
+            waiter = _headWaiter;
+            _headWaiter = null;
+        }
+
+        if (head is not null)
+        {
+            _headRead.SetResult(head);
+        }
+
+        waiter?.TrySetResult();
+    }
+
+    /// <summary>
     /// Appends a DATA payload to the body; false when the consumer is gone (the caller then credits the bytes at once).
     /// With <paramref name="flush"/> false the bytes wait for the <see cref="End"/> that follows (END_STREAM): the
     /// consumer sees them and the end together. Called by the frame loop only, under no lock: the flush may run the
