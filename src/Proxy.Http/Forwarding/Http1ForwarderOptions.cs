@@ -11,6 +11,13 @@ public sealed record Http1ForwarderOptions
     public Http1ParserOptions Parser { get; init; } = Http1ParserOptions.Default;
 
     /// <summary>
+    /// Test seam, not a setting: HTTP/2 upstream exchanges get every request head as HTTP/1.1 text, parsed and mapped
+    /// by the exchange (the path that typed heads replaced, still used for replayed requests), so tests can compare
+    /// both paths (<c>Http1ForwardingSession.Http2Head.cs</c>).
+    /// </summary>
+    internal bool TextHeadsForHttp2 { get; init; }
+
+    /// <summary>
     /// Longest wait for the upstream's response head, counted from the request head written upstream and
     /// restarted by every piece of request body sent (so a long upload does not time out while it progresses).
     /// 504 <c>response_timeout</c> when it expires. Envoy's default route timeout. Infinite turns it off.

@@ -13,6 +13,7 @@ using Proxy.Core.Identity;
 using Proxy.Core.Upstream;
 using Proxy.Http.Authorization;
 using Proxy.Http.Http1;
+using Proxy.Http.Http2.Upstream;
 using Proxy.Http.Routing;
 
 namespace Proxy.Http.Forwarding;
@@ -887,7 +888,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             {
                 WriteKeptRequest(upstream.Output);
             }
-            else
+            else if (connection.Connection is not Http2UpstreamExchange exchange || _options.TextHeadsForHttp2 || !TrySendHttp2Head(exchange, _requestMutations))
             {
                 WriteRequestHead(upstream.Output, _requestMutations);
             }
@@ -1433,6 +1434,28 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
     private static void WriteFields(IBufferWriter<byte> writer, Http1HeaderList headers, HeaderMutations mutations, byte[]? drop = null)
     {
+        var sink = new TextFieldSink(writer);
+        VisitFields(ref sink, headers, mutations, drop);
+    }
+
+    /// <summary>Where <see cref="VisitFields"/> puts the fields it forwards: HTTP/1.1 text, or an HTTP/2 field list.</summary>
+    private interface IFieldSink
+    {
+        void Add(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value);
+    }
+
+    private readonly struct TextFieldSink(IBufferWriter<byte> writer) : IFieldSink
+    {
+        public void Add(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value) => Http1HeadWriter.WriteHeader(writer, name, value);
+    }
+
+    /// <summary>
+    /// The fields that go on to the next hop, in order: the message's own minus hop-by-hop ones, the ones the route
+    /// removes or sets, <paramref name="drop"/> and the mesh's own marker; then the route's set and added fields.
+    /// </summary>
+    private static void VisitFields<TSink>(ref TSink sink, Http1HeaderList headers, HeaderMutations mutations, byte[]? drop)
+        where TSink : IFieldSink, allows ref struct
+    {
         var check = !mutations.IsEmpty;
         for (var i = 0; i < headers.Count; i++)
         {
@@ -1457,19 +1480,19 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 continue;
             }
 
-            Http1HeadWriter.WriteHeader(writer, name, headers.GetValue(i));
+            sink.Add(name, headers.GetValue(i));
         }
 
         if (check)
         {
             foreach (var field in mutations.Sets)
             {
-                Http1HeadWriter.WriteHeader(writer, field.Name, field.Value);
+                sink.Add(field.Name, field.Value);
             }
 
             foreach (var field in mutations.Adds)
             {
-                Http1HeadWriter.WriteHeader(writer, field.Name, field.Value);
+                sink.Add(field.Name, field.Value);
             }
         }
     }

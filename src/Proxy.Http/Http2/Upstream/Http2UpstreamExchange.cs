@@ -43,6 +43,10 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     private PooledConnection? _pooled;
     private bool _responseIsHead;
     private bool _acceptsTrailers;
+    // A request head handed over already mapped (TrySendTypedHead): set by the renter, taken by the request pump.
+    private volatile bool _typedHead;
+    private Http1BodyKind _typedBodyKind;
+    private long _typedContentLength;
     private int _refs;
     private volatile bool _finished;
     private volatile bool _refused;
@@ -136,6 +140,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         _pooled.UseCount = owner.Carried - 1;
         // References: the request pump, the response pump and the renter; the last to let go recycles the exchange.
         _refs = 3;
+        _typedHead = false;
         _requestTurn.Signal(true);
         return _pooled;
     }
@@ -202,10 +207,20 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                 ReadResult result;
                 ReadOnlySequence<byte> buffer;
                 SequencePosition consumed;
+                var typed = false;
                 while (true)
                 {
                     result = await input.ReadAsync().ConfigureAwait(false);
                     buffer = result.Buffer;
+                    if (!_finished && _typedHead)
+                    {
+                        // The renter mapped the head itself (TrySendTypedHead woke this read): no bytes to parse.
+                        _typedHead = false;
+                        typed = true;
+                        consumed = buffer.Start;
+                        break;
+                    }
+
                     if (_finished || result.IsCanceled)
                     {
                         input.AdvanceTo(buffer.Start);
@@ -213,7 +228,21 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                         goto Done;
                     }
 
-                    if (_parser.TryParse(buffer, _head, out consumed))
+                    bool parsed;
+                    try
+                    {
+                        parsed = _parser.TryParse(buffer, _head, out consumed);
+                    }
+                    catch (Http1ParseException e)
+                    {
+                        // The forwarder's own parser took this request; its head as forwarded (route mutations
+                        // included) is past this parser's limits. Said now, or the forwarder would wait for a response.
+                        input.AdvanceTo(buffer.End);
+                        FailResponse(output, $"the request head as forwarded could not be mapped to HTTP/2 ({e.Message})");
+                        goto Done;
+                    }
+
+                    if (parsed)
                     {
                         break;
                     }
@@ -228,20 +257,31 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                     input.AdvanceTo(buffer.Start, buffer.End);
                 }
 
-                var head = _head;
-                if (head.Method == Http1Method.Connect || head.IsUpgrade)
+                Http1BodyKind bodyKind;
+                long contentLength;
+                if (typed)
                 {
-                    input.AdvanceTo(consumed);
-                    await RespondNotImplementedAsync(output).ConfigureAwait(false);
-                    goto Done;
+                    bodyKind = _typedBodyKind;
+                    contentLength = _typedContentLength;
+                }
+                else
+                {
+                    var head = _head;
+                    if (head.Method == Http1Method.Connect || head.IsUpgrade)
+                    {
+                        input.AdvanceTo(consumed);
+                        await RespondNotImplementedAsync(output).ConfigureAwait(false);
+                        goto Done;
+                    }
+
+                    bodyKind = head.BodyKind;
+                    contentLength = head.ContentLength;
+                    _responseIsHead = head.Method == Http1Method.Head;
+                    _acceptsTrailers = AcceptsTrailers(head);
+                    BuildRequestFields(head, _fields, Owner!.Transport.RemoteEndPoint, Owner.Secure);
                 }
 
-                var bodyKind = head.BodyKind;
-                var hasBody = bodyKind == Http1BodyKind.Chunked || (bodyKind == Http1BodyKind.ContentLength && head.ContentLength > 0);
-                var contentLength = head.ContentLength;
-                _responseIsHead = head.Method == Http1Method.Head;
-                _acceptsTrailers = AcceptsTrailers(head);
-                BuildRequestFields(head, _fields, Owner!.Transport.RemoteEndPoint, Owner.Secure);
+                var hasBody = bodyKind == Http1BodyKind.Chunked || (bodyKind == Http1BodyKind.ContentLength && contentLength > 0);
                 input.AdvanceTo(consumed);
 
                 // 2. HEADERS, then the response side runs while the body goes up.
@@ -278,12 +318,18 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     internal static void BuildRequestFields(Http1RequestHead head, Http2FieldList fields, System.Net.EndPoint? endpoint, bool secure = false)
     {
         fields.Clear();
-        fields.Add(":method"u8, head.MethodBytes);
+        AddPseudoHeaders(fields, head.MethodBytes, head.Target, head.TargetForm, head.Host, endpoint, secure);
+        AddRegularFields(head, fields);
+    }
+
+    /// <summary>:method, :scheme, :authority (the URI's for an absolute-form target, else <paramref name="host"/>) and :path.</summary>
+    internal static void AddPseudoHeaders(Http2FieldList fields, ReadOnlySpan<byte> method, ReadOnlySpan<byte> target, Http1TargetForm form, ReadOnlySpan<byte> host, System.Net.EndPoint? endpoint, bool secure)
+    {
+        fields.Add(":method"u8, method);
         fields.Add(":scheme"u8, secure ? "https"u8 : "http"u8);
-        var target = head.Target;
         ReadOnlySpan<byte> path = target;
-        ReadOnlySpan<byte> authority = head.Host;
-        if (head.TargetForm == Http1TargetForm.Absolute)
+        var authority = host;
+        if (form == Http1TargetForm.Absolute)
         {
             // scheme "://" authority path-abempty [ "?" query ]: the authority of the URI wins over Host (RFC 9112 §3.2.2).
             var rest = target;
@@ -297,7 +343,6 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                 // "http://a?x" has an empty path: "/" comes first.
                 fields.Add(":authority"u8, authority);
                 AddPathWithSlash(fields, path);
-                AddRegularFields(head, fields);
                 return;
             }
         }
@@ -314,7 +359,33 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         }
 
         fields.Add(":path"u8, path);
-        AddRegularFields(head, fields);
+    }
+
+    /// <summary>
+    /// The typed request head, step 1: the field list to fill (cleared) and the exchange's scheme and endpoint for the
+    /// pseudo-headers. Only for a renter that then calls <see cref="SendTypedHead"/> before writing anything.
+    /// </summary>
+    internal Http2FieldList BeginTypedHead(out System.Net.EndPoint? endpoint, out bool secure)
+    {
+        _fields.Clear();
+        endpoint = Owner!.Transport.RemoteEndPoint;
+        secure = Owner.Secure;
+        return _fields;
+    }
+
+    /// <summary>
+    /// The typed request head, step 2: the fields are complete; the request pump sends them as HEADERS (as it would a
+    /// parsed head) and then reads the body, framed as <paramref name="bodyKind"/> says, from the transport.
+    /// </summary>
+    internal void SendTypedHead(bool isHead, bool acceptsTrailers, Http1BodyKind bodyKind, long contentLength)
+    {
+        _responseIsHead = isHead;
+        _acceptsTrailers = acceptsTrailers;
+        _typedBodyKind = bodyKind;
+        _typedContentLength = contentLength;
+        _typedHead = true;
+        // Wakes the pump's wait for the head bytes (inline); a pump not waiting yet finds the flag at its read.
+        _requestPipe.Reader.CancelPendingRead();
     }
 
     private static void AddPathWithSlash(Http2FieldList fields, ReadOnlySpan<byte> query)

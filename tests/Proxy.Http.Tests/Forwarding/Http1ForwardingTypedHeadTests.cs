@@ -1,0 +1,122 @@
+using System.Net;
+using Proxy.Core.Configuration;
+using Proxy.Core.Discovery;
+using Proxy.Http.Forwarding;
+using Proxy.Http.Http2.Hpack;
+using Proxy.Http.Http2.Upstream;
+using Proxy.Http.Routing;
+using Proxy.Http.Tests.Http2.Client;
+using Proxy.Http.Tests.Http2.Hpack;
+using Proxy.Http.Tests.Http2.Server;
+using Proxy.Http.Tests.Http2.Upstream;
+
+namespace Proxy.Http.Tests.Forwarding;
+
+/// <summary>
+/// Request heads for HTTP/2 upstreams are handed to the exchange as a field list the forwarder fills (typed) rather
+/// than as HTTP/1.1 text the exchange parses and maps again. Both ways must put the same HEADERS on the wire: each case
+/// goes through a forwarder of each kind (the text one through the <see cref="Http1ForwarderOptions.TextHeadsForHttp2"/>
+/// seam) and the decoded fields are compared, in order.
+/// </summary>
+public sealed class Http1ForwardingTypedHeadTests
+{
+    public static TheoryData<string, string> Cases => new()
+    {
+        { "plain GET", "GET /a?b=c HTTP/1.1\r\nHost: svc:8080\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n" },
+        { "hop-by-hop and TE", "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers, deflate\r\nX-Custom: v\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n" },
+        { "TE without trailers", "GET / HTTP/1.1\r\nHost: h\r\nTE: gzip\r\n\r\n" },
+        { "route mutations", "GET /m HTTP/1.1\r\nHost: h\r\nX-Env: dev\r\nX-Tag: client\r\nX-Drop: please\r\nX-Keep: yes\r\n\r\n" },
+        { "Content-Length body", "POST /up HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello" },
+        { "chunked body", "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" },
+        { "absolute form", "GET http://other.example:81/p?q=1 HTTP/1.1\r\nHost: ignored\r\n\r\n" },
+        { "absolute form, query without path", "GET http://other.example?q HTTP/1.1\r\nHost: x\r\n\r\n" },
+        { "HTTP/1.0 without Host", "GET /old HTTP/1.0\r\nX-A: 1\r\n\r\n" },
+        { "HEAD", "HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n" },
+        { "extension method", "PURGE /cache HTTP/1.1\r\nHost: h\r\n\r\n" },
+    };
+
+    private static Http1Routing Routing(IPEndPoint upstream, HeaderMutationsConfig? requestHeaders = null)
+    {
+        var registry = new ServiceRegistry([new ServiceConfig("web", [], [upstream]) { UpstreamProtocol = UpstreamProtocol.Http2 }]);
+        var action = new RouteActionConfig
+        {
+            Destinations = [new WeightedDestinationConfig("web")],
+            RequestHeaders = requestHeaders ?? new HeaderMutationsConfig { Set = [new("x-env", "prod")], Add = [new("x-tag", "proxy")], Remove = ["x-drop"] },
+        };
+        return Http1Routing.ForRoutes(new RouteTable([new RouteConfig { Name = "r", Match = new RouteMatchConfig(), Action = action }]), registry.FindByName);
+    }
+
+    /// <summary>
+    /// The request through a forwarder (typed or text heads) to a raw HTTP/2 server: the HEADERS it sent, decoded (an
+    /// :authority naming the server's own address, the HTTP/1.0-without-Host case, reads "upstream"), and the client's
+    /// status. <paramref name="refused"/>: the head is expected never to reach the server (the client's status only).
+    /// </summary>
+    private static async Task<(List<(string Name, string Value)> Fields, int Status)> ForwardAsync(string request, bool text, HeaderMutationsConfig? mutations = null, Http2UpstreamPoolOptions? poolOptions = null, bool refused = false)
+    {
+        await using var server = new RawH2Server();
+        using var connector = Http2UpstreamForwardingTests.NewConnector();
+        await using var pool = new Http2UpstreamPool(connector, poolOptions);
+        await using var proxy = await ForwarderHarness.StartAsync(Routing(server.EndPoint, mutations), new Http1ForwarderOptions { TextHeadsForHttp2 = text }, http2Pool: pool);
+        using var client = await RawClient.ConnectAsync(proxy.EndPoint);
+        await client.SendAsync(request);
+        var method = request[..request.IndexOf(' ', StringComparison.Ordinal)];
+        await server.AcceptAsync();
+        await server.HandshakeAsync();
+        if (refused)
+        {
+            return ([], (await client.Reader.ReadResponseAsync(method)).Status);
+        }
+
+        var headers = await server.ReadUntilAsync(H2Frame.Headers);
+        Assert.True((headers.Flags & 0x4) != 0, "one HEADERS frame with END_HEADERS");
+        using var decoder = new HpackDecoder();
+        var upstream = server.EndPoint.ToString();
+        var fields = Hpack.DecodeBlock(decoder, headers.Payload)
+            .Select(f => f.Name == ":authority" && f.Value == upstream ? (f.Name, "upstream") : f).ToList();
+        await server.SendHeadersAsync(headers.StreamId, true, (":status", "204"));
+        var response = await client.Reader.ReadResponseAsync(method);
+        return (fields, response.Status);
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task TypedHead_SameHeadersOnTheWireAsTheTextPath(string name, string request)
+    {
+        var typed = await ForwardAsync(request, text: false);
+        var text = await ForwardAsync(request, text: true);
+
+        Assert.Equal(text.Fields, typed.Fields);
+        Assert.Equal(204, typed.Status);
+        Assert.Equal(204, text.Status);
+        Assert.NotEmpty(name);
+    }
+
+    [Fact]
+    public async Task TypedHead_RouteSetsHost_AuthorityFollowsIt()
+    {
+        var mutations = new HeaderMutationsConfig { Set = [new("host", "rewritten.example")] };
+        const string Request = "GET /r HTTP/1.1\r\nHost: original.example\r\nX-A: 1\r\n\r\n";
+
+        var typed = await ForwardAsync(Request, text: false, mutations);
+        var text = await ForwardAsync(Request, text: true, mutations);
+
+        Assert.Equal(text.Fields, typed.Fields);
+        Assert.Contains((":authority", "rewritten.example"), typed.Fields);
+        Assert.DoesNotContain(typed.Fields, f => f.Name == "host");
+    }
+
+    [Fact]
+    public async Task TypedHead_ThePoolsRequestParserIsNotInvolved()
+    {
+        // Limits the text path's parse of the forwarded head to two fields; the typed path parses nothing.
+        var strict = new Http2UpstreamPoolOptions { RequestParser = new Http2UpstreamPoolOptions().RequestParser with { MaxHeaderCount = 2 } };
+        const string Request = "GET /many HTTP/1.1\r\nHost: h\r\nX-1: 1\r\nX-2: 2\r\nX-3: 3\r\n\r\n";
+
+        var typed = await ForwardAsync(Request, text: false, new HeaderMutationsConfig(), strict);
+        var text = await ForwardAsync(Request, text: true, new HeaderMutationsConfig(), strict, refused: true);
+
+        Assert.Equal(204, typed.Status);
+        Assert.Equal([(":method", "GET"), (":scheme", "http"), (":authority", "h"), (":path", "/many"), ("x-1", "1"), ("x-2", "2"), ("x-3", "3")], typed.Fields);
+        Assert.Equal(502, text.Status);
+    }
+}
