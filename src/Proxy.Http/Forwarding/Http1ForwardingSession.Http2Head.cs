@@ -12,6 +12,8 @@ namespace Proxy.Http.Forwarding;
 /// <see cref="Http2UpstreamExchange.BuildRequestFields"/> maps a parsed head: pseudo-headers from the request line and
 /// Host, Host itself left out, <c>te: trailers</c> when the client takes trailers, and nothing that only frames the
 /// HTTP/1.1 hop (Transfer-Encoding, Connection). <c>Http1ForwardingTypedHeadTests</c> compares both ways field by field.
+/// Such an exchange hands its final response head back typed too (<see cref="Http2UpstreamExchange.TryTakeTypedResponse"/>,
+/// taken in <see cref="ReadFinalResponseHeadAsync"/>).
 /// </summary>
 internal sealed partial class Http1ForwardingSession
 {

@@ -343,6 +343,12 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                         if (peek.IsCanceled)
                         {
                             early = _responseTimedOut ? ResponseOutcome.Timeout : _cancelled ? ResponseOutcome.Cancelled : ResponseOutcome.Pending;
+                            if (early == ResponseOutcome.Pending)
+                            {
+                                // Woken empty, as an HTTP/2 exchange does for a typed response head: the parse's read
+                                // must wake the same way to take it.
+                                upstreamInput.CancelPendingRead();
+                            }
                         }
                     }
                     catch (Exception ex) when (IsConnectionError(ex))
@@ -1738,19 +1744,24 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 }
 
                 var buffer = result.Buffer;
+                if (result.IsCanceled && (_responseTimedOut || _cancelled))
+                {
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                    return _responseTimedOut ? ResponseOutcome.Timeout : ResponseOutcome.Cancelled;
+                }
+
+                if (_connection?.Connection is Http2UpstreamExchange exchange && exchange.TryTakeTypedResponse(_response))
+                {
+                    // The exchange handed the head over typed (Http1ForwardingSession.Http2Head.cs): nothing of it is in
+                    // the pipe, which carries only the body, framed as _response says.
+                    _responseBytesSeen = true;
+                    _responseHeadEnd = buffer.Start;
+                    return ResponseOutcome.Parsed;
+                }
+
                 if (result.IsCanceled)
                 {
                     input.AdvanceTo(buffer.Start, buffer.End);
-                    if (_responseTimedOut)
-                    {
-                        return ResponseOutcome.Timeout;
-                    }
-
-                    if (_cancelled)
-                    {
-                        return ResponseOutcome.Cancelled;
-                    }
-
                     continue;
                 }
 

@@ -5,6 +5,7 @@ using Proxy.Http.Forwarding;
 using Proxy.Http.Http2.Hpack;
 using Proxy.Http.Http2.Upstream;
 using Proxy.Http.Routing;
+using Proxy.Http.Tests.Http2;
 using Proxy.Http.Tests.Http2.Client;
 using Proxy.Http.Tests.Http2.Hpack;
 using Proxy.Http.Tests.Http2.Server;
@@ -117,6 +118,72 @@ public sealed class Http1ForwardingTypedHeadTests
 
         Assert.Equal(204, typed.Status);
         Assert.Equal([(":method", "GET"), (":scheme", "http"), (":authority", "h"), (":path", "/many"), ("x-1", "1"), ("x-2", "2"), ("x-3", "3")], typed.Fields);
+        Assert.Equal(502, text.Status);
+    }
+
+    // ---- response heads -------------------------------------------------------------------------------
+
+    private static byte[] Headers(uint id, bool endStream, params (string Name, string Value)[] fields) =>
+        FrameBytes.Frame(Proxy.Http.Http2.Http2FrameType.Headers, (byte)(0x4 | (endStream ? 0x1 : 0)), id, H2TestConnection.EncodeBlock(fields));
+
+    private static byte[] Data(uint id, bool endStream, string text) =>
+        FrameBytes.Frame(Proxy.Http.Http2.Http2FrameType.Data, (byte)(endStream ? 0x1 : 0), id, System.Text.Encoding.ASCII.GetBytes(text));
+
+    public static TheoryData<string, string, Func<uint, byte[]>> ResponseCases => new()
+    {
+        { "length and body", "GET /a HTTP/1.1\r\nHost: h\r\n\r\n", id => FrameBytes.Concat(Headers(id, false, (":status", "200"), ("content-length", "5"), ("x-a", "1"), ("server", "s")), Data(id, true, "hello")) },
+        { "no length: chunked", "GET /b HTTP/1.1\r\nHost: h\r\n\r\n", id => FrameBytes.Concat(Headers(id, false, (":status", "200"), ("content-type", "text/plain")), Data(id, false, "abc"), Data(id, true, "def")) },
+        { "204", "DELETE /c HTTP/1.1\r\nHost: h\r\n\r\n", id => Headers(id, true, (":status", "204"), ("x-b", "2")) },
+        { "HEAD with length", "HEAD /d HTTP/1.1\r\nHost: h\r\n\r\n", id => Headers(id, true, (":status", "200"), ("content-length", "42")) },
+        { "304", "GET /e HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"x\"\r\n\r\n", id => Headers(id, true, (":status", "304"), ("etag", "\"x\"")) },
+        { "trailers to a client that takes them", "GET /f HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n", id => FrameBytes.Concat(Headers(id, false, (":status", "200"), ("content-length", "3")), Data(id, false, "abc"), Headers(id, true, ("grpc-status", "0"))) },
+        { "interim 103 first", "GET /g HTTP/1.1\r\nHost: h\r\n\r\n", id => FrameBytes.Concat(Headers(id, false, (":status", "103"), ("link", "</s.css>")), Headers(id, false, (":status", "200"), ("content-length", "2")), Data(id, true, "ok")) },
+        { "404 with body", "GET /h HTTP/1.1\r\nHost: h\r\n\r\n", id => FrameBytes.Concat(Headers(id, false, (":status", "404"), ("content-length", "9")), Data(id, true, "not found")) },
+    };
+
+    /// <summary>The request through a forwarder (typed or text heads) to a raw HTTP/2 server answering <paramref name="answer"/>; what the client got.</summary>
+    private static async Task<RawResponse> AnswerAsync(string request, Func<uint, byte[]> answer, bool text, Http1ForwarderOptions? options = null)
+    {
+        await using var server = new RawH2Server();
+        using var connector = Http2UpstreamForwardingTests.NewConnector();
+        await using var pool = new Http2UpstreamPool(connector);
+        await using var proxy = await ForwarderHarness.StartAsync(Routing(server.EndPoint, new HeaderMutationsConfig()), (options ?? new Http1ForwarderOptions()) with { TextHeadsForHttp2 = text }, http2Pool: pool);
+        using var client = await RawClient.ConnectAsync(proxy.EndPoint);
+        await client.SendAsync(request);
+        await server.AcceptAsync();
+        await server.HandshakeAsync();
+        var headers = await server.ReadUntilAsync(H2Frame.Headers);
+        await server.SendRawAsync(answer(headers.StreamId));
+        return await client.Reader.ReadResponseAsync(request[..request.IndexOf(' ', StringComparison.Ordinal)]);
+    }
+
+    [Theory]
+    [MemberData(nameof(ResponseCases))]
+    public async Task TypedResponseHead_TheClientGetsTheSameBytesAsThroughTheTextPath(string name, string request, Func<uint, byte[]> answer)
+    {
+        var typed = await AnswerAsync(request, answer, text: false);
+        var text = await AnswerAsync(request, answer, text: true);
+
+        Assert.Equal(text.Head, typed.Head);
+        Assert.Equal(text.Body, typed.Body);
+        Assert.NotEmpty(name);
+    }
+
+    [Fact]
+    public async Task TypedResponseHead_TheForwardersResponseParserIsNotInvolved()
+    {
+        // The forwarder's parser takes three fields at most: the text path's response head (five) is refused, 502.
+        var strict = new Http1ForwarderOptions { Parser = Proxy.Http.Http1.Http1ParserOptions.Default with { MaxHeaderCount = 3 } };
+        const string Request = "GET /many HTTP/1.1\r\nHost: h\r\n\r\n";
+        static byte[] Answer(uint id) => FrameBytes.Concat(
+            Headers(id, false, (":status", "200"), ("content-length", "2"), ("x-1", "1"), ("x-2", "2"), ("x-3", "3"), ("x-4", "4")), Data(id, true, "ok"));
+
+        var typed = await AnswerAsync(Request, Answer, text: false, strict);
+        var text = await AnswerAsync(Request, Answer, text: true, strict);
+
+        Assert.Equal(200, typed.Status);
+        Assert.Equal("ok", typed.BodyText);
+        Assert.Equal("4", typed.Header("x-4"));
         Assert.Equal(502, text.Status);
     }
 }

@@ -47,6 +47,12 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     private volatile bool _typedHead;
     private Http1BodyKind _typedBodyKind;
     private long _typedContentLength;
+    // The final response head handed back typed (the renter sent its head typed, so it takes the answer the same way):
+    // set by the response pump, taken by TryTakeTypedResponse; the body still comes through the pipe.
+    private bool _typedResponseWanted;
+    private Http2ClientResponseHead? _typedResponse;
+    private Http1BodyKind _typedResponseBody;
+    private long _typedResponseLength;
     private int _refs;
     private volatile bool _finished;
     private volatile bool _refused;
@@ -141,6 +147,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         // References: the request pump, the response pump and the renter; the last to let go recycles the exchange.
         _refs = 3;
         _typedHead = false;
+        _typedResponseWanted = false;
         _requestTurn.Signal(true);
         return _pooled;
     }
@@ -165,6 +172,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         }
 
         // Both pumps ended and the renter returned the exchange: make it new.
+        Interlocked.Exchange(ref _typedResponse, null)?.Dispose();
         var stream = _stream!;
         _stream = null;
         stream.Dispose();
@@ -362,6 +370,64 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     }
 
     /// <summary>
+    /// The final response head of a typed exchange, if it has come (the renter's read of the transport woke, by a flush
+    /// or an empty cancelled read): <paramref name="target"/> is filled as the HTTP/1.1 parse of the text head would fill
+    /// it (status, standard reason phrase, the fields, body framing as the pipe will carry the body; Connection-free and
+    /// keep-alive). The head is taken once; false when there is none (not typed, or not arrived).
+    /// </summary>
+    internal bool TryTakeTypedResponse(Http1ResponseHead target)
+    {
+        var head = Interlocked.Exchange(ref _typedResponse, null);
+        if (head is null)
+        {
+            return false;
+        }
+
+        var fields = head.Fields;
+        var status = head.StatusCode;
+        var reason = Http1ReasonPhrases.For(status);
+        // The content-length the text head would carry (left out when the body goes chunked, as there).
+        var dropLength = _typedResponseBody == Http1BodyKind.Chunked;
+        var length = reason.Length;
+        for (var i = 0; i < fields.Count; i++)
+        {
+            length += fields.GetName(i).Length + fields.GetValue(i).Length;
+        }
+
+        var scratch = target.RentScratch(Math.Max(length, 1));
+        reason.CopyTo(scratch);
+        var at = reason.Length;
+        var headers = target.Headers;
+        headers.Reset(scratch.AsMemory(0, length));
+        var declared = -1L;
+        for (var i = 0; i < fields.Count; i++)
+        {
+            var name = fields.GetName(i);
+            var value = fields.GetValue(i);
+            var known = Http1Syntax.Classify(name);
+            if (known == Http1KnownHeader.ContentLength)
+            {
+                if (dropLength)
+                {
+                    continue;
+                }
+
+                _ = System.Buffers.Text.Utf8Parser.TryParse(value, out declared, out _);
+            }
+
+            name.CopyTo(scratch.AsSpan(at));
+            value.CopyTo(scratch.AsSpan(at + name.Length));
+            headers.Add(at, name.Length, at + name.Length, value.Length, known);
+            at += name.Length + value.Length;
+        }
+
+        target.SetStatusLine(Http1Version.Http11, status, 0, reason.Length);
+        target.SetFacts(_typedResponseBody, _typedResponseBody == Http1BodyKind.ContentLength ? _typedResponseLength : declared, keepAlive: true, switchesToTunnel: false, upgradeIndex: -1, headLength: 0);
+        head.Dispose();
+        return true;
+    }
+
+    /// <summary>
     /// The typed request head, step 1: the field list to fill (cleared) and the exchange's scheme and endpoint for the
     /// pseudo-headers. Only for a renter that then calls <see cref="SendTypedHead"/> before writing anything.
     /// </summary>
@@ -379,6 +445,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     /// </summary>
     internal void SendTypedHead(bool isHead, bool acceptsTrailers, Http1BodyKind bodyKind, long contentLength)
     {
+        _typedResponseWanted = true;
         _responseIsHead = isHead;
         _acceptsTrailers = acceptsTrailers;
         _typedBodyKind = bodyKind;
@@ -590,6 +657,9 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
             var output = _responsePipe.Writer;
             var isHead = _responseIsHead;
             var acceptsTrailers = _acceptsTrailers;
+            // A typed head not yet announced (see AnnounceTypedHead), and whether bytes wait for a flush.
+            var announce = false;
+            var pending = false;
             try
             {
                 Http2ClientResponseHead head;
@@ -619,8 +689,19 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                     // kept: when the stream has already ended without trailers (e.g. a gRPC trailers-only answer,
                     // HEADERS with END_STREAM and content-length: 0, which must stay one HEADERS with END_STREAM), or
                     // when the client does not take trailers (dropped then, as RFC 9110 §6.5.1 allows).
-                    var hasLength = fields.TryGetValue("content-length"u8, out _);
+                    var hasLength = fields.TryGetValue("content-length"u8, out var lengthValue);
                     chunked = !noBody && (!hasLength || (acceptsTrailers && (!stream.TryGetEnd(out _) || stream.Trailers is not null)));
+                    if (status >= 200 && _typedResponseWanted)
+                    {
+                        // Handed over as it is (TryTakeTypedResponse); the renter learns of it at the first flush below.
+                        _typedResponseBody = noBody ? Http1BodyKind.None : chunked ? Http1BodyKind.Chunked : Http1BodyKind.ContentLength;
+                        _typedResponseLength = _typedResponseBody == Http1BodyKind.ContentLength
+                            && System.Buffers.Text.Utf8Parser.TryParse(lengthValue, out long declared, out var used) && used == lengthValue.Length ? declared : -1;
+                        Volatile.Write(ref _typedResponse, head);
+                        announce = true;
+                        break;
+                    }
+
                     var writer = _headWriter.Start(output);
                     Http1HeadWriter.WriteStatusLine(writer, Http1Version.Http11, status, Http1ReasonPhrases.For(status));
                     for (var i = 0; i < fields.Count; i++)
@@ -675,6 +756,8 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
 
                     if (!ready)
                     {
+                        AnnounceTypedHead(ref announce, pending);
+                        pending = false;
                         var flush = await output.FlushAsync().ConfigureAwait(false);
                         if (flush.IsCompleted || _finished)
                         {
@@ -696,6 +779,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                     var buffer = result.Buffer;
                     if (!buffer.IsEmpty)
                     {
+                        pending = true;
                         if (chunked)
                         {
                             WriteChunkHeader(output, buffer.Length);
@@ -717,6 +801,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                     {
                         if (chunked)
                         {
+                            pending = true;
                             output.Write("0\r\n"u8);
                             if (stream.Trailers is { } trailers)
                             {
@@ -730,6 +815,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                         }
 
                         body.Complete();
+                        AnnounceTypedHead(ref announce, pending);
                         await output.FlushAsync().ConfigureAwait(false);
                         // The body completed, so the stream has ended: read without allocating its Completion task.
                         LastEnd = stream.TryGetEnd(out var ended) ? ended : await stream.Completion.ConfigureAwait(false);
@@ -745,6 +831,22 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         Done:
             _responseTurn.Arm();
             Release();
+        }
+    }
+
+    /// <summary>
+    /// Wakes the renter for a typed head handed over and not announced yet: a flush carrying bytes wakes its read by
+    /// itself; with nothing to flush (no body, or none yet) its read is woken empty (cancelled) to take the head.
+    /// </summary>
+    private void AnnounceTypedHead(ref bool announce, bool pending)
+    {
+        if (announce)
+        {
+            announce = false;
+            if (!pending)
+            {
+                _responsePipe.Reader.CancelPendingRead();
+            }
         }
     }
 
