@@ -37,6 +37,15 @@ public sealed class Http2ClientHeadWakeTests
         return (connection, transport);
     }
 
+    /// <summary>A GET on a new stream; the server has read its HEADERS.</summary>
+    private static async Task<(Http2ClientStream Stream, H2Frame Headers)> GetAsync(Http2ClientConnection connection, RawH2Server server, string path)
+    {
+        Assert.True(connection.TryOpenStream(out var stream));
+        using var request = ClientExchange.Request("GET", path);
+        Assert.True(await stream.WriteHeadersAsync(request, endStream: true).AsTask().WaitAsync(Timeouts.Short));
+        return (stream, await server.ReadUntilAsync(H2Frame.Headers));
+    }
+
     /// <summary>Observes the head read's completion inline (no context captured) and what the body holds at that moment.</summary>
     private static Task<(long Buffered, bool Completed)> BodyAtWake(Http2ClientStream stream, ValueTask<Http2ClientResponseHead> headRead)
     {
@@ -73,12 +82,9 @@ public sealed class Http2ClientHeadWakeTests
         var (connection, transport) = await ConnectAsync(server);
         await using var _ = connection;
         using var __ = transport;
-        Assert.True(connection.TryOpenStream(out var stream));
+        var (stream, headers) = await GetAsync(connection, server, "/small");
         using (stream)
         {
-            using var request = ClientExchange.Request("GET", "/small");
-            Assert.True(await stream.WriteHeadersAsync(request, endStream: true).AsTask().WaitAsync(Timeouts.Short));
-            var headers = await server.ReadUntilAsync(H2Frame.Headers);
             var atWake = BodyAtWake(stream, stream.ReadResponseHeadAsync());
 
             await server.SendRawAsync(FrameBytes.Concat(
@@ -97,12 +103,9 @@ public sealed class Http2ClientHeadWakeTests
         var (connection, transport) = await ConnectAsync(server);
         await using var _ = connection;
         using var __ = transport;
-        Assert.True(connection.TryOpenStream(out var stream));
+        var (stream, headers) = await GetAsync(connection, server, "/slow-body");
         using (stream)
         {
-            using var request = ClientExchange.Request("GET", "/slow-body");
-            Assert.True(await stream.WriteHeadersAsync(request, endStream: true).AsTask().WaitAsync(Timeouts.Short));
-            var headers = await server.ReadUntilAsync(H2Frame.Headers);
             var atWake = BodyAtWake(stream, stream.ReadResponseHeadAsync());
 
             // The head, then a PING in the same read: no DATA follows until the head has been seen.
@@ -124,12 +127,9 @@ public sealed class Http2ClientHeadWakeTests
         var (connection, transport) = await ConnectAsync(server);
         await using var _ = connection;
         using var __ = transport;
-        Assert.True(connection.TryOpenStream(out var stream));
+        var (stream, headers) = await GetAsync(connection, server, "/reset");
         using (stream)
         {
-            using var request = ClientExchange.Request("GET", "/reset");
-            Assert.True(await stream.WriteHeadersAsync(request, endStream: true).AsTask().WaitAsync(Timeouts.Short));
-            var headers = await server.ReadUntilAsync(H2Frame.Headers);
             var headRead = stream.ReadResponseHeadAsync().AsTask();
 
             await server.SendRawAsync(FrameBytes.Concat(
