@@ -1,5 +1,6 @@
 using Proxy.Http.Http1;
 using Proxy.Http.Http2.Client;
+using Proxy.Http.Http2.Server;
 using Proxy.Http.Http2.Upstream;
 using Proxy.Http.Routing;
 
@@ -65,6 +66,40 @@ internal sealed partial class Http1ForwardingSession
 
         exchange.SendTypedHead(head.Method == Http1Method.Head, trailers, head.BodyKind, head.ContentLength);
         return true;
+    }
+
+    // A typed response head given to an HTTP/2 lane and not yet announced to its pump (see FlushClientAsync).
+    private Http2Lane? _laneHeadToAnnounce;
+
+    /// <summary>
+    /// The response head for an HTTP/2 client's lane, handed over typed: the lane's <see cref="Http2Lane.ResponseHead"/>
+    /// gets what <see cref="WriteResponseHead"/> would write and the lane's pump would parse back (the same fields,
+    /// the body framing as the pipe will carry it, keep-alive as decided), and the pump takes it at the next flush.
+    /// </summary>
+    private void SetLaneResponseHead(Http2Lane lane, HeaderMutations mutations, bool keepAlive)
+    {
+        var response = _response;
+        var size = new FieldBytesSink();
+        VisitFields(ref size, response.Headers, mutations, null);
+        var target = lane.ResponseHead;
+        target.BeginTyped(response.StatusCode, response.ReasonPhrase, size.Bytes);
+        var fill = new ResponseHeadSink(target);
+        VisitFields(ref fill, response.Headers, mutations, null);
+        target.EndTyped(response.BodyKind, response.ContentLength, keepAlive);
+        lane.SetTypedHead();
+        _laneHeadToAnnounce = lane;
+    }
+
+    private struct FieldBytesSink : IFieldSink
+    {
+        public int Bytes;
+
+        public void Add(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value) => Bytes += name.Length + value.Length;
+    }
+
+    private readonly struct ResponseHeadSink(Http1ResponseHead target) : IFieldSink
+    {
+        public void Add(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value) => target.AddTypedField(name, value);
     }
 
     private static bool IsHost(ReadOnlySpan<byte> name) => name.Length == 4 && System.Text.Ascii.EqualsIgnoreCase(name, "host"u8);

@@ -13,6 +13,7 @@ using Proxy.Core.Identity;
 using Proxy.Core.Upstream;
 using Proxy.Http.Authorization;
 using Proxy.Http.Http1;
+using Proxy.Http.Http2.Server;
 using Proxy.Http.Http2.Upstream;
 using Proxy.Http.Routing;
 
@@ -1136,7 +1137,15 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             keepAlive = false;
         }
 
-        WriteResponseHead(output, responseMutations, keepAlive, dechunk);
+        if (_downstream is Http2Lane lane && !dechunk && !_options.TextHeadsForHttp2)
+        {
+            SetLaneResponseHead(lane, responseMutations, keepAlive);
+        }
+        else
+        {
+            WriteResponseHead(output, responseMutations, keepAlive, dechunk);
+        }
+
         upstream.Input.AdvanceTo(_responseHeadEnd);
         if (!hasBody)
         {
@@ -2065,6 +2074,17 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
     private async ValueTask<bool> FlushClientAsync()
     {
+        if (_laneHeadToAnnounce is { } lane)
+        {
+            // A typed head for an HTTP/2 lane: a flush carrying body bytes wakes its pump by itself; with none the
+            // pump's read is woken empty to take the head.
+            _laneHeadToAnnounce = null;
+            if (_client.Output.UnflushedBytes == 0)
+            {
+                lane.ResponseReader.CancelPendingRead();
+            }
+        }
+
         try
         {
             var flush = await _client.Output.FlushAsync().ConfigureAwait(false);
@@ -2095,6 +2115,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     {
         _requestStart = _time.GetTimestamp();
         _upstreamFailure = null;
+        _laneHeadToAnnounce = null;
         _policy = null;
         _subjectHeader = null;
         _subjectValue = null;

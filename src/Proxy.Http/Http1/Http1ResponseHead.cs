@@ -43,6 +43,42 @@ public sealed class Http1ResponseHead : Http1Head
     /// <summary>Total bytes of the head including the final CRLF.</summary>
     public int HeadLength { get; private set; }
 
+    private byte[]? _typedScratch;
+    private int _typedAt;
+
+    /// <summary>
+    /// Starts filling the head without parsing (a head handed over typed between the proxy's own stages): status and
+    /// reason, room for <paramref name="fieldBytes"/> bytes of names and values; then <see cref="AddTypedField"/> per
+    /// field and <see cref="EndTyped"/>.
+    /// </summary>
+    internal void BeginTyped(int statusCode, ReadOnlySpan<byte> reason, int fieldBytes)
+    {
+        var scratch = RentScratch(Math.Max(reason.Length + fieldBytes, 1));
+        reason.CopyTo(scratch);
+        _typedScratch = scratch;
+        _typedAt = reason.Length;
+        Headers.Reset(scratch);
+        SetStatusLine(Http1Version.Http11, statusCode, 0, reason.Length);
+    }
+
+    /// <summary>Adds a field (copied; classified as the parser classifies it).</summary>
+    internal void AddTypedField(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
+    {
+        var scratch = _typedScratch!;
+        var at = _typedAt;
+        name.CopyTo(scratch.AsSpan(at));
+        value.CopyTo(scratch.AsSpan(at + name.Length));
+        Headers.Add(at, name.Length, at + name.Length, value.Length, Http1Syntax.Classify(name));
+        _typedAt = at + name.Length + value.Length;
+    }
+
+    /// <summary>Ends a typed fill: how the body that follows is framed, and whether the connection stays open after it.</summary>
+    internal void EndTyped(Http1BodyKind bodyKind, long contentLength, bool keepAlive)
+    {
+        _typedScratch = null;
+        SetFacts(bodyKind, contentLength, keepAlive, switchesToTunnel: false, upgradeIndex: -1, headLength: 0);
+    }
+
     internal void SetStatusLine(Http1Version version, int statusCode, int reasonStart, int reasonLength)
     {
         Version = version;

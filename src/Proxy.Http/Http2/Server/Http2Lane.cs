@@ -84,6 +84,7 @@ internal sealed class Http2Lane : ConnectionContext, IValueTaskSource<Http2Serve
 
             _next.Reset();
             _nextState = 1;
+            _typedHead = false;
             return true;
         }
     }
@@ -131,6 +132,25 @@ internal sealed class Http2Lane : ConnectionContext, IValueTaskSource<Http2Serve
         {
             _next.SetResult(null);
         }
+    }
+
+    // The forwarder filled ResponseHead itself (typed, no HTTP/1.1 head in the response pipe); the pump takes it at its
+    // next wake (a flush with body bytes, or an empty cancelled read).
+    private volatile bool _typedHead;
+
+    /// <summary>The forwarder filled <see cref="ResponseHead"/> for the current stream; the body follows in the pipe.</summary>
+    public void SetTypedHead() => _typedHead = true;
+
+    /// <summary>True once for a head set by <see cref="SetTypedHead"/>.</summary>
+    public bool TakeTypedHead()
+    {
+        if (!_typedHead)
+        {
+            return false;
+        }
+
+        _typedHead = false;
+        return true;
     }
 
     /// <summary>Set when the forwarder aborted the lane (a failure after the response head was sent).</summary>

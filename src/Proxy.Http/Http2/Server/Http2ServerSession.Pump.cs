@@ -42,6 +42,15 @@ internal sealed partial class Http2ServerSession
                         {
                             var result = await input.ReadAsync().ConfigureAwait(false);
                             var buffer = result.Buffer;
+                            if (lane.TakeTypedHead())
+                            {
+                                // The forwarder filled the head itself (Http1ForwardingSession.Http2Head.cs): the pipe
+                                // holds only body bytes, if any yet.
+                                consumed = buffer.Start;
+                                headBuffer = buffer;
+                                break;
+                            }
+
                             bool parsed;
                             try
                             {
