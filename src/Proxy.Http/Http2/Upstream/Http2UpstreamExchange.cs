@@ -384,28 +384,21 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         }
 
         var fields = head.Fields;
-        var status = head.StatusCode;
-        var reason = Http1ReasonPhrases.For(status);
         // The content-length the text head would carry (left out when the body goes chunked, as there).
         var dropLength = _typedResponseBody == Http1BodyKind.Chunked;
-        var length = reason.Length;
+        var bytes = 0;
         for (var i = 0; i < fields.Count; i++)
         {
-            length += fields.GetName(i).Length + fields.GetValue(i).Length;
+            bytes += fields.GetName(i).Length + fields.GetValue(i).Length;
         }
 
-        var scratch = target.RentScratch(Math.Max(length, 1));
-        reason.CopyTo(scratch);
-        var at = reason.Length;
-        var headers = target.Headers;
-        headers.Reset(scratch.AsMemory(0, length));
+        target.BeginTyped(head.StatusCode, Http1ReasonPhrases.For(head.StatusCode), bytes);
         var declared = -1L;
         for (var i = 0; i < fields.Count; i++)
         {
             var name = fields.GetName(i);
             var value = fields.GetValue(i);
-            var known = Http1Syntax.Classify(name);
-            if (known == Http1KnownHeader.ContentLength)
+            if (name.Length == 14 && Ascii.EqualsIgnoreCase(name, "content-length"u8))
             {
                 if (dropLength)
                 {
@@ -415,14 +408,10 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                 _ = System.Buffers.Text.Utf8Parser.TryParse(value, out declared, out _);
             }
 
-            name.CopyTo(scratch.AsSpan(at));
-            value.CopyTo(scratch.AsSpan(at + name.Length));
-            headers.Add(at, name.Length, at + name.Length, value.Length, known);
-            at += name.Length + value.Length;
+            target.AddTypedField(name, value);
         }
 
-        target.SetStatusLine(Http1Version.Http11, status, 0, reason.Length);
-        target.SetFacts(_typedResponseBody, _typedResponseBody == Http1BodyKind.ContentLength ? _typedResponseLength : declared, keepAlive: true, switchesToTunnel: false, upgradeIndex: -1, headLength: 0);
+        target.EndTyped(_typedResponseBody, _typedResponseBody == Http1BodyKind.ContentLength ? _typedResponseLength : declared, keepAlive: true);
         head.Dispose();
         return true;
     }
@@ -657,9 +646,8 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
             var output = _responsePipe.Writer;
             var isHead = _responseIsHead;
             var acceptsTrailers = _acceptsTrailers;
-            // A typed head not yet announced (see AnnounceTypedHead), and whether bytes wait for a flush.
+            // A typed head not yet announced (see AnnounceTypedHead).
             var announce = false;
-            var pending = false;
             try
             {
                 Http2ClientResponseHead head;
@@ -756,8 +744,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
 
                     if (!ready)
                     {
-                        AnnounceTypedHead(ref announce, pending);
-                        pending = false;
+                        AnnounceTypedHead(ref announce, output);
                         var flush = await output.FlushAsync().ConfigureAwait(false);
                         if (flush.IsCompleted || _finished)
                         {
@@ -779,7 +766,6 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                     var buffer = result.Buffer;
                     if (!buffer.IsEmpty)
                     {
-                        pending = true;
                         if (chunked)
                         {
                             WriteChunkHeader(output, buffer.Length);
@@ -801,7 +787,6 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                     {
                         if (chunked)
                         {
-                            pending = true;
                             output.Write("0\r\n"u8);
                             if (stream.Trailers is { } trailers)
                             {
@@ -815,7 +800,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
                         }
 
                         body.Complete();
-                        AnnounceTypedHead(ref announce, pending);
+                        AnnounceTypedHead(ref announce, output);
                         await output.FlushAsync().ConfigureAwait(false);
                         // The body completed, so the stream has ended: read without allocating its Completion task.
                         LastEnd = stream.TryGetEnd(out var ended) ? ended : await stream.Completion.ConfigureAwait(false);
@@ -838,12 +823,12 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     /// Wakes the renter for a typed head handed over and not announced yet: a flush carrying bytes wakes its read by
     /// itself; with nothing to flush (no body, or none yet) its read is woken empty (cancelled) to take the head.
     /// </summary>
-    private void AnnounceTypedHead(ref bool announce, bool pending)
+    private void AnnounceTypedHead(ref bool announce, PipeWriter output)
     {
         if (announce)
         {
             announce = false;
-            if (!pending)
+            if (output.UnflushedBytes == 0)
             {
                 _responsePipe.Reader.CancelPendingRead();
             }
