@@ -13,7 +13,8 @@ namespace Proxy.Http.Http2.Server;
 /// <summary>
 /// An in-memory HTTP/1.1 connection between an HTTP/2 connection and the HTTP/1.1 forwarder: the HTTP/2 side
 /// writes each stream's request as HTTP/1.1 bytes into <see cref="RequestWriter"/> and reads the forwarder's
-/// HTTP/1.1 response from <see cref="ResponseReader"/>. The forwarder's session on the lane routes, balances,
+/// response from <see cref="ResponseReader"/> (its head usually filled typed into <see cref="ResponseHead"/>, see
+/// <see cref="SetTypedHead"/>; proxy-made answers and 1xx heads as HTTP/1.1 text). The forwarder's session on the lane routes, balances,
 /// pools, retries, times out, explains its failures and records telemetry exactly as for a TCP client. A lane
 /// carries one stream at a time and is reused (keep-alive) by the next stream, so steady-state streams build
 /// no new session. Request bytes the forwarder consumes are reported to <see cref="Consumed"/>, which the
@@ -156,7 +157,7 @@ internal sealed class Http2Lane : ConnectionContext, IValueTaskSource<Http2Serve
     /// <summary>Set when the forwarder aborted the lane (a failure after the response head was sent).</summary>
     public bool Aborted { get; private set; }
 
-    /// <summary>The response parsing state of the streams this lane carries (one at a time).</summary>
+    /// <summary>The response head of the stream this lane carries (one at a time): parsed from the pipe, or filled typed by the forwarder.</summary>
     public Http1ResponseHead ResponseHead { get; } = new();
 
     public ContentLengthBodyReader LengthReader { get; } = new();

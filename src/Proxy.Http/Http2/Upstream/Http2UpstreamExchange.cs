@@ -14,8 +14,10 @@ namespace Proxy.Http.Http2.Upstream;
 
 /// <summary>
 /// One HTTP/2 stream dressed as an HTTP/1.1 upstream connection: the <see cref="ConnectionContext"/> inside the
-/// <see cref="PooledConnection"/> that <see cref="Http2UpstreamPool"/> hands out. The forwarder writes HTTP/1.1 request
-/// bytes to <see cref="Transport"/>.Output and reads an HTTP/1.1 response from its Input; in between:
+/// <see cref="PooledConnection"/> that <see cref="Http2UpstreamPool"/> hands out. A renter writes HTTP/1.1 request
+/// bytes to <see cref="Transport"/>.Output and reads an HTTP/1.1 response from its Input; the forwarder instead hands the
+/// request head over typed (<see cref="BeginTypedHead"/>, <see cref="SendTypedHead"/>) and takes the final response head
+/// typed (<see cref="TryTakeTypedResponse"/>), and only bodies (and 1xx heads) cross the pipes. The text path:
 /// <code>
 /// request pipe ─► Http1RequestHeadParser ─► fields (:method :scheme :authority :path, hop-by-hop dropped) ─► HEADERS
 ///              ─► Content-Length slices / chunked payload ─► DATA (stream + connection windows) ─► trailers ─► HEADERS
