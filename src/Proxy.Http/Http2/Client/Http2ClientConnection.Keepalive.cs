@@ -175,7 +175,7 @@ public sealed partial class Http2ClientConnection
         // No new streams from now on, even if the frame loop is held up (waiting for the write lock behind a stuck
         // flush) before it sees the abort; streams reserved but not yet sent end Refused (retryable). The pool hears it
         // at once (its GoingAway continuations run on the thread pool).
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             _goingAway = true;
         }

@@ -1,3 +1,4 @@
+using Proxy.Core.Transport;
 using System.Buffers;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
@@ -45,7 +46,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
     private readonly Http2ResponseCollector _collector = new();
     private readonly Dictionary<uint, Http2ClientStream> _streams = [];
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private readonly Lock _lock = new();
+    private readonly SpinLatch _lock = new();
     private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _goingAwayTask = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<bool> _peerSettings = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -123,7 +124,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
     {
         get
         {
-            lock (_lock)
+            using (_lock.EnterScope())
             {
                 return _active;
             }
@@ -138,7 +139,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
     {
         get
         {
-            lock (_lock)
+            using (_lock.EnterScope())
             {
                 return CanOpenUnsynchronized();
             }
@@ -184,7 +185,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
             Http2FrameWriter.WriteClientPreface(_output);
             Http2FrameWriter.WriteSettings(_output, settings);
             uint increment;
-            lock (_lock)
+            using (_lock.EnterScope())
             {
                 increment = _connectionReceiveWindow.GrowTo(_options.InitialConnectionWindowSize);
             }
@@ -212,7 +213,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
     /// </summary>
     public bool TryOpenStream(out Http2ClientStream stream)
     {
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             if (!CanOpenUnsynchronized())
             {
@@ -239,7 +240,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
     /// </summary>
     internal void Retire(Http2ClientStream stream)
     {
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             if (_isClosed || _retiredStreams.Count >= MaxFreeStreams)
             {
@@ -255,7 +256,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
     private void RecycleRetired()
     {
         var picked = _recycling;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             for (var i = _retiredStreams.Count - 1; i >= 0; i--)
             {
@@ -290,7 +291,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
         }
 
         stream.ResetForReuse();
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             if (!_isClosed && _freeStreams.Count < MaxFreeStreams)
             {
@@ -500,7 +501,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
             throw new Http2ConnectionException(Http2ErrorCode.ProtocolError, $"{frameName} on server-initiated stream {id} (push is disabled)");
         }
 
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             if (id > _lastSentStreamId)
             {
@@ -522,7 +523,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
         if (stream is not null)
         {
             bool remoteClosed, finalHead;
-            lock (_lock)
+            using (_lock.EnterScope())
             {
                 remoteClosed = stream.RemoteClosed;
                 finalHead = stream.FinalHeadReceived;
@@ -631,7 +632,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
         }
 
         var interim = status < 200;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             if (interim)
             {
@@ -697,7 +698,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
     /// <summary>END_STREAM from the server: the response is complete.</summary>
     private void OnRemoteEnd(Http2ClientStream stream)
     {
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             stream.RemoteClosed = true;
             if (stream.LocalClosed)
@@ -713,7 +714,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
     {
         var id = _frame.StreamId;
         var length = _frame.PayloadLength;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             _connectionReceiveWindow.OnData(length, 0);
         }
@@ -728,7 +729,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
 
         string? error = null;
         var code = Http2ErrorCode.ProtocolError;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             if (stream.RemoteClosed)
             {
@@ -848,7 +849,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
 
     private void ApplyInitialWindow(int value)
     {
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             var old = _peerInitialWindow;
             _peerInitialWindow = value;
@@ -867,7 +868,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
         var increment = _frame.WindowIncrement;
         if (id == 0)
         {
-            lock (_lock)
+            using (_lock.EnterScope())
             {
                 _connectionSendWindow.Credit(increment, 0);
                 foreach (var s in _streams.Values)
@@ -885,7 +886,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
             return;
         }
 
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             stream.SendWindow.Credit(increment, id);
         }
@@ -902,7 +903,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
             return;
         }
 
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             ReleaseUnsynchronized(stream);
         }
@@ -917,7 +918,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
         var last = _frame.LastStreamId;
         var code = _frame.ErrorCode;
         List<Http2ClientStream>? refused = null;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             _goingAway = true;
             _goingAwayTask.TrySetResult();
@@ -972,7 +973,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
         uint connectionIncrement;
         uint streamIncrement = 0;
         uint streamId = 0;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             if (_isClosed)
             {
@@ -1035,7 +1036,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
         try
         {
             uint id;
-            lock (_lock)
+            using (_lock.EnterScope())
             {
                 if (stream.Released || stream.LocalClosed || _outputBroken)
                 {
@@ -1148,7 +1149,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
         {
             int take;
             Task? wait = null;
-            lock (_lock)
+            using (_lock.EnterScope())
             {
                 if (stream.Released || stream.LocalClosed || !stream.HeadersSent || _isClosed || _outputBroken)
                 {
@@ -1189,7 +1190,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
             await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                lock (_lock)
+                using (_lock.EnterScope())
                 {
                     if (stream.Released || _isClosed)
                     {
@@ -1255,7 +1256,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
     private void ResetStreamById(uint id, Http2ErrorCode code, string reason)
     {
         Http2ClientStream? stream;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             stream = _streams.GetValueOrDefault(id);
         }
@@ -1274,7 +1275,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
     internal void ResetStream(Http2ClientStream stream, Http2ErrorCode code, string reason)
     {
         bool sendRst;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             sendRst = stream.HeadersSent && !stream.Released && !_isClosed;
             ReleaseUnsynchronized(stream);
@@ -1306,7 +1307,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
 
     private void ReleaseIfBothClosed(Http2ClientStream stream)
     {
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             if (stream.LocalClosed && stream.RemoteClosed)
             {
@@ -1349,7 +1350,7 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
         List<Http2ClientStream> open;
         Interlocked.CompareExchange(ref _closeReason, reason ?? "closed", null);
         _peerSettings.TrySetResult(false);
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             _isClosed = true;
             _goingAwayTask.TrySetResult();

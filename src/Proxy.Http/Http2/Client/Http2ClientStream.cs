@@ -21,7 +21,7 @@ namespace Proxy.Http.Http2.Client;
 public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2ClientResponseHead>
 {
     private readonly Http2ClientConnection _connection;
-    private readonly Lock _sync = new();
+    private readonly SpinLatch _sync = new();
     // Heads that arrived before a read took them; created on first use (a waiting reader is handed its head directly).
     private Queue<Http2ClientResponseHead>? _heads;
     // Synchronous continuations: End runs them, and End is never called under a lock (see Http2ClientConnection).
@@ -77,7 +77,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     {
         get
         {
-            lock (_sync)
+            using (_sync.EnterScope())
             {
                 if (_completion is null)
                 {
@@ -97,7 +97,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     /// <summary>How the stream ended, if it has (without allocating, unlike <see cref="Completion"/>).</summary>
     public bool TryGetEnd(out Http2StreamEnd end)
     {
-        lock (_sync)
+        using (_sync.EnterScope())
         {
             end = _end ?? default;
             return _end is not null;
@@ -138,7 +138,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
 
         // Without a token (the upstream exchange): a wait completes through the stream's own reusable source, so no
         // state machine or task is allocated per response.
-        lock (_sync)
+        using (_sync.EnterScope())
         {
             if (_heads is not null && _heads.TryDequeue(out var head))
             {
@@ -168,7 +168,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
         while (true)
         {
             Task wait;
-            lock (_sync)
+            using (_sync.EnterScope())
             {
                 if (_heads is not null && _heads.TryDequeue(out var head))
                 {
@@ -202,7 +202,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     /// <summary>Resets the stream with CANCEL unless it already ended; returns pooled buffers (heads not taken, <see cref="Trailers"/>: read them first).</summary>
     public void Dispose()
     {
-        lock (_sync)
+        using (_sync.EnterScope())
         {
             if (_disposed)
             {
@@ -214,12 +214,10 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
 
         _connection.ResetStream(this, Http2ErrorCode.Cancel, "disposed before the end");
         _bodyReader.Complete();
-        lock (_sync)
+        // Each head is taken under the latch and returned (ReturnHead takes the latch again) outside it.
+        while (TryDequeueHead(out var head))
         {
-            while (_heads is not null && _heads.TryDequeue(out var head))
-            {
-                head.Dispose();
-            }
+            head.Dispose();
         }
 
         if (Trailers is { } trailers)
@@ -232,10 +230,19 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
         _connection.Retire(this);
     }
 
+    private bool TryDequeueHead([System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Http2ClientResponseHead? head)
+    {
+        using (_sync.EnterScope())
+        {
+            head = null;
+            return _heads is not null && _heads.TryDequeue(out head);
+        }
+    }
+
     /// <summary>A field list for a head or trailers being received (the frame loop).</summary>
     internal Http2FieldList TakeFields()
     {
-        lock (_sync)
+        using (_sync.EnterScope())
         {
             var fields = _spareFields;
             _spareFields = null;
@@ -247,7 +254,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     internal Http2ClientResponseHead CreateHead(int status, Http2FieldList fields)
     {
         Http2ClientResponseHead? head;
-        lock (_sync)
+        using (_sync.EnterScope())
         {
             head = _spareHead;
             _spareHead = null;
@@ -266,7 +273,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     internal void ReturnHead(Http2ClientResponseHead head)
     {
         var fields = head.Fields;
-        lock (_sync)
+        using (_sync.EnterScope())
         {
             _spareHead ??= head;
             if (_spareFields is null)
@@ -282,7 +289,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
 
     private void ReturnFields(Http2FieldList fields)
     {
-        lock (_sync)
+        using (_sync.EnterScope())
         {
             if (_spareFields is null)
             {
@@ -303,7 +310,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     {
         get
         {
-            lock (_sync)
+            using (_sync.EnterScope())
             {
                 return _disposed && _end is not null && _bodyWriterDone && !_bodyWriting && !_bodyCompletePending && _readerDone && !_headReadPending;
             }
@@ -347,7 +354,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     {
         get
         {
-            lock (_sync)
+            using (_sync.EnterScope())
             {
                 return _end is not null;
             }
@@ -359,21 +366,18 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     {
         TaskCompletionSource? waiter = null;
         var handed = false;
-        lock (_sync)
+        bool unwanted;
+        using (_sync.EnterScope())
         {
-            if (_end is not null || _disposed)
-            {
-                head.Dispose();
-                return;
-            }
-
-            if (wake && _headReadPending && (_heads is null || _heads.Count == 0))
+            // An unwanted head is disposed after the latch is left: it goes back to this stream's spares under it.
+            unwanted = _end is not null || _disposed;
+            if (!unwanted && wake && _headReadPending && (_heads is null || _heads.Count == 0))
             {
                 // Straight to the waiting reader.
                 _headReadPending = false;
                 handed = true;
             }
-            else
+            else if (!unwanted)
             {
                 (_heads ??= new Queue<Http2ClientResponseHead>(2)).Enqueue(head);
                 if (!wake)
@@ -384,6 +388,12 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
                 waiter = _headWaiter;
                 _headWaiter = null;
             }
+        }
+
+        if (unwanted)
+        {
+            head.Dispose();
+            return;
         }
 
         if (handed)
@@ -402,7 +412,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     {
         Http2ClientResponseHead? head = null;
         TaskCompletionSource? waiter;
-        lock (_sync)
+        using (_sync.EnterScope())
         {
             if (_end is not null || _disposed || _heads is null || _heads.Count == 0)
             {
@@ -436,7 +446,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     internal bool WriteBody(in ReadOnlySequence<byte> payload, bool flush = true)
     {
         var writer = _body.Writer;
-        lock (_sync)
+        using (_sync.EnterScope())
         {
             if (_bodyWriterDone || _readerDone)
             {
@@ -464,7 +474,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
         var alive = !result.IsCompleted || !result.Result.IsCompleted;
         Exception? completeWith = null;
         bool complete;
-        lock (_sync)
+        using (_sync.EnterScope())
         {
             _bodyWriting = false;
             complete = _bodyCompletePending;
@@ -497,7 +507,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
         var completeBody = false;
         var wakeHeadRead = false;
         Http2ClientResponseHead? pendingHead = null;
-        lock (_sync)
+        using (_sync.EnterScope())
         {
             if (_end is not null)
             {
@@ -555,7 +565,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
 
     internal void OnBodyConsumed(long bytes)
     {
-        lock (_sync)
+        using (_sync.EnterScope())
         {
             _buffered -= bytes;
         }
@@ -567,7 +577,7 @@ public sealed class Http2ClientStream : IDisposable, IValueTaskSource<Http2Clien
     internal void OnReaderCompleted()
     {
         long rest;
-        lock (_sync)
+        using (_sync.EnterScope())
         {
             if (_readerDone)
             {

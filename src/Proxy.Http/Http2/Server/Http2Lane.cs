@@ -66,7 +66,7 @@ internal sealed class Http2Lane : ConnectionContext, IValueTaskSource<Http2Serve
     // long-lived loop per lane instead of one async call per stream, so steady-state streams allocate no state machine.
     // _next is armed (Reset) before the lane can be rented, and completed once: with the stream (Assign) or null (Close).
     private ManualResetValueTaskSourceCore<Http2ServerStream?> _next;
-    private readonly Lock _nextLock = new();
+    private readonly SpinLatch _nextLock = new();
     private int _nextState; // 0 = not armed (pumping a stream), 1 = armed and waiting, 2 = completed
     private bool _closing;
 
@@ -76,7 +76,7 @@ internal sealed class Http2Lane : ConnectionContext, IValueTaskSource<Http2Serve
     /// <summary>Arms the lane for its next stream; false when the lane is closing (its pump should end).</summary>
     public bool ArmForNextStream()
     {
-        lock (_nextLock)
+        using (_nextLock.EnterScope())
         {
             if (_closing)
             {
@@ -93,7 +93,7 @@ internal sealed class Http2Lane : ConnectionContext, IValueTaskSource<Http2Serve
     /// <summary>Hands the lane (armed, just rented) its stream: its pump starts on it, inline.</summary>
     public void Assign(Http2ServerStream stream)
     {
-        lock (_nextLock)
+        using (_nextLock.EnterScope())
         {
             if (_nextState != 1)
             {
@@ -119,7 +119,7 @@ internal sealed class Http2Lane : ConnectionContext, IValueTaskSource<Http2Serve
     private void StopPump()
     {
         bool wake;
-        lock (_nextLock)
+        using (_nextLock.EnterScope())
         {
             _closing = true;
             wake = _nextState == 1;

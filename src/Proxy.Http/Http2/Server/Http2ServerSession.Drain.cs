@@ -57,7 +57,7 @@ internal sealed partial class Http2ServerSession
                 await WriteGoAwayAsync(Http2Constants.StreamIdMask, ping: true).ConfigureAwait(false);
                 return false;
             case DrainFinalSent:
-                lock (_lock)
+                using (_lock.EnterScope())
                 {
                     return _streams.Count == 0;
                 }
@@ -100,7 +100,7 @@ internal sealed partial class Http2ServerSession
         }
 
         bool drained;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             drained = _streams.Count == 0;
         }

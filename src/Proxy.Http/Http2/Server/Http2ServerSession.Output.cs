@@ -172,7 +172,7 @@ internal sealed partial class Http2ServerSession
         {
             int take;
             Task? wait = null;
-            lock (_lock)
+            using (_lock.EnterScope())
             {
                 if (stream.Reset || _outputBroken)
                 {
@@ -202,7 +202,7 @@ internal sealed partial class Http2ServerSession
                 {
                     // Zero-window stall: the client holds the response (and the upstream connection behind it).
                     bool connectionStalled;
-                    lock (_lock)
+                    using (_lock.EnterScope())
                     {
                         connectionStalled = _connectionSendWindow <= 0;
                     }
@@ -289,7 +289,7 @@ internal sealed partial class Http2ServerSession
     private async ValueTask ResetStreamByIdAsync(uint id, Http2ErrorCode code)
     {
         Http2ServerStream? stream;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             _streams.TryGetValue(id, out stream);
         }
@@ -343,7 +343,7 @@ internal sealed partial class Http2ServerSession
         stream.LocalClosed = true;
         stream.Reset = true;
         var id = stream.Id;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             RemoveStreamLocked(stream);
         }

@@ -261,7 +261,7 @@ internal sealed partial class Http2ServerSession
     private bool FinishStream(Http2ServerStream stream, Http2Lane lane, bool reusable)
     {
         bool rearmed;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             if (--_activePumps == 0)
             {

@@ -1,3 +1,4 @@
+using Proxy.Core.Transport;
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
@@ -49,7 +50,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
     private readonly Stack<Http2Lane> _idleLanes = new();
     private readonly List<Http2Lane> _lanes = [];
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private readonly Lock _lock = new();
+    private readonly SpinLatch _lock = new();
     private readonly ArrayBufferWriter<byte> _block = new(256);
     private readonly Action<Http2Lane, long> _onConsumed;
 
@@ -324,7 +325,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
         var id = _frame.StreamId;
         var endStream = _frame.EndStream;
         Http2ServerStream? stream;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             _streams.TryGetValue(id, out stream);
         }
@@ -365,7 +366,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
 
         _lastStreamId = id;
         int active;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             // A kept object is safe to reuse here: it is held by no lane and no table entry (Holds == 0), and the frame
             // loop, the only other code that may touch an ended stream, holds none while it starts a new one (frames
@@ -512,7 +513,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
         var head = _builder.Head;
         stream.LaneBytesWritten = head.Length;
         // Counted first and uncounted by FinishStream when it ends, so a pump that ends at once is not missed.
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             _activePumps++;
             lane.Stream = stream;
@@ -582,7 +583,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
         }
 
         Http2ServerStream? stream;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             _streams.TryGetValue(id, out stream);
         }
@@ -606,7 +607,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
         }
 
         long streamWindow;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             // Credits are added under the same lock by the thread that consumes the request bytes.
             streamWindow = stream.ReceiveWindow -= frameLength;
@@ -621,7 +622,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
         var endStream = _frame.EndStream;
         var padding = frameLength - (int)payload.Length;
         Http2Lane? lane;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             lane = stream.Lane;
         }
@@ -633,7 +634,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
             if (endStream || stream.Drained > DrainLimit)
             {
                 stream.RemoteClosed = true;
-                lock (_lock)
+                using (_lock.EnterScope())
                 {
                     RemoveStreamLocked(stream);
                 }
@@ -752,7 +753,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
             switch (setting.Parameter)
             {
                 case Http2SettingsParameter.HeaderTableSize:
-                    lock (_lock)
+                    using (_lock.EnterScope())
                     {
                         _encoder.SetMaxDynamicTableSize((int)Math.Min(setting.Value, int.MaxValue));
                     }
@@ -772,7 +773,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
 
     private void ApplyInitialWindow(int value)
     {
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             var delta = value - _peerInitialWindow;
             _peerInitialWindow = value;
@@ -799,7 +800,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
         var increment = _frame.WindowIncrement;
         if (id == 0)
         {
-            lock (_lock)
+            using (_lock.EnterScope())
             {
                 _connectionSendWindow += increment;
                 if (_connectionSendWindow > Http2Constants.MaxWindowSize)
@@ -818,7 +819,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
 
         Http2ServerStream? stream;
         var overflow = false;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             if (_streams.TryGetValue(id, out stream))
             {
@@ -843,7 +844,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
     {
         var id = _frame.StreamId;
         Http2ServerStream? stream;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             _streams.TryGetValue(id, out stream);
         }
@@ -874,7 +875,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
 
     private Http2Lane RentLane()
     {
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             if (_idleLanes.TryPop(out var idle))
             {
@@ -890,7 +891,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
             lane.Features.Set(peer);
         }
 
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             _lanes.Add(lane);
         }
@@ -899,6 +900,24 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
         lane.ArmForNextStream();
         lane.Pump = PumpLaneAsync(lane);
         return lane;
+    }
+
+    // Taken under the lock, reset outside it: a lane's reset runs its pump and forwarder inline, and they come back
+    // into this session (FinishStream, OnLaneConsumed) and change the stream table.
+    private void ResetAllStreams()
+    {
+        Http2ServerStream[] streams;
+        using (_lock.EnterScope())
+        {
+            streams = [.. _streams.Values];
+        }
+
+        foreach (var stream in streams)
+        {
+            stream.Reset = true;
+            AbortLane(stream);
+            stream.SignalWindow();
+        }
     }
 
     private static void AbortLane(Http2ServerStream stream)
@@ -913,7 +932,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
     /// </summary>
     private void DropIfLaneless(Http2ServerStream stream)
     {
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             if (stream.Lane is null)
             {
@@ -950,7 +969,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
         uint id;
         uint streamIncrement;
         uint connectionIncrement;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             // Read under the lock: the pump's FinishStream clears it under the same lock before it lets go of the stream,
             // so the stream read here cannot be carrying a later stream meanwhile.
@@ -986,7 +1005,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
         uint id;
         uint streamIncrement;
         uint connectionIncrement;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             id = stream.Id;
             TakeCreditLocked(stream, count, out streamIncrement, out connectionIncrement);
@@ -1047,7 +1066,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
     private ValueTask CreditConnectionAsync(int count)
     {
         uint increment = 0;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             _connectionPendingCredit += count;
             if (_connectionPendingCredit >= _options.InitialConnectionWindowSize / 2)
@@ -1074,19 +1093,14 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
         }
 
         // Streams in flight finish (their responses are already on the way), unless the connection failed.
-        Task pumps;
-        lock (_lock)
+        if (code != Http2ErrorCode.NoError)
         {
-            if (code != Http2ErrorCode.NoError)
-            {
-                foreach (var stream in _streams.Values)
-                {
-                    stream.Reset = true;
-                    AbortLane(stream);
-                    stream.SignalWindow();
-                }
-            }
+            ResetAllStreams();
+        }
 
+        Task pumps;
+        using (_lock.EnterScope())
+        {
             pumps = _activePumps == 0 ? Task.CompletedTask : (_pumpsDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
         }
 
@@ -1096,19 +1110,11 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
         }
         catch (TimeoutException)
         {
-            lock (_lock)
-            {
-                foreach (var stream in _streams.Values)
-                {
-                    stream.Reset = true;
-                    AbortLane(stream);
-                    stream.SignalWindow();
-                }
-            }
+            ResetAllStreams();
         }
 
         Http2Lane[] lanes;
-        lock (_lock)
+        using (_lock.EnterScope())
         {
             lanes = [.. _lanes];
             _lanes.Clear();

@@ -1,3 +1,4 @@
+using Proxy.Core.Transport;
 using System.Collections.Concurrent;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
@@ -86,7 +87,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
             return 0;
         }
 
-        lock (endpoint.Lock)
+        using (endpoint.Lock.EnterScope())
         {
             return endpoint.Connections.Count;
         }
@@ -107,7 +108,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
         while (true)
         {
             var endpoint = _endpoints.GetOrAdd(address, static a => new EndpointState(a));
-            lock (endpoint.Lock)
+            using (endpoint.Lock.EnterScope())
             {
                 if (endpoint.Retired)
                 {
@@ -141,7 +142,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
         var endpoint = exchange.Endpoint!;
         exchange.Finish();
         var close = false;
-        lock (endpoint.Lock)
+        using (endpoint.Lock.EnterScope())
         {
             owner.Streams--;
             if (owner.Streams == 0)
@@ -176,7 +177,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
 
         List<Http2PooledConnection>? idle = null;
         List<TaskCompletionSource>? wake = null;
-        lock (endpoint.Lock)
+        using (endpoint.Lock.EnterScope())
         {
             endpoint.Retired = true;
             foreach (var c in endpoint.Connections)
@@ -221,7 +222,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
     private static void WakeOne(EndpointState endpoint)
     {
         TaskCompletionSource? waiter = null;
-        lock (endpoint.Lock)
+        using (endpoint.Lock.EnterScope())
         {
             while (endpoint.Waiters.TryDequeue(out var next))
             {
@@ -248,7 +249,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
         List<Http2PooledConnection> all = [];
         foreach (var endpoint in _endpoints.Values)
         {
-            lock (endpoint.Lock)
+            using (endpoint.Lock.EnterScope())
             {
                 all.AddRange(endpoint.Connections);
                 all.AddRange(endpoint.Draining);
@@ -308,7 +309,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
         }
         finally
         {
-            lock (endpoint.Lock)
+            using (endpoint.Lock.EnterScope())
             {
                 endpoint.PendingRents--;
             }
@@ -324,7 +325,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
             Task<ConnectFailure?>? connecting = null;
             TaskCompletionSource? waiter = null;
             var retired = false;
-            lock (endpoint.Lock)
+            using (endpoint.Lock.EnterScope())
             {
                 if (endpoint.Retired)
                 {
@@ -467,7 +468,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
 
         List<TaskCompletionSource>? wake = null;
         var disposed = false;
-        lock (endpoint.Lock)
+        using (endpoint.Lock.EnterScope())
         {
             endpoint.Connecting = null;
             if (pooled is not null)
@@ -522,7 +523,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
 
         var removed = false;
         List<TaskCompletionSource>? wake = null;
-        lock (endpoint.Lock)
+        using (endpoint.Lock.EnterScope())
         {
             if (endpoint.Connections.Remove(pooled))
             {
@@ -544,7 +545,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
         }
 
         await pooled.Client.Closed.ConfigureAwait(false);
-        lock (endpoint.Lock)
+        using (endpoint.Lock.EnterScope())
         {
             endpoint.Draining.Remove(pooled);
         }
@@ -602,7 +603,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
         foreach (var endpoint in _endpoints.Values)
         {
             var retire = false;
-            lock (endpoint.Lock)
+            using (endpoint.Lock.EnterScope())
             {
                 var connections = endpoint.Connections;
                 for (var i = connections.Count - 1; i >= 0; i--)
@@ -668,7 +669,7 @@ public sealed partial class Http2UpstreamPool : IUpstreamPool, IEndpointRetireme
 
     internal sealed class EndpointState(UpstreamAddress address)
     {
-        public readonly Lock Lock = new();
+        public readonly SpinLatch Lock = new();
         public readonly UpstreamAddress Address = address;
         public readonly List<Http2PooledConnection> Connections = [];
         public readonly List<Http2PooledConnection> Draining = [];
