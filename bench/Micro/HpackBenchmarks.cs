@@ -46,6 +46,7 @@ public class HpackBenchmarks
     private byte[] _responseFirst = [];
     private byte[] _responseRepeat = [];
     private ReadOnlySequence<byte> _requestFirstMulti;
+    private byte[] _nginxResponse = [];
     private byte[] _huffman = [];
     private byte[] _huffmanOut = [];
 
@@ -71,6 +72,9 @@ public class HpackBenchmarks
         _responseDecoder.Decode(_responseFirst, endHeaders: true, ref sink);
         _responseDecoder.Decode(_responseRepeat, endHeaders: true, ref sink);
 
+        _nginxResponse = NginxBlock();
+        _responseDecoder.Decode(_nginxResponse, endHeaders: true, ref sink);
+
         _huffman = new byte[HpackHuffman.EncodedLength(_requestValues[4])];
         HpackHuffman.Encode(_requestValues[4], _huffman);
         _huffmanOut = new byte[HpackHuffman.MaxDecodedLength(_huffman.Length)];
@@ -78,6 +82,37 @@ public class HpackBenchmarks
         // Warm the encoder's table and the writer's buffer.
         EncodeRequestRepeat();
         EncodeResponseRepeat();
+    }
+
+    private static byte[] NginxBlock()
+    {
+        // Static name indexes (RFC 7541 Appendix A): server 54, date 33, content-type 31, content-length 28; a 4-bit
+        // prefix literal without indexing, so 15 + continuation for the first three.
+        var block = new List<byte> { 0x88 };
+        AddLiteral(block, 54, "nginx");
+        AddLiteral(block, 33, "Sat, 28 Nov 2026 03:00:00 GMT");
+        AddLiteral(block, 31, "text/plain");
+        AddLiteral(block, 28, "13");
+        return [.. block];
+
+        static void AddLiteral(List<byte> block, int nameIndex, string value)
+        {
+            if (nameIndex < 15)
+            {
+                block.Add((byte)nameIndex);
+            }
+            else
+            {
+                block.Add(0x0F);
+                block.Add((byte)(nameIndex - 15));
+            }
+
+            var raw = Encoding.ASCII.GetBytes(value);
+            var coded = new byte[HpackHuffman.EncodedLength(raw)];
+            HpackHuffman.Encode(raw, coded);
+            block.Add((byte)(0x80 | coded.Length));
+            block.AddRange(coded);
+        }
     }
 
     [GlobalCleanup]
@@ -122,6 +157,18 @@ public class HpackBenchmarks
     {
         var sink = new LengthSink();
         _responseDecoder.Decode(_responseRepeat, endHeaders: true, ref sink);
+        return sink.Total;
+    }
+
+    /// <summary>
+    /// nginx's response block: :status indexed, then server, date, content-type and content-length as literals without
+    /// indexing, Huffman-coded, on every response (nginx indexes nothing). The steady state of an nginx upstream.
+    /// </summary>
+    [Benchmark]
+    public int DecodeNginxResponse()
+    {
+        var sink = new LengthSink();
+        _responseDecoder.Decode(_nginxResponse, endHeaders: true, ref sink);
         return sink.Total;
     }
 

@@ -48,6 +48,7 @@ public sealed class HpackDecoder : IDisposable
     private HpackHuffman.DecodeState _huffmanState;
     private byte[] _nameBuffer = [];
     private byte[] _valueBuffer = [];
+    private HpackHuffmanCache? _huffmanCache;
 
     /// <summary>
     /// Creates a decoder. <paramref name="maxHeaderTableSize"/> is the SETTINGS_HEADER_TABLE_SIZE this side
@@ -508,6 +509,13 @@ public sealed class HpackDecoder : IDisposable
         {
             // Whole raw value in this piece: hand it over in place, no copy.
             EmitLiteral(src, src.Slice(pos, remaining), ref handler);
+            return pos + remaining;
+        }
+
+        if (_stringRead == 0 && _huffman && remaining <= available && remaining is > 0 and <= HpackHuffmanCache.MaxEncodedLength)
+        {
+            // Whole short Huffman value in this piece: decoded once per distinct value while it keeps coming back.
+            EmitLiteral(src, (_huffmanCache ??= new HpackHuffmanCache()).Decode(src.Slice(pos, remaining)), ref handler);
             return pos + remaining;
         }
 

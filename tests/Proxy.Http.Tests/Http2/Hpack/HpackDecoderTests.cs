@@ -278,6 +278,60 @@ public sealed class HpackDecoderTests
         Assert.Equal(HpackDecodingError.InvalidHuffman, e.Error);
     }
 
+    // A literal field without indexing, new name (raw), Huffman-coded value: what nginx sends for date and
+    // content-length on every response.
+    private static byte[] HuffmanLiteral(string name, string value)
+    {
+        var raw = Hpack.Bytes(value);
+        var coded = new byte[HpackHuffman.EncodedLength(raw)];
+        HpackHuffman.Encode(raw, coded);
+        var block = new List<byte> { 0x00, (byte)name.Length };
+        block.AddRange(Hpack.Bytes(name));
+        if (coded.Length < 127)
+        {
+            block.Add((byte)(0x80 | coded.Length));
+        }
+        else
+        {
+            block.Add(0xFF);
+            block.Add((byte)(coded.Length - 127));
+        }
+
+        block.AddRange(coded);
+        return [.. block];
+    }
+
+    [Fact]
+    public void Decode_RepeatedHuffmanValues_SameDecodingEveryTime()
+    {
+        // More distinct short values than the decoder remembers, coming back in a changing order, with lengths that
+        // share prefixes ("1", "13", "130"): every block must decode to exactly what was coded.
+        string[] values = ["1", "13", "130", "text/plain", "Sat, 28 Nov 2026 03:00:01 GMT", "Sat, 28 Nov 2026 03:00:02 GMT", "nginx",
+            "application/grpc", "0", "x", "gzip", "no-cache", "private", new string('z', 60), "a" + new string('b', 70)];
+        using var decoder = new HpackDecoder();
+        var random = new Random(7);
+        for (var round = 0; round < 200; round++)
+        {
+            var picked = Enumerable.Range(0, 4).Select(_ => values[random.Next(values.Length)]).ToArray();
+            var block = picked.SelectMany((v, i) => HuffmanLiteral("f" + i, v)).ToArray();
+            var expected = picked.Select((v, i) => ("f" + i, v)).ToList();
+            Assert.Equal(expected, Hpack.DecodeBlock(decoder, block));
+            Assert.Equal(expected, Hpack.DecodeBytewise(decoder, block));
+        }
+    }
+
+    [Fact]
+    public void Decode_InvalidHuffmanWholeInOnePiece_Throws()
+    {
+        // A valid one-byte coded value first ("1" is 00011 + 111 padding), so the invalid one of the same length
+        // (0x00: '0' and 000 padding) meets a remembered decoding and must still be refused.
+        using var decoder = new HpackDecoder();
+        Assert.Equal([("a", "1")], Hpack.DecodeBlock(decoder, HuffmanLiteral("a", "1")));
+        var handler = new RecordingHandler();
+        var e = Assert.Throws<HpackDecodingException>(() => decoder.Decode(Hpack.Hex("048100"), endHeaders: true, ref handler));
+        Assert.Equal(HpackDecodingError.InvalidHuffman, e.Error);
+    }
+
     [Fact]
     public void Decode_EmptyNameAndValue_Delivered()
     {
