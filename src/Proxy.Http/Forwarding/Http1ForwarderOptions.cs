@@ -11,9 +11,10 @@ public sealed record Http1ForwarderOptions
     public Http1ParserOptions Parser { get; init; } = Http1ParserOptions.Default;
 
     /// <summary>
-    /// Test seam, not a setting: HTTP/2 upstream exchanges get every request head as HTTP/1.1 text, parsed and mapped
-    /// by the exchange (the path that typed heads replaced, still used for replayed requests), so tests can compare
-    /// both paths (<c>Http1ForwardingSession.Http2Head.cs</c>).
+    /// Test seam, not a setting: every head between the forwarder and HTTP/2 crosses as HTTP/1.1 text, parsed on the
+    /// far side (the paths that typed heads replaced, still used for replayed requests and refused heads), so tests can
+    /// compare both: request heads to HTTP/2 upstream exchanges (<c>Http1ForwardingSession.Http2Head.cs</c>), response
+    /// heads to HTTP/2 lanes, and HTTP/2 clients' request heads into lanes (<c>Http2ServerSession</c>).
     /// </summary>
     internal bool TextHeadsForHttp2 { get; init; }
 

@@ -41,12 +41,14 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     private readonly Http1ForwarderOptions _options;
     private readonly ConnectionContext _downstream;
     private readonly bool _isHttp2Lane;
+    private readonly Http2Lane? _lane;
     private readonly IDuplexPipe _client;
     private Http1Routing _routing;
     private readonly CancellationToken _cancellationToken;
     private readonly TimeProvider _time;
     private readonly IHttpRequestObserver _observer;
-    private readonly Http1RequestHead _request = new();
+    // Swapped with the lane's spare when an HTTP/2 stream's head arrives parsed (see ReadRequestHeadAsync).
+    private Http1RequestHead _request = new();
     private readonly Http1ResponseHead _response = new();
     private readonly CoalescingBufferWriter _requestHeadWriter = new();
     private readonly CoalescingBufferWriter _responseHeadWriter = new();
@@ -89,6 +91,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
     // Per-request state, reset by BeginRequest.
     private SequencePosition _requestHeadEnd;
     private bool _requestHeadConsumed = true;
+    // The head came parsed from the HTTP/2 lane, not from the client's bytes: consuming it advances nothing.
+    private bool _requestHeadTyped;
     private SequencePosition _responseHeadEnd;
     private bool _responseBytesSeen;
     private bool _sent100;
@@ -175,7 +179,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _forwarder = forwarder;
         _options = forwarder.Options;
         _downstream = downstream;
-        _isHttp2Lane = downstream is Http2.Server.Http2Lane;
+        _lane = downstream as Http2Lane;
+        _isHttp2Lane = _lane is not null;
         _pool = forwarder.Pool;
         _client = downstream.Transport;
         _routing = routing;
@@ -389,6 +394,15 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         var input = _client.Input;
         try
         {
+            if (_lane is { } lane && lane.TryTakeTypedRequest(ref _request))
+            {
+                // An HTTP/2 stream's head, parsed by the HTTP/2 side from its own copy (the lane woke this read
+                // empty); the body, if any, follows in the lane as before. Readable until the next request.
+                _requestHeadTyped = true;
+                _requestHeadConsumed = false;
+                return HeadOutcome.Parsed;
+            }
+
             while (true)
             {
                 ReadResult result;
@@ -438,6 +452,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
                 {
                     // Not consumed yet: routing and the upstream head read the head's spans in place.
                     _requestHeadEnd = consumed;
+                    _requestHeadTyped = false;
                     _requestHeadConsumed = false;
                     return HeadOutcome.Parsed;
                 }
@@ -478,7 +493,10 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         if (!_requestHeadConsumed)
         {
             _requestHeadConsumed = true;
-            _client.Input.AdvanceTo(_requestHeadEnd);
+            if (!_requestHeadTyped)
+            {
+                _client.Input.AdvanceTo(_requestHeadEnd);
+            }
         }
     }
 

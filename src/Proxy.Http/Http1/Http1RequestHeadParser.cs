@@ -54,6 +54,23 @@ public sealed class Http1RequestHeadParser
         return TryParseMultiSegment(buffer, head, out consumed);
     }
 
+    /// <summary>
+    /// Parses a whole request head held in <paramref name="text"/> from a copy in <paramref name="head"/>'s own
+    /// buffer, so the head stays readable whatever happens to <paramref name="text"/>. False when the text is not
+    /// exactly one complete head; throws <see cref="Http1ParseException"/> as <see cref="TryParse"/> does.
+    /// </summary>
+    internal bool TryParseCopy(ReadOnlySpan<byte> text, Http1RequestHead head)
+    {
+        if (text.IsEmpty || text.Length > _options.MaxHeadBytes)
+        {
+            return false;
+        }
+
+        var scratch = head.RentScratch(text.Length);
+        text.CopyTo(scratch);
+        return Parse(scratch.AsMemory(0, text.Length), head, checkPartial: true) == text.Length;
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private bool TryParseMultiSegment(in ReadOnlySequence<byte> buffer, Http1RequestHead head, out SequencePosition consumed)
     {

@@ -154,6 +154,52 @@ internal sealed class Http2Lane : ConnectionContext, IValueTaskSource<Http2Serve
         return true;
     }
 
+    // The next stream's request head, parsed by the HTTP/2 side (TrySetTypedRequest) and swapped with the forwarder's
+    // previous head when the forwarder takes it: two heads per lane, so the HTTP/2 side never fills the one the
+    // forwarder still reads (its access log reads it after the response has gone).
+    private Http1RequestHead _spareRequest = new();
+    private volatile bool _typedRequest;
+
+    /// <summary>
+    /// Parses the stream's HTTP/1.1 request head (<paramref name="text"/>) here, with the forwarder's parser, instead
+    /// of writing it into the request pipe for the forwarder to parse; false (nothing changed) when the parser refuses
+    /// it, so the caller writes the text and the forwarder answers the refusal as for any client. Call
+    /// <see cref="WakeForTypedRequest"/> after the lane was assigned.
+    /// </summary>
+    public bool TrySetTypedRequest(ReadOnlySpan<byte> text, Http1RequestHeadParser parser)
+    {
+        try
+        {
+            if (!parser.TryParseCopy(text, _spareRequest))
+            {
+                return false;
+            }
+        }
+        catch (Http1ParseException)
+        {
+            return false;
+        }
+
+        _typedRequest = true;
+        return true;
+    }
+
+    /// <summary>Wakes the forwarder's read (empty, cancelled) to take the head set by <see cref="TrySetTypedRequest"/>.</summary>
+    public void WakeForTypedRequest() => _request.Reader.CancelPendingRead();
+
+    /// <summary>The forwarder: swaps <paramref name="head"/> for the parsed head, once per <see cref="TrySetTypedRequest"/>.</summary>
+    public bool TryTakeTypedRequest(ref Http1RequestHead head)
+    {
+        if (!_typedRequest)
+        {
+            return false;
+        }
+
+        _typedRequest = false;
+        (head, _spareRequest) = (_spareRequest, head);
+        return true;
+    }
+
     /// <summary>Set when the forwarder aborted the lane (a failure after the response head was sent).</summary>
     public bool Aborted { get; private set; }
 
@@ -220,6 +266,7 @@ internal sealed class Http2Lane : ConnectionContext, IValueTaskSource<Http2Serve
     {
         _closed.Dispose();
         ResponseHead.Dispose();
+        _spareRequest.Dispose();
         return base.DisposeAsync();
     }
 

@@ -511,7 +511,10 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
 
         var lane = RentLane();
         var head = _builder.Head;
-        stream.LaneBytesWritten = head.Length;
+        // Parsed here into the lane's spare head unless the parser refuses it (the forwarder then gets the text and
+        // answers the refusal) or a test asks for the text path.
+        var typed = !_server.Forwarder.Options.TextHeadsForHttp2 && lane.TrySetTypedRequest(head.Span, _server.Forwarder.RequestParser);
+        stream.LaneBytesWritten = typed ? 0 : head.Length;
         // Counted first and uncounted by FinishStream when it ends, so a pump that ends at once is not missed.
         using (_lock.EnterScope())
         {
@@ -525,7 +528,13 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
         // Its pump starts on the stream inline, and waits for the response head.
         lane.Assign(stream);
 
-        // The lane's reader runs inline: the forwarder routes and sends the request upstream within this write.
+        // The lane's reader runs inline: the forwarder routes and sends the request upstream within this wake or write.
+        if (typed)
+        {
+            lane.WakeForTypedRequest();
+            return;
+        }
+
         await lane.RequestWriter.WriteAsync(head, CancellationToken.None).ConfigureAwait(false);
     }
 
