@@ -10,7 +10,7 @@ namespace Proxy.Core.Transport;
 /// Rules, because a waiter spins: never wait, block or run foreign code (continuations, callbacks) while holding it,
 /// and never enter it again on the thread that holds it. Debug builds check the last rule and throw
 /// <see cref="LockRecursionException"/>; release builds would spin forever. A waiter spins with
-/// <see cref="SpinWait"/>, which yields and then sleeps, so a holder that was preempted gets its core back.
+/// <see cref="SpinWait"/>, which yields the core after a few spins, so a holder that was preempted gets it back.
 /// </remarks>
 public sealed class SpinLatch
 {
@@ -63,7 +63,8 @@ public sealed class SpinLatch
         var spinner = default(SpinWait);
         do
         {
-            spinner.SpinOnce();
+            // Spins, then yields the core (never sleeps a whole millisecond: sections are a few instructions long).
+            spinner.SpinOnce(sleep1Threshold: -1);
         }
         while (Volatile.Read(ref _state) != 0 || Interlocked.CompareExchange(ref _state, 1, 0) != 0);
     }
