@@ -1,7 +1,7 @@
-using Proxy.Core.Transport;
 using System.Buffers;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
+using Proxy.Core.Transport;
 using Proxy.Http.Http2.Frames;
 using Proxy.Http.Http2.Hpack;
 using Proxy.Http.Http2.Translation;

@@ -1,9 +1,9 @@
-using Proxy.Core.Transport;
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
+using Proxy.Core.Transport;
 using Proxy.Http.Forwarding;
 using Proxy.Http.Http1;
 using Proxy.Http.Http2.Frames;

@@ -1,10 +1,10 @@
-using Proxy.Core.Transport;
 using System.Collections.Concurrent;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Proxy.Core.Addresses;
 using Proxy.Core.Metrics;
+using Proxy.Core.Transport;
 using Proxy.Core.Upstream;
 using Proxy.Http.Http1;
 using Proxy.Http.Http2.Client;
