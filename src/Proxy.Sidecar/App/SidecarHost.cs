@@ -51,9 +51,9 @@ internal sealed partial class SidecarHost : IAsyncDisposable
     private readonly ProxyConfig _config;
     private readonly ILoggerFactory _loggerFactory;
     private readonly IOriginalDestinationResolver _resolver;
-    private readonly KestrelServerOptions _kestrelOptions = new() { AddServerHeader = false };
-    private readonly List<(string Name, ListenOptions Options)> _listeners = [];
-    private KestrelServer? _server;
+    private readonly List<(string Name, IPEndPoint Address, Microsoft.AspNetCore.Connections.ConnectionDelegate Application)> _proxyListeners = [];
+    private ListenOptions? _adminListen;
+    private ConnectionServer? _server;
 
     // The admin listener has a server of its own, so it can answer /ready 503 while the proxy's listeners drain.
     private readonly KestrelServerOptions _adminOptions = new() { AddServerHeader = false };
@@ -116,9 +116,20 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
     /// <summary>The bound address of each listener, by name (ports resolved when configured as 0).</summary>
     public IReadOnlyList<(string Name, EndPoint Address)> BoundListeners
-        => _listeners.Select(static l => (l.Name, l.Options.EndPoint)).ToArray();
+    {
+        get
+        {
+            var bound = _server?.EndPoints.ToList() ?? _proxyListeners.Select(static l => (l.Name, (EndPoint)l.Address)).ToList();
+            if (_adminListen is not null)
+            {
+                bound.Add(("admin", _adminListen.EndPoint));
+            }
 
-    public EndPoint? AddressOf(string name) => _listeners.FirstOrDefault(l => l.Name == name).Options?.EndPoint;
+            return bound;
+        }
+    }
+
+    public EndPoint? AddressOf(string name) => BoundListeners.FirstOrDefault(l => l.Name == name).Address;
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -388,11 +399,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
                 _config.Tcp.MaxConnections, Metrics, logger, detector, httpStage, tlsStage, terminator,
                 kind == ListenerKind.Inbound || explicitListener is { Authorization: true } ? Authorization : null, ConnectionHookForTests,
                 meshStage, explicitListener?.Mesh, meshHttp, Lifecycle.CutToken);
-            _kestrelOptions.Listen(address, options =>
-            {
-                options.Use(_ => Lifecycle.Track(handler.HandleAsync));
-                _listeners.Add((name, options));
-            });
+            _proxyListeners.Add((name, address, Lifecycle.Track(handler.HandleAsync)));
         }
 
         if (_config.OutboundListen is { } outbound)
@@ -410,14 +417,12 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             AddListener(listener.Name, listener.Address, ListenerKind.Explicit, listener);
         }
 
-        var adminListeners = 0;
         if (_config.AdminListen is { } admin)
         {
-            adminListeners = 1;
             _adminOptions.Listen(admin, options =>
             {
                 options.Protocols = HttpProtocols.Http1;
-                _listeners.Add(("admin", options));
+                _adminListen = options;
             });
         }
 
@@ -438,13 +443,22 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         _transport = new SocketTransportFactory(transport, _loggerFactory);
         var application = new AdminApplication(_config, Lifecycle, Exporter) { Clusters = _clusters };
         application.Reloader = _reloader;
-        if (_listeners.Count > adminListeners)
+        if (_proxyListeners.Count > 0)
         {
-            _server = new KestrelServer(Options.Create(_kestrelOptions), _transport, new ScopelessLoggerFactory(_loggerFactory));
-            await _server.StartAsync(application, cancellationToken);
+            // Kestrel's connection middleware contract (ConnectionDelegate over our transport's ConnectionContext), run by
+            // our dispatcher: with inline scheduling a connection starts on the event loop that accepted it, not after a
+            // hop through the thread pool (see ConnectionServer).
+            var server = new ConnectionServer(_transport, _loggerFactory.CreateLogger<ConnectionServer>(), inline: transport.InlineScheduling);
+            foreach (var (name, address, app) in _proxyListeners)
+            {
+                server.Add(name, address, app);
+            }
+
+            await server.StartAsync(cancellationToken);
+            _server = server;
         }
 
-        if (adminListeners > 0)
+        if (_adminListen is not null)
         {
             _adminServer = new KestrelServer(Options.Create(_adminOptions), _transport, new ScopelessLoggerFactory(_loggerFactory));
             await _adminServer.StartAsync(application, cancellationToken);
@@ -452,8 +466,8 @@ internal sealed partial class SidecarHost : IAsyncDisposable
 
         // Drains once a stop is requested: stopping the proxy's server stops accepting, waits for its connections until
         // the drain deadline, then closes the rest.
-        var server = _server;
-        _stopped = Lifecycle.RunAsync(_config.DrainTimeout, token => server is null ? Task.CompletedTask : server.StopAsync(token), _loggerFactory.CreateLogger("Proxy.Sidecar.Lifecycle"));
+        var proxyServer = _server;
+        _stopped = Lifecycle.RunAsync(_config.DrainTimeout, token => proxyServer is null ? Task.CompletedTask : proxyServer.StopAsync(token), _loggerFactory.CreateLogger("Proxy.Sidecar.Lifecycle"));
         Readiness.MarkReady();
     }
 
@@ -573,9 +587,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         await DisposeDiscoveryAsync();
         if (_server is not null)
         {
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-            await _server.StopAsync(cts.Token);
-            _server.Dispose();
+            await _server.DisposeAsync();
         }
 
         if (_adminServer is not null)

@@ -227,24 +227,6 @@ internal sealed class EpollSocket
     }
 
     /// <summary>
-    /// Queues <c>shutdown(SHUT_WR)</c> (FIN toward the peer once the bytes already sent are out) on this thread's loop's
-    /// io_uring, as <see cref="ReceiveAsync"/> does its call; false off a loop thread, without io_uring, or with the
-    /// ring full: the caller then makes the plain call. <paramref name="pending"/> completes with 0 or a negative errno
-    /// (<c>-EINVAL</c> from kernels before 5.11, whose io_uring cannot shut a socket down).
-    /// </summary>
-    public bool TryQueueShutdownSend(out ValueTask<int> pending)
-    {
-        if (!_closed && EpollLoop.Current?.Batch is { } ring)
-        {
-            var operation = _sendOperation ??= new SocketOperation(_handle);
-            return operation.TryQueueShutdownSend(ring, _fd, out pending);
-        }
-
-        pending = default;
-        return false;
-    }
-
-    /// <summary>
     /// Non-blocking send of a prefix of <paramref name="buffer"/> (one <c>send</c>, or one <c>sendmsg</c> over up to
     /// <see cref="SocketNative.MaxIov"/> segments): bytes sent, or -1 with <paramref name="errno"/> set.
     /// </summary>

@@ -40,7 +40,6 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
     private const int MapPopulate = 0x8000;
     private const byte OpSend = 26;
     private const byte OpRecv = 27;
-    private const byte OpShutdown = 34;
     private const int MsgDontWait = 0x40;
 
     private readonly int _fd;
@@ -151,13 +150,6 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
         TryQueue(OpSend, fd, buffer, length, MsgDontWait | extraFlags, operation);
 
     /// <summary>
-    /// Queues <c>shutdown(fd, how)</c> (Linux 5.11 or later; an older kernel completes it with <c>-EINVAL</c>, and the
-    /// caller then makes the plain call); false when the ring is full.
-    /// </summary>
-    public bool TryQueueShutdown(int fd, int how, IoUringOperation operation) =>
-        TryQueue(OpShutdown, fd, null, how, 0, operation);
-
-    /// <summary>
     /// Issues every queued operation with one <c>io_uring_enter</c> and completes each with its result (inline: the
     /// operations' continuations run here and may queue more, which the next call issues). Returns how many completed.
     /// </summary>
@@ -264,12 +256,9 @@ internal sealed unsafe partial class IoUringBatch : IDisposable
             nint n;
             do
             {
-                n = opcode switch
-                {
-                    OpRecv => SocketNative.Recv(fd, buffer, length, flags),
-                    OpSend => SocketNative.Send(fd, buffer, length, flags),
-                    _ => SocketNative.Shutdown(fd, (int)length),
-                };
+                n = opcode == OpRecv
+                    ? SocketNative.Recv(fd, buffer, length, flags)
+                    : SocketNative.Send(fd, buffer, length, flags);
             }
             while (n < 0 && Marshal.GetLastSystemError() == SocketNative.EINTR);
 

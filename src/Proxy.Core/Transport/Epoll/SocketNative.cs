@@ -33,7 +33,6 @@ internal static unsafe partial class SocketNative
 
     /// <summary>No SIGPIPE when the peer is gone: the call fails with EPIPE instead.</summary>
     public const int MSG_NOSIGNAL = 0x4000;
-    public const int SHUT_WR = 1;
 
     /// <summary>Most iovecs one <c>sendmsg</c> carries (Linux IOV_MAX is 1024; 64 blocks are 2 MiB at the default size).</summary>
     public const int MaxIov = 64;
@@ -73,11 +72,6 @@ internal static unsafe partial class SocketNative
     [LibraryImport(Libc, EntryPoint = "sendmsg")]
     [SuppressGCTransition]
     public static partial nint SendMsg(int fd, MsgHdr* message, int flags);
-
-    /// <summary>shutdown(2); like the calls above, it never waits, and errno is read by the caller on failure.</summary>
-    [LibraryImport(Libc, EntryPoint = "shutdown")]
-    [SuppressGCTransition]
-    public static partial int Shutdown(int fd, int how);
 
     /// <summary>The <see cref="SocketError"/> .NET would report for a Linux errno (the ones sockets produce).</summary>
     public static SocketError ToSocketError(int errno) => errno switch

@@ -46,19 +46,6 @@ internal sealed unsafe class SocketOperation : IoUringOperation, IValueTaskSourc
         return true;
     }
 
-    /// <summary>Queues <c>shutdown(fd, SHUT_WR)</c> on <paramref name="ring"/>; false (nothing held) when the ring is full.</summary>
-    public bool TryQueueShutdownSend(IoUringBatch ring, int fd, out ValueTask<int> pending)
-    {
-        pending = default;
-        if (!ring.TryQueueShutdown(fd, SocketNative.SHUT_WR, this))
-        {
-            return false;
-        }
-
-        Arm(default, out pending);
-        return true;
-    }
-
     private void Arm(MemoryHandle pin, out ValueTask<int> pending)
     {
         _pin = pin;
