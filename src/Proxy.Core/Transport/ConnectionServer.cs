@@ -82,8 +82,9 @@ public sealed partial class ConnectionServer : IAsyncDisposable
         => _bindings.FirstOrDefault(b => b.Name == name) is { } b ? b.Listener?.EndPoint ?? b.EndPoint : null;
 
     /// <summary>
-    /// Binds every endpoint, then starts accepting on each. When one fails to bind (e.g.
-    /// <see cref="AddressInUseException"/>), the ones already bound are unbound and the exception propagates.
+    /// Binds every endpoint, then starts accepting on each. When one fails to bind, the ones already bound are unbound
+    /// and the failure propagates; an address in use becomes an <see cref="IOException"/> naming the listener and the
+    /// address (as Kestrel reports it), with the <see cref="AddressInUseException"/> inside.
     /// </summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -97,7 +98,14 @@ public sealed partial class ConnectionServer : IAsyncDisposable
         {
             foreach (var binding in _bindings)
             {
-                binding.Listener = await _transport.BindAsync(binding.EndPoint, cancellationToken);
+                try
+                {
+                    binding.Listener = await _transport.BindAsync(binding.EndPoint, cancellationToken);
+                }
+                catch (AddressInUseException ex)
+                {
+                    throw new IOException($"Failed to bind listener {binding.Name} to address {binding.EndPoint}: address already in use.", ex);
+                }
             }
         }
         catch

@@ -186,7 +186,9 @@ public sealed class ConnectionServerTests : IDisposable
         var server = new ConnectionServer(_transport, NullLogger.Instance);
         server.Add("free", AnyPort, connection => Task.CompletedTask);
         server.Add("taken", taken.LocalEndPoint!, connection => Task.CompletedTask);
-        await Assert.ThrowsAsync<AddressInUseException>(() => server.StartAsync(CancellationToken.None).WaitAsync(TestTimeouts.Short));
+        var ex = await Assert.ThrowsAsync<IOException>(() => server.StartAsync(CancellationToken.None).WaitAsync(TestTimeouts.Short));
+        Assert.Equal($"Failed to bind listener taken to address {taken.LocalEndPoint}: address already in use.", ex.Message);
+        Assert.IsType<AddressInUseException>(ex.InnerException);
 
         // The first endpoint was bound and then released: nothing listens on its configured address (port 0 stays).
         Assert.Equal(0, ((IPEndPoint)server.EndPointOf("free")!).Port);

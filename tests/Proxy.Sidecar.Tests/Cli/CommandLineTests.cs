@@ -27,6 +27,20 @@ public class CommandLineTests
     }
 
     [Fact]
+    public async Task ListenerAddressInUse_Exit1_NamingTheListenerAndAddress()
+    {
+        // Another process's listener holds the port: the sidecar says which of its listeners could not bind, and exits.
+        using var taken = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        taken.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        taken.Listen();
+        var address = taken.LocalEndPoint!.ToString()!;
+
+        var (code, _, err) = await RunAsync("--outbound-listen", address, "--inbound-listen", "off", "--admin-listen", "off");
+        Assert.Equal(1, code);
+        Assert.Contains($"error: cannot start listeners: Failed to bind listener outbound to address {address}: address already in use.", err, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task UnknownFlag_Exit64()
     {
         var (code, _, err) = await RunAsync("--no-such-flag", "1");
