@@ -75,7 +75,7 @@ public sealed record TransportConfig
 
     public bool NoDelay { get; init; } = true;
 
-    /// <summary>Run socket completions and pipe continuations inline (no thread hop). Nothing on that path may block.</summary>
+    /// <summary>Run socket completions, pipe continuations and new connections' start inline (no thread hop). Nothing on that path may block.</summary>
     public bool InlineScheduling { get; init; } = true;
 }
 

@@ -77,7 +77,7 @@ public sealed class Setting
             static c => Bool(c.Transport.NoDelay),
             static (d, t) => ValueParsers.ParseBool(t, out d.NoDelay)),
         new("inline-scheduling", "transport.inlineScheduling",
-            "Run socket completions and pipe continuations inline on the IO thread, without a thread-pool hop (true or false).",
+            "Run socket completions, pipe continuations and the start of each new connection inline on the IO thread, without a thread-pool hop (true or false).",
             static c => Bool(c.Transport.InlineScheduling),
             static (d, t) => ValueParsers.ParseBool(t, out d.InlineScheduling)),
         new("connect-timeout", "tcp.connectTimeout",
