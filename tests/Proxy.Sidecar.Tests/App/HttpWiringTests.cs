@@ -239,14 +239,17 @@ public sealed class HttpWiringTests : IAsyncLifetime
     }
 
     [Theory]
-    [InlineData(0)]
-    [InlineData(1)]
-    [InlineData(2)]
-    public async Task IoThreads_EachSetting_ExplicitAndCapturedTrafficAnswered(int ioThreads)
+    [InlineData(0, true)]
+    [InlineData(1, true)]
+    [InlineData(2, true)]
+    [InlineData(0, false)]
+    [InlineData(1, false)]
+    public async Task IoThreads_EachSetting_ExplicitAndCapturedTrafficAnswered(int ioThreads, bool inlineScheduling)
     {
         // --io-threads 0 is .NET's socket engine, 1 and 2 our epoll loops (with 2, a client connection and the upstream
-        // connection it reuses may sit on different loops).
-        var config = Config([Edge(AbAndCanary(100, 1))]) with { Transport = new TransportConfig { IoThreads = ioThreads } };
+        // connection it reuses may sit on different loops). --inline-scheduling false: completions and each new
+        // connection's start go through the thread pool.
+        var config = Config([Edge(AbAndCanary(100, 1))]) with { Transport = new TransportConfig { IoThreads = ioThreads, InlineScheduling = inlineScheduling } };
         var host = await StartAsync(config, originalDestination: _v1.EndPoint);
         using var http = Client();
         for (var i = 0; i < 10; i++)
