@@ -75,11 +75,11 @@ public sealed partial class ConnectionServer : IAsyncDisposable
 
     /// <summary>The names and endpoints added; after <see cref="StartAsync"/>, the bound ones (a port 0 resolved).</summary>
     public IReadOnlyList<(string Name, EndPoint EndPoint)> EndPoints
-        => _bindings.Select(static b => (b.Name, b.Listener?.EndPoint ?? b.EndPoint)).ToArray();
+        => _bindings.Select(static b => (b.Name, b.Current)).ToArray();
 
     /// <summary>The bound endpoint named <paramref name="name"/>, or null.</summary>
     public EndPoint? EndPointOf(string name)
-        => _bindings.FirstOrDefault(b => b.Name == name) is { } b ? b.Listener?.EndPoint ?? b.EndPoint : null;
+        => _bindings.FirstOrDefault(b => b.Name == name)?.Current;
 
     /// <summary>
     /// Binds every endpoint, then starts accepting on each. When one fails to bind, the ones already bound are unbound
@@ -282,6 +282,9 @@ public sealed partial class ConnectionServer : IAsyncDisposable
         public ConnectionDelegate Application { get; } = application;
 
         public IConnectionListener? Listener { get; set; }
+
+        /// <summary>The bound endpoint while bound (a port 0 resolved), else the configured one.</summary>
+        public EndPoint Current => Listener?.EndPoint ?? EndPoint;
     }
 
     /// <summary>One accepted connection: runs its middleware, then disposes it.</summary>
