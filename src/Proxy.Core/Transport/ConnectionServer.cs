@@ -124,12 +124,23 @@ public sealed partial class ConnectionServer : IAsyncDisposable
 
         // The accept loops start without the caller's execution context: a connection's middleware, which starts on
         // the accept loop's thread, sees none of the starter's async-locals (as under Kestrel's thread-pool dispatch).
+        // They also capture none themselves (flow stays suppressed while they start on the pool thread): resumed on an
+        // event loop, whose thread suppresses flow too, they and what they start run without one.
         using (ExecutionContext.SuppressFlow())
         {
             foreach (var binding in _bindings)
             {
-                _acceptLoops.Add(Task.Run(() => AcceptLoopAsync(binding), CancellationToken.None));
+                _acceptLoops.Add(Task.Run(() => StartWithoutContext(binding), CancellationToken.None));
             }
+        }
+    }
+
+    private Task StartWithoutContext(Binding binding)
+    {
+        // A pool thread runs this with its own (default) context: suppress it so the loop's first await captures none.
+        using (SuppressedFlow.Begin())
+        {
+            return AcceptLoopAsync(binding);
         }
     }
 
@@ -294,7 +305,14 @@ public sealed partial class ConnectionServer : IAsyncDisposable
 
         public void Execute() => Start();
 
-        public void Start() => _ = RunAsync();
+        public void Start()
+        {
+            // The middleware captures no execution context, also when it starts on a pool thread (not inline).
+            using (SuppressedFlow.Begin())
+            {
+                _ = RunAsync();
+            }
+        }
 
         private async Task RunAsync()
         {

@@ -98,6 +98,8 @@ public sealed partial class SocketConnection
         {
             while (true)
             {
+                // Woken by writers on any thread: keep capturing no execution context.
+                SuppressedFlow.Ensure();
                 ReadResult result;
                 try
                 {

@@ -221,15 +221,19 @@ public sealed partial class SocketConnection : ConnectionContext,
             Volatile.Write(ref _state, StateStarted);
         }
 
-        if (_epoll is { } io)
+        // The pumps run for the connection's life and resume per read and write: they capture no execution context.
+        using (SuppressedFlow.Begin())
         {
-            _receiveTask = EpollReceiveLoopAsync(io);
-            _sendTask = EpollSendLoopAsync(io);
-        }
-        else
-        {
-            _receiveTask = ReceiveLoopAsync();
-            _sendTask = SendLoopAsync();
+            if (_epoll is { } io)
+            {
+                _receiveTask = EpollReceiveLoopAsync(io);
+                _sendTask = EpollSendLoopAsync(io);
+            }
+            else
+            {
+                _receiveTask = ReceiveLoopAsync();
+                _sendTask = SendLoopAsync();
+            }
         }
     }
 

@@ -9,6 +9,7 @@ using Proxy.Core.Balancing;
 using Proxy.Core.Configuration;
 using Proxy.Core.Discovery;
 using Proxy.Core.Tcp;
+using Proxy.Core.Transport;
 using Proxy.Core.Identity;
 using Proxy.Core.Upstream;
 using Proxy.Http.Authorization;
@@ -307,6 +308,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         var input = _client.Input;
         while (!_cancelled)
         {
+            // Resumed per request for the connection's life: no execution context captured at its awaits.
+            SuppressedFlow.Ensure();
             // 1. Wait for the next request's first bytes; leave them unexamined so the parse reads them at once.
             ArmIdleTimer();
             var closed = false;

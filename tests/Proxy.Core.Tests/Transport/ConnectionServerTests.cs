@@ -72,6 +72,47 @@ public sealed class ConnectionServerTests : IDisposable
     }
 
     [Fact]
+    public async Task Inline_MiddlewareAndItsContinuationsOnTheLoop_CaptureNoExecutionContext()
+    {
+        // Flow is suppressed on the event loop: an async method the middleware starts there, and everything resumed
+        // there after a read, captures no execution context (no ExecutionContext.RunInternal per resumption).
+        var seen = new List<(bool OnLoop, bool Captured)>();
+        await using var server = new ConnectionServer(_transport, NullLogger.Instance, inline: true);
+        server.Add("a", AnyPort, async connection =>
+        {
+            lock (seen)
+            {
+                seen.Add((EpollLoop.Current is not null, ExecutionContext.Capture() is not null));
+            }
+
+            var read = await connection.Transport.Input.ReadAsync();
+            lock (seen)
+            {
+                seen.Add((EpollLoop.Current is not null, ExecutionContext.Capture() is not null));
+            }
+
+            connection.Transport.Input.AdvanceTo(read.Buffer.End);
+            await Answer(connection, "ok");
+        });
+        await server.StartAsync(CancellationToken.None).WaitAsync(TestTimeouts.Short);
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var client = await TestSockets.ConnectAsync((IPEndPoint)server.EndPointOf("a")!);
+            await client.SendAsync("x"u8.ToArray()).WaitAsync(TestTimeouts.Short);
+            Assert.Equal("ok", await ReadToEndAsync(client));
+        }
+
+        lock (seen)
+        {
+            Assert.Equal(6, seen.Count);
+            // Past the first connection (which may start on the pool thread that started the accept loop) all on the loop.
+            Assert.All(seen.Skip(2), s => Assert.Equal((true, false), s));
+            Assert.All(seen, s => Assert.False(s.Captured));
+        }
+    }
+
+    [Fact]
     public async Task NotInline_MiddlewareStartsOnTheThreadPool()
     {
         var started = new TaskCompletionSource<(bool OnLoop, bool OnPool)>(TaskCreationOptions.RunContinuationsAsynchronously);

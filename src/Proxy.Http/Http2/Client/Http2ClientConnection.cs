@@ -340,7 +340,15 @@ public sealed partial class Http2ClientConnection : IAsyncDisposable, IHttp2Outp
         var sendGoAway = false;
         try
         {
-            await FrameLoopAsync().ConfigureAwait(false);
+            // Resumed per frame batch for the connection's life: it captures no execution context (this runs on a
+            // pool thread after the yield, whose default context it would otherwise carry).
+            Task frameLoop;
+            using (SuppressedFlow.Begin())
+            {
+                frameLoop = FrameLoopAsync().AsTask();
+            }
+
+            await frameLoop.ConfigureAwait(false);
         }
         catch (Http2ConnectionException e)
         {

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
+using Proxy.Core.Transport;
 using Proxy.Http.Http1;
 
 namespace Proxy.Http.Http2.Server;
@@ -28,6 +29,7 @@ internal sealed partial class Http2ServerSession
         var input = lane.ResponseReader;
         while (await lane.NextStreamAsync().ConfigureAwait(false) is { } stream)
         {
+            SuppressedFlow.Ensure();
             var reusable = false;
             try
             {

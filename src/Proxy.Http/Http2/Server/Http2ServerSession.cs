@@ -905,9 +905,13 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
             _lanes.Add(lane);
         }
 
-        lane.Session = _server.Forwarder.HandleAsync(lane, _routing, lane.ConnectionClosed);
-        lane.ArmForNextStream();
-        lane.Pump = PumpLaneAsync(lane);
+        // The lane's forwarder and pump live as long as the lane and resume per stream: no execution context.
+        using (SuppressedFlow.Begin())
+        {
+            lane.Session = _server.Forwarder.HandleAsync(lane, _routing, lane.ConnectionClosed);
+            lane.ArmForNextStream();
+            lane.Pump = PumpLaneAsync(lane);
+        }
         return lane;
     }
 

@@ -75,9 +75,13 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
         _chunks = new ChunkedBodyReader(parserOptions);
 
         // The exchange's two pumps: long-lived loops woken per exchange (see Turn), so a steady stream of exchanges
-        // allocates no state machine. They end when the exchange's buffers are disposed.
-        _ = RequestLoopAsync();
-        _ = ResponseLoopAsync();
+        // allocates no state machine. They end when the exchange's buffers are disposed. They capture no execution
+        // context (resumed directly, not through ExecutionContext.RunInternal).
+        using (SuppressedFlow.Begin())
+        {
+            _ = RequestLoopAsync();
+            _ = ResponseLoopAsync();
+        }
     }
 
     internal Http2UpstreamPool.EndpointState? Endpoint { get; private set; }
@@ -207,6 +211,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     {
         while (await _requestTurn.WaitAsync().ConfigureAwait(false))
         {
+            SuppressedFlow.Ensure();
             var responseStarted = false;
             var stream = _stream!;
             var input = _requestPipe.Reader;
@@ -644,6 +649,7 @@ internal sealed class Http2UpstreamExchange : ConnectionContext, IDuplexPipe, IU
     {
         while (await _responseTurn.WaitAsync().ConfigureAwait(false))
         {
+            SuppressedFlow.Ensure();
             var stream = _stream!;
             var output = _responsePipe.Writer;
             var isHead = _responseIsHead;
