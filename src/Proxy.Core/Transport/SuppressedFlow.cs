@@ -1,3 +1,5 @@
+using Proxy.Core.Transport.Epoll;
+
 namespace Proxy.Core.Transport;
 
 /// <summary>
@@ -30,15 +32,17 @@ public readonly ref struct SuppressedFlow
     }
 
     /// <summary>
-    /// Suppresses flow on this thread, not to be restored: for the top of a long-lived loop's body. A state machine
-    /// captures the thread's context again at every await, so a loop once resumed with one (from a thread-pool
-    /// thread, or inline from another state machine that carries one) would otherwise keep it for good. Resumed
-    /// under a context, the runtime restores the thread's own when this resumption returns; resumed directly on a
-    /// pool thread, the pool resets it after the work item; on an event loop flow is suppressed already.
+    /// On an event loop thread, suppresses flow for the rest of the current resumption: for the top of a long-lived
+    /// loop's body. A state machine captures the thread's context again at every await, so a loop once resumed with
+    /// one (woken from a thread-pool thread, whose default context it then captured) would keep it for good: each of
+    /// its resumptions runs under that context (<c>ExecutionContext.RunInternal</c> makes it the thread's), and the
+    /// next await captures it again. Suppressing here breaks that circle at its next resumption on a loop; the runtime
+    /// restores the loop thread's own (suppressed) context when that resumption returns. Elsewhere it does nothing, so
+    /// a pool thread is never left without flow for the rest of its work item.
     /// </summary>
     public static void Ensure()
     {
-        if (!ExecutionContext.IsFlowSuppressed())
+        if (EpollLoop.Current is not null && !ExecutionContext.IsFlowSuppressed())
         {
             _ = ExecutionContext.SuppressFlow();
         }
