@@ -121,7 +121,7 @@ public sealed class Setting
             static c => ValueParsers.FormatDuration(c.Http.ResponseTimeout),
             static (d, t) => ValueParsers.ParseDuration(t, allowOff: true, out d.HttpResponseTimeout)),
         new("http-idle-timeout", "http.idleTimeout",
-            "Close a client's keep-alive HTTP connection after this long without a request (e.g. 5m), or off.",
+            "Close a client's keep-alive HTTP connection after this long without a request (HTTP/2: without an open stream; GOAWAY first) (e.g. 5m), or off.",
             static c => ValueParsers.FormatDuration(c.Http.IdleTimeout),
             static (d, t) => ValueParsers.ParseDuration(t, allowOff: true, out d.HttpIdleTimeout)),
         new("http-request-timeout", "http.requestTimeout",

@@ -121,7 +121,12 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
 
             await WriteInitialSettingsAsync().ConfigureAwait(false);
             RegisterDrain();
+            StartIdleTimer();
             await FrameLoopAsync().ConfigureAwait(false);
+            if (_idleClosed)
+            {
+                reason = IdleReason();
+            }
         }
         catch (Http2ConnectionException e)
         {
@@ -226,6 +231,18 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
             {
                 if (await DrainStepAsync().ConfigureAwait(false))
                 {
+                    return;
+                }
+
+                continue;
+            }
+
+            if (result.IsCanceled && Volatile.Read(ref _idleExpired) != 0)
+            {
+                // The idle timer (Http2ServerSession.IdleTimeout.cs): end unless a stream came in meanwhile.
+                if (IdleTimedOut())
+                {
+                    _idleClosed = true;
                     return;
                 }
 
@@ -385,6 +402,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
             stream.HeadersEndStream = endStream;
             active = _streams.Count;
             _streams.Add(id, stream);
+            CountOpenedStreamLocked();
         }
 
         _builder.Reset();
@@ -1100,9 +1118,13 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
 
     private async ValueTask ShutdownAsync(Http2ErrorCode code, string? reason)
     {
-        if (reason is not null)
+        if (reason is not null && !_idleClosed)
         {
             Log.ConnectionError(_server.Logger, code, reason);
+        }
+        else if (_idleClosed)
+        {
+            Log.IdleClosed(_server.Logger, _lastStreamId, reason!);
         }
 
         // Streams in flight finish (their responses are already on the way), unless the connection failed.
@@ -1165,7 +1187,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
             }
         }
 
-        if (code != Http2ErrorCode.NoError)
+        if (code != Http2ErrorCode.NoError || _idleClosed)
         {
             await LingerAsync().ConfigureAwait(false);
         }
@@ -1204,6 +1226,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
     {
         _drainRegistration.Dispose();
         _headerBlockTimer?.Dispose();
+        _idleTimer?.Dispose();
         _builder.Dispose();
         _trailers.Dispose();
         _decoder.Dispose();
