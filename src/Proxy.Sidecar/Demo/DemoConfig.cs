@@ -7,7 +7,7 @@ namespace Proxy.Sidecar.Demo;
 
 /// <summary>
 /// The sidecar configuration the demo runs: no capture listeners, admin on 127.0.0.1:0, one explicit HTTP
-/// listener <c>demo</c> on 127.0.0.1:0 for the service <c>hello</c> (endpoints v1 and v2, one subset each), routed by
+/// listener <c>demo</c> on 127.0.0.1:0 for the service <c>hello</c> (endpoints v1 and v2, one subset each, HTTP/1.1 upstream), routed by
 /// <code>
 ///   ab-header: x-version: v2   -> hello/v2
 ///   canary:    everything else -> split hello/v1 90, hello/v2 10   (--split)
@@ -64,6 +64,9 @@ internal static class DemoConfig
             w.WriteStartArray("services");
             w.WriteStartObject();
             w.WriteString("name", ServiceName);
+            // The versions are HTTP/1.1-only servers: an HTTP/2 client of the demo (curl --http2-prior-knowledge) is
+            // translated to HTTP/1.1 for them rather than answered 502 upstream_protocol (the default is "same").
+            w.WriteString("upstreamProtocol", "http1");
             w.WriteStartArray("endpoints");
             w.WriteStringValue(v1.ToString());
             w.WriteStringValue(v2.ToString());

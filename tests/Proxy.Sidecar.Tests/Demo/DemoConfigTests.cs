@@ -37,6 +37,8 @@ public class DemoConfigTests
         var service = Assert.Single(config.Services);
         Assert.Equal("hello", service.Name);
         Assert.Equal([V1, V2], service.Endpoints);
+        // The versions speak HTTP/1.1 only: HTTP/2 clients of the demo are translated, not refused.
+        Assert.Equal(UpstreamProtocol.Http1, service.UpstreamProtocol);
         Assert.Equal("v1", service.Subsets[0].Name);
         Assert.Equal([V1], service.Subsets[0].Endpoints);
         Assert.Equal("v2", service.Subsets[1].Name);
