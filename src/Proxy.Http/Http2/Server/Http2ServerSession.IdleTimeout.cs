@@ -33,9 +33,13 @@ internal sealed partial class Http2ServerSession
             return;
         }
 
-        var tick = limit / IdleTicksPerTimeout;
+        // At least a millisecond: a timer's period rounds to whole milliseconds, and 0 would make it fire only once.
+        var tick = TimeSpan.FromTicks(Math.Max(limit.Ticks / IdleTicksPerTimeout, TimeSpan.TicksPerMillisecond));
         _idleTimer = _time.CreateTimer(static s => ((Http2ServerSession)s!).OnIdleTick(), this, tick, tick);
     }
+
+    /// <summary>When the frame loop has ended: no more ticks (one would cut the closing linger's read short).</summary>
+    private void StopIdleTimer() => _idleTimer?.Dispose();
 
     /// <summary>Under the lock, when a stream enters the table.</summary>
     private void CountOpenedStreamLocked() => _streamsOpened++;

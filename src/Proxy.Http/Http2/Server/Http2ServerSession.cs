@@ -1118,6 +1118,7 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
 
     private async ValueTask ShutdownAsync(Http2ErrorCode code, string? reason)
     {
+        StopIdleTimer();
         if (reason is not null && !_idleClosed)
         {
             Log.ConnectionError(_server.Logger, code, reason);
