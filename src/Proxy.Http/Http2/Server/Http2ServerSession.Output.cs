@@ -403,11 +403,11 @@ internal sealed partial class Http2ServerSession
         [LoggerMessage(EventId = 3203, Level = LogLevel.Debug, Message = "HTTP/2 stream {StreamId} answered by the proxy: {Status} {Error}")]
         public static partial void ProxyAnswer(ILogger logger, uint streamId, int status, string error);
 
-        [LoggerMessage(EventId = 3205, Level = LogLevel.Debug, Message = "HTTP/2 connection closed after stream {LastStreamId}: {Reason}")]
-        public static partial void IdleClosed(ILogger logger, uint lastStreamId, string reason);
-
         [LoggerMessage(EventId = 3204, Level = LogLevel.Error, Message = "HTTP/2 stream {StreamId}: the response pump failed unexpectedly")]
         public static partial void PumpFailed(ILogger logger, uint streamId, Exception exception);
+
+        [LoggerMessage(EventId = 3205, Level = LogLevel.Debug, Message = "HTTP/2 connection closed after stream {LastStreamId}: {Reason}")]
+        public static partial void IdleClosed(ILogger logger, uint lastStreamId, string reason);
     }
 }
 

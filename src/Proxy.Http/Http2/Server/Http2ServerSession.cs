@@ -1119,13 +1119,13 @@ internal sealed partial class Http2ServerSession : IDisposable, IHttp2OutputOwne
     private async ValueTask ShutdownAsync(Http2ErrorCode code, string? reason)
     {
         StopIdleTimer();
-        if (reason is not null && !_idleClosed)
-        {
-            Log.ConnectionError(_server.Logger, code, reason);
-        }
-        else if (_idleClosed)
+        if (_idleClosed)
         {
             Log.IdleClosed(_server.Logger, _lastStreamId, reason!);
+        }
+        else if (reason is not null)
+        {
+            Log.ConnectionError(_server.Logger, code, reason);
         }
 
         // Streams in flight finish (their responses are already on the way), unless the connection failed.

@@ -50,7 +50,7 @@ public sealed class Http2ServerIdleTimeoutTests
         Assert.Equal(0u, goAway.ErrorCode);
         Assert.Equal(3u, BinaryPrimitives.ReadUInt32BigEndian(goAway.Payload) & 0x7fff_ffffu);
         Assert.Contains("idle timeout: no stream for 400 ms", Encoding.ASCII.GetString(goAway.Payload, 8, goAway.Payload.Length - 8), StringComparison.Ordinal);
-        // At least the timeout (less the tick already under way when the clock started), at most a quarter more.
+        // At least the timeout, less the part of a tick already under way when the last stream ended.
         Assert.InRange(clock.Elapsed, Idle * 0.7, Timeouts.Short);
     }
 
