@@ -2,10 +2,12 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
+using Proxy.Core.Tcp.Splice;
 using Proxy.Core.Transport.Epoll;
 
 namespace Proxy.Core.Transport;
@@ -55,7 +57,12 @@ public sealed partial class SocketConnection : ConnectionContext,
 
     private static long s_lastConnectionId;
 
-    private readonly Socket _socket;
+    // A connection accepted without a .NET socket (accept4 straight from the event loop) owns its descriptor through
+    // _descriptor; _socket is then null until something asks for Socket, which creates one (under _startLock) over a
+    // duplicate of the descriptor. Otherwise _socket is the socket and _handle its SafeSocketHandle.
+    private Socket? _socket;
+    private readonly SafeHandle _handle;
+    private readonly SocketDescriptor? _descriptor;
     private readonly SocketConnectionSettings _settings;
     private readonly Lock _startLock = new();
     private readonly CancellationTokenSource _closedSource = new();
@@ -96,6 +103,7 @@ public sealed partial class SocketConnection : ConnectionContext,
     internal SocketConnection(Socket socket, SocketConnectionSettings settings, EpollSocket? epoll, EndPoint? remoteEndPoint)
     {
         _socket = socket;
+        _handle = socket.SafeHandle;
         _settings = settings;
         _epoll = epoll;
         _numericId = Interlocked.Increment(ref s_lastConnectionId);
@@ -108,8 +116,34 @@ public sealed partial class SocketConnection : ConnectionContext,
         _features = new ConnectionFeatures(this);
     }
 
-    /// <summary>The socket (also after a takeover, for inspection; the owner then is whoever took it).</summary>
-    public Socket Socket => _socket;
+    /// <summary>
+    /// A connection accepted by the event loop with <c>accept4(SOCK_NONBLOCK)</c>: no .NET <see cref="System.Net.Sockets.Socket"/>
+    /// until something asks for <see cref="Socket"/>. Creating one from a descriptor costs .NET seven system calls
+    /// (it asks the kernel what the socket is), so a connection served through <see cref="Transport"/> alone never does.
+    /// </summary>
+    internal SocketConnection(SocketDescriptor accepted, SocketConnectionSettings settings, EndPoint? localEndPoint, EndPoint? remoteEndPoint)
+    {
+        _handle = accepted;
+        _descriptor = accepted;
+        _settings = settings;
+        _numericId = Interlocked.Increment(ref s_lastConnectionId);
+        _connectionClosed = _closedSource.Token;
+        LocalEndPoint = localEndPoint;
+        RemoteEndPoint = remoteEndPoint;
+        AcceptedNonBlocking = true;
+        _features = new ConnectionFeatures(this);
+    }
+
+    /// <summary>
+    /// The socket (also after a takeover, for inspection; the owner then is whoever took it). For a connection accepted
+    /// without one, the first use creates it over a duplicate of the descriptor (the same kernel socket, closed with the
+    /// connection); once the connection is closed it is a closed socket, whose operations throw
+    /// <see cref="ObjectDisposedException"/>.
+    /// </summary>
+    public Socket Socket => Volatile.Read(ref _socket) ?? CreateSocket();
+
+    /// <summary>Whether a .NET socket exists for this connection: false for one accepted without it and served through its pipes alone.</summary>
+    public bool HasSocket => Volatile.Read(ref _socket) is not null;
 
     /// <summary>Set by the listener: .NET accepted the socket from a non-blocking listener, so O_NONBLOCK is set already.</summary>
     internal bool AcceptedNonBlocking { get; init; }
@@ -197,7 +231,9 @@ public sealed partial class SocketConnection : ConnectionContext,
             {
                 try
                 {
-                    var epoll = new EpollSocket(_socket, tellDotNet: false, alreadyNonBlocking: AcceptedNonBlocking);
+                    var epoll = _descriptor is { } descriptor
+                        ? new EpollSocket(descriptor)
+                        : new EpollSocket(_socket!, tellDotNet: false, alreadyNonBlocking: AcceptedNonBlocking);
                     _epoll = epoll;
                     if (epoll.Register(loops.Pick()) != 0)
                     {
@@ -247,14 +283,61 @@ public sealed partial class SocketConnection : ConnectionContext,
         {
             if (_state == StateNotStarted && Volatile.Read(ref _socketClosed) == 0)
             {
+                socket = Socket;
                 _state = StateTakenOver;
-                socket = _socket;
+
+                // The new owner has the duplicate: ours must not keep the connection open once it closes that.
+                _descriptor?.Dispose();
                 return true;
             }
         }
 
         socket = null!;
         return false;
+    }
+
+    private Socket CreateSocket()
+    {
+        lock (_startLock)
+        {
+            if (_socket is { } existing)
+            {
+                return existing;
+            }
+
+            Socket? socket = null;
+            if (Volatile.Read(ref _socketClosed) == 0)
+            {
+                var duplicate = WithDescriptor(static fd => SpliceNative.Fcntl(fd, FDupFdCloExec, 0));
+                if (duplicate >= 0)
+                {
+                    try
+                    {
+                        socket = new Socket(new SafeSocketHandle(duplicate, ownsHandle: true))
+                        {
+                            // As .NET's own accept from a non-blocking listener leaves it (a socket over a descriptor
+                            // starts out "blocking", which .NET emulates over the non-blocking descriptor).
+                            Blocking = false,
+                        };
+                    }
+                    catch (SocketException)
+                    {
+                        SpliceNative.Close(duplicate);
+                    }
+                }
+            }
+
+            if (socket is null)
+            {
+                // The descriptor is gone: a socket closed like it, so callers see what they would have seen on the
+                // connection's own closed socket.
+                socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+                socket.Dispose();
+            }
+
+            Volatile.Write(ref _socket, socket);
+            return socket;
+        }
     }
 
     public override void Abort() => Abort(new ConnectionAbortedException("The connection was aborted by the application."));
@@ -333,11 +416,11 @@ public sealed partial class SocketConnection : ConnectionContext,
                 if (waitForData)
                 {
                     // Zero-byte receive: completes when data or FIN is there, holding no buffer meanwhile.
-                    await receiver.ReceiveAsync(_socket, Memory<byte>.Empty);
+                    await receiver.ReceiveAsync(Socket, Memory<byte>.Empty);
                 }
 
                 var buffer = input.GetMemory(minRead);
-                var received = await receiver.ReceiveAsync(_socket, buffer);
+                var received = await receiver.ReceiveAsync(Socket, buffer);
                 if (received == 0)
                 {
                     // FIN. If a send already consumed the kernel's pending ECONNRESET, report the reset here too.
@@ -411,7 +494,7 @@ public sealed partial class SocketConnection : ConnectionContext,
                     while (!remaining.IsEmpty)
                     {
                         var chunk = FirstSegments(remaining);
-                        await sender.SendAsync(_socket, chunk);
+                        await sender.SendAsync(Socket, chunk);
                         remaining = remaining.Slice(chunk.Length);
                     }
                 }
@@ -495,13 +578,21 @@ public sealed partial class SocketConnection : ConnectionContext,
             return;
         }
 
-        try
+        if (Volatile.Read(ref _socket) is { } socket)
         {
-            _socket.Shutdown(SocketShutdown.Send);
+            try
+            {
+                socket.Shutdown(SocketShutdown.Send);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // The peer is already gone; the receive loop reports it.
+            }
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        else
         {
-            // The peer is already gone; the receive loop reports it.
+            // An error means the peer is already gone; the receive loop reports it.
+            WithDescriptor(static fd => SpliceNative.Shutdown(fd, ShutWrite));
         }
     }
 
@@ -520,19 +611,37 @@ public sealed partial class SocketConnection : ConnectionContext,
             return;
         }
 
-        if (reset)
+        Socket? socket;
+        lock (_startLock)
         {
-            try
-            {
-                _socket.LingerState = new LingerOption(true, 0);
-            }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-            {
-                // Already dead: closing is all that is left.
-            }
+            // Not while CreateSocket makes one over the descriptor (it checks _socketClosed under this lock).
+            socket = _socket;
         }
 
-        _socket.Dispose();
+        if (socket is not null)
+        {
+            if (reset)
+            {
+                try
+                {
+                    socket.LingerState = new LingerOption(true, 0);
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                {
+                    // Already dead: closing is all that is left.
+                }
+            }
+
+            socket.Dispose();
+        }
+        else if (reset)
+        {
+            // SO_LINGER {on, 0 s}: close sends RST. An error means it is already dead: closing is all that is left.
+            WithDescriptor(static fd => SetLingerZero(fd));
+        }
+
+        // The kernel socket closes with the last descriptor: the duplicate above (if any), then this one.
+        _descriptor?.Dispose();
 
         // Wake the epoll loops, if they wait: their next system call fails and they end.
         _epoll?.OnClosed();
@@ -565,6 +674,43 @@ public sealed partial class SocketConnection : ConnectionContext,
         catch (ObjectDisposedException)
         {
             // DisposeAsync disposed it meanwhile.
+        }
+    }
+
+    private const int ShutWrite = 1;
+    private const int FDupFdCloExec = 1030;
+
+    private static unsafe int SetLingerZero(int fd)
+    {
+        const int SolSocket = 1;
+        const int SoLinger = 13;
+        var linger = stackalloc int[2] { 1, 0 };
+        return SpliceNative.SetSockOpt(fd, SolSocket, SoLinger, linger, 2 * sizeof(int));
+    }
+
+    /// <summary>
+    /// Runs a system call on the descriptor while holding a reference on its handle, so a concurrent close cannot free
+    /// the number under it. Returns the call's result, or -1 when the handle is closed already.
+    /// </summary>
+    private int WithDescriptor(Func<int, int> call)
+    {
+        var added = false;
+        try
+        {
+            _handle.DangerousAddRef(ref added);
+            return call((int)_handle.DangerousGetHandle());
+        }
+        catch (ObjectDisposedException)
+        {
+            // Closed already.
+            return -1;
+        }
+        finally
+        {
+            if (added)
+            {
+                _handle.DangerousRelease();
+            }
         }
     }
 

@@ -1,7 +1,9 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
+using Proxy.Core.Capture;
 using Proxy.Core.Transport.Epoll;
 
 namespace Proxy.Core.Transport;
@@ -15,14 +17,30 @@ public sealed partial class SocketConnectionListener : IConnectionListener
     private readonly SocketConnectionSettings _settings;
     private readonly EpollSocket? _epoll;
     private readonly bool _setNoDelay;
+    private readonly bool _withoutSocket;
+    private readonly EndPoint? _sharedLocalEndPoint;
     private bool _mayHaveMore;
 
-    internal SocketConnectionListener(Socket listenSocket, SocketConnectionSettings settings)
+    /// <param name="listenSocket">The bound, listening socket.</param>
+    /// <param name="settings">The transport's settings.</param>
+    /// <param name="withoutSocket">
+    /// Accept with <c>accept4</c> straight from the event loop and give connections no .NET <see cref="Socket"/> until
+    /// something asks for one (<see cref="SocketConnection.Socket"/>): for listeners whose connections are served through
+    /// their pipes alone. Only with event loops; otherwise ignored.
+    /// </param>
+    internal SocketConnectionListener(Socket listenSocket, SocketConnectionSettings settings, bool withoutSocket = false)
     {
         _listenSocket = listenSocket;
         _settings = settings;
         EndPoint = listenSocket.LocalEndPoint!;
         _setNoDelay = settings.Options.NoDelay && !TryInheritNoDelay(listenSocket);
+
+        // Every connection's local address is the listener's unless it is bound to a wildcard address (as .NET does).
+        if (EndPoint is IPEndPoint ip && !ip.Address.Equals(IPAddress.Any) && !ip.Address.Equals(IPAddress.IPv6Any))
+        {
+            _sharedLocalEndPoint = ip;
+        }
+
         if (settings.Loops is { } loops)
         {
             // Accept on an event loop: the loop that reports the new connection also accepts it, so no other thread
@@ -35,6 +53,7 @@ public sealed partial class SocketConnectionListener : IConnectionListener
             }
 
             _epoll = epoll;
+            _withoutSocket = withoutSocket && OperatingSystem.IsLinux();
         }
     }
 
@@ -44,6 +63,11 @@ public sealed partial class SocketConnectionListener : IConnectionListener
     /// <summary>Accepts the next connection; null once the listener is unbound.</summary>
     public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
     {
+        if (_withoutSocket)
+        {
+            return await AcceptWithoutSocketAsync(_epoll!, cancellationToken);
+        }
+
         while (true)
         {
             Socket accepted;
@@ -181,6 +205,142 @@ public sealed partial class SocketConnectionListener : IConnectionListener
         {
             registration.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Accepts on the event loop with <c>accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)</c>: one system call per connection, where
+    /// .NET's <see cref="Socket.Accept"/> adds two <c>fcntl</c> (to make the new socket non-blocking) and the loop a
+    /// <c>poll</c> to learn whether another connection waits (an empty queue is an EAGAIN here, not an exception).
+    /// </summary>
+    private async ValueTask<ConnectionContext?> AcceptWithoutSocketAsync(EpollSocket epoll, CancellationToken cancellationToken)
+    {
+        CancellationTokenRegistration registration = default;
+        try
+        {
+            while (true)
+            {
+                if (!_mayHaveMore)
+                {
+                    if (cancellationToken.CanBeCanceled && registration == default)
+                    {
+                        registration = cancellationToken.UnsafeRegister(static s => ((EpollSocket)s!).Readable.Set(), epoll);
+                    }
+
+                    await epoll.Readable.WaitAsync();
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
+
+                int errno;
+                try
+                {
+                    if (TryAccept(out var connection, out errno))
+                    {
+                        _mayHaveMore = true;
+                        return connection;
+                    }
+                }
+                catch (ObjectDisposedException)
+                {
+                    // Unbound.
+                    return null;
+                }
+
+                switch (errno)
+                {
+                    case SocketNative.EAGAIN:
+                        // Queue drained: wait for the next edge.
+                        _mayHaveMore = false;
+                        break;
+                    case SocketNative.EINTR:
+                        _mayHaveMore = true;
+                        break;
+                    case SocketNative.ECONNABORTED:
+                        // The client gave up before we accepted it: nothing to do.
+                        Log.AcceptReset(_settings.Logger, EndPoint, SocketError.ConnectionAborted);
+                        _mayHaveMore = true;
+                        break;
+                    case SocketNative.EBADF:
+                    case SocketNative.EINVAL:
+                        // Closed or no longer listening.
+                        return null;
+                    default:
+                        // Out of file descriptors or memory: stopping the listener for good would be worse, and retrying at
+                        // once would spin. Back off briefly; connections already open may free resources.
+                        var error = SocketNative.ToSocketError(errno);
+                        Log.AcceptFailed(_settings.Logger, EndPoint, error, Marshal.GetPInvokeErrorMessage(errno));
+                        await Task.Delay(AcceptRetryDelay, cancellationToken);
+                        _mayHaveMore = true;
+                        break;
+                }
+            }
+        }
+        finally
+        {
+            registration.Dispose();
+        }
+    }
+
+    /// <summary>One <c>accept4</c>; false with the errno when none was accepted.</summary>
+    /// <exception cref="ObjectDisposedException">The listener was closed.</exception>
+    private unsafe bool TryAccept(out ConnectionContext? connection, out int errno)
+    {
+        connection = null;
+        var handle = _listenSocket.SafeHandle;
+        var added = false;
+        int fd;
+        var address = stackalloc byte[SocketNative.SockaddrMaxLength];
+        uint length = SocketNative.SockaddrMaxLength;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            fd = SocketNative.Accept4((int)handle.DangerousGetHandle(), address, &length, SocketNative.SOCK_NONBLOCK | SocketNative.SOCK_CLOEXEC);
+            errno = fd < 0 ? Marshal.GetLastPInvokeError() : 0;
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+
+        if (fd < 0)
+        {
+            return false;
+        }
+
+        var accepted = new SocketDescriptor(fd);
+        // A TCP peer is always AF_INET or AF_INET6; anything else stays unknown (null), as it would for .NET.
+        var remote = OriginalDestinationParser.TryParse(new ReadOnlySpan<byte>(address, (int)Math.Min(length, (uint)SocketNative.SockaddrMaxLength)), out var parsed) ? parsed : null;
+        var local = _sharedLocalEndPoint ?? LocalAddressOf(fd);
+        var created = new SocketConnection(accepted, _settings, local, remote);
+        if (_setNoDelay)
+        {
+            try
+            {
+                created.Socket.NoDelay = true;
+            }
+            catch (SocketException)
+            {
+                // Reset between accept and setup: its transport reports it.
+            }
+        }
+
+        connection = created;
+        return true;
+    }
+
+    /// <summary>The connection's own address (a wildcard listener's connections each have theirs): <c>getsockname</c>.</summary>
+    private static unsafe IPEndPoint? LocalAddressOf(int fd)
+    {
+        var address = stackalloc byte[SocketNative.SockaddrMaxLength];
+        uint length = SocketNative.SockaddrMaxLength;
+        if (SocketNative.GetSockName(fd, address, &length) != 0)
+        {
+            return null;
+        }
+
+        return OriginalDestinationParser.TryParse(new ReadOnlySpan<byte>(address, (int)Math.Min(length, (uint)SocketNative.SockaddrMaxLength)), out var local) ? local : null;
     }
 
     private static partial class Log

@@ -29,6 +29,15 @@ public sealed class SocketTransportFactory : IConnectionListenerFactory, IConnec
     /// <summary>The buffer pool shared by all connections of all listeners of this factory.</summary>
     public PinnedBlockMemoryPool Pool => _settings.Pool;
 
+    /// <summary>
+    /// Which bound endpoints accept their connections without a .NET <see cref="Socket"/> (with event loops, on Linux):
+    /// <c>accept4</c> on the loop, three system calls fewer per connection. For listeners whose connections are served
+    /// through <see cref="ConnectionContext.Transport"/> alone; a connection that needs its socket anyway (a feature's
+    /// <see cref="Microsoft.AspNetCore.Connections.Features.IConnectionSocketFeature.Socket"/>, a takeover) gets one
+    /// made on first use, at seven system calls. Null (the default): every listener accepts with .NET.
+    /// </summary>
+    public Func<IPEndPoint, bool>? AcceptWithoutSocket { get; set; }
+
     public bool CanBind(EndPoint endpoint) => endpoint is IPEndPoint;
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
@@ -62,7 +71,8 @@ public sealed class SocketTransportFactory : IConnectionListenerFactory, IConnec
             throw;
         }
 
-        return new ValueTask<IConnectionListener>(new SocketConnectionListener(socket, _settings));
+        var withoutSocket = AcceptWithoutSocket?.Invoke(ip) ?? false;
+        return new ValueTask<IConnectionListener>(new SocketConnectionListener(socket, _settings, withoutSocket));
     }
 
     public void Dispose() => _settings.Dispose();

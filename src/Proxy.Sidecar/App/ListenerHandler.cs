@@ -150,6 +150,7 @@ internal sealed partial class ListenerHandler
         _logger = logger;
         _terminator = kind == ListenerKind.Explicit ? terminator : null;
         var view = state.Current.Listeners.GetValueOrDefault(name);
+        NeedsSocket = kind != ListenerKind.Explicit || _mesh is not null || !_explicitHttp || (view?.Sni is not null && passthrough is not null);
         if (kind == ListenerKind.Explicit && view?.Service is null && !_explicitHttp && (view?.Sni is null || passthrough is null))
         {
             throw new ArgumentException($"explicit listener {name} needs a service, HTTP routes or SNI routes", nameof(state));
@@ -157,6 +158,14 @@ internal sealed partial class ListenerHandler
     }
 
     public string Name => _name;
+
+    /// <summary>
+    /// Whether this listener's connections use their socket, not only their pipes: captured listeners (protocol
+    /// detection peeks it, the original destination is read from it), mesh mTLS arrival (peeks it), SNI passthrough
+    /// (peeks it) and opaque TCP (splice takes it over). The others accept without a .NET socket (cheaper per connection);
+    /// one made on first use keeps a later configuration (say, SNI routes added by a reload) correct.
+    /// </summary>
+    public bool NeedsSocket { get; private set; }
 
     public async Task HandleAsync(ConnectionContext connection)
     {

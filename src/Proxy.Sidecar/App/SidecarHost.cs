@@ -52,6 +52,9 @@ internal sealed partial class SidecarHost : IAsyncDisposable
     private readonly ILoggerFactory _loggerFactory;
     private readonly IOriginalDestinationResolver _resolver;
     private readonly List<(string Name, IPEndPoint Address, Microsoft.AspNetCore.Connections.ConnectionDelegate Application)> _proxyListeners = [];
+
+    // The proxy listeners whose connections are served through their pipes alone: accepted without a .NET socket.
+    private readonly HashSet<IPEndPoint> _socketlessListeners = new(ReferenceEqualityComparer.Instance);
     private ListenOptions? _adminListen;
     private ConnectionServer? _server;
 
@@ -400,6 +403,10 @@ internal sealed partial class SidecarHost : IAsyncDisposable
                 kind == ListenerKind.Inbound || explicitListener is { Authorization: true } ? Authorization : null, ConnectionHookForTests,
                 meshStage, explicitListener?.Mesh, meshHttp, Lifecycle.CutToken);
             _proxyListeners.Add((name, address, Lifecycle.Track(handler.HandleAsync)));
+            if (!handler.NeedsSocket)
+            {
+                _socketlessListeners.Add(address);
+            }
         }
 
         if (_config.OutboundListen is { } outbound)
@@ -441,6 +448,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
         }
 
         _transport = new SocketTransportFactory(transport, _loggerFactory);
+        _transport.AcceptWithoutSocket = _socketlessListeners.Contains;
         var application = new AdminApplication(_config, Lifecycle, Exporter) { Clusters = _clusters };
         application.Reloader = _reloader;
         if (_proxyListeners.Count > 0)

@@ -16,17 +16,177 @@ public sealed class SocketConnectionTests() : SocketConnectionContractTests(ioTh
 /// <summary>The same contract on .NET's socket engine (<c>--io-threads 0</c>, and every platform but Linux).</summary>
 public sealed class SocketConnectionDotNetEngineTests() : SocketConnectionContractTests(ioThreads: 0);
 
+/// <summary>
+/// The same contract for connections accepted by the event loop without a .NET socket (<c>accept4</c>; the sidecar's
+/// explicit HTTP listeners), plus what is particular to them.
+/// </summary>
+public sealed class SocketConnectionWithoutSocketTests() : SocketConnectionContractTests(ioThreads: 1, withoutSocket: true)
+{
+    [Fact]
+    public async Task ServedThroughPipes_NeverCreatesASocket_AndClosesWithFin()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        Assert.False(server.HasSocket);
+
+        await client.SendAllAsync(Encoding.ASCII.GetBytes("question"));
+        var input = server.Transport.Input;
+        var read = await input.ReadAtLeastAsync(8).AsTask().WaitAsync(TestTimeouts.Short);
+        Assert.Equal("question", Encoding.ASCII.GetString(read.Buffer.ToArray()));
+        input.AdvanceTo(read.Buffer.End);
+        await server.Transport.Output.WriteAsync(Encoding.ASCII.GetBytes("answer")).AsTask().WaitAsync(TestTimeouts.Short);
+
+        // Closed before the client reads anything: the descriptor's close must be a FIN (a .NET SafeSocketHandle
+        // disposed on its own would reset), so the client still reads everything, then a clean end.
+        await server.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Short);
+        Assert.False(server.HasSocket);
+        Assert.Equal("answer", Encoding.ASCII.GetString(await client.ReadExactlyAsync(6)));
+        Assert.Equal(SocketError.Success, await client.ReadUntilEndAsync());
+
+        // After a FIN the client may still send (the closed end answers with RST only then); after an abortive close
+        // the client's socket is already reset on loopback, and this send fails.
+        Assert.Equal(1, client.Send([1]));
+    }
+
+    [Fact]
+    public async Task Socket_AskedFor_IsTheSameConnection_AndClosesWithIt()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await client.SendAllAsync(Encoding.ASCII.GetBytes("peek"));
+
+        // What the capture stages do before the transport starts: look at the socket itself.
+        var socket = server.Socket;
+        Assert.True(server.HasSocket);
+        Assert.Same(socket, server.Socket);
+        Assert.False(socket.Blocking);
+        Assert.Equal(client.LocalEndPoint, socket.RemoteEndPoint);
+        var peeked = new byte[4];
+        Assert.True(socket.Poll(TestTimeouts.Short, SelectMode.SelectRead));
+        Assert.Equal(4, socket.Receive(peeked, SocketFlags.Peek));
+        Assert.Equal("peek", Encoding.ASCII.GetString(peeked));
+
+        // The transport then reads the same bytes (nothing was consumed) and closes both descriptors.
+        var input = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(TestTimeouts.Short);
+        Assert.Equal("peek", Encoding.ASCII.GetString(input.Buffer.ToArray()));
+        server.Transport.Input.AdvanceTo(input.Buffer.End);
+        await server.Transport.Output.WriteAsync(Encoding.ASCII.GetBytes("bye")).AsTask().WaitAsync(TestTimeouts.Short);
+        await server.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Short);
+        Assert.Equal("bye", Encoding.ASCII.GetString(await client.ReadExactlyAsync(3)));
+        Assert.Equal(SocketError.Success, await client.ReadUntilEndAsync());
+        Assert.Throws<ObjectDisposedException>(() => socket.Available);
+    }
+
+    [Fact]
+    public async Task Socket_AskedForAfterClose_IsAClosedSocket()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+
+        server.Abort();
+        Assert.Equal(SocketError.ConnectionReset, await client.ReadUntilEndAsync());
+
+        var socket = server.Socket;
+        Assert.Throws<ObjectDisposedException>(() => socket.Available);
+    }
+
+    [Fact]
+    public async Task TryTakeOver_ClosingTheTakenSocket_EndsTheConnection()
+    {
+        var (client, server) = await ConnectAsync();
+        using var _ = client;
+        await using var __ = server;
+
+        Assert.True(server.TryTakeOver(out var socket));
+        await socket.SendAllAsync(Encoding.ASCII.GetBytes("spliced"));
+        socket.Dispose();
+
+        // The transport's own descriptor was released at the takeover: the new owner's close is the last one, so the
+        // client sees the end (a descriptor left open would keep the connection up).
+        Assert.Equal("spliced", Encoding.ASCII.GetString(await client.ReadToEndAsync()));
+    }
+
+    [Fact]
+    public async Task WildcardListener_LocalEndPointIsTheConnectionsOwnAddress()
+    {
+        using var factory = CreateFactory();
+        await using var listener = await factory.BindAsync(new IPEndPoint(IPAddress.Any, 0));
+        var port = ((IPEndPoint)listener.EndPoint).Port;
+        using var client = await TestSockets.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
+        await using var server = (SocketConnection)(await listener.AcceptAsync().AsTask().WaitAsync(TestTimeouts.Short))!;
+
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, port), server.LocalEndPoint);
+        Assert.Equal(client.LocalEndPoint, server.RemoteEndPoint);
+        Assert.False(server.HasSocket);
+    }
+
+    [Fact]
+    public async Task ManyQueuedConnections_AreAllAccepted_ThenAcceptWaits()
+    {
+        var clients = new List<Socket>();
+        try
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                clients.Add(await TestSockets.ConnectAsync((IPEndPoint)Listener.EndPoint));
+            }
+
+            var remotes = new HashSet<EndPoint>();
+            for (var i = 0; i < clients.Count; i++)
+            {
+                await using var server = (SocketConnection)(await Listener.AcceptAsync().AsTask().WaitAsync(TestTimeouts.Short))!;
+                Assert.True(remotes.Add(server.RemoteEndPoint!));
+            }
+
+            Assert.Equal(clients.Select(static c => c.LocalEndPoint!).ToHashSet(), remotes);
+
+            // Queue drained (accept4 said EAGAIN): the next accept waits for the next connection.
+            var next = Listener.AcceptAsync().AsTask();
+            Assert.False(next.IsCompleted);
+            using var late = await TestSockets.ConnectAsync((IPEndPoint)Listener.EndPoint);
+            await using var lateServer = (SocketConnection)(await next.WaitAsync(TestTimeouts.Short))!;
+            Assert.Equal(late.LocalEndPoint, lateServer.RemoteEndPoint);
+        }
+        finally
+        {
+            foreach (var c in clients)
+            {
+                c.Dispose();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Unbind_EndsAPendingAccept()
+    {
+        using var factory = CreateFactory();
+        var listener = await factory.BindAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        var pending = listener.AcceptAsync().AsTask();
+        await listener.UnbindAsync();
+        Assert.Null(await pending.WaitAsync(TestTimeouts.Short));
+        await listener.DisposeAsync();
+    }
+}
+
 public abstract class SocketConnectionContractTests : IAsyncLifetime
 {
     private readonly SocketTransportOptions _options;
     private readonly SocketTransportFactory _factory;
+    private readonly bool _withoutSocket;
     private IConnectionListener _listener = null!;
 
-    protected SocketConnectionContractTests(int ioThreads)
+    protected SocketConnectionContractTests(int ioThreads, bool withoutSocket = false)
     {
         _options = new SocketTransportOptions { ReadBufferSize = 4096, IoThreads = ioThreads };
-        _factory = new SocketTransportFactory(_options);
+        _withoutSocket = withoutSocket;
+        _factory = CreateFactory();
     }
+
+    protected IConnectionListener Listener => _listener;
+
+    protected SocketTransportFactory CreateFactory()
+        => new(_options) { AcceptWithoutSocket = _withoutSocket ? static _ => true : null };
 
     public async Task InitializeAsync()
     {
@@ -39,14 +199,14 @@ public abstract class SocketConnectionContractTests : IAsyncLifetime
         _factory.Dispose();
     }
 
-    private async Task<(Socket Client, SocketConnection Server)> ConnectAsync()
+    protected async Task<(Socket Client, SocketConnection Server)> ConnectAsync()
     {
         var client = await TestSockets.ConnectAsync((IPEndPoint)_listener.EndPoint);
         var server = (SocketConnection)(await _listener.AcceptAsync().AsTask().WaitAsync(TestTimeouts.Short))!;
         return (client, server);
     }
 
-    private static async Task<byte[]> ReadInputToEndAsync(PipeReader input)
+    protected static async Task<byte[]> ReadInputToEndAsync(PipeReader input)
     {
         while (true)
         {
@@ -276,7 +436,7 @@ public abstract class SocketConnectionContractTests : IAsyncLifetime
     [Fact]
     public async Task Transport_IdleConnectionWithWaitForData_HoldsNoBlock()
     {
-        using var factory = new SocketTransportFactory(_options);
+        using var factory = CreateFactory();
         await using var listener = await factory.BindAsync(new IPEndPoint(IPAddress.Loopback, 0));
         using var client = await TestSockets.ConnectAsync((IPEndPoint)listener.EndPoint);
         await using var server = (SocketConnection)(await listener.AcceptAsync().AsTask().WaitAsync(TestTimeouts.Short))!;

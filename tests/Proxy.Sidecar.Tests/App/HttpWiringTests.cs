@@ -5,6 +5,7 @@ using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using Proxy.Core.Capture;
 using Proxy.Core.Configuration;
+using Proxy.Core.Transport;
 using Proxy.Sidecar.App;
 
 namespace Proxy.Sidecar.Tests.App;
@@ -111,6 +112,52 @@ public sealed class HttpWiringTests : IAsyncLifetime
 
             await Task.Delay(20);
         }
+    }
+
+    [Fact]
+    public async Task Listeners_ExplicitHttpAcceptsWithoutSocket_CapturedAndTcpWithOne()
+    {
+        var tcp = new ListenerConfig("tcp", new IPEndPoint(IPAddress.Loopback, 0), "web") { Protocol = ListenerProtocol.Tcp };
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<SocketConnection>();
+        var host = new SidecarHost(Config([Edge(AbAndCanary(100, 1)), tcp]), NullLoggerFactory.Instance, new FixedOriginalDestinationResolver(VirtualAddress))
+        {
+            ConnectionHookForTests = c => seen.Enqueue((SocketConnection)c),
+        };
+        _disposables.Add(host);
+        await host.StartAsync(CancellationToken.None).WaitAsync(Timeout);
+
+        using (var http = Client())
+        {
+            using var explicitResponse = await http.GetAsync(Url(host, "edge", "/e")).WaitAsync(Timeout);
+            Assert.Equal(HttpStatusCode.OK, explicitResponse.StatusCode);
+            using var capturedResponse = await http.GetAsync(Url(host, "outbound", "/c")).WaitAsync(Timeout);
+            Assert.Equal(HttpStatusCode.OK, capturedResponse.StatusCode);
+        }
+
+        using (var raw = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            await raw.ConnectAsync((IPEndPoint)host.AddressOf("tcp")!).WaitAsync(Timeout);
+            await raw.SendAsync(Encoding.ASCII.GetBytes("GET /t HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")).WaitAsync(Timeout);
+            var response = new MemoryStream();
+            var buffer = new byte[4096];
+            int n;
+            while ((n = await raw.ReceiveAsync(buffer.AsMemory()).AsTask().WaitAsync(Timeout)) > 0)
+            {
+                response.Write(buffer, 0, n);
+            }
+
+            Assert.StartsWith("HTTP/1.1 200", Encoding.ASCII.GetString(response.ToArray()), StringComparison.Ordinal);
+        }
+
+        SocketConnection On(string listener) => Assert.Single(seen, c => c.LocalEndPoint!.Equals(host.AddressOf(listener)));
+
+        // The explicit HTTP listener serves its connections through their pipes alone: accepted without a .NET socket.
+        Assert.False(On("edge").HasSocket);
+
+        // Protocol detection and the original destination read the captured connection's socket; opaque TCP hands its
+        // socket to splice.
+        Assert.True(On("outbound").HasSocket);
+        Assert.True(On("tcp").HasSocket);
     }
 
     [Fact]

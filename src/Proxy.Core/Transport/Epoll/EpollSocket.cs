@@ -12,13 +12,13 @@ namespace Proxy.Core.Transport.Epoll;
 /// read is wasted on an empty socket (.NET's engine tries, gets EAGAIN, waits, and reads again).
 /// </summary>
 /// <remarks>
-/// System calls hold a reference on the socket's <see cref="SafeSocketHandle"/>, so a concurrent close defers the
+/// System calls hold a reference on the socket's handle (its <see cref="SafeSocketHandle"/>, or the <see cref="SocketDescriptor"/> of a connection accepted without a .NET socket), so a concurrent close defers the
 /// real <c>close()</c> until the call returns and the descriptor number cannot be reused under it.
 /// </remarks>
 internal sealed class EpollSocket
 {
-    private readonly Socket _socket;
-    private readonly SafeSocketHandle _handle;
+    private readonly Socket? _socket;
+    private readonly SafeHandle _handle;
     private readonly int _fd;
     private EpollLoop? _loop;
     private MemoryHandle[]? _sendHandles;
@@ -57,6 +57,16 @@ internal sealed class EpollSocket
                 throw new SocketException((int)SocketNative.ToSocketError(Marshal.GetLastPInvokeError()));
             }
         }
+    }
+
+    /// <summary>
+    /// A connection accepted by <c>accept4(SOCK_NONBLOCK)</c> without a .NET <see cref="Socket"/>: already non-blocking,
+    /// no system call. Only reads, writes and readiness go through this class (no <see cref="ConnectAsync"/>).
+    /// </summary>
+    public EpollSocket(SocketDescriptor acceptedNonBlocking)
+    {
+        _handle = acceptedNonBlocking;
+        _fd = (int)_handle.DangerousGetHandle();
     }
 
     /// <summary>Set by the loop: readable data, FIN, or an error.</summary>
@@ -282,7 +292,7 @@ internal sealed class EpollSocket
         var pending = false;
         try
         {
-            _socket.Connect(endPoint);
+            (_socket ?? throw new InvalidOperationException("An accepted socket does not connect.")).Connect(endPoint);
         }
         catch (SocketException ex) when (ex.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress or SocketError.AlreadyInProgress)
         {
@@ -398,7 +408,7 @@ internal sealed class EpollSocket
         try
         {
             // After a non-blocking connect .NET records the peer once a zero-timeout poll says writable.
-            return _socket.Poll(0, SelectMode.SelectWrite) && _socket.Connected;
+            return _socket is { } socket && socket.Poll(0, SelectMode.SelectWrite) && socket.Connected;
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
         {

@@ -14,8 +14,11 @@ internal static unsafe partial class SocketNative
     public const int EINTR = 4;
     public const int EBADF = 9;
     public const int EAGAIN = 11;
+    public const int ENOMEM = 12;
     public const int EACCES = 13;
     public const int EINVAL = 22;
+    public const int ENFILE = 23;
+    public const int EMFILE = 24;
     public const int EPIPE = 32;
     public const int EADDRNOTAVAIL = 99;
     public const int ENETUNREACH = 101;
@@ -73,6 +76,21 @@ internal static unsafe partial class SocketNative
     [SuppressGCTransition]
     public static partial nint SendMsg(int fd, MsgHdr* message, int flags);
 
+    /// <summary>accept4 flags: the new descriptor is non-blocking and closed on exec from the start (no fcntl after it).</summary>
+    public const int SOCK_NONBLOCK = 0x800;
+    public const int SOCK_CLOEXEC = 0x80000;
+
+    /// <summary>Room for the largest address a TCP socket has (sockaddr_in6, 28 bytes).</summary>
+    public const int SockaddrMaxLength = 28;
+
+    // accept4 and getsockname run on a non-blocking listener or a connected socket: they never wait, but they are not
+    // per-request calls, so the ordinary GC transition and SetLastError are kept.
+    [LibraryImport(Libc, EntryPoint = "accept4", SetLastError = true)]
+    public static partial int Accept4(int fd, byte* address, uint* addressLength, int flags);
+
+    [LibraryImport(Libc, EntryPoint = "getsockname", SetLastError = true)]
+    public static partial int GetSockName(int fd, byte* address, uint* addressLength);
+
     /// <summary>The <see cref="SocketError"/> .NET would report for a Linux errno (the ones sockets produce).</summary>
     public static SocketError ToSocketError(int errno) => errno switch
     {
@@ -82,6 +100,9 @@ internal static unsafe partial class SocketNative
         EAGAIN => SocketError.WouldBlock,
         EACCES => SocketError.AccessDenied,
         EINVAL => SocketError.InvalidArgument,
+        ENOMEM => SocketError.NoBufferSpaceAvailable,
+        ENFILE => SocketError.TooManyOpenSockets,
+        EMFILE => SocketError.TooManyOpenSockets,
         EPIPE => SocketError.Shutdown,
         EADDRNOTAVAIL => SocketError.AddressNotAvailable,
         ENETUNREACH => SocketError.NetworkUnreachable,
