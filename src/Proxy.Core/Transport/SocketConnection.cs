@@ -611,11 +611,14 @@ public sealed partial class SocketConnection : ConnectionContext,
             return;
         }
 
-        Socket? socket;
-        lock (_startLock)
+        var socket = _socket;
+        if (_descriptor is not null)
         {
             // Not while CreateSocket makes one over the descriptor (it checks _socketClosed under this lock).
-            socket = _socket;
+            lock (_startLock)
+            {
+                socket = _socket;
+            }
         }
 
         if (socket is not null)

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Proxy.Core.Capture;
+using Proxy.Core.Tcp.Splice;
 using Proxy.Core.Transport.Epoll;
 
 namespace Proxy.Core.Transport;
@@ -313,20 +314,16 @@ public sealed partial class SocketConnectionListener : IConnectionListener
         // A TCP peer is always AF_INET or AF_INET6; anything else stays unknown (null), as it would for .NET.
         var remote = OriginalDestinationParser.TryParse(new ReadOnlySpan<byte>(address, (int)Math.Min(length, (uint)SocketNative.SockaddrMaxLength)), out var parsed) ? parsed : null;
         var local = _sharedLocalEndPoint ?? LocalAddressOf(fd);
-        var created = new SocketConnection(accepted, _settings, local, remote);
         if (_setNoDelay)
         {
-            try
-            {
-                created.Socket.NoDelay = true;
-            }
-            catch (SocketException)
-            {
-                // Reset between accept and setup: its transport reports it.
-            }
+            // An error means a reset between accept and setup: the connection's transport reports it.
+            const int IpProtoTcp = 6;
+            const int TcpNoDelay = 1;
+            var on = 1;
+            SpliceNative.SetSockOpt(fd, IpProtoTcp, TcpNoDelay, &on, sizeof(int));
         }
 
-        connection = created;
+        connection = new SocketConnection(accepted, _settings, local, remote);
         return true;
     }
 

@@ -60,6 +60,7 @@ public sealed class SocketConnectionWithoutSocketTests() : SocketConnectionContr
         Assert.True(server.HasSocket);
         Assert.Same(socket, server.Socket);
         Assert.False(socket.Blocking);
+        Assert.True(socket.NoDelay);
         Assert.Equal(client.LocalEndPoint, socket.RemoteEndPoint);
         var peeked = new byte[4];
         Assert.True(socket.Poll(TestTimeouts.Short, SelectMode.SelectRead));
