@@ -62,13 +62,11 @@ public sealed partial class SocketConnectionListener : IConnectionListener
     public EndPoint EndPoint { get; }
 
     /// <summary>Accepts the next connection; null once the listener is unbound.</summary>
-    public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
-    {
-        if (_withoutSocket)
-        {
-            return await AcceptWithoutSocketAsync(_epoll!, cancellationToken);
-        }
+    public ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
+        => _withoutSocket ? AcceptWithoutSocketAsync(_epoll!, cancellationToken) : AcceptWithDotNetAsync(cancellationToken);
 
+    private async ValueTask<ConnectionContext?> AcceptWithDotNetAsync(CancellationToken cancellationToken)
+    {
         while (true)
         {
             Socket accepted;
