@@ -139,6 +139,7 @@ public sealed partial class SocketConnection
                     if (errno == SocketNative.EAGAIN)
                     {
                         // The send buffer is full: wait for the loop to report space (or a close).
+                        io.WatchWrite();
                         await io.Writable.WaitAsync();
                         if (_aborted)
                         {

@@ -235,7 +235,8 @@ public sealed partial class SocketConnection : ConnectionContext,
                         ? new EpollSocket(descriptor)
                         : new EpollSocket(_socket!, tellDotNet: false, alreadyNonBlocking: AcceptedNonBlocking);
                     _epoll = epoll;
-                    if (epoll.Register(loops.Pick()) != 0)
+                    // Accepted, so connected: no need to hear that it is writable until a send says it is not.
+                    if (epoll.Register(loops.Pick(), watchWrite: false) != 0)
                     {
                         // Closed under us (EBADF), or the kernel refused: no event will ever come, so end both loops
                         // now; their first system call reports the closed socket.

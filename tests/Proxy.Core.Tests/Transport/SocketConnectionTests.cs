@@ -172,6 +172,11 @@ public sealed class SocketConnectionWithoutSocketTests() : SocketConnectionContr
 
 public abstract class SocketConnectionContractTests : IAsyncLifetime
 {
+    private sealed class AsyncDisposable(Func<Task> dispose) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync() => await dispose();
+    }
+
     private readonly SocketTransportOptions _options;
     private readonly SocketTransportFactory _factory;
     private readonly bool _withoutSocket;
@@ -459,7 +464,13 @@ public abstract class SocketConnectionContractTests : IAsyncLifetime
     {
         var (client, server) = await ConnectAsync();
         using var _ = client;
-        await using var __ = server;
+
+        // A send loop that never wakes after EAGAIN would keep a graceful dispose waiting: reset at the end instead.
+        await using var __ = new AsyncDisposable(async () =>
+        {
+            server.Abort();
+            await server.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Short);
+        });
 
         // Far more than the kernel's send and receive buffers hold: the send loop must see EAGAIN, wait for the
         // socket to become writable and go on, while the application's flushes wait (backpressure).

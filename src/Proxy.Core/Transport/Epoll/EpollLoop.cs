@@ -22,6 +22,7 @@ internal sealed unsafe partial class EpollLoop : IDisposable
     private const uint BatchEntries = 256;
     private const ulong WakeToken = ulong.MaxValue;
     private const uint SocketEvents = SpliceNative.EPOLLIN | SpliceNative.EPOLLOUT | SpliceNative.EPOLLRDHUP | SpliceNative.EPOLLET;
+    private const uint ReadEvents = SpliceNative.EPOLLIN | SpliceNative.EPOLLRDHUP | SpliceNative.EPOLLET;
 
     [ThreadStatic]
     private static EpollLoop? t_current;
@@ -63,10 +64,11 @@ internal sealed unsafe partial class EpollLoop : IDisposable
     public IoUringBatch? Batch => _batch;
 
     /// <summary>
-    /// Registers <paramref name="socket"/> (edge-triggered, read and write). Readiness that already exists is
-    /// reported at once. Returns 0 or the errno of <c>epoll_ctl</c>.
+    /// Registers <paramref name="socket"/> (edge-triggered, read, and write unless <paramref name="watchWrite"/> is
+    /// false: see <see cref="WatchWrite"/>). Readiness that already exists is reported at once. Returns 0 or the errno
+    /// of <c>epoll_ctl</c>.
     /// </summary>
-    public int Register(EpollSocket socket, int fd)
+    public int Register(EpollSocket socket, int fd, bool watchWrite = true)
     {
         int slot;
         ulong token;
@@ -84,7 +86,7 @@ internal sealed unsafe partial class EpollLoop : IDisposable
             _slots[slot] = socket;
         }
 
-        if (SpliceNative.EpollControl(_epoll.Fd, SpliceNative.EPOLL_CTL_ADD, fd, SocketEvents, token) != 0)
+        if (SpliceNative.EpollControl(_epoll.Fd, SpliceNative.EPOLL_CTL_ADD, fd, watchWrite ? SocketEvents : ReadEvents, token) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
             Unregister(socket);
@@ -93,6 +95,14 @@ internal sealed unsafe partial class EpollLoop : IDisposable
 
         return 0;
     }
+
+    /// <summary>
+    /// Adds write readiness to a socket registered for reads only. A socket that is writable now is reported at once
+    /// (epoll re-checks readiness on a change), so calling this after a send said EAGAIN loses no wake-up. Returns 0
+    /// or the errno of <c>epoll_ctl</c>.
+    /// </summary>
+    public int WatchWrite(EpollSocket socket, int fd)
+        => SpliceNative.EpollControl(_epoll.Fd, SpliceNative.EPOLL_CTL_MOD, fd, SocketEvents, socket.Token) != 0 ? Marshal.GetLastPInvokeError() : 0;
 
     /// <summary>
     /// Forgets <paramref name="socket"/>: events still in flight for it are dropped. Closing the descriptor

@@ -25,6 +25,7 @@ internal sealed class EpollSocket
     private SocketOperation? _receiveOperation;
     private SocketOperation? _sendOperation;
     private volatile bool _closed;
+    private volatile bool _watchingWrite = true;
     private volatile bool _peerClosed;
 
     /// <param name="socket">The socket; from now on only this class reads and writes it.</param>
@@ -69,6 +70,46 @@ internal sealed class EpollSocket
         _fd = (int)_handle.DangerousGetHandle();
     }
 
+    /// <summary>
+    /// Before waiting for <see cref="Writable"/> on a socket registered for reads only: adds write readiness (once).
+    /// If that fails (the socket is closing), <see cref="Writable"/> is set so the waiter's next send reports the error.
+    /// </summary>
+    public void WatchWrite()
+    {
+        if (_watchingWrite)
+        {
+            return;
+        }
+
+        _watchingWrite = true;
+        var added = false;
+        var errno = SocketNative.EBADF;
+        try
+        {
+            _handle.DangerousAddRef(ref added);
+            if (_loop is { } loop)
+            {
+                errno = loop.WatchWrite(this, _fd);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            // Closed: as a failure below.
+        }
+        finally
+        {
+            if (added)
+            {
+                _handle.DangerousRelease();
+            }
+        }
+
+        if (errno != 0)
+        {
+            Writable.Set();
+        }
+    }
+
     /// <summary>Set by the loop: readable data, FIN, or an error.</summary>
     public ReadinessSignal Readable { get; } = new();
 
@@ -87,14 +128,19 @@ internal sealed class EpollSocket
     /// </summary>
     public bool PeerClosed => _peerClosed;
 
-    /// <summary>Registers with <paramref name="loop"/>; returns 0 or an errno.</summary>
-    public int Register(EpollLoop loop)
+    /// <summary>
+    /// Registers with <paramref name="loop"/>; returns 0 or an errno. <paramref name="watchWrite"/> false registers for
+    /// reads only, for a connected socket: a new socket is writable at once, and that first edge would cost the loop a
+    /// pass of its own for nothing. The send loop calls <see cref="WatchWrite"/> once a send says EAGAIN.
+    /// </summary>
+    public int Register(EpollLoop loop, bool watchWrite = true)
     {
         var added = false;
         try
         {
             _handle.DangerousAddRef(ref added);
-            var errno = loop.Register(this, _fd);
+            _watchingWrite = watchWrite;
+            var errno = loop.Register(this, _fd, watchWrite);
             if (errno == 0)
             {
                 _loop = loop;
