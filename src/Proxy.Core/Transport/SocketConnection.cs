@@ -58,11 +58,12 @@ public sealed partial class SocketConnection : ConnectionContext,
     private static long s_lastConnectionId;
 
     // A connection accepted without a .NET socket (accept4 straight from the event loop) owns its descriptor through
-    // _descriptor; _socket is then null until something asks for Socket, which creates one (under _startLock) over a
+    // _descriptor (closed with a plain close(): a SafeSocketHandle disposed outside its Socket would close abortively,
+    // SO_LINGER 0, and the peer would see RST where a finished connection must end with FIN); _socket is then null until something asks for Socket, which creates one (under _startLock) over a
     // duplicate of the descriptor. Otherwise _socket is the socket and _handle its SafeSocketHandle.
     private Socket? _socket;
     private readonly SafeHandle _handle;
-    private readonly SocketDescriptor? _descriptor;
+    private readonly FileDescriptorHandle? _descriptor;
     private readonly SocketConnectionSettings _settings;
     private readonly Lock _startLock = new();
     private readonly CancellationTokenSource _closedSource = new();
@@ -121,7 +122,7 @@ public sealed partial class SocketConnection : ConnectionContext,
     /// until something asks for <see cref="Socket"/>. Creating one from a descriptor costs .NET seven system calls
     /// (it asks the kernel what the socket is), so a connection served through <see cref="Transport"/> alone never does.
     /// </summary>
-    internal SocketConnection(SocketDescriptor accepted, SocketConnectionSettings settings, EndPoint? localEndPoint, EndPoint? remoteEndPoint)
+    internal SocketConnection(FileDescriptorHandle accepted, SocketConnectionSettings settings, EndPoint? localEndPoint, EndPoint? remoteEndPoint)
     {
         _handle = accepted;
         _descriptor = accepted;
@@ -593,7 +594,7 @@ public sealed partial class SocketConnection : ConnectionContext,
         else
         {
             // An error means the peer is already gone; the receive loop reports it.
-            WithDescriptor(static fd => SpliceNative.Shutdown(fd, ShutWrite));
+            WithDescriptor(static fd => SpliceNative.Shutdown(fd, SpliceNative.SHUT_WR));
         }
     }
 
@@ -641,7 +642,11 @@ public sealed partial class SocketConnection : ConnectionContext,
         else if (reset)
         {
             // SO_LINGER {on, 0 s}: close sends RST. An error means it is already dead: closing is all that is left.
-            WithDescriptor(static fd => SetLingerZero(fd));
+            WithDescriptor(static fd =>
+            {
+                SpliceNative.SetLingerZero(fd);
+                return 0;
+            });
         }
 
         // The kernel socket closes with the last descriptor: the duplicate above (if any), then this one.
@@ -681,16 +686,7 @@ public sealed partial class SocketConnection : ConnectionContext,
         }
     }
 
-    private const int ShutWrite = 1;
     private const int FDupFdCloExec = 1030;
-
-    private static unsafe int SetLingerZero(int fd)
-    {
-        const int SolSocket = 1;
-        const int SoLinger = 13;
-        var linger = stackalloc int[2] { 1, 0 };
-        return SpliceNative.SetSockOpt(fd, SolSocket, SoLinger, linger, 2 * sizeof(int));
-    }
 
     /// <summary>
     /// Runs a system call on the descriptor while holding a reference on its handle, so a concurrent close cannot free

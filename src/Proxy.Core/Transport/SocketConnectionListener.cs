@@ -292,7 +292,8 @@ public sealed partial class SocketConnectionListener : IConnectionListener
         try
         {
             handle.DangerousAddRef(ref added);
-            fd = SocketNative.Accept4((int)handle.DangerousGetHandle(), address, &length, SocketNative.SOCK_NONBLOCK | SocketNative.SOCK_CLOEXEC);
+            // SOCK_NONBLOCK is O_NONBLOCK: the new descriptor is non-blocking and closed on exec from the start.
+            fd = SocketNative.Accept4((int)handle.DangerousGetHandle(), address, &length, SpliceNative.O_NONBLOCK | SpliceNative.SOCK_CLOEXEC);
             errno = fd < 0 ? Marshal.GetLastPInvokeError() : 0;
         }
         finally
@@ -308,7 +309,7 @@ public sealed partial class SocketConnectionListener : IConnectionListener
             return false;
         }
 
-        var accepted = new SocketDescriptor(fd);
+        var accepted = new FileDescriptorHandle(fd);
         // A TCP peer is always AF_INET or AF_INET6; anything else stays unknown (null), as it would for .NET.
         var remote = OriginalDestinationParser.TryParse(new ReadOnlySpan<byte>(address, (int)Math.Min(length, (uint)SocketNative.SockaddrMaxLength)), out var parsed) ? parsed : null;
         var local = _sharedLocalEndPoint ?? LocalAddressOf(fd);

@@ -12,7 +12,7 @@ namespace Proxy.Core.Transport.Epoll;
 /// read is wasted on an empty socket (.NET's engine tries, gets EAGAIN, waits, and reads again).
 /// </summary>
 /// <remarks>
-/// System calls hold a reference on the socket's handle (its <see cref="SafeSocketHandle"/>, or the <see cref="SocketDescriptor"/> of a connection accepted without a .NET socket), so a concurrent close defers the
+/// System calls hold a reference on the socket's handle (its <see cref="SafeSocketHandle"/>, or the <see cref="FileDescriptorHandle"/> of a connection accepted without a .NET socket), so a concurrent close defers the
 /// real <c>close()</c> until the call returns and the descriptor number cannot be reused under it.
 /// </remarks>
 internal sealed class EpollSocket
@@ -64,7 +64,7 @@ internal sealed class EpollSocket
     /// A connection accepted by <c>accept4(SOCK_NONBLOCK)</c> without a .NET <see cref="Socket"/>: already non-blocking,
     /// no system call. Only reads, writes and readiness go through this class (no <see cref="ConnectAsync"/>).
     /// </summary>
-    public EpollSocket(SocketDescriptor acceptedNonBlocking)
+    public EpollSocket(FileDescriptorHandle acceptedNonBlocking)
     {
         _handle = acceptedNonBlocking;
         _fd = (int)_handle.DangerousGetHandle();

@@ -76,10 +76,6 @@ internal static unsafe partial class SocketNative
     [SuppressGCTransition]
     public static partial nint SendMsg(int fd, MsgHdr* message, int flags);
 
-    /// <summary>accept4 flags: the new descriptor is non-blocking and closed on exec from the start (no fcntl after it).</summary>
-    public const int SOCK_NONBLOCK = 0x800;
-    public const int SOCK_CLOEXEC = 0x80000;
-
     /// <summary>Room for the largest address a TCP socket has (sockaddr_in6, 28 bytes).</summary>
     public const int SockaddrMaxLength = 28;
 
