@@ -131,7 +131,6 @@ public sealed partial class SocketConnection : ConnectionContext,
         _connectionClosed = _closedSource.Token;
         LocalEndPoint = localEndPoint;
         RemoteEndPoint = remoteEndPoint;
-        AcceptedNonBlocking = true;
         _features = new ConnectionFeatures(this);
     }
 
