@@ -16,12 +16,16 @@ internal sealed class E2eOptions
           --repeat R               rounds of every (variant, peer) pair, interleaved (default 5)
           --duration S             seconds per load run (iperf3 -t, wrk -d, h2load -D; "2" or "2s"; default 3)
           --variants LIST          l4: comma list of forward,reverse,parallel (default all three)
-                                   http: comma list of c32,c1,close (default all three): wrk -t1 with 32
-                                   keep-alive connections, 1 connection (latency), 32 connections with
-                                   'Connection: close' (connection rate)
+                                   http: comma list of c32,c1,close,c32cpu (default all four): wrk -t1 with
+                                   32 keep-alive connections, 1 connection (latency), 32 connections with
+                                   'Connection: close' (connection rate), and c32 with each proxy process
+                                   held to --cpu-limit (a pod's CPU limit; needs root and a cgroup cpu
+                                   controller; direct is left out of it)
                                    h2: comma list of c16m10,c1m1 (default both): h2load -t1 with 16
                                    connections x 10 concurrent streams, 1 connection x 1 stream (latency)
                                    mesh: comma list of c32,c1 (default both), as in http
+          --cpu-limit CORES        http: the c32cpu variant's CFS quota per proxy process, in CPUs (default
+                                   0.5, per 100 ms period as Kubernetes sets a container's limit)
           --parallel-streams N     l4: streams for the "parallel" variant, -P (default 4)
           --startup-repeat N       l4: fresh starts per peer for start-up timing (default: --repeat; 0 skips)
           --warmup S               http, h2, mesh: seconds of wrk -c32 (h2: h2load -c16 -m10) through each peer
@@ -79,6 +83,9 @@ internal sealed class E2eOptions
 
     public int ParallelStreams { get; private set; } = 4;
 
+    /// <summary>The http scenario's c32cpu variant: CPUs each proxy process may use (CFS quota per period).</summary>
+    public double CpuLimit { get; private set; } = 0.5;
+
     public int StartupRepeat { get; private set; } = -1;
 
     public IReadOnlySet<string> Peers { get; private set; } = AllPeers;
@@ -118,7 +125,7 @@ internal sealed class E2eOptions
         "direct", "haproxy", "nginx", "yarp", "sidecar-jit", "sidecar-aot",
     };
 
-    public static IReadOnlyList<string> HttpVariants { get; } = ["c32", "c1", "close"];
+    public static IReadOnlyList<string> HttpVariants { get; } = ["c32", "c1", "close", "c32cpu"];
 
     /// <summary>The two-hop mesh scenario's peers, in table order: each but direct is a pair of processes.</summary>
     public static IReadOnlySet<string> MeshPeers { get; } = new HashSet<string>(StringComparer.Ordinal)
@@ -239,6 +246,18 @@ internal sealed class E2eOptions
                     break;
                 case "--variants":
                     variants = List();
+                    break;
+                case "--cpu-limit":
+                    var cores = Value();
+                    if (double.TryParse(cores, NumberStyles.Float, CultureInfo.InvariantCulture, out var limit) && limit is >= 0.01 and <= 64)
+                    {
+                        options.CpuLimit = limit;
+                    }
+                    else
+                    {
+                        errors.Add($"--cpu-limit: '{cores}' is not a number of CPUs from 0.01 to 64");
+                    }
+
                     break;
                 case "--parallel-streams":
                     options.ParallelStreams = Positive(2);

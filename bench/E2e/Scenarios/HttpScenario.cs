@@ -13,10 +13,12 @@ namespace Proxy.Bench.E2e.Scenarios;
 /// </code>
 /// 1. The backend and every peer start once (peers in HTTP mode, keep-alive to the backend).
 /// 2. Warm-up: <c>--warmup</c> seconds of wrk -c32 through each peer, not recorded (JIT tiering, pools, page faults).
-/// 3. For each round, each variant (c32, c1, close) and each peer (order rotated every round) one wrk run, with
+/// 3. For each round, each variant (c32, c1, close, c32cpu) and each peer (order rotated every round) one wrk run, with
 ///    the proxy's CPU time (user and system, /proc/PID/stat), peak RSS (VmHWM reset before the run) and, for the
 ///    sidecar, the process's allocated bytes (admin /metrics) around it; with <c>--syscalls</c> its system calls. A run with any socket error or any
-///    non-2xx/3xx response is kept as invalid: listed, never averaged.
+///    non-2xx/3xx response is kept as invalid: listed, never averaged. In c32cpu the proxy process is moved into a
+///    cgroup with a CPU quota (<see cref="CpuLimit"/>) for the run and back after it: with client, backend and proxy
+///    sharing the machine's cores, c32 measures the whole machine; a limit the proxy hits measures the proxy.
 /// 4. Report: medians (min–max); ratios against HAProxy paired within the same round; added p50 latency against
 ///    direct in the same round; the targets checked for each sidecar peer.
 /// </summary>
@@ -40,13 +42,13 @@ internal sealed class HttpScenario : IScenario
         }
     }
 
-    /// <summary>The wrk request for <paramref name="variant"/> (c32, c1 or close) against <paramref name="peer"/>.</summary>
+    /// <summary>The wrk request for <paramref name="variant"/> (c32, c1, close or c32cpu) against <paramref name="peer"/>.</summary>
     public static WrkRequest CreateRequest(string variant, IPeer peer, TimeSpan duration) => variant switch
     {
-        "c32" => new WrkRequest(peer.ListenEndPoint, duration, 32, ConnectionClose: false),
+        "c32" or "c32cpu" => new WrkRequest(peer.ListenEndPoint, duration, 32, ConnectionClose: false),
         "c1" => new WrkRequest(peer.ListenEndPoint, duration, 1, ConnectionClose: false),
         "close" => new WrkRequest(peer.ListenEndPoint, duration, 32, ConnectionClose: true),
-        _ => throw new ArgumentOutOfRangeException(nameof(variant), variant, "c32, c1 or close"),
+        _ => throw new ArgumentOutOfRangeException(nameof(variant), variant, "c32, c1, close or c32cpu"),
     };
 
     public async Task<ScenarioResult> RunAsync(E2eContext context, CancellationToken cancellationToken)
@@ -60,6 +62,23 @@ internal sealed class HttpScenario : IScenario
         var peers = await CreatePeersAsync(context, report, nginx, nginxVersion, cancellationToken);
         var backend = await NginxBackend.StartAsync(nginx, context.CreateWorkDirectory("backend"), cancellationToken);
         report.SetBackend($"{nginxVersion}, 1 worker, master_process off, {NginxBackend.Body.Length}-byte body, on {backend.EndPoint}");
+        var variants = options.Variants.ToList();
+        CpuLimit? limit = null;
+        if (variants.Contains("c32cpu"))
+        {
+            try
+            {
+                limit = CpuLimit.Create(options.CpuLimit);
+                report.AddNote($"c32cpu: each proxy process held to {limit.Description} for its runs, moved back after each.");
+            }
+            catch (E2eException ex)
+            {
+                variants.Remove("c32cpu");
+                report.AddNote($"c32cpu left out: {ex.Message}");
+                Console.WriteLine($"c32cpu left out: {ex.Message}");
+            }
+        }
+
         try
         {
             var config = new PeerConfig(ProxyProtocol.Http1, backend.EndPoint);
@@ -83,16 +102,21 @@ internal sealed class HttpScenario : IScenario
             await HttpPeerSetup.MeasureScrapeCostsAsync(running, report, cancellationToken);
             var perfOutput = context.Temp.Combine("perf-stat.csv");
 
-            var total = options.Repeat * options.Variants.Count * running.Count;
+            var total = options.Repeat * variants.Count * running.Count;
             Console.WriteLine(string.Create(
                 CultureInfo.InvariantCulture,
-                $"http: {running.Count} peers x {options.Variants.Count} variants x {options.Repeat} rounds, {options.Duration.TotalSeconds:0} s each (~{total * (options.Duration.TotalSeconds + 0.5) / 60:F1} min)"));
+                $"http: {running.Count} peers x {variants.Count} variants x {options.Repeat} rounds, {options.Duration.TotalSeconds:0} s each (~{total * (options.Duration.TotalSeconds + 0.5) / 60:F1} min)"));
             for (var round = 0; round < options.Repeat; round++)
             {
-                foreach (var variant in options.Variants)
+                foreach (var variant in variants)
                 {
                     foreach (var peer in Rotate(running.ToList(), round))
                     {
+                        if (variant == "c32cpu" && peer.Process is null)
+                        {
+                            continue; // no proxy process to limit: it would be c32 again
+                        }
+
                         if (!backend.IsRunning)
                         {
                             throw new E2eException($"the nginx backend died: {await backend.Process.DescribeExitAsync()}");
@@ -105,7 +129,7 @@ internal sealed class HttpScenario : IScenario
                             continue;
                         }
 
-                        await RunOneAsync(wrk, peer, variant, round, options, perfOutput, report, cancellationToken);
+                        await RunOneAsync(wrk, peer, variant, round, options, perfOutput, report, variant == "c32cpu" ? limit : null, cancellationToken);
                     }
                 }
             }
@@ -118,6 +142,7 @@ internal sealed class HttpScenario : IScenario
             }
 
             await backend.DisposeAsync();
+            limit?.Dispose();
         }
 
         return new ScenarioResult(report.Render(), report.RenderCsv());
@@ -203,14 +228,21 @@ internal sealed class HttpScenario : IScenario
     }
 
     private static async Task RunOneAsync(
-        WrkClient wrk, IPeer peer, string variant, int round, E2eOptions options, string perfOutput, HttpReport report, CancellationToken cancellationToken)
+        WrkClient wrk, IPeer peer, string variant, int round, E2eOptions options, string perfOutput, HttpReport report, CpuLimit? limit, CancellationToken cancellationToken)
     {
         var request = CreateRequest(variant, peer, options.Duration);
         var pid = peer.Process?.Id;
         var sidecar = peer as SidecarPeer;
         SyscallCounter? syscalls = null;
+        var confined = false;
         try
         {
+            if (limit is not null && pid is { } limited)
+            {
+                limit.Confine(limited);
+                confined = true;
+            }
+
             double? allocatedBefore = null;
             if (sidecar is not null && report.HasScrapeCost(peer.Name))
             {
@@ -230,7 +262,7 @@ internal sealed class HttpScenario : IScenario
             }
 
             // Keep-alive runs: a second allocation figure from a window inside the run, once wrk's connections are up.
-            Task<(double? PerRequest, int Scrapes)>? steady = sidecar is not null && report.HasScrapeCost(peer.Name) && variant is "c32" or "c1"
+            Task<(double? PerRequest, int Scrapes)>? steady = sidecar is not null && report.HasScrapeCost(peer.Name) && variant is "c32" or "c1" or "c32cpu"
                 ? MeasureSteadyAllocationAsync(sidecar, options.Duration, report.ScrapeCost(peer.Name), cancellationToken)
                 : null;
             var result = await wrk.RunAsync(request, cancellationToken);
@@ -269,6 +301,11 @@ internal sealed class HttpScenario : IScenario
             if (syscalls is not null)
             {
                 await syscalls.DisposeAsync();
+            }
+
+            if (confined && limit is not null && peer.Process is { HasExited: false } process)
+            {
+                limit.Release(process.Id);
             }
         }
     }

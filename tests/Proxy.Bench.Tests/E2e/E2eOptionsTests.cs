@@ -51,10 +51,33 @@ public sealed class E2eOptionsTests
     {
         var options = E2eOptions.Parse(["--scenario", "http"]);
 
-        Assert.Equal(["c32", "c1", "close"], options.Variants);
+        Assert.Equal(["c32", "c1", "close", "c32cpu"], options.Variants);
+        Assert.Equal(0.5, options.CpuLimit);
         Assert.True(options.Peers.SetEquals(["direct", "haproxy", "nginx", "yarp", "sidecar-jit", "sidecar-aot"]));
         Assert.Equal("http", options.SidecarProtocol);
         Assert.Equal(TimeSpan.FromSeconds(2), options.Warmup);
+    }
+
+    [Theory]
+    [InlineData("0.25", 0.25)]
+    [InlineData("2", 2.0)]
+    public void Parse_CpuLimit_TakesCpus(string value, double cores)
+    {
+        var options = E2eOptions.Parse(["--scenario", "http", "--cpu-limit", value, "--variants", "c32cpu"]);
+
+        Assert.Equal(cores, options.CpuLimit);
+        Assert.Equal(["c32cpu"], options.Variants);
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("half")]
+    [InlineData("100")]
+    public void Parse_CpuLimitOutOfRange_IsNamed(string value)
+    {
+        var error = Assert.Throws<E2eException>(() => E2eOptions.Parse(["--scenario", "http", "--cpu-limit", value]));
+
+        Assert.Contains($"--cpu-limit: '{value}' is not a number of CPUs from 0.01 to 64", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
