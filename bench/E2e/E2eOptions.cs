@@ -16,15 +16,15 @@ internal sealed class E2eOptions
           --repeat R               rounds of every (variant, peer) pair, interleaved (default 5)
           --duration S             seconds per load run (iperf3 -t, wrk -d, h2load -D; "2" or "2s"; default 3)
           --variants LIST          l4: comma list of forward,reverse,parallel (default all three)
-                                   http: comma list of c32,c1,close,c32cpu (default all four): wrk -t1 with
-                                   32 keep-alive connections, 1 connection (latency), 32 connections with
-                                   'Connection: close' (connection rate), and c32 with each proxy process
-                                   held to --cpu-limit (a pod's CPU limit; needs root and a cgroup cpu
-                                   controller; direct is left out of it)
+                                   http: comma list of c32,c1,close,c32cpu,closecpu (default all five): wrk
+                                   -t1 with 32 keep-alive connections, 1 connection (latency), 32
+                                   connections with 'Connection: close' (connection rate), and c32 and close
+                                   with each proxy process held to --cpu-limit (a pod's CPU limit; needs
+                                   root and a cgroup cpu controller; direct is left out of them)
                                    h2: comma list of c16m10,c1m1 (default both): h2load -t1 with 16
                                    connections x 10 concurrent streams, 1 connection x 1 stream (latency)
                                    mesh: comma list of c32,c1 (default both), as in http
-          --cpu-limit CORES        http: the c32cpu variant's CFS quota per proxy process, in CPUs (default
+          --cpu-limit CORES        http: the c32cpu and closecpu variants' CFS quota per proxy process, in CPUs (default
                                    0.5, per 100 ms period as Kubernetes sets a container's limit)
           --parallel-streams N     l4: streams for the "parallel" variant, -P (default 4)
           --startup-repeat N       l4: fresh starts per peer for start-up timing (default: --repeat; 0 skips)
@@ -83,7 +83,7 @@ internal sealed class E2eOptions
 
     public int ParallelStreams { get; private set; } = 4;
 
-    /// <summary>The http scenario's c32cpu variant: CPUs each proxy process may use (CFS quota per period).</summary>
+    /// <summary>The http scenario's c32cpu and closecpu variants: CPUs each proxy process may use (CFS quota per period).</summary>
     public double CpuLimit { get; private set; } = 0.5;
 
     public int StartupRepeat { get; private set; } = -1;
@@ -125,7 +125,7 @@ internal sealed class E2eOptions
         "direct", "haproxy", "nginx", "yarp", "sidecar-jit", "sidecar-aot",
     };
 
-    public static IReadOnlyList<string> HttpVariants { get; } = ["c32", "c1", "close", "c32cpu"];
+    public static IReadOnlyList<string> HttpVariants { get; } = ["c32", "c1", "close", "c32cpu", "closecpu"];
 
     /// <summary>The two-hop mesh scenario's peers, in table order: each but direct is a pair of processes.</summary>
     public static IReadOnlySet<string> MeshPeers { get; } = new HashSet<string>(StringComparer.Ordinal)

@@ -89,9 +89,9 @@ internal sealed class HttpReport(E2eOptions options) : HttpPeerReport(options)
 
         md.AppendLine();
         md.AppendLine("How to read: variants are `wrk -t1 -c32` (c32, keep-alive), `wrk -t1 -c1` (c1, latency) and `wrk -t1 -c32");
-        md.AppendLine("-H 'Connection: close'` (close, a new client connection per request), all with `--latency`; c32cpu is c32 with");
-        md.AppendLine("the proxy process moved into a cgroup with a CFS quota for the run (`--cpu-limit`, as a pod's CPU limit on its");
-        md.AppendLine("sidecar): unlimited, wrk, the backend and the proxy share the machine's cores, so c32's rate follows the whole");
+        md.AppendLine("-H 'Connection: close'` (close, a new client connection per request), all with `--latency`; c32cpu and closecpu are");
+        md.AppendLine("c32 and close with the proxy process moved into a cgroup with a CFS quota for the run (`--cpu-limit`, as a pod's");
+        md.AppendLine("CPU limit on its sidecar): unlimited, wrk, the backend and the proxy share the machine's cores, so the rate follows the whole");
         md.AppendLine("machine and how busy the host is; at a limit the proxy reaches, the rate is the proxy's own. req/s is wrk's");
         md.AppendLine("Requests/sec; p50/p99 its latency distribution; \"added p50\" is the peer's p50 minus direct's p50 in the same");
         md.AppendLine("round. CPU is the proxy process's utime (user) + stime (sys) from /proc/PID/stat around the run, per request");
@@ -207,6 +207,11 @@ internal sealed class HttpReport(E2eOptions options) : HttpPeerReport(options)
             Row("c32cpu req/s ≥ 1.15x HAProxy (both at the same CPU limit)", peer => Check(PairedRatio(Of(valid, "c32cpu"), peer, s => s.Wrk.RequestsPerSecond), r => r >= 1.15, "F2", "x"));
         }
 
+        if (valid.Any(s => s.Variant == "closecpu"))
+        {
+            Row("closecpu req/s ≥ HAProxy's (both at the same CPU limit)", peer => Check(PairedRatio(Of(valid, "closecpu"), peer, s => s.Wrk.RequestsPerSecond), r => r >= 1.0, "F2", "x"));
+        }
+
         Row("c1 added p50 ≤ HAProxy's", peer =>
         {
             var mine = AddedP50(Of(valid, "c1"), peer);
@@ -268,6 +273,7 @@ internal sealed class HttpReport(E2eOptions options) : HttpPeerReport(options)
         "c1" => "c1: 1 keep-alive connection (latency)",
         "close" => "close: 32 connections, 'Connection: close' (connection rate)",
         "c32cpu" => "c32cpu: c32 with the proxy process held to a CPU limit (throughput of the proxy, not of the machine)",
+        "closecpu" => "closecpu: close with the proxy process held to a CPU limit (connection rate of the proxy, not of the machine)",
         _ => variant,
     };
 

@@ -13,10 +13,10 @@ namespace Proxy.Bench.E2e.Scenarios;
 /// </code>
 /// 1. The backend and every peer start once (peers in HTTP mode, keep-alive to the backend).
 /// 2. Warm-up: <c>--warmup</c> seconds of wrk -c32 through each peer, not recorded (JIT tiering, pools, page faults).
-/// 3. For each round, each variant (c32, c1, close, c32cpu) and each peer (order rotated every round) one wrk run, with
+/// 3. For each round, each variant (c32, c1, close, c32cpu, closecpu) and each peer (order rotated every round) one wrk run, with
 ///    the proxy's CPU time (user and system, /proc/PID/stat), peak RSS (VmHWM reset before the run) and, for the
 ///    sidecar, the process's allocated bytes (admin /metrics) around it; with <c>--syscalls</c> its system calls. A run with any socket error or any
-///    non-2xx/3xx response is kept as invalid: listed, never averaged. In c32cpu the proxy process is moved into a
+///    non-2xx/3xx response is kept as invalid: listed, never averaged. In c32cpu and closecpu the proxy process is moved into a
 ///    cgroup with a CPU quota (<see cref="CpuLimit"/>) for the run and back after it: with client, backend and proxy
 ///    sharing the machine's cores, c32 measures the whole machine; a limit the proxy hits measures the proxy.
 /// 4. Report: medians (min–max); ratios against HAProxy paired within the same round; added p50 latency against
@@ -42,14 +42,17 @@ internal sealed class HttpScenario : IScenario
         }
     }
 
-    /// <summary>The wrk request for <paramref name="variant"/> (c32, c1, close or c32cpu) against <paramref name="peer"/>.</summary>
+    /// <summary>The wrk request for <paramref name="variant"/> (c32, c1, close, c32cpu, closecpu) against <paramref name="peer"/>.</summary>
     public static WrkRequest CreateRequest(string variant, IPeer peer, TimeSpan duration) => variant switch
     {
         "c32" or "c32cpu" => new WrkRequest(peer.ListenEndPoint, duration, 32, ConnectionClose: false),
         "c1" => new WrkRequest(peer.ListenEndPoint, duration, 1, ConnectionClose: false),
-        "close" => new WrkRequest(peer.ListenEndPoint, duration, 32, ConnectionClose: true),
-        _ => throw new ArgumentOutOfRangeException(nameof(variant), variant, "c32, c1, close or c32cpu"),
+        "close" or "closecpu" => new WrkRequest(peer.ListenEndPoint, duration, 32, ConnectionClose: true),
+        _ => throw new ArgumentOutOfRangeException(nameof(variant), variant, "c32, c1, close, c32cpu or closecpu"),
     };
+
+    /// <summary>The variants run with the proxy under <see cref="CpuLimit"/>.</summary>
+    public static bool IsLimited(string variant) => variant is "c32cpu" or "closecpu";
 
     public async Task<ScenarioResult> RunAsync(E2eContext context, CancellationToken cancellationToken)
     {
@@ -64,18 +67,18 @@ internal sealed class HttpScenario : IScenario
         report.SetBackend($"{nginxVersion}, 1 worker, master_process off, {NginxBackend.Body.Length}-byte body, on {backend.EndPoint}");
         var variants = options.Variants.ToList();
         CpuLimit? limit = null;
-        if (variants.Contains("c32cpu"))
+        if (variants.Any(IsLimited))
         {
             try
             {
                 limit = CpuLimit.Create(options.CpuLimit);
-                report.AddNote($"c32cpu: each proxy process held to {limit.Description} for its runs, moved back after each.");
+                report.AddNote($"c32cpu, closecpu: each proxy process held to {limit.Description} for its runs, moved back after each.");
             }
             catch (E2eException ex)
             {
-                variants.Remove("c32cpu");
-                report.AddNote($"c32cpu left out: {ex.Message}");
-                Console.WriteLine($"c32cpu left out: {ex.Message}");
+                variants.RemoveAll(IsLimited);
+                report.AddNote($"c32cpu and closecpu left out: {ex.Message}");
+                Console.WriteLine($"c32cpu and closecpu left out: {ex.Message}");
             }
         }
 
@@ -112,7 +115,7 @@ internal sealed class HttpScenario : IScenario
                 {
                     foreach (var peer in Rotate(running.ToList(), round))
                     {
-                        if (variant == "c32cpu" && peer.Process is null)
+                        if (IsLimited(variant) && peer.Process is null)
                         {
                             continue; // no proxy process to limit: it would be c32 again
                         }
@@ -129,7 +132,7 @@ internal sealed class HttpScenario : IScenario
                             continue;
                         }
 
-                        await RunOneAsync(wrk, peer, variant, round, options, perfOutput, report, variant == "c32cpu" ? limit : null, cancellationToken);
+                        await RunOneAsync(wrk, peer, variant, round, options, perfOutput, report, IsLimited(variant) ? limit : null, cancellationToken);
                     }
                 }
             }
@@ -305,7 +308,15 @@ internal sealed class HttpScenario : IScenario
 
             if (confined && limit is not null && peer.Process is { HasExited: false } process)
             {
-                limit.Release(process.Id);
+                try
+                {
+                    limit.Release(process.Id);
+                }
+                catch (E2eException ex)
+                {
+                    // The process may have exited since the check: its cgroup is then empty anyway.
+                    report.AddFailure(peer.Name, $"{variant} round {round + 1}: {ex.Message}");
+                }
             }
         }
     }

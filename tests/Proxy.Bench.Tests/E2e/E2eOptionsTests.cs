@@ -51,7 +51,7 @@ public sealed class E2eOptionsTests
     {
         var options = E2eOptions.Parse(["--scenario", "http"]);
 
-        Assert.Equal(["c32", "c1", "close", "c32cpu"], options.Variants);
+        Assert.Equal(["c32", "c1", "close", "c32cpu", "closecpu"], options.Variants);
         Assert.Equal(0.5, options.CpuLimit);
         Assert.True(options.Peers.SetEquals(["direct", "haproxy", "nginx", "yarp", "sidecar-jit", "sidecar-aot"]));
         Assert.Equal("http", options.SidecarProtocol);

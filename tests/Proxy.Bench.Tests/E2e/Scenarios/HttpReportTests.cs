@@ -85,7 +85,7 @@ public sealed class HttpReportTests
     [Fact]
     public void Render_CpuLimitedRuns_GetTheirSectionAndTargetRow()
     {
-        var report = new HttpReport(E2eOptions.Parse(["--scenario", "http", "--variants", "c32,c32cpu", "--repeat", "2"]));
+        var report = new HttpReport(E2eOptions.Parse(["--scenario", "http", "--variants", "c32,c32cpu,closecpu", "--repeat", "2"]));
         var build = new SidecarBuild(SidecarFlavor.Aot, "/x/sidecar", 1 << 20, TimeSpan.FromSeconds(10));
         report.AddPeer(new HaproxyPeer("/usr/sbin/haproxy", "HAProxy 2.6.12", "off", "/tmp"));
         report.AddPeer(new SidecarPeer("sidecar-aot", build, [], "/tmp"));
@@ -96,6 +96,8 @@ public sealed class HttpReportTests
             report.AddSample(new HttpSample("sidecar-aot", "c32", round, Wrk(40_000, 80_000, p50: 600), new CpuTimes(0.7, 0.7), 25 * MiB));
             report.AddSample(new HttpSample("haproxy", "c32cpu", round, Wrk(20_000, 40_000, p50: 1500), new CpuTimes(0.5, 0.5), 15 * MiB));
             report.AddSample(new HttpSample("sidecar-aot", "c32cpu", round, Wrk(26_000 + (round * 2_000), 52_000, p50: 1200), new CpuTimes(0.5, 0.5), 25 * MiB));
+            report.AddSample(new HttpSample("haproxy", "closecpu", round, Wrk(8_000, 16_000, p50: 3000), new CpuTimes(0.5, 0.5), 15 * MiB));
+            report.AddSample(new HttpSample("sidecar-aot", "closecpu", round, Wrk(7_600, 15_200, p50: 3100), new CpuTimes(0.5, 0.5), 25 * MiB));
         }
 
         var markdown = report.Render();
@@ -103,6 +105,8 @@ public sealed class HttpReportTests
         Assert.Contains("| c32 req/s ≥ 1.15x HAProxy | 1.00x **missed** |", markdown, StringComparison.Ordinal);
         Assert.Contains("| c32cpu req/s ≥ 1.15x HAProxy (both at the same CPU limit) | 1.35x met |", markdown, StringComparison.Ordinal);
         Assert.Contains("## c32cpu: c32 with the proxy process held to a CPU limit", markdown, StringComparison.Ordinal);
+        Assert.Contains("| closecpu req/s ≥ HAProxy's (both at the same CPU limit) | 0.95x **missed** |", markdown, StringComparison.Ordinal);
+        Assert.Contains("## closecpu: close with the proxy process held to a CPU limit", markdown, StringComparison.Ordinal);
         Assert.Contains("- c32cpu: each proxy process held to 0.5 CPU", markdown, StringComparison.Ordinal);
     }
 
@@ -138,6 +142,7 @@ public sealed class HttpReportTests
     [InlineData("c1", 1, false)]
     [InlineData("close", 32, true)]
     [InlineData("c32cpu", 32, false)]
+    [InlineData("closecpu", 32, true)]
     public void CreateRequest_EveryVariant_MapsToConnectionsAndClose(string variant, int connections, bool close)
     {
         var peer = new DirectPeer();
