@@ -94,16 +94,70 @@ public enum QueryMatchKind
 /// <summary>Query parameter condition; names and values compared as raw bytes, case-sensitive; repeated keys: any may match.</summary>
 public sealed record QueryMatchConfig(string Name, QueryMatchKind Kind, string Value = "");
 
-/// <summary>Where a matched request goes and which header changes apply.</summary>
+/// <summary>
+/// Where a matched request goes and which header changes apply; or, with <see cref="Redirect"/> or
+/// <see cref="DirectResponse"/>, the answer the proxy gives itself (then <see cref="Destinations"/> is empty).
+/// </summary>
 public sealed record RouteActionConfig
 {
-    /// <summary>One destination (weight ignored) or a weighted split over several.</summary>
+    /// <summary>One destination (weight ignored) or a weighted split over several; empty for a redirect or direct response.</summary>
     public required IReadOnlyList<WeightedDestinationConfig> Destinations { get; init; }
 
     public HeaderMutationsConfig RequestHeaders { get; init; } = new();
 
     public HeaderMutationsConfig ResponseHeaders { get; init; } = new();
+
+    /// <summary>Config key <c>rewrite</c>: the path and host the request goes upstream with, or null to forward them unchanged.</summary>
+    public RouteRewriteConfig? Rewrite { get; init; }
+
+    /// <summary>Config key <c>redirect</c>: answer with a redirect instead of forwarding.</summary>
+    public RouteRedirectConfig? Redirect { get; init; }
+
+    /// <summary>Config key <c>directResponse</c>: answer with this status and body instead of forwarding.</summary>
+    public DirectResponseConfig? DirectResponse { get; init; }
 }
+
+/// <summary>
+/// A new path for the request upstream (the query is kept): <see cref="Path"/> replaces the whole path,
+/// <see cref="PathPrefix"/> only the part the route's path match matched (exact, prefix or segmentPrefix);
+/// <see cref="Host"/> replaces Host (HTTP/2: :authority). At least one is set; Path and PathPrefix not both.
+/// </summary>
+public sealed record RouteRewriteConfig
+{
+    public string? Path { get; init; }
+
+    public string? PathPrefix { get; init; }
+
+    public string? Host { get; init; }
+}
+
+/// <summary>
+/// A redirect the proxy answers itself: <c>Location</c> is the request's URL with the configured parts replaced
+/// (scheme, host, port, the whole path or the matched prefix of it, the query dropped when <see cref="StripQuery"/>).
+/// </summary>
+public sealed record RouteRedirectConfig
+{
+    /// <summary><c>http</c> or <c>https</c>; null keeps the request's (https when the client connection is TLS).</summary>
+    public string? Scheme { get; init; }
+
+    /// <summary>Host name without port; null keeps the request's.</summary>
+    public string? Host { get; init; }
+
+    /// <summary>1-65535; null keeps the request's port, or with <see cref="Scheme"/> set uses that scheme's default (Gateway API).</summary>
+    public int? Port { get; init; }
+
+    public string? Path { get; init; }
+
+    public string? PathPrefix { get; init; }
+
+    /// <summary>301, 302 (the default), 303, 307 or 308.</summary>
+    public int Status { get; init; } = 302;
+
+    public bool StripQuery { get; init; }
+}
+
+/// <summary>A response the proxy answers itself: status 200-599 and a body (text/plain unless responseHeaders set content-type).</summary>
+public sealed record DirectResponseConfig(int Status, string Body);
 
 /// <summary>A service, optionally one subset of it, with its positive weight in a split.</summary>
 public sealed record WeightedDestinationConfig(string Service, string? Subset = null, int Weight = 1);

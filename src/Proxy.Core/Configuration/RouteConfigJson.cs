@@ -131,7 +131,18 @@ public static class RouteConfigJson
     private static void WriteAction(RouteActionConfig a, Utf8JsonWriter w)
     {
         w.WriteStartObject("action");
-        if (a.Destinations.Count == 1)
+        if (a.Redirect is { } redirect)
+        {
+            WriteRedirect(redirect, w);
+        }
+        else if (a.DirectResponse is { } direct)
+        {
+            w.WriteStartObject("directResponse");
+            w.WriteNumber("status", direct.Status);
+            w.WriteString("body", direct.Body);
+            w.WriteEndObject();
+        }
+        else if (a.Destinations.Count == 1)
         {
             w.WriteString("service", a.Destinations[0].Service);
             if (a.Destinations[0].Subset is { } subset)
@@ -158,9 +169,47 @@ public static class RouteConfigJson
             w.WriteEndArray();
         }
 
+        if (a.Rewrite is { } rewrite)
+        {
+            w.WriteStartObject("rewrite");
+            WriteIfSet("path", rewrite.Path, w);
+            WriteIfSet("pathPrefix", rewrite.PathPrefix, w);
+            WriteIfSet("host", rewrite.Host, w);
+            w.WriteEndObject();
+        }
+
         WriteMutations("requestHeaders", a.RequestHeaders, w);
         WriteMutations("responseHeaders", a.ResponseHeaders, w);
         w.WriteEndObject();
+    }
+
+    private static void WriteRedirect(RouteRedirectConfig r, Utf8JsonWriter w)
+    {
+        w.WriteStartObject("redirect");
+        WriteIfSet("scheme", r.Scheme, w);
+        WriteIfSet("host", r.Host, w);
+        if (r.Port is { } port)
+        {
+            w.WriteNumber("port", port);
+        }
+
+        WriteIfSet("path", r.Path, w);
+        WriteIfSet("pathPrefix", r.PathPrefix, w);
+        w.WriteNumber("status", r.Status);
+        if (r.StripQuery)
+        {
+            w.WriteBoolean("stripQuery", true);
+        }
+
+        w.WriteEndObject();
+    }
+
+    private static void WriteIfSet(string name, string? value, Utf8JsonWriter w)
+    {
+        if (value is not null)
+        {
+            w.WriteString(name, value);
+        }
     }
 
     private static void WriteMutations(string name, HeaderMutationsConfig m, Utf8JsonWriter w)

@@ -25,7 +25,12 @@ public sealed record RouteConfigResult(IReadOnlyList<RouteConfig>? Routes, IRead
 ///             | { "split": [ { "service": "web", "subset": "v1", "weight": 90 },
 ///                            { "service": "web", "subset": "v2", "weight": 10 } ] },
 ///               plus optional "requestHeaders" / "responseHeaders":
-///               { "set": [ { "name": "x", "value": "y" } ], "add": [ ... ], "remove": [ "x-internal" ] } } ]
+///               { "set": [ { "name": "x", "value": "y" } ], "add": [ ... ], "remove": [ "x-internal" ] }
+///               and "rewrite": { "path": "/new" | "pathPrefix": "/v2", "host": "web.internal" }
+///             | { "redirect": { "scheme": "https", "host": "h", "port": 8443, "path" | "pathPrefix": "/x",
+///                               "status": 301, "stripQuery": true } }              (all optional; status 302)
+///             | { "directResponse": { "status": 503, "body": "down for maintenance" } },
+///               these two with optional "responseHeaders" } ]
 /// </code>
 /// Header changes may not touch message framing or connection fields (Content-Length, Transfer-Encoding,
 /// Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade).
@@ -110,6 +115,11 @@ public static class RouteConfigReader
         var timeouts = e.TryGetProperty("timeouts", out var to) ? TimeoutsConfigReader.Read(to, $"{key}.timeouts", errors) : null;
         var fault = e.TryGetProperty("fault", out var fa) ? FaultConfigReader.Read(fa, $"{key}.fault", errors) : null;
         var rateLimit = e.TryGetProperty("rateLimit", out var rl) ? LimitsConfigReader.ReadRateLimit(rl, $"{key}.rateLimit", errors) : null;
+
+        if (action is not null && match is not null)
+        {
+            CheckActionFitsRoute(e, key, match, action, errors);
+        }
 
         return errors.Count == before && name is not null && match is not null && action is not null
             ? new RouteConfig { Name = name, Match = match, Action = action, Jwt = jwt, Retries = retries, Timeouts = timeouts, Fault = fault, RateLimit = rateLimit }
@@ -350,7 +360,7 @@ public static class RouteConfigReader
 
     private static RouteActionConfig? ReadAction(JsonElement e, string key, List<string> errors)
     {
-        if (!CheckKeys(e, key, errors, "service", "subset", "split", "requestHeaders", "responseHeaders"))
+        if (!CheckKeys(e, key, errors, "service", "subset", "split", "requestHeaders", "responseHeaders", "rewrite", "redirect", "directResponse"))
         {
             return null;
         }
@@ -359,9 +369,35 @@ public static class RouteConfigReader
         var destinations = new List<WeightedDestinationConfig>();
         var hasService = e.TryGetProperty("service", out _);
         var hasSplit = e.TryGetProperty("split", out var split);
-        if (hasService == hasSplit)
+        RouteRedirectConfig? redirect = null;
+        DirectResponseConfig? direct = null;
+        RouteRewriteConfig? rewrite = null;
+        var local = e.TryGetProperty("redirect", out var rd) | e.TryGetProperty("directResponse", out var dr);
+        if (local)
         {
-            errors.Add($"{key}: needs exactly one of 'service' or 'split'");
+            if (OneOf(e, key, errors, "service", "split", "redirect", "directResponse") is { } kind)
+            {
+                if (kind == "redirect")
+                {
+                    redirect = ReadRedirect(rd, $"{key}.redirect", errors);
+                }
+                else
+                {
+                    direct = ReadDirectResponse(dr, $"{key}.directResponse", errors);
+                }
+            }
+
+            foreach (var notHere in (ReadOnlySpan<string>)["subset", "rewrite", "requestHeaders"])
+            {
+                if (e.TryGetProperty(notHere, out _))
+                {
+                    errors.Add($"{key}.{notHere}: a route that answers itself ({(rd.ValueKind != JsonValueKind.Undefined ? "redirect" : "directResponse")}) sends nothing upstream");
+                }
+            }
+        }
+        else if (hasService == hasSplit)
+        {
+            errors.Add($"{key}: needs exactly one of 'service', 'split', 'redirect' or 'directResponse'");
         }
         else if (hasService)
         {
@@ -403,12 +439,227 @@ public static class RouteConfigReader
             }
         }
 
-        var request = e.TryGetProperty("requestHeaders", out var rq) ? ReadMutations(rq, $"{key}.requestHeaders", errors) : new HeaderMutationsConfig();
+        if (!local && e.TryGetProperty("rewrite", out var rw))
+        {
+            rewrite = ReadRewrite(rw, $"{key}.rewrite", errors);
+        }
+
+        var request = !local && e.TryGetProperty("requestHeaders", out var rq) ? ReadMutations(rq, $"{key}.requestHeaders", errors) : new HeaderMutationsConfig();
         var response = e.TryGetProperty("responseHeaders", out var rs) ? ReadMutations(rs, $"{key}.responseHeaders", errors) : new HeaderMutationsConfig();
+        if (rewrite?.Host is not null && request is not null && request.Set.Concat(request.Add).Any(static f => f.Key.Equals("host", StringComparison.OrdinalIgnoreCase)))
+        {
+            errors.Add($"{key}.rewrite.host: the request's Host is also set by requestHeaders; keep one of them");
+        }
+
         return errors.Count == before && request is not null && response is not null
-            ? new RouteActionConfig { Destinations = destinations, RequestHeaders = request, ResponseHeaders = response }
+            ? new RouteActionConfig { Destinations = destinations, RequestHeaders = request, ResponseHeaders = response, Rewrite = rewrite, Redirect = redirect, DirectResponse = direct }
             : null;
     }
+
+    /// <summary>
+    /// What only the whole route can check: a prefix replacement needs a path match whose matched part is known
+    /// (exact, prefix or segmentPrefix), and a route that answers itself has no use for retries or upstream timeouts.
+    /// </summary>
+    private static void CheckActionFitsRoute(JsonElement route, string key, RouteMatchConfig match, RouteActionConfig action, List<string> errors)
+    {
+        var prefixKey = action.Rewrite?.PathPrefix is not null ? $"{key}.action.rewrite.pathPrefix"
+            : action.Redirect?.PathPrefix is not null ? $"{key}.action.redirect.pathPrefix" : null;
+        if (prefixKey is not null && match.Path is not { Kind: PathMatchKind.Exact or PathMatchKind.Prefix or PathMatchKind.SegmentPrefix })
+        {
+            errors.Add($"{prefixKey}: replaces the part of the path that match.path matched, so the route needs a match.path of exact, prefix or segmentPrefix (use 'path' to replace the whole path)");
+        }
+
+        if (action.Redirect is null && action.DirectResponse is null)
+        {
+            return;
+        }
+
+        var what = action.Redirect is not null ? "redirect" : "directResponse";
+        foreach (var notHere in (ReadOnlySpan<string>)["retries", "timeouts"])
+        {
+            if (route.TryGetProperty(notHere, out _))
+            {
+                errors.Add($"{key}.{notHere}: the route answers itself ({what}) and sends nothing upstream");
+            }
+        }
+    }
+
+    private static RouteRewriteConfig? ReadRewrite(JsonElement e, string key, List<string> errors)
+    {
+        if (!CheckKeys(e, key, errors, "path", "pathPrefix", "host"))
+        {
+            return null;
+        }
+
+        var before = errors.Count;
+        var (path, prefix) = ReadNewPath(e, key, errors);
+        var host = e.TryGetProperty("host", out var h) ? ReadStringValue(h, $"{key}.host", errors) : null;
+        if (host is not null && !IsAuthority(host))
+        {
+            errors.Add($"{key}.host: '{host}' must be a host name or IP address, optionally with ':port'");
+        }
+
+        if (errors.Count == before && path is null && prefix is null && host is null)
+        {
+            errors.Add($"{key}: needs at least one of path, pathPrefix or host");
+        }
+
+        return errors.Count == before ? new RouteRewriteConfig { Path = path, PathPrefix = prefix, Host = host } : null;
+    }
+
+    private static RouteRedirectConfig? ReadRedirect(JsonElement e, string key, List<string> errors)
+    {
+        if (!CheckKeys(e, key, errors, "scheme", "host", "port", "path", "pathPrefix", "status", "stripQuery"))
+        {
+            return null;
+        }
+
+        var before = errors.Count;
+        var scheme = e.TryGetProperty("scheme", out var sc) ? ReadStringValue(sc, $"{key}.scheme", errors) : null;
+        if (scheme is not null && scheme is not ("http" or "https"))
+        {
+            errors.Add($"{key}.scheme: must be \"http\" or \"https\"");
+        }
+
+        var host = e.TryGetProperty("host", out var h) ? ReadStringValue(h, $"{key}.host", errors) : null;
+        if (host is not null && (!IsAuthority(host) || HasPort(host)))
+        {
+            errors.Add($"{key}.host: '{host}' must be a host name or IP address without a port (the port goes in 'port')");
+        }
+
+        int? port = null;
+        if (e.TryGetProperty("port", out var p))
+        {
+            if (p.ValueKind != JsonValueKind.Number || !p.TryGetInt32(out var n) || n is < 1 or > 65535)
+            {
+                errors.Add($"{key}.port: must be an integer from 1 to 65535");
+            }
+            else
+            {
+                port = n;
+            }
+        }
+
+        var status = 302;
+        if (e.TryGetProperty("status", out var st))
+        {
+            if (st.ValueKind != JsonValueKind.Number || !st.TryGetInt32(out status) || status is not (301 or 302 or 303 or 307 or 308))
+            {
+                errors.Add($"{key}.status: must be 301, 302, 303, 307 or 308");
+            }
+        }
+
+        var stripQuery = false;
+        if (e.TryGetProperty("stripQuery", out var sq))
+        {
+            if (sq.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+            {
+                errors.Add($"{key}.stripQuery: must be true or false");
+            }
+            else
+            {
+                stripQuery = sq.GetBoolean();
+            }
+        }
+
+        var (path, prefix) = ReadNewPath(e, key, errors);
+        return errors.Count == before
+            ? new RouteRedirectConfig { Scheme = scheme, Host = host, Port = port, Path = path, PathPrefix = prefix, Status = status, StripQuery = stripQuery }
+            : null;
+    }
+
+    private static DirectResponseConfig? ReadDirectResponse(JsonElement e, string key, List<string> errors)
+    {
+        if (!CheckKeys(e, key, errors, "status", "body"))
+        {
+            return null;
+        }
+
+        var before = errors.Count;
+        var status = 0;
+        if (!e.TryGetProperty("status", out var st))
+        {
+            errors.Add($"{key}.status: missing");
+        }
+        else if (st.ValueKind != JsonValueKind.Number || !st.TryGetInt32(out status) || status is < 200 or > 599)
+        {
+            errors.Add($"{key}.status: must be an integer from 200 to 599");
+        }
+
+        var body = e.TryGetProperty("body", out var b) ? ReadStringValue(b, $"{key}.body", errors, allowEmpty: true) : "";
+        if (body is not null && System.Text.Encoding.UTF8.GetByteCount(body) > MaxDirectBody)
+        {
+            errors.Add($"{key}.body: longer than {MaxDirectBody} bytes");
+        }
+
+        return errors.Count == before && body is not null ? new DirectResponseConfig(status, body) : null;
+    }
+
+    /// <summary>The largest direct response body (UTF-8 bytes): a short page, not a file server.</summary>
+    public const int MaxDirectBody = 65536;
+
+    /// <summary>Reads "path" / "pathPrefix" (not both): each starts with '/', visible ASCII without '?' or '#'.</summary>
+    private static (string? Path, string? Prefix) ReadNewPath(JsonElement e, string key, List<string> errors)
+    {
+        var hasPath = e.TryGetProperty("path", out var p);
+        var hasPrefix = e.TryGetProperty("pathPrefix", out var pp);
+        if (hasPath && hasPrefix)
+        {
+            errors.Add($"{key}: 'path' and 'pathPrefix' cannot be combined");
+            return (null, null);
+        }
+
+        var name = hasPath ? "path" : "pathPrefix";
+        var value = hasPath || hasPrefix ? ReadStringValue(hasPath ? p : pp, $"{key}.{name}", errors) : null;
+        if (value is not null && (value[0] != '/' || !IsAsciiVisible(value) || value.AsSpan().IndexOfAny("?#") >= 0))
+        {
+            errors.Add($"{key}.{name}: must start with '/' and contain only visible ASCII characters, without '?' or '#'");
+            return (null, null);
+        }
+
+        return hasPath ? (value, null) : (null, value);
+    }
+
+    /// <summary>A host name, IPv4 address or bracketed IPv6 literal, with an optional :port (1-65535).</summary>
+    private static bool IsAuthority(string value)
+    {
+        var host = value;
+        var portText = (string?)null;
+        if (value.StartsWith('['))
+        {
+            var close = value.IndexOf(']', StringComparison.Ordinal);
+            if (close < 0 || !System.Net.IPAddress.TryParse(value[1..close], out var v6) || v6.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
+            {
+                return false;
+            }
+
+            host = "x";
+            portText = close + 1 == value.Length ? null : value[(close + 1)..] is [':', .. var rest] ? rest : "";
+        }
+        else if (value.LastIndexOf(':') is var colon and >= 0)
+        {
+            host = value[..colon];
+            portText = value[(colon + 1)..];
+        }
+
+        if (portText is not null && (!int.TryParse(portText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535))
+        {
+            return false;
+        }
+
+        foreach (var c in host)
+        {
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_'))
+            {
+                return false;
+            }
+        }
+
+        return host.Length > 0 && host[0] != '.' && host[0] != '-';
+    }
+
+    private static bool HasPort(string authority) =>
+        authority.StartsWith('[') ? authority.Contains("]:", StringComparison.Ordinal) : authority.Contains(':', StringComparison.Ordinal);
 
     private static WeightedDestinationConfig? ReadWeighted(JsonElement e, string key, List<string> errors)
     {

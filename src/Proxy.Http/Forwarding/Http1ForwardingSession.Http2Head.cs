@@ -45,7 +45,7 @@ internal sealed partial class Http1ForwardingSession
         }
 
         var fields = exchange.BeginTypedHead(out var endpoint, out var secure);
-        Http2UpstreamExchange.AddPseudoHeaders(fields, head.MethodBytes, head.Target, head.TargetForm, hosts.Host, endpoint, secure);
+        Http2UpstreamExchange.AddPseudoHeaders(fields, head.MethodBytes, UpstreamTarget, head.TargetForm, hosts.Host, endpoint, secure);
         var sink = new Http2FieldSink(fields);
         VisitFields(ref sink, head.Headers, mutations, _subjectHeader);
         if (_subjectHeader is not null && _subjectValue is not null)

@@ -537,6 +537,16 @@ internal sealed partial class Http1ForwardingSession : IDisposable
 
             _route = route.Name;
             matched = route;
+            if (route.Action.AnswersItself)
+            {
+                return ToStep(await AnswerFromRouteAsync(route).ConfigureAwait(false));
+            }
+
+            if (route.Action.RewritesTarget)
+            {
+                RewriteTarget(route.Action);
+            }
+
             _retryPolicy = route.Config.Retries;
             requestMutations = route.Action.RequestHeaders;
             responseMutations = route.Action.ResponseHeaders;
@@ -1378,7 +1388,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         var head = _request;
         // HTTP/1.0 requests go upstream as HTTP/1.0 (transparency: no Host is invented, and the upstream frames
         // its response for a 1.0 client), asking for keep-alive so the upstream connection can be pooled.
-        Http1HeadWriter.WriteRequestLine(writer, head.MethodBytes, head.Target, head.Version);
+        Http1HeadWriter.WriteRequestLine(writer, head.MethodBytes, UpstreamTarget, head.Version);
         WriteFields(writer, head.Headers, mutations, _subjectHeader);
         if (_subjectHeader is not null && _subjectValue is not null)
         {
@@ -2162,6 +2172,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _upstreamDuration = null;
         _error = null;
         _proxyMade = false;
+        _upstreamTargetLength = -1;
         _sent100 = false;
         _pumpStarted = false;
         _replaying = false;

@@ -37,6 +37,7 @@ internal readonly ref struct RequestView
         Path = q < 0 ? target : target[..q];
         Query = q < 0 ? default : target[(q + 1)..];
         HasQuery = q >= 0;
+        Authority = host;
         Host = StripPort(host);
     }
 
@@ -44,6 +45,9 @@ internal readonly ref struct RequestView
 
     /// <summary>Host without port; empty when the request named none.</summary>
     public ReadOnlySpan<byte> Host { get; }
+
+    /// <summary>Host as the request named it, port included (the Host field, or the target's authority).</summary>
+    public ReadOnlySpan<byte> Authority { get; }
 
     /// <summary>Path part of the target (before <c>?</c>), raw.</summary>
     public ReadOnlySpan<byte> Path { get; }

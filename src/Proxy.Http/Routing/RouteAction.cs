@@ -1,6 +1,7 @@
 using Proxy.Core.Configuration;
 using System.Text;
 using Proxy.Core.Balancing;
+using Proxy.Http.Http1;
 
 namespace Proxy.Http.Routing;
 
@@ -34,8 +35,24 @@ public sealed class RouteAction
     private readonly int[] _cumulative;
     private readonly int _totalWeight;
 
-    internal RouteAction(RouteActionConfig config)
+    private readonly PathReplacement? _pathRewrite;
+    private readonly byte[]? _hostRewrite;
+
+    /// <param name="config">The action.</param>
+    /// <param name="match">The route's path match, which a prefix replacement (rewrite or redirect) replaces the matched part of.</param>
+    internal RouteAction(RouteActionConfig config, PathMatchConfig? match = null)
     {
+        if (config.Redirect is not null || config.DirectResponse is not null)
+        {
+            Redirect = config.Redirect is { } redirect ? new RouteRedirect(redirect, match) : null;
+            Direct = config.DirectResponse is { } direct ? new DirectResponse(direct) : null;
+            _destinations = [];
+            _cumulative = [];
+            RequestHeaders = HeaderMutations.None;
+            ResponseHeaders = new HeaderMutations(config.ResponseHeaders);
+            return;
+        }
+
         if (config.Destinations.Count == 0)
         {
             throw new ArgumentException("a route action needs at least one destination", nameof(config));
@@ -63,8 +80,84 @@ public sealed class RouteAction
         }
 
         _totalWeight = (int)total;
-        RequestHeaders = new HeaderMutations(config.RequestHeaders);
+        var requestHeaders = config.RequestHeaders;
+        if (config.Rewrite is { } rewrite)
+        {
+            _pathRewrite = rewrite.Path is { } path ? PathReplacement.Whole(path)
+                : rewrite.PathPrefix is { } prefix ? PathReplacement.Prefix(prefix, match ?? throw new ArgumentException("rewrite.pathPrefix needs the route's path match", nameof(match)))
+                : null;
+            if (rewrite.Host is { } host)
+            {
+                // The new Host replaces the request's (HTTP/2 upstreams: :authority) like any set field.
+                _hostRewrite = Encoding.ASCII.GetBytes(host);
+                requestHeaders = requestHeaders with { Set = [.. requestHeaders.Set, new("Host", host)] };
+            }
+        }
+
+        RequestHeaders = new HeaderMutations(requestHeaders);
         ResponseHeaders = new HeaderMutations(config.ResponseHeaders);
+    }
+
+    /// <summary>The redirect this route answers with instead of forwarding, or null.</summary>
+    public RouteRedirect? Redirect { get; }
+
+    /// <summary>The fixed response this route answers with instead of forwarding, or null.</summary>
+    public DirectResponse? Direct { get; }
+
+    /// <summary>True when the route answers requests itself (<see cref="Redirect"/> or <see cref="Direct"/>): no destination.</summary>
+    public bool AnswersItself => Redirect is not null || Direct is not null;
+
+    /// <summary>True when requests go upstream with another target than they came with (a path rewrite, or a host rewrite of an absolute-form target).</summary>
+    public bool RewritesTarget => _pathRewrite is not null || _hostRewrite is not null;
+
+    /// <summary>The most bytes <see cref="WriteUpstreamTarget"/> can write for <paramref name="target"/>.</summary>
+    public int MaxUpstreamTargetLength(ReadOnlySpan<byte> target) =>
+        target.Length + (_pathRewrite?.MaxLength(target.Length) ?? 0) + (_hostRewrite?.Length ?? 0) + 1;
+
+    /// <summary>
+    /// Writes the target the request goes upstream with: the path replaced (the query kept), and for an
+    /// absolute-form target the rewritten host as its authority. Returns -1 when the target stays as it is
+    /// (authority-form CONNECT, asterisk-form OPTIONS, or nothing to change for this form). Allocates nothing.
+    /// </summary>
+    public int WriteUpstreamTarget(ReadOnlySpan<byte> target, Http1TargetForm form, Span<byte> destination)
+    {
+        var n = 0;
+        var rest = target;
+        if (form == Http1TargetForm.Absolute)
+        {
+            // scheme "://" authority path-abempty [ "?" query ]
+            var sep = rest.IndexOf("://"u8);
+            var schemeEnd = sep < 0 ? 0 : sep + 3;
+            rest = rest[schemeEnd..];
+            var end = rest.IndexOfAny((byte)'/', (byte)'?');
+            var authority = end < 0 ? rest : rest[..end];
+            rest = end < 0 ? default : rest[end..];
+            target[..schemeEnd].CopyTo(destination);
+            n = schemeEnd;
+            ReadOnlySpan<byte> newAuthority = _hostRewrite ?? authority;
+            newAuthority.CopyTo(destination[n..]);
+            n += newAuthority.Length;
+        }
+        else if (form != Http1TargetForm.Origin || _pathRewrite is null)
+        {
+            return -1;
+        }
+
+        var q = rest.IndexOf((byte)'?');
+        var path = q < 0 ? rest : rest[..q];
+        var query = q < 0 ? default : rest[q..];
+        if (_pathRewrite is not null)
+        {
+            n += _pathRewrite.Apply(path.IsEmpty ? "/"u8 : path, destination[n..]);
+        }
+        else
+        {
+            path.CopyTo(destination[n..]);
+            n += path.Length;
+        }
+
+        query.CopyTo(destination[n..]);
+        return n + query.Length;
     }
 
     /// <summary>The destinations in configuration order.</summary>

@@ -38,7 +38,7 @@ public sealed class Route
         }
 
         _sources = [.. m.SourcePrincipals.Select(static p => new Authorization.IdentityPattern(p))];
-        Action = new RouteAction(config.Action);
+        Action = new RouteAction(config.Action, m.Path);
         RateLimiter = config.RateLimit is { } rateLimit ? new Proxy.Core.Limits.LocalRateLimiter(rateLimit) : null;
     }
 

@@ -43,6 +43,41 @@ public sealed class RouteConfigReaderTests
         Assert.Null(result.Routes[1].Match.Path);
     }
 
+    [Fact]
+    public void ReadJson_RewriteRedirectDirectResponse_ReadAndWrittenBack()
+    {
+        const string Json = """
+            [ { "name": "api", "match": { "path": { "segmentPrefix": "/api" } },
+                "action": { "service": "web", "rewrite": { "pathPrefix": "/v2", "host": "web.internal:8080" } } },
+              { "name": "old", "match": { "path": { "prefix": "/old/" } },
+                "action": { "redirect": { "scheme": "https", "host": "new.example", "port": 8443, "pathPrefix": "/new/", "status": 308, "stripQuery": true },
+                            "responseHeaders": { "set": [{ "name": "cache-control", "value": "no-store" }] } } },
+              { "name": "down", "action": { "directResponse": { "status": 503, "body": "maintenance" } }, "rateLimit": { "requests": 5, "per": "1s" } } ]
+            """;
+        var result = RouteConfigReader.ReadJson(Json);
+        Assert.True(result.Ok, string.Join("\n", result.Errors));
+        var routes = result.Routes!;
+        Assert.Equal(new RouteRewriteConfig { PathPrefix = "/v2", Host = "web.internal:8080" }, routes[0].Action.Rewrite);
+        Assert.Equal(new RouteRedirectConfig { Scheme = "https", Host = "new.example", Port = 8443, PathPrefix = "/new/", Status = 308, StripQuery = true }, routes[1].Action.Redirect);
+        Assert.Empty(routes[1].Action.Destinations);
+        Assert.Equal("no-store", routes[1].Action.ResponseHeaders.Set[0].Value);
+        Assert.Equal(new DirectResponseConfig(503, "maintenance"), routes[2].Action.DirectResponse);
+        Assert.Equal(302, RouteConfigReader.ReadJson("""[{ "action": { "redirect": {} } }]""").Routes![0].Action.Redirect!.Status);
+
+        // /config writes routes in the shape the reader reads.
+        using var stream = new MemoryStream();
+        using (var writer = new System.Text.Json.Utf8JsonWriter(stream))
+        {
+            RouteConfigJson.Write(routes, writer);
+        }
+
+        var again = RouteConfigReader.ReadJson(System.Text.Encoding.UTF8.GetString(stream.ToArray()));
+        Assert.True(again.Ok, string.Join("\n", again.Errors));
+        Assert.Equal(routes[0].Action.Rewrite, again.Routes![0].Action.Rewrite);
+        Assert.Equal(routes[1].Action.Redirect, again.Routes[1].Action.Redirect);
+        Assert.Equal(routes[2].Action.DirectResponse, again.Routes[2].Action.DirectResponse);
+    }
+
     [Theory]
     [InlineData("""[{ "action": { "service": "s" }, "extra": 1 }]""", "routes[0].extra: unknown key")]
     [InlineData("""[{ "match": { "paths": {} }, "action": { "service": "s" } }]""", "routes[0].match.paths: unknown key")]
@@ -63,8 +98,8 @@ public sealed class RouteConfigReaderTests
     [InlineData("""[{ "match": { "query": [{ "name": "a", "exact": "1&b" }] }, "action": { "service": "s" } }]""", "routes[0].match.query[0].exact: must be visible ASCII")]
     [InlineData("""[{ "match": { "query": [{ "name": "a", "present": 1 }] }, "action": { "service": "s" } }]""", "routes[0].match.query[0].present: must be true")]
     [InlineData("""[{ "name": "r" }]""", "routes[0].action: missing")]
-    [InlineData("""[{ "action": {} }]""", "routes[0].action: needs exactly one of 'service' or 'split'")]
-    [InlineData("""[{ "action": { "service": "s", "split": [] } }]""", "routes[0].action: needs exactly one of 'service' or 'split'")]
+    [InlineData("""[{ "action": {} }]""", "routes[0].action: needs exactly one of 'service', 'split', 'redirect' or 'directResponse'")]
+    [InlineData("""[{ "action": { "service": "s", "split": [] } }]""", "routes[0].action: needs exactly one of 'service', 'split', 'redirect' or 'directResponse'")]
     [InlineData("""[{ "action": { "split": [] } }]""", "routes[0].action.split: must not be empty")]
     [InlineData("""[{ "action": { "split": [{ "service": "a", "weight": 0 }] } }]""", "routes[0].action.split[0].weight: must be a positive integer")]
     [InlineData("""[{ "action": { "split": [{ "service": "a", "weight": 1.5 }] } }]""", "routes[0].action.split[0].weight: must be a positive integer")]
@@ -76,6 +111,31 @@ public sealed class RouteConfigReaderTests
     [InlineData("""[{ "action": { "service": "s", "requestHeaders": { "add": [{ "name": "x", "value": "a\r\nb: c" }] } } }]""", "routes[0].action.requestHeaders.add[0].value: contains characters not allowed")]
     [InlineData("""[{ "action": { "service": "s", "requestHeaders": { "add": [{ "name": "x" }] } } }]""", "routes[0].action.requestHeaders.add[0].value: missing")]
     [InlineData("""[{ "action": { "service": "s", "requestHeaders": { "replace": [] } } }]""", "routes[0].action.requestHeaders.replace: unknown key")]
+    [InlineData("""[{ "action": { "service": "s", "rewrite": {} } }]""", "routes[0].action.rewrite: needs at least one of path, pathPrefix or host")]
+    [InlineData("""[{ "action": { "service": "s", "rewrite": { "path": "/a", "pathPrefix": "/b" } } }]""", "routes[0].action.rewrite: 'path' and 'pathPrefix' cannot be combined")]
+    [InlineData("""[{ "action": { "service": "s", "rewrite": { "path": "a" } } }]""", "routes[0].action.rewrite.path: must start with '/'")]
+    [InlineData("""[{ "action": { "service": "s", "rewrite": { "path": "/a?b" } } }]""", "routes[0].action.rewrite.path: must start with '/' and contain only visible ASCII characters, without '?' or '#'")]
+    [InlineData("""[{ "action": { "service": "s", "rewrite": { "pathPrefix": "/v2" } } }]""", "routes[0].action.rewrite.pathPrefix: replaces the part of the path that match.path matched")]
+    [InlineData("""[{ "match": { "path": { "regex": "/a.*" } }, "action": { "service": "s", "rewrite": { "pathPrefix": "/v2" } } }]""", "routes[0].action.rewrite.pathPrefix: replaces the part")]
+    [InlineData("""[{ "action": { "service": "s", "rewrite": { "host": "a b" } } }]""", "routes[0].action.rewrite.host: 'a b' must be a host name or IP address, optionally with ':port'")]
+    [InlineData("""[{ "action": { "service": "s", "rewrite": { "host": "a:70000" } } }]""", "routes[0].action.rewrite.host: 'a:70000' must be")]
+    [InlineData("""[{ "action": { "service": "s", "rewrite": { "host": "a" }, "requestHeaders": { "set": [{ "name": "Host", "value": "b" }] } } }]""", "routes[0].action.rewrite.host: the request's Host is also set by requestHeaders")]
+    [InlineData("""[{ "action": { "service": "s", "rewrite": { "paths": "/" } } }]""", "routes[0].action.rewrite.paths: unknown key")]
+    [InlineData("""[{ "action": { "service": "s", "redirect": {} } }]""", "routes[0].action: 'service' and 'redirect' cannot be combined")]
+    [InlineData("""[{ "action": { "redirect": {}, "directResponse": { "status": 200 } } }]""", "routes[0].action: 'redirect' and 'directResponse' cannot be combined")]
+    [InlineData("""[{ "action": { "redirect": {}, "rewrite": { "path": "/" } } }]""", "routes[0].action.rewrite: a route that answers itself (redirect) sends nothing upstream")]
+    [InlineData("""[{ "action": { "directResponse": { "status": 200 }, "requestHeaders": {} } }]""", "routes[0].action.requestHeaders: a route that answers itself (directResponse) sends nothing upstream")]
+    [InlineData("""[{ "action": { "redirect": { "scheme": "ftp" } } }]""", "routes[0].action.redirect.scheme: must be \"http\" or \"https\"")]
+    [InlineData("""[{ "action": { "redirect": { "host": "a:80" } } }]""", "routes[0].action.redirect.host: 'a:80' must be a host name or IP address without a port")]
+    [InlineData("""[{ "action": { "redirect": { "port": 0 } } }]""", "routes[0].action.redirect.port: must be an integer from 1 to 65535")]
+    [InlineData("""[{ "action": { "redirect": { "status": 200 } } }]""", "routes[0].action.redirect.status: must be 301, 302, 303, 307 or 308")]
+    [InlineData("""[{ "action": { "redirect": { "stripQuery": 1 } } }]""", "routes[0].action.redirect.stripQuery: must be true or false")]
+    [InlineData("""[{ "action": { "redirect": { "pathPrefix": "/x" } } }]""", "routes[0].action.redirect.pathPrefix: replaces the part")]
+    [InlineData("""[{ "action": { "redirect": {} }, "retries": { "maxRetries": 2 } }]""", "routes[0].retries: the route answers itself (redirect) and sends nothing upstream")]
+    [InlineData("""[{ "action": { "directResponse": { "status": 200 } }, "timeouts": { "request": "1s" } }]""", "routes[0].timeouts: the route answers itself (directResponse)")]
+    [InlineData("""[{ "action": { "directResponse": {} } }]""", "routes[0].action.directResponse.status: missing")]
+    [InlineData("""[{ "action": { "directResponse": { "status": 101 } } }]""", "routes[0].action.directResponse.status: must be an integer from 200 to 599")]
+    [InlineData("""[{ "action": { "directResponse": { "status": 200, "body": 1 } } }]""", "routes[0].action.directResponse.body: must be a string")]
     [InlineData("""[{ "name": "a", "action": { "service": "s" } }, { "name": "a", "action": { "service": "s" } }]""", "routes[1].name: duplicate route name 'a'")]
     [InlineData("""{ "routes": [] }""", "routes: must be an array")]
     [InlineData("""[1]""", "routes[0]: must be an object")]
