@@ -52,12 +52,12 @@ public sealed class Http1ForwardingTypedHeadTests
     /// :authority naming the server's own address, the HTTP/1.0-without-Host case, reads "upstream"), and the client's
     /// status. <paramref name="refused"/>: the head is expected never to reach the server (the client's status only).
     /// </summary>
-    private static async Task<(List<(string Name, string Value)> Fields, int Status)> ForwardAsync(string request, bool text, HeaderMutationsConfig? mutations = null, Http2UpstreamPoolOptions? poolOptions = null, bool refused = false)
+    private static async Task<(List<(string Name, string Value)> Fields, int Status)> ForwardAsync(string request, bool text, HeaderMutationsConfig? mutations = null, Http2UpstreamPoolOptions? poolOptions = null, bool refused = false, Func<IPEndPoint, Http1Routing>? routing = null)
     {
         await using var server = new RawH2Server();
         using var connector = Http2UpstreamForwardingTests.NewConnector();
         await using var pool = new Http2UpstreamPool(connector, poolOptions);
-        await using var proxy = await ForwarderHarness.StartAsync(Routing(server.EndPoint, mutations), new Http1ForwarderOptions { TextHeadsForHttp2 = text }, http2Pool: pool);
+        await using var proxy = await ForwarderHarness.StartAsync(routing?.Invoke(server.EndPoint) ?? Routing(server.EndPoint, mutations), new Http1ForwarderOptions { TextHeadsForHttp2 = text }, http2Pool: pool);
         using var client = await RawClient.ConnectAsync(proxy.EndPoint);
         await client.SendAsync(request);
         var method = request[..request.IndexOf(' ', StringComparison.Ordinal)];
@@ -104,6 +104,29 @@ public sealed class Http1ForwardingTypedHeadTests
         Assert.Equal(text.Fields, typed.Fields);
         Assert.Contains((":authority", "rewritten.example"), typed.Fields);
         Assert.DoesNotContain(typed.Fields, f => f.Name == "host");
+    }
+
+    [Theory]
+    [InlineData("GET /api/users?id=7 HTTP/1.1\r\nHost: h\r\n\r\n", "/v2/users?id=7", "backend.internal")]
+    [InlineData("GET http://abs.example/api?q HTTP/1.1\r\nHost: x\r\n\r\n", "/v2?q", "backend.internal")]
+    public async Task TypedHead_RouteRewritesPathAndHost_SameAsTheTextPath(string request, string path, string authority)
+    {
+        static Http1Routing Rewriting(IPEndPoint upstream)
+        {
+            var registry = new ServiceRegistry([new ServiceConfig("web", [], [upstream]) { UpstreamProtocol = UpstreamProtocol.Http2 }]);
+            var routes = RouteConfigReader.ReadJson("""
+                [{ "match": { "path": { "segmentPrefix": "/api" } }, "action": { "service": "web", "rewrite": { "pathPrefix": "/v2", "host": "backend.internal" } } }]
+                """);
+            return Http1Routing.ForRoutes(new RouteTable(routes.Routes!), registry.FindByName);
+        }
+
+        var typed = await ForwardAsync(request, text: false, routing: Rewriting);
+        var text = await ForwardAsync(request, text: true, routing: Rewriting);
+
+        Assert.Equal(text.Fields, typed.Fields);
+        Assert.Contains((":path", path), typed.Fields);
+        Assert.Contains((":authority", authority), typed.Fields);
+        Assert.Equal(204, typed.Status);
     }
 
     [Fact]
