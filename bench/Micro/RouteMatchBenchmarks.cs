@@ -10,8 +10,9 @@ namespace Proxy.Bench.Micro;
 
 /// <summary>
 /// The per-request cost of finding a route in a realistic table (20 routes of assorted kinds before the
-/// one that matches) and of picking a split destination. Expected: 0 B allocated for every benchmark,
-/// including the regex ones (their char copy lives on the stack for paths up to 256 bytes).
+/// one that matches), of picking a split destination, and of a route's rewritten target and redirect Location.
+/// Expected: 0 B allocated for every benchmark, including the regex ones (their char copy lives on the stack for
+/// paths up to 256 bytes).
 /// </summary>
 [MemoryDiagnoser]
 public class RouteMatchBenchmarks
@@ -23,6 +24,12 @@ public class RouteMatchBenchmarks
     private Http1RequestHead _fallThroughHead = null!;
     private RouteAction _split = null!;
     private IRandomSource _random = null!;
+    private RouteAction _rewrite = null!;
+    private RouteAction _redirect = null!;
+    private Http1RequestHead _rewriteHead = null!;
+    private Http1RequestHead _redirectHead = null!;
+    private readonly byte[] _target = new byte[512];
+    private readonly ArrayBufferWriter<byte> _location = new(512);
 
     [GlobalSetup]
     public void Setup()
@@ -39,6 +46,8 @@ public class RouteMatchBenchmarks
             { "name": "ab", "match": { "hosts": ["*.example.com"], "path": { "segmentPrefix": "/api" }, "headers": [{ "name": "x-variant", "exact": "b" }], "query": [{ "name": "debug", "present": true }] },
               "action": { "service": "api", "subset": "v2" } },
             { "name": "regex", "match": { "path": { "regex": "/users/[0-9]+/orders" }, "headers": [{ "name": "x-user", "regex": "u[0-9]+" }] }, "action": { "service": "orders" } },
+            { "name": "rewrite", "match": { "path": { "segmentPrefix": "/legacy" } }, "action": { "service": "api", "rewrite": { "pathPrefix": "/v2", "host": "api.internal" } } },
+            { "name": "redirect", "match": { "path": { "prefix": "/old/" } }, "action": { "redirect": { "scheme": "https", "pathPrefix": "/new/", "status": 301 } } },
             { "name": "canary", "match": { "path": { "prefix": "/shop" } },
               "action": { "split": [{ "service": "shop", "subset": "v1", "weight": 90 }, { "service": "shop", "subset": "v2", "weight": 10 }] } }
             ]
@@ -57,6 +66,12 @@ public class RouteMatchBenchmarks
         _table.TryMatch(Parse("GET /shop HTTP/1.1\r\nHost: h\r\n\r\n"), out var canary);
         _split = canary!.Action;
         _random = SharedRandomSource.Instance;
+        _rewriteHead = Parse("GET /legacy/items/42?expand=owner HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+        _table.TryMatch(_rewriteHead, out var rewrite);
+        _rewrite = rewrite!.Action;
+        _redirectHead = Parse("GET /old/items/42?expand=owner HTTP/1.1\r\nHost: www.example.com:8080\r\n\r\n");
+        _table.TryMatch(_redirectHead, out var redirect);
+        _redirect = redirect!.Action;
     }
 
     private static Http1RequestHead Parse(string text)
@@ -84,4 +99,17 @@ public class RouteMatchBenchmarks
 
     [Benchmark]
     public RouteDestination SplitPick() => _split.PickDestination(_random);
+
+    /// <summary>The target a rewriting route sends upstream (prefix replaced, query kept).</summary>
+    [Benchmark]
+    public int RewriteTarget() => _rewrite.WriteUpstreamTarget(_rewriteHead.Target, _rewriteHead.TargetForm, _target);
+
+    /// <summary>A redirect's Location for a request.</summary>
+    [Benchmark]
+    public int RedirectLocation()
+    {
+        _location.ResetWrittenCount();
+        _redirect.Redirect!.WriteLocation(_location, new RequestView(_redirectHead), clientTls: false);
+        return _location.WrittenCount;
+    }
 }

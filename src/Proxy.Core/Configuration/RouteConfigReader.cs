@@ -458,7 +458,8 @@ public static class RouteConfigReader
 
     /// <summary>
     /// What only the whole route can check: a prefix replacement needs a path match whose matched part is known
-    /// (exact, prefix or segmentPrefix), and a route that answers itself has no use for retries or upstream timeouts.
+    /// (exact, prefix or segmentPrefix), and a route that answers itself has no use for retries, upstream timeouts or
+    /// injected faults (they act on the upstream request).
     /// </summary>
     private static void CheckActionFitsRoute(JsonElement route, string key, RouteMatchConfig match, RouteActionConfig action, List<string> errors)
     {
@@ -475,7 +476,7 @@ public static class RouteConfigReader
         }
 
         var what = action.Redirect is not null ? "redirect" : "directResponse";
-        foreach (var notHere in (ReadOnlySpan<string>)["retries", "timeouts"])
+        foreach (var notHere in (ReadOnlySpan<string>)["retries", "timeouts", "fault"])
         {
             if (route.TryGetProperty(notHere, out _))
             {

@@ -45,13 +45,20 @@ public sealed class Http1ForwarderAllocationTests(ITestOutputHelper output)
     [InlineData(1)]
     [InlineData(32)]
     [InlineData(32, true)]
-    public async Task HandleAsync_KeepAliveGetAndPost_AllocatesAlmostNothingPerRequest(int connections, bool serviceWithOutlierDetection = false)
+    [InlineData(32, false, true)]
+    public async Task HandleAsync_KeepAliveGetAndPost_AllocatesAlmostNothingPerRequest(int connections, bool serviceWithOutlierDetection = false, bool routeWithRewrite = false)
     {
         using var upstream = new LoopbackUpstream();
         await using var pool = new UpstreamPool(new UpstreamConnector(loggerFactory: NullLoggerFactory.Instance), new UpstreamPoolOptions(), loggerFactory: NullLoggerFactory.Instance);
 
         // Through a balanced service with outlier detection: picks, availability checks and result reporting included.
-        var routing = serviceWithOutlierDetection
+        // Or through a route that rewrites the path's prefix and the host (a rewritten target per request).
+        var routes = Proxy.Core.Configuration.RouteConfigReader.ReadJson("""
+            [{ "match": { "path": { "segmentPrefix": "/alloc" } }, "action": { "service": "alloc", "rewrite": { "pathPrefix": "/v2/alloc", "host": "backend.internal" } } }]
+            """);
+        var routing = routeWithRewrite
+            ? Http1Routing.ForRoutes(new Proxy.Http.Routing.RouteTable(routes.Routes!), new Proxy.Core.Discovery.ServiceRegistry([new Proxy.Core.Configuration.ServiceConfig("alloc", [], [upstream.Address.EndPoint])]).FindByName)
+            : serviceWithOutlierDetection
             ? Http1Routing.ForService(new Proxy.Core.Discovery.ServiceRegistry([new Proxy.Core.Configuration.ServiceConfig("alloc", [], [upstream.Address.EndPoint])
             {
                 OutlierDetection = new Proxy.Core.Configuration.OutlierDetectionConfig(),

@@ -133,6 +133,7 @@ public sealed class RouteConfigReaderTests
     [InlineData("""[{ "action": { "redirect": { "pathPrefix": "/x" } } }]""", "routes[0].action.redirect.pathPrefix: replaces the part")]
     [InlineData("""[{ "action": { "redirect": {} }, "retries": { "maxRetries": 2 } }]""", "routes[0].retries: the route answers itself (redirect) and sends nothing upstream")]
     [InlineData("""[{ "action": { "directResponse": { "status": 200 } }, "timeouts": { "request": "1s" } }]""", "routes[0].timeouts: the route answers itself (directResponse)")]
+    [InlineData("""[{ "action": { "redirect": {} }, "fault": { "abort": { "httpStatus": 503, "percentage": 100 } } }]""", "routes[0].fault: the route answers itself (redirect)")]
     [InlineData("""[{ "action": { "directResponse": {} } }]""", "routes[0].action.directResponse.status: missing")]
     [InlineData("""[{ "action": { "directResponse": { "status": 101 } } }]""", "routes[0].action.directResponse.status: must be an integer from 200 to 599")]
     [InlineData("""[{ "action": { "directResponse": { "status": 200, "body": 1 } } }]""", "routes[0].action.directResponse.body: must be a string")]

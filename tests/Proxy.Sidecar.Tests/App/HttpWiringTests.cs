@@ -346,6 +346,56 @@ public sealed class HttpWiringTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task ExplicitListener_RewriteRedirectAndDirectResponse_ThroughCurl()
+    {
+        var routes = RouteConfigReader.ReadJson("""
+            [ { "name": "api", "match": { "path": { "segmentPrefix": "/api" } },
+                "action": { "service": "web", "subset": "v1", "rewrite": { "pathPrefix": "/v2", "host": "web.internal" } } },
+              { "name": "moved", "match": { "path": { "prefix": "/old/" } },
+                "action": { "redirect": { "scheme": "https", "host": "www.example", "pathPrefix": "/new/", "status": 308 } } },
+              { "name": "down", "match": { "path": { "exact": "/admin" } },
+                "action": { "directResponse": { "status": 503, "body": "down for maintenance\n" } } } ]
+            """);
+        Assert.True(routes.Ok, string.Join("\n", routes.Errors));
+        var log = Path.Combine(Path.GetTempPath(), $"proxy-rewrite-{Guid.NewGuid():N}.log");
+        try
+        {
+            var host = await StartAsync(Config([Edge(routes.Routes!)], accessLog: log));
+
+            var (code, api) = await RunAsync("curl", $"-s -i --max-time 20 {Url(host, "edge", "/api/users?id=7")}");
+            Assert.True(code == 0, api);
+            Assert.Contains(" 200 ", api.Split('\n')[0], StringComparison.Ordinal);
+            Assert.Contains("v1 GET /v2/users?id=7", api, StringComparison.Ordinal);
+            Assert.Contains("\nhost: web.internal\n", api, StringComparison.Ordinal);
+
+            (code, var moved) = await RunAsync("curl", $"-s -i --max-time 20 {Url(host, "edge", "/old/page?x=1")}");
+            Assert.True(code == 0, moved);
+            Assert.Contains(" 308 ", moved.Split('\n')[0], StringComparison.Ordinal);
+            Assert.Contains("location: https://www.example/new/page?x=1\r\n", moved, StringComparison.Ordinal);
+
+            (code, var down) = await RunAsync("curl", $"-s -i --max-time 20 {Url(host, "edge", "/admin")}");
+            Assert.True(code == 0, down);
+            Assert.Contains(" 503 ", down.Split('\n')[0], StringComparison.Ordinal);
+            Assert.EndsWith("\r\n\r\ndown for maintenance\n", down, StringComparison.Ordinal);
+            Assert.DoesNotContain("x-proxy-error", down, StringComparison.OrdinalIgnoreCase);
+
+            // The access log has the paths the client sent; the redirect and the direct response as proxy-made, without error.
+            await host.DisposeAsync(); // flushes the access log
+            var lines = (await File.ReadAllLinesAsync(log)).Where(l => l.Length > 0).ToArray();
+            Assert.Equal(3, lines.Length);
+            Assert.Contains("\"path\":\"/api/users?id=7\"", lines[0], StringComparison.Ordinal);
+            Assert.Contains("\"route\":\"moved\"", lines[1], StringComparison.Ordinal);
+            Assert.Contains("\"status\":308", lines[1], StringComparison.Ordinal);
+            Assert.Contains("\"error\":null,\"proxy_made\":true", lines[1], StringComparison.Ordinal);
+            Assert.Contains("\"status\":503", lines[2], StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(log);
+        }
+    }
+
     private static HttpClient Http2Client() => new(new SocketsHttpHandler { UseProxy = false })
     {
         Timeout = Timeout,
