@@ -42,6 +42,7 @@ internal sealed class ConfigDraft
     public TimeSpan Http2KeepaliveInterval;
     public TimeSpan Http2KeepaliveTimeout;
     public string? AccessLog;
+    public PathNormalization PathNormalization;
     public int Http2MaxConcurrentStreams;
     public int Http2StreamWindow;
     public int Http2ConnectionWindow;
@@ -94,6 +95,7 @@ internal sealed class ConfigDraft
         HttpRequestTimeout = d.Http.RequestTimeout;
         HttpStreamIdleTimeout = d.Http.StreamIdleTimeout;
         HttpHeaderTimeout = d.Http.HeaderTimeout;
+        PathNormalization = d.Http.PathNormalization;
         PoolMaxConnections = d.Http.PoolMaxConnections;
         PoolMaxIdle = d.Http.PoolMaxIdle;
         Http2PoolMaxConnections = d.Http.Http2PoolMaxConnections;
@@ -152,6 +154,7 @@ internal sealed class ConfigDraft
             RequestTimeout = HttpRequestTimeout,
             StreamIdleTimeout = HttpStreamIdleTimeout,
             HeaderTimeout = HttpHeaderTimeout,
+            PathNormalization = PathNormalization,
             PoolMaxConnections = PoolMaxConnections,
             PoolMaxIdle = PoolMaxIdle,
             Http2PoolMaxConnections = Http2PoolMaxConnections,

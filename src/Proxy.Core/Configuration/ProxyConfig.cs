@@ -195,6 +195,25 @@ public sealed record HttpConfig
 
     /// <summary>JSON access log: null (off), "stdout", or a file path. Flag <c>--access-log</c>.</summary>
     public string? AccessLog { get; init; }
+
+    /// <summary>How request paths are normalized before routing, authorization and forwarding. Flag <c>--http-path-normalization</c>.</summary>
+    public PathNormalization PathNormalization { get; init; } = PathNormalization.Base;
+}
+
+/// <summary>Request path normalization, as Istio's <c>meshConfig.pathNormalization</c> (same names, same default).</summary>
+public enum PathNormalization
+{
+    /// <summary>Paths are routed, authorized and forwarded exactly as sent.</summary>
+    None,
+
+    /// <summary>RFC 3986: percent-encoded unreserved characters decoded, backslashes made slashes, dot segments removed; <c>%00</c> refused.</summary>
+    Base,
+
+    /// <summary><see cref="Base"/>, then runs of slashes merged into one.</summary>
+    MergeSlashes,
+
+    /// <summary><see cref="MergeSlashes"/>, with <c>%2F</c> and <c>%5C</c> decoded first.</summary>
+    DecodeAndMergeSlashes,
 }
 
 /// <summary>HTTP/2 clients (h2c): what the proxy advertises in SETTINGS and enforces; file section <c>http2</c>.</summary>

@@ -136,6 +136,10 @@ public sealed class Setting
             "How long a client may take to send a whole HTTP/1.1 request head once its first byte arrived before it is answered 408 and closed (slowloris) (e.g. 10s), or off.",
             static c => ValueParsers.FormatDuration(c.Http.HeaderTimeout),
             static (d, t) => ValueParsers.ParseDuration(t, allowOff: true, out d.HttpHeaderTimeout)),
+        new("http-path-normalization", "http.pathNormalization",
+            "How request paths are normalized before routing, authorization policies and forwarding (as Istio): none; base (RFC 3986: %-encoded unreserved characters decoded, backslashes made slashes, dot segments removed, %00 refused); merge_slashes (base, and // made /); decode_and_merge_slashes (merge_slashes, %2F and %5C decoded first).",
+            static c => FormatPathNormalization(c.Http.PathNormalization),
+            static (d, t) => ParsePathNormalization(t, out d.PathNormalization)),
         new("pool-max-connections", "http.poolMaxConnections",
             "Most upstream HTTP connections per endpoint (busy and idle); 0 is unlimited.",
             static c => Int(c.Http.PoolMaxConnections),
@@ -251,6 +255,27 @@ public sealed class Setting
         };
         return error;
     }
+
+    private static string? ParsePathNormalization(string text, out PathNormalization mode)
+    {
+        (mode, var error) = text switch
+        {
+            "none" => (PathNormalization.None, null),
+            "base" => (PathNormalization.Base, null),
+            "merge_slashes" => (PathNormalization.MergeSlashes, null),
+            "decode_and_merge_slashes" => (PathNormalization.DecodeAndMergeSlashes, (string?)null),
+            _ => (PathNormalization.Base, $"\"{text}\" is not one of none, base, merge_slashes, decode_and_merge_slashes"),
+        };
+        return error;
+    }
+
+    private static string FormatPathNormalization(PathNormalization mode) => mode switch
+    {
+        PathNormalization.None => "none",
+        PathNormalization.MergeSlashes => "merge_slashes",
+        PathNormalization.DecodeAndMergeSlashes => "decode_and_merge_slashes",
+        _ => "base",
+    };
 
     private static string FormatSplice(SpliceMode mode) => mode switch
     {

@@ -46,6 +46,12 @@ public sealed record Http1ForwarderOptions
     public TimeSpan HeaderTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
+    /// How request paths are normalized before routing, authorization and forwarding (<see cref="Http1.Http1PathNormalizer"/>);
+    /// Istio's default, <see cref="Proxy.Core.Configuration.PathNormalization.Base"/>.
+    /// </summary>
+    public Proxy.Core.Configuration.PathNormalization PathNormalization { get; init; } = Proxy.Core.Configuration.PathNormalization.Base;
+
+    /// <summary>
     /// Longest wait for the (next) request head on a client connection; the connection is then closed
     /// without a response (like Envoy's HTTP idle timeout). Infinite turns it off.
     /// </summary>

@@ -1,4 +1,5 @@
 using System.Buffers;
+using Proxy.Core.Configuration;
 using Proxy.Core.Identity;
 using Proxy.Http.Http1;
 using Proxy.Http.Routing;
@@ -18,6 +19,39 @@ internal sealed partial class Http1ForwardingSession
 
     /// <summary>The request target as it goes upstream: rewritten by the route, or as received.</summary>
     private ReadOnlySpan<byte> UpstreamTarget => _upstreamTargetLength < 0 ? _request.Target : _upstreamTarget.AsSpan(0, _upstreamTargetLength);
+
+    // The normalized target of the current request (grown on demand, kept for the connection's next requests).
+    private byte[]? _normalizedTarget;
+
+    /// <summary>
+    /// Normalizes the request's path (<see cref="Http1ForwarderOptions.PathNormalization"/>) before anything looks at
+    /// it; false when the path must be refused (an encoded NUL). Allocates nothing once the buffer has grown.
+    /// </summary>
+    private bool NormalizePath()
+    {
+        var mode = _options.PathNormalization;
+        if (mode == PathNormalization.None)
+        {
+            return true;
+        }
+
+        var target = _request.Target;
+        if (_normalizedTarget is null || _normalizedTarget.Length < target.Length)
+        {
+            _normalizedTarget = new byte[Math.Max(target.Length, 256)];
+        }
+
+        switch (Http1PathNormalizer.Normalize(target, _request.TargetForm, mode, _normalizedTarget, out var written))
+        {
+            case PathNormalizeResult.Changed:
+                _request.ReplaceTarget(_normalizedTarget.AsMemory(0, written));
+                return true;
+            case PathNormalizeResult.Rejected:
+                return false;
+            default:
+                return true;
+        }
+    }
 
     private void RewriteTarget(RouteAction action)
     {

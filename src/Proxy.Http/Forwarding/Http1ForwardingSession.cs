@@ -513,6 +513,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             StartGrpcCall();
         }
 
+        if (!NormalizePath())
+        {
+            return ToStep(await RespondAsync(400, ProxyErrors.BadRequest, "the request path holds an encoded NUL (%00), which path normalization refuses").ConfigureAwait(false));
+        }
+
         if (SecurityForRequest() is { } security)
         {
             var (refused, keepAlive) = await AuthorizeAsync(security).ConfigureAwait(false);

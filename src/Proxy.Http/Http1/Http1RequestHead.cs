@@ -19,8 +19,28 @@ public sealed class Http1RequestHead : Http1Head
     /// <summary>Method as sent.</summary>
     public ReadOnlySpan<byte> MethodBytes => Headers.Source.Span.Slice(_methodStart, _methodLength);
 
-    /// <summary>Request target as sent.</summary>
-    public ReadOnlySpan<byte> Target => Headers.Source.Span.Slice(_targetStart, _targetLength);
+    /// <summary>Request target: as sent, or its normalized form once <see cref="ReplaceTarget"/> gave one.</summary>
+    public ReadOnlySpan<byte> Target => _replacedTarget ? _targetReplacement.Span : Headers.Source.Span.Slice(_targetStart, _targetLength);
+
+    /// <summary>Request target exactly as sent.</summary>
+    public ReadOnlySpan<byte> ReceivedTarget => Headers.Source.Span.Slice(_targetStart, _targetLength);
+
+    /// <summary>True when <see cref="Target"/> differs from <see cref="ReceivedTarget"/> (path normalization).</summary>
+    public bool TargetReplaced => _replacedTarget;
+
+    private ReadOnlyMemory<byte> _targetReplacement;
+    private bool _replacedTarget;
+
+    /// <summary>
+    /// Makes <paramref name="target"/> (the same form, e.g. the normalized path) the target everything after the
+    /// parse sees: routes, policies, the upstream request and the access log. The memory must stay valid as long
+    /// as this head; the next parse forgets it.
+    /// </summary>
+    public void ReplaceTarget(ReadOnlyMemory<byte> target)
+    {
+        _targetReplacement = target;
+        _replacedTarget = true;
+    }
 
     /// <summary>Form of <see cref="Target"/>.</summary>
     public Http1TargetForm TargetForm { get; private set; }
@@ -73,6 +93,8 @@ public sealed class Http1RequestHead : Http1Head
         _targetLength = targetLength;
         TargetForm = form;
         Version = version;
+        _replacedTarget = false;
+        _targetReplacement = default;
     }
 
     internal void SetFacts(Http1BodyKind bodyKind, long contentLength, bool keepAlive, bool expectContinue, bool isUpgrade, int hostIndex, int upgradeIndex, int headLength)

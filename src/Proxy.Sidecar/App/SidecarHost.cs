@@ -302,6 +302,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             RequestTimeout = OffIsInfinite(http.RequestTimeout),
             StreamIdleTimeout = OffIsInfinite(http.StreamIdleTimeout),
             HeaderTimeout = OffIsInfinite(http.HeaderTimeout),
+            PathNormalization = http.PathNormalization,
             TunnelIdleTimeout = OffIsInfinite(_config.Tcp.IdleTimeout),
             Observer = new HttpTelemetry(Metrics, _accessLog),
             LoggerFactory = _loggerFactory,
