@@ -125,6 +125,34 @@ public sealed class AuthorizationWiringTests : IAsyncLifetime
         return (response.StatusCode, body, response);
     }
 
+    [Theory]
+    [InlineData(PathNormalization.Base, "/public/../admin/users", 403)]
+    [InlineData(PathNormalization.Base, "/public/%2e%2e/admin/users", 403)]
+    [InlineData(PathNormalization.Base, "/%61dmin/users", 403)]
+    [InlineData(PathNormalization.Base, "/admin//users", 403)]
+    [InlineData(PathNormalization.MergeSlashes, "//admin/users", 403)]
+    [InlineData(PathNormalization.Base, "/public/./page", 200)]
+    // Without normalization the policy sees the raw path and the app (Kestrel removes dot segments) serves /admin:
+    // the bypass that normalization closes (CVE-2021-31920 in Istio's words).
+    [InlineData(PathNormalization.None, "/public/../admin/users", 200)]
+    public async Task Http_DenyByPath_NotBypassedByDotSegmentsEncodingOrSlashes(PathNormalization mode, string path, int status)
+    {
+        var policies = Policies("""{ "policies": [ { "name": "no-admin", "action": "deny", "rules": [ { "paths": ["/admin/*"] } ] } ] }""");
+        var host = await StartAsync(Config(policies, Edge()) with { Http = new HttpConfig { PathNormalization = mode } });
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync((IPEndPoint)host.AddressOf("edge")!).WaitAsync(Timeout);
+        var stream = tcp.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")).AsTask().WaitAsync(Timeout);
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        var response = await reader.ReadToEndAsync().WaitAsync(Timeout);
+
+        Assert.StartsWith($"HTTP/1.1 {status} ", response, StringComparison.Ordinal);
+        if (status == 403)
+        {
+            Assert.Contains("denied by policy no-admin", response, StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public async Task Http_DenyAndAllowByPeerIdentity_403NamesPolicy_MetricCounts()
     {
