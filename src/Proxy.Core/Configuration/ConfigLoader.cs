@@ -43,6 +43,7 @@ internal sealed class ConfigDraft
     public TimeSpan Http2KeepaliveTimeout;
     public string? AccessLog;
     public PathNormalization PathNormalization;
+    public RequestIdMode RequestId;
     public int Http2MaxConcurrentStreams;
     public int Http2StreamWindow;
     public int Http2ConnectionWindow;
@@ -96,6 +97,7 @@ internal sealed class ConfigDraft
         HttpStreamIdleTimeout = d.Http.StreamIdleTimeout;
         HttpHeaderTimeout = d.Http.HeaderTimeout;
         PathNormalization = d.Http.PathNormalization;
+        RequestId = d.Http.RequestId;
         PoolMaxConnections = d.Http.PoolMaxConnections;
         PoolMaxIdle = d.Http.PoolMaxIdle;
         Http2PoolMaxConnections = d.Http.Http2PoolMaxConnections;
@@ -155,6 +157,7 @@ internal sealed class ConfigDraft
             StreamIdleTimeout = HttpStreamIdleTimeout,
             HeaderTimeout = HttpHeaderTimeout,
             PathNormalization = PathNormalization,
+            RequestId = RequestId,
             PoolMaxConnections = PoolMaxConnections,
             PoolMaxIdle = PoolMaxIdle,
             Http2PoolMaxConnections = Http2PoolMaxConnections,

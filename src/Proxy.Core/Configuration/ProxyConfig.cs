@@ -198,6 +198,22 @@ public sealed record HttpConfig
 
     /// <summary>How request paths are normalized before routing, authorization and forwarding. Flag <c>--http-path-normalization</c>.</summary>
     public PathNormalization PathNormalization { get; init; } = PathNormalization.Base;
+
+    /// <summary>
+    /// Whether requests without <c>x-request-id</c> get one. Flag <c>--http-request-id</c>. Preserve by default: the
+    /// proxy adds nothing to a request unless asked (Linkerd's way; Envoy generates by default).
+    /// </summary>
+    public RequestIdMode RequestId { get; init; } = RequestIdMode.Preserve;
+}
+
+/// <summary>What the proxy does about <c>x-request-id</c> (as Envoy's <c>generate_request_id</c>).</summary>
+public enum RequestIdMode
+{
+    /// <summary>A request without <c>x-request-id</c> gets a new UUID (version 4) sent upstream; one that has it keeps it. Both are logged.</summary>
+    Generate,
+
+    /// <summary>No id is made; a request's own <c>x-request-id</c> goes on as sent and is logged.</summary>
+    Preserve,
 }
 
 /// <summary>Request path normalization, as Istio's <c>meshConfig.pathNormalization</c> (same names, same default).</summary>

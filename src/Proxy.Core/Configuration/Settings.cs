@@ -140,6 +140,10 @@ public sealed class Setting
             "How request paths are normalized before routing, authorization policies and forwarding (as Istio): none; base (RFC 3986: %-encoded unreserved characters decoded, backslashes made slashes, dot segments removed, %00 refused); merge_slashes (base, and // made /); decode_and_merge_slashes (merge_slashes, %2F and %5C decoded first).",
             static c => FormatPathNormalization(c.Http.PathNormalization),
             static (d, t) => ParsePathNormalization(t, out d.PathNormalization)),
+        new("http-request-id", "http.requestId",
+            "x-request-id: preserve (a request's own is passed on and logged; none is added) or generate (as Envoy: a request without one also gets a new UUID, sent upstream and logged).",
+            static c => c.Http.RequestId == RequestIdMode.Generate ? "generate" : "preserve",
+            static (d, t) => ParseRequestId(t, out d.RequestId)),
         new("pool-max-connections", "http.poolMaxConnections",
             "Most upstream HTTP connections per endpoint (busy and idle); 0 is unlimited.",
             static c => Int(c.Http.PoolMaxConnections),
@@ -252,6 +256,17 @@ public sealed class Setting
             "on" => (SpliceMode.Always, null),
             "off" => (SpliceMode.Never, (string?)null),
             _ => (SpliceMode.Auto, $"\"{text}\" is not one of auto, on, off"),
+        };
+        return error;
+    }
+
+    private static string? ParseRequestId(string text, out RequestIdMode mode)
+    {
+        (mode, var error) = text switch
+        {
+            "generate" => (RequestIdMode.Generate, null),
+            "preserve" => (RequestIdMode.Preserve, (string?)null),
+            _ => (RequestIdMode.Preserve, $"\"{text}\" is not one of preserve, generate"),
         };
         return error;
     }

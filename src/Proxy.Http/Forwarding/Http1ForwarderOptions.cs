@@ -51,6 +51,9 @@ public sealed record Http1ForwarderOptions
     /// </summary>
     public Proxy.Core.Configuration.PathNormalization PathNormalization { get; init; } = Proxy.Core.Configuration.PathNormalization.Base;
 
+    /// <summary>Whether a request without <c>x-request-id</c> gets a new one (Envoy's default) or only its own is passed on (ours).</summary>
+    public Proxy.Core.Configuration.RequestIdMode RequestId { get; init; } = Proxy.Core.Configuration.RequestIdMode.Preserve;
+
     /// <summary>
     /// Longest wait for the (next) request head on a client connection; the connection is then closed
     /// without a response (like Envoy's HTTP idle timeout). Infinite turns it off.

@@ -53,6 +53,11 @@ internal sealed partial class Http1ForwardingSession
             sink.Add(_subjectHeader, _subjectValue);
         }
 
+        if (_requestIdGenerated && !mutations.IsRemoved(RequestIdName))
+        {
+            sink.Add(RequestIdName, _requestId.AsSpan(0, _requestIdLength));
+        }
+
         if (_meshUpgrade)
         {
             sink.Add(MeshOrigProtoName, MeshOrigProtoHttp11);

@@ -513,6 +513,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             StartGrpcCall();
         }
 
+        TakeRequestId();
         if (!NormalizePath())
         {
             return ToStep(await RespondAsync(400, ProxyErrors.BadRequest, "the request path holds an encoded NUL (%00), which path normalization refuses").ConfigureAwait(false));
@@ -1401,6 +1402,11 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             Http1HeadWriter.WriteHeader(writer, _subjectHeader, _subjectValue);
         }
 
+        if (_requestIdGenerated && !mutations.IsRemoved(RequestIdName))
+        {
+            Http1HeadWriter.WriteHeader(writer, RequestIdName, _requestId.AsSpan(0, _requestIdLength));
+        }
+
         if (_meshUpgrade)
         {
             Http1HeadWriter.WriteHeader(writer, MeshOrigProtoName, MeshOrigProtoHttp11);
@@ -2178,6 +2184,8 @@ internal sealed partial class Http1ForwardingSession : IDisposable
         _error = null;
         _proxyMade = false;
         _upstreamTargetLength = -1;
+        _requestIdLength = 0;
+        _requestIdGenerated = false;
         _sent100 = false;
         _pumpStarted = false;
         _replaying = false;
@@ -2242,6 +2250,7 @@ internal sealed partial class Http1ForwardingSession : IDisposable
             Authority = scratch.Slice(_methodLength + _targetLength, _authorityLength),
             // Requests of HTTP/2 streams reach this session through a lane: record the client's protocol.
             Protocol = _isHttp2Lane ? "HTTP/2"u8 : _version == Http1Version.Http10 ? "HTTP/1.0"u8 : "HTTP/1.1"u8,
+            RequestId = _requestId.AsSpan(0, _requestIdLength),
             StatusCode = _status,
             RequestBytes = _requestBytes,
             ResponseBytes = _responseBytes,

@@ -73,6 +73,9 @@ public readonly ref struct HttpRequestRecord
     /// <summary>"HTTP/1.0" or "HTTP/1.1".</summary>
     public ReadOnlySpan<byte> Protocol { get; init; }
 
+    /// <summary>The request's <c>x-request-id</c>, its own or the one the proxy made (empty: none; at most 128 bytes kept).</summary>
+    public ReadOnlySpan<byte> RequestId { get; init; }
+
     /// <summary>Final status code sent to the client (101 for an upgrade); 0 when no response could be sent.</summary>
     public int StatusCode { get; init; }
 

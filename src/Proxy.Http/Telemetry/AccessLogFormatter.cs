@@ -33,6 +33,7 @@ internal static class AccessLogFormatter
     private static readonly JsonEncodedText Service = JsonEncodedText.Encode("service");
     private static readonly JsonEncodedText Subset = JsonEncodedText.Encode("subset");
     private static readonly JsonEncodedText Route = JsonEncodedText.Encode("route");
+    private static readonly JsonEncodedText RequestId = JsonEncodedText.Encode("request_id");
     private static readonly JsonEncodedText Upstream = JsonEncodedText.Encode("upstream");
     private static readonly JsonEncodedText Error = JsonEncodedText.Encode("error");
     private static readonly JsonEncodedText ProxyMade = JsonEncodedText.Encode("proxy_made");
@@ -92,7 +93,12 @@ internal static class AccessLogFormatter
         writer.WriteBoolean(ProxyMade, record.ProxyMade);
         writer.WriteNumber(Attempts, record.Attempts);
 
-        // Present only when known: the limit that refused the request, the authorization policy that decided, the mTLS peer identity.
+        // Present only when known: the request's x-request-id (its own, or made with --http-request-id generate), the limit that refused the request, the authorization policy that decided, the mTLS peer identity.
+        if (!record.RequestId.IsEmpty)
+        {
+            WriteBytes(writer, RequestId, record.RequestId);
+        }
+
         if (record.Limit is not null)
         {
             writer.WriteString(Limit, record.Limit);

@@ -303,6 +303,7 @@ internal sealed partial class SidecarHost : IAsyncDisposable
             StreamIdleTimeout = OffIsInfinite(http.StreamIdleTimeout),
             HeaderTimeout = OffIsInfinite(http.HeaderTimeout),
             PathNormalization = http.PathNormalization,
+            RequestId = http.RequestId,
             TunnelIdleTimeout = OffIsInfinite(_config.Tcp.IdleTimeout),
             Observer = new HttpTelemetry(Metrics, _accessLog),
             LoggerFactory = _loggerFactory,

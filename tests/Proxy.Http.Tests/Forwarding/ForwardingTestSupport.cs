@@ -34,7 +34,7 @@ internal static class Timeouts
 internal sealed record RecordedRequest(
     string Listener, string Service, string? Subset, string Route, bool Routed, string Method, string Authority, string Target,
     string Protocol, int StatusCode, long RequestBytes, long ResponseBytes, TimeSpan Duration, TimeSpan? UpstreamDuration,
-    UpstreamAddress? Endpoint, string? Error, bool ProxyMade, int Attempts, bool ReusedConnection);
+    UpstreamAddress? Endpoint, string? Error, bool ProxyMade, int Attempts, bool ReusedConnection, string RequestId = "");
 
 /// <summary>Keeps every record and routed call; lets a test wait for the n-th record.</summary>
 internal sealed class RecordingObserver : IHttpRequestObserver
@@ -64,7 +64,8 @@ internal sealed class RecordingObserver : IHttpRequestObserver
         var copy = new RecordedRequest(record.Listener, record.Service, record.Subset, record.Route, record.Routed,
             Encoding.Latin1.GetString(record.Method), Encoding.Latin1.GetString(record.Authority), Encoding.Latin1.GetString(record.Target),
             Encoding.Latin1.GetString(record.Protocol), record.StatusCode, record.RequestBytes, record.ResponseBytes, record.Duration,
-            record.UpstreamDuration, record.Endpoint, record.Error, record.ProxyMade, record.Attempts, record.ReusedConnection);
+            record.UpstreamDuration, record.Endpoint, record.Error, record.ProxyMade, record.Attempts, record.ReusedConnection,
+            Encoding.Latin1.GetString(record.RequestId));
         lock (_lock)
         {
             _records.Add(copy);

@@ -57,7 +57,8 @@ public sealed class Http1ForwardingTypedHeadTests
         await using var server = new RawH2Server();
         using var connector = Http2UpstreamForwardingTests.NewConnector();
         await using var pool = new Http2UpstreamPool(connector, poolOptions);
-        await using var proxy = await ForwarderHarness.StartAsync(routing?.Invoke(server.EndPoint) ?? Routing(server.EndPoint, mutations), new Http1ForwarderOptions { TextHeadsForHttp2 = text }, http2Pool: pool);
+        // Request ids made (a random UUID each time) so both ways are compared with the same field in the same place.
+        await using var proxy = await ForwarderHarness.StartAsync(routing?.Invoke(server.EndPoint) ?? Routing(server.EndPoint, mutations), new Http1ForwarderOptions { TextHeadsForHttp2 = text, RequestId = Proxy.Core.Configuration.RequestIdMode.Generate }, http2Pool: pool);
         using var client = await RawClient.ConnectAsync(proxy.EndPoint);
         await client.SendAsync(request);
         var method = request[..request.IndexOf(' ', StringComparison.Ordinal)];
@@ -73,7 +74,8 @@ public sealed class Http1ForwardingTypedHeadTests
         using var decoder = new HpackDecoder();
         var upstream = server.EndPoint.ToString();
         var fields = Hpack.DecodeBlock(decoder, headers.Payload)
-            .Select(f => f.Name == ":authority" && f.Value == upstream ? (f.Name, "upstream") : f).ToList();
+            .Select(f => f.Name == ":authority" && f.Value == upstream ? (f.Name, "upstream") : f)
+            .Select(f => f.Name == "x-request-id" && Guid.TryParseExact(f.Item2, "D", out _) ? (f.Name, "made") : f).ToList();
         await server.SendHeadersAsync(headers.StreamId, true, (":status", "204"));
         var response = await client.Reader.ReadResponseAsync(method);
         return (fields, response.Status);
@@ -140,7 +142,7 @@ public sealed class Http1ForwardingTypedHeadTests
         var text = await ForwardAsync(Request, text: true, new HeaderMutationsConfig(), strict, refused: true);
 
         Assert.Equal(204, typed.Status);
-        Assert.Equal([(":method", "GET"), (":scheme", "http"), (":authority", "h"), (":path", "/many"), ("x-1", "1"), ("x-2", "2"), ("x-3", "3")], typed.Fields);
+        Assert.Equal([(":method", "GET"), (":scheme", "http"), (":authority", "h"), (":path", "/many"), ("x-1", "1"), ("x-2", "2"), ("x-3", "3"), ("x-request-id", "made")], typed.Fields);
         Assert.Equal(502, text.Status);
     }
 

@@ -49,7 +49,26 @@ public sealed class JsonAccessLogTests : IDisposable
         Assert.False(root.GetProperty("proxy_made").GetBoolean());
         Assert.Equal(2, root.GetProperty("attempts").GetInt32());
         Assert.Equal(19, root.EnumerateObject().Count());
+        Assert.False(root.TryGetProperty("request_id", out _));
         Assert.EndsWith("}", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Write_RequestId_LoggedWhenKnown_EscapedWhenHostile()
+    {
+        using var sink = new ControlledStream();
+        var log = new JsonAccessLog(sink, ownsStream: false, timeProvider: new FixedTime(Now), options: Manual);
+
+        log.Write(Ok(ms: 1) with { RequestId = "5f0c6a9e-3b1d-4c2e-9a7f-0d1e2f3a4b5c"u8 });
+        log.Write(Ok(ms: 1) with { RequestId = "a\"b\n"u8 });
+        await log.DisposeAsync().AsTask().WaitAsync(TestTimeout);
+
+        var lines = Lines(sink.Written()).ToArray();
+        Assert.Equal(2, lines.Length);
+        using var first = JsonDocument.Parse(lines[0]);
+        Assert.Equal("5f0c6a9e-3b1d-4c2e-9a7f-0d1e2f3a4b5c", first.RootElement.GetProperty("request_id").GetString());
+        using var second = JsonDocument.Parse(lines[1]);
+        Assert.Equal("a\"b\n", second.RootElement.GetProperty("request_id").GetString());
     }
 
     [Fact]
