@@ -396,6 +396,31 @@ public sealed class HttpWiringTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task RequestIdGenerate_AppAndAccessLogSeeTheSameId()
+    {
+        var log = Path.Combine(Path.GetTempPath(), $"proxy-request-id-{Guid.NewGuid():N}.log");
+        try
+        {
+            var config = Config([Edge([], "web")], accessLog: log);
+            var host = await StartAsync(config with { Http = config.Http with { RequestId = RequestIdMode.Generate } });
+            using var http = Client();
+            var body = await http.GetStringAsync(Url(host, "edge", "/id")).WaitAsync(Timeout);
+            var line = body.Split('\n').Single(l => l.StartsWith("x-request-id: ", StringComparison.Ordinal));
+            var id = line["x-request-id: ".Length..];
+            Assert.Equal(4, Guid.ParseExact(id, "D").Version);
+
+            await host.DisposeAsync(); // flushes the access log
+            var entry = Assert.Single(await File.ReadAllLinesAsync(log), l => l.Length > 0);
+            using var json = System.Text.Json.JsonDocument.Parse(entry);
+            Assert.Equal(id, json.RootElement.GetProperty("request_id").GetString());
+        }
+        finally
+        {
+            File.Delete(log);
+        }
+    }
+
     private static HttpClient Http2Client() => new(new SocketsHttpHandler { UseProxy = false })
     {
         Timeout = Timeout,
