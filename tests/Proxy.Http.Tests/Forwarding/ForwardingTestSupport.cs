@@ -631,4 +631,16 @@ internal static class RawUpstreamHttp
     }
 
     public static Task SendAsync(Socket socket, string text) => socket.SendAsync(Encoding.Latin1.GetBytes(text)).WaitAsync(Timeouts.Short);
+
+    /// <summary>A raw upstream that records each request head (as text) and answers each with 200 "ok", keep-alive.</summary>
+    public static RawUpstream Recording(System.Collections.Concurrent.ConcurrentQueue<string> heads) => new(async (socket, _) =>
+    {
+        using var stream = new NetworkStream(socket, ownsSocket: false);
+        var reader = new RawHttpReader(stream);
+        while (await reader.ReadHeadAsync() is { } head)
+        {
+            heads.Enqueue(head);
+            await SendAsync(socket, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
 }

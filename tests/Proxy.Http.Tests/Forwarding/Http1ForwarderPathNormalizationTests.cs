@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Net.Sockets;
 using Proxy.Core.Configuration;
 using Proxy.Core.Discovery;
 using Proxy.Http.Forwarding;
@@ -14,17 +13,8 @@ namespace Proxy.Http.Tests.Forwarding;
 /// </summary>
 public sealed class Http1ForwarderPathNormalizationTests
 {
-    /// <summary>A raw upstream that records each request line and answers 200 "ok", keep-alive.</summary>
-    private static RawUpstream RecordingUpstream(ConcurrentQueue<string> lines) => new(async (socket, _) =>
-    {
-        using var stream = new NetworkStream(socket, ownsSocket: false);
-        var reader = new RawHttpReader(stream);
-        while (await reader.ReadHeadAsync() is { } head)
-        {
-            lines.Enqueue(head[..head.IndexOf("\r\n", StringComparison.Ordinal)]);
-            await RawUpstreamHttp.SendAsync(socket, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        }
-    });
+    /// <summary>The request lines the upstream was sent.</summary>
+    private static string[] Lines(ConcurrentQueue<string> heads) => [.. heads.Select(h => h[..h.IndexOf("\r\n", StringComparison.Ordinal)])];
 
     private static Http1Routing Routing(RawUpstream upstream)
     {
@@ -51,7 +41,7 @@ public sealed class Http1ForwarderPathNormalizationTests
     public async Task Mode_RoutesAndForwardsTheNormalizedPath(PathNormalization mode, string path, int status, string? upstreamLine)
     {
         var lines = new ConcurrentQueue<string>();
-        using var upstream = RecordingUpstream(lines);
+        using var upstream = RawUpstreamHttp.Recording(lines);
         await using var proxy = await ForwarderHarness.StartAsync(Routing(upstream), new Http1ForwarderOptions { PathNormalization = mode });
         using var client = await RawClient.ConnectAsync(proxy.EndPoint);
 
@@ -63,7 +53,7 @@ public sealed class Http1ForwarderPathNormalizationTests
 
         Assert.Equal(status, response.Status);
         Assert.Equal(200, next.Status);
-        var sent = lines.ToArray();
+        var sent = Lines(lines);
         Assert.Equal(upstreamLine is null ? ["GET /next HTTP/1.1"] : [upstreamLine, "GET /next HTTP/1.1"], sent);
         var records = await proxy.Observer.WaitForAsync(2);
         Assert.Equal(status == 403 ? "admin" : "rest", records[0].Route);
@@ -74,14 +64,14 @@ public sealed class Http1ForwarderPathNormalizationTests
     public async Task Base_AbsoluteFormTarget_PathNormalizedAuthorityKept()
     {
         var lines = new ConcurrentQueue<string>();
-        using var upstream = RecordingUpstream(lines);
+        using var upstream = RawUpstreamHttp.Recording(lines);
         await using var proxy = await ForwarderHarness.StartAsync(Routing(upstream));
         using var client = await RawClient.ConnectAsync(proxy.EndPoint);
 
         await client.SendAsync("GET http://h.example/x/../y HTTP/1.1\r\nHost: h.example\r\n\r\n");
         Assert.Equal(200, (await client.Reader.ReadResponseAsync()).Status);
 
-        Assert.Equal(["GET http://h.example/y HTTP/1.1"], lines.ToArray());
+        Assert.Equal(["GET http://h.example/y HTTP/1.1"], Lines(lines));
         // The access log keeps the target as the client sent it (what was attempted), as for route rewrites.
         var record = Assert.Single(await proxy.Observer.WaitForAsync(1));
         Assert.Equal("http://h.example/x/../y", record.Target);
@@ -91,7 +81,7 @@ public sealed class Http1ForwarderPathNormalizationTests
     public async Task EncodedNul_400BadRequest_NothingSentUpstream()
     {
         var lines = new ConcurrentQueue<string>();
-        using var upstream = RecordingUpstream(lines);
+        using var upstream = RawUpstreamHttp.Recording(lines);
         await using var proxy = await ForwarderHarness.StartAsync(Routing(upstream));
         using var client = await RawClient.ConnectAsync(proxy.EndPoint);
 
@@ -110,7 +100,7 @@ public sealed class Http1ForwarderPathNormalizationTests
     public async Task Http2Client_PathNormalizedToo()
     {
         var lines = new ConcurrentQueue<string>();
-        using var upstream = RecordingUpstream(lines);
+        using var upstream = RawUpstreamHttp.Recording(lines);
         await using var proxy = await ForwarderHarness.StartAsync(Routing(upstream), http2: true);
         await using var h2 = await H2TestConnection.ConnectAsync(proxy.EndPoint);
 
@@ -121,6 +111,6 @@ public sealed class Http1ForwarderPathNormalizationTests
 
         Assert.Equal(403, status);
         Assert.Equal(200, ok);
-        Assert.Equal(["GET /a/b HTTP/1.1"], lines.ToArray());
+        Assert.Equal(["GET /a/b HTTP/1.1"], Lines(lines));
     }
 }

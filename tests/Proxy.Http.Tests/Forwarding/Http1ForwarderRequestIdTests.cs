@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Net.Sockets;
 using Proxy.Core.Configuration;
 using Proxy.Http.Forwarding;
 
@@ -8,24 +7,18 @@ namespace Proxy.Http.Tests.Forwarding;
 /// <summary><c>x-request-id</c>: kept when sent, made when asked (<see cref="RequestIdMode.Generate"/>), logged either way.</summary>
 public sealed class Http1ForwarderRequestIdTests
 {
-    /// <summary>A raw upstream that records the x-request-id of each request (empty when none) and answers 200.</summary>
-    private static RawUpstream RecordingUpstream(ConcurrentQueue<string> ids) => new(async (socket, _) =>
+    /// <summary>The x-request-id of each request the upstream was sent (empty when none).</summary>
+    private static string[] Ids(ConcurrentQueue<string> heads) => [.. heads.Select(static head =>
     {
-        using var stream = new NetworkStream(socket, ownsSocket: false);
-        var reader = new RawHttpReader(stream);
-        while (await reader.ReadHeadAsync() is { } head)
-        {
-            var line = head.Split("\r\n").FirstOrDefault(l => l.StartsWith("x-request-id:", StringComparison.OrdinalIgnoreCase));
-            ids.Enqueue(line is null ? "" : line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim());
-            await RawUpstreamHttp.SendAsync(socket, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        }
-    });
+        var line = head.Split("\r\n").FirstOrDefault(l => l.StartsWith("x-request-id:", StringComparison.OrdinalIgnoreCase));
+        return line is null ? "" : line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim();
+    })];
 
     [Fact]
     public async Task Generate_NewUuidForARequestWithout_OwnKeptOtherwise_BothLogged()
     {
         var ids = new ConcurrentQueue<string>();
-        using var upstream = RecordingUpstream(ids);
+        using var upstream = RawUpstreamHttp.Recording(ids);
         await using var proxy = await ForwarderHarness.StartAsync(Http1Routing.ForAddress(upstream.Address), new Http1ForwarderOptions { RequestId = RequestIdMode.Generate });
         using var client = await RawClient.ConnectAsync(proxy.EndPoint);
 
@@ -38,7 +31,7 @@ public sealed class Http1ForwarderRequestIdTests
         await client.SendAsync("GET /b HTTP/1.1\r\nHost: h\r\nX-Request-Id: client-chose-this\r\n\r\n");
         Assert.Equal(200, (await client.Reader.ReadResponseAsync()).Status);
 
-        var sent = ids.ToArray();
+        var sent = Ids(ids);
         Assert.Equal(3, sent.Length);
         foreach (var made in sent[..2])
         {
@@ -57,7 +50,7 @@ public sealed class Http1ForwarderRequestIdTests
     public async Task Preserve_TheDefault_NothingAdded_OwnPassedOnAndLogged()
     {
         var ids = new ConcurrentQueue<string>();
-        using var upstream = RecordingUpstream(ids);
+        using var upstream = RawUpstreamHttp.Recording(ids);
         await using var proxy = await ForwarderHarness.StartAsync(Http1Routing.ForAddress(upstream.Address));
         using var client = await RawClient.ConnectAsync(proxy.EndPoint);
 
@@ -66,7 +59,7 @@ public sealed class Http1ForwarderRequestIdTests
         await client.SendAsync("GET /b HTTP/1.1\r\nHost: h\r\nx-request-id: abc\r\n\r\n");
         Assert.Equal(200, (await client.Reader.ReadResponseAsync()).Status);
 
-        Assert.Equal(["", "abc"], ids.ToArray());
+        Assert.Equal(["", "abc"], Ids(ids));
         Assert.Equal(["", "abc"], (await proxy.Observer.WaitForAsync(2)).Select(r => r.RequestId));
     }
 
