@@ -16,8 +16,8 @@ internal sealed partial class Http1ForwardingSession
 
     private static ReadOnlySpan<byte> RequestIdName => "x-request-id"u8;
 
-    // The current request's id: copied (its own, cut at MaxRequestId) or made here; once per connection.
-    private readonly byte[] _requestId = new byte[MaxRequestId];
+    // The current request's id: copied (its own, cut at MaxRequestId) or made here; allocated on a connection's first id.
+    private byte[]? _requestId;
     private int _requestIdLength;
     private bool _requestIdGenerated;
 
@@ -29,13 +29,13 @@ internal sealed partial class Http1ForwardingSession
         {
             var value = headers.GetValue(index);
             _requestIdLength = Math.Min(value.Length, MaxRequestId);
-            value[.._requestIdLength].CopyTo(_requestId);
+            value[.._requestIdLength].CopyTo(_requestId ??= new byte[MaxRequestId]);
             return;
         }
 
         if (_options.RequestId == RequestIdMode.Generate)
         {
-            _requestIdLength = FormatUuid(_requestId);
+            _requestIdLength = FormatUuid(_requestId ??= new byte[MaxRequestId]);
             _requestIdGenerated = true;
         }
     }

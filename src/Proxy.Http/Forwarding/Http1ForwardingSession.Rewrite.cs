@@ -30,12 +30,12 @@ internal sealed partial class Http1ForwardingSession
     private bool NormalizePath()
     {
         var mode = _options.PathNormalization;
-        if (mode == PathNormalization.None)
+        var target = _request.Target;
+        if (Http1PathNormalizer.IsSurelyNormal(target, _request.TargetForm, mode))
         {
             return true;
         }
 
-        var target = _request.Target;
         if (_normalizedTarget is null || _normalizedTarget.Length < target.Length)
         {
             _normalizedTarget = new byte[Math.Max(target.Length, 256)];

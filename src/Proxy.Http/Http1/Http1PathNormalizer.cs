@@ -39,6 +39,13 @@ public static class Http1PathNormalizer
     public static int MaxLength(ReadOnlySpan<byte> target) => target.Length;
 
     /// <summary>
+    /// True when <see cref="Normalize"/> would certainly answer <see cref="PathNormalizeResult.Unchanged"/>: the one
+    /// scan, without a destination (so a caller allocates a buffer only for a path that may need one).
+    /// </summary>
+    public static bool IsSurelyNormal(ReadOnlySpan<byte> target, Http1TargetForm form, PathNormalization mode) =>
+        !TryGetPath(target, form, mode, out _, out var path) || IsPlain(path, mode);
+
+    /// <summary>
     /// Normalizes <paramref name="target"/> (of <paramref name="form"/>) into <paramref name="destination"/>
     /// (at least <see cref="MaxLength"/> bytes); <paramref name="written"/> is its length when the result is
     /// <see cref="PathNormalizeResult.Changed"/>.
@@ -46,33 +53,13 @@ public static class Http1PathNormalizer
     public static PathNormalizeResult Normalize(ReadOnlySpan<byte> target, Http1TargetForm form, PathNormalization mode, Span<byte> destination, out int written)
     {
         written = 0;
-        if (mode == PathNormalization.None || form is Http1TargetForm.Authority or Http1TargetForm.Asterisk)
+        if (!TryGetPath(target, form, mode, out var pathStart, out var path) || IsPlain(path, mode))
         {
             return PathNormalizeResult.Unchanged;
-        }
-
-        var pathStart = 0;
-        if (form == Http1TargetForm.Absolute)
-        {
-            var sep = target.IndexOf("://"u8);
-            var afterScheme = sep < 0 ? 0 : sep + 3;
-            var end = target[afterScheme..].IndexOfAny((byte)'/', (byte)'?');
-            if (end < 0)
-            {
-                return PathNormalizeResult.Unchanged;
-            }
-
-            pathStart = afterScheme + end;
         }
 
         var rest = target[pathStart..];
-        var q = rest.IndexOf((byte)'?');
-        var path = q < 0 ? rest : rest[..q];
         var merge = mode is PathNormalization.MergeSlashes or PathNormalization.DecodeAndMergeSlashes;
-        if (path.IndexOfAny((byte)'.', (byte)'%', (byte)'\\') < 0 && (!merge || path.IndexOf("//"u8) < 0))
-        {
-            return PathNormalizeResult.Unchanged;
-        }
 
         // 1 and 2: decode and turn backslashes into slashes, into the destination after the kept prefix.
         target[..pathStart].CopyTo(destination);
@@ -113,6 +100,40 @@ public static class Http1PathNormalizer
         written = total;
         return PathNormalizeResult.Changed;
     }
+
+    /// <summary>The path part of the target (before any query) and where it starts; false when there is none to normalize.</summary>
+    private static bool TryGetPath(ReadOnlySpan<byte> target, Http1TargetForm form, PathNormalization mode, out int pathStart, out ReadOnlySpan<byte> path)
+    {
+        pathStart = 0;
+        path = default;
+        if (mode == PathNormalization.None || form is Http1TargetForm.Authority or Http1TargetForm.Asterisk)
+        {
+            return false;
+        }
+
+        if (form == Http1TargetForm.Absolute)
+        {
+            var sep = target.IndexOf("://"u8);
+            var afterScheme = sep < 0 ? 0 : sep + 3;
+            var end = target[afterScheme..].IndexOfAny((byte)'/', (byte)'?');
+            if (end < 0)
+            {
+                return false;
+            }
+
+            pathStart = afterScheme + end;
+        }
+
+        var rest = target[pathStart..];
+        var q = rest.IndexOf((byte)'?');
+        path = q < 0 ? rest : rest[..q];
+        return true;
+    }
+
+    /// <summary>A path with nothing any step could change: no '.', '%' or backslash (and no "//" when merging).</summary>
+    private static bool IsPlain(ReadOnlySpan<byte> path, PathNormalization mode) =>
+        path.IndexOfAny((byte)'.', (byte)'%', (byte)'\\') < 0
+        && (mode is not (PathNormalization.MergeSlashes or PathNormalization.DecodeAndMergeSlashes) || path.IndexOf("//"u8) < 0);
 
     /// <summary>
     /// RFC 3986 §5.2.4 over an absolute path (in place: the output never outruns the input read so far); with
