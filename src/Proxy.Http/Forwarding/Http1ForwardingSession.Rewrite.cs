@@ -36,9 +36,10 @@ internal sealed partial class Http1ForwardingSession
             return true;
         }
 
-        if (_normalizedTarget is null || _normalizedTarget.Length < target.Length)
+        var max = Http1PathNormalizer.MaxLength(target);
+        if (_normalizedTarget is null || _normalizedTarget.Length < max)
         {
-            _normalizedTarget = new byte[Math.Max(target.Length, 256)];
+            _normalizedTarget = new byte[Math.Max(max, 256)];
         }
 
         switch (Http1PathNormalizer.Normalize(target, _request.TargetForm, mode, _normalizedTarget, out var written))

@@ -22,8 +22,9 @@ public enum PathNormalizeResult
 /// <c>/public/../admin</c>, <c>/%61dmin</c> or <c>\admin</c>:
 /// <list type="number">
 /// <item>percent-encoded unreserved characters (RFC 3986 §2.3: ALPHA, DIGIT, <c>-</c>, <c>.</c>, <c>_</c>, <c>~</c>) are
-/// decoded, once (<c>%252e</c> stays <c>%2e</c>); with <see cref="PathNormalization.DecodeAndMergeSlashes"/> also
-/// <c>%2F</c> and <c>%5C</c>; any other escape is kept as sent; <c>%00</c> is refused;</item>
+/// decoded, once (<c>%252e</c> stays <c>%252e</c>); with <see cref="PathNormalization.DecodeAndMergeSlashes"/> also
+/// <c>%2F</c> and <c>%5C</c>; any other escape is kept as sent; <c>%00</c> is refused; a stray <c>%</c> (not followed
+/// by two hex digits) becomes <c>%25</c>, so that no decoding forms a new escape;</item>
 /// <item>a backslash becomes a slash;</item>
 /// <item>dot segments are removed (RFC 3986 §5.2.4: <c>/a/./b/../c</c> is <c>/a/c</c>; <c>..</c> never climbs above the root);</item>
 /// <item>with <see cref="PathNormalization.MergeSlashes"/> or stricter, runs of slashes become one (<c>/a//b</c> is <c>/a/b</c>).</item>
@@ -35,8 +36,8 @@ public enum PathNormalizeResult
 /// </summary>
 public static class Http1PathNormalizer
 {
-    /// <summary>The most bytes <see cref="Normalize"/> writes for <paramref name="target"/>: never more than it has.</summary>
-    public static int MaxLength(ReadOnlySpan<byte> target) => target.Length;
+    /// <summary>The most bytes <see cref="Normalize"/> writes for <paramref name="target"/> (a stray '%' becomes three).</summary>
+    public static int MaxLength(ReadOnlySpan<byte> target) => target.Length * 3;
 
     /// <summary>
     /// True when <see cref="Normalize"/> would certainly answer <see cref="PathNormalizeResult.Unchanged"/>: the one
@@ -69,7 +70,17 @@ public static class Http1PathNormalizer
         for (var i = 0; i < path.Length; i++)
         {
             var b = path[i];
-            if (b == (byte)'%' && i + 2 < path.Length && TryHex(path[i + 1], path[i + 2], out var value))
+            if (b == (byte)'%' && !(i + 2 < path.Length && IsHex(path[i + 1]) && IsHex(path[i + 2])))
+            {
+                // A stray '%' (no two hex digits after it) is written as "%25": left as it is, it could form a new
+                // escape with what is decoded after it ("%2%65" would become "%2e", which the app decodes once more
+                // into a dot segment the policies never saw).
+                "%25"u8.CopyTo(decoded[n..]);
+                n += 3;
+                continue;
+            }
+
+            if (b == (byte)'%' && TryHex(path[i + 1], path[i + 2], out var value))
             {
                 if (value == 0)
                 {
@@ -200,6 +211,8 @@ public static class Http1PathNormalizer
         value = (byte)((h << 4) | l);
         return h >= 0 && l >= 0;
     }
+
+    private static bool IsHex(byte b) => HexValue(b) >= 0;
 
     private static int HexValue(byte b) => b switch
     {

@@ -32,6 +32,7 @@ public sealed class Http1ForwarderPathNormalizationTests
     [InlineData(PathNormalization.Base, "/%61dmin", 403, null)]
     [InlineData(PathNormalization.Base, "/a/./b/../c?x=/../y", 200, "GET /a/c?x=/../y HTTP/1.1")]
     [InlineData(PathNormalization.Base, "/a//b", 200, "GET /a//b HTTP/1.1")]
+    [InlineData(PathNormalization.Base, "/x/%2%65%2%65/y", 200, "GET /x/%252e%252e/y HTTP/1.1")]
     [InlineData(PathNormalization.MergeSlashes, "//admin", 403, null)]
     [InlineData(PathNormalization.MergeSlashes, "/a//b", 200, "GET /a/b HTTP/1.1")]
     [InlineData(PathNormalization.MergeSlashes, "/x%2F..%2Fadmin", 200, "GET /x%2F..%2Fadmin HTTP/1.1")]

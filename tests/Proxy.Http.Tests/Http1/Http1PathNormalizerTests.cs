@@ -43,8 +43,11 @@ public sealed class Http1PathNormalizerTests
     [InlineData("/a%5cb", "/a%5cb")]
     [InlineData("/a%20b", "/a%20b")]
     [InlineData("/a%252e%252e/b", "/a%252e%252e/b")]
-    [InlineData("/a%zz/b", "/a%zz/b")]
-    [InlineData("/a%2", "/a%2")]
+    [InlineData("/a%zz/b", "/a%25zz/b")]
+    [InlineData("/a%2", "/a%252")]
+    [InlineData("/a%", "/a%25")]
+    // A stray '%' must not form a new escape with a decoded character: "%2%65" is not "%2e" (a dot the app would decode).
+    [InlineData("/public/%2%65%2%65/admin", "/public/%252e%252e/admin")]
     [InlineData("/a\\..\\admin", "/admin")]
     [InlineData("/x/../y?q=/a/../b&c=%2e", "/y?q=/a/../b&c=%2e")]
     [InlineData("/a/b?", "/a/b?")]
@@ -99,7 +102,7 @@ public sealed class Http1PathNormalizerTests
     [Fact]
     public void Exhaustive_Idempotent_NeverLonger()
     {
-        var alphabet = new[] { "/", ".", "a", "%2e", "%2f", "//", "\\" };
+        var alphabet = new[] { "/", ".", "a", "%2e", "%2f", "//", "\\", "%", "%2", "%65" };
         var count = 0;
         foreach (var mode in new[] { PathNormalization.Base, PathNormalization.MergeSlashes, PathNormalization.DecodeAndMergeSlashes })
         {
@@ -108,12 +111,18 @@ public sealed class Http1PathNormalizerTests
                 var target = "/" + path + "?q=..";
                 var once = Normalize(target, mode);
                 Assert.NotEqual("(rejected)", once);
-                Assert.True(once.Length <= target.Length, $"{target} -> {once}");
+                Assert.True(once.Length <= target.Length + (2 * target.Count(c => c == '%')), $"{target} -> {once}");
                 Assert.StartsWith("/", once, StringComparison.Ordinal);
                 Assert.EndsWith("?q=..", once, StringComparison.Ordinal);
                 var pathPart = once[..once.IndexOf('?', StringComparison.Ordinal)];
                 Assert.DoesNotContain("/./", pathPart + "/", StringComparison.Ordinal);
                 Assert.DoesNotContain("/../", pathPart + "/", StringComparison.Ordinal);
+                // Every '%' left starts an escape that normalizing does not decode: nothing is decoded twice.
+                for (var p = pathPart.IndexOf('%', StringComparison.Ordinal); p >= 0; p = pathPart.IndexOf('%', p + 1))
+                {
+                    Assert.True(p + 2 < pathPart.Length && Uri.IsHexDigit(pathPart[p + 1]) && Uri.IsHexDigit(pathPart[p + 2]), $"{target} -> {once}");
+                }
+
                 if (mode != PathNormalization.Base)
                 {
                     Assert.DoesNotContain("//", pathPart, StringComparison.Ordinal);
