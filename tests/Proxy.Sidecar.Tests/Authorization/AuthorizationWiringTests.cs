@@ -154,6 +154,25 @@ public sealed class AuthorizationWiringTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Http_DenyByPath_StrayPercentCannotFormADotSegmentTheAppDecodes()
+    {
+        // "%2%65" decoded once would be "%2e": the policy would see /public/%2e%2e/admin, the app (Kestrel decodes,
+        // then removes dot segments) /admin. Normalized, the stray '%' is "%25" and the app sees a path under /public.
+        var policies = Policies("""{ "policies": [ { "name": "no-admin", "action": "deny", "rules": [ { "paths": ["/admin/*"] } ] } ] }""");
+        var host = await StartAsync(Config(policies, Edge()));
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync((IPEndPoint)host.AddressOf("edge")!).WaitAsync(Timeout);
+        var stream = tcp.GetStream();
+        await stream.WriteAsync("GET /public/%2%65%2%65/admin/users HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"u8.ToArray()).AsTask().WaitAsync(Timeout);
+        using var reader = new StreamReader(stream, Encoding.ASCII);
+        var response = await reader.ReadToEndAsync().WaitAsync(Timeout);
+
+        Assert.StartsWith("HTTP/1.1 200 ", response, StringComparison.Ordinal);
+        Assert.Contains("app GET /public/", response, StringComparison.Ordinal);
+        Assert.DoesNotContain("GET /admin", response, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Http_DenyAndAllowByPeerIdentity_403NamesPolicy_MetricCounts()
     {
         var host = await StartAsync(Config(Policies(MeshPolicies), Edge()));
