@@ -388,7 +388,9 @@ public static class ConfigLoader
         var name = ReadString(e, "name", key, errors);
         var addressText = ReadString(e, "address", key, errors);
         var ok = true;
+        var errorsBeforeRoutes = errors.Count;
         var routes = ReadRoutes(e, key, errors, ref ok);
+        var routesRefused = errors.Count > errorsBeforeRoutes;
         var sni = ReadSni(e, key, errors, ref ok);
         var hasSni = e.TryGetProperty("sni", out _);
         if (hasSni && routes.Count > 0)
@@ -398,8 +400,9 @@ public static class ConfigLoader
         }
 
         // A listener that routes (by HTTP routes or by SNI) needs no default service; one that does not must name it.
+        // Routes given but refused (their errors are reported) count as given: no second error about the service.
         string? service = "";
-        if (e.TryGetProperty("service", out _) || (routes.Count == 0 && !hasSni))
+        if (e.TryGetProperty("service", out _) || (routes.Count == 0 && !routesRefused && !hasSni))
         {
             service = ReadString(e, "service", key, errors);
         }

@@ -149,6 +149,21 @@ public class HttpConfigTests
     }
 
     [Fact]
+    public void Load_ListenerWithRefusedRoutes_OnlyTheRouteErrors_NoServiceError()
+    {
+        var json = """
+        { "services": [ { "name": "b", "endpoints": ["127.0.0.1:3"] } ],
+          "listeners": [ { "name": "l", "address": "127.0.0.1:0", "routes": [ { "action": { "redirect": { "status": 200 } } } ] },
+                         { "name": "m", "address": "127.0.0.1:0", "routes": [] } ] }
+        """;
+        var errors = Load(json).Errors;
+        Assert.Contains(errors, e => e.StartsWith("listeners[0].routes[0].action.redirect.status: must be 301", StringComparison.Ordinal));
+        Assert.DoesNotContain("listeners[0].service: missing", errors);
+        // No routes at all (an empty list): the listener must still name its service.
+        Assert.Contains("listeners[1].service: missing", errors);
+    }
+
+    [Fact]
     public void Load_RouteToUnknownSubset_Rejected()
     {
         var json = """
