@@ -124,15 +124,11 @@ public static class Http1PathNormalizer
 
         if (form == Http1TargetForm.Absolute)
         {
-            var sep = target.IndexOf("://"u8);
-            var afterScheme = sep < 0 ? 0 : sep + 3;
-            var end = target[afterScheme..].IndexOfAny((byte)'/', (byte)'?');
-            if (end < 0)
+            Http1Syntax.SplitAbsoluteForm(target, out _, out pathStart);
+            if (pathStart == target.Length)
             {
                 return false;
             }
-
-            pathStart = afterScheme + end;
         }
 
         var rest = target[pathStart..];

@@ -21,6 +21,18 @@ internal static class Http1Syntax
 
     internal static bool IsOws(byte b) => b == SP || b == HTAB;
 
+    /// <summary>
+    /// Splits an absolute-form target (<c>scheme "://" authority path-abempty [ "?" query ]</c>): where the authority
+    /// starts (after "://"; 0 without it) and where the path or query starts (the target's length when neither follows).
+    /// </summary>
+    internal static void SplitAbsoluteForm(ReadOnlySpan<byte> target, out int authorityStart, out int pathStart)
+    {
+        var sep = target.IndexOf("://"u8);
+        authorityStart = sep < 0 ? 0 : sep + 3;
+        var end = target[authorityStart..].IndexOfAny((byte)'/', (byte)'?');
+        pathStart = end < 0 ? target.Length : authorityStart + end;
+    }
+
     /// <summary>Removes leading and trailing SP/HTAB.</summary>
     internal static ReadOnlySpan<byte> TrimOws(ReadOnlySpan<byte> value)
     {

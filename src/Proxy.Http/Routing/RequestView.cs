@@ -15,17 +15,15 @@ internal readonly ref struct RequestView
         {
             case Http1TargetForm.Absolute:
                 // RFC 9112 §3.2.2: with an absolute-form target the authority of the target is the host.
-                var afterScheme = target.IndexOf("://"u8);
-                var rest = afterScheme < 0 ? target : target[(afterScheme + 3)..];
-                var slash = rest.IndexOfAny((byte)'/', (byte)'?');
-                host = slash < 0 ? rest : rest[..slash];
+                Http1Syntax.SplitAbsoluteForm(target, out var authorityStart, out var pathStart);
+                host = target[authorityStart..pathStart];
                 var at = host.LastIndexOf((byte)'@');
                 if (at >= 0)
                 {
                     host = host[(at + 1)..];
                 }
 
-                target = slash < 0 ? "/"u8 : rest[slash..];
+                target = pathStart == target.Length ? "/"u8 : target[pathStart..];
                 break;
             case Http1TargetForm.Authority:
                 host = target;

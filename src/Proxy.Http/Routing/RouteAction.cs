@@ -125,13 +125,9 @@ public sealed class RouteAction
         var rest = target;
         if (form == Http1TargetForm.Absolute)
         {
-            // scheme "://" authority path-abempty [ "?" query ]
-            var sep = rest.IndexOf("://"u8);
-            var schemeEnd = sep < 0 ? 0 : sep + 3;
-            rest = rest[schemeEnd..];
-            var end = rest.IndexOfAny((byte)'/', (byte)'?');
-            var authority = end < 0 ? rest : rest[..end];
-            rest = end < 0 ? default : rest[end..];
+            Http1Syntax.SplitAbsoluteForm(target, out var schemeEnd, out var pathStart);
+            var authority = target[schemeEnd..pathStart];
+            rest = target[pathStart..];
             target[..schemeEnd].CopyTo(destination);
             n = schemeEnd;
             ReadOnlySpan<byte> newAuthority = _hostRewrite ?? authority;

@@ -49,6 +49,26 @@ public sealed class RetryTests : ReliabilityTestBase
     }
 
     [Fact]
+    public async Task Retry_SendsTheSameRewrittenTargetAndTheSameMadeRequestId()
+    {
+        var upstream = Upstream("u", "200", "503");
+        var routes = RouteConfigReader.ReadJson("""
+            [{ "match": { "path": { "segmentPrefix": "/api" } }, "action": { "service": "flaky", "rewrite": { "pathPrefix": "/v2" } } }]
+            """);
+        Assert.True(routes.Ok, string.Join("\n", routes.Errors));
+        var host = await EdgeAsync(Service(Default, upstream.EndPoint), [.. routes.Routes!], new HttpConfig { RequestId = RequestIdMode.Generate });
+        using var http = Client();
+        using var response = await http.GetAsync(Url(host, "/api/x?y=1"));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var heads = upstream.Heads.ToArray();
+        Assert.Equal(2, heads.Length);
+        Assert.All(heads, h => Assert.StartsWith("GET /v2/x?y=1 HTTP/1.1\r\n", h, StringComparison.Ordinal));
+        var ids = heads.Select(h => h.Split("\r\n").Single(l => l.StartsWith("x-request-id: ", StringComparison.Ordinal))).ToArray();
+        Assert.Equal(ids[0], ids[1]);
+    }
+
+    [Fact]
     public async Task AlwaysFailing_MaxRetriesThenTheLastAnswerIsForwarded()
     {
         var upstream = Upstream("u", "503");

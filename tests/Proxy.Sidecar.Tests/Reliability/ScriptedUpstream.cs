@@ -98,6 +98,9 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
     /// <summary>The bodies of the requests read to their end, in order (Latin-1).</summary>
     public ConcurrentQueue<string> Bodies { get; } = new();
 
+    /// <summary>The heads of the requests read, in order (Latin-1, without the final empty line).</summary>
+    public ConcurrentQueue<string> Heads { get; } = new();
+
     public void Enqueue(params string[] actions)
     {
         foreach (var action in actions)
@@ -147,6 +150,7 @@ internal sealed class ScriptedUpstream : IAsyncDisposable
                 }
 
                 var head = pending.ToString(0, end);
+                Heads.Enqueue(head);
                 pending.Remove(0, end + 4);
                 var action = _script.TryDequeue(out var next) ? next : Default;
                 if (action.StartsWith("early", StringComparison.Ordinal))
